@@ -1,0 +1,701 @@
+//! Who may be offered which vaccine, and why, in words a citizen understands.
+//!
+//! In 2021 people found out only by accident that rules nobody had published decided what they
+//! were offered. Here every decision carries its reasons: every rule of the published
+//! [`Policy`] is evaluated for every vaccine (never short-circuited), and each reason says, in
+//! German and English, which fact about the person met which limit of the policy.
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{is_german_postcode, Policy, PriorityGroup, Vaccine};
+
+/// What a registrant told us that eligibility depends on. No name is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Year of birth; the 2021 rules went by birth-year cohort, not by birthday.
+    pub birth_year: i32,
+    /// The priority group the person states they belong to.
+    pub priority_group: u8,
+    /// German postcode of the person's home.
+    pub postcode: String,
+    /// Codes of the vaccines the person accepts; any other vaccine is refused, for whatever
+    /// reason, and the refusal is never overridden.
+    pub accepted_vaccines: Vec<String>,
+}
+
+impl Person {
+    /// The age the person reaches in the calendar year `year` (negative if born later).
+    pub fn age_in_year(&self, year: i32) -> i32 {
+        year.saturating_sub(self.birth_year)
+    }
+
+    /// Whether the person said they accept the vaccine with this code.
+    pub fn accepts(&self, vaccine_code: &str) -> bool {
+        self.accepted_vaccines.iter().any(|c| c == vaccine_code)
+    }
+}
+
+/// One rule of the policy, as named in reasons (serialized in `snake_case`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// The person's postcode lies in the region the policy governs.
+    PostcodeInRegion,
+    /// The person's priority group has been released for appointments.
+    GroupReleased,
+    /// The person is old enough for the vaccine.
+    MinimumAge,
+    /// The person is not too old for the vaccine (only for vaccines with an upper age limit).
+    MaximumAge,
+    /// The person accepts the vaccine.
+    Accepted,
+    /// The person's priority group exists in the policy.
+    KnownGroup,
+}
+
+/// The outcome of one rule for one vaccine, explained in German and English.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Which rule was checked.
+    pub rule: Rule,
+    /// Whether the person meets it.
+    pub passed: bool,
+    /// The explanation in German.
+    pub de: String,
+    /// The explanation in English.
+    pub en: String,
+}
+
+impl Reason {
+    fn new(rule: Rule, passed: bool, de: String, en: String) -> Reason {
+        Reason { rule, passed, de, en }
+    }
+}
+
+/// Whether a person may be offered one vaccine, with every reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaccineDecision {
+    /// The vaccine's code.
+    pub vaccine: String,
+    /// True exactly when every reason passed.
+    pub eligible: bool,
+    /// One reason per rule that applies to this vaccine, in a fixed order.
+    pub reasons: Vec<Reason>,
+}
+
+impl VaccineDecision {
+    /// The only way decisions are built, so `eligible` always agrees with the reasons.
+    fn new(vaccine: &Vaccine, reasons: Vec<Reason>) -> VaccineDecision {
+        VaccineDecision {
+            vaccine: vaccine.code.clone(),
+            eligible: reasons.iter().all(|r| r.passed),
+            reasons,
+        }
+    }
+}
+
+/// A person evaluated against one version of a policy on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The policy version the decision was made under.
+    pub policy_version: u32,
+    /// The day the decision applies to (release dates and ages depend on it).
+    pub on: NaiveDate,
+    /// True when the person is eligible for at least one vaccine.
+    pub eligible: bool,
+    /// One decision per vaccine of the policy, in policy order.
+    pub vaccines: Vec<VaccineDecision>,
+}
+
+impl Evaluation {
+    /// Codes of the vaccines the person may be offered, in policy order.
+    pub fn eligible_vaccines(&self) -> impl Iterator<Item = &str> {
+        self.vaccines
+            .iter()
+            .filter(|d| d.eligible)
+            .map(|d| d.vaccine.as_str())
+    }
+}
+
+/// Evaluates every rule of `policy` for every vaccine, for `person` on the day `on`.
+pub fn evaluate(policy: &Policy, person: &Person, on: NaiveDate) -> Evaluation {
+    let age = Age::of(person, on.year());
+    // These do not depend on the vaccine; they are repeated in each decision so that every
+    // decision can be read on its own.
+    let shared = [
+        postcode_in_region(policy, &person.postcode),
+        known_group(policy, person.priority_group),
+        group_released(policy.group(person.priority_group), person.priority_group, on),
+    ];
+    let vaccines: Vec<VaccineDecision> = policy
+        .vaccines
+        .iter()
+        .map(|vaccine| {
+            let mut reasons = shared.to_vec();
+            reasons.push(minimum_age(vaccine, &age));
+            reasons.extend(vaccine.max_age.map(|max| maximum_age(vaccine, max, &age)));
+            reasons.push(accepted(vaccine, person));
+            VaccineDecision::new(vaccine, reasons)
+        })
+        .collect();
+    Evaluation {
+        policy_version: policy.version,
+        on,
+        eligible: vaccines.iter().any(|d| d.eligible),
+        vaccines,
+    }
+}
+
+fn postcode_in_region(policy: &Policy, postcode: &str) -> Reason {
+    let region = &policy.name;
+    let rule = Rule::PostcodeInRegion;
+    if !is_german_postcode(postcode) {
+        let shown = postcode.escape_debug();
+        return Reason::new(
+            rule,
+            false,
+            format!(
+                "„{shown}“ ist keine deutsche Postleitzahl; bitte geben Sie Ihre fünfstellige \
+                 Postleitzahl ein."
+            ),
+            format!("“{shown}” is not a German postcode; please enter your 5-digit postcode."),
+        );
+    }
+    if policy.covers_postcode(postcode) {
+        Reason::new(
+            rule,
+            true,
+            format!("Ihre Postleitzahl {postcode} liegt in {region}."),
+            format!("Your postcode {postcode} is in {region}."),
+        )
+    } else {
+        Reason::new(
+            rule,
+            false,
+            format!(
+                "Ihre Postleitzahl {postcode} liegt nicht in {region}; bitte registrieren Sie \
+                 sich in dem Bundesland, in dem Sie wohnen."
+            ),
+            format!(
+                "Your postcode {postcode} is not in {region}; please register in the region \
+                 where you live."
+            ),
+        )
+    }
+}
+
+fn known_group(policy: &Policy, id: u8) -> Reason {
+    let region = &policy.name;
+    let rule = Rule::KnownGroup;
+    if policy.group(id).is_some() {
+        return Reason::new(
+            rule,
+            true,
+            format!("Sie gehören zur Priorisierungsgruppe {id} der Regeln für {region}."),
+            format!("You are in priority group {id} of the rules for {region}."),
+        );
+    }
+    let ids: Vec<String> = policy.groups.iter().map(|g| g.id.to_string()).collect();
+    Reason::new(
+        rule,
+        false,
+        format!(
+            "Die Priorisierungsgruppe {id} gibt es in den Regeln für {region} nicht; bitte \
+             wählen Sie Gruppe {}.",
+            one_of(&ids, "oder")
+        ),
+        format!(
+            "Priority group {id} does not exist in the rules for {region}; please choose \
+             group {}.",
+            one_of(&ids, "or")
+        ),
+    )
+}
+
+fn group_released(group: Option<&PriorityGroup>, id: u8, on: NaiveDate) -> Reason {
+    let rule = Rule::GroupReleased;
+    let Some(group) = group else {
+        return Reason::new(
+            rule,
+            false,
+            format!("Die Priorisierungsgruppe {id} gibt es nicht, daher hat sie kein Freigabedatum."),
+            format!("Priority group {id} does not exist, so it has no release date."),
+        );
+    };
+    let (de_date, en_date) = (german_date(group.released_on), english_date(group.released_on));
+    if group.released_on <= on {
+        Reason::new(
+            rule,
+            true,
+            format!("Die Priorisierungsgruppe {id} ist seit dem {de_date} für Termine freigegeben."),
+            format!("Priority group {id} has been open for appointments since {en_date}."),
+        )
+    } else {
+        Reason::new(
+            rule,
+            false,
+            format!("Die Priorisierungsgruppe {id} wird erst am {de_date} für Termine freigegeben."),
+            format!("Priority group {id} will only be opened for appointments on {en_date}."),
+        )
+    }
+}
+
+fn minimum_age(vaccine: &Vaccine, age: &Age) -> Reason {
+    let (name, min) = (&vaccine.name, vaccine.min_age);
+    let passed = age.years >= i32::from(min);
+    let (de_only, en_only) = if passed { ("", "") } else { ("erst ", "only ") };
+    Reason::new(
+        Rule::MinimumAge,
+        passed,
+        format!(
+            "{}; {name} ist {de_only}ab {} zugelassen.",
+            age.de(),
+            jahre(min, Case::Dative)
+        ),
+        format!("{}; {name} is {en_only}approved from age {min}.", age.en()),
+    )
+}
+
+fn maximum_age(vaccine: &Vaccine, max: u8, age: &Age) -> Reason {
+    let name = &vaccine.name;
+    let passed = age.years <= i32::from(max);
+    let (de_only, en_only) = if passed { ("", "") } else { ("nur ", "only ") };
+    Reason::new(
+        Rule::MaximumAge,
+        passed,
+        format!(
+            "{}; {name} ist {de_only}bis zum Alter von {} zugelassen.",
+            age.de(),
+            jahre(max, Case::Dative)
+        ),
+        format!("{}; {name} is {en_only}approved up to age {max}.", age.en()),
+    )
+}
+
+fn accepted(vaccine: &Vaccine, person: &Person) -> Reason {
+    let name = &vaccine.name;
+    if person.accepts(&vaccine.code) {
+        Reason::new(
+            Rule::Accepted,
+            true,
+            format!("Sie haben angegeben, dass Sie {name} akzeptieren."),
+            format!("You said you accept {name}."),
+        )
+    } else {
+        Reason::new(
+            Rule::Accepted,
+            false,
+            format!(
+                "Sie haben angegeben, dass Sie {name} nicht akzeptieren; das respektieren wir \
+                 und bieten Ihnen diesen Impfstoff nie an."
+            ),
+            format!(
+                "You said you do not accept {name}; we respect that and will never offer it \
+                 to you."
+            ),
+        )
+    }
+}
+
+/// The age used by the age rules, with the facts needed to explain it.
+struct Age {
+    years: i32,
+    year: i32,
+    birth_year: i32,
+}
+
+impl Age {
+    fn of(person: &Person, year: i32) -> Age {
+        Age {
+            years: person.age_in_year(year),
+            year,
+            birth_year: person.birth_year,
+        }
+    }
+
+    fn de(&self) -> String {
+        let Age {
+            years,
+            year,
+            birth_year,
+        } = self;
+        if *years < 0 {
+            format!("Ihr Geburtsjahr {birth_year} liegt nach {year}")
+        } else {
+            format!("Sie werden {year} {} alt", jahre(*years, Case::Nominative))
+        }
+    }
+
+    fn en(&self) -> String {
+        let Age {
+            years,
+            year,
+            birth_year,
+        } = self;
+        if *years < 0 {
+            format!("Your year of birth {birth_year} is after {year}")
+        } else {
+            format!("You will be {years} in {year}")
+        }
+    }
+}
+
+/// Grammatical case of "Jahr" in the German sentences.
+#[derive(Clone, Copy)]
+enum Case {
+    /// "Sie werden 65 Jahre alt"
+    Nominative,
+    /// "ab 60 Jahren"
+    Dative,
+}
+
+/// "1 Jahr", "65 Jahre", "ab 60 Jahren".
+fn jahre(n: impl Into<i32>, case: Case) -> String {
+    let n = n.into();
+    match (n, case) {
+        (1, _) => "1 Jahr".to_owned(),
+        (_, Case::Nominative) => format!("{n} Jahre"),
+        (_, Case::Dative) => format!("{n} Jahren"),
+    }
+}
+
+/// "1, 2, 3 or 4".
+fn one_of(items: &[String], or: &str) -> String {
+    match items {
+        [] => String::new(),
+        [only] => only.clone(),
+        [init @ .., last] => format!("{} {or} {last}", init.join(", ")),
+    }
+}
+
+/// "7 June 2021".
+fn english_date(date: NaiveDate) -> String {
+    date.format("%-d %B %Y").to_string()
+}
+
+/// "7. Juni 2021" (chrono only knows English month names without its locale feature).
+fn german_date(date: NaiveDate) -> String {
+    const MONTHS: [&str; 12] = [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ];
+    let month = MONTHS.get(date.month0() as usize).copied().unwrap_or_default();
+    format!("{}. {month} {}", date.day(), date.year())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::policy::tests::bw;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).expect("valid test date")
+    }
+
+    fn person(birth_year: i32, group: u8, postcode: &str, accepted: &[&str]) -> Person {
+        Person {
+            birth_year,
+            priority_group: group,
+            postcode: postcode.to_owned(),
+            accepted_vaccines: accepted.iter().map(|c| (*c).to_owned()).collect(),
+        }
+    }
+
+    const ALL: &[&str] = &["biontech", "moderna", "astrazeneca", "janssen"];
+
+    fn decision<'a>(evaluation: &'a Evaluation, code: &str) -> &'a VaccineDecision {
+        evaluation
+            .vaccines
+            .iter()
+            .find(|d| d.vaccine == code)
+            .expect("every vaccine has a decision")
+    }
+
+    fn failed_rules(decision: &VaccineDecision) -> Vec<Rule> {
+        decision
+            .reasons
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.rule)
+            .collect()
+    }
+
+    fn reason(decision: &VaccineDecision, rule: Rule) -> &Reason {
+        decision
+            .reasons
+            .iter()
+            .find(|r| r.rule == rule)
+            .expect("rule evaluated")
+    }
+
+    /// The 2021 scandal: people aged 60+ were silently never offered mRNA vaccines. Here a
+    /// 65-year-old who accepts only mRNA vaccines gets exactly those, and the only thing that
+    /// keeps them from the others is their own refusal.
+    #[test]
+    fn sixty_five_year_old_who_accepts_only_mrna_gets_mrna() {
+        let evaluation = evaluate(
+            &bw(),
+            &person(1956, 3, "70173", &["biontech", "moderna"]),
+            day(2021, 5, 3),
+        );
+        assert!(evaluation.eligible);
+        assert_eq!(evaluation.policy_version, 1);
+        assert_eq!(
+            evaluation.eligible_vaccines().collect::<Vec<_>>(),
+            ["biontech", "moderna"]
+        );
+        for code in ["biontech", "moderna"] {
+            let d = decision(&evaluation, code);
+            assert!(d.eligible && d.reasons.iter().all(|r| r.passed), "{d:?}");
+        }
+        for code in ["astrazeneca", "janssen"] {
+            let d = decision(&evaluation, code);
+            assert!(!d.eligible);
+            assert_eq!(failed_rules(d), [Rule::Accepted], "{d:?}");
+        }
+        let astrazeneca = decision(&evaluation, "astrazeneca");
+        let age = reason(astrazeneca, Rule::MinimumAge);
+        assert_eq!(
+            age.en,
+            "You will be 65 in 2021; Vaxzevria (AstraZeneca) is approved from age 60."
+        );
+        assert_eq!(
+            age.de,
+            "Sie werden 2021 65 Jahre alt; Vaxzevria (AstraZeneca) ist ab 60 Jahren zugelassen."
+        );
+        let refusal = reason(astrazeneca, Rule::Accepted);
+        assert!(refusal
+            .en
+            .starts_with("You said you do not accept Vaxzevria (AstraZeneca)"));
+        assert!(refusal.de.contains("Vaxzevria (AstraZeneca) nicht akzeptieren"));
+    }
+
+    #[test]
+    fn every_rule_is_evaluated_in_a_fixed_order() {
+        let evaluation = evaluate(&bw(), &person(1956, 3, "70173", ALL), day(2021, 5, 3));
+        let rules: Vec<Rule> = decision(&evaluation, "biontech")
+            .reasons
+            .iter()
+            .map(|r| r.rule)
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                Rule::PostcodeInRegion,
+                Rule::KnownGroup,
+                Rule::GroupReleased,
+                Rule::MinimumAge,
+                Rule::Accepted
+            ]
+        );
+        let codes: Vec<_> = evaluation.vaccines.iter().map(|d| d.vaccine.as_str()).collect();
+        assert_eq!(codes, ALL);
+    }
+
+    #[test]
+    fn seventeen_year_old_gets_biontech_but_not_moderna() {
+        let evaluation = evaluate(&bw(), &person(2004, 4, "69117", ALL), day(2021, 6, 10));
+        assert_eq!(evaluation.eligible_vaccines().collect::<Vec<_>>(), ["biontech"]);
+        let moderna = decision(&evaluation, "moderna");
+        assert_eq!(failed_rules(moderna), [Rule::MinimumAge]);
+        let age = reason(moderna, Rule::MinimumAge);
+        assert_eq!(
+            age.en,
+            "You will be 17 in 2021; Spikevax (Moderna) is only approved from age 18."
+        );
+        assert_eq!(
+            age.de,
+            "Sie werden 2021 17 Jahre alt; Spikevax (Moderna) ist erst ab 18 Jahren zugelassen."
+        );
+        assert!(reason(decision(&evaluation, "biontech"), Rule::MinimumAge).passed);
+    }
+
+    #[test]
+    fn group_not_yet_released_names_the_release_date() {
+        let evaluation = evaluate(&bw(), &person(1950, 4, "70173", ALL), day(2021, 5, 3));
+        assert!(!evaluation.eligible);
+        for d in &evaluation.vaccines {
+            assert_eq!(failed_rules(d), [Rule::GroupReleased], "{d:?}");
+        }
+        let released = reason(&evaluation.vaccines[0], Rule::GroupReleased);
+        assert_eq!(
+            released.en,
+            "Priority group 4 will only be opened for appointments on 7 June 2021."
+        );
+        assert_eq!(
+            released.de,
+            "Die Priorisierungsgruppe 4 wird erst am 7. Juni 2021 für Termine freigegeben."
+        );
+
+        let on_release_day = evaluate(&bw(), &person(1950, 4, "70173", ALL), day(2021, 6, 7));
+        let released = reason(&on_release_day.vaccines[0], Rule::GroupReleased);
+        assert!(released.passed);
+        assert_eq!(
+            released.en,
+            "Priority group 4 has been open for appointments since 7 June 2021."
+        );
+    }
+
+    #[test]
+    fn postcode_outside_the_region_fails_every_vaccine() {
+        let evaluation = evaluate(&bw(), &person(1940, 1, "10115", ALL), day(2021, 5, 3));
+        assert!(!evaluation.eligible);
+        for d in &evaluation.vaccines {
+            assert_eq!(failed_rules(d), [Rule::PostcodeInRegion], "{d:?}");
+        }
+        let outside = reason(&evaluation.vaccines[0], Rule::PostcodeInRegion);
+        assert_eq!(
+            outside.en,
+            "Your postcode 10115 is not in Baden-Württemberg; please register in the region \
+             where you live."
+        );
+
+        let garbled = evaluate(&bw(), &person(1940, 1, "7017\n", ALL), day(2021, 5, 3));
+        let garbled = reason(&garbled.vaccines[0], Rule::PostcodeInRegion);
+        assert!(!garbled.passed);
+        assert_eq!(
+            garbled.en,
+            "“7017\\n” is not a German postcode; please enter your 5-digit postcode."
+        );
+    }
+
+    #[test]
+    fn unknown_group_fails_and_lists_the_real_groups() {
+        let evaluation = evaluate(&bw(), &person(1940, 9, "70173", ALL), day(2021, 5, 3));
+        assert!(!evaluation.eligible);
+        for d in &evaluation.vaccines {
+            assert_eq!(failed_rules(d), [Rule::KnownGroup, Rule::GroupReleased]);
+        }
+        let unknown = reason(&evaluation.vaccines[0], Rule::KnownGroup);
+        assert_eq!(
+            unknown.en,
+            "Priority group 9 does not exist in the rules for Baden-Württemberg; please choose \
+             group 1, 2, 3 or 4."
+        );
+        assert_eq!(
+            unknown.de,
+            "Die Priorisierungsgruppe 9 gibt es in den Regeln für Baden-Württemberg nicht; \
+             bitte wählen Sie Gruppe 1, 2, 3 oder 4."
+        );
+    }
+
+    #[test]
+    fn maximum_age_is_checked_only_where_set() {
+        let mut policy = bw();
+        policy.vaccines[0].max_age = Some(70);
+        let evaluation = evaluate(&policy, &person(1946, 1, "70173", ALL), day(2021, 5, 3));
+        let capped = &evaluation.vaccines[0];
+        assert_eq!(failed_rules(capped), [Rule::MaximumAge]);
+        assert_eq!(
+            reason(capped, Rule::MaximumAge).en,
+            "You will be 75 in 2021; Comirnaty (BioNTech/Pfizer) is only approved up to age 70."
+        );
+        assert!(evaluation.vaccines[1]
+            .reasons
+            .iter()
+            .all(|r| r.rule != Rule::MaximumAge));
+
+        let evaluation = evaluate(&policy, &person(1956, 3, "70173", ALL), day(2021, 5, 3));
+        let within = reason(&evaluation.vaccines[0], Rule::MaximumAge);
+        assert!(within.passed);
+        assert_eq!(
+            within.de,
+            "Sie werden 2021 65 Jahre alt; Comirnaty (BioNTech/Pfizer) ist bis zum Alter von \
+             70 Jahren zugelassen."
+        );
+    }
+
+    #[test]
+    fn ages_go_by_birth_year_and_never_overflow() {
+        let p = person(1956, 3, "70173", ALL);
+        assert_eq!(p.age_in_year(2021), 65);
+        assert_eq!(person(i32::MIN, 1, "", &[]).age_in_year(2021), i32::MAX);
+        assert_eq!(person(i32::MAX, 1, "", &[]).age_in_year(-5), i32::MIN);
+
+        let unborn = evaluate(&bw(), &person(2030, 4, "70173", ALL), day(2021, 7, 1));
+        let age = reason(&unborn.vaccines[0], Rule::MinimumAge);
+        assert!(!age.passed);
+        assert_eq!(
+            age.en,
+            "Your year of birth 2030 is after 2021; Comirnaty (BioNTech/Pfizer) is only \
+             approved from age 16."
+        );
+    }
+
+    #[test]
+    fn german_grammar_and_lists() {
+        assert_eq!(jahre(1u8, Case::Dative), "1 Jahr");
+        assert_eq!(jahre(2, Case::Nominative), "2 Jahre");
+        assert_eq!(jahre(60u8, Case::Dative), "60 Jahren");
+        let items = |xs: &[&str]| xs.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(one_of(&items(&[]), "or"), "");
+        assert_eq!(one_of(&items(&["1"]), "or"), "1");
+        assert_eq!(one_of(&items(&["1", "2", "3"]), "oder"), "1, 2 oder 3");
+        assert_eq!(german_date(day(2021, 3, 31)), "31. März 2021");
+        assert_eq!(english_date(day(2020, 12, 27)), "27 December 2020");
+    }
+
+    #[test]
+    fn evaluations_serialize_with_snake_case_rules() {
+        let evaluation = evaluate(&bw(), &person(1956, 3, "70173", ALL), day(2021, 5, 3));
+        let json = serde_json::to_string(&evaluation).expect("serializes");
+        assert!(json.contains(r#""rule":"postcode_in_region""#), "{json}");
+        assert!(json.contains(r#""on":"2021-05-03""#), "{json}");
+        let back: Evaluation = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, evaluation);
+        assert_eq!(
+            serde_json::to_string(&Rule::KnownGroup).expect("serializes"),
+            r#""known_group""#
+        );
+    }
+
+    fn any_person() -> impl Strategy<Value = Person> {
+        let postcode = prop_oneof!["[0-9]{5}", "(68|69|7|88|89|97)[0-9]{3}", "\\PC{0,8}"];
+        let accepted = prop::collection::vec(
+            prop_oneof![prop::sample::select(ALL).prop_map(str::to_owned), "\\PC{0,10}"],
+            0..6,
+        );
+        (any::<i32>(), any::<u8>(), postcode, accepted).prop_map(
+            |(birth_year, priority_group, postcode, accepted_vaccines)| Person {
+                birth_year,
+                priority_group,
+                postcode,
+                accepted_vaccines,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn every_vaccine_is_decided_and_explained(
+            person in any_person(),
+            days in 0i64..2000,
+        ) {
+            let policy = bw();
+            let on = day(2020, 1, 1) + chrono::Duration::days(days);
+            let evaluation = evaluate(&policy, &person, on);
+            prop_assert_eq!(evaluation.vaccines.len(), policy.vaccines.len());
+            for (d, vaccine) in evaluation.vaccines.iter().zip(&policy.vaccines) {
+                prop_assert_eq!(&d.vaccine, &vaccine.code);
+                prop_assert_eq!(d.eligible, d.reasons.iter().all(|r| r.passed));
+                for r in &d.reasons {
+                    prop_assert!(!r.de.trim().is_empty() && !r.en.trim().is_empty());
+                }
+            }
+            prop_assert_eq!(evaluation.eligible, evaluation.vaccines.iter().any(|d| d.eligible));
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Drawbridge's pure domain: region policies, eligibility with reasons, booking codes, signed
+//! tokens, phone numbers and SMS codes.
+//!
+//! No I/O and no async, so every rule can be tested in isolation and every decision replayed
+//! on any machine from published inputs.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod booking_code;
+pub mod capacity;
+pub mod eligibility;
+pub mod language;
+mod mac;
+pub mod phone;
+pub mod policy;
+pub mod token;
+pub mod verification;
+
+pub use booking_code::{BookingCode, BookingCodeError};
+pub use capacity::{plan, CapacityError, CapacityRequest, PlannedPair};
+pub use eligibility::{evaluate, Evaluation, Person, Reason, Rule, VaccineDecision};
+pub use language::Language;
+pub use phone::{PhoneError, PhoneNumber, DEFAULT_COUNTRY_CODE};
+pub use policy::{DrawSettings, IntervalWindow, Policy, PolicyError, PriorityGroup, Vaccine};
+pub use token::{Keyring, KeyringError, SigningKey, TokenError, Verified};
+pub use verification::{VerificationCode, VerificationCodeError};

@@ -1,0 +1,89 @@
+//! Every way a request can fail, mapped to HTTP in this one place. The body is always
+//! `{"error": {"code", "message", "field"?}}`: `code` is stable for programs, `message` is a
+//! sentence a person can act on.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request could not be read at all (malformed JSON, wrong types, unknown fields).
+    #[error("{0}")]
+    Malformed(String),
+    /// A field was read but its value is not acceptable.
+    #[error("{field}: {message}")]
+    InvalidField { field: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            field,
+            message: message.into(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "malformed_request",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<drawbridge_platform::policies::PublishError> for ApiError {
+    fn from(error: drawbridge_platform::policies::PublishError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            // Internals stay in the log; the person gets something they can act on.
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                "Something went wrong on our side. Your data is safe; please try again in a minute."
+                    .to_owned()
+            }
+            ApiError::InvalidField { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        let mut error = json!({ "code": self.code(), "message": message });
+        if let ApiError::InvalidField { field, .. } = self {
+            error["field"] = json!(field);
+        }
+        HttpResponse::build(self.status_code()).json(json!({ "error": error }))
+    }
+}
+
+/// Turns actix's extractor failures (bad JSON, bad query, bad path) into our error shape.
+pub fn malformed(error: impl std::fmt::Display) -> actix_web::Error {
+    ApiError::Malformed(format!("The request could not be read: {error}")).into()
+}

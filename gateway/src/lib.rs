@@ -1,0 +1,147 @@
+//! The gateway: every HTTP API and web page of Drawbridge. `build` wires configuration to the
+//! adapters (Postgres, Redis) and returns a bound, not yet running, server; `main` and the
+//! tests use it alike.
+
+mod error;
+mod http_metrics;
+mod pages;
+mod policy_cache;
+mod regions;
+mod registrations;
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use drawbridge_platform::config::GatewaySettings;
+use drawbridge_platform::ops::{self, Readiness};
+use drawbridge_platform::{postgres, redis, Settings, StartupError};
+use prometheus::Registry;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+pub use error::ApiError;
+
+use crate::http_metrics::HttpMetrics;
+use crate::policy_cache::PolicyCache;
+
+/// What request handlers share.
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: GatewaySettings,
+    /// Key of the keyed hashes under which codes are stored.
+    pub hash_key: Vec<u8>,
+    policies: PolicyCache,
+}
+
+/// The OpenAPI document, kept beside the code it describes.
+const OPENAPI: &str = include_str!("../openapi.json");
+
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+}
+
+impl Application {
+    /// The address actually bound (the configured port may be 0 in tests).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until the shutdown token given to `build` is cancelled, then finishes the requests
+    /// in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Connects to Postgres (running migrations) and Redis, and binds the listener. Cancelling
+/// `shutdown` stops the server gracefully.
+pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<Application, StartupError> {
+    let pool = postgres::connect_and_migrate(&settings.database).await?;
+    let redis = redis::connect(&settings.redis).await?;
+    let listener = ops::bind(settings.gateway.listen)?;
+    let address = listener.local_addr().map_err(|error| StartupError::Bind {
+        address: settings.gateway.listen,
+        error,
+    })?;
+    let state = AppState {
+        policies: PolicyCache::new(pool.clone()),
+        pool: pool.clone(),
+        settings: settings.gateway.clone(),
+        hash_key: settings.secrets.hash_key()?,
+    };
+    let readiness = Readiness::new().postgres(pool).redis(redis);
+    let server = serve(listener, state, readiness, settings.gateway.workers)
+        .map_err(|error| StartupError::Bind { address, error })?;
+    ops::stop_on(shutdown, server.handle());
+    tracing::info!(%address, "gateway listening");
+    Ok(Application { server, address })
+}
+
+fn serve(
+    listener: TcpListener,
+    state: AppState,
+    readiness: Readiness,
+    workers: Option<usize>,
+) -> std::io::Result<Server> {
+    let registry = Registry::new_custom(Some("drawbridge_gateway".into()), None).expect("valid prefix");
+    let http_metrics = web::Data::new(HttpMetrics::register(&registry).expect("metrics register once"));
+    let state = web::Data::new(state);
+    let readiness = web::Data::new(readiness);
+    let registry = web::Data::new(registry);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(http_metrics::track))
+            .wrap(TracingLogger::default())
+            .app_data(state.clone())
+            .app_data(readiness.clone())
+            .app_data(registry.clone())
+            .app_data(http_metrics.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(16 * 1024)
+                    .error_handler(|e, _| error::malformed(e)),
+            )
+            .app_data(web::PathConfig::default().error_handler(|e, _| error::malformed(e)))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| error::malformed(e)))
+            .configure(ops::routes)
+            .configure(routes)
+    })
+    .disable_signals()
+    .listen(listener)?;
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}
+
+fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/", web::get().to(pages::index))
+        .route("/regions/{region}/policy", web::get().to(pages::policy))
+        .route("/regions/{region}/check", web::get().to(pages::check))
+        .route("/openapi.json", web::get().to(openapi))
+        .route("/v1/regions", web::get().to(regions::list))
+        .route("/v1/regions/{region}/policy", web::get().to(regions::policy))
+        .route(
+            "/v1/regions/{region}/eligibility",
+            web::post().to(regions::eligibility),
+        )
+        .route(
+            "/v1/regions/{region}/registrations",
+            web::post().to(registrations::create),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(
+        "There is nothing at this address. The API is described at /openapi.json.".into(),
+    ))
+}

@@ -1,0 +1,213 @@
+//! Registration, step one: a person leaves their phone number and choices once, and we text
+//! them a code to prove the phone is theirs. Registrant, verification and the SMS are written in
+//! one transaction, so a registration never exists without its code being on its way.
+
+use actix_web::{web, HttpResponse};
+use chrono::{Duration, Utc};
+use drawbridge_domain::{evaluate, Language, Person, PhoneNumber, VerificationCode};
+use drawbridge_platform::outbox::{self, Channel, Notification};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::regions::{check_birth_year, check_postcode};
+use crate::AppState;
+
+/// Wrong SMS codes allowed before a code is dead.
+pub const VERIFICATION_ATTEMPTS: i16 = 5;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationRequest {
+    pub phone: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub birth_year: i32,
+    pub priority_group: u8,
+    pub postcode: String,
+    pub accepted_vaccines: Vec<String>,
+    pub max_distance_km: u32,
+    #[serde(default)]
+    pub language: Language,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    region: web::Path<String>,
+    request: web::Json<RegistrationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let published = state.policies.current(&region).await?;
+    let policy = &published.policy;
+    let request = request.into_inner();
+
+    let phone = PhoneNumber::parse(&request.phone, &state.settings.default_country_code)
+        .map_err(|e| ApiError::invalid("phone", e.to_string()))?;
+    let email = request.email.as_deref().map(check_email).transpose()?;
+    let person = Person {
+        birth_year: check_birth_year(request.birth_year)?,
+        priority_group: request.priority_group,
+        postcode: check_postcode(&request.postcode)?,
+        accepted_vaccines: request.accepted_vaccines,
+    };
+    if policy.group(person.priority_group).is_none() {
+        let known: Vec<String> = policy
+            .groups
+            .iter()
+            .map(|g| format!("{} ({})", g.id, g.name))
+            .collect();
+        return Err(ApiError::invalid(
+            "priority_group",
+            format!(
+                "There is no priority group {} in this region. The groups are: {}.",
+                person.priority_group,
+                known.join(", ")
+            ),
+        ));
+    }
+    if !policy.covers_postcode(&person.postcode) {
+        return Err(ApiError::invalid(
+            "postcode",
+            format!(
+                "Postcode {} is not in {}. Please register in the region where you live.",
+                person.postcode, policy.name
+            ),
+        ));
+    }
+    if person.accepted_vaccines.is_empty() {
+        return Err(ApiError::invalid(
+            "accepted_vaccines",
+            "Please accept at least one vaccine.",
+        ));
+    }
+    if let Some(unknown) = person
+        .accepted_vaccines
+        .iter()
+        .find(|code| policy.vaccine(code).is_none())
+    {
+        let known: Vec<&str> = policy.vaccines.iter().map(|v| v.code.as_str()).collect();
+        return Err(ApiError::invalid(
+            "accepted_vaccines",
+            format!(
+                "There is no vaccine {unknown:?} in this region. The vaccines are: {}.",
+                known.join(", ")
+            ),
+        ));
+    }
+    if !(1..=1000).contains(&request.max_distance_km) {
+        return Err(ApiError::invalid(
+            "max_distance_km",
+            "Please give a distance between 1 and 1000 km.",
+        ));
+    }
+
+    let registration_id = Uuid::new_v4();
+    let code = VerificationCode::generate(&mut rand::rngs::OsRng);
+    let valid_minutes = state.settings.verification_code_minutes;
+    let expires_at = Utc::now() + Duration::minutes(valid_minutes.into());
+
+    let mut tx = state.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
+                                  priority_group, postcode, accepted_vaccines, max_distance_km)
+         VALUES ($1, $2, 'pending_verification', 'web', $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(registration_id)
+    .bind(&published.region)
+    .bind(phone.as_str())
+    .bind(&email)
+    .bind(request.language.as_str())
+    .bind(person.birth_year)
+    .bind(i16::from(person.priority_group))
+    .bind(&person.postcode)
+    .bind(&person.accepted_vaccines)
+    .bind(request.max_distance_km as i32)
+    .execute(&mut *tx)
+    .await;
+    if let Err(sqlx::Error::Database(error)) = &inserted {
+        if error.constraint() == Some("registrants_one_live_per_phone") {
+            return Err(ApiError::Conflict {
+                code: "phone_already_registered",
+                message: "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first.".into(),
+            });
+        }
+    }
+    inserted?;
+    sqlx::query(
+        "INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(registration_id)
+    .bind(
+        code.keyed_hash(&state.hash_key, registration_id.as_bytes())
+            .as_slice(),
+    )
+    .bind(VERIFICATION_ATTEMPTS)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    outbox::enqueue(
+        &mut tx,
+        registration_id,
+        Channel::Sms,
+        phone.as_str(),
+        request.language,
+        &Notification::VerificationCode {
+            code: code.as_str().to_owned(),
+            valid_minutes,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+
+    tracing::info!(%registration_id, region = %published.region, "registration started");
+    let eligibility = evaluate(policy, &person, Utc::now().date_naive());
+    Ok(HttpResponse::Accepted().json(json!({
+        "registration_id": registration_id,
+        "status": "pending_verification",
+        "verification": {
+            "channel": "sms",
+            "expires_at": expires_at,
+            "attempts_left": VERIFICATION_ATTEMPTS,
+        },
+        "eligibility": eligibility,
+    })))
+}
+
+/// Enough to catch typos; the mail server is the real judge.
+fn check_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let plausible = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
+    if plausible {
+        Ok(email.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "email",
+            "Please give an email address like name@example.de, or leave it out.",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_email;
+
+    #[test]
+    fn email_check_catches_typos() {
+        assert!(check_email(" anna@example.de ").is_ok());
+        for bad in [
+            "",
+            "anna",
+            "anna@",
+            "@example.de",
+            "anna@example",
+            "an na@example.de",
+            "anna@example.",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

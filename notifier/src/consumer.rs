@@ -1,0 +1,258 @@
+//! The consumer: takes messages from a channel's queue, sends each through its transport and
+//! acknowledges only once the outcome is recorded. A message whose id already has a delivery
+//! record is acknowledged without sending, so a redelivery (after a crash, a lost ack, or a
+//! relay publishing twice) never reaches the person twice.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::BasicProperties;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use drawbridge_platform::outbox::{Channel, Message};
+
+use crate::render::render;
+use crate::topology::{header_name, Topology, ATTEMPT_HEADER, REASON_HEADER};
+use crate::{Metrics, NotifierError, SendError, Transports};
+
+pub struct Consumer {
+    pub pool: PgPool,
+    pub topology: Topology,
+    pub transports: Arc<Transports>,
+    pub metrics: Arc<Metrics>,
+    pub concurrency: usize,
+    pub prefetch: u16,
+}
+
+enum Outcome {
+    Sent { provider_id: String },
+    AlreadyDone,
+    Retry { queue: String, reason: String },
+    Dead { reason: String },
+}
+
+impl Consumer {
+    /// Consumes `channel`'s queue until `shutdown`, then lets the messages in flight finish.
+    pub async fn run(
+        self: Arc<Self>,
+        amqp: lapin::Channel,
+        channel: Channel,
+        shutdown: CancellationToken,
+    ) -> Result<(), NotifierError> {
+        amqp.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
+        let mut deliveries = amqp
+            .basic_consume(
+                &self.topology.queue(channel),
+                &format!("notifier-{}-{}", channel.as_str(), Uuid::new_v4()),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let failure = CancellationToken::new();
+        loop {
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = failure.cancelled() => break,
+                next = deliveries.next() => match next {
+                    Some(delivery) => delivery?,
+                    None => return Err(NotifierError::Broker("the consumer was cancelled by the broker".into())),
+                },
+            };
+            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            let consumer = self.clone();
+            let amqp = amqp.clone();
+            let failure = failure.clone();
+            tokio::spawn(async move {
+                if let Err(error) = consumer.handle(&amqp, channel, delivery).await {
+                    // Unacknowledged messages return to the queue when the channel closes.
+                    tracing::warn!(%error, "message not settled; reconnecting");
+                    failure.cancel();
+                }
+                drop(permit);
+            });
+        }
+        // Graceful: wait until every message in flight is settled.
+        let _all = slots
+            .acquire_many(self.concurrency as u32)
+            .await
+            .expect("never closed");
+        if failure.is_cancelled() && !shutdown.is_cancelled() {
+            return Err(NotifierError::Broker("a message could not be settled".into()));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(message_id, kind))]
+    async fn handle(
+        &self,
+        amqp: &lapin::Channel,
+        channel: Channel,
+        delivery: Delivery,
+    ) -> Result<(), NotifierError> {
+        let attempt = attempt_of(&delivery);
+        let parsed = serde_json::from_slice::<Message>(&delivery.data);
+        let kind = parsed
+            .as_ref()
+            .map(|m| m.notification.kind())
+            .unwrap_or("unreadable");
+        let outcome = match &parsed {
+            Err(error) => Outcome::Dead {
+                reason: format!("unreadable message: {error}"),
+            },
+            Ok(message) => {
+                tracing::Span::current().record("message_id", tracing::field::display(message.id));
+                tracing::Span::current().record("kind", kind);
+                self.deliver(message, attempt).await?
+            }
+        };
+        let labels = [channel.as_str(), kind];
+        match &outcome {
+            Outcome::Sent { .. } => self.metrics.sent.with_label_values(&labels).inc(),
+            Outcome::AlreadyDone => self.metrics.duplicates.with_label_values(&labels).inc(),
+            Outcome::Retry { queue, reason } => {
+                tracing::warn!(%reason, attempt, "send failed; will retry");
+                self.forward(amqp, queue, &delivery, attempt + 1, reason).await?;
+                self.metrics.retried.with_label_values(&labels).inc();
+            }
+            Outcome::Dead { reason } => {
+                tracing::error!(%reason, attempt, "message dead-lettered");
+                self.forward(
+                    amqp,
+                    &self.topology.dead_letter_queue(),
+                    &delivery,
+                    attempt,
+                    reason,
+                )
+                .await?;
+                self.metrics.dead.with_label_values(&labels).inc();
+            }
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+        Ok(())
+    }
+
+    /// Check, send and record in one transaction holding an advisory lock on the message id:
+    /// two copies of one message (a relay that published twice) cannot both be sent. If this
+    /// process dies mid-send, the lock and the transaction go with it and the unacknowledged
+    /// copy is redelivered.
+    async fn deliver(&self, message: &Message, attempt: u32) -> Result<Outcome, NotifierError> {
+        let mut tx = self.pool.begin().await?;
+        let (claimed,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(lock_key(message.id))
+            .fetch_one(&mut *tx)
+            .await?;
+        let done: Option<(String,)> = sqlx::query_as("SELECT state FROM deliveries WHERE outbox_id = $1")
+            .bind(message.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // Not claimed: another consumer holds this very message and will settle it.
+        if !claimed || done.is_some() {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let rendered = render(&message.notification, message.language);
+        let started = std::time::Instant::now();
+        let result = self
+            .transports
+            .send(message.channel, &message.recipient, &rendered)
+            .await;
+        self.metrics
+            .send_seconds
+            .with_label_values(&[message.channel.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(provider_id) => Outcome::Sent { provider_id },
+            Err(SendError::Retryable(reason)) => match self.topology.retry_queue(message.channel, attempt) {
+                Some(queue) => Outcome::Retry { queue, reason },
+                None => Outcome::Dead {
+                    reason: format!("gave up after {attempt} attempts: {reason}"),
+                },
+            },
+            Err(SendError::Permanent(reason)) => Outcome::Dead { reason },
+        };
+        let (state, provider_id, detail) = match &outcome {
+            Outcome::Sent { provider_id } => ("sent", Some(provider_id.as_str()), None),
+            Outcome::Dead { reason } => ("dead", None, Some(reason.as_str())),
+            Outcome::AlreadyDone | Outcome::Retry { .. } => return Ok(outcome),
+        };
+        sqlx::query(
+            "INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(message.id)
+        .bind(state)
+        .bind(attempt as i32)
+        .bind(provider_id)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Re-publishes the message (to a retry queue or the dead-letter queue) and waits for the
+    /// broker's confirm before the original is acknowledged.
+    async fn forward(
+        &self,
+        amqp: &lapin::Channel,
+        queue: &str,
+        delivery: &Delivery,
+        attempt: u32,
+        reason: &str,
+    ) -> Result<(), NotifierError> {
+        let mut headers = FieldTable::default();
+        headers.insert(header_name(ATTEMPT_HEADER), AMQPValue::LongUInt(attempt));
+        headers.insert(
+            header_name(REASON_HEADER),
+            AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec())),
+        );
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_headers(headers)
+            .with_content_type("application/json".into());
+        let properties = match delivery.properties.message_id() {
+            Some(id) => properties.with_message_id(id.clone()),
+            None => properties,
+        };
+        let confirm = amqp
+            .basic_publish(
+                "",
+                queue,
+                BasicPublishOptions::default(),
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        if confirm.is_nack() {
+            return Err(NotifierError::Broker(format!(
+                "the broker refused the message for {queue}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The advisory lock key of a message: its id's first 64 bits.
+fn lock_key(id: Uuid) -> i64 {
+    i64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
+}
+
+fn attempt_of(delivery: &Delivery) -> u32 {
+    delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(ATTEMPT_HEADER))
+        .and_then(|value| match value {
+            AMQPValue::LongUInt(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(1)
+}

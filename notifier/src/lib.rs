@@ -1,0 +1,328 @@
+//! The notifier: relays the outbox to RabbitMQ and delivers messages by SMS and email, each
+//! to the person at most once, retrying temporary failures and dead-lettering the rest. Both
+//! loops reconnect by themselves when the broker or the database goes away.
+
+mod consumer;
+mod relay;
+mod render;
+mod sink;
+mod sms;
+pub mod topology;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use sqlx::PgPool;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use drawbridge_platform::config::{EmailProvider, NotifierSettings, SmsProvider};
+use drawbridge_platform::ops::{self, Readiness};
+use drawbridge_platform::outbox::Channel;
+use drawbridge_platform::{amqp, postgres, Settings, StartupError};
+
+use crate::consumer::Consumer;
+use crate::relay::Relay;
+use crate::render::Rendered;
+use crate::sink::FileSink;
+use crate::sms::TwilioClient;
+use crate::topology::{Topology, CHANNELS};
+
+/// Why one send did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again later: timeouts, 429, 5xx.
+    #[error("temporary failure: {0}")]
+    Retryable(String),
+    /// Trying again cannot help: a rejected number, bad credentials.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+/// Why a relay or consumer loop stopped; the supervisor reconnects after any of them.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error("broker: {0}")]
+    Broker(String),
+    #[error("unroutable: {0}")]
+    Unroutable(String),
+}
+
+/// Where each channel's messages go.
+pub struct Transports {
+    sms: SmsTransport,
+    email: Arc<FileSink>,
+}
+
+enum SmsTransport {
+    Twilio(TwilioClient),
+    Sink(Arc<FileSink>),
+}
+
+impl Transports {
+    fn from_settings(settings: &NotifierSettings) -> std::io::Result<Self> {
+        let sink = Arc::new(FileSink::open(&settings.sink_file)?);
+        let sms = match settings.sms.provider {
+            SmsProvider::File => SmsTransport::Sink(sink.clone()),
+            SmsProvider::Twilio => {
+                SmsTransport::Twilio(TwilioClient::new(&settings.sms).map_err(std::io::Error::other)?)
+            }
+        };
+        let email = match settings.email.provider {
+            EmailProvider::File => sink,
+        };
+        Ok(Transports { sms, email })
+    }
+
+    async fn send(&self, channel: Channel, to: &str, message: &Rendered) -> Result<String, SendError> {
+        match (channel, &self.sms) {
+            (Channel::Sms, SmsTransport::Twilio(client)) => client.send(to, &message.body).await,
+            (Channel::Sms, SmsTransport::Sink(sink)) => sink.deliver("sms", to, None, &message.body),
+            (Channel::Email, _) => self
+                .email
+                .deliver("email", to, Some(&message.subject), &message.body),
+        }
+    }
+}
+
+pub struct Metrics {
+    published: IntCounter,
+    sent: IntCounterVec,
+    duplicates: IntCounterVec,
+    retried: IntCounterVec,
+    dead: IntCounterVec,
+    send_seconds: HistogramVec,
+    relay_seconds: Histogram,
+}
+
+impl Metrics {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let by_kind =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["channel", "kind"]);
+        let metrics = Metrics {
+            published: IntCounter::new("outbox_published_total", "Outbox rows published to RabbitMQ")?,
+            sent: by_kind("messages_sent_total", "Messages handed to a provider or sink")?,
+            duplicates: by_kind(
+                "messages_duplicate_total",
+                "Redelivered messages recognised as already sent",
+            )?,
+            retried: by_kind(
+                "messages_retried_total",
+                "Temporary send failures scheduled for retry",
+            )?,
+            dead: by_kind("messages_dead_total", "Messages given up on and dead-lettered")?,
+            send_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "send_duration_seconds",
+                    "Time a provider takes to accept a message",
+                ),
+                &["channel"],
+            )?,
+            relay_seconds: Histogram::with_opts(HistogramOpts::new(
+                "relay_batch_duration_seconds",
+                "Time to publish one outbox batch with confirms",
+            ))?,
+        };
+        registry.register(Box::new(metrics.published.clone()))?;
+        registry.register(Box::new(metrics.sent.clone()))?;
+        registry.register(Box::new(metrics.duplicates.clone()))?;
+        registry.register(Box::new(metrics.retried.clone()))?;
+        registry.register(Box::new(metrics.dead.clone()))?;
+        registry.register(Box::new(metrics.send_seconds.clone()))?;
+        registry.register(Box::new(metrics.relay_seconds.clone()))?;
+        Ok(metrics)
+    }
+}
+
+pub struct Notifier {
+    ops: JoinHandle<std::io::Result<()>>,
+    address: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl Notifier {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Runs until the shutdown token given to `build` is cancelled and in-flight sends finish.
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        while self.tasks.join_next().await.is_some() {}
+        self.ops.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Pause before reconnecting after the broker or database dropped us.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<Notifier, StartupError> {
+    let pool = postgres::connect_and_migrate(&settings.database).await?;
+    let topology = Topology::new(&settings.amqp, &settings.notifier.retry_delays_seconds);
+    // Declaring at start-up means a misconfigured broker fails loudly here, not later.
+    let connection = amqp::connect(&settings.amqp).await?;
+    let declared = async {
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        connection.close(200, "topology declared").await
+    };
+    declared.await.map_err(|e| StartupError::Unreachable {
+        service: "RabbitMQ",
+        target: drawbridge_platform::retry::redact_url(&settings.amqp.url),
+        waited_seconds: 0,
+        detail: format!("declaring the topology failed: {e}"),
+    })?;
+    let transports = Transports::from_settings(&settings.notifier).map_err(|source| {
+        StartupError::Config(drawbridge_platform::ConfigError::Key {
+            key: "notifier.sink_file",
+            message: source.to_string(),
+        })
+    })?;
+
+    let registry = Registry::new_custom(Some("drawbridge_notifier".into()), None).expect("valid prefix");
+    let metrics = Arc::new(Metrics::register(&registry).expect("metrics register once"));
+    let broker_up = Arc::new(AtomicBool::new(false));
+    let readiness = {
+        let broker_up = broker_up.clone();
+        Readiness::new()
+            .postgres(pool.clone())
+            .probe("rabbitmq", move || {
+                let up = broker_up.load(Ordering::Relaxed);
+                async move {
+                    if up {
+                        Ok(())
+                    } else {
+                        Err("not connected".to_owned())
+                    }
+                }
+            })
+    };
+    let listener = ops::bind(settings.notifier.listen)?;
+    let address = listener.local_addr().map_err(|error| StartupError::Bind {
+        address: settings.notifier.listen,
+        error,
+    })?;
+    let ops_server = ops::serve(listener, readiness, registry, shutdown.clone())
+        .map_err(|error| StartupError::Bind { address, error })?;
+
+    let consumer = Arc::new(Consumer {
+        pool: pool.clone(),
+        topology: topology.clone(),
+        transports: Arc::new(transports),
+        metrics: metrics.clone(),
+        concurrency: settings.notifier.concurrency,
+        prefetch: settings.amqp.prefetch,
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(run_relay(
+        settings.clone(),
+        pool,
+        topology,
+        metrics,
+        broker_up,
+        shutdown.clone(),
+    ));
+    for channel in CHANNELS {
+        tasks.spawn(run_consumer(
+            settings.clone(),
+            consumer.clone(),
+            channel,
+            shutdown.clone(),
+        ));
+    }
+    tracing::info!(%address, "notifier running");
+    Ok(Notifier {
+        ops: ops_server,
+        address,
+        tasks,
+    })
+}
+
+/// Keeps a relay connected and publishing until shutdown.
+async fn run_relay(
+    settings: Settings,
+    pool: PgPool,
+    topology: Topology,
+    metrics: Arc<Metrics>,
+    broker_up: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let idle = Duration::from_millis(settings.notifier.relay_idle_millis);
+    while !shutdown.is_cancelled() {
+        let session = async {
+            let connection = amqp::connect_once(&settings.amqp).await?;
+            let channel = connection.create_channel().await?;
+            Relay::enable_confirms(&channel).await?;
+            broker_up.store(true, Ordering::Relaxed);
+            let relay = Relay {
+                pool: &pool,
+                amqp: &channel,
+                topology: &topology,
+                metrics: &metrics,
+                batch: settings.notifier.relay_batch,
+            };
+            loop {
+                let timer = metrics.relay_seconds.start_timer();
+                let published = relay.publish_batch().await?;
+                if published == 0 {
+                    timer.stop_and_discard();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(idle) => {}
+                    }
+                } else {
+                    timer.observe_duration();
+                }
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            let _ = connection.close(200, "shutdown").await;
+            Ok::<(), NotifierError>(())
+        };
+        if let Err(error) = session.await {
+            broker_up.store(false, Ordering::Relaxed);
+            tracing::warn!(%error, "outbox relay interrupted; reconnecting");
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+            }
+        }
+    }
+}
+
+/// Keeps one channel's consumer connected until shutdown.
+async fn run_consumer(
+    settings: Settings,
+    consumer: Arc<Consumer>,
+    channel: Channel,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        let session = async {
+            let connection = amqp::connect_once(&settings.amqp).await?;
+            let amqp_channel = connection.create_channel().await?;
+            amqp_channel.confirm_select(Default::default()).await?;
+            consumer
+                .clone()
+                .run(amqp_channel, channel, shutdown.clone())
+                .await?;
+            let _ = connection.close(200, "shutdown").await;
+            Ok::<(), NotifierError>(())
+        };
+        if let Err(error) = session.await {
+            tracing::warn!(%error, channel = channel.as_str(), "consumer interrupted; reconnecting");
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+            }
+        }
+    }
+}

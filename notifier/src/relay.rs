@@ -1,0 +1,146 @@
+//! The outbox relay: publishes outbox rows to RabbitMQ with publisher confirms, then marks them
+//! published. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays share the work
+//! without publishing a row twice at the same time. A crash between the broker's confirm and
+//! the commit publishes the row again later: delivery is at least once, and the consumer's
+//! delivery record turns that into at most one message to the person.
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::ShortString;
+use lapin::BasicProperties;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use drawbridge_domain::Language;
+use drawbridge_platform::outbox::{Channel, Message, Notification};
+
+use crate::topology::Topology;
+use crate::{Metrics, NotifierError};
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: Uuid,
+    subject_id: Uuid,
+    channel: String,
+    recipient: String,
+    language: String,
+    payload: Json<serde_json::Value>,
+}
+
+impl OutboxRow {
+    fn into_message(self) -> Result<Message, String> {
+        let channel = match self.channel.as_str() {
+            "sms" => Channel::Sms,
+            "email" => Channel::Email,
+            other => return Err(format!("unknown channel {other:?}")),
+        };
+        let language =
+            Language::parse(&self.language).ok_or_else(|| format!("unknown language {:?}", self.language))?;
+        Ok(Message {
+            id: self.id,
+            subject_id: self.subject_id,
+            channel,
+            recipient: self.recipient,
+            language,
+            notification: serde_json::from_value::<Notification>(self.payload.0)
+                .map_err(|e| format!("unreadable payload: {e}"))?,
+        })
+    }
+}
+
+pub struct Relay<'a> {
+    pub pool: &'a PgPool,
+    pub amqp: &'a lapin::Channel,
+    pub topology: &'a Topology,
+    pub metrics: &'a Metrics,
+    pub batch: u32,
+}
+
+impl Relay<'_> {
+    pub async fn enable_confirms(amqp: &lapin::Channel) -> Result<(), lapin::Error> {
+        amqp.confirm_select(ConfirmSelectOptions::default()).await
+    }
+
+    /// Publishes one batch; returns how many rows were published (0: the outbox is empty).
+    #[tracing::instrument(skip_all, name = "relay_batch")]
+    pub async fn publish_batch(&self) -> Result<usize, NotifierError> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(
+            "SELECT id, subject_id, channel, recipient, language, payload FROM outbox
+             WHERE published_at IS NULL AND last_error IS NULL ORDER BY created_at
+             LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(self.batch as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut confirms = Vec::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id;
+            let message = match row.into_message() {
+                Ok(message) => message,
+                // A row this version cannot read is parked with its error for an operator,
+                // so it does not stop everything behind it.
+                Err(problem) => {
+                    tracing::error!(%id, %problem, "outbox row cannot be published");
+                    sqlx::query("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(&problem)
+                        .execute(&mut *tx)
+                        .await?;
+                    continue;
+                }
+            };
+            let body = serde_json::to_vec(&message).expect("messages serialise");
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2) // persistent
+                .with_content_type(ShortString::from("application/json"))
+                .with_message_id(ShortString::from(id.to_string()));
+            let options = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
+            let confirm = self
+                .amqp
+                .basic_publish(
+                    &self.topology.exchange(),
+                    &message.routing_key(),
+                    options,
+                    &body,
+                    properties,
+                )
+                .await?;
+            confirms.push((id, confirm));
+            ids.push(id);
+        }
+        for (id, confirm) in confirms {
+            match confirm.await? {
+                Confirmation::Ack(None) => {}
+                Confirmation::Ack(Some(_returned)) => {
+                    return Err(NotifierError::Unroutable(format!(
+                        "no queue is bound for outbox row {id}"
+                    )))
+                }
+                Confirmation::Nack(_) | Confirmation::NotRequested => {
+                    return Err(NotifierError::Broker(format!(
+                        "the broker did not confirm outbox row {id}"
+                    )))
+                }
+            }
+        }
+        sqlx::query(
+            "UPDATE outbox SET published_at = now(), publish_attempts = publish_attempts + 1, last_error = NULL
+             WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.metrics.published.inc_by(ids.len() as u64);
+        Ok(ids.len())
+    }
+}

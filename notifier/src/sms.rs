@@ -1,0 +1,140 @@
+//! SMS through any provider that speaks Twilio's Messages API: a form-encoded
+//! `POST {base}/2010-04-01/Accounts/{sid}/Messages.json` with HTTP basic auth, answered with
+//! JSON. Point `base_url` at another host and nothing else changes.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use drawbridge_platform::config::SmsSettings;
+
+use crate::SendError;
+
+pub struct TwilioClient {
+    http: reqwest::Client,
+    messages_url: String,
+    account_sid: String,
+    auth_token: String,
+    from: String,
+    messaging_service_sid: String,
+    pacer: Pacer,
+}
+
+/// Twilio's reply to a created message (only what we use).
+#[derive(Deserialize)]
+struct Created {
+    sid: String,
+}
+
+/// Twilio's error body: `{"code": 21211, "message": "...", "more_info": "...", "status": 400}`.
+#[derive(Deserialize)]
+struct ProviderError {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+impl TwilioClient {
+    pub fn new(settings: &SmsSettings) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.timeout_seconds))
+            .build()?;
+        Ok(TwilioClient {
+            http,
+            messages_url: format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                settings.base_url.trim_end_matches('/'),
+                settings.account_sid
+            ),
+            account_sid: settings.account_sid.clone(),
+            auth_token: settings.auth_token.clone(),
+            from: settings.from.clone(),
+            messaging_service_sid: settings.messaging_service_sid.clone(),
+            pacer: Pacer::new(settings.messages_per_second),
+        })
+    }
+
+    /// Sends one SMS and returns the provider's message id.
+    pub async fn send(&self, to: &str, body: &str) -> Result<String, SendError> {
+        self.pacer.wait_turn().await;
+        let mut form = vec![("To", to), ("Body", body)];
+        if self.messaging_service_sid.is_empty() {
+            form.push(("From", &self.from));
+        } else {
+            form.push(("MessagingServiceSid", &self.messaging_service_sid));
+        }
+        let response = self
+            .http
+            .post(&self.messages_url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .form(&form)
+            .send()
+            .await
+            // Timeouts and refused connections: the provider may be back in a moment.
+            .map_err(|e| SendError::Retryable(format!("SMS provider unreachable: {e}")))?;
+        let status = response.status();
+        if status.is_success() {
+            let created: Created = response
+                .json()
+                .await
+                .map_err(|e| SendError::Retryable(format!("SMS provider sent an unreadable reply: {e}")))?;
+            return Ok(created.sid);
+        }
+        let detail = match response.json::<ProviderError>().await {
+            Ok(ProviderError { code, message }) => format!(
+                "SMS provider answered {status}: {} (code {})",
+                message.unwrap_or_default(),
+                code.map(|c| c.to_string()).unwrap_or_else(|| "none".into())
+            ),
+            Err(_) => format!("SMS provider answered {status}"),
+        };
+        if status.as_u16() == 429 || status.is_server_error() {
+            Err(SendError::Retryable(detail))
+        } else {
+            Err(SendError::Permanent(detail))
+        }
+    }
+}
+
+/// Spaces sends evenly at the configured rate across all tasks of this process, so a burst
+/// does not get the account throttled.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(per_second: u32) -> Self {
+        Pacer {
+            interval: Duration::from_secs(1) / per_second.max(1),
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn wait_turn(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spaces_sends_at_the_rate() {
+        let pacer = Pacer::new(10);
+        let started = Instant::now();
+        for _ in 0..21 {
+            pacer.wait_turn().await;
+        }
+        // 21 sends at 10/s: the first is immediate, the last 2 s later.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,26 @@
+//! The RabbitMQ adapter's entry: a lapin connection driven by tokio.
+
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+
+use crate::config::AmqpSettings;
+use crate::retry::{redact_url, with_backoff};
+use crate::StartupError;
+
+/// One connection attempt, for reconnect loops that have their own pacing.
+pub async fn connect_once(settings: &AmqpSettings) -> Result<Connection, lapin::Error> {
+    let properties = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    Connection::connect(&settings.url, properties).await
+}
+
+/// Connects at start-up, retrying with backoff while the broker is not up yet.
+pub async fn connect(settings: &AmqpSettings) -> Result<Connection, StartupError> {
+    let budget = Duration::from_secs(settings.startup_retry_seconds);
+    with_backoff("RabbitMQ", &redact_url(&settings.url), budget, || {
+        connect_once(settings)
+    })
+    .await
+}

@@ -1,0 +1,600 @@
+//! Typed configuration: one TOML file (`--config FILE`) with a section per service, then
+//! environment variables `DRAWBRIDGE_<SECTION>__<KEY>` overriding single keys (double
+//! underscore between levels, e.g. `DRAWBRIDGE_GATEWAY__LISTEN=0.0.0.0:8080`). Unknown keys are
+//! errors, and everything is validated at start-up so a bad value stops the process with one
+//! line that names the key, instead of failing later under load.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use drawbridge_domain::{Keyring, SigningKey};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// Environment variables that belong to the command line, not to configuration keys.
+const ENV_NOT_KEYS: &[&str] = &["config"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist; pass an existing file with --config (see deploy/local.toml)")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: {key}: {message}")]
+    Key { key: &'static str, message: String },
+}
+
+impl ConfigError {
+    fn key(key: &'static str, message: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        // Figment's display already names the key and where the value came from.
+        ConfigError::Invalid(error.to_string().replace("default.", ""))
+    }
+}
+
+/// The whole configuration file. Each service reads the shared connection sections plus its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub amqp: AmqpSettings,
+    pub secrets: SecretSettings,
+    pub telemetry: TelemetrySettings,
+    pub gateway: GatewaySettings,
+    pub allocator: AllocatorSettings,
+    pub notifier: NotifierSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user@host:port/database`; the database is created if it does not exist.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long start-up keeps retrying an unreachable database before giving up.
+    pub startup_retry_seconds: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            url: "postgres://postgres@127.0.0.1:5432/drawbridge".into(),
+            max_connections: 20,
+            startup_retry_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Every key this deployment writes starts with this, so deployments (and tests) can share
+    /// one Redis.
+    pub key_prefix: String,
+    pub pool_size: usize,
+    pub startup_retry_seconds: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "drawbridge".into(),
+            pool_size: 32,
+            startup_retry_seconds: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    pub url: String,
+    /// Prefix of every exchange and queue name, so deployments (and tests) can share a vhost.
+    pub prefix: String,
+    /// Quorum queues survive a broker node loss; classic queues are for tests and laptops.
+    pub quorum_queues: bool,
+    /// Unacknowledged messages a consumer may hold at once.
+    pub prefetch: u16,
+    pub startup_retry_seconds: u64,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        AmqpSettings {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefix: "drawbridge".into(),
+            quorum_queues: true,
+            prefetch: 64,
+            startup_retry_seconds: 60,
+        }
+    }
+}
+
+/// Keys for signed tokens and keyed hashes. There are deliberately no defaults: a deployment
+/// that forgot its keys must not start with guessable ones.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretSettings {
+    /// Token signing keys, oldest first; the last one signs, all of them verify (rotation).
+    pub token_keys: Vec<TokenKeySetting>,
+    /// Base64 key for the keyed hashes of booking codes and SMS codes (at least 32 bytes).
+    pub hash_key: String,
+}
+
+impl std::fmt::Debug for SecretSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.token_keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("SecretSettings")
+            .field("token_key_ids", &ids)
+            .field("hash_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKeySetting {
+    pub id: String,
+    /// Base64 (standard alphabet) of at least 32 random bytes.
+    pub secret: String,
+}
+
+impl SecretSettings {
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        if self.token_keys.is_empty() {
+            return Err(ConfigError::key(
+                "secrets.token_keys",
+                "at least one signing key is required, e.g. token_keys = [{ id = \"k1\", secret = \"<base64 of 32 random bytes>\" }]",
+            ));
+        }
+        let keys = self
+            .token_keys
+            .iter()
+            .map(|key| {
+                Ok(SigningKey {
+                    id: key.id.clone(),
+                    secret: decode_base64("secrets.token_keys.secret", &key.secret)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Keyring::new(keys).map_err(|e| ConfigError::key("secrets.token_keys", e.to_string()))
+    }
+
+    pub fn hash_key(&self) -> Result<Vec<u8>, ConfigError> {
+        if self.hash_key.is_empty() {
+            return Err(ConfigError::key(
+                "secrets.hash_key",
+                "required: base64 of at least 32 random bytes (e.g. `openssl rand -base64 32`)",
+            ));
+        }
+        let key = decode_base64("secrets.hash_key", &self.hash_key)?;
+        if key.len() < 32 {
+            return Err(ConfigError::key(
+                "secrets.hash_key",
+                format!("must decode to at least 32 bytes, got {}", key.len()),
+            ));
+        }
+        Ok(key)
+    }
+}
+
+fn decode_base64(key: &'static str, value: &str) -> Result<Vec<u8>, ConfigError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|e| ConfigError::key(key, format!("not valid base64: {e}")))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// A tracing filter such as `info` or `drawbridge_gateway=debug,info`; `RUST_LOG` wins.
+    pub log_filter: String,
+    /// One JSON object per line, for log shippers.
+    pub json: bool,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        TelemetrySettings {
+            // sqlx and actix narrate every migration check and worker start at info.
+            log_filter: "info,sqlx=warn,actix_server=warn".into(),
+            json: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    /// Worker threads; defaults to the number of cores.
+    pub workers: Option<usize>,
+    /// The address citizens reach, used for links in messages.
+    pub public_url: String,
+    /// Country calling code assumed for national phone numbers such as 0151 1234567.
+    pub default_country_code: String,
+    /// Minutes an SMS verification code stays valid.
+    pub verification_code_minutes: u32,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: None,
+            public_url: "http://127.0.0.1:8080".into(),
+            default_country_code: "49".into(),
+            verification_code_minutes: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllocatorSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub listen: SocketAddr,
+    pub tick_seconds: u64,
+}
+
+impl Default for AllocatorSettings {
+    fn default() -> Self {
+        AllocatorSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            tick_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifierSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub listen: SocketAddr,
+    /// Outbox rows the relay publishes per round.
+    pub relay_batch: u32,
+    /// Pause of the relay when the outbox is empty.
+    pub relay_idle_millis: u64,
+    /// Messages sent at the same time by one consumer.
+    pub concurrency: usize,
+    /// Delays before each retry of a temporarily failed send; after the last one a message is
+    /// dead-lettered.
+    pub retry_delays_seconds: Vec<u32>,
+    /// The local sink file: where messages go when a channel's provider is `file`.
+    pub sink_file: PathBuf,
+    pub sms: SmsSettings,
+    pub email: EmailSettings,
+}
+
+impl Default for NotifierSettings {
+    fn default() -> Self {
+        NotifierSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            relay_batch: 256,
+            relay_idle_millis: 100,
+            concurrency: 16,
+            retry_delays_seconds: vec![1, 5, 30, 120, 600],
+            sink_file: PathBuf::from("var/messages.jsonl"),
+            sms: SmsSettings::default(),
+            email: EmailSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsProvider {
+    /// Write to the log and the sink file: the demo runs with no account.
+    File,
+    /// Any provider speaking Twilio's Messages API.
+    Twilio,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmsSettings {
+    pub provider: SmsProvider,
+    /// Base URL of the Twilio-compatible API; a test server or another provider by config only.
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    /// Sender number (E.164) or alphanumeric sender id; or set `messaging_service_sid`.
+    pub from: String,
+    pub messaging_service_sid: String,
+    pub timeout_seconds: u64,
+    /// Client-side limit so a burst does not get the account throttled.
+    pub messages_per_second: u32,
+}
+
+impl Default for SmsSettings {
+    fn default() -> Self {
+        SmsSettings {
+            provider: SmsProvider::File,
+            base_url: "https://api.twilio.com".into(),
+            account_sid: String::new(),
+            auth_token: String::new(),
+            from: "Drawbridge".into(),
+            messaging_service_sid: String::new(),
+            timeout_seconds: 10,
+            messages_per_second: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailProvider {
+    File,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailSettings {
+    pub provider: EmailProvider,
+    pub from: String,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        EmailSettings {
+            provider: EmailProvider::File,
+            from: "Drawbridge <no-reply@drawbridge.invalid>".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads `path` (if given) and the `DRAWBRIDGE_...` environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let settings: Settings = figment
+            .merge(Env::prefixed("DRAWBRIDGE_").split("__").ignore(ENV_NOT_KEYS))
+            .extract()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot: URL schemes, secrets, sizes, provider credentials.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_url("database.url", &self.database.url, &["postgres", "postgresql"])?;
+        check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
+        check_url("amqp.url", &self.amqp.url, &["amqp", "amqps"])?;
+        check_url("gateway.public_url", &self.gateway.public_url, &["http", "https"])?;
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::key("database.max_connections", "must be at least 1"));
+        }
+        if self.redis.pool_size == 0 {
+            return Err(ConfigError::key("redis.pool_size", "must be at least 1"));
+        }
+        check_name("redis.key_prefix", &self.redis.key_prefix)?;
+        check_name("amqp.prefix", &self.amqp.prefix)?;
+        if self.amqp.prefetch == 0 {
+            return Err(ConfigError::key("amqp.prefetch", "must be at least 1"));
+        }
+        self.secrets.keyring()?;
+        self.secrets.hash_key()?;
+        let code = &self.gateway.default_country_code;
+        if code.is_empty()
+            || code.len() > 3
+            || !code.bytes().all(|b| b.is_ascii_digit())
+            || code.starts_with('0')
+        {
+            return Err(ConfigError::key(
+                "gateway.default_country_code",
+                format!("must be a country calling code without + such as 49, got {code:?}"),
+            ));
+        }
+        if !(1..=60).contains(&self.gateway.verification_code_minutes) {
+            return Err(ConfigError::key(
+                "gateway.verification_code_minutes",
+                "must be between 1 and 60",
+            ));
+        }
+        if self.allocator.tick_seconds == 0 {
+            return Err(ConfigError::key("allocator.tick_seconds", "must be at least 1"));
+        }
+        let notifier = &self.notifier;
+        if notifier.relay_batch == 0 || notifier.concurrency == 0 {
+            return Err(ConfigError::key(
+                "notifier.relay_batch",
+                "relay_batch and concurrency must be at least 1",
+            ));
+        }
+        // Each send in flight holds a database transaction (see the consumer).
+        if notifier.concurrency >= self.database.max_connections as usize {
+            return Err(ConfigError::key(
+                "notifier.concurrency",
+                format!(
+                    "must be below database.max_connections ({}), got {}",
+                    self.database.max_connections, notifier.concurrency
+                ),
+            ));
+        }
+        if notifier.retry_delays_seconds.contains(&0) {
+            return Err(ConfigError::key(
+                "notifier.retry_delays_seconds",
+                "delays must be at least 1 second",
+            ));
+        }
+        if notifier.sms.messages_per_second == 0 {
+            return Err(ConfigError::key(
+                "notifier.sms.messages_per_second",
+                "must be at least 1",
+            ));
+        }
+        if notifier.sms.provider == SmsProvider::Twilio {
+            check_url(
+                "notifier.sms.base_url",
+                &notifier.sms.base_url,
+                &["http", "https"],
+            )?;
+            if notifier.sms.account_sid.is_empty() || notifier.sms.auth_token.is_empty() {
+                return Err(ConfigError::key(
+                    "notifier.sms.account_sid",
+                    "provider = \"twilio\" needs account_sid and auth_token",
+                ));
+            }
+            if notifier.sms.from.is_empty() && notifier.sms.messaging_service_sid.is_empty() {
+                return Err(ConfigError::key(
+                    "notifier.sms.from",
+                    "provider = \"twilio\" needs a sender: from or messaging_service_sid",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_url(key: &'static str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value).map_err(|e| {
+        ConfigError::key(
+            key,
+            format!("not a valid URL ({e}): {:?}", crate::retry::redact_url(value)),
+        )
+    })?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::key(
+            key,
+            format!("scheme must be one of {schemes:?}, got {:?}", url.scheme()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::key(
+            key,
+            format!("must be 1 to 64 of [A-Za-z0-9._-], got {value:?}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRETS: &str = r#"
+[secrets]
+token_keys = [{ id = "k1", secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" }]
+hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+"#;
+
+    // Jail's closure signature is figment's, large error type included.
+    #[allow(clippy::result_large_err)]
+    /// Loads `contents` as the config file inside a figment jail (own directory and
+    /// environment), with `env` set as environment variables.
+    fn load_with_env(contents: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut outcome = Err(String::new());
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("drawbridge.toml", contents)?;
+            for (key, value) in env {
+                jail.set_env(key, value);
+            }
+            outcome = Settings::load(Some(Path::new("drawbridge.toml"))).map_err(|e| e.to_string());
+            Ok(())
+        });
+        outcome
+    }
+
+    fn load(contents: &str) -> Result<Settings, String> {
+        load_with_env(contents, &[])
+    }
+
+    #[test]
+    fn defaults_point_at_local_services() {
+        let s = load(SECRETS).unwrap();
+        assert_eq!(s.gateway.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database.url, "postgres://postgres@127.0.0.1:5432/drawbridge");
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(s.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(s.notifier.sms.provider, SmsProvider::File);
+    }
+
+    #[test]
+    fn missing_file_names_the_file() {
+        let err = Settings::load(Some(Path::new("/nonexistent/drawbridge.toml"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/drawbridge.toml does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load(&format!("{SECRETS}\n[gateway]\nlisten_port = 1\n")).unwrap_err();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_is_named() {
+        let err = load(&format!("{SECRETS}\n[database]\nurl = \"mysql://x/y\"\n")).unwrap_err();
+        assert!(err.contains("database.url") && err.contains("mysql"), "{err}");
+    }
+
+    #[test]
+    fn missing_or_short_secrets_are_named() {
+        let err = load("").unwrap_err();
+        assert!(err.contains("secrets.token_keys"), "{err}");
+        let short = SECRETS.replace("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=", "c2hvcnQ=");
+        let err = load(&short).unwrap_err();
+        assert!(
+            err.contains("secrets.hash_key") && err.contains("32 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn twilio_needs_credentials() {
+        let err = load(&format!("{SECRETS}\n[notifier.sms]\nprovider = \"twilio\"\n")).unwrap_err();
+        assert!(err.contains("account_sid"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_single_keys() {
+        let s = load_with_env(
+            SECRETS,
+            &[
+                ("DRAWBRIDGE_GATEWAY__LISTEN", "0.0.0.0:9999"),
+                ("DRAWBRIDGE_DATABASE__MAX_CONNECTIONS", "40"),
+                ("DRAWBRIDGE_CONFIG", "ignored.toml"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.gateway.listen.to_string(), "0.0.0.0:9999");
+        assert_eq!(s.database.max_connections, 40);
+    }
+
+    #[test]
+    fn wrong_type_from_environment_is_named() {
+        let err = load_with_env(SECRETS, &[("DRAWBRIDGE_ALLOCATOR__TICK_SECONDS", "soon")]).unwrap_err();
+        assert!(err.to_lowercase().contains("allocator.tick_seconds"), "{err}");
+    }
+}

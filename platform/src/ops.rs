@@ -1,0 +1,175 @@
+//! The operational endpoints every component serves: `/healthz` (the process is alive),
+//! `/readyz` (its dependencies answer, so a load balancer may send traffic) and `/metrics`
+//! (Prometheus text format).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use futures_util::future::{join_all, BoxFuture};
+use prometheus::{Encoder, Registry, TextEncoder};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long one dependency may take to answer a readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The dependencies a component needs before it can do useful work.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    probes: Vec<(&'static str, Probe)>,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn probe<F, Fut>(mut self, name: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.probes.push((name, Arc::new(move || Box::pin(probe()))));
+        self
+    }
+
+    pub fn postgres(self, pool: PgPool) -> Self {
+        self.probe("postgres", move || {
+            let pool = pool.clone();
+            async move { crate::postgres::ping(&pool).await }
+        })
+    }
+
+    pub fn redis(self, pool: deadpool_redis::Pool) -> Self {
+        self.probe("redis", move || {
+            let pool = pool.clone();
+            async move { crate::redis::ping(&pool).await }
+        })
+    }
+
+    /// Runs every probe concurrently; ready only if all of them answer in time.
+    pub async fn check(&self) -> (bool, BTreeMap<&'static str, String>) {
+        let results = join_all(self.probes.iter().map(|(name, probe)| async move {
+            let outcome = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
+            };
+            (*name, outcome)
+        }))
+        .await;
+        let ready = results.iter().all(|(_, outcome)| outcome.is_ok());
+        let report = results
+            .into_iter()
+            .map(|(name, outcome)| (name, outcome.err().unwrap_or_else(|| "ok".to_owned())))
+            .collect();
+        (ready, report)
+    }
+}
+
+/// Mounts the three endpoints; the app must carry `Data<Readiness>` and `Data<Registry>`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    let (ready, dependencies) = readiness.check().await;
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "dependencies": dependencies,
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+    let mut buffer = Vec::new();
+    match TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        Ok(()) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(buffer),
+        Err(error) => HttpResponse::InternalServerError().body(error.to_string()),
+    }
+}
+
+/// A small server with only the operational endpoints, for components without an API of
+/// their own (allocator, notifier). It runs in the background from now on and stops
+/// gracefully when `shutdown` is cancelled; await the handle to wait for that.
+pub fn serve(
+    listener: TcpListener,
+    readiness: Readiness,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
+    let readiness = web::Data::new(readiness);
+    let registry = web::Data::new(registry);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(readiness.clone())
+            .app_data(registry.clone())
+            .configure(routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    stop_on(shutdown, server.handle());
+    Ok(tokio::spawn(server))
+}
+
+/// Stops a server gracefully (finishing requests in flight) once `shutdown` is cancelled.
+pub fn stop_on(shutdown: CancellationToken, handle: ServerHandle) {
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        handle.stop(true).await;
+    });
+}
+
+/// Binds a listener, naming the address when that fails.
+pub fn bind(address: std::net::SocketAddr) -> Result<TcpListener, crate::StartupError> {
+    TcpListener::bind(address).map_err(|error| crate::StartupError::Bind { address, error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ready_only_when_every_probe_answers() {
+        let readiness = Readiness::new()
+            .probe("good", || async { Ok(()) })
+            .probe("bad", || async { Err("connection refused".to_owned()) });
+        let (ready, report) = readiness.check().await;
+        assert!(!ready);
+        assert_eq!(report["good"], "ok");
+        assert_eq!(report["bad"], "connection refused");
+        let (ready, _) = Readiness::new().probe("good", || async { Ok(()) }).check().await;
+        assert!(ready);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_probe_is_not_ready() {
+        let readiness = Readiness::new().probe("slow", std::future::pending);
+        let (ready, report) = readiness.check().await;
+        assert!(!ready);
+        assert!(report["slow"].contains("no answer"), "{report:?}");
+    }
+}

@@ -1,0 +1,86 @@
+//! The transactional outbox. A state change and the message announcing it are written in one
+//! Postgres transaction, so "state changed" and "message will be sent" can never disagree; the
+//! notifier's relay publishes the rows to RabbitMQ afterwards.
+
+use drawbridge_domain::Language;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+        }
+    }
+}
+
+/// What a person is told. Each variant is one message kind with one template per language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notification {
+    /// The 6-digit code that proves a registrant holds the phone.
+    VerificationCode { code: String, valid_minutes: u32 },
+}
+
+impl Notification {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notification::VerificationCode { .. } => "verification_code",
+        }
+    }
+}
+
+/// One outbox row as it travels through RabbitMQ to the notifier. `id` is the idempotency key:
+/// the notifier sends each id to the person at most once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub subject_id: Uuid,
+    pub channel: Channel,
+    pub recipient: String,
+    pub language: Language,
+    pub notification: Notification,
+}
+
+impl Message {
+    /// `<channel>.<kind>`: lets queues subscribe by channel or by kind.
+    pub fn routing_key(&self) -> String {
+        format!("{}.{}", self.channel.as_str(), self.notification.kind())
+    }
+}
+
+/// Adds a message to the outbox inside the caller's transaction. `subject_id` is the entity the
+/// message is about (registration, offer, booking); (kind, subject, channel) is unique.
+pub async fn enqueue(
+    connection: &mut PgConnection,
+    subject_id: Uuid,
+    channel: Channel,
+    recipient: &str,
+    language: Language,
+    notification: &Notification,
+) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(notification.kind())
+    .bind(subject_id)
+    .bind(channel.as_str())
+    .bind(recipient)
+    .bind(language.as_str())
+    .bind(sqlx::types::Json(notification))
+    .execute(connection)
+    .await?;
+    Ok(id)
+}

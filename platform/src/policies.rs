@@ -1,0 +1,127 @@
+//! Published policies in Postgres. A version, once published, never changes: a new rule set is
+//! a new version, so every draw and every decision can name the exact rules it followed.
+
+use chrono::{DateTime, Utc};
+use drawbridge_domain::{Policy, PolicyError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+
+/// A policy as published: the parsed rules plus the exact document and its digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedPolicy {
+    pub region: String,
+    pub version: u32,
+    pub published_at: DateTime<Utc>,
+    /// SHA-256 of `document`, hex: lets anyone check they read the rules we applied.
+    pub digest: String,
+    #[serde(skip)]
+    pub document: String,
+    pub policy: Policy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("invalid policy: {0}")]
+    Invalid(PolicyError),
+    #[error("region {region} already has version {latest}; a new document needs a higher version")]
+    VersionNotIncreased { region: String, latest: u32 },
+    #[error("a stored policy of region {region} no longer parses: {error}")]
+    Corrupt { region: String, error: PolicyError },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Publishes `document` as its region's newest version, creating the region on first use.
+/// Publishing the same document again is a no-op, so deploy scripts can run repeatedly.
+pub async fn publish(connection: &mut PgConnection, document: &str) -> Result<PublishedPolicy, PublishError> {
+    let policy = Policy::from_toml(document).map_err(PublishError::Invalid)?;
+    let digest = Sha256::digest(document.as_bytes()).to_vec();
+    sqlx::query("INSERT INTO regions (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+        .bind(&policy.region)
+        .bind(&policy.name)
+        .execute(&mut *connection)
+        .await?;
+    // Serialise publications per region so two versions cannot race.
+    sqlx::query("SELECT id FROM regions WHERE id = $1 FOR UPDATE")
+        .bind(&policy.region)
+        .execute(&mut *connection)
+        .await?;
+    let latest: Option<(i32, Vec<u8>)> = sqlx::query_as(
+        "SELECT version, digest FROM policies WHERE region_id = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(&policy.region)
+    .fetch_optional(&mut *connection)
+    .await?;
+    match latest {
+        Some((version, stored)) if version as u32 == policy.version && stored == digest => {}
+        Some((version, _)) if version as u32 >= policy.version => {
+            return Err(PublishError::VersionNotIncreased {
+                region: policy.region.clone(),
+                latest: version as u32,
+            })
+        }
+        _ => {
+            sqlx::query(
+                "INSERT INTO policies (region_id, version, document, digest) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&policy.region)
+            .bind(policy.version as i32)
+            .bind(document)
+            .bind(&digest)
+            .execute(&mut *connection)
+            .await?;
+        }
+    }
+    Ok(current(&mut *connection, &policy.region)
+        .await?
+        .expect("the policy was stored in this transaction"))
+}
+
+/// The region's newest policy, or `None` for an unknown region.
+pub async fn current(
+    connection: &mut PgConnection,
+    region: &str,
+) -> Result<Option<PublishedPolicy>, PublishError> {
+    let row: Option<(i32, String, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT version, document, digest, published_at FROM policies
+         WHERE region_id = $1 ORDER BY version DESC LIMIT 1",
+    )
+    .bind(region)
+    .fetch_optional(connection)
+    .await?;
+    let Some((version, document, digest, published_at)) = row else {
+        return Ok(None);
+    };
+    let policy = Policy::from_toml(&document).map_err(|error| PublishError::Corrupt {
+        region: region.to_owned(),
+        error,
+    })?;
+    Ok(Some(PublishedPolicy {
+        region: region.to_owned(),
+        version: version as u32,
+        published_at,
+        digest: hex(&digest),
+        document,
+        policy,
+    }))
+}
+
+/// Every region with its newest policy, for listings.
+pub async fn all_current(pool: &PgPool) -> Result<Vec<PublishedPolicy>, PublishError> {
+    let regions: Vec<(String,)> = sqlx::query_as("SELECT id FROM regions ORDER BY id")
+        .fetch_all(pool)
+        .await?;
+    let mut connection = pool.acquire().await?;
+    let mut policies = Vec::with_capacity(regions.len());
+    for (region,) in regions {
+        if let Some(policy) = current(&mut connection, &region).await? {
+            policies.push(policy);
+        }
+    }
+    Ok(policies)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,56 @@
+//! The Postgres adapter's entry: connect (creating the database if needed), retrying while the
+//! server is not up yet, and bring the schema to the newest migration.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use crate::config::{ConfigError, DatabaseSettings};
+use crate::retry::{redact_url, with_backoff};
+use crate::StartupError;
+
+/// Every migration in `migrations/`, compiled into the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Connects, creates the database if it is missing, and runs pending migrations. Safe to call
+/// from several processes at once: sqlx serialises migrations with an advisory lock.
+pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
+    let pool = connect(settings).await?;
+    MIGRATOR.run(&pool).await.map_err(StartupError::Migrations)?;
+    Ok(pool)
+}
+
+/// Connects without migrating (for tools that must not change the schema).
+pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
+    let options = PgConnectOptions::from_str(&settings.url).map_err(|e| ConfigError::Key {
+        key: "database.url",
+        message: e.to_string(),
+    })?;
+    let target = redact_url(&settings.url);
+    let budget = Duration::from_secs(settings.startup_retry_seconds);
+    with_backoff("Postgres", &target, budget, || async {
+        if !Postgres::database_exists(&settings.url).await? {
+            // Another process may create it at the same moment; the next try then connects.
+            Postgres::create_database(&settings.url).await?;
+            tracing::info!(database = %target, "created database");
+        }
+        PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await
+    })
+    .await
+}
+
+/// Readiness probe: one round trip.
+pub async fn ping(pool: &PgPool) -> Result<(), String> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}

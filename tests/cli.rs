@@ -1,0 +1,148 @@
+//! The `drawbridge` binary as an operator meets it: bad configuration stops it with one line
+//! saying what to fix, unreachable services are retried then reported, and the operator
+//! commands work against a real database.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use uuid::Uuid;
+
+fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drawbridge"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+/// Exits non-zero with `error: ...` as the last line; returns that line.
+fn fails(output: &Output) -> String {
+    assert!(!output.status.success(), "expected failure, got {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default().to_owned();
+    assert!(last.starts_with("error: "), "last line of stderr: {stderr}");
+    last
+}
+
+const CONFIG: &str = "deploy/local.toml";
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let line = fails(&drawbridge(&["--config", "nowhere.toml", "migrate"], &[]));
+    assert!(line.contains("nowhere.toml does not exist"), "{line}");
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    let dir = std::env::temp_dir().join(format!("drawbridge-cli-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[gateway]\nport = 8080\n").unwrap();
+    let line = fails(&drawbridge(&["--config", file.to_str().unwrap(), "gateway"], &[]));
+    assert!(line.contains("unknown field") && line.contains("port"), "{line}");
+    let stderr_lines =
+        String::from_utf8_lossy(&drawbridge(&["--config", file.to_str().unwrap(), "gateway"], &[]).stderr)
+            .lines()
+            .count();
+    assert_eq!(stderr_lines, 1, "one line");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_bad_url_from_the_environment_is_named() {
+    let line = fails(&drawbridge(
+        &["--config", CONFIG, "migrate"],
+        &[("DRAWBRIDGE_REDIS__URL", "http://localhost")],
+    ));
+    assert!(line.contains("redis.url") && line.contains("scheme"), "{line}");
+}
+
+#[test]
+fn an_invalid_policy_names_the_field() {
+    let dir = std::env::temp_dir().join(format!("drawbridge-cli-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policies/bw.toml"))
+            .unwrap()
+            .replacen("{ min = 21, max = 42 }", "{ min = 42, max = 21 }", 1);
+    assert!(
+        broken.contains("{ min = 42, max = 21 }"),
+        "the example policy changed; update this test"
+    );
+    let file = dir.join("policy.toml");
+    std::fs::write(&file, broken).unwrap();
+    let line = fails(&drawbridge(&["policy", "check", file.to_str().unwrap()], &[]));
+    assert!(line.contains("vaccines[0].interval_days"), "{line}");
+    let ok = drawbridge(&["policy", "check", "deploy/policies/bw.toml"], &[]);
+    assert!(ok.status.success(), "{ok:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_database_is_retried_then_reported() {
+    let output = drawbridge(
+        &["--config", CONFIG, "migrate"],
+        &[
+            (
+                "DRAWBRIDGE_DATABASE__URL",
+                "postgres://postgres@127.0.0.1:1/drawbridge",
+            ),
+            ("DRAWBRIDGE_DATABASE__STARTUP_RETRY_SECONDS", "2"),
+        ],
+    );
+    let line = fails(&output);
+    assert!(
+        line.contains("Postgres at postgres://127.0.0.1:1/drawbridge is not reachable"),
+        "{line}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("retrying"),
+        "retried with backoff first: {stderr}"
+    );
+}
+
+#[test]
+fn migrate_demo_and_one_allocator_tick_on_a_fresh_database() {
+    let database = format!("drawbridge_test_cli_{}", Uuid::new_v4().simple());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    let env = [
+        ("DRAWBRIDGE_DATABASE__URL", url.as_str()),
+        ("DRAWBRIDGE_ALLOCATOR__LISTEN", "127.0.0.1:0"),
+    ];
+    let migrate = drawbridge(&["--config", CONFIG, "migrate"], &env);
+    assert!(migrate.status.success(), "{migrate:?}");
+    for _ in 0..2 {
+        let demo = drawbridge(&["--config", CONFIG, "demo"], &env);
+        assert!(demo.status.success(), "{demo:?}");
+    }
+    let tick = drawbridge(
+        &["--config", CONFIG, "allocator", "--once", "--region", "bw"],
+        &env,
+    );
+    assert!(tick.status.success(), "{tick:?}");
+    let ticks: serde_json::Value = serde_json::from_slice(&tick.stdout).expect("JSON on stdout");
+    assert_eq!(ticks[0]["region"], "bw");
+    assert_eq!(ticks[0]["ticked"], true);
+    assert_eq!(ticks[0]["waiting"], 0);
+    // Two runs of `demo` created one week of capacity, not two.
+    assert_eq!(ticks[0]["free_pairs"], 5292);
+    let drop = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            &format!("DROP DATABASE \"{database}\" WITH (FORCE)"),
+        ])
+        .status()
+        .unwrap();
+    assert!(drop.success());
+}

@@ -1,0 +1,238 @@
+//! The gateway's public endpoints against real Postgres and Redis: operations endpoints, the
+//! published policy, eligibility with reasons, and every way a registration can be refused.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{registration, spawn_app};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(
+        ready,
+        json!({ "status": "ready", "dependencies": { "postgres": "ok", "redis": "ok" } })
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"drawbridge_gateway_http_requests_total{method="GET",route="/readyz",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_path_is_served() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let document: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 11);
+    for (path, operations) in paths {
+        let path = path.replace("{region}", "bw");
+        for method in operations.as_object().unwrap().keys() {
+            let response = match method.as_str() {
+                "get" => app.get(&path).await,
+                "post" => app.post_json(&path, &json!({})).await,
+                other => panic!("undocumented method {other}"),
+            };
+            // An empty POST body is refused by the route itself, never by the 404 fallback.
+            assert_ne!(
+                response.status(),
+                404,
+                "{method} {path} is documented but not served"
+            );
+        }
+    }
+    let unknown = app.get("/v1/nothing-here").await;
+    assert_eq!(unknown.status(), 404);
+    let error: Value = unknown.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "not_found");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_policy_is_published_with_version_and_digest() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let policy: Value = app.get("/v1/regions/bw/policy").await.json().await.unwrap();
+    assert_eq!(policy["region"], "bw");
+    assert_eq!(policy["version"], 1);
+    assert_eq!(policy["digest"].as_str().unwrap().len(), 64);
+    let codes: Vec<&str> = policy["policy"]["vaccines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["biontech", "moderna", "astrazeneca", "janssen"]);
+    let page = app.get("/regions/bw/policy?lang=en").await.text().await.unwrap();
+    assert!(page.contains("Vaxzevria") && page.contains(policy["digest"].as_str().unwrap()));
+    let regions: Value = app.get("/v1/regions").await.json().await.unwrap();
+    assert_eq!(regions["regions"][0]["id"], "bw");
+    assert_eq!(app.get("/v1/regions/atlantis/policy").await.status(), 404);
+    app.stop().await;
+}
+
+/// The hidden rule of 2021: people aged 60+ were silently never offered mRNA vaccines. Here a
+/// 65-year-old who accepts only mRNA vaccines is eligible for them, and told why, rule by rule.
+#[tokio::test]
+async fn a_65_year_old_accepting_only_mrna_is_eligible_for_mrna_and_told_why() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let body = json!({
+        "birth_year": 1956, "priority_group": 3, "postcode": "70173",
+        "accepted_vaccines": ["biontech", "moderna"], "on": "2021-05-03"
+    });
+    let response = app.post_json("/v1/regions/bw/eligibility", &body).await;
+    assert_eq!(response.status(), 200);
+    let evaluation: Value = response.json().await.unwrap();
+    let decision = |code: &str| {
+        evaluation["vaccines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["vaccine"] == code)
+            .unwrap()
+            .clone()
+    };
+    for mrna in ["biontech", "moderna"] {
+        let d = decision(mrna);
+        assert_eq!(d["eligible"], true, "{d}");
+        assert!(d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["passed"] == true
+                && !r["en"].as_str().unwrap().is_empty()
+                && !r["de"].as_str().unwrap().is_empty()));
+    }
+    for vector in ["astrazeneca", "janssen"] {
+        let d = decision(vector);
+        assert_eq!(d["eligible"], false);
+        let failed: Vec<&str> = d["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["passed"] == false)
+            .map(|r| r["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            failed,
+            ["accepted"],
+            "refused only because the person does not accept it"
+        );
+    }
+    // The same evaluation as a page.
+    let page = app.get("/regions/bw/check?lang=en&birth_year=1956&priority_group=3&postcode=70173&vaccine=biontech&vaccine=moderna").await.text().await.unwrap();
+    assert!(page.contains("Why, rule by rule"), "{page}");
+    // Nothing was stored.
+    let (registrants,): (i64,) = sqlx::query_as("SELECT count(*) FROM registrants")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(registrants, 0);
+    app.stop().await;
+}
+
+async fn refused(app: &support::TestApp, body: Value) -> (u16, Value) {
+    let response = app.post_json("/v1/regions/bw/registrations", &body).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn bad_registrations_get_a_clear_error_and_store_nothing() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let with = |key: &str, value: Value| {
+        let mut body = registration("0151 7654321");
+        body[key] = value;
+        body
+    };
+    let cases = [
+        (with("phone", json!("call me maybe")), 422, Some("phone")),
+        (with("phone", json!("0151")), 422, Some("phone")),
+        (with("email", json!("anna@")), 422, Some("email")),
+        (with("birth_year", json!(1850)), 422, Some("birth_year")),
+        (with("priority_group", json!(9)), 422, Some("priority_group")),
+        (with("postcode", json!("1234")), 422, Some("postcode")),
+        (with("postcode", json!("10115")), 422, Some("postcode")), // Berlin is not in bw
+        (
+            with("accepted_vaccines", json!([])),
+            422,
+            Some("accepted_vaccines"),
+        ),
+        (
+            with("accepted_vaccines", json!(["sputnik"])),
+            422,
+            Some("accepted_vaccines"),
+        ),
+        (with("max_distance_km", json!(0)), 422, Some("max_distance_km")),
+        (with("language", json!("fr")), 400, None),
+        (with("nickname", json!("anna")), 400, None),
+        (json!({ "phone": "0151 7654321" }), 400, None),
+    ];
+    for (body, status, field) in cases {
+        let (got, error) = refused(&app, body.clone()).await;
+        assert_eq!(got, status, "{body} -> {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.len() > 10, "a message a person can act on: {error}");
+        match field {
+            Some(field) => {
+                assert_eq!(error["error"]["field"], field, "{error}");
+                assert_eq!(error["error"]["code"], "invalid_field");
+            }
+            None => assert_eq!(error["error"]["code"], "malformed_request", "{error}"),
+        }
+    }
+    let not_json = app
+        .http
+        .post(app.url("/v1/regions/bw/registrations"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    let (unknown_region, _) = {
+        let response = app
+            .post_json(
+                "/v1/regions/atlantis/registrations",
+                &registration("0151 7654321"),
+            )
+            .await;
+        (response.status().as_u16(), ())
+    };
+    assert_eq!(unknown_region, 404);
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM registrants) + (SELECT count(*) FROM outbox)")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, 0, "refused requests store nothing");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_live_registration_per_phone_number() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let (first, _) = refused(&app, registration("0151 1111111")).await;
+    assert_eq!(first, 202);
+    // The same number written another way is the same number.
+    let (second, error) = refused(&app, registration("+49 151 111 1111")).await;
+    assert_eq!(second, 409);
+    assert_eq!(error["error"]["code"], "phone_already_registered");
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM outbox")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the refused duplicate queued no SMS");
+    app.stop().await;
+}

@@ -1,0 +1,243 @@
+//! Delivery through real RabbitMQ and Postgres to the Twilio-compatible server: temporary
+//! failures are retried until the provider recovers, permanent ones are dead-lettered with
+//! their reason, and a message published twice reaches the person once.
+
+mod support;
+
+use std::time::Duration;
+
+use drawbridge_domain::Language;
+use drawbridge_platform::outbox::{self, Channel, Message, Notification};
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::BasicProperties;
+use support::{eventually, spawn_with, Components, TestApp};
+use uuid::Uuid;
+
+async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
+    let mut tx = app.pool.begin().await.unwrap();
+    let notification = Notification::VerificationCode {
+        code: "123456".into(),
+        valid_minutes: 10,
+    };
+    let id = outbox::enqueue(
+        &mut tx,
+        Uuid::new_v4(),
+        Channel::Sms,
+        phone,
+        Language::En,
+        &notification,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn delivery(app: &TestApp, id: Uuid) -> Option<(String, i32, Option<String>)> {
+    sqlx::query_as("SELECT state, attempts, detail FROM deliveries WHERE outbox_id = $1")
+        .bind(id)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn notifier() -> TestApp {
+    spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |_| {},
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_provider_failures_are_retried_until_it_recovers() {
+    let app = notifier().await;
+    app.twilio.fail_next(&[500, 429]);
+    let id = enqueue_code(&app, "+491510000001").await;
+    let done = eventually(Duration::from_secs(20), || delivery(&app, id))
+        .await
+        .expect("delivered after retries");
+    assert_eq!((done.0.as_str(), done.1), ("sent", 3));
+    assert_eq!(app.twilio.requests(), 3);
+    assert_eq!(app.twilio.accepted().len(), 1, "delivered once");
+    assert!(app.twilio.accepted()[0].body.contains("123456"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_not_retried() {
+    let app = notifier().await;
+    app.twilio.fail_next(&[400]);
+    let id = enqueue_code(&app, "+491510000002").await;
+    let (state, attempts, detail) = eventually(Duration::from_secs(20), || delivery(&app, id))
+        .await
+        .expect("settled");
+    assert_eq!((state.as_str(), attempts), ("dead", 1));
+    let detail = detail.unwrap();
+    assert!(
+        detail.contains("21211") && detail.contains("not a valid phone number"),
+        "{detail}"
+    );
+
+    let connection = drawbridge_platform::amqp::connect_once(&app.settings.amqp)
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let dead_queue = format!("{}.dead", app.settings.amqp.prefix);
+    let dead = eventually(Duration::from_secs(5), || async {
+        channel
+            .basic_get(&dead_queue, BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the message waits in the dead-letter queue");
+    let message: Message = serde_json::from_slice(&dead.delivery.data).unwrap();
+    assert_eq!(message.id, id);
+    let headers = dead.delivery.properties.headers().clone().unwrap();
+    let reason = match headers.inner().get("x-drawbridge-reason") {
+        Some(lapin::types::AMQPValue::LongString(reason)) => {
+            String::from_utf8_lossy(reason.as_bytes()).into_owned()
+        }
+        other => panic!("no reason header: {other:?}"),
+    };
+    assert!(reason.contains("21211"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.twilio.requests(), 1, "a permanent failure is never retried");
+    let _ = connection.close(200, "done").await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_end_in_the_dead_letter_queue_when_the_provider_never_recovers() {
+    let app = notifier().await;
+    app.twilio.fail_next(&[503; 10]);
+    let id = enqueue_code(&app, "+491510000003").await;
+    let (state, attempts, detail) = eventually(Duration::from_secs(30), || delivery(&app, id))
+        .await
+        .expect("settled");
+    // Three retry delays configured: the fourth failure gives up.
+    assert_eq!((state.as_str(), attempts), ("dead", 4));
+    assert!(detail.unwrap().contains("gave up after 4 attempts"));
+    assert!(app.twilio.accepted().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_published_twice_reaches_the_person_once() {
+    let app = notifier().await;
+    let id = enqueue_code(&app, "+491510000004").await;
+    eventually(Duration::from_secs(20), || delivery(&app, id))
+        .await
+        .expect("delivered");
+
+    // Simulate a relay that crashed after the broker's confirm but before marking the row.
+    let (subject_id,): (Uuid,) = sqlx::query_as("SELECT subject_id FROM outbox WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let message = Message {
+        id,
+        subject_id,
+        channel: Channel::Sms,
+        recipient: "+491510000004".into(),
+        language: Language::En,
+        notification: Notification::VerificationCode {
+            code: "123456".into(),
+            valid_minutes: 10,
+        },
+    };
+    let connection = drawbridge_platform::amqp::connect_once(&app.settings.amqp)
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for _ in 0..2 {
+        channel
+            .basic_publish(
+                &format!("{}.notifications", app.settings.amqp.prefix),
+                &message.routing_key(),
+                BasicPublishOptions::default(),
+                &serde_json::to_vec(&message).unwrap(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let notifier = app.notifier_address.clone().unwrap();
+    let duplicates = eventually(Duration::from_secs(10), || async {
+        let metrics = app
+            .http
+            .get(format!("{notifier}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .contains(
+                r#"drawbridge_notifier_messages_duplicate_total{channel="sms",kind="verification_code"} 2"#,
+            )
+            .then_some(())
+    })
+    .await;
+    assert!(
+        duplicates.is_some(),
+        "both copies were recognised as already sent"
+    );
+    assert_eq!(app.twilio.accepted().len(), 1);
+    let _ = connection.close(200, "done").await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_notifiers_share_a_burst_and_send_each_message_once() {
+    let app = notifier().await;
+    let second_shutdown = tokio_util::sync::CancellationToken::new();
+    let mut second_settings = app.settings.clone();
+    second_settings.notifier.listen = "127.0.0.1:0".parse().unwrap();
+    let second = drawbridge_notifier::build(&second_settings, second_shutdown.clone())
+        .await
+        .unwrap();
+    let second = tokio::spawn(second.run_until_stopped());
+
+    let mut tx = app.pool.begin().await.unwrap();
+    for n in 0..300 {
+        let notification = Notification::VerificationCode {
+            code: format!("{n:06}"),
+            valid_minutes: 10,
+        };
+        outbox::enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Sms,
+            &format!("+4915120{n:05}"),
+            Language::De,
+            &notification,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let all = eventually(Duration::from_secs(60), || async {
+        let (sent,): (i64,) = sqlx::query_as("SELECT count(*) FROM deliveries WHERE state = 'sent'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        (sent == 300).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "all 300 delivered");
+    let mut recipients: Vec<String> = app.twilio.accepted().into_iter().map(|sms| sms.to).collect();
+    assert_eq!(recipients.len(), 300, "no message sent twice");
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), 300);
+    second_shutdown.cancel();
+    second.await.unwrap().unwrap();
+    app.stop().await;
+}

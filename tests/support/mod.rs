@@ -1,0 +1,266 @@
+//! The shared harness of the end-to-end tests: `spawn_app` starts an isolated Drawbridge on the
+//! real local Postgres, Redis and RabbitMQ, with its own database, Redis key prefix and
+//! RabbitMQ names, so tests run in parallel; and a Twilio-compatible fake provider.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod twilio;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use drawbridge_platform::config::{SmsProvider, TokenKeySetting};
+use drawbridge_platform::Settings;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use twilio::FakeTwilio;
+
+pub const HASH_KEY_B64: &str = "dGVzdCBoYXNoIGtleSBmb3IgZHJhd2JyaWRnZSB0ZXN0cyE=";
+
+/// Which components a test needs; the gateway always runs.
+#[derive(Clone, Copy, Default)]
+pub struct Components {
+    pub notifier: bool,
+    pub allocator: bool,
+}
+
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>` of the gateway.
+    pub address: String,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub twilio: FakeTwilio,
+    pub http: reqwest::Client,
+    pub notifier_address: Option<String>,
+    pub allocator_address: Option<String>,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sink_dir: PathBuf,
+}
+
+/// Settings isolated for one test: a database, key prefix and queue names of its own.
+pub fn test_settings(twilio: &FakeTwilio) -> Settings {
+    let id = Uuid::new_v4().simple().to_string();
+    let mut settings = Settings::default();
+    settings.database.url = format!("postgres://postgres@127.0.0.1:5432/drawbridge_test_{id}");
+    settings.database.startup_retry_seconds = 5;
+    settings.redis.key_prefix = format!("test-{id}");
+    settings.redis.startup_retry_seconds = 5;
+    settings.amqp.prefix = format!("test-{id}");
+    settings.amqp.quorum_queues = false;
+    settings.amqp.startup_retry_seconds = 5;
+    settings.secrets.token_keys = vec![TokenKeySetting {
+        id: "test".into(),
+        secret: "dGVzdCB0b2tlbiBrZXkgZm9yIGRyYXdicmlkZ2UgdGVzdHMh".into(),
+    }];
+    settings.secrets.hash_key = HASH_KEY_B64.into();
+    settings.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    settings.gateway.workers = Some(2);
+    settings.allocator.listen = "127.0.0.1:0".parse().unwrap();
+    settings.notifier.listen = "127.0.0.1:0".parse().unwrap();
+    settings.notifier.relay_idle_millis = 20;
+    settings.notifier.retry_delays_seconds = vec![1, 1, 1];
+    settings.notifier.sink_file = std::env::temp_dir()
+        .join(format!("drawbridge-test-{id}"))
+        .join("messages.jsonl");
+    settings.notifier.sms.provider = SmsProvider::Twilio;
+    settings.notifier.sms.base_url = twilio.base_url.clone();
+    settings.notifier.sms.account_sid = twilio::ACCOUNT_SID.into();
+    settings.notifier.sms.auth_token = twilio::AUTH_TOKEN.into();
+    settings.notifier.sms.from = "+4915100000000".into();
+    settings.notifier.sms.messages_per_second = 1000;
+    settings.validate().expect("test settings are valid");
+    settings
+}
+
+/// The gateway alone.
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Components::default(), |_| {}).await
+}
+
+/// Gateway, notifier and allocator.
+pub async fn spawn_system() -> TestApp {
+    spawn_with(
+        Components {
+            notifier: true,
+            allocator: true,
+        },
+        |_| {},
+    )
+    .await
+}
+
+pub async fn spawn_with(components: Components, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let twilio = FakeTwilio::start();
+    let mut settings = test_settings(&twilio);
+    adjust(&mut settings);
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let gateway = drawbridge_gateway::build(&settings, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| {
+            panic!("the gateway could not start (are PostgreSQL and Redis running? see .ci/run): {e}")
+        });
+    let address = format!("http://{}", gateway.address());
+    tasks.push(tokio::spawn(async move {
+        gateway.run_until_stopped().await.expect("gateway stops cleanly")
+    }));
+
+    let notifier_address = if components.notifier {
+        let notifier = drawbridge_notifier::build(&settings, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("the notifier could not start (is RabbitMQ running? see .ci/run): {e}")
+            });
+        let address = format!("http://{}", notifier.address());
+        tasks.push(tokio::spawn(async move {
+            notifier
+                .run_until_stopped()
+                .await
+                .expect("notifier stops cleanly")
+        }));
+        Some(address)
+    } else {
+        None
+    };
+    let allocator_address = if components.allocator {
+        let allocator = drawbridge_allocator::build(&settings, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("the allocator could not start: {e}"));
+        let address = format!("http://{}", allocator.address());
+        tasks.push(tokio::spawn(async move {
+            allocator
+                .run_until_stopped()
+                .await
+                .expect("allocator stops cleanly")
+        }));
+        Some(address)
+    } else {
+        None
+    };
+
+    let pool = drawbridge_platform::postgres::connect(&settings.database)
+        .await
+        .expect("test database");
+    let sink_dir = settings.notifier.sink_file.parent().unwrap().to_owned();
+    TestApp {
+        address,
+        pool,
+        settings,
+        twilio,
+        http: reqwest::Client::new(),
+        notifier_address,
+        allocator_address,
+        shutdown,
+        tasks,
+        sink_dir,
+    }
+}
+
+impl TestApp {
+    pub async fn load_demo(&self) {
+        drawbridge::demo::load(&self.pool).await.expect("demo data loads");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    pub fn hash_key(&self) -> Vec<u8> {
+        self.settings.secrets.hash_key().unwrap()
+    }
+
+    /// Stops every component gracefully and removes the test's database and queues.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("components stop within 30 s")
+                .expect("component task did not panic");
+        }
+        self.twilio.stop().await;
+        self.pool.close().await;
+        let topology = drawbridge_notifier::topology::Topology::new(
+            &self.settings.amqp,
+            &self.settings.notifier.retry_delays_seconds,
+        );
+        delete_queues(&self.settings, &topology).await;
+        let database = self.settings.database.url.rsplit('/').next().unwrap().to_owned();
+        let admin = PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+            .execute(&admin)
+            .await
+            .expect("drop test database");
+        let _ = std::fs::remove_dir_all(self.sink_dir);
+    }
+}
+
+async fn delete_queues(settings: &Settings, topology: &drawbridge_notifier::topology::Topology) {
+    let Ok(connection) = drawbridge_platform::amqp::connect_once(&settings.amqp).await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    for queue in topology.queues() {
+        let _ = channel.queue_delete(&queue, Default::default()).await;
+    }
+    let _ = channel
+        .exchange_delete(&topology.exchange(), Default::default())
+        .await;
+    let _ = connection.close(200, "test done").await;
+}
+
+/// Polls `check` until it returns `Some` or `within` passes.
+pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A registration body that passes every check under the demo policy.
+pub fn registration(phone: &str) -> serde_json::Value {
+    serde_json::json!({
+        "phone": phone,
+        "email": "anna@example.de",
+        "birth_year": 1956,
+        "priority_group": 3,
+        "postcode": "70173",
+        "accepted_vaccines": ["biontech", "moderna"],
+        "max_distance_km": 30,
+        "language": "de"
+    })
+}

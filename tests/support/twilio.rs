@@ -1,0 +1,155 @@
+//! A local server speaking Twilio's Messages API exactly as documented: form-encoded
+//! `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP basic auth with the account
+//! sid and auth token, JSON replies (201 with the message resource, or an error object).
+//! It records what it accepted and can be told to fail the next requests.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use base64::Engine;
+use serde_json::json;
+
+pub const ACCOUNT_SID: &str = "ACtest00000000000000000000000000";
+pub const AUTH_TOKEN: &str = "test-auth-token";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sms {
+    pub sid: String,
+    pub to: String,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub body: String,
+}
+
+#[derive(Default)]
+struct State {
+    accepted: Vec<Sms>,
+    /// Statuses to answer the next requests with, before accepting again.
+    failures: VecDeque<u16>,
+    requests: usize,
+}
+
+#[derive(Clone)]
+pub struct FakeTwilio {
+    pub base_url: String,
+    state: Arc<Mutex<State>>,
+    handle: ServerHandle,
+}
+
+impl FakeTwilio {
+    pub fn start() -> FakeTwilio {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake Twilio");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = web::Data::from(state.clone());
+        let server = HttpServer::new(move || {
+            App::new().app_data(shared.clone()).route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                web::post().to(create_message),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        FakeTwilio {
+            base_url,
+            state,
+            handle,
+        }
+    }
+
+    /// Answer the next requests with these HTTP statuses (429, 500, 400, ...), in order.
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().failures.extend(statuses);
+    }
+
+    pub fn accepted(&self) -> Vec<Sms> {
+        self.state.lock().unwrap().accepted.clone()
+    }
+
+    pub fn requests(&self) -> usize {
+        self.state.lock().unwrap().requests
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+fn error(status: u16, code: u32, message: &str) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).json(json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    }))
+}
+
+async fn create_message(
+    request: HttpRequest,
+    sid: web::Path<String>,
+    form: web::Form<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
+    );
+    let authorised = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(expected.as_str());
+    let mut state = state.lock().unwrap();
+    state.requests += 1;
+    if !authorised || sid.as_str() != ACCOUNT_SID {
+        return error(401, 20003, "Authenticate");
+    }
+    if let Some(status) = state.failures.pop_front() {
+        return match status {
+            429 => error(429, 20429, "Too Many Requests"),
+            400 => error(400, 21211, "The 'To' number is not a valid phone number."),
+            other => error(other, 20500, "Internal Server Error"),
+        };
+    }
+    let (Some(to), Some(body)) = (form.get("To"), form.get("Body")) else {
+        return error(400, 21604, "A 'To' phone number and a 'Body' are required.");
+    };
+    let from = form.get("From").cloned();
+    let messaging_service_sid = form.get("MessagingServiceSid").cloned();
+    if from.is_none() && messaging_service_sid.is_none() {
+        return error(
+            400,
+            21603,
+            "A 'From' or 'MessagingServiceSid' parameter is required to send a message.",
+        );
+    }
+    let sid = format!("SM{:032x}", state.accepted.len() as u128 + 1);
+    state.accepted.push(Sms {
+        sid: sid.clone(),
+        to: to.clone(),
+        from: from.clone(),
+        messaging_service_sid: messaging_service_sid.clone(),
+        body: body.clone(),
+    });
+    HttpResponse::Created().json(json!({
+        "sid": sid,
+        "account_sid": ACCOUNT_SID,
+        "to": to,
+        "from": from,
+        "messaging_service_sid": messaging_service_sid,
+        "body": body,
+        "status": "queued",
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"),
+    }))
+}
