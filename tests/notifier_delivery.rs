@@ -169,15 +169,7 @@ async fn a_message_published_twice_reaches_the_person_once() {
     }
     let notifier = app.notifier_address.clone().unwrap();
     let duplicates = eventually(Duration::from_secs(10), || async {
-        let metrics = app
-            .http
-            .get(format!("{notifier}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics(&notifier).await;
         metrics
             .contains(
                 r#"drawbridge_notifier_messages_duplicate_total{channel="sms",kind="verification_code"} 2"#,

@@ -89,26 +89,10 @@ async fn a_registration_reaches_the_phone_by_sms_through_outbox_and_rabbitmq() {
         let address = address.unwrap();
         let ready = app.http.get(format!("{address}/readyz")).send().await.unwrap();
         assert_eq!(ready.status(), 200, "{address} ready");
-        let metrics = app
-            .http
-            .get(format!("{address}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics(&address).await;
         assert!(metrics.contains("drawbridge_"), "{address} metrics: {metrics}");
     }
-    let notifier_metrics = app
-        .http
-        .get(format!("{}/metrics", app.notifier_address.as_ref().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let notifier_metrics = app.metrics(app.notifier_address.as_ref().unwrap()).await;
     assert!(
         notifier_metrics
             .contains(r#"drawbridge_notifier_messages_sent_total{channel="sms",kind="verification_code"} 1"#),

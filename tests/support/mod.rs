@@ -185,6 +185,17 @@ impl TestApp {
             .expect("gateway answers")
     }
 
+    /// The Prometheus text of the component served at `address` (gateway, notifier, allocator).
+    pub async fn metrics(&self, address: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{address}/metrics"))
+            .send()
+            .await
+            .expect("metrics answer");
+        response.text().await.expect("metrics text")
+    }
+
     pub fn hash_key(&self) -> Vec<u8> {
         self.settings.secrets.hash_key().unwrap()
     }
