@@ -233,3 +233,122 @@ async fn two_notifiers_share_a_burst_and_send_each_message_once() {
     second.await.unwrap().unwrap();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_kind_reaches_the_person_by_sms_and_email() {
+    let app = notifier().await;
+    let examples = drawbridge_notifier::render::examples();
+    let mut tx = app.pool.begin().await.unwrap();
+    for (n, notification) in examples.iter().enumerate() {
+        let subject = Uuid::new_v4();
+        let phone = format!("+4915130000{n:02}");
+        outbox::enqueue(&mut tx, subject, Channel::Sms, &phone, Language::De, notification)
+            .await
+            .unwrap();
+        let email = format!("person{n}@example.de");
+        outbox::enqueue(
+            &mut tx,
+            subject,
+            Channel::Email,
+            &email,
+            Language::En,
+            notification,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let all = eventually(Duration::from_secs(30), || async {
+        let (sent,): (i64,) = sqlx::query_as("SELECT count(*) FROM deliveries WHERE state = 'sent'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        (sent == 2 * examples.len() as i64).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "every kind delivered on both channels");
+
+    let sms = app.twilio.accepted();
+    let emails = app.smtp.accepted();
+    assert_eq!((sms.len(), emails.len()), (examples.len(), examples.len()));
+    for (n, notification) in examples.iter().enumerate() {
+        let text = sms
+            .iter()
+            .find(|s| s.to == format!("+4915130000{n:02}"))
+            .expect("SMS arrived");
+        assert!(
+            text.body.starts_with("Drawbridge"),
+            "{}: {}",
+            notification.kind(),
+            text.body
+        );
+        let email = emails
+            .iter()
+            .find(|e| e.to == [format!("<person{n}@example.de>")])
+            .expect("email arrived");
+        assert!(
+            email.data.contains("From: Drawbridge <no-reply@drawbridge.test>"),
+            "{}",
+            email.data
+        );
+        assert!(email.data.contains("multipart/alternative") && email.data.contains("text/html"));
+    }
+    let confirmation = emails
+        .iter()
+        .find(|e| e.data.contains("Subject: Booked"))
+        .expect("confirmation email");
+    assert!(
+        confirmation.data.contains("Content-Type: image/png"),
+        "QR code embedded"
+    );
+    assert!(
+        confirmation.data.contains("Content-ID: <checkin-qr>"),
+        "{}",
+        confirmation.data
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_server_that_defers_is_retried_and_one_that_refuses_is_not() {
+    let app = notifier().await;
+    app.smtp.refuse_next(&[451]);
+    let notification = &drawbridge_notifier::render::examples()[1];
+    let mut tx = app.pool.begin().await.unwrap();
+    let deferred = outbox::enqueue(
+        &mut tx,
+        Uuid::new_v4(),
+        Channel::Email,
+        "anna@example.de",
+        Language::De,
+        notification,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (state, attempts, _) = eventually(Duration::from_secs(20), || delivery(&app, deferred))
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("sent", 2));
+
+    app.smtp.refuse_next(&[550]);
+    let mut tx = app.pool.begin().await.unwrap();
+    let refused = outbox::enqueue(
+        &mut tx,
+        Uuid::new_v4(),
+        Channel::Email,
+        "ben@example.de",
+        Language::De,
+        notification,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (state, attempts, detail) = eventually(Duration::from_secs(20), || delivery(&app, refused))
+        .await
+        .unwrap();
+    assert_eq!((state.as_str(), attempts), ("dead", 1));
+    assert!(detail.unwrap().contains("Mailbox unavailable"));
+    assert_eq!(app.smtp.accepted().len(), 1);
+    app.stop().await;
+}

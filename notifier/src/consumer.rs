@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use drawbridge_platform::outbox::{Channel, Message};
 
-use crate::render::render;
+use crate::render::Templates;
 use crate::topology::{header_name, Topology, ATTEMPT_HEADER, REASON_HEADER};
 use crate::{Metrics, NotifierError, SendError, Transports};
 
@@ -25,6 +25,7 @@ pub struct Consumer {
     pub pool: PgPool,
     pub topology: Topology,
     pub transports: Arc<Transports>,
+    pub templates: Templates,
     pub metrics: Arc<Metrics>,
     pub concurrency: usize,
     pub prefetch: u16,
@@ -156,12 +157,16 @@ impl Consumer {
         if !claimed || done.is_some() {
             return Ok(Outcome::AlreadyDone);
         }
-        let rendered = render(&message.notification, message.language);
         let started = std::time::Instant::now();
-        let result = self
-            .transports
-            .send(message.channel, &message.recipient, &rendered)
-            .await;
+        let result = match self.templates.render(&message.notification, message.language) {
+            Ok(rendered) => {
+                self.transports
+                    .send(message.channel, &message.recipient, &rendered)
+                    .await
+            }
+            // A message we cannot word will not word itself on a retry.
+            Err(error) => Err(SendError::Permanent(error.to_string())),
+        };
         self.metrics
             .send_seconds
             .with_label_values(&[message.channel.as_str()])

@@ -3,8 +3,9 @@
 //! loops reconnect by themselves when the broker or the database goes away.
 
 mod consumer;
+mod email;
 mod relay;
-mod render;
+pub mod render;
 mod sink;
 mod sms;
 pub mod topology;
@@ -25,8 +26,9 @@ use drawbridge_platform::outbox::Channel;
 use drawbridge_platform::{amqp, postgres, Settings, StartupError};
 
 use crate::consumer::Consumer;
+use crate::email::SmtpMailer;
 use crate::relay::Relay;
-use crate::render::Rendered;
+use crate::render::{Rendered, Templates};
 use crate::sink::FileSink;
 use crate::sms::TwilioClient;
 use crate::topology::{Topology, CHANNELS};
@@ -58,7 +60,7 @@ pub enum NotifierError {
 /// Where each channel's messages go.
 pub struct Transports {
     sms: SmsTransport,
-    email: Arc<FileSink>,
+    email: EmailTransport,
 }
 
 enum SmsTransport {
@@ -66,28 +68,40 @@ enum SmsTransport {
     Sink(Arc<FileSink>),
 }
 
+enum EmailTransport {
+    Smtp(SmtpMailer),
+    Sink(Arc<FileSink>),
+}
+
 impl Transports {
-    fn from_settings(settings: &NotifierSettings) -> std::io::Result<Self> {
-        let sink = Arc::new(FileSink::open(&settings.sink_file)?);
+    fn from_settings(settings: &NotifierSettings) -> Result<Self, String> {
+        let sink = FileSink::open(&settings.sink_file).map_err(|e| format!("notifier.sink_file: {e}"))?;
+        let sink = Arc::new(sink);
         let sms = match settings.sms.provider {
             SmsProvider::File => SmsTransport::Sink(sink.clone()),
-            SmsProvider::Twilio => {
-                SmsTransport::Twilio(TwilioClient::new(&settings.sms).map_err(std::io::Error::other)?)
-            }
+            SmsProvider::Twilio => SmsTransport::Twilio(
+                TwilioClient::new(&settings.sms).map_err(|e| format!("notifier.sms: {e}"))?,
+            ),
         };
         let email = match settings.email.provider {
-            EmailProvider::File => sink,
+            EmailProvider::File => EmailTransport::Sink(sink),
+            EmailProvider::Smtp => EmailTransport::Smtp(SmtpMailer::new(&settings.email)?),
         };
         Ok(Transports { sms, email })
     }
 
     async fn send(&self, channel: Channel, to: &str, message: &Rendered) -> Result<String, SendError> {
-        match (channel, &self.sms) {
-            (Channel::Sms, SmsTransport::Twilio(client)) => client.send(to, &message.body).await,
-            (Channel::Sms, SmsTransport::Sink(sink)) => sink.deliver("sms", to, None, &message.body),
-            (Channel::Email, _) => self
-                .email
-                .deliver("email", to, Some(&message.subject), &message.body),
+        match channel {
+            Channel::Sms => match &self.sms {
+                SmsTransport::Twilio(client) => client.send(to, &message.sms).await,
+                SmsTransport::Sink(sink) => sink.deliver("sms", to, None, &message.sms),
+            },
+            Channel::Email => match &self.email {
+                EmailTransport::Smtp(mailer) => mailer.send(to, message).await,
+                EmailTransport::Sink(sink) => {
+                    sink.deliver("email", to, Some(&message.subject), &message.text)
+                }
+            },
         }
     }
 }
@@ -179,12 +193,8 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         waited_seconds: 0,
         detail: format!("declaring the topology failed: {e}"),
     })?;
-    let transports = Transports::from_settings(&settings.notifier).map_err(|source| {
-        StartupError::Config(drawbridge_platform::ConfigError::Key {
-            key: "notifier.sink_file",
-            message: source.to_string(),
-        })
-    })?;
+    let transports = Transports::from_settings(&settings.notifier)
+        .map_err(|message| StartupError::Config(drawbridge_platform::ConfigError::Invalid(message)))?;
 
     let registry = Registry::new_custom(Some("drawbridge_notifier".into()), None).expect("valid prefix");
     let metrics = Arc::new(Metrics::register(&registry).expect("metrics register once"));
@@ -216,6 +226,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         pool: pool.clone(),
         topology: topology.clone(),
         transports: Arc::new(transports),
+        templates: Templates::new(),
         metrics: metrics.clone(),
         concurrency: settings.notifier.concurrency,
         prefetch: settings.amqp.prefetch,

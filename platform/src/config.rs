@@ -337,7 +337,20 @@ impl Default for SmsSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailProvider {
+    /// Write to the log and the sink file.
     File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailTls {
+    /// Plain SMTP: only for a relay on the same host or network.
+    None,
+    /// Upgrade with STARTTLS (usually port 587).
+    Starttls,
+    /// TLS from the first byte (usually port 465).
+    Tls,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +358,12 @@ pub enum EmailProvider {
 pub struct EmailSettings {
     pub provider: EmailProvider,
     pub from: String,
+    pub host: String,
+    pub port: u16,
+    pub tls: EmailTls,
+    pub username: String,
+    pub password: String,
+    pub timeout_seconds: u64,
 }
 
 impl Default for EmailSettings {
@@ -352,6 +371,12 @@ impl Default for EmailSettings {
         EmailSettings {
             provider: EmailProvider::File,
             from: "Drawbridge <no-reply@drawbridge.invalid>".into(),
+            host: "127.0.0.1".into(),
+            port: 587,
+            tls: EmailTls::Starttls,
+            username: String::new(),
+            password: String::new(),
+            timeout_seconds: 10,
         }
     }
 }
@@ -439,6 +464,12 @@ impl Settings {
             return Err(ConfigError::key(
                 "notifier.sms.messages_per_second",
                 "must be at least 1",
+            ));
+        }
+        if notifier.email.provider == EmailProvider::Smtp && notifier.email.host.is_empty() {
+            return Err(ConfigError::key(
+                "notifier.email.host",
+                "provider = \"smtp\" needs a host",
             ));
         }
         if notifier.sms.provider == SmsProvider::Twilio {

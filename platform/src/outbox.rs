@@ -2,6 +2,7 @@
 //! Postgres transaction, so "state changed" and "message will be sent" can never disagree; the
 //! notifier's relay publishes the rows to RabbitMQ afterwards.
 
+use chrono::{DateTime, Utc};
 use drawbridge_domain::Language;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -23,18 +24,75 @@ impl Channel {
     }
 }
 
+/// Where and when: everything a person needs to turn up, carried in the message itself so the
+/// notifier never reads registrant data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Appointment {
+    pub centre_name: String,
+    pub centre_address: String,
+    pub vaccine_name: String,
+    pub first_at: DateTime<Utc>,
+    /// `None` for one-dose vaccines.
+    pub second_at: Option<DateTime<Utc>>,
+    /// The centre's time zone, in which times are shown.
+    pub timezone: String,
+}
+
 /// What a person is told. Each variant is one message kind with one template per language.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Notification {
     /// The 6-digit code that proves a registrant holds the phone.
     VerificationCode { code: String, valid_minutes: u32 },
+    /// The booking code: the registrant's only credential.
+    BookingCode {
+        booking_code: String,
+        status_url: String,
+    },
+    /// A drawn slot pair, to accept before `expires_at`.
+    Offer {
+        appointment: Appointment,
+        expires_at: DateTime<Utc>,
+        accept_url: String,
+    },
+    /// A reminder that an offer is about to lapse.
+    OfferExpiring {
+        appointment: Appointment,
+        expires_at: DateTime<Utc>,
+        accept_url: String,
+    },
+    /// Both appointments are booked; `qr_token` is the signed check-in code.
+    Confirmation {
+        booking_reference: String,
+        appointment: Appointment,
+        qr_token: String,
+    },
+    /// The centre withdrew the capacity; the person is back in the pool, ahead of others.
+    CancelledByCentre {
+        appointment: Appointment,
+        reason: String,
+    },
 }
 
 impl Notification {
+    /// Every kind, for topology and tests.
+    pub const KINDS: [&'static str; 6] = [
+        "verification_code",
+        "booking_code",
+        "offer",
+        "offer_expiring",
+        "confirmation",
+        "cancelled_by_centre",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Notification::VerificationCode { .. } => "verification_code",
+            Notification::BookingCode { .. } => "booking_code",
+            Notification::Offer { .. } => "offer",
+            Notification::OfferExpiring { .. } => "offer_expiring",
+            Notification::Confirmation { .. } => "confirmation",
+            Notification::CancelledByCentre { .. } => "cancelled_by_centre",
         }
     }
 }

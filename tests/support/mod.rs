@@ -3,17 +3,19 @@
 //! RabbitMQ names, so tests run in parallel; and a Twilio-compatible fake provider.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod smtp;
 pub mod twilio;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use drawbridge_platform::config::{SmsProvider, TokenKeySetting};
+use drawbridge_platform::config::{EmailProvider, EmailTls, SmsProvider, TokenKeySetting};
 use drawbridge_platform::Settings;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use smtp::FakeSmtp;
 pub use twilio::FakeTwilio;
 
 pub const HASH_KEY_B64: &str = "dGVzdCBoYXNoIGtleSBmb3IgZHJhd2JyaWRnZSB0ZXN0cyE=";
@@ -31,6 +33,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub settings: Settings,
     pub twilio: FakeTwilio,
+    pub smtp: FakeSmtp,
     pub http: reqwest::Client,
     pub notifier_address: Option<String>,
     pub allocator_address: Option<String>,
@@ -40,7 +43,7 @@ pub struct TestApp {
 }
 
 /// Settings isolated for one test: a database, key prefix and queue names of its own.
-pub fn test_settings(twilio: &FakeTwilio) -> Settings {
+pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     let id = Uuid::new_v4().simple().to_string();
     let mut settings = Settings::default();
     settings.database.url = format!("postgres://postgres@127.0.0.1:5432/drawbridge_test_{id}");
@@ -70,6 +73,11 @@ pub fn test_settings(twilio: &FakeTwilio) -> Settings {
     settings.notifier.sms.auth_token = twilio::AUTH_TOKEN.into();
     settings.notifier.sms.from = "+4915100000000".into();
     settings.notifier.sms.messages_per_second = 1000;
+    settings.notifier.email.provider = EmailProvider::Smtp;
+    settings.notifier.email.host = "127.0.0.1".into();
+    settings.notifier.email.port = smtp.port;
+    settings.notifier.email.tls = EmailTls::None;
+    settings.notifier.email.from = "Drawbridge <no-reply@drawbridge.test>".into();
     settings.validate().expect("test settings are valid");
     settings
 }
@@ -93,7 +101,8 @@ pub async fn spawn_system() -> TestApp {
 
 pub async fn spawn_with(components: Components, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let twilio = FakeTwilio::start();
-    let mut settings = test_settings(&twilio);
+    let smtp = FakeSmtp::start().await;
+    let mut settings = test_settings(&twilio, &smtp);
     adjust(&mut settings);
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -150,6 +159,7 @@ pub async fn spawn_with(components: Components, adjust: impl FnOnce(&mut Setting
         pool,
         settings,
         twilio,
+        smtp,
         http: reqwest::Client::new(),
         notifier_address,
         allocator_address,

@@ -1,0 +1,83 @@
+//! Email over SMTP (lettre): a plain-text part and an HTML part, with the check-in QR code
+//! embedded as an inline image in confirmations, so it shows even with remote images blocked.
+
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use drawbridge_platform::config::{EmailSettings, EmailTls};
+
+use crate::render::{Rendered, QR_CONTENT_ID};
+use crate::SendError;
+
+pub struct SmtpMailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl SmtpMailer {
+    pub fn new(settings: &EmailSettings) -> Result<Self, String> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| format!("notifier.email.from: {e}"))?;
+        let builder = match settings.tls {
+            EmailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
+            EmailTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
+                .map_err(|e| format!("notifier.email.host: {e}"))?,
+            EmailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)
+                .map_err(|e| format!("notifier.email.host: {e}"))?,
+        };
+        let mut builder = builder
+            .port(settings.port)
+            .timeout(Some(Duration::from_secs(settings.timeout_seconds)));
+        if !settings.username.is_empty() {
+            builder = builder.credentials(Credentials::new(
+                settings.username.clone(),
+                settings.password.clone(),
+            ));
+        }
+        Ok(SmtpMailer {
+            transport: builder.build(),
+            from,
+        })
+    }
+
+    /// Sends one email; returns its Message-ID.
+    pub async fn send(&self, to: &str, message: &Rendered) -> Result<String, SendError> {
+        let to: Mailbox = to
+            .parse()
+            .map_err(|e| SendError::Permanent(format!("not an email address ({e})")))?;
+        let mut related = MultiPart::related().singlepart(SinglePart::html(message.html.clone()));
+        if let Some(png) = &message.qr_png {
+            related = related.singlepart(Attachment::new_inline(QR_CONTENT_ID.to_owned()).body(
+                png.clone(),
+                ContentType::parse("image/png").expect("valid content type"),
+            ));
+        }
+        let email = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(&message.subject)
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::plain(message.text.clone()))
+                    .multipart(related),
+            )
+            .map_err(|e| SendError::Permanent(format!("cannot build the email: {e}")))?;
+        let id = email
+            .headers()
+            .get_raw("Message-ID")
+            .map(str::to_owned)
+            .unwrap_or_default();
+        match self.transport.send(email).await {
+            Ok(_) => Ok(id),
+            // 5xx: the server refused this message for good (unknown mailbox, policy).
+            Err(e) if e.is_permanent() => Err(SendError::Permanent(format!("mail server refused: {e}"))),
+            Err(e) => Err(SendError::Retryable(format!("mail server unavailable: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! A local SMTP server (RFC 5321, plain, no TLS) that records every accepted message and can
+//! be told to refuse the next recipients temporarily (451) or for good (550).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The raw message as sent after DATA (headers and MIME body).
+    pub data: String,
+}
+
+#[derive(Default)]
+struct State {
+    accepted: Vec<Email>,
+    refusals: VecDeque<u16>,
+}
+
+#[derive(Clone)]
+pub struct FakeSmtp {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeSmtp {
+    pub async fn start() -> FakeSmtp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake SMTP");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(session(socket, shared.clone()));
+            }
+        });
+        FakeSmtp { port, state }
+    }
+
+    pub fn accepted(&self) -> Vec<Email> {
+        self.state.lock().unwrap().accepted.clone()
+    }
+
+    /// Refuse the next recipients with these reply codes, in order.
+    pub fn refuse_next(&self, codes: &[u16]) {
+        self.state.lock().unwrap().refusals.extend(codes);
+    }
+}
+
+async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    let (read, mut write) = socket.into_split();
+    let mut lines = BufReader::new(read).lines();
+    write.write_all(b"220 fake.smtp.test ESMTP ready\r\n").await?;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    while let Some(line) = lines.next_line().await? {
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            "250-fake.smtp.test\r\n250-8BITMIME\r\n250 SMTPUTF8".into()
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            "250 OK".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = line[10..].trim().to_owned();
+            to.clear();
+            "250 OK".into()
+        } else if upper.starts_with("RCPT TO:") {
+            match state.lock().unwrap().refusals.pop_front() {
+                Some(451) => "451 4.3.0 Try again later".into(),
+                Some(code) => format!("{code} 5.1.1 Mailbox unavailable"),
+                None => {
+                    to.push(line[8..].trim().to_owned());
+                    "250 OK".into()
+                }
+            }
+        } else if upper == "DATA" {
+            write
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await?;
+            let mut data = String::new();
+            while let Some(line) = lines.next_line().await? {
+                if line == "." {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                data.push('\n');
+            }
+            state.lock().unwrap().accepted.push(Email {
+                from: from.clone(),
+                to: to.clone(),
+                data,
+            });
+            "250 2.0.0 queued".into()
+        } else if upper == "RSET" {
+            to.clear();
+            "250 OK".into()
+        } else if upper == "QUIT" {
+            write.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            "502 command not implemented".into()
+        };
+        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+    }
+    Ok(())
+}
