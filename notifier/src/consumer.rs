@@ -10,7 +10,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -139,65 +139,154 @@ impl Consumer {
         Ok(())
     }
 
-    /// Check, send and record in one transaction holding an advisory lock on the message id:
-    /// two copies of one message (a relay that published twice) cannot both be sent. If this
-    /// process dies mid-send, the lock and the transaction go with it and the unacknowledged
-    /// copy is redelivered.
+    /// Sends a message at most once, even across crashes. A session advisory lock on the message
+    /// id keeps two copies (a relay that published twice) from being handled at once; if this
+    /// process dies, its database session and the lock go with it and the unacknowledged copy
+    /// is redelivered.
     async fn deliver(&self, message: &Message, attempt: u32) -> Result<Outcome, NotifierError> {
-        let mut tx = self.pool.begin().await?;
-        let (claimed,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(lock_key(message.id))
-            .fetch_one(&mut *tx)
-            .await?;
-        let done: Option<(String,)> = sqlx::query_as("SELECT state FROM deliveries WHERE outbox_id = $1")
-            .bind(message.id)
-            .fetch_optional(&mut *tx)
+        let mut connection = self.pool.acquire().await?;
+        let key = lock_key(message.id);
+        let (claimed,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *connection)
             .await?;
         // Not claimed: another consumer holds this very message and will settle it.
-        if !claimed || done.is_some() {
+        if !claimed {
             return Ok(Outcome::AlreadyDone);
         }
-        let started = std::time::Instant::now();
-        let result = match self.templates.render(&message.notification, message.language) {
-            Ok(rendered) => {
-                self.transports
-                    .send(message.channel, &message.recipient, &rendered)
+        let result = self.deliver_locked(&mut connection, message, attempt).await;
+        if result.is_ok() {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *connection)
+                .await?;
+        } else {
+            // The session may still hold the lock: end it instead of returning it to the pool.
+            let _ = connection.close().await;
+        }
+        result
+    }
+
+    /// Intent first, then the provider, then the outcome. An intent found from an earlier attempt
+    /// means that attempt died mid-call: ask the provider whether the message went out before
+    /// sending it again.
+    async fn deliver_locked(
+        &self,
+        connection: &mut PgConnection,
+        message: &Message,
+        attempt: u32,
+    ) -> Result<Outcome, NotifierError> {
+        let recorded: Option<(String,)> = sqlx::query_as("SELECT state FROM deliveries WHERE outbox_id = $1")
+            .bind(message.id)
+            .fetch_optional(&mut *connection)
+            .await?;
+        let in_doubt = match recorded.as_ref().map(|(state,)| state.as_str()) {
+            Some("sent") | Some("dead") => return Ok(Outcome::AlreadyDone),
+            Some(_) => true,
+            None => false,
+        };
+        let rendered = match self.templates.render(&message.notification, message.language) {
+            Ok(rendered) => rendered,
+            // A message we cannot word will not word itself on a retry.
+            Err(error) => {
+                return self
+                    .settle(
+                        connection,
+                        message,
+                        attempt,
+                        Outcome::Dead {
+                            reason: error.to_string(),
+                        },
+                    )
                     .await
             }
-            // A message we cannot word will not word itself on a retry.
-            Err(error) => Err(SendError::Permanent(error.to_string())),
         };
+        if in_doubt {
+            match self
+                .transports
+                .find_sent(message.channel, &message.recipient, &rendered)
+                .await
+            {
+                Ok(Some(provider_id)) => {
+                    self.metrics
+                        .reconciled
+                        .with_label_values(&[message.channel.as_str(), message.notification.kind()])
+                        .inc();
+                    return self
+                        .settle(connection, message, attempt, Outcome::Sent { provider_id })
+                        .await;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    return self
+                        .settle(connection, message, attempt, self.failed(message, attempt, error))
+                        .await
+                }
+            }
+        } else {
+            sqlx::query("INSERT INTO deliveries (outbox_id, state, attempts) VALUES ($1, 'sending', $2)")
+                .bind(message.id)
+                .bind(attempt as i32)
+                .execute(&mut *connection)
+                .await?;
+        }
+        let started = std::time::Instant::now();
+        let result = self
+            .transports
+            .send(message.channel, &message.recipient, &rendered)
+            .await;
         self.metrics
             .send_seconds
             .with_label_values(&[message.channel.as_str()])
             .observe(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok(provider_id) => Outcome::Sent { provider_id },
-            Err(SendError::Retryable(reason)) => match self.topology.retry_queue(message.channel, attempt) {
+            Err(error) => self.failed(message, attempt, error),
+        };
+        self.settle(connection, message, attempt, outcome).await
+    }
+
+    fn failed(&self, message: &Message, attempt: u32, error: SendError) -> Outcome {
+        match error {
+            SendError::Retryable(reason) => match self.topology.retry_queue(message.channel, attempt) {
                 Some(queue) => Outcome::Retry { queue, reason },
                 None => Outcome::Dead {
                     reason: format!("gave up after {attempt} attempts: {reason}"),
                 },
             },
-            Err(SendError::Permanent(reason)) => Outcome::Dead { reason },
-        };
+            SendError::Permanent(reason) => Outcome::Dead { reason },
+        }
+    }
+
+    /// Records the outcome. A retry keeps the intent: a timeout may still have reached the
+    /// provider, so the next attempt asks before sending.
+    async fn settle(
+        &self,
+        connection: &mut PgConnection,
+        message: &Message,
+        attempt: u32,
+        outcome: Outcome,
+    ) -> Result<Outcome, NotifierError> {
         let (state, provider_id, detail) = match &outcome {
             Outcome::Sent { provider_id } => ("sent", Some(provider_id.as_str()), None),
             Outcome::Dead { reason } => ("dead", None, Some(reason.as_str())),
-            Outcome::AlreadyDone | Outcome::Retry { .. } => return Ok(outcome),
+            Outcome::Retry { reason, .. } => ("sending", None, Some(reason.as_str())),
+            Outcome::AlreadyDone => return Ok(outcome),
         };
         sqlx::query(
-            "INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at)
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $2 = 'sending' THEN NULL ELSE now() END)
+             ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
+                 provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
+                 finished_at = EXCLUDED.finished_at",
         )
         .bind(message.id)
         .bind(state)
         .bind(attempt as i32)
         .bind(provider_id)
         .bind(detail)
-        .execute(&mut *tx)
+        .execute(connection)
         .await?;
-        tx.commit().await?;
         Ok(outcome)
     }
 

@@ -90,6 +90,20 @@ impl Transports {
         Ok(Transports { sms, email })
     }
 
+    /// After a crash mid-send: the provider's id if it already has this message. Only the SMS
+    /// API can be asked; SMTP cannot, so an email in doubt is sent again.
+    async fn find_sent(
+        &self,
+        channel: Channel,
+        to: &str,
+        message: &Rendered,
+    ) -> Result<Option<String>, SendError> {
+        match (channel, &self.sms) {
+            (Channel::Sms, SmsTransport::Twilio(client)) => client.find_sent(to, &message.sms).await,
+            _ => Ok(None),
+        }
+    }
+
     async fn send(&self, channel: Channel, to: &str, message: &Rendered) -> Result<String, SendError> {
         match channel {
             Channel::Sms => match &self.sms {
@@ -108,6 +122,7 @@ impl Transports {
 
 pub struct Metrics {
     published: IntCounter,
+    reconciled: IntCounterVec,
     sent: IntCounterVec,
     duplicates: IntCounterVec,
     retried: IntCounterVec,
@@ -132,6 +147,10 @@ impl Metrics {
                 "Temporary send failures scheduled for retry",
             )?,
             dead: by_kind("messages_dead_total", "Messages given up on and dead-lettered")?,
+            reconciled: by_kind(
+                "messages_reconciled_total",
+                "In-doubt messages found at the provider after a crash, so not sent again",
+            )?,
             send_seconds: HistogramVec::new(
                 HistogramOpts::new(
                     "send_duration_seconds",
@@ -147,6 +166,7 @@ impl Metrics {
         registry.register(Box::new(metrics.published.clone()))?;
         registry.register(Box::new(metrics.sent.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
+        registry.register(Box::new(metrics.reconciled.clone()))?;
         registry.register(Box::new(metrics.retried.clone()))?;
         registry.register(Box::new(metrics.dead.clone()))?;
         registry.register(Box::new(metrics.send_seconds.clone()))?;

@@ -28,6 +28,18 @@ struct Created {
     sid: String,
 }
 
+/// One page of Twilio's message list (only what we use).
+#[derive(Deserialize)]
+struct MessagePage {
+    messages: Vec<ListedMessage>,
+}
+
+#[derive(Deserialize)]
+struct ListedMessage {
+    sid: String,
+    body: Option<String>,
+}
+
 /// Twilio's error body: `{"code": 21211, "message": "...", "more_info": "...", "status": 400}`.
 #[derive(Deserialize)]
 struct ProviderError {
@@ -94,6 +106,36 @@ impl TwilioClient {
         } else {
             Err(SendError::Permanent(detail))
         }
+    }
+}
+
+impl TwilioClient {
+    /// Whether the provider already holds this exact message for `to` (newest first, one page):
+    /// asked before re-sending a message whose earlier attempt died mid-call.
+    pub async fn find_sent(&self, to: &str, body: &str) -> Result<Option<String>, SendError> {
+        let response = self
+            .http
+            .get(&self.messages_url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .query(&[("To", to), ("PageSize", "50")])
+            .send()
+            .await
+            .map_err(|e| SendError::Retryable(format!("SMS provider unreachable: {e}")))?;
+        if !response.status().is_success() {
+            return Err(SendError::Retryable(format!(
+                "SMS provider answered {} to a message lookup",
+                response.status()
+            )));
+        }
+        let page: MessagePage = response
+            .json()
+            .await
+            .map_err(|e| SendError::Retryable(format!("SMS provider sent an unreadable list: {e}")))?;
+        Ok(page
+            .messages
+            .into_iter()
+            .find(|m| m.body.as_deref() == Some(body))
+            .map(|m| m.sid))
     }
 }
 

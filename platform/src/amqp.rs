@@ -8,9 +8,11 @@ use crate::config::AmqpSettings;
 use crate::retry::{redact_url, with_backoff};
 use crate::StartupError;
 
-/// One connection attempt, for reconnect loops that have their own pacing.
+/// One connection attempt, for reconnect loops that have their own pacing. The connection is
+/// named after the prefix, so operators (and tests) can tell deployments apart in the broker.
 pub async fn connect_once(settings: &AmqpSettings) -> Result<Connection, lapin::Error> {
     let properties = ConnectionProperties::default()
+        .with_connection_name(format!("drawbridge/{}", settings.prefix).into())
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
     Connection::connect(&settings.url, properties).await

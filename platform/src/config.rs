@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use drawbridge_domain::{Keyring, SigningKey};
 use figment::providers::{Env, Format, Toml};
-use figment::Figment;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 
 /// Environment variables that belong to the command line, not to configuration keys.
@@ -39,6 +40,53 @@ impl From<figment::Error> for ConfigError {
     fn from(error: figment::Error) -> Self {
         // Figment's display already names the key and where the value came from.
         ConfigError::Invalid(error.to_string().replace("default.", ""))
+    }
+}
+
+/// `DRAWBRIDGE_<SECTION>__<KEY>` variables with their values kept as text, so a sender like
+/// `+4915100000000` or a numeric password stays exactly as written; only values that start
+/// with `[` or `{` (lists and tables, e.g. `retry_delays_seconds`) are parsed.
+struct EnvironmentStrings;
+
+impl Provider for EnvironmentStrings {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("`DRAWBRIDGE_` environment variable(s)")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut values = Dict::new();
+        for (key, raw) in Env::prefixed("DRAWBRIDGE_")
+            .split("__")
+            .ignore(ENV_NOT_KEYS)
+            .iter()
+        {
+            let value = if raw.trim_start().starts_with(['[', '{']) {
+                raw.parse::<Value>().expect("parsing a value never fails")
+            } else {
+                Value::from(raw)
+            };
+            let path: Vec<&str> = key.as_str().split('.').collect();
+            insert_at(&mut values, &path, value);
+        }
+        Ok(Profile::Default.collect(values))
+    }
+}
+
+/// Puts `value` at the dotted `path`, creating the tables on the way.
+fn insert_at(dict: &mut Dict, path: &[&str], value: Value) {
+    let [first, rest @ ..] = path else { return };
+    if rest.is_empty() {
+        dict.insert((*first).to_owned(), value);
+        return;
+    }
+    let entry = dict
+        .entry((*first).to_owned())
+        .or_insert_with(|| Value::from(Dict::new()));
+    if !matches!(entry, Value::Dict(..)) {
+        *entry = Value::from(Dict::new());
+    }
+    if let Value::Dict(_, inner) = entry {
+        insert_at(inner, rest, value);
     }
 }
 
@@ -391,9 +439,8 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let settings: Settings = figment
-            .merge(Env::prefixed("DRAWBRIDGE_").split("__").ignore(ENV_NOT_KEYS))
-            .extract()?;
+        // Lossy: strings from the environment become numbers and booleans where a key needs one.
+        let settings: Settings = figment.merge(EnvironmentStrings).extract_lossy()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -616,11 +663,27 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
                 ("DRAWBRIDGE_GATEWAY__LISTEN", "0.0.0.0:9999"),
                 ("DRAWBRIDGE_DATABASE__MAX_CONNECTIONS", "40"),
                 ("DRAWBRIDGE_CONFIG", "ignored.toml"),
+                ("DRAWBRIDGE_NOTIFIER__SMS__FROM", "+4915100000000"),
+                ("DRAWBRIDGE_GATEWAY__DEFAULT_COUNTRY_CODE", "43"),
+                ("DRAWBRIDGE_AMQP__QUORUM_QUEUES", "false"),
+                ("DRAWBRIDGE_NOTIFIER__RETRY_DELAYS_SECONDS", "[2, 4]"),
+                (
+                    "DRAWBRIDGE_SECRETS__TOKEN_KEYS",
+                    "[{id=\"env\",secret=\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"}]",
+                ),
             ],
         )
         .unwrap();
         assert_eq!(s.gateway.listen.to_string(), "0.0.0.0:9999");
         assert_eq!(s.database.max_connections, 40);
+        assert_eq!(
+            s.notifier.sms.from, "+4915100000000",
+            "text stays text, sign included"
+        );
+        assert_eq!(s.gateway.default_country_code, "43");
+        assert!(!s.amqp.quorum_queues);
+        assert_eq!(s.notifier.retry_delays_seconds, [2, 4]);
+        assert_eq!(s.secrets.keyring().unwrap().signing_key_id(), "env");
     }
 
     #[test]

@@ -206,6 +206,15 @@ impl TestApp {
         response.text().await.expect("metrics text")
     }
 
+    /// Deliveries recorded as sent.
+    pub async fn sent_count(&self) -> i64 {
+        let (sent,): (i64,) = sqlx::query_as("SELECT count(*) FROM deliveries WHERE state = 'sent'")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count deliveries");
+        sent
+    }
+
     pub fn hash_key(&self) -> Vec<u8> {
         self.settings.secrets.hash_key().unwrap()
     }

@@ -46,10 +46,11 @@ impl FakeTwilio {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
-            App::new().app_data(shared.clone()).route(
-                "/2010-04-01/Accounts/{sid}/Messages.json",
-                web::post().to(create_message),
-            )
+            let messages = "/2010-04-01/Accounts/{sid}/Messages.json";
+            App::new()
+                .app_data(shared.clone())
+                .route(messages, web::post().to(create_message))
+                .route(messages, web::get().to(list_messages))
         })
         .workers(1)
         .disable_signals()
@@ -92,24 +93,47 @@ fn error(status: u16, code: u32, message: &str) -> HttpResponse {
     }))
 }
 
+/// `GET .../Messages.json?To=...`: the account's messages, newest first, as Twilio lists them.
+async fn list_messages(
+    request: HttpRequest,
+    query: web::Query<HashMap<String, String>>,
+    state: web::Data<Mutex<State>>,
+) -> HttpResponse {
+    if !authorised(&request) {
+        return error(401, 20003, "Authenticate");
+    }
+    let state = state.lock().unwrap();
+    let messages: Vec<_> = state
+        .accepted
+        .iter()
+        .rev()
+        .filter(|sms| query.get("To").is_none_or(|to| *to == sms.to))
+        .map(|sms| json!({ "sid": sms.sid, "to": sms.to, "from": sms.from, "body": sms.body, "status": "sent" }))
+        .collect();
+    HttpResponse::Ok().json(json!({ "messages": messages, "page": 0, "next_page_uri": null }))
+}
+
+fn authorised(request: &HttpRequest) -> bool {
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
+    );
+    request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(expected.as_str())
+}
+
 async fn create_message(
     request: HttpRequest,
     sid: web::Path<String>,
     form: web::Form<HashMap<String, String>>,
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
-    );
-    let authorised = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(expected.as_str());
     let mut state = state.lock().unwrap();
     state.requests += 1;
-    if !authorised || sid.as_str() != ACCOUNT_SID {
+    if !authorised(&request) || sid.as_str() != ACCOUNT_SID {
         return error(401, 20003, "Authenticate");
     }
     if let Some(status) = state.failures.pop_front() {

@@ -1,0 +1,350 @@
+//! The notifier under crashes, against real RabbitMQ and Postgres: a message whose send was
+//! interrupted is reconciled with the provider instead of being sent twice; a notifier process
+//! killed with SIGKILL mid-burst and restarted delivers everything exactly once; and connections
+//! closed by the broker mid-burst are re-established without losing anything.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use drawbridge_domain::Language;
+use drawbridge_notifier::render::Templates;
+use drawbridge_platform::outbox::{self, Channel, Message, Notification};
+use lapin::options::BasicPublishOptions;
+use lapin::BasicProperties;
+use support::{eventually, spawn_app, spawn_with, Components, TestApp};
+use uuid::Uuid;
+
+fn code(n: u32) -> Notification {
+    Notification::VerificationCode {
+        code: format!("{n:06}"),
+        valid_minutes: 10,
+    }
+}
+
+/// A message whose first attempt died after calling the provider: its intent is recorded,
+/// the relay already published it, and RabbitMQ redelivers it.
+async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uuid, Option<String>) {
+    let notification = code(424242);
+    let mut tx = app.pool.begin().await.unwrap();
+    let id = outbox::enqueue(
+        &mut tx,
+        Uuid::new_v4(),
+        Channel::Sms,
+        phone,
+        Language::De,
+        &notification,
+    )
+    .await
+    .unwrap();
+    sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO deliveries (outbox_id, state, attempts) VALUES ($1, 'sending', 1)")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let earlier_sid = if already_at_provider {
+        let body = Templates::new().render(&notification, Language::De).unwrap().sms;
+        let created: serde_json::Value = app
+            .http
+            .post(format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                app.twilio.base_url,
+                support::twilio::ACCOUNT_SID
+            ))
+            .basic_auth(support::twilio::ACCOUNT_SID, Some(support::twilio::AUTH_TOKEN))
+            .form(&[("To", phone), ("From", "+4915100000000"), ("Body", &body)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Some(created["sid"].as_str().unwrap().to_owned())
+    } else {
+        None
+    };
+    let message = Message {
+        id,
+        subject_id: Uuid::new_v4(),
+        channel: Channel::Sms,
+        recipient: phone.to_owned(),
+        language: Language::De,
+        notification,
+    };
+    let connection = drawbridge_platform::amqp::connect_once(&app.settings.amqp)
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            &format!("{}.notifications", app.settings.amqp.prefix),
+            &message.routing_key(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(&message).unwrap(),
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done").await;
+    (id, earlier_sid)
+}
+
+async fn settled(app: &TestApp, id: Uuid) -> Option<(String, Option<String>)> {
+    sqlx::query_as(
+        "SELECT state, provider_message_id FROM deliveries WHERE outbox_id = $1 AND state <> 'sending'",
+    )
+    .bind(id)
+    .fetch_optional(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_send_that_reached_the_provider_is_not_sent_again() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |_| {},
+    )
+    .await;
+    let (id, earlier_sid) = in_doubt(&app, "+491510000101", true).await;
+    let (state, provider_id) = eventually(Duration::from_secs(20), || settled(&app, id))
+        .await
+        .expect("settled");
+    assert_eq!(state, "sent");
+    assert_eq!(
+        provider_id, earlier_sid,
+        "recorded with the provider's id from the interrupted attempt"
+    );
+    assert_eq!(app.twilio.accepted().len(), 1, "not sent a second time");
+    let metrics = app.metrics(app.notifier_address.as_ref().unwrap()).await;
+    assert!(metrics.contains(
+        r#"drawbridge_notifier_messages_reconciled_total{channel="sms",kind="verification_code"} 1"#
+    ));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_send_that_never_reached_the_provider_is_sent_once() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |_| {},
+    )
+    .await;
+    let (id, _) = in_doubt(&app, "+491510000102", false).await;
+    let (state, provider_id) = eventually(Duration::from_secs(20), || settled(&app, id))
+        .await
+        .expect("settled");
+    assert_eq!(state, "sent");
+    let accepted = app.twilio.accepted();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(provider_id.as_deref(), Some(accepted[0].sid.as_str()));
+    app.stop().await;
+}
+
+/// Configuration of a notifier process for this test's database, queues and fake provider.
+fn process_env(app: &TestApp, messages_per_second: u32) -> Vec<(String, String)> {
+    let s = &app.settings;
+    [
+        ("DATABASE__URL", s.database.url.clone()),
+        ("AMQP__PREFIX", s.amqp.prefix.clone()),
+        ("AMQP__QUORUM_QUEUES", "false".into()),
+        (
+            "SECRETS__TOKEN_KEYS",
+            format!("[{{id=\"test\",secret=\"{}\"}}]", s.secrets.token_keys[0].secret),
+        ),
+        ("SECRETS__HASH_KEY", s.secrets.hash_key.clone()),
+        ("NOTIFIER__LISTEN", "127.0.0.1:0".into()),
+        ("NOTIFIER__RELAY_IDLE_MILLIS", "20".into()),
+        ("NOTIFIER__RETRY_DELAYS_SECONDS", "[1, 1, 1]".into()),
+        ("NOTIFIER__SINK_FILE", s.notifier.sink_file.display().to_string()),
+        ("NOTIFIER__SMS__PROVIDER", "twilio".into()),
+        ("NOTIFIER__SMS__BASE_URL", app.twilio.base_url.clone()),
+        ("NOTIFIER__SMS__ACCOUNT_SID", support::twilio::ACCOUNT_SID.into()),
+        ("NOTIFIER__SMS__AUTH_TOKEN", support::twilio::AUTH_TOKEN.into()),
+        ("NOTIFIER__SMS__FROM", "+4915100000000".into()),
+        (
+            "NOTIFIER__SMS__MESSAGES_PER_SECOND",
+            messages_per_second.to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("DRAWBRIDGE_{key}"), value))
+    .collect()
+}
+
+/// Starts `drawbridge notifier`; its log goes beside the test's sink file, for post-mortems.
+fn start_notifier(app: &TestApp, env: &[(String, String)]) -> tokio::process::Child {
+    let log = app.settings.notifier.sink_file.with_file_name("notifier.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_drawbridge"))
+        .arg("notifier")
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the notifier process starts")
+}
+
+async fn enqueue_burst(app: &TestApp, count: u32) {
+    let mut tx = app.pool.begin().await.unwrap();
+    for n in 0..count {
+        let phone = format!("+4915140{n:05}");
+        outbox::enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Sms,
+            &phone,
+            Language::De,
+            &code(n),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Every one of `count` recipients got exactly one SMS.
+fn assert_each_sent_once(app: &TestApp, count: usize) {
+    let mut recipients: Vec<String> = app.twilio.accepted().into_iter().map(|sms| sms.to).collect();
+    assert_eq!(
+        recipients.len(),
+        count,
+        "{} SMS for {count} messages",
+        recipients.len()
+    );
+    recipients.sort();
+    recipients.dedup();
+    assert_eq!(recipients.len(), count, "somebody got two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notifier_killed_mid_burst_delivers_everything_exactly_once_after_restart() {
+    const BURST: u32 = 600;
+    let app = spawn_app().await;
+    let env = process_env(&app, 300);
+    enqueue_burst(&app, BURST).await;
+    for kill_at in [100, 300] {
+        let mut notifier = start_notifier(&app, &env);
+        let reached = eventually(Duration::from_secs(60), || async {
+            (app.sent_count().await >= kill_at).then_some(())
+        })
+        .await;
+        assert!(reached.is_some(), "the notifier delivered {kill_at} messages");
+        notifier.kill().await.expect("SIGKILL");
+        assert!(app.sent_count().await < BURST as i64, "killed mid-burst");
+    }
+    let mut notifier = start_notifier(&app, &env);
+    let all = eventually(Duration::from_secs(90), || async {
+        (app.sent_count().await == BURST as i64).then_some(())
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "all {BURST} delivered after restarts, {} so far",
+        app.sent_count().await
+    );
+    assert_each_sent_once(&app, BURST as usize);
+    notifier.kill().await.unwrap();
+    app.stop().await;
+}
+
+/// Closes this test's broker connections, as a RabbitMQ restart or a network cut would.
+async fn close_broker_connections(prefix: &str) -> usize {
+    let listing = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "name",
+            "client_properties",
+            "--formatter",
+            "json",
+            "-q",
+        ])
+        .output()
+        .await
+        .expect("rabbitmqctl runs");
+    let connections: Vec<serde_json::Value> = serde_json::from_slice(&listing.stdout).unwrap_or_default();
+    let ours: Vec<String> = connections
+        .iter()
+        .filter(|c| {
+            c["client_properties"]
+                .to_string()
+                .contains(&format!("drawbridge/{prefix}"))
+        })
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    for name in &ours {
+        let _ = tokio::process::Command::new("rabbitmqctl")
+            .args(["close_connection", name, "test: connection cut mid-burst"])
+            .output()
+            .await;
+    }
+    ours.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_the_broker_mid_burst_reconnect_and_lose_nothing() {
+    const BURST: u32 = 400;
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |s| {
+            s.notifier.sms.messages_per_second = 300;
+        },
+    )
+    .await;
+    enqueue_burst(&app, BURST).await;
+    let started = eventually(Duration::from_secs(30), || async {
+        (app.sent_count().await >= 50).then_some(())
+    })
+    .await;
+    assert!(started.is_some());
+    let closed = close_broker_connections(&app.settings.amqp.prefix).await;
+    assert!(
+        closed >= 2,
+        "closed the relay's and consumers' connections ({closed})"
+    );
+    let all = eventually(Duration::from_secs(90), || async {
+        (app.sent_count().await == BURST as i64).then_some(())
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "all delivered after reconnecting, {} so far",
+        app.sent_count().await
+    );
+    assert_each_sent_once(&app, BURST as usize);
+    let ready = eventually(Duration::from_secs(10), || async {
+        let response = app
+            .http
+            .get(format!("{}/readyz", app.notifier_address.as_ref().unwrap()))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "ready again once reconnected");
+    app.stop().await;
+}
