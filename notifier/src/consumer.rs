@@ -146,45 +146,46 @@ impl Consumer {
     async fn deliver(&self, message: &Message, attempt: u32) -> Result<Outcome, NotifierError> {
         let mut connection = self.pool.acquire().await?;
         let key = lock_key(message.id);
-        let (claimed,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut *connection)
-            .await?;
+        // One round trip: the lock, and what an earlier attempt recorded.
+        let (claimed, recorded): (bool, Option<String>) = sqlx::query_as(
+            "SELECT pg_try_advisory_lock($1), (SELECT state FROM deliveries WHERE outbox_id = $2)",
+        )
+        .bind(key)
+        .bind(message.id)
+        .fetch_one(&mut *connection)
+        .await?;
         // Not claimed: another consumer holds this very message and will settle it.
         if !claimed {
             return Ok(Outcome::AlreadyDone);
         }
-        let result = self.deliver_locked(&mut connection, message, attempt).await;
-        if result.is_ok() {
+        if let Some("sent" | "dead") = recorded.as_deref() {
             sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(key)
                 .execute(&mut *connection)
                 .await?;
-        } else {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let in_doubt = recorded.is_some();
+        let result = self
+            .deliver_locked(&mut connection, message, attempt, in_doubt)
+            .await;
+        if result.is_err() {
             // The session may still hold the lock: end it instead of returning it to the pool.
             let _ = connection.close().await;
         }
         result
     }
 
-    /// Intent first, then the provider, then the outcome. An intent found from an earlier attempt
-    /// means that attempt died mid-call: ask the provider whether the message went out before
-    /// sending it again.
+    /// Intent first, then the provider, then the outcome (which also releases the lock). An
+    /// intent from an earlier attempt (`in_doubt`) means that attempt died mid-call: ask the
+    /// provider whether the message went out before sending it again.
     async fn deliver_locked(
         &self,
         connection: &mut PgConnection,
         message: &Message,
         attempt: u32,
+        in_doubt: bool,
     ) -> Result<Outcome, NotifierError> {
-        let recorded: Option<(String,)> = sqlx::query_as("SELECT state FROM deliveries WHERE outbox_id = $1")
-            .bind(message.id)
-            .fetch_optional(&mut *connection)
-            .await?;
-        let in_doubt = match recorded.as_ref().map(|(state,)| state.as_str()) {
-            Some("sent") | Some("dead") => return Ok(Outcome::AlreadyDone),
-            Some(_) => true,
-            None => false,
-        };
         let rendered = match self.templates.render(&message.notification, message.language) {
             Ok(rendered) => rendered,
             // A message we cannot word will not word itself on a retry.
@@ -258,7 +259,7 @@ impl Consumer {
         }
     }
 
-    /// Records the outcome. A retry keeps the intent: a timeout may still have reached the
+    /// Records the outcome and releases the message's lock. A retry keeps the intent: a timeout may still have reached the
     /// provider, so the next attempt asks before sending.
     async fn settle(
         &self,
@@ -273,18 +274,23 @@ impl Consumer {
             Outcome::Retry { reason, .. } => ("sending", None, Some(reason.as_str())),
             Outcome::AlreadyDone => return Ok(outcome),
         };
+        // Record and release the message's lock in one round trip.
         sqlx::query(
-            "INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at)
-             VALUES ($1, $2, $3, $4, $5, CASE WHEN $2 = 'sending' THEN NULL ELSE now() END)
-             ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
-                 provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
-                 finished_at = EXCLUDED.finished_at",
+            "WITH settled AS (
+                 INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at)
+                 VALUES ($1, $2, $3, $4, $5, CASE WHEN $2 = 'sending' THEN NULL ELSE now() END)
+                 ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
+                     provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
+                     finished_at = EXCLUDED.finished_at
+                 RETURNING 1)
+             SELECT pg_advisory_unlock($6) FROM settled",
         )
         .bind(message.id)
         .bind(state)
         .bind(attempt as i32)
         .bind(provider_id)
         .bind(detail)
+        .bind(lock_key(message.id))
         .execute(connection)
         .await?;
         Ok(outcome)

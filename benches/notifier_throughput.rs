@@ -1,0 +1,161 @@
+//! End-to-end notifier throughput: outbox rows -> relay (publisher confirms) -> RabbitMQ ->
+//! consumer -> the local Twilio-compatible server, against a bare lapin baseline (persistent
+//! publish with confirms, consume with manual acks) on the same broker in the same run.
+//!
+//!     cargo bench --bench notifier_throughput            # 20,000 messages
+//!     BENCH_MESSAGES=50000 cargo bench --bench notifier_throughput
+//!     BENCH_CONCURRENCY=64 cargo bench --bench notifier_throughput   # sends in flight
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use support::{spawn_with, Components};
+use uuid::Uuid;
+
+fn main() {
+    let messages: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let baseline = bare_lapin(messages).await;
+        let drawbridge = drawbridge(messages).await;
+        println!("messages: {messages}");
+        println!("bare lapin publish(confirm) + consume(ack): {baseline:>8.0} msg/s");
+        println!("drawbridge outbox -> SMS provider:          {drawbridge:>8.0} msg/s");
+        println!("ratio: {:.2}", drawbridge / baseline);
+    });
+}
+
+/// Publishes `count` persistent messages in confirmed batches of 256 (as the relay does) while
+/// a consumer with the notifier's prefetch acknowledges each one.
+async fn bare_lapin(count: usize) -> f64 {
+    let settings = drawbridge_platform::config::AmqpSettings::default();
+    let connection = drawbridge_platform::amqp::connect_once(&settings)
+        .await
+        .expect("RabbitMQ");
+    let queue = format!("bench-{}", Uuid::new_v4().simple());
+    let publisher = connection.create_channel().await.unwrap();
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    publisher
+        .queue_declare(&queue, durable, FieldTable::default())
+        .await
+        .unwrap();
+    let consumer_channel = connection.create_channel().await.unwrap();
+    consumer_channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = consumer_channel
+        .basic_consume(
+            &queue,
+            "bench",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let body = br#"{"id":"00000000-0000-0000-0000-000000000000","channel":"sms","recipient":"+491510000000","notification":{"kind":"verification_code","code":"123456","valid_minutes":10}}"#;
+    let started = Instant::now();
+    let consuming = tokio::spawn(async move {
+        for _ in 0..count {
+            let delivery = consumer.next().await.unwrap().unwrap();
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    });
+    for batch in (0..count).collect::<Vec<_>>().chunks(256) {
+        let mut confirms = Vec::with_capacity(batch.len());
+        for _ in batch {
+            let properties = BasicProperties::default().with_delivery_mode(2);
+            confirms.push(
+                publisher
+                    .basic_publish("", &queue, BasicPublishOptions::default(), body, properties)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for confirm in confirms {
+            assert!(confirm.await.unwrap().is_ack());
+        }
+    }
+    consuming.await.unwrap();
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    publisher
+        .queue_delete(&queue, QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let _ = connection.close(200, "bench done").await;
+    rate
+}
+
+/// Inserts `count` outbox rows in one transaction and times until every one is recorded as
+/// sent by the notifier, i.e. accepted by the Twilio-compatible server.
+async fn drawbridge(count: usize) -> f64 {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |s| {
+            s.notifier.sms.messages_per_second = 1_000_000;
+            s.telemetry.log_filter = "warn".into();
+            if let Ok(c) = std::env::var("BENCH_CONCURRENCY") {
+                s.notifier.concurrency = c.parse().unwrap();
+                s.database.max_connections = s.notifier.concurrency as u32 + 8;
+            }
+        },
+    )
+    .await;
+    let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
+    let recipients: Vec<String> = (0..count).map(|n| format!("+49151{n:08}")).collect();
+    let started = Instant::now();
+    sqlx::query(
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         SELECT id, 'verification_code', id, 'sms', recipient, 'de',
+                jsonb_build_object('kind', 'verification_code', 'code', '123456', 'valid_minutes', 10)
+         FROM UNNEST($1::uuid[], $2::text[]) AS t(id, recipient)",
+    )
+    .bind(&ids)
+    .bind(&recipients)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    loop {
+        if app.sent_count().await as usize == count {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not all delivered within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(
+        app.twilio.accepted().len(),
+        count,
+        "each message sent exactly once"
+    );
+    app.stop().await;
+    rate
+}
