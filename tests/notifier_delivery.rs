@@ -70,6 +70,28 @@ async fn temporary_provider_failures_are_retried_until_it_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_hangs_times_out_and_the_retry_asks_before_sending() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |s| {
+            s.notifier.sms.timeout_seconds = 1;
+        },
+    )
+    .await;
+    app.twilio.hang_next(1);
+    let id = enqueue_code(&app, "+491510000005").await;
+    let (state, attempts, _) = eventually(Duration::from_secs(20), || delivery(&app, id))
+        .await
+        .expect("settled");
+    assert_eq!((state.as_str(), attempts), ("sent", 2));
+    assert_eq!(app.twilio.accepted().len(), 1, "sent once");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_not_retried() {
     let app = notifier().await;
     app.twilio.fail_next(&[400]);

@@ -10,15 +10,16 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
+use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use drawbridge_platform::outbox::{Channel, Message};
+use drawbridge_platform::outbox::Message;
 
 use crate::render::Templates;
-use crate::topology::{header_name, Topology, ATTEMPT_HEADER, REASON_HEADER};
+use crate::topology::{header_name, RetryStep, Topology, ATTEMPT_HEADER, REASON_HEADER};
 use crate::{Metrics, NotifierError, SendError, Transports};
 
 pub struct Consumer {
@@ -34,27 +35,33 @@ pub struct Consumer {
 enum Outcome {
     Sent { provider_id: String },
     AlreadyDone,
-    Retry { queue: String, reason: String },
+    Retry { step: RetryStep, reason: String },
     Dead { reason: String },
 }
 
 impl Consumer {
-    /// Consumes `channel`'s queue until `shutdown`, then lets the messages in flight finish.
+    /// Consumes every kind's queue until `shutdown`, then lets the messages in flight finish.
     pub async fn run(
         self: Arc<Self>,
         amqp: lapin::Channel,
-        channel: Channel,
         shutdown: CancellationToken,
     ) -> Result<(), NotifierError> {
         amqp.basic_qos(self.prefetch, BasicQosOptions::default()).await?;
-        let mut deliveries = amqp
-            .basic_consume(
-                &self.topology.queue(channel),
-                &format!("notifier-{}-{}", channel.as_str(), Uuid::new_v4()),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let tag = Uuid::new_v4();
+        let mut streams = Vec::new();
+        for queue in self.topology.kind_queues() {
+            let options = BasicConsumeOptions::default();
+            let consumer = amqp
+                .basic_consume(
+                    &queue,
+                    &format!("notifier-{tag}-{queue}"),
+                    options,
+                    FieldTable::default(),
+                )
+                .await?;
+            streams.push(consumer);
+        }
+        let mut deliveries = futures_util::stream::select_all(streams);
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let failure = CancellationToken::new();
         loop {
@@ -71,7 +78,7 @@ impl Consumer {
             let amqp = amqp.clone();
             let failure = failure.clone();
             tokio::spawn(async move {
-                if let Err(error) = consumer.handle(&amqp, channel, delivery).await {
+                if let Err(error) = consumer.handle(&amqp, delivery).await {
                     // Unacknowledged messages return to the queue when the channel closes.
                     tracing::warn!(%error, "message not settled; reconnecting");
                     failure.cancel();
@@ -91,12 +98,7 @@ impl Consumer {
     }
 
     #[tracing::instrument(skip_all, fields(message_id, kind))]
-    async fn handle(
-        &self,
-        amqp: &lapin::Channel,
-        channel: Channel,
-        delivery: Delivery,
-    ) -> Result<(), NotifierError> {
+    async fn handle(&self, amqp: &lapin::Channel, delivery: Delivery) -> Result<(), NotifierError> {
         let attempt = attempt_of(&delivery);
         let parsed = serde_json::from_slice::<Message>(&delivery.data);
         let kind = parsed
@@ -113,25 +115,28 @@ impl Consumer {
                 self.deliver(message, attempt).await?
             }
         };
-        let labels = [channel.as_str(), kind];
+        let channel = parsed.as_ref().map(|m| m.channel.as_str()).unwrap_or("unknown");
+        let labels = [channel, kind];
         match &outcome {
             Outcome::Sent { .. } => self.metrics.sent.with_label_values(&labels).inc(),
             Outcome::AlreadyDone => self.metrics.duplicates.with_label_values(&labels).inc(),
-            Outcome::Retry { queue, reason } => {
+            Outcome::Retry { step, reason } => {
                 tracing::warn!(%reason, attempt, "send failed; will retry");
-                self.forward(amqp, queue, &delivery, attempt + 1, reason).await?;
+                // Jitter (80-100 % of the delay) keeps a burst that failed together from
+                // retrying together.
+                let delay_ms = u64::from(step.delay_seconds) * rand::thread_rng().gen_range(800..=1000);
+                let target = Target::Retry {
+                    exchange: &step.exchange,
+                    expiration_ms: delay_ms,
+                };
+                self.forward(amqp, target, &delivery, attempt + 1, reason).await?;
                 self.metrics.retried.with_label_values(&labels).inc();
             }
             Outcome::Dead { reason } => {
                 tracing::error!(%reason, attempt, "message dead-lettered");
-                self.forward(
-                    amqp,
-                    &self.topology.dead_letter_queue(),
-                    &delivery,
-                    attempt,
-                    reason,
-                )
-                .await?;
+                let queue = self.topology.dead_letter_queue();
+                self.forward(amqp, Target::Dead { queue: &queue }, &delivery, attempt, reason)
+                    .await?;
                 self.metrics.dead.with_label_values(&labels).inc();
             }
         }
@@ -220,7 +225,7 @@ impl Consumer {
                 Ok(None) => {}
                 Err(error) => {
                     return self
-                        .settle(connection, message, attempt, self.failed(message, attempt, error))
+                        .settle(connection, message, attempt, self.failed(attempt, error))
                         .await
                 }
             }
@@ -242,15 +247,15 @@ impl Consumer {
             .observe(started.elapsed().as_secs_f64());
         let outcome = match result {
             Ok(provider_id) => Outcome::Sent { provider_id },
-            Err(error) => self.failed(message, attempt, error),
+            Err(error) => self.failed(attempt, error),
         };
         self.settle(connection, message, attempt, outcome).await
     }
 
-    fn failed(&self, message: &Message, attempt: u32, error: SendError) -> Outcome {
+    fn failed(&self, attempt: u32, error: SendError) -> Outcome {
         match error {
-            SendError::Retryable(reason) => match self.topology.retry_queue(message.channel, attempt) {
-                Some(queue) => Outcome::Retry { queue, reason },
+            SendError::Retryable(reason) => match self.topology.retry_after(attempt) {
+                Some(step) => Outcome::Retry { step, reason },
                 None => Outcome::Dead {
                     reason: format!("gave up after {attempt} attempts: {reason}"),
                 },
@@ -301,7 +306,7 @@ impl Consumer {
     async fn forward(
         &self,
         amqp: &lapin::Channel,
-        queue: &str,
+        target: Target<'_>,
         delivery: &Delivery,
         attempt: u32,
         reason: &str,
@@ -312,18 +317,28 @@ impl Consumer {
             header_name(REASON_HEADER),
             AMQPValue::LongString(LongString::from(reason.as_bytes().to_vec())),
         );
-        let properties = BasicProperties::default()
+        let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_headers(headers)
             .with_content_type("application/json".into());
-        let properties = match delivery.properties.message_id() {
-            Some(id) => properties.with_message_id(id.clone()),
-            None => properties,
+        if let Some(id) = delivery.properties.message_id() {
+            properties = properties.with_message_id(id.clone());
+        }
+        // A retry keeps the routing key, which brings it back to its kind's queue after the delay.
+        let (exchange, routing_key) = match target {
+            Target::Retry {
+                exchange,
+                expiration_ms,
+            } => {
+                properties = properties.with_expiration(expiration_ms.to_string().into());
+                (exchange, delivery.routing_key.as_str())
+            }
+            Target::Dead { queue } => ("", queue),
         };
         let confirm = amqp
             .basic_publish(
-                "",
-                queue,
+                exchange,
+                routing_key,
                 BasicPublishOptions::default(),
                 &delivery.data,
                 properties,
@@ -332,11 +347,17 @@ impl Consumer {
             .await?;
         if confirm.is_nack() {
             return Err(NotifierError::Broker(format!(
-                "the broker refused the message for {queue}"
+                "the broker refused the message for {exchange}{routing_key}"
             )));
         }
         Ok(())
     }
+}
+
+/// Where a settled-but-not-sent message goes next.
+enum Target<'a> {
+    Retry { exchange: &'a str, expiration_ms: u64 },
+    Dead { queue: &'a str },
 }
 
 /// The advisory lock key of a message: its id's first 64 bits.

@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use sqlx::PgPool;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +33,7 @@ use crate::relay::Relay;
 use crate::render::{Rendered, Templates};
 use crate::sink::FileSink;
 use crate::sms::TwilioClient;
-use crate::topology::{Topology, CHANNELS};
+use crate::topology::Topology;
 
 /// Why one send did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +124,7 @@ impl Transports {
 
 pub struct Metrics {
     published: IntCounter,
+    queue_messages: IntGaugeVec,
     reconciled: IntCounterVec,
     sent: IntCounterVec,
     duplicates: IntCounterVec,
@@ -137,6 +140,10 @@ impl Metrics {
             |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["channel", "kind"]);
         let metrics = Metrics {
             published: IntCounter::new("outbox_published_total", "Outbox rows published to RabbitMQ")?,
+            queue_messages: IntGaugeVec::new(
+                Opts::new("queue_messages", "Messages waiting in each RabbitMQ queue"),
+                &["queue"],
+            )?,
             sent: by_kind("messages_sent_total", "Messages handed to a provider or sink")?,
             duplicates: by_kind(
                 "messages_duplicate_total",
@@ -164,6 +171,7 @@ impl Metrics {
             ))?,
         };
         registry.register(Box::new(metrics.published.clone()))?;
+        registry.register(Box::new(metrics.queue_messages.clone()))?;
         registry.register(Box::new(metrics.sent.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.reconciled.clone()))?;
@@ -193,6 +201,9 @@ impl Notifier {
         self.ops.await.map_err(std::io::Error::other)?
     }
 }
+
+/// How often the relay reads the queues' depths for `/metrics`.
+const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(5);
 
 /// Pause before reconnecting after the broker or database dropped us.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -260,14 +271,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         broker_up,
         shutdown.clone(),
     ));
-    for channel in CHANNELS {
-        tasks.spawn(run_consumer(
-            settings.clone(),
-            consumer.clone(),
-            channel,
-            shutdown.clone(),
-        ));
-    }
+    tasks.spawn(run_consumer(settings.clone(), consumer, shutdown.clone()));
     tracing::info!(%address, "notifier running");
     Ok(Notifier {
         ops: ops_server,
@@ -299,7 +303,17 @@ async fn run_relay(
                 metrics: &metrics,
                 batch: settings.notifier.relay_batch,
             };
+            let mut depths_read: Option<std::time::Instant> = None;
             loop {
+                if depths_read.is_none_or(|at| at.elapsed() >= QUEUE_DEPTH_EVERY) {
+                    for (queue, depth) in topology.depths(&channel).await? {
+                        metrics
+                            .queue_messages
+                            .with_label_values(&[&queue])
+                            .set(depth.into());
+                    }
+                    depths_read = Some(std::time::Instant::now());
+                }
                 let timer = metrics.relay_seconds.start_timer();
                 let published = relay.publish_batch().await?;
                 if published == 0 {
@@ -329,27 +343,19 @@ async fn run_relay(
     }
 }
 
-/// Keeps one channel's consumer connected until shutdown.
-async fn run_consumer(
-    settings: Settings,
-    consumer: Arc<Consumer>,
-    channel: Channel,
-    shutdown: CancellationToken,
-) {
+/// Keeps the consumer connected until shutdown.
+async fn run_consumer(settings: Settings, consumer: Arc<Consumer>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let session = async {
             let connection = amqp::connect_once(&settings.amqp).await?;
             let amqp_channel = connection.create_channel().await?;
             amqp_channel.confirm_select(Default::default()).await?;
-            consumer
-                .clone()
-                .run(amqp_channel, channel, shutdown.clone())
-                .await?;
+            consumer.clone().run(amqp_channel, shutdown.clone()).await?;
             let _ = connection.close(200, "shutdown").await;
             Ok::<(), NotifierError>(())
         };
         if let Err(error) = session.await {
-            tracing::warn!(%error, channel = channel.as_str(), "consumer interrupted; reconnecting");
+            tracing::warn!(%error, "consumer interrupted; reconnecting");
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(RECONNECT_DELAY) => {}

@@ -1,19 +1,21 @@
 //! The RabbitMQ topology, declared idempotently at start-up by every notifier:
 //!
 //! ```text
-//! outbox relay --(sms.<kind> / email.<kind>)--> <p>.notifications (topic)
-//!     sms.#   -> <p>.sms      email.# -> <p>.email          (consumed, manual ack)
-//!     a temporary failure -> <p>.<channel>.retry.<n>s (TTL n s, dead-letters back to <p>.<channel>)
-//!     a permanent failure or the last retry -> <p>.dead     (kept for an operator)
+//! outbox relay --(<channel>.<kind>)--> <p>.notifications (topic)
+//!     *.<kind> -> <p>.<kind>   one durable queue per message kind, so a flood of one kind
+//!                              (say SMS codes at a release) cannot hold up offers
+//!     a temporary failure -> <p>.retry.<n>s (fanout exchange and queue, TTL n s), which
+//!         dead-letters back to <p>.notifications with the original routing key
+//!     a permanent failure or the last retry -> <p>.dead (kept for an operator)
 //! ```
-//! Retry queues have one fixed TTL each, so no message waits behind a longer-delayed one.
+//! Each retry queue has one fixed TTL, so no message waits long behind a longer-delayed one.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel as AmqpChannel, ExchangeKind};
 
 use drawbridge_platform::config::AmqpSettings;
-use drawbridge_platform::outbox::Channel;
+use drawbridge_platform::outbox::Notification;
 
 /// Names of everything the notifier declares, derived from the configured prefix.
 #[derive(Debug, Clone)]
@@ -23,7 +25,12 @@ pub struct Topology {
     retry_delays_seconds: Vec<u32>,
 }
 
-pub const CHANNELS: [Channel; 2] = [Channel::Sms, Channel::Email];
+/// Where a failed message waits before its next attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryStep {
+    pub exchange: String,
+    pub delay_seconds: u32,
+}
 
 impl Topology {
     pub fn new(settings: &AmqpSettings, retry_delays_seconds: &[u32]) -> Self {
@@ -38,35 +45,55 @@ impl Topology {
         format!("{}.notifications", self.prefix)
     }
 
-    pub fn queue(&self, channel: Channel) -> String {
-        format!("{}.{}", self.prefix, channel.as_str())
+    /// The queue of one message kind.
+    pub fn queue(&self, kind: &str) -> String {
+        format!("{}.{kind}", self.prefix)
+    }
+
+    pub fn kind_queues(&self) -> Vec<String> {
+        Notification::KINDS.iter().map(|kind| self.queue(kind)).collect()
     }
 
     pub fn dead_letter_queue(&self) -> String {
         format!("{}.dead", self.prefix)
     }
 
-    /// The retry queue for the given attempt (1-based), or `None` when retries are used up.
-    pub fn retry_queue(&self, channel: Channel, failed_attempt: u32) -> Option<String> {
-        let delay = self.retry_delays_seconds.get(failed_attempt as usize - 1)?;
-        Some(self.retry_queue_for_delay(channel, *delay))
+    /// The retry step after the given failed attempt (1-based), or `None` when retries are
+    /// used up.
+    pub fn retry_after(&self, failed_attempt: u32) -> Option<RetryStep> {
+        let delay_seconds = *self.retry_delays_seconds.get(failed_attempt as usize - 1)?;
+        Some(RetryStep {
+            exchange: self.retry_name(delay_seconds),
+            delay_seconds,
+        })
     }
 
-    fn retry_queue_for_delay(&self, channel: Channel, delay_seconds: u32) -> String {
-        format!("{}.{}.retry.{delay_seconds}s", self.prefix, channel.as_str())
+    /// A retry exchange and its queue share this name.
+    fn retry_name(&self, delay_seconds: u32) -> String {
+        format!("{}.retry.{delay_seconds}s", self.prefix)
     }
 
-    /// Every queue name, for operators and for tests that clean up after themselves.
+    /// Every queue name, for monitoring and for tests that clean up after themselves.
     pub fn queues(&self) -> Vec<String> {
-        let mut queues = vec![self.dead_letter_queue()];
-        for channel in CHANNELS {
-            queues.push(self.queue(channel));
-            for delay in &self.retry_delays_seconds {
-                queues.push(self.retry_queue_for_delay(channel, *delay));
-            }
-        }
-        queues.dedup();
+        let mut queues = self.kind_queues();
+        queues.push(self.dead_letter_queue());
+        let mut delays = self.retry_delays_seconds.clone();
+        delays.sort_unstable();
+        delays.dedup();
+        queues.extend(delays.into_iter().map(|delay| self.retry_name(delay)));
         queues
+    }
+
+    /// Every exchange name.
+    pub fn exchanges(&self) -> Vec<String> {
+        let mut exchanges = vec![self.exchange()];
+        exchanges.extend(
+            self.retry_delays_seconds
+                .iter()
+                .map(|delay| self.retry_name(*delay)),
+        );
+        exchanges.dedup();
+        exchanges
     }
 
     pub async fn declare(&self, amqp: &AmqpChannel) -> Result<(), lapin::Error> {
@@ -83,28 +110,38 @@ impl Topology {
         .await?;
         self.declare_queue(amqp, &self.dead_letter_queue(), self.durable_arguments())
             .await?;
-        for channel in CHANNELS {
-            let queue = self.queue(channel);
+        for kind in Notification::KINDS {
+            let queue = self.queue(kind);
             self.declare_queue(amqp, &queue, self.durable_arguments()).await?;
             amqp.queue_bind(
                 &queue,
                 &self.exchange(),
-                &format!("{}.#", channel.as_str()),
+                &format!("*.{kind}"),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
             .await?;
-            for delay in &self.retry_delays_seconds {
-                let mut arguments = FieldTable::default();
-                arguments.insert(
-                    "x-message-ttl".into(),
-                    AMQPValue::LongLongInt(i64::from(*delay) * 1000),
-                );
-                arguments.insert("x-dead-letter-exchange".into(), long_string(""));
-                arguments.insert("x-dead-letter-routing-key".into(), long_string(&queue));
-                self.declare_queue(amqp, &self.retry_queue_for_delay(channel, *delay), arguments)
-                    .await?;
-            }
+        }
+        for delay in &self.retry_delays_seconds {
+            let name = self.retry_name(*delay);
+            amqp.exchange_declare(&name, ExchangeKind::Fanout, durable, FieldTable::default())
+                .await?;
+            let mut arguments = FieldTable::default();
+            arguments.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(i64::from(*delay) * 1000),
+            );
+            // No dead-letter routing key: the message keeps its own, `<channel>.<kind>`.
+            arguments.insert("x-dead-letter-exchange".into(), long_string(&self.exchange()));
+            self.declare_queue(amqp, &name, arguments).await?;
+            amqp.queue_bind(
+                &name,
+                &name,
+                "",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -129,6 +166,20 @@ impl Topology {
         };
         amqp.queue_declare(name, options, arguments).await.map(drop)
     }
+
+    /// Messages waiting in each queue, read with passive declares.
+    pub async fn depths(&self, amqp: &AmqpChannel) -> Result<Vec<(String, u32)>, lapin::Error> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let mut depths = Vec::new();
+        for queue in self.queues() {
+            let declared = amqp.queue_declare(&queue, passive, FieldTable::default()).await?;
+            depths.push((queue, declared.message_count()));
+        }
+        Ok(depths)
+    }
 }
 
 fn long_string(value: &str) -> AMQPValue {
@@ -149,7 +200,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_queues_follow_the_configured_delays() {
+    fn retry_steps_follow_the_configured_delays() {
         let topology = Topology::new(
             &AmqpSettings {
                 prefix: "t".into(),
@@ -158,14 +209,15 @@ mod tests {
             &[1, 5],
         );
         assert_eq!(
-            topology.retry_queue(Channel::Sms, 1).as_deref(),
-            Some("t.sms.retry.1s")
+            topology.retry_after(1),
+            Some(RetryStep {
+                exchange: "t.retry.1s".into(),
+                delay_seconds: 1
+            })
         );
-        assert_eq!(
-            topology.retry_queue(Channel::Email, 2).as_deref(),
-            Some("t.email.retry.5s")
-        );
-        assert_eq!(topology.retry_queue(Channel::Sms, 3), None);
-        assert_eq!(topology.queues().len(), 1 + 2 * 3);
+        assert_eq!(topology.retry_after(2).unwrap().exchange, "t.retry.5s");
+        assert_eq!(topology.retry_after(3), None);
+        assert_eq!(topology.queues().len(), Notification::KINDS.len() + 1 + 2);
+        assert!(topology.queues().contains(&"t.offer".to_owned()));
     }
 }

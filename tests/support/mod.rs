@@ -257,9 +257,9 @@ async fn delete_queues(settings: &Settings, topology: &drawbridge_notifier::topo
     for queue in topology.queues() {
         let _ = channel.queue_delete(&queue, Default::default()).await;
     }
-    let _ = channel
-        .exchange_delete(&topology.exchange(), Default::default())
-        .await;
+    for exchange in topology.exchanges() {
+        let _ = channel.exchange_delete(&exchange, Default::default()).await;
+    }
     let _ = connection.close(200, "test done").await;
 }
 

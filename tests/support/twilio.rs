@@ -29,6 +29,8 @@ struct State {
     accepted: Vec<Sms>,
     /// Statuses to answer the next requests with, before accepting again.
     failures: VecDeque<u16>,
+    /// Requests to leave hanging (then drop unrecorded), like a provider that stalls.
+    hangs: usize,
     requests: usize,
 }
 
@@ -69,6 +71,11 @@ impl FakeTwilio {
     /// Answer the next requests with these HTTP statuses (429, 500, 400, ...), in order.
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().failures.extend(statuses);
+    }
+
+    /// Leave the next `count` sends hanging for 3 s, then fail them without recording.
+    pub fn hang_next(&self, count: usize) {
+        self.state.lock().unwrap().hangs += count;
     }
 
     pub fn accepted(&self) -> Vec<Sms> {
@@ -131,8 +138,18 @@ async fn create_message(
     form: web::Form<HashMap<String, String>>,
     state: web::Data<Mutex<State>>,
 ) -> HttpResponse {
+    let hang = {
+        let mut state = state.lock().unwrap();
+        state.requests += 1;
+        let hang = state.hangs > 0;
+        state.hangs = state.hangs.saturating_sub(1);
+        hang
+    };
+    if hang {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        return error(503, 20500, "Service Unavailable");
+    }
     let mut state = state.lock().unwrap();
-    state.requests += 1;
     if !authorised(&request) || sid.as_str() != ACCOUNT_SID {
         return error(401, 20003, "Authenticate");
     }
