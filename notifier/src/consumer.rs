@@ -1,10 +1,12 @@
-//! The consumer: takes messages from a channel's queue, sends each through its transport and
-//! acknowledges only once the outcome is recorded. A message whose id already has a delivery
+//! The consumer: takes messages from every kind's queue in batches, sends each through its
+//! transport and acknowledges only once the outcome is recorded. A message whose id already has a delivery
 //! record is acknowledged without sending, so a redelivery (after a crash, a lost ack, or a
 //! relay publishing twice) never reaches the person twice.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures_util::future::join_all;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
@@ -32,6 +34,42 @@ pub struct Consumer {
     pub prefetch: u16,
 }
 
+/// The most messages handled as one batch.
+const MAX_BATCH: usize = 64;
+
+/// One delivery with what was read from it.
+struct Item {
+    delivery: Delivery,
+    attempt: u32,
+    message: Result<Message, String>,
+}
+
+/// Outcomes to record, as columns for one `UNNEST` statement.
+#[derive(Default)]
+struct Settled {
+    ids: Vec<Uuid>,
+    states: Vec<&'static str>,
+    attempts: Vec<i32>,
+    provider_ids: Vec<Option<String>>,
+    details: Vec<Option<String>>,
+}
+
+impl Settled {
+    fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome) {
+        let (state, provider_id, detail) = match outcome {
+            Outcome::Sent { provider_id } => ("sent", Some(provider_id.clone()), None),
+            Outcome::Dead { reason } => ("dead", None, Some(reason.clone())),
+            Outcome::Retry { reason, .. } => ("sending", None, Some(reason.clone())),
+            Outcome::AlreadyDone => return,
+        };
+        self.ids.push(id);
+        self.states.push(state);
+        self.attempts.push(attempt as i32);
+        self.provider_ids.push(provider_id);
+        self.details.push(detail);
+    }
+}
+
 enum Outcome {
     Sent { provider_id: String },
     AlreadyDone,
@@ -50,40 +88,43 @@ impl Consumer {
         let tag = Uuid::new_v4();
         let mut streams = Vec::new();
         for queue in self.topology.kind_queues() {
+            let name = format!("notifier-{tag}-{queue}");
             let options = BasicConsumeOptions::default();
-            let consumer = amqp
-                .basic_consume(
-                    &queue,
-                    &format!("notifier-{tag}-{queue}"),
-                    options,
-                    FieldTable::default(),
-                )
-                .await?;
-            streams.push(consumer);
+            streams.push(
+                amqp.basic_consume(&queue, &name, options, FieldTable::default())
+                    .await?,
+            );
         }
-        let mut deliveries = futures_util::stream::select_all(streams);
+        // Whatever has arrived, up to a batch: one message when traffic is light, full batches
+        // (and far fewer database round trips per message) under load.
+        let batch_size = self.concurrency.min(MAX_BATCH);
+        let mut batches = futures_util::stream::select_all(streams).ready_chunks(batch_size);
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let failure = CancellationToken::new();
         loop {
-            let delivery = tokio::select! {
+            let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = failure.cancelled() => break,
-                next = deliveries.next() => match next {
-                    Some(delivery) => delivery?,
+                next = batches.next() => match next {
+                    Some(batch) => batch.into_iter().collect::<Result<Vec<Delivery>, _>>()?,
                     None => return Err(NotifierError::Broker("the consumer was cancelled by the broker".into())),
                 },
             };
-            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            let permits = slots
+                .clone()
+                .acquire_many_owned(batch.len() as u32)
+                .await
+                .expect("never closed");
             let consumer = self.clone();
             let amqp = amqp.clone();
             let failure = failure.clone();
             tokio::spawn(async move {
-                if let Err(error) = consumer.handle(&amqp, delivery).await {
+                if let Err(error) = consumer.handle(&amqp, batch).await {
                     // Unacknowledged messages return to the queue when the channel closes.
-                    tracing::warn!(%error, "message not settled; reconnecting");
+                    tracing::warn!(%error, "messages not settled; reconnecting");
                     failure.cancel();
                 }
-                drop(permit);
+                drop(permits);
             });
         }
         // Graceful: wait until every message in flight is settled.
@@ -97,114 +138,207 @@ impl Consumer {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(message_id, kind))]
-    async fn handle(&self, amqp: &lapin::Channel, delivery: Delivery) -> Result<(), NotifierError> {
-        let attempt = attempt_of(&delivery);
-        let parsed = serde_json::from_slice::<Message>(&delivery.data);
-        let kind = parsed
-            .as_ref()
-            .map(|m| m.notification.kind())
-            .unwrap_or("unreadable");
-        let outcome = match &parsed {
-            Err(error) => Outcome::Dead {
-                reason: format!("unreadable message: {error}"),
-            },
-            Ok(message) => {
-                tracing::Span::current().record("message_id", tracing::field::display(message.id));
-                tracing::Span::current().record("kind", kind);
-                self.deliver(message, attempt).await?
-            }
+    #[tracing::instrument(skip_all, fields(messages = deliveries.len()))]
+    async fn handle(&self, amqp: &lapin::Channel, deliveries: Vec<Delivery>) -> Result<(), NotifierError> {
+        let items: Vec<Item> = deliveries
+            .into_iter()
+            .map(|delivery| Item {
+                attempt: attempt_of(&delivery),
+                message: serde_json::from_slice::<Message>(&delivery.data).map_err(|e| e.to_string()),
+                delivery,
+            })
+            .collect();
+        let outcomes = self.deliver_all(&items).await?;
+        for (item, outcome) in items.iter().zip(outcomes) {
+            self.conclude(amqp, item, outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// Metrics, retry or dead-letter, then the acknowledgement.
+    async fn conclude(
+        &self,
+        amqp: &lapin::Channel,
+        item: &Item,
+        outcome: Outcome,
+    ) -> Result<(), NotifierError> {
+        let (channel, kind) = match &item.message {
+            Ok(message) => (message.channel.as_str(), message.notification.kind()),
+            Err(_) => ("unknown", "unreadable"),
         };
-        let channel = parsed.as_ref().map(|m| m.channel.as_str()).unwrap_or("unknown");
         let labels = [channel, kind];
+        let attempt = item.attempt;
         match &outcome {
             Outcome::Sent { .. } => self.metrics.sent.with_label_values(&labels).inc(),
             Outcome::AlreadyDone => self.metrics.duplicates.with_label_values(&labels).inc(),
             Outcome::Retry { step, reason } => {
-                tracing::warn!(%reason, attempt, "send failed; will retry");
+                tracing::warn!(%reason, attempt, kind, "send failed; will retry");
                 // Jitter (80-100 % of the delay) keeps a burst that failed together from
                 // retrying together.
-                let delay_ms = u64::from(step.delay_seconds) * rand::thread_rng().gen_range(800..=1000);
+                let expiration_ms = u64::from(step.delay_seconds) * rand::thread_rng().gen_range(800..=1000);
                 let target = Target::Retry {
                     exchange: &step.exchange,
-                    expiration_ms: delay_ms,
+                    expiration_ms,
                 };
-                self.forward(amqp, target, &delivery, attempt + 1, reason).await?;
+                self.forward(amqp, target, &item.delivery, attempt + 1, reason)
+                    .await?;
                 self.metrics.retried.with_label_values(&labels).inc();
             }
             Outcome::Dead { reason } => {
-                tracing::error!(%reason, attempt, "message dead-lettered");
+                tracing::error!(%reason, attempt, kind, "message dead-lettered");
                 let queue = self.topology.dead_letter_queue();
-                self.forward(amqp, Target::Dead { queue: &queue }, &delivery, attempt, reason)
-                    .await?;
+                self.forward(
+                    amqp,
+                    Target::Dead { queue: &queue },
+                    &item.delivery,
+                    attempt,
+                    reason,
+                )
+                .await?;
                 self.metrics.dead.with_label_values(&labels).inc();
             }
         }
-        delivery.ack(BasicAckOptions::default()).await?;
+        item.delivery.ack(BasicAckOptions::default()).await?;
         Ok(())
     }
 
-    /// Sends a message at most once, even across crashes. A session advisory lock on the message
-    /// id keeps two copies (a relay that published twice) from being handled at once; if this
-    /// process dies, its database session and the lock go with it and the unacknowledged copy
-    /// is redelivered.
-    async fn deliver(&self, message: &Message, attempt: u32) -> Result<Outcome, NotifierError> {
-        let mut connection = self.pool.acquire().await?;
-        let key = lock_key(message.id);
-        // One round trip: the lock, and what an earlier attempt recorded.
-        let (claimed, recorded): (bool, Option<String>) = sqlx::query_as(
-            "SELECT pg_try_advisory_lock($1), (SELECT state FROM deliveries WHERE outbox_id = $2)",
-        )
-        .bind(key)
-        .bind(message.id)
-        .fetch_one(&mut *connection)
-        .await?;
-        // Not claimed: another consumer holds this very message and will settle it.
-        if !claimed {
-            return Ok(Outcome::AlreadyDone);
+    /// Sends each message of a batch at most once, even across crashes. Session advisory locks
+    /// on the message ids keep two copies (a relay that published twice) from being handled at
+    /// once; if this process dies, its database session and the locks go with it and the
+    /// unacknowledged copies are redelivered.
+    async fn deliver_all(&self, items: &[Item]) -> Result<Vec<Outcome>, NotifierError> {
+        let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|_| None).collect();
+        let mut seen = HashSet::new();
+        let mut candidates = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match &item.message {
+                Err(error) => {
+                    outcomes[index] = Some(Outcome::Dead {
+                        reason: format!("unreadable message: {error}"),
+                    })
+                }
+                // Session locks are re-entrant, so a second copy in the same batch is settled here.
+                Ok(message) if !seen.insert(message.id) => outcomes[index] = Some(Outcome::AlreadyDone),
+                Ok(_) => candidates.push(index),
+            }
         }
-        if let Some("sent" | "dead") = recorded.as_deref() {
-            sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(key)
-                .execute(&mut *connection)
-                .await?;
-            return Ok(Outcome::AlreadyDone);
+        if !candidates.is_empty() {
+            let mut connection = self.pool.acquire().await?;
+            let result = self
+                .deliver_claimed(&mut connection, items, &candidates, &mut outcomes)
+                .await;
+            if result.is_err() {
+                // The session may still hold locks: end it instead of returning it to the pool.
+                let _ = connection.close().await;
+            }
+            result?;
         }
-        let in_doubt = recorded.is_some();
-        let result = self
-            .deliver_locked(&mut connection, message, attempt, in_doubt)
-            .await;
-        if result.is_err() {
-            // The session may still hold the lock: end it instead of returning it to the pool.
-            let _ = connection.close().await;
-        }
-        result
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every message has an outcome"))
+            .collect())
     }
 
-    /// Intent first, then the provider, then the outcome (which also releases the lock). An
-    /// intent from an earlier attempt (`in_doubt`) means that attempt died mid-call: ask the
-    /// provider whether the message went out before sending it again.
-    async fn deliver_locked(
+    /// Claim, record intents, send, record outcomes, release: four round trips for the batch.
+    /// An intent from an earlier attempt means that attempt died mid-call (or timed out): ask
+    /// the provider whether the message went out before sending it again.
+    async fn deliver_claimed(
         &self,
         connection: &mut PgConnection,
-        message: &Message,
-        attempt: u32,
-        in_doubt: bool,
-    ) -> Result<Outcome, NotifierError> {
+        items: &[Item],
+        candidates: &[usize],
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), NotifierError> {
+        let message = |index: usize| items[index].message.as_ref().expect("candidates parsed");
+        let ids: Vec<Uuid> = candidates.iter().map(|&i| message(i).id).collect();
+        let keys: Vec<i64> = ids.iter().map(|id| lock_key(*id)).collect();
+        let claims: Vec<(bool, Option<String>)> = sqlx::query_as(
+            "SELECT pg_try_advisory_lock(t.key), d.state
+             FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, key, n)
+             LEFT JOIN deliveries d ON d.outbox_id = t.id ORDER BY t.n",
+        )
+        .bind(&ids)
+        .bind(&keys)
+        .fetch_all(&mut *connection)
+        .await?;
+        let mut locked = Vec::new();
+        let mut to_send = Vec::new();
+        for ((&index, key), (claimed, recorded)) in candidates.iter().zip(&keys).zip(claims) {
+            if !claimed {
+                // Another consumer holds this very message and will settle it.
+                outcomes[index] = Some(Outcome::AlreadyDone);
+                continue;
+            }
+            locked.push(*key);
+            match recorded.as_deref() {
+                Some("sent" | "dead") => outcomes[index] = Some(Outcome::AlreadyDone),
+                Some(_) => to_send.push((index, true)),
+                None => to_send.push((index, false)),
+            }
+        }
+        let (fresh, fresh_attempts): (Vec<Uuid>, Vec<i32>) = to_send
+            .iter()
+            .filter(|(_, in_doubt)| !in_doubt)
+            .map(|&(index, _)| (message(index).id, items[index].attempt as i32))
+            .unzip();
+        if !fresh.is_empty() {
+            sqlx::query(
+                "INSERT INTO deliveries (outbox_id, state, attempts)
+                 SELECT id, 'sending', attempt FROM UNNEST($1::uuid[], $2::int[]) AS t(id, attempt)",
+            )
+            .bind(&fresh)
+            .bind(&fresh_attempts)
+            .execute(&mut *connection)
+            .await?;
+        }
+        let sent = join_all(
+            to_send
+                .iter()
+                .map(|&(index, in_doubt)| self.attempt(message(index), items[index].attempt, in_doubt)),
+        )
+        .await;
+        let mut settled = Settled::default();
+        for (&(index, _), outcome) in to_send.iter().zip(sent) {
+            settled.add(message(index).id, items[index].attempt, &outcome);
+            outcomes[index] = Some(outcome);
+        }
+        if !settled.ids.is_empty() {
+            // A retry keeps the intent: a timeout may still have reached the provider.
+            sqlx::query(
+                "INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at)
+                 SELECT id, state, attempt, provider_id, detail, CASE WHEN state = 'sending' THEN NULL ELSE now() END
+                 FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[])
+                      AS t(id, state, attempt, provider_id, detail)
+                 ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
+                     provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
+                     finished_at = EXCLUDED.finished_at",
+            )
+            .bind(&settled.ids)
+            .bind(&settled.states)
+            .bind(&settled.attempts)
+            .bind(&settled.provider_ids)
+            .bind(&settled.details)
+            .execute(&mut *connection)
+            .await?;
+        }
+        if !locked.is_empty() {
+            sqlx::query("SELECT pg_advisory_unlock(key) FROM UNNEST($1::bigint[]) AS key")
+                .bind(&locked)
+                .execute(&mut *connection)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One message through its transport (after asking the provider, if in doubt).
+    async fn attempt(&self, message: &Message, attempt: u32, in_doubt: bool) -> Outcome {
         let rendered = match self.templates.render(&message.notification, message.language) {
             Ok(rendered) => rendered,
             // A message we cannot word will not word itself on a retry.
             Err(error) => {
-                return self
-                    .settle(
-                        connection,
-                        message,
-                        attempt,
-                        Outcome::Dead {
-                            reason: error.to_string(),
-                        },
-                    )
-                    .await
+                return Outcome::Dead {
+                    reason: error.to_string(),
+                }
             }
         };
         if in_doubt {
@@ -214,27 +348,13 @@ impl Consumer {
                 .await
             {
                 Ok(Some(provider_id)) => {
-                    self.metrics
-                        .reconciled
-                        .with_label_values(&[message.channel.as_str(), message.notification.kind()])
-                        .inc();
-                    return self
-                        .settle(connection, message, attempt, Outcome::Sent { provider_id })
-                        .await;
+                    let labels = [message.channel.as_str(), message.notification.kind()];
+                    self.metrics.reconciled.with_label_values(&labels).inc();
+                    return Outcome::Sent { provider_id };
                 }
                 Ok(None) => {}
-                Err(error) => {
-                    return self
-                        .settle(connection, message, attempt, self.failed(attempt, error))
-                        .await
-                }
+                Err(error) => return self.failed(attempt, error),
             }
-        } else {
-            sqlx::query("INSERT INTO deliveries (outbox_id, state, attempts) VALUES ($1, 'sending', $2)")
-                .bind(message.id)
-                .bind(attempt as i32)
-                .execute(&mut *connection)
-                .await?;
         }
         let started = std::time::Instant::now();
         let result = self
@@ -245,11 +365,10 @@ impl Consumer {
             .send_seconds
             .with_label_values(&[message.channel.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        let outcome = match result {
+        match result {
             Ok(provider_id) => Outcome::Sent { provider_id },
             Err(error) => self.failed(attempt, error),
-        };
-        self.settle(connection, message, attempt, outcome).await
+        }
     }
 
     fn failed(&self, attempt: u32, error: SendError) -> Outcome {
@@ -262,43 +381,6 @@ impl Consumer {
             },
             SendError::Permanent(reason) => Outcome::Dead { reason },
         }
-    }
-
-    /// Records the outcome and releases the message's lock. A retry keeps the intent: a timeout may still have reached the
-    /// provider, so the next attempt asks before sending.
-    async fn settle(
-        &self,
-        connection: &mut PgConnection,
-        message: &Message,
-        attempt: u32,
-        outcome: Outcome,
-    ) -> Result<Outcome, NotifierError> {
-        let (state, provider_id, detail) = match &outcome {
-            Outcome::Sent { provider_id } => ("sent", Some(provider_id.as_str()), None),
-            Outcome::Dead { reason } => ("dead", None, Some(reason.as_str())),
-            Outcome::Retry { reason, .. } => ("sending", None, Some(reason.as_str())),
-            Outcome::AlreadyDone => return Ok(outcome),
-        };
-        // Record and release the message's lock in one round trip.
-        sqlx::query(
-            "WITH settled AS (
-                 INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at)
-                 VALUES ($1, $2, $3, $4, $5, CASE WHEN $2 = 'sending' THEN NULL ELSE now() END)
-                 ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
-                     provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
-                     finished_at = EXCLUDED.finished_at
-                 RETURNING 1)
-             SELECT pg_advisory_unlock($6) FROM settled",
-        )
-        .bind(message.id)
-        .bind(state)
-        .bind(attempt as i32)
-        .bind(provider_id)
-        .bind(detail)
-        .bind(lock_key(message.id))
-        .execute(connection)
-        .await?;
-        Ok(outcome)
     }
 
     /// Re-publishes the message (to a retry queue or the dead-letter queue) and waits for the
