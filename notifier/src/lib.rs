@@ -263,14 +263,18 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         prefetch: settings.amqp.prefetch,
     });
     let mut tasks = JoinSet::new();
-    tasks.spawn(run_relay(
-        settings.clone(),
-        pool,
-        topology,
-        metrics,
-        broker_up,
-        shutdown.clone(),
-    ));
+    // Several relay workers overlap one batch's wait for confirms and commit with the next
+    // batch; `FOR UPDATE SKIP LOCKED` keeps them on different rows.
+    for _ in 0..settings.notifier.relay_workers {
+        tasks.spawn(run_relay(
+            settings.clone(),
+            pool.clone(),
+            topology.clone(),
+            metrics.clone(),
+            broker_up.clone(),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(run_consumer(settings.clone(), consumer, shutdown.clone()));
     tracing::info!(%address, "notifier running");
     Ok(Notifier {

@@ -312,8 +312,10 @@ impl Default for AllocatorSettings {
 pub struct NotifierSettings {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub listen: SocketAddr,
-    /// Outbox rows the relay publishes per round.
+    /// Outbox rows a relay worker publishes per round.
     pub relay_batch: u32,
+    /// Relay workers per notifier process.
+    pub relay_workers: usize,
     /// Pause of the relay when the outbox is empty.
     pub relay_idle_millis: u64,
     /// Messages sent at the same time by one consumer.
@@ -332,6 +334,7 @@ impl Default for NotifierSettings {
         NotifierSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
             relay_batch: 256,
+            relay_workers: 2,
             relay_idle_millis: 100,
             concurrency: 16,
             retry_delays_seconds: vec![1, 5, 30, 120, 600],
@@ -485,10 +488,10 @@ impl Settings {
             return Err(ConfigError::key("allocator.tick_seconds", "must be at least 1"));
         }
         let notifier = &self.notifier;
-        if notifier.relay_batch == 0 || notifier.concurrency == 0 {
+        if notifier.relay_batch == 0 || notifier.relay_workers == 0 || notifier.concurrency == 0 {
             return Err(ConfigError::key(
                 "notifier.relay_batch",
-                "relay_batch and concurrency must be at least 1",
+                "relay_batch, relay_workers and concurrency must be at least 1",
             ));
         }
         // Each send in flight holds a database transaction (see the consumer).
