@@ -11,9 +11,7 @@ use std::time::Duration;
 use drawbridge_domain::Language;
 use drawbridge_notifier::render::Templates;
 use drawbridge_platform::outbox::{self, Channel, Message, Notification};
-use lapin::options::BasicPublishOptions;
-use lapin::BasicProperties;
-use support::{eventually, spawn_app, spawn_with, Components, TestApp};
+use support::{eventually, spawn_app, spawn_notifier, spawn_with, Components, TestApp};
 use uuid::Uuid;
 
 fn code(n: u32) -> Notification {
@@ -78,21 +76,7 @@ async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uui
         language: Language::De,
         notification,
     };
-    let connection = drawbridge_platform::amqp::connect_once(&app.settings.amqp)
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .basic_publish(
-            &format!("{}.notifications", app.settings.amqp.prefix),
-            &message.routing_key(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&message).unwrap(),
-            BasicProperties::default(),
-        )
-        .await
-        .unwrap();
-    let _ = connection.close(200, "done").await;
+    app.publish(&message, 1).await;
     (id, earlier_sid)
 }
 
@@ -108,14 +92,7 @@ async fn settled(app: &TestApp, id: Uuid) -> Option<(String, Option<String>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_send_that_reached_the_provider_is_not_sent_again() {
-    let app = spawn_with(
-        Components {
-            notifier: true,
-            allocator: false,
-        },
-        |_| {},
-    )
-    .await;
+    let app = spawn_notifier().await;
     let (id, earlier_sid) = in_doubt(&app, "+491510000101", true).await;
     let (state, provider_id) = eventually(Duration::from_secs(20), || settled(&app, id))
         .await
@@ -135,14 +112,7 @@ async fn an_interrupted_send_that_reached_the_provider_is_not_sent_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_send_that_never_reached_the_provider_is_sent_once() {
-    let app = spawn_with(
-        Components {
-            notifier: true,
-            allocator: false,
-        },
-        |_| {},
-    )
-    .await;
+    let app = spawn_notifier().await;
     let (id, _) = in_doubt(&app, "+491510000102", false).await;
     let (state, provider_id) = eventually(Duration::from_secs(20), || settled(&app, id))
         .await

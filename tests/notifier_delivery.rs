@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use drawbridge_domain::Language;
 use drawbridge_platform::outbox::{self, Channel, Message, Notification};
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
-use lapin::BasicProperties;
-use support::{eventually, spawn_with, Components, TestApp};
+use lapin::options::BasicGetOptions;
+use support::{eventually, spawn_notifier, spawn_with, Components, TestApp};
 use uuid::Uuid;
 
 async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
@@ -43,20 +42,9 @@ async fn delivery(app: &TestApp, id: Uuid) -> Option<(String, i32, Option<String
     .unwrap()
 }
 
-async fn notifier() -> TestApp {
-    spawn_with(
-        Components {
-            notifier: true,
-            allocator: false,
-        },
-        |_| {},
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_provider_failures_are_retried_until_it_recovers() {
-    let app = notifier().await;
+    let app = spawn_notifier().await;
     app.twilio.fail_next(&[500, 429]);
     let id = enqueue_code(&app, "+491510000001").await;
     let done = eventually(Duration::from_secs(20), || delivery(&app, id))
@@ -93,7 +81,7 @@ async fn a_provider_that_hangs_times_out_and_the_retry_asks_before_sending() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_not_retried() {
-    let app = notifier().await;
+    let app = spawn_notifier().await;
     app.twilio.fail_next(&[400]);
     let id = enqueue_code(&app, "+491510000002").await;
     let (state, attempts, detail) = eventually(Duration::from_secs(20), || delivery(&app, id))
@@ -137,7 +125,7 @@ async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_not_retried() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_end_in_the_dead_letter_queue_when_the_provider_never_recovers() {
-    let app = notifier().await;
+    let app = spawn_notifier().await;
     app.twilio.fail_next(&[503; 10]);
     let id = enqueue_code(&app, "+491510000003").await;
     let (state, attempts, detail) = eventually(Duration::from_secs(30), || delivery(&app, id))
@@ -152,7 +140,7 @@ async fn retries_end_in_the_dead_letter_queue_when_the_provider_never_recovers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_published_twice_reaches_the_person_once() {
-    let app = notifier().await;
+    let app = spawn_notifier().await;
     let id = enqueue_code(&app, "+491510000004").await;
     eventually(Duration::from_secs(20), || delivery(&app, id))
         .await
@@ -175,22 +163,7 @@ async fn a_message_published_twice_reaches_the_person_once() {
             valid_minutes: 10,
         },
     };
-    let connection = drawbridge_platform::amqp::connect_once(&app.settings.amqp)
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    for _ in 0..2 {
-        channel
-            .basic_publish(
-                &format!("{}.notifications", app.settings.amqp.prefix),
-                &message.routing_key(),
-                BasicPublishOptions::default(),
-                &serde_json::to_vec(&message).unwrap(),
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap();
-    }
+    app.publish(&message, 2).await;
     let notifier = app.notifier_address.clone().unwrap();
     let duplicates = eventually(Duration::from_secs(10), || async {
         let metrics = app.metrics(&notifier).await;
@@ -206,13 +179,12 @@ async fn a_message_published_twice_reaches_the_person_once() {
         "both copies were recognised as already sent"
     );
     assert_eq!(app.twilio.accepted().len(), 1);
-    let _ = connection.close(200, "done").await;
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_notifiers_share_a_burst_and_send_each_message_once() {
-    let app = notifier().await;
+    let app = spawn_notifier().await;
     let second_shutdown = tokio_util::sync::CancellationToken::new();
     let mut second_settings = app.settings.clone();
     second_settings.notifier.listen = "127.0.0.1:0".parse().unwrap();
@@ -256,7 +228,7 @@ async fn two_notifiers_share_a_burst_and_send_each_message_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_kind_reaches_the_person_by_sms_and_email() {
-    let app = notifier().await;
+    let app = spawn_notifier().await;
     let examples = drawbridge_notifier::render::examples();
     let mut tx = app.pool.begin().await.unwrap();
     for (n, notification) in examples.iter().enumerate() {
@@ -327,7 +299,7 @@ async fn every_message_kind_reaches_the_person_by_sms_and_email() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_server_that_defers_is_retried_and_one_that_refuses_is_not() {
-    let app = notifier().await;
+    let app = spawn_notifier().await;
     app.smtp.refuse_next(&[451]);
     let notification = &drawbridge_notifier::render::examples()[1];
     let mut tx = app.pool.begin().await.unwrap();

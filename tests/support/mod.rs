@@ -87,6 +87,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(Components::default(), |_| {}).await
 }
 
+/// Gateway and notifier.
+pub async fn spawn_notifier() -> TestApp {
+    spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |_| {},
+    )
+    .await
+}
+
 /// Gateway, notifier and allocator.
 pub async fn spawn_system() -> TestApp {
     spawn_with(
@@ -204,6 +216,30 @@ impl TestApp {
             .await
             .expect("metrics answer");
         response.text().await.expect("metrics text")
+    }
+
+    /// Publishes `message` straight to the notifications exchange `copies` times, as a relay
+    /// that crashed after the broker's confirm (and so published again) would.
+    pub async fn publish(&self, message: &drawbridge_platform::outbox::Message, copies: usize) {
+        let connection = drawbridge_platform::amqp::connect_once(&self.settings.amqp)
+            .await
+            .expect("RabbitMQ");
+        let channel = connection.create_channel().await.expect("channel");
+        let exchange = format!("{}.notifications", self.settings.amqp.prefix);
+        let body = serde_json::to_vec(message).expect("messages serialise");
+        for _ in 0..copies {
+            channel
+                .basic_publish(
+                    &exchange,
+                    &message.routing_key(),
+                    Default::default(),
+                    &body,
+                    Default::default(),
+                )
+                .await
+                .expect("published");
+        }
+        let _ = connection.close(200, "published").await;
     }
 
     /// Deliveries recorded as sent.
