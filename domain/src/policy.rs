@@ -730,4 +730,41 @@ waiting_time_weight_per_week = 0.0
         let text = minimal_with("[[vaccines]]", &format!("{}{}[[vaccines]]", group(2), group(2)));
         assert_eq!(error_of(&text), "groups[2].id: duplicate priority group 2");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "(?s).{0,600}") {
+            let _ = Policy::from_toml(&text);
+        }
+
+        #[test]
+        fn the_interval_window_rule_holds_for_every_pair(min in 0u16..150, max in 0u16..150) {
+            let document = BW.replacen(
+                "interval_days = { min = 21, max = 42 }",
+                &format!("interval_days = {{ min = {min}, max = {max} }}"),
+                1,
+            );
+            match Policy::from_toml(&document) {
+                Ok(policy) => {
+                    proptest::prop_assert!(min >= 1 && min <= max);
+                    proptest::prop_assert_eq!(policy.vaccines[0].interval_days.clone(), Some(IntervalWindow { min, max }));
+                }
+                Err(error) => {
+                    proptest::prop_assert!(min == 0 || min > max);
+                    proptest::prop_assert!(error.field.starts_with("vaccines[0].interval_days"), "{}", error);
+                }
+            }
+        }
+
+        #[test]
+        fn the_published_json_reads_back_identically(version in 1u32..10_000, weight in 0.01f64..100.0) {
+            let document = BW
+                .replacen("version = 1", &format!("version = {version}"), 1)
+                .replacen("weight = 1.0", &format!("weight = {weight:?}"), 1);
+            let policy = Policy::from_toml(&document).expect("valid");
+            let json = serde_json::to_string(&policy).expect("serialises");
+            let back: Policy = serde_json::from_str(&json).expect("reads back");
+            proptest::prop_assert_eq!(back, policy);
+        }
+    }
 }
