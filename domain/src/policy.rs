@@ -747,7 +747,7 @@ waiting_time_weight_per_week = 0.0
             match Policy::from_toml(&document) {
                 Ok(policy) => {
                     proptest::prop_assert!(min >= 1 && min <= max);
-                    proptest::prop_assert_eq!(policy.vaccines[0].interval_days.clone(), Some(IntervalWindow { min, max }));
+                    proptest::prop_assert_eq!(policy.vaccines[0].interval_days, Some(IntervalWindow { min, max }));
                 }
                 Err(error) => {
                     proptest::prop_assert!(min == 0 || min > max);
