@@ -68,7 +68,9 @@ async fn a_registration_reaches_the_phone_by_sms_through_outbox_and_rabbitmq() {
     let delivered = eventually(Duration::from_secs(5), || async {
         sqlx::query_as::<_, (String, Option<String>, i32)>(
             "SELECT d.state, d.provider_message_id, d.attempts FROM deliveries d
-             JOIN outbox o ON o.id = d.outbox_id WHERE o.subject_id = $1 AND o.published_at IS NOT NULL",
+             JOIN outbox o ON o.id = d.outbox_id
+             JOIN phone_verifications v ON v.id = o.subject_id
+             WHERE v.registrant_id = $1 AND o.published_at IS NOT NULL AND d.state = 'sent'",
         )
         .bind(id)
         .fetch_optional(&app.pool)

@@ -18,6 +18,17 @@ pub enum ApiError {
     NotFound(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A wrong SMS code; the person may try again while attempts are left.
+    #[error("That code is not right. You have {attempts_left} more tries.")]
+    WrongCode { attempts_left: i16 },
+    /// A code that can no longer be used (expired or out of tries).
+    #[error("{0}")]
+    DeadCode(String),
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -36,6 +47,9 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
+            ApiError::WrongCode { .. } => "wrong_code",
+            ApiError::DeadCode(_) => "code_no_longer_valid",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -57,7 +71,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidField { .. } | ApiError::WrongCode { .. } | ApiError::DeadCode(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,10 +93,18 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let mut error = json!({ "code": self.code(), "message": message });
-        if let ApiError::InvalidField { field, .. } = self {
-            error["field"] = json!(field);
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::InvalidField { field, .. } => error["field"] = json!(field),
+            ApiError::WrongCode { attempts_left } => error["attempts_left"] = json!(attempts_left),
+            ApiError::TooManyRequests {
+                retry_after_seconds, ..
+            } => {
+                response.insert_header(("Retry-After", retry_after_seconds.to_string()));
+            }
+            _ => {}
         }
-        HttpResponse::build(self.status_code()).json(json!({ "error": error }))
+        response.json(json!({ "error": error }))
     }
 }
 

@@ -8,6 +8,7 @@ mod pages;
 mod policy_cache;
 mod regions;
 mod registrations;
+mod verification;
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -132,6 +133,14 @@ fn routes(config: &mut web::ServiceConfig) {
         .route(
             "/v1/regions/{region}/registrations",
             web::post().to(registrations::create),
+        )
+        .route(
+            "/v1/registrations/{id}/verify",
+            web::post().to(verification::verify),
+        )
+        .route(
+            "/v1/registrations/{id}/resend",
+            web::post().to(verification::resend),
         )
         .default_service(web::to(not_found));
 }

@@ -3,11 +3,12 @@
 //! one transaction, so a registration never exists without its code being on its way.
 
 use actix_web::{web, HttpResponse};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use drawbridge_domain::{evaluate, Language, Person, PhoneNumber, VerificationCode};
 use drawbridge_platform::outbox::{self, Channel, Notification};
 use serde::Deserialize;
 use serde_json::json;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -102,9 +103,6 @@ pub async fn create(
     }
 
     let registration_id = Uuid::new_v4();
-    let code = VerificationCode::generate(&mut rand::rngs::OsRng);
-    let valid_minutes = state.settings.verification_code_minutes;
-    let expires_at = Utc::now() + Duration::minutes(valid_minutes.into());
 
     let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query(
@@ -133,32 +131,7 @@ pub async fn create(
         }
     }
     inserted?;
-    sqlx::query(
-        "INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(Uuid::new_v4())
-    .bind(registration_id)
-    .bind(
-        code.keyed_hash(&state.hash_key, registration_id.as_bytes())
-            .as_slice(),
-    )
-    .bind(VERIFICATION_ATTEMPTS)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await?;
-    outbox::enqueue(
-        &mut tx,
-        registration_id,
-        Channel::Sms,
-        phone.as_str(),
-        request.language,
-        &Notification::VerificationCode {
-            code: code.as_str().to_owned(),
-            valid_minutes,
-        },
-    )
-    .await?;
+    let verification = issue_code(&mut tx, &state, registration_id, &phone, request.language).await?;
     tx.commit().await?;
 
     tracing::info!(%registration_id, region = %published.region, "registration started");
@@ -168,11 +141,60 @@ pub async fn create(
         "status": "pending_verification",
         "verification": {
             "channel": "sms",
-            "expires_at": expires_at,
+            "expires_at": verification.expires_at,
             "attempts_left": VERIFICATION_ATTEMPTS,
         },
         "eligibility": eligibility,
     })))
+}
+
+/// A verification code just issued.
+pub struct IssuedCode {
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Creates a fresh SMS code for a registrant and queues the SMS, inside the caller's
+/// transaction. The code is stored only as a keyed hash; the verification row is the message's
+/// subject, so every code (first or resent) is exactly one SMS.
+pub async fn issue_code(
+    tx: &mut PgConnection,
+    state: &AppState,
+    registrant_id: Uuid,
+    phone: &PhoneNumber,
+    language: Language,
+) -> Result<IssuedCode, ApiError> {
+    let verification_id = Uuid::new_v4();
+    let code = VerificationCode::generate(&mut rand::rngs::OsRng);
+    let valid_minutes = state.settings.verification_code_minutes;
+    let expires_at = Utc::now() + Duration::minutes(valid_minutes.into());
+    sqlx::query(
+        "INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(verification_id)
+    .bind(registrant_id)
+    .bind(
+        code.keyed_hash(&state.hash_key, registrant_id.as_bytes())
+            .as_slice(),
+    )
+    .bind(VERIFICATION_ATTEMPTS)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    let notification = Notification::VerificationCode {
+        code: code.as_str().to_owned(),
+        valid_minutes,
+    };
+    outbox::enqueue(
+        tx,
+        verification_id,
+        Channel::Sms,
+        phone.as_str(),
+        language,
+        &notification,
+    )
+    .await?;
+    Ok(IssuedCode { expires_at })
 }
 
 /// Enough to catch typos; the mail server is the real judge.

@@ -1,0 +1,188 @@
+//! Registration, step two, against real Postgres: the SMS code proves the phone; wrong codes
+//! count down; dead codes must be replaced; new codes come at a limited pace; success issues a
+//! booking code, stored only as a keyed hash and sent by SMS and email through the outbox.
+
+mod support;
+
+use drawbridge_domain::BookingCode;
+use serde_json::{json, Value};
+use support::{registration, spawn_app, TestApp};
+use uuid::Uuid;
+
+async fn register(app: &TestApp, phone: &str) -> Uuid {
+    let response = app
+        .post_json("/v1/regions/bw/registrations", &registration(phone))
+        .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    body["registration_id"].as_str().unwrap().parse().unwrap()
+}
+
+/// The newest code queued for the registration's phone, read from the outbox.
+async fn texted_code(app: &TestApp, id: Uuid) -> String {
+    let (code,): (String,) = sqlx::query_as(
+        "SELECT o.payload->>'code' FROM outbox o JOIN phone_verifications v ON v.id = o.subject_id
+         WHERE v.registrant_id = $1 ORDER BY v.created_at DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    code
+}
+
+async fn verify(app: &TestApp, id: Uuid, code: &str) -> (u16, Value) {
+    let response = app
+        .post_json(
+            &format!("/v1/registrations/{id}/verify"),
+            &json!({ "code": code }),
+        )
+        .await;
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+fn wrong(code: &str) -> String {
+    format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000)
+}
+
+#[tokio::test]
+async fn the_right_code_issues_a_booking_code_sent_by_sms_and_email() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let id = register(&app, "0151 5550001").await;
+    let code = texted_code(&app, id).await;
+    let (status, body) = verify(&app, id, &format!(" {} {} ", &code[..3], &code[3..])).await;
+    assert_eq!(status, 200, "{body}");
+    let booking_code =
+        BookingCode::parse(body["booking_code"].as_str().unwrap()).expect("a valid booking code");
+    let (state, stored): (String, Vec<u8>) =
+        sqlx::query_as("SELECT status, booking_code_hash FROM registrants WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "active");
+    assert_eq!(
+        stored,
+        booking_code.keyed_hash(&app.hash_key()).to_vec(),
+        "stored only as its keyed hash"
+    );
+    let sent: Vec<(String, String)> = sqlx::query_as(
+        "SELECT channel, payload->>'booking_code' FROM outbox WHERE subject_id = $1 AND kind = 'booking_code' ORDER BY channel",
+    )
+    .bind(id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let code_text = booking_code.to_string();
+    assert_eq!(
+        sent,
+        [
+            ("email".to_owned(), code_text.clone()),
+            ("sms".to_owned(), code_text)
+        ]
+    );
+    let (again, error) = verify(&app, id, &code).await;
+    assert_eq!(
+        (again, error["error"]["code"].as_str()),
+        (409, Some("already_verified"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_codes_count_down_and_the_fifth_kills_the_code() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let id = register(&app, "0151 5550002").await;
+    let code = texted_code(&app, id).await;
+    for left in (0..5).rev() {
+        let (status, error) = verify(&app, id, &wrong(&code)).await;
+        assert_eq!(status, 422);
+        assert_eq!(error["error"]["code"], "wrong_code");
+        assert_eq!(error["error"]["attempts_left"], left);
+    }
+    let (status, error) = verify(&app, id, &code).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("code_no_longer_valid")),
+        "{error}"
+    );
+    let (status, error) = verify(&app, id, "12ab56").await;
+    assert_eq!((status, error["error"]["field"].as_str()), (422, Some("code")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let id = register(&app, "0151 5550003").await;
+    let code = texted_code(&app, id).await;
+    sqlx::query(
+        "UPDATE phone_verifications SET created_at = now() - interval '11 minutes', expires_at = now() - interval '1 minute'
+         WHERE registrant_id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (status, error) = verify(&app, id, &code).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("code_no_longer_valid"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_code_comes_at_a_limited_pace_and_replaces_the_old_one() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let id = register(&app, "0151 5550004").await;
+    let old = texted_code(&app, id).await;
+    let resend = |app: &TestApp| {
+        app.http
+            .post(app.url(&format!("/v1/registrations/{id}/resend")))
+            .send()
+    };
+    let too_soon = resend(&app).await.unwrap();
+    assert_eq!(too_soon.status(), 429);
+    let wait: u64 = too_soon.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let age_codes = || {
+        sqlx::query("UPDATE phone_verifications SET created_at = created_at - interval '2 minutes' WHERE registrant_id = $1")
+            .bind(id)
+            .execute(&app.pool)
+    };
+    age_codes().await.unwrap();
+    assert_eq!(resend(&app).await.unwrap().status(), 202);
+    let new = texted_code(&app, id).await;
+    if new != old {
+        let (status, _) = verify(&app, id, &old).await;
+        assert_eq!(status, 422, "the old code died");
+    }
+    // At most five codes per registration.
+    for _ in 0..3 {
+        age_codes().await.unwrap();
+        assert_eq!(resend(&app).await.unwrap().status(), 202);
+    }
+    age_codes().await.unwrap();
+    let capped = resend(&app).await.unwrap();
+    assert_eq!(capped.status(), 429);
+    let latest = texted_code(&app, id).await;
+    let (status, body) = verify(&app, id, &latest).await;
+    assert_eq!(status, 200, "{body}");
+    let unknown = app
+        .http
+        .post(app.url(&format!("/v1/registrations/{}/resend", Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    app.stop().await;
+}
