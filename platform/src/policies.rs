@@ -83,43 +83,51 @@ pub async fn current(
     connection: &mut PgConnection,
     region: &str,
 ) -> Result<Option<PublishedPolicy>, PublishError> {
-    let row: Option<(i32, String, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT version, document, digest, published_at FROM policies
+    let row: Option<PolicyRow> = sqlx::query_as(
+        "SELECT region_id, version, document, digest, published_at FROM policies
          WHERE region_id = $1 ORDER BY version DESC LIMIT 1",
     )
     .bind(region)
     .fetch_optional(connection)
     .await?;
-    let Some((version, document, digest, published_at)) = row else {
-        return Ok(None);
-    };
-    let policy = Policy::from_toml(&document).map_err(|error| PublishError::Corrupt {
-        region: region.to_owned(),
-        error,
-    })?;
-    Ok(Some(PublishedPolicy {
-        region: region.to_owned(),
-        version: version as u32,
-        published_at,
-        digest: hex(&digest),
-        document,
-        policy,
-    }))
+    row.map(PolicyRow::published).transpose()
 }
 
-/// Every region with its newest policy, for listings.
+/// Every region with its newest policy, for listings, in one query.
 pub async fn all_current(pool: &PgPool) -> Result<Vec<PublishedPolicy>, PublishError> {
-    let regions: Vec<(String,)> = sqlx::query_as("SELECT id FROM regions ORDER BY id")
-        .fetch_all(pool)
-        .await?;
-    let mut connection = pool.acquire().await?;
-    let mut policies = Vec::with_capacity(regions.len());
-    for (region,) in regions {
-        if let Some(policy) = current(&mut connection, &region).await? {
-            policies.push(policy);
-        }
+    let rows: Vec<PolicyRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (region_id) region_id, version, document, digest, published_at
+         FROM policies ORDER BY region_id, version DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(PolicyRow::published).collect()
+}
+
+#[derive(sqlx::FromRow)]
+struct PolicyRow {
+    region_id: String,
+    version: i32,
+    document: String,
+    digest: Vec<u8>,
+    published_at: DateTime<Utc>,
+}
+
+impl PolicyRow {
+    fn published(self) -> Result<PublishedPolicy, PublishError> {
+        let policy = Policy::from_toml(&self.document).map_err(|error| PublishError::Corrupt {
+            region: self.region_id.clone(),
+            error,
+        })?;
+        Ok(PublishedPolicy {
+            region: self.region_id,
+            version: self.version as u32,
+            published_at: self.published_at,
+            digest: hex(&self.digest),
+            document: self.document,
+            policy,
+        })
     }
-    Ok(policies)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
