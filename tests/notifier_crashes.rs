@@ -11,7 +11,7 @@ use std::time::Duration;
 use drawbridge_domain::Language;
 use drawbridge_notifier::render::Templates;
 use drawbridge_platform::outbox::{self, Channel, Message, Notification};
-use support::{eventually, spawn_app, spawn_notifier, spawn_with, Components, TestApp};
+use support::{eventually, spawn_app, spawn_notifier, spawn_with, Components, Settled, TestApp};
 use uuid::Uuid;
 
 fn code(n: u32) -> Notification {
@@ -80,21 +80,13 @@ async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uui
     (id, earlier_sid)
 }
 
-async fn settled(app: &TestApp, id: Uuid) -> Option<(String, Option<String>)> {
-    sqlx::query_as(
-        "SELECT state, provider_message_id FROM deliveries WHERE outbox_id = $1 AND state <> 'sending'",
-    )
-    .bind(id)
-    .fetch_optional(&app.pool)
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_send_that_reached_the_provider_is_not_sent_again() {
     let app = spawn_notifier().await;
     let (id, earlier_sid) = in_doubt(&app, "+491510000101", true).await;
-    let (state, provider_id) = eventually(Duration::from_secs(20), || settled(&app, id))
+    let Settled {
+        state, provider_id, ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled");
     assert_eq!(state, "sent");
@@ -114,7 +106,9 @@ async fn an_interrupted_send_that_reached_the_provider_is_not_sent_again() {
 async fn an_interrupted_send_that_never_reached_the_provider_is_sent_once() {
     let app = spawn_notifier().await;
     let (id, _) = in_doubt(&app, "+491510000102", false).await;
-    let (state, provider_id) = eventually(Duration::from_secs(20), || settled(&app, id))
+    let Settled {
+        state, provider_id, ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled");
     assert_eq!(state, "sent");

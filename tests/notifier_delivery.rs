@@ -9,7 +9,7 @@ use std::time::Duration;
 use drawbridge_domain::Language;
 use drawbridge_platform::outbox::{self, Channel, Message, Notification};
 use lapin::options::BasicGetOptions;
-use support::{eventually, spawn_notifier, spawn_with, Components, TestApp};
+use support::{eventually, spawn_notifier, spawn_with, Components, Settled, TestApp};
 use uuid::Uuid;
 
 async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
@@ -32,25 +32,15 @@ async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
     id
 }
 
-async fn delivery(app: &TestApp, id: Uuid) -> Option<(String, i32, Option<String>)> {
-    sqlx::query_as(
-        "SELECT state, attempts, detail FROM deliveries WHERE outbox_id = $1 AND state <> 'sending'",
-    )
-    .bind(id)
-    .fetch_optional(&app.pool)
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_provider_failures_are_retried_until_it_recovers() {
     let app = spawn_notifier().await;
     app.twilio.fail_next(&[500, 429]);
     let id = enqueue_code(&app, "+491510000001").await;
-    let done = eventually(Duration::from_secs(20), || delivery(&app, id))
+    let done = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("delivered after retries");
-    assert_eq!((done.0.as_str(), done.1), ("sent", 3));
+    assert_eq!((done.state.as_str(), done.attempts), ("sent", 3));
     assert_eq!(app.twilio.requests(), 3);
     assert_eq!(app.twilio.accepted().len(), 1, "delivered once");
     assert!(app.twilio.accepted()[0].body.contains("123456"));
@@ -71,7 +61,7 @@ async fn a_provider_that_hangs_times_out_and_the_retry_asks_before_sending() {
     .await;
     app.twilio.hang_next(1);
     let id = enqueue_code(&app, "+491510000005").await;
-    let (state, attempts, _) = eventually(Duration::from_secs(20), || delivery(&app, id))
+    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled");
     assert_eq!((state.as_str(), attempts), ("sent", 2));
@@ -84,7 +74,12 @@ async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_not_retried() 
     let app = spawn_notifier().await;
     app.twilio.fail_next(&[400]);
     let id = enqueue_code(&app, "+491510000002").await;
-    let (state, attempts, detail) = eventually(Duration::from_secs(20), || delivery(&app, id))
+    let Settled {
+        state,
+        attempts,
+        detail,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled");
     assert_eq!((state.as_str(), attempts), ("dead", 1));
@@ -128,7 +123,12 @@ async fn retries_end_in_the_dead_letter_queue_when_the_provider_never_recovers()
     let app = spawn_notifier().await;
     app.twilio.fail_next(&[503; 10]);
     let id = enqueue_code(&app, "+491510000003").await;
-    let (state, attempts, detail) = eventually(Duration::from_secs(30), || delivery(&app, id))
+    let Settled {
+        state,
+        attempts,
+        detail,
+        ..
+    } = eventually(Duration::from_secs(30), || app.settled(id))
         .await
         .expect("settled");
     // Three retry delays configured: the fourth failure gives up.
@@ -142,7 +142,7 @@ async fn retries_end_in_the_dead_letter_queue_when_the_provider_never_recovers()
 async fn a_message_published_twice_reaches_the_person_once() {
     let app = spawn_notifier().await;
     let id = enqueue_code(&app, "+491510000004").await;
-    eventually(Duration::from_secs(20), || delivery(&app, id))
+    eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("delivered");
 
@@ -314,7 +314,7 @@ async fn a_mail_server_that_defers_is_retried_and_one_that_refuses_is_not() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let (state, attempts, _) = eventually(Duration::from_secs(20), || delivery(&app, deferred))
+    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(deferred))
         .await
         .unwrap();
     assert_eq!((state.as_str(), attempts), ("sent", 2));
@@ -332,7 +332,12 @@ async fn a_mail_server_that_defers_is_retried_and_one_that_refuses_is_not() {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let (state, attempts, detail) = eventually(Duration::from_secs(20), || delivery(&app, refused))
+    let Settled {
+        state,
+        attempts,
+        detail,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(refused))
         .await
         .unwrap();
     assert_eq!((state.as_str(), attempts), ("dead", 1));

@@ -242,6 +242,18 @@ impl TestApp {
         let _ = connection.close(200, "published").await;
     }
 
+    /// The notifier's final record of an outbox row (`None` while unsent or in flight).
+    pub async fn settled(&self, outbox_id: Uuid) -> Option<Settled> {
+        sqlx::query_as(
+            "SELECT state, attempts, provider_message_id AS provider_id, detail FROM deliveries
+             WHERE outbox_id = $1 AND state <> 'sending'",
+        )
+        .bind(outbox_id)
+        .fetch_optional(&self.pool)
+        .await
+        .expect("read delivery")
+    }
+
     /// Deliveries recorded as sent.
     pub async fn sent_count(&self) -> i64 {
         let (sent,): (i64,) = sqlx::query_as("SELECT count(*) FROM deliveries WHERE state = 'sent'")
@@ -297,6 +309,15 @@ async fn delete_queues(settings: &Settings, topology: &drawbridge_notifier::topo
         let _ = channel.exchange_delete(&exchange, Default::default()).await;
     }
     let _ = connection.close(200, "test done").await;
+}
+
+/// How a message ended: `sent` (with the provider's id) or `dead` (with the reason).
+#[derive(Debug, sqlx::FromRow)]
+pub struct Settled {
+    pub state: String,
+    pub attempts: i32,
+    pub provider_id: Option<String>,
+    pub detail: Option<String>,
 }
 
 /// Polls `check` until it returns `Some` or `within` passes.
