@@ -147,6 +147,27 @@ pub fn evaluate(policy: &Policy, person: &Person, on: NaiveDate) -> Evaluation {
     }
 }
 
+/// The vaccines `person` may be offered on `on`, in policy order: the same decision as
+/// [`evaluate`] without the explanations, for the allocator, which decides for a million
+/// people per draw and publishes the reasons separately.
+pub fn eligible_vaccines<'p>(
+    policy: &'p Policy,
+    person: &'p Person,
+    on: NaiveDate,
+) -> impl Iterator<Item = &'p Vaccine> + 'p {
+    let age = person.age_in_year(on.year());
+    let admitted = policy.covers_postcode(&person.postcode)
+        && policy
+            .group(person.priority_group)
+            .is_some_and(|group| group.released_on <= on);
+    policy.vaccines.iter().filter(move |vaccine| {
+        admitted
+            && age >= i32::from(vaccine.min_age)
+            && vaccine.max_age.is_none_or(|max| age <= i32::from(max))
+            && person.accepts(&vaccine.code)
+    })
+}
+
 fn postcode_in_region(policy: &Policy, postcode: &str) -> Reason {
     let region = &policy.name;
     let rule = Rule::PostcodeInRegion;
@@ -696,6 +717,18 @@ mod tests {
                 }
             }
             prop_assert_eq!(evaluation.eligible, evaluation.vaccines.iter().any(|d| d.eligible));
+        }
+
+        #[test]
+        fn the_fast_path_decides_exactly_as_the_explained_one(
+            person in any_person(),
+            days in 0i64..2000,
+        ) {
+            let policy = bw();
+            let on = day(2020, 1, 1) + chrono::Duration::days(days);
+            let evaluation = evaluate(&policy, &person, on);
+            let fast: Vec<&str> = eligible_vaccines(&policy, &person, on).map(|v| v.code.as_str()).collect();
+            prop_assert_eq!(fast, evaluation.eligible_vaccines().collect::<Vec<_>>());
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod booking_code;
 pub mod capacity;
+pub mod draw;
 pub mod eligibility;
 pub mod language;
 mod mac;
@@ -19,9 +20,12 @@ pub mod verification;
 
 pub use booking_code::{BookingCode, BookingCodeError};
 pub use capacity::{plan, CapacityError, CapacityRequest, PlannedPair};
-pub use eligibility::{evaluate, Evaluation, Person, Reason, Rule, VaccineDecision};
+pub use draw::{
+    draw, Candidate, DrawError, DrawInput, DrawOutcome, FreePair, Manifest, Match, Pseudonym, Seed,
+};
+pub use eligibility::{eligible_vaccines, evaluate, Evaluation, Person, Reason, Rule, VaccineDecision};
 pub use language::Language;
 pub use phone::{PhoneError, PhoneNumber, DEFAULT_COUNTRY_CODE};
-pub use policy::{DrawSettings, IntervalWindow, Policy, PolicyError, PriorityGroup, Vaccine};
+pub use policy::{DrawSettings, IntervalWindow, Policy, PolicyError, PriorityGroup, Reserve, Vaccine};
 pub use token::{Keyring, KeyringError, SigningKey, TokenError, Verified};
 pub use verification::{VerificationCode, VerificationCodeError};

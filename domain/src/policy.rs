@@ -103,6 +103,30 @@ pub struct DrawSettings {
     /// How much every full week of waiting adds to a registrant's lottery weight, so that
     /// people who have waited long are not left behind by bad luck forever.
     pub waiting_time_weight_per_week: f64,
+    /// What each declined offer multiplies a registrant's lottery weight by: 1.0 (the default)
+    /// makes declining free, 0.5 halves the weight per decline, so that people who decline
+    /// again and again do not crowd out those who turn up.
+    #[serde(default = "no_decline_penalty")]
+    pub weight_after_decline: f64,
+    /// Shares of each draw's pairs that go first to some priority groups, whatever their tier,
+    /// so that a group is never starved by the tiers above it.
+    #[serde(default)]
+    pub reserves: Vec<Reserve>,
+}
+
+fn no_decline_penalty() -> f64 {
+    1.0
+}
+
+/// A share of every draw's pairs offered first to the members of some groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reserve {
+    /// The priority groups the reserve is for.
+    pub groups: Vec<u8>,
+    /// Fraction of the draw's free pairs, greater than 0 and at most 1; what the groups do not
+    /// take goes to everyone in the same draw.
+    pub share: f64,
 }
 
 /// Why a policy document was rejected: the field path and what is wrong with it.
@@ -188,7 +212,41 @@ impl Policy {
         }
         self.validate_groups()?;
         self.validate_vaccines()?;
-        self.draw.validate()
+        self.draw.validate()?;
+        self.validate_reserves()
+    }
+
+    fn validate_reserves(&self) -> Result<(), PolicyError> {
+        let mut total = 0.0;
+        for (i, reserve) in self.draw.reserves.iter().enumerate() {
+            let field = |name: &str| format!("draw.reserves[{i}].{name}");
+            if !(reserve.share.is_finite() && reserve.share > 0.0 && reserve.share <= 1.0) {
+                return Err(PolicyError::new(
+                    field("share"),
+                    format!("must be greater than 0 and at most 1, got {}", reserve.share),
+                ));
+            }
+            total += reserve.share;
+            if reserve.groups.is_empty() {
+                return Err(PolicyError::new(
+                    field("groups"),
+                    "name at least one priority group",
+                ));
+            }
+            if let Some(unknown) = reserve.groups.iter().find(|id| self.group(**id).is_none()) {
+                return Err(PolicyError::new(
+                    field("groups"),
+                    format!("priority group {unknown} is not defined in [[groups]]"),
+                ));
+            }
+        }
+        if total > 1.0 + 1e-9 {
+            return Err(PolicyError::new(
+                "draw.reserves",
+                format!("the shares add up to {total}, more than all pairs (1.0)"),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_groups(&self) -> Result<(), PolicyError> {
@@ -299,6 +357,13 @@ impl DrawSettings {
             return Err(PolicyError::new(
                 "draw.waiting_time_weight_per_week",
                 format!("must be a finite number of at least 0, got {weight}"),
+            ));
+        }
+        let factor = self.weight_after_decline;
+        if !(factor.is_finite() && factor > 0.0 && factor <= 1.0) {
+            return Err(PolicyError::new(
+                "draw.weight_after_decline",
+                format!("must be greater than 0 and at most 1 (1 means no penalty), got {factor}"),
             ));
         }
         Ok(())
@@ -691,6 +756,31 @@ waiting_time_weight_per_week = 0.0
                 "waiting_time_weight_per_week = 0.0",
                 "waiting_time_weight_per_week = inf",
                 "draw.waiting_time_weight_per_week: must be a finite number of at least 0, got inf",
+            ),
+            (
+                "waiting_time_weight_per_week = 0.0",
+                "waiting_time_weight_per_week = 0.0\nweight_after_decline = 0.0",
+                "draw.weight_after_decline: must be greater than 0 and at most 1 (1 means no penalty), got 0",
+            ),
+            (
+                "waiting_time_weight_per_week = 0.0",
+                "waiting_time_weight_per_week = 0.0\nreserves = [{ groups = [1], share = 1.5 }]",
+                "draw.reserves[0].share: must be greater than 0 and at most 1, got 1.5",
+            ),
+            (
+                "waiting_time_weight_per_week = 0.0",
+                "waiting_time_weight_per_week = 0.0\nreserves = [{ groups = [7], share = 0.5 }]",
+                "draw.reserves[0].groups: priority group 7 is not defined in [[groups]]",
+            ),
+            (
+                "waiting_time_weight_per_week = 0.0",
+                "waiting_time_weight_per_week = 0.0\nreserves = [{ groups = [], share = 0.5 }]",
+                "draw.reserves[0].groups: name at least one priority group",
+            ),
+            (
+                "waiting_time_weight_per_week = 0.0",
+                "waiting_time_weight_per_week = 0.0\nreserves = [{ groups = [1], share = 0.6 }, { groups = [1], share = 0.6 }]",
+                "draw.reserves: the shares add up to 1.2, more than all pairs (1.0)",
             ),
         ];
         for (from, to, expected) in cases {
