@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use drawbridge_allocator::BeaconValue;
+use drawbridge_domain::draw::{unhex, Manifest};
 use drawbridge_platform::{postgres, telemetry, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +42,25 @@ enum Command {
         /// Only this region (with --once).
         #[arg(long, requires = "once")]
         region: Option<String>,
+        /// Seed the draw from this public randomness beacon round (with --once), e.g. a drand
+        /// round announced before the draw.
+        #[arg(long, requires_all = ["once", "beacon_randomness"])]
+        beacon_round: Option<u64>,
+        /// The beacon round's randomness, hex.
+        #[arg(long, requires = "beacon_round")]
+        beacon_randomness: Option<String>,
+    },
+    /// Re-run a draw from its manifest (a file from GET /v1/draws/{id}/manifest, or - for
+    /// standard input) and say whether it reproduces the recorded outcome exactly.
+    Replay { manifest: PathBuf },
+    /// Replay recorded draws and test them for bias (chi-square, significance 0.001).
+    Audit {
+        /// Only this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// How many of the newest completed draws.
+        #[arg(long, default_value_t = 20)]
+        last: i64,
     },
     /// Outbox relay and SMS/email delivery.
     Notifier,
@@ -88,6 +109,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     {
         return check_policy(file);
     }
+    if let Command::Replay { manifest } = &cli.command {
+        return replay(manifest);
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings.telemetry);
     let shutdown = CancellationToken::new();
@@ -113,10 +137,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             stop_on_signal(shutdown);
             gateway.run_until_stopped().await?;
         }
-        Command::Allocator { once, region } => {
+        Command::Allocator {
+            once,
+            region,
+            beacon_round,
+            beacon_randomness,
+        } => {
             let allocator = drawbridge_allocator::build(&settings, shutdown.clone()).await?;
             if once {
-                let ticks = allocator.tick_regions(region.as_deref()).await?;
+                let beacon = match (beacon_round, beacon_randomness) {
+                    (Some(round), Some(randomness)) => Some(BeaconValue {
+                        round,
+                        randomness: unhex(&randomness).context("--beacon-randomness must be hex digits")?,
+                    }),
+                    _ => None,
+                };
+                let ticks = allocator.tick_regions(region.as_deref(), beacon.as_ref()).await?;
                 println!("{}", serde_json::to_string_pretty(&ticks)?);
             } else {
                 stop_on_signal(shutdown);
@@ -133,6 +169,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is at the newest schema");
         }
         Command::Demo => load_demo(&settings).await?,
+        Command::Audit { region, last } => {
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let audits =
+                drawbridge::audit::run(&pool, &settings.secrets.hash_key()?, region.as_deref(), last).await?;
+            println!("{}", serde_json::to_string_pretty(&audits)?);
+            let failed = audits.iter().filter(|a| !a.passed()).count();
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} audited draws failed a check (see above)",
+                    audits.len()
+                );
+            }
+            eprintln!(
+                "{} draws audited: every one replays exactly and passes every bias test",
+                audits.len()
+            );
+        }
         Command::Policy {
             action: PolicyAction::Publish { file },
         } => {
@@ -148,7 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Policy {
             action: PolicyAction::Check { .. },
-        } => unreachable!("handled before loading configuration"),
+        }
+        | Command::Replay { .. } => unreachable!("handled before loading configuration"),
     }
     Ok(())
 }
@@ -170,6 +224,35 @@ fn check_policy(file: &std::path::Path) -> anyhow::Result<()> {
         file.display(),
         policy.version,
         policy.region
+    );
+    Ok(())
+}
+
+fn replay(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the manifest from standard input")?
+    } else {
+        read(file)?
+    };
+    let manifest: Manifest =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a draw manifest", file.display()))?;
+    let replay = manifest.replay();
+    if !replay.reproduced() {
+        anyhow::bail!(
+            "draw {} does NOT reproduce: {}",
+            manifest.draw,
+            replay.problems.join("; ")
+        );
+    }
+    println!(
+        "draw {} reproduced exactly: seed matches its commitment, {} candidates, {} pairs, {} offers, \
+         inputs sha256 {}, outputs sha256 {}",
+        manifest.draw,
+        manifest.candidates.len(),
+        manifest.pairs.len(),
+        manifest.matches.len(),
+        manifest.inputs_digest,
+        manifest.outputs_digest
     );
     Ok(())
 }

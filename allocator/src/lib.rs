@@ -1,45 +1,104 @@
-//! The allocator: periodic ticks per region. Only one process ticks a region at a time (a
-//! Postgres advisory lock held for the tick's transaction), so allocators can run on several
-//! machines for availability. This walking skeleton measures each region's waiting pool and
-//! free slot pairs every tick; the seeded, recorded draw plugs into `tick_region`.
+//! The allocator: seeded, recorded, replayable draws per region.
+//!
+//! Every `allocator.tick_seconds`, and sooner when at least `allocator.draw_when_freed` pairs
+//! of a region became free, the allocator expires lapsed offers and runs one draw per region.
+//! Only one process draws a region at a time (a Postgres advisory lock held for the draw's
+//! transaction), so allocators can run on several machines: a second one finds the lock taken
+//! and skips, and takes over as soon as the first dies and its connection (and lock) is gone.
+//!
+//! A draw: commit the seed's SHA-256 in its own transaction; read the pool and the free pairs;
+//! run the pure draw of the domain library; write the record, the offers, the pairs' state and
+//! the offer messages and reveal the seed, all in one transaction.
 
+mod metrics;
+mod pool;
+mod record;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use prometheus::{IntCounter, IntGaugeVec, Opts, Registry};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
-use sqlx::PgPool;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
+use drawbridge_domain::draw::{self, lottery_key, weight, DrawError, Seed};
+use drawbridge_domain::Keyring;
 use drawbridge_platform::ops::{self, Readiness};
-use drawbridge_platform::{postgres, Settings, StartupError};
+use drawbridge_platform::{policies, postgres, Settings, StartupError};
+
+use crate::metrics::Metrics;
+use crate::record::{Notices, RecordError};
 
 /// Namespace of the allocator's advisory locks (the first of the two-key form).
-const LOCK_CLASS: i32 = 0x0d8a_0001;
+pub const LOCK_CLASS: i32 = 0x0d8a_0001;
 
-/// What one tick saw in one region.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The channel the slot-pair triggers announce freed pairs on (`<region> <count>`).
+const FREED_CHANNEL: &str = "drawbridge_pairs_freed";
+
+/// A public randomness value to seed a draw with instead of the operating system's.
+#[derive(Debug, Clone)]
+pub struct BeaconValue {
+    pub round: u64,
+    pub randomness: Vec<u8>,
+}
+
+/// What one tick did in one region.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegionTick {
     pub region: String,
     /// False when another allocator process holds the region this tick.
     pub ticked: bool,
-    /// Verified registrants without a pending offer or live booking.
-    pub waiting: i64,
-    /// Open slot pairs whose first appointment is still ahead.
-    pub free_pairs: i64,
+    /// Pending offers that lapsed and freed their pairs.
+    pub expired: u64,
+    /// The draw run, if the region has a policy and this process held it.
+    pub draw: Option<DrawFigures>,
 }
 
-struct Metrics {
-    ticks: IntCounter,
-    waiting: IntGaugeVec,
-    free_pairs: IntGaugeVec,
+/// A draw's figures, also stored with it and exported as metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrawFigures {
+    pub id: Uuid,
+    pub drawn_at: DateTime<Utc>,
+    /// Waiting eligible registrants in the draw.
+    pub pool: usize,
+    /// Waiting registrants who may not be offered anything today.
+    pub ineligible: usize,
+    pub free_pairs: usize,
+    pub offers: usize,
+    /// Pairs not offered, by reason.
+    pub unmatched: HashMap<&'static str, usize>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Policy(#[from] policies::PublishError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("the draw refused its inputs: {0}")]
+    Draw(#[from] DrawError),
+    #[error("region {region} has an unknown time zone {timezone:?}")]
+    TimeZone { region: String, timezone: String },
 }
 
 pub struct Allocator {
     pool: PgPool,
     metrics: Metrics,
     tick_every: Duration,
+    draw_when_freed: u64,
+    hash_key: Vec<u8>,
+    keyring: Keyring,
+    public_url: String,
     shutdown: CancellationToken,
     ops: JoinHandle<std::io::Result<()>>,
     address: SocketAddr,
@@ -47,29 +106,7 @@ pub struct Allocator {
 
 pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<Allocator, StartupError> {
     let pool = postgres::connect_and_migrate(&settings.database).await?;
-    let registry = Registry::new_custom(Some("drawbridge_allocator".into()), None).expect("valid prefix");
-    let metrics = Metrics {
-        ticks: IntCounter::new("ticks_total", "Allocator ticks run").expect("valid metric"),
-        waiting: IntGaugeVec::new(
-            Opts::new("waiting_registrants", "Waiting pool per region"),
-            &["region"],
-        )
-        .expect("valid metric"),
-        free_pairs: IntGaugeVec::new(
-            Opts::new("free_slot_pairs", "Open future slot pairs per region"),
-            &["region"],
-        )
-        .expect("valid metric"),
-    };
-    registry
-        .register(Box::new(metrics.ticks.clone()))
-        .expect("registers once");
-    registry
-        .register(Box::new(metrics.waiting.clone()))
-        .expect("registers once");
-    registry
-        .register(Box::new(metrics.free_pairs.clone()))
-        .expect("registers once");
+    let (metrics, registry) = Metrics::new();
     let listener = ops::bind(settings.allocator.listen)?;
     let address = listener.local_addr().map_err(|error| StartupError::Bind {
         address: settings.allocator.listen,
@@ -86,6 +123,10 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         pool,
         metrics,
         tick_every: Duration::from_secs(settings.allocator.tick_seconds),
+        draw_when_freed: settings.allocator.draw_when_freed,
+        hash_key: settings.secrets.hash_key()?,
+        keyring: settings.secrets.keyring()?,
+        public_url: settings.gateway.public_url.clone(),
         shutdown,
         ops: ops_server,
         address,
@@ -98,88 +139,256 @@ impl Allocator {
         self.address
     }
 
-    /// Ticks every `allocator.tick_seconds` until shutdown. A failed tick is logged and the
-    /// next one tries again: a database blip must not stop allocation for good.
+    /// Ticks every `allocator.tick_seconds`, and draws a region early when enough of its pairs
+    /// were freed, until shutdown. A failed tick is logged and the next one tries again: a
+    /// database blip must not stop allocation for good.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let mut interval = tokio::time::interval(self.tick_every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut freed = self.listen_for_freed_pairs().await;
+        let mut freed_since_draw: HashMap<String, u64> = HashMap::new();
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = interval.tick() => {
+                    freed_since_draw.clear();
                     if let Err(error) = self.tick().await {
                         tracing::warn!(%error, "tick failed; retrying next tick");
                     }
                 }
+                notification = next_freed(&mut freed) => match notification {
+                    Some((region, count)) => {
+                        let total = freed_since_draw.entry(region.clone()).or_default();
+                        *total += count;
+                        if *total >= self.draw_when_freed {
+                            freed_since_draw.remove(&region);
+                            if let Err(error) = self.tick_regions(Some(&region), None).await {
+                                tracing::warn!(%error, region, "early draw failed");
+                            }
+                        }
+                    }
+                    // The listener broke; ticks go on and the next loop listens afresh.
+                    None => freed = self.listen_for_freed_pairs().await,
+                },
             }
         }
         self.ops.await.map_err(std::io::Error::other)?
     }
 
-    /// One tick over every region (or only `region`).
-    pub async fn tick(&self) -> Result<Vec<RegionTick>, sqlx::Error> {
-        self.tick_regions(None).await
+    async fn listen_for_freed_pairs(&self) -> Option<PgListener> {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(FREED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for freed pairs; drawing on the timer only");
+                None
+            }
+        }
     }
 
-    pub async fn tick_regions(&self, only: Option<&str>) -> Result<Vec<RegionTick>, sqlx::Error> {
-        let regions: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM regions WHERE $1::text IS NULL OR id = $1 ORDER BY id")
+    /// One tick over every region.
+    pub async fn tick(&self) -> Result<Vec<RegionTick>, TickError> {
+        self.tick_regions(None, None).await
+    }
+
+    /// One tick over every region, or only `only`; `beacon` seeds the draws instead of the
+    /// operating system's randomness.
+    pub async fn tick_regions(
+        &self,
+        only: Option<&str>,
+        beacon: Option<&BeaconValue>,
+    ) -> Result<Vec<RegionTick>, TickError> {
+        let regions: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, timezone FROM regions WHERE $1::text IS NULL OR id = $1 ORDER BY id")
                 .bind(only)
                 .fetch_all(&self.pool)
                 .await?;
         let mut ticks = Vec::with_capacity(regions.len());
-        for (region,) in regions {
-            ticks.push(self.tick_region(&region).await?);
+        for (region, timezone) in regions {
+            let timezone: Tz = timezone.parse().map_err(|_| TickError::TimeZone {
+                region: region.clone(),
+                timezone,
+            })?;
+            ticks.push(self.tick_region(&region, timezone, beacon).await?);
         }
         self.metrics.ticks.inc();
         Ok(ticks)
     }
 
-    #[tracing::instrument(skip(self))]
-    async fn tick_region(&self, region: &str) -> Result<RegionTick, sqlx::Error> {
+    #[tracing::instrument(skip(self, timezone, beacon))]
+    async fn tick_region(
+        &self,
+        region: &str,
+        timezone: Tz,
+        beacon: Option<&BeaconValue>,
+    ) -> Result<RegionTick, TickError> {
+        let started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let (ticked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
             .bind(LOCK_CLASS)
             .bind(region)
             .fetch_one(&mut *tx)
             .await?;
-        if !ticked {
-            tracing::debug!("another allocator holds this region");
-            return Ok(RegionTick {
-                region: region.to_owned(),
-                ticked,
-                waiting: 0,
-                free_pairs: 0,
-            });
-        }
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM registrants r
-             WHERE r.region_id = $1 AND r.status = 'active'
-               AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
-               AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id AND b.state <> 'cancelled')",
-        )
-        .bind(region)
-        .fetch_one(&mut *tx)
-        .await?;
-        let (free_pairs,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
-             WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > now()",
-        )
-        .bind(region)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.metrics.waiting.with_label_values(&[region]).set(waiting);
-        self.metrics
-            .free_pairs
-            .with_label_values(&[region])
-            .set(free_pairs);
-        tracing::info!(waiting, free_pairs, "tick");
-        Ok(RegionTick {
+        let mut tick = RegionTick {
             region: region.to_owned(),
             ticked,
-            waiting,
-            free_pairs,
-        })
+            expired: 0,
+            draw: None,
+        };
+        if !ticked {
+            tracing::debug!("another allocator holds this region");
+            return Ok(tick);
+        }
+        tick.expired = expire_offers(&mut tx, region).await?;
+        // A draw left `committed` died before completing; under the lock nobody else is drawing.
+        sqlx::query("UPDATE draws SET state = 'failed' WHERE region_id = $1 AND state = 'committed'")
+            .bind(region)
+            .execute(&mut *tx)
+            .await?;
+        let Some(policy) = policies::current(&mut tx, region).await? else {
+            tx.commit().await?;
+            return Ok(tick);
+        };
+        let seed = beacon.map_or_else(Seed::generate, |b| Seed::from_beacon(&b.randomness));
+        let draw_id = Uuid::new_v4();
+        // The commitment is committed on its own before any input is read.
+        sqlx::query(
+            "INSERT INTO draws (id, region_id, policy_version, state, seed_commitment, beacon_round, beacon_randomness)
+             VALUES ($1, $2, $3, 'committed', $4, $5, $6)",
+        )
+        .bind(draw_id)
+        .bind(region)
+        .bind(policy.version as i32)
+        .bind(seed.commitment().as_slice())
+        .bind(beacon.map(|b| b.round as i64))
+        .bind(beacon.map(|b| b.randomness.as_slice()))
+        .execute(&self.pool)
+        .await?;
+        // Postgres keeps microseconds; the draw must see the time exactly as it is stored.
+        let now = Utc::now();
+        let drawn_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
+        let pool = pool::load(
+            &mut tx,
+            region,
+            &policy.policy,
+            timezone,
+            drawn_at,
+            &self.hash_key,
+        )
+        .await?;
+        let policy_digest: [u8; 32] = Sha256::digest(policy.document.as_bytes()).into();
+        // The draw is CPU-bound (a second for a million people): off the async threads.
+        let (pool, outcome, keys, inputs_digest) = {
+            let rules = policy.policy.clone();
+            tokio::task::spawn_blocking(move || {
+                let outcome = draw::draw(&rules, &seed, &pool.input)?;
+                let keys: Vec<f64> = pool
+                    .input
+                    .candidates
+                    .iter()
+                    .map(|c| lottery_key(&seed, &c.pseudonym, weight(&rules, c).expect("drawn, so known")))
+                    .collect();
+                let inputs_digest = pool.input.digest(&policy_digest);
+                Ok::<_, DrawError>((pool, outcome, keys, inputs_digest))
+            })
+            .await
+            .expect("the draw does not panic")?
+        };
+        record::candidates(&mut tx, draw_id, &pool, &keys).await?;
+        record::decisions(&mut tx, draw_id, &pool, &outcome).await?;
+        let notices = Notices {
+            keyring: &self.keyring,
+            public_url: &self.public_url,
+            timezone: timezone.name(),
+        };
+        let offers = record::offers(&mut tx, draw_id, &policy.policy, &pool, &outcome, &notices).await?;
+        let mut unmatched = HashMap::new();
+        for u in &outcome.unmatched {
+            *unmatched.entry(u.reason.as_str()).or_default() += 1;
+        }
+        let figures = DrawFigures {
+            id: draw_id,
+            drawn_at,
+            pool: pool.input.candidates.len(),
+            ineligible: pool.ineligible,
+            free_pairs: pool.input.pairs.len(),
+            offers,
+            unmatched,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        sqlx::query(
+            "UPDATE draws SET state = 'completed', seed = $2, inputs_digest = $3, outputs_digest = $4,
+                              manifest = $5, completed_at = clock_timestamp()
+             WHERE id = $1",
+        )
+        .bind(draw_id)
+        .bind(seed.as_bytes().as_slice())
+        .bind(inputs_digest.as_slice())
+        .bind(outcome.digest().as_slice())
+        .bind(sqlx::types::Json(&figures))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.metrics.record(region, &figures, started.elapsed());
+        tracing::info!(
+            draw = %draw_id,
+            pool = figures.pool,
+            free_pairs = figures.free_pairs,
+            offers,
+            ineligible = figures.ineligible,
+            unmatched = ?figures.unmatched,
+            duration_ms = figures.duration_ms,
+            "draw completed"
+        );
+        tick.draw = Some(figures);
+        Ok(tick)
+    }
+}
+
+/// Lapses the region's pending offers whose time is up and frees their pairs; the registrants
+/// are back in the pool for this very draw.
+async fn expire_offers(connection: &mut PgConnection, region: &str) -> Result<u64, sqlx::Error> {
+    let expired = sqlx::query(
+        "WITH lapsed AS (
+             UPDATE offers o SET state = 'expired', answered_at = now()
+             FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
+             WHERE o.slot_pair_id = p.id AND c.region_id = $1 AND o.state = 'pending' AND o.expires_at <= now()
+             RETURNING o.id, o.slot_pair_id)
+         UPDATE slot_pairs p SET state = 'open', offer_id = NULL
+         FROM lapsed WHERE p.id = lapsed.slot_pair_id AND p.offer_id = lapsed.id",
+    )
+    .bind(region)
+    .execute(connection)
+    .await?
+    .rows_affected();
+    Ok(expired)
+}
+
+/// The next `<region> <count>` notification, or `None` when there is no working listener.
+async fn next_freed(listener: &mut Option<PgListener>) -> Option<(String, u64)> {
+    let Some(active) = listener else {
+        return std::future::pending().await;
+    };
+    loop {
+        match active.recv().await {
+            Ok(notification) => {
+                let payload = notification.payload();
+                if let Some((region, count)) = payload.rsplit_once(' ') {
+                    if let Ok(count) = count.parse() {
+                        return Some((region.to_owned(), count));
+                    }
+                }
+                tracing::warn!(payload, "ignoring a malformed freed-pairs notification");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "freed-pairs listener failed");
+                *listener = None;
+                return None;
+            }
+        }
     }
 }

@@ -11,6 +11,8 @@ pub mod booking_code;
 pub mod capacity;
 pub mod draw;
 pub mod eligibility;
+pub mod fairness;
+pub mod geo;
 pub mod language;
 mod mac;
 pub mod phone;

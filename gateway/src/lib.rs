@@ -2,6 +2,7 @@
 //! adapters (Postgres, Redis) and returns a bound, not yet running, server; `main` and the
 //! tests use it alike.
 
+mod draws;
 mod error;
 mod http_metrics;
 mod pages;
@@ -142,6 +143,9 @@ fn routes(config: &mut web::ServiceConfig) {
             "/v1/registrations/{id}/resend",
             web::post().to(verification::resend),
         )
+        .route("/v1/draws", web::get().to(draws::list))
+        .route("/v1/draws/{id}", web::get().to(draws::show))
+        .route("/v1/draws/{id}/manifest", web::get().to(draws::manifest))
         .default_service(web::to(not_found));
 }
 

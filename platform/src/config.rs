@@ -296,6 +296,8 @@ pub struct AllocatorSettings {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub listen: SocketAddr,
     pub tick_seconds: u64,
+    /// Draw a region before its next tick once this many of its pairs were freed.
+    pub draw_when_freed: u64,
 }
 
 impl Default for AllocatorSettings {
@@ -303,6 +305,7 @@ impl Default for AllocatorSettings {
         AllocatorSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             tick_seconds: 30,
+            draw_when_freed: 50,
         }
     }
 }
@@ -486,6 +489,12 @@ impl Settings {
         }
         if self.allocator.tick_seconds == 0 {
             return Err(ConfigError::key("allocator.tick_seconds", "must be at least 1"));
+        }
+        if self.allocator.draw_when_freed == 0 {
+            return Err(ConfigError::key(
+                "allocator.draw_when_freed",
+                "must be at least 1 (a large number effectively draws on the timer only)",
+            ));
         }
         let notifier = &self.notifier;
         if notifier.relay_batch == 0 || notifier.relay_workers == 0 || notifier.concurrency == 0 {

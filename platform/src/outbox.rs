@@ -116,6 +116,47 @@ impl Message {
     }
 }
 
+/// A message to add to the outbox; see [`enqueue`].
+pub struct Outgoing<'a> {
+    pub subject_id: Uuid,
+    pub channel: Channel,
+    pub recipient: &'a str,
+    pub language: Language,
+    pub notification: Notification,
+}
+
+/// Adds many messages in one statement inside the caller's transaction (the allocator sends
+/// a whole draw's offers at once).
+pub async fn enqueue_many(
+    connection: &mut PgConnection,
+    messages: &[Outgoing<'_>],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::new_v4()).collect();
+    let kinds: Vec<&str> = messages.iter().map(|m| m.notification.kind()).collect();
+    let subjects: Vec<Uuid> = messages.iter().map(|m| m.subject_id).collect();
+    let channels: Vec<&str> = messages.iter().map(|m| m.channel.as_str()).collect();
+    let recipients: Vec<&str> = messages.iter().map(|m| m.recipient).collect();
+    let languages: Vec<&str> = messages.iter().map(|m| m.language.as_str()).collect();
+    let payloads: Vec<sqlx::types::Json<&Notification>> = messages
+        .iter()
+        .map(|m| sqlx::types::Json(&m.notification))
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[])",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&subjects)
+    .bind(&channels)
+    .bind(&recipients)
+    .bind(&languages)
+    .bind(&payloads)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
 /// Adds a message to the outbox inside the caller's transaction. `subject_id` is the entity the
 /// message is about (registration, offer, booking); (kind, subject, channel) is unique.
 pub async fn enqueue(

@@ -2,6 +2,7 @@
 //! a new version, so every draw and every decision can name the exact rules it followed.
 
 use chrono::{DateTime, Utc};
+use drawbridge_domain::draw::hex;
 use drawbridge_domain::{Policy, PolicyError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -128,8 +129,4 @@ impl PolicyRow {
             policy,
         })
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -263,6 +263,28 @@ impl TestApp {
         sent
     }
 
+    /// Adds `count` verified registrants to region `bw` directly (the allocator's tests need
+    /// pools far larger than registering through the API would allow), numbered from `from`
+    /// so repeated calls do not collide: groups 1 to 4 in turn, born 1940 to 1989, living in
+    /// Stuttgart (70173) with 50 km of travel, accepting BioNTech and Moderna; every tenth has
+    /// an email address.
+    pub async fn insert_registrants(&self, from: i64, count: i64) {
+        sqlx::query(
+            "INSERT INTO registrants (id, region_id, status, channel, phone, email, birth_year, priority_group,
+                                      postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
+             SELECT gen_random_uuid(), 'bw', 'active', 'web', '+49151' || lpad(i::text, 8, '0'),
+                    CASE WHEN i % 10 = 0 THEN 'person' || i || '@example.de' END,
+                    1940 + i % 50, 1 + i % 4, '70173', '{biontech,moderna}', 50, now(),
+                    sha256(('registrant ' || i)::bytea)
+             FROM generate_series($1::bigint, $1::bigint + $2::bigint - 1) AS i",
+        )
+        .bind(from)
+        .bind(count)
+        .execute(&self.pool)
+        .await
+        .expect("registrants insert");
+    }
+
     pub fn hash_key(&self) -> Vec<u8> {
         self.settings.secrets.hash_key().unwrap()
     }

@@ -1,0 +1,188 @@
+//! Reading a region's draw inputs from Postgres: the free pairs and the waiting pool, turned
+//! into the pseudonymised form the draw and its manifest use.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Utc};
+use chrono_tz::Tz;
+use drawbridge_domain::draw::{Candidate, DrawInput, FreePair, Pseudonym};
+use drawbridge_domain::geo::Place;
+use drawbridge_domain::{eligible_vaccines, Person, Policy};
+use futures_util::TryStreamExt;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// A region's inputs for one draw, and what is needed to act on its outcome.
+pub struct RegionPool {
+    pub input: DrawInput,
+    /// Who is behind each pseudonym; never leaves the allocator.
+    pub registrants: HashMap<Pseudonym, Uuid>,
+    /// Waiting registrants who may not be offered anything today (group not yet released,
+    /// too young for every vaccine they accept, ...): not in the draw.
+    pub ineligible: usize,
+}
+
+#[derive(sqlx::FromRow)]
+struct Waiting {
+    id: Uuid,
+    priority_group: i16,
+    birth_year: i32,
+    postcode: String,
+    accepted_vaccines: Vec<String>,
+    max_distance_km: i32,
+    verified_at: DateTime<Utc>,
+    declines: i64,
+}
+
+/// Reads the region's free future pairs and its waiting pool: active registrants without a
+/// pending offer or a live booking.
+pub async fn load(
+    connection: &mut PgConnection,
+    region: &str,
+    policy: &Policy,
+    timezone: Tz,
+    drawn_at: DateTime<Utc>,
+    hash_key: &[u8],
+) -> Result<RegionPool, sqlx::Error> {
+    let pairs: Vec<(Uuid, String, String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT p.id, p.centre_id, p.vaccine, p.first_slot_at, p.second_slot_at
+         FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
+         WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > $2",
+    )
+    .bind(region)
+    .bind(drawn_at)
+    .fetch_all(&mut *connection)
+    .await?;
+    let pairs: Vec<FreePair> = pairs
+        .into_iter()
+        .map(|(id, centre, vaccine, first_at, second_at)| FreePair {
+            id,
+            centre,
+            vaccine,
+            first_at,
+            second_at,
+        })
+        .collect();
+    let map = Map::load(connection, region).await?;
+    let today = drawn_at.with_timezone(&timezone).date_naive();
+    let mut reach = HashMap::new();
+    let mut registrants = HashMap::new();
+    let mut candidates = Vec::new();
+    let mut ineligible = 0;
+    // Declines count offers declined or left to expire: both leave a pair unused for a while.
+    let mut rows = sqlx::query_as::<_, Waiting>(
+        "SELECT r.id, r.priority_group, r.birth_year, r.postcode, r.accepted_vaccines, r.max_distance_km,
+                r.verified_at, coalesce(d.declines, 0) AS declines
+         FROM registrants r
+         LEFT JOIN (SELECT registrant_id, count(*) AS declines FROM offers
+                    WHERE state IN ('declined', 'expired') GROUP BY registrant_id) d ON d.registrant_id = r.id
+         WHERE r.region_id = $1 AND r.status = 'active'
+           AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
+           AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id AND b.state <> 'cancelled')",
+    )
+    .bind(region)
+    .fetch(&mut *connection);
+    while let Some(row) = rows.try_next().await? {
+        let person = Person {
+            birth_year: row.birth_year,
+            priority_group: u8::try_from(row.priority_group).unwrap_or(0),
+            postcode: row.postcode,
+            accepted_vaccines: row.accepted_vaccines,
+        };
+        let vaccines: Vec<String> = eligible_vaccines(policy, &person, today)
+            .map(|v| v.code.clone())
+            .collect();
+        if vaccines.is_empty() {
+            ineligible += 1;
+            continue;
+        }
+        let centres = reach
+            .entry((person.postcode.clone(), row.max_distance_km))
+            .or_insert_with(|| map.reachable(&person.postcode, f64::from(row.max_distance_km)))
+            .clone();
+        let pseudonym = Pseudonym::of(hash_key, row.id.as_bytes());
+        registrants.insert(pseudonym, row.id);
+        let age = person.age_in_year(today.year()).max(0);
+        candidates.push(Candidate {
+            pseudonym,
+            group: person.priority_group,
+            age_band: format!("{}-{}", age / 10 * 10, age / 10 * 10 + 9),
+            waited_weeks: ((drawn_at - row.verified_at).num_weeks()).max(0) as u32,
+            declines: row.declines as u32,
+            vaccines,
+            centres,
+        });
+    }
+    Ok(RegionPool {
+        input: DrawInput {
+            drawn_at,
+            pairs,
+            candidates,
+        },
+        registrants,
+        ineligible,
+    })
+}
+
+/// Where the region's centres and the known postcode areas are.
+struct Map {
+    centres: Vec<(String, Place)>,
+    areas: HashMap<String, Place>,
+}
+
+impl Map {
+    async fn load(connection: &mut PgConnection, region: &str) -> Result<Map, sqlx::Error> {
+        let centres: Vec<(String, f64, f64)> =
+            sqlx::query_as("SELECT id, latitude, longitude FROM centres WHERE region_id = $1 ORDER BY id")
+                .bind(region)
+                .fetch_all(&mut *connection)
+                .await?;
+        let areas: Vec<(String, f64, f64)> =
+            sqlx::query_as("SELECT postcode, latitude, longitude FROM postcode_areas")
+                .fetch_all(&mut *connection)
+                .await?;
+        let place = |latitude, longitude| Place { latitude, longitude };
+        Ok(Map {
+            centres: centres
+                .into_iter()
+                .map(|(id, lat, lon)| (id, place(lat, lon)))
+                .collect(),
+            areas: areas
+                .into_iter()
+                .map(|(postcode, lat, lon)| (postcode, place(lat, lon)))
+                .collect(),
+        })
+    }
+
+    /// The centres within `max_km` of the postcode, nearest first. A postcode without a known
+    /// centroid is placed at the known area sharing its longest prefix (German postcodes are
+    /// hierarchical by place), so nobody is silently left out for a gap in the area table.
+    fn reachable(&self, postcode: &str, max_km: f64) -> Vec<String> {
+        let home = self.areas.get(postcode).copied().or_else(|| {
+            self.areas
+                .iter()
+                .map(|(code, place)| {
+                    let shared = code
+                        .bytes()
+                        .zip(postcode.bytes())
+                        .take_while(|(a, b)| a == b)
+                        .count();
+                    (shared, std::cmp::Reverse(code.as_str()), *place)
+                })
+                .filter(|(shared, _, _)| *shared > 0)
+                .max_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
+                .map(|(_, _, place)| place)
+        });
+        let Some(home) = home else {
+            return Vec::new();
+        };
+        let mut near: Vec<(f64, &str)> = self
+            .centres
+            .iter()
+            .map(|(id, place)| (home.distance_km(*place), id.as_str()))
+            .filter(|(km, _)| *km <= max_km)
+            .collect();
+        near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+        near.into_iter().map(|(_, id)| id.to_owned()).collect()
+    }
+}
