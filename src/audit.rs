@@ -26,15 +26,16 @@ pub struct DrawAudit {
     pub draw: Uuid,
     pub region: String,
     pub pool: usize,
-    /// Discrepancies found by replaying the manifest; empty when reproduced.
-    pub replay_problems: Vec<String>,
+    /// Discrepancies found by replaying the manifest, or candidates the auditor could not
+    /// link to registrants; empty when all is well.
+    pub problems: Vec<String>,
     /// The bias tests that had enough candidates to run.
     pub tests: Vec<TestResult>,
 }
 
 impl DrawAudit {
     pub fn passed(&self) -> bool {
-        self.replay_problems.is_empty() && self.tests.iter().all(|t| t.passed)
+        self.problems.is_empty() && self.tests.iter().all(|t| t.passed)
     }
 }
 
@@ -98,7 +99,7 @@ pub async fn run(
         let Some(manifest) = draws::manifest(pool, summary.id).await? else {
             continue;
         };
-        let replay_problems = manifest.replay().problems;
+        let mut problems = manifest.replay().problems;
         let mut tests = Vec::new();
         if let Ok(policy) = Policy::from_toml(&manifest.policy) {
             if !ranks.contains_key(&manifest.region) {
@@ -119,6 +120,17 @@ pub async fn run(
                     Some((contender, &c.candidate))
                 })
                 .collect();
+            let unlinked = candidates
+                .iter()
+                .filter(|(_, c)| !ranks.registration.contains_key(&c.pseudonym))
+                .count();
+            if unlinked > 0 {
+                // Without the links the time and row-order tests would test nothing.
+                problems.push(format!(
+                    "{unlinked} candidates cannot be linked to a registrant: is secrets.hash_key the one \
+                     the allocator used?"
+                ));
+            }
             let contenders: Vec<Contender> = candidates.iter().map(|(c, _)| *c).collect();
             let groups: Vec<usize> = candidates.iter().map(|(_, c)| usize::from(c.group)).collect();
             let rank_in = |ranks: &HashMap<Pseudonym, usize>| -> Vec<usize> {
@@ -157,7 +169,7 @@ pub async fn run(
             draw: manifest.draw,
             region: manifest.region,
             pool: manifest.candidates.len(),
-            replay_problems,
+            problems,
             tests,
         });
     }

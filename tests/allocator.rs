@@ -410,3 +410,107 @@ async fn killing_the_allocator_mid_draw_leaves_whole_draws_or_none() {
     assert_invariants(&app.pool).await;
     app.stop().await;
 }
+
+/// Version 2 of the example policy with groups 3 and 4 sharing a tier at weights 1 and 3, so
+/// that the audit's weight test has something to test.
+const SHARED_TIER_POLICY: &str = "version = 2";
+
+async fn publish_shared_tier_policy(app: &TestApp) {
+    let document = drawbridge::demo::POLICY
+        .replace("version = 1", SHARED_TIER_POLICY)
+        .replace("tier = 4\nweight = 1.0", "tier = 3\nweight = 3.0");
+    assert_ne!(document, drawbridge::demo::POLICY);
+    let mut tx = app.pool.begin().await.unwrap();
+    drawbridge_platform::policies::publish(&mut tx, &document)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+fn drawbridge_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drawbridge"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+#[tokio::test]
+async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    publish_shared_tier_policy(&app).await;
+    app.insert_registrants(0, 4000).await;
+    let allocator = allocator(&app).await;
+    let figures = draw(&allocator).await.draw.unwrap();
+
+    let audits = drawbridge::audit::run(&app.pool, &app.hash_key(), Some("bw"), 10)
+        .await
+        .unwrap();
+    assert_eq!(audits.len(), 1);
+    let audit = &audits[0];
+    assert!(audit.passed(), "{audit:#?}");
+    let names: Vec<&str> = audit.tests.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "offer chances follow the group weights",
+            "registration time does not matter beyond the weights",
+            "database row order does not matter",
+            "lottery numbers are uniform"
+        ]
+    );
+    // With the wrong key nothing links, and the audit says so instead of passing vacuously.
+    let unlinked = drawbridge::audit::run(&app.pool, &[9; 32], Some("bw"), 10)
+        .await
+        .unwrap();
+    assert!(!unlinked[0].passed());
+    assert!(
+        unlinked[0].problems[0].contains("hash_key"),
+        "{:?}",
+        unlinked[0].problems
+    );
+
+    // `drawbridge replay` on the published manifest, as anyone would download it.
+    let dir = std::env::temp_dir().join(format!("drawbridge-replay-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("manifest.json");
+    let mut published = manifest(&app, figures.id).await;
+    std::fs::write(&file, serde_json::to_vec(&published).unwrap()).unwrap();
+    let ok = drawbridge_cli(&["replay", file.to_str().unwrap()], &[]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("reproduced exactly"));
+    // Someone swaps two winners' pairs in the published record: caught.
+    let (a, b) = (published.matches[0].pair, published.matches[1].pair);
+    published.matches[0].pair = b;
+    published.matches[1].pair = a;
+    std::fs::write(&file, serde_json::to_vec(&published).unwrap()).unwrap();
+    let tampered = drawbridge_cli(&["replay", file.to_str().unwrap()], &[]);
+    assert!(!tampered.status.success());
+    let stderr = String::from_utf8_lossy(&tampered.stderr);
+    assert!(
+        stderr.contains("does NOT reproduce") && stderr.contains("outputs digest"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "{ not json").unwrap();
+    let garbage = drawbridge_cli(&["replay", file.to_str().unwrap()], &[]);
+    assert!(String::from_utf8_lossy(&garbage.stderr).contains("is not a draw manifest"));
+
+    // A manipulated record in the database fails the audit command.
+    sqlx::query("UPDATE draw_candidates SET lottery_key = lottery_key / 2 WHERE group_id = 3")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let audit = drawbridge_cli(
+        &["--config", "deploy/local.toml", "audit", "--region", "bw"],
+        &[("DRAWBRIDGE_DATABASE__URL", &app.settings.database.url)],
+    );
+    assert!(!audit.status.success());
+    assert!(String::from_utf8_lossy(&audit.stderr).contains("1 of 1 audited draws failed"));
+    std::fs::remove_dir_all(dir).unwrap();
+    app.stop().await;
+}

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use drawbridge_domain::draw::{self, lottery_key, weight, DrawError, Seed};
+use drawbridge_domain::draw::{self, DrawError, Seed};
 use drawbridge_domain::Keyring;
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{policies, postgres, Settings, StartupError};
@@ -280,32 +280,37 @@ impl Allocator {
             &self.hash_key,
         )
         .await?;
+        let mut phases = Phases::start();
+        phases.mark("load", started);
         let policy_digest: [u8; 32] = Sha256::digest(policy.document.as_bytes()).into();
-        // The draw is CPU-bound (a second for a million people): off the async threads.
+        // The draw is CPU-bound (a second for a million people): off the async threads, with
+        // the inputs digest hashed on a second core meanwhile.
         let (pool, outcome, keys, inputs_digest) = {
             let rules = policy.policy.clone();
             tokio::task::spawn_blocking(move || {
-                let outcome = draw::draw(&rules, &seed, &pool.input)?;
-                let keys: Vec<f64> = pool
-                    .input
-                    .candidates
-                    .iter()
-                    .map(|c| lottery_key(&seed, &c.pseudonym, weight(&rules, c).expect("drawn, so known")))
-                    .collect();
-                let inputs_digest = pool.input.digest(&policy_digest);
+                let (drawn, inputs_digest) = std::thread::scope(|scope| {
+                    let digest = scope.spawn(|| pool.input.digest(&policy_digest));
+                    let drawn = draw::draw_with_keys(&rules, &seed, &pool.input);
+                    (drawn, digest.join().expect("hashing does not panic"))
+                });
+                let (outcome, keys) = drawn?;
                 Ok::<_, DrawError>((pool, outcome, keys, inputs_digest))
             })
             .await
             .expect("the draw does not panic")?
         };
+        phases.mark_now("draw");
         record::candidates(&mut tx, draw_id, &pool, &keys).await?;
+        phases.mark_now("record_candidates");
         record::decisions(&mut tx, draw_id, &pool, &outcome).await?;
+        phases.mark_now("record_decisions");
         let notices = Notices {
             keyring: &self.keyring,
             public_url: &self.public_url,
             timezone: timezone.name(),
         };
         let offers = record::offers(&mut tx, draw_id, &policy.policy, &pool, &outcome, &notices).await?;
+        phases.mark_now("offers");
         let mut unmatched = HashMap::new();
         for u in &outcome.unmatched {
             *unmatched.entry(u.reason.as_str()).or_default() += 1;
@@ -333,6 +338,7 @@ impl Allocator {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        phases.mark_now("commit");
         self.metrics.record(region, &figures, started.elapsed());
         tracing::info!(
             draw = %draw_id,
@@ -342,10 +348,29 @@ impl Allocator {
             ineligible = figures.ineligible,
             unmatched = ?figures.unmatched,
             duration_ms = figures.duration_ms,
+            phases_ms = ?phases.0,
             "draw completed"
         );
         tick.draw = Some(figures);
         Ok(tick)
+    }
+}
+
+/// Milliseconds per phase of a draw, for the log: where a slow draw spends its time.
+struct Phases(Vec<(&'static str, u128)>, Instant);
+
+impl Phases {
+    fn start() -> Phases {
+        Phases(Vec::new(), Instant::now())
+    }
+
+    fn mark(&mut self, phase: &'static str, since: Instant) {
+        self.0.push((phase, since.elapsed().as_millis()));
+        self.1 = Instant::now();
+    }
+
+    fn mark_now(&mut self, phase: &'static str) {
+        self.mark(phase, self.1);
     }
 }
 

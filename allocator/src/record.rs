@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
-use drawbridge_domain::draw::{DrawOutcome, Pseudonym};
+use drawbridge_domain::draw::{Candidate, DrawOutcome, FreePair};
 use drawbridge_domain::{Keyring, Language, Policy};
 use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
 use sqlx::PgConnection;
@@ -34,32 +33,65 @@ pub struct Notices<'a> {
 /// Rows per COPY message: large enough to amortise, small enough to bound memory.
 const COPY_CHUNK_ROWS: usize = 10_000;
 
-/// Writes the pool with each candidate's lottery key, in Postgres' COPY text format.
+/// Writes the pool with each candidate's lottery key: the distinct choices once, then one
+/// narrow row per candidate in Postgres' COPY text format.
 pub async fn candidates(
     connection: &mut PgConnection,
     draw: Uuid,
     pool: &RegionPool,
     keys: &[f64],
 ) -> Result<(), sqlx::Error> {
+    let mut profiles: HashMap<(&[String], &[String]), i32> = HashMap::new();
+    let mut rows: Vec<(&Candidate, f64, i32)> = Vec::with_capacity(keys.len());
+    for (candidate, key) in pool.input.candidates.iter().zip(keys) {
+        let next = profiles.len() as i32;
+        let profile = *profiles
+            .entry((&candidate.vaccines, &candidate.centres))
+            .or_insert(next);
+        rows.push((candidate, *key, profile));
+    }
+    let mut by_number: Vec<(&(&[String], &[String]), &i32)> = profiles.iter().collect();
+    by_number.sort_unstable_by_key(|(_, n)| **n);
+    sqlx::query(
+        "INSERT INTO draw_profiles (draw_id, profile, vaccines, centres)
+         SELECT $1, n, string_to_array(v, ','), string_to_array(c, ',')
+         FROM UNNEST($2::int[], $3::text[], $4::text[]) AS p(n, v, c)",
+    )
+    .bind(draw)
+    .bind(by_number.iter().map(|(_, n)| **n).collect::<Vec<_>>())
+    .bind(
+        by_number
+            .iter()
+            .map(|((v, _), _)| v.join(","))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        by_number
+            .iter()
+            .map(|((_, c), _)| c.join(","))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *connection)
+    .await?;
     let mut copy = connection
         .copy_in_raw(
-            "COPY draw_candidates (draw_id, pseudonym, group_id, age_band, waited_weeks, declines,
-                                   vaccines, centres, lottery_key) FROM STDIN",
+            "COPY draw_candidates (draw_id, pseudonym, group_id, age_band, waited_weeks, declines, profile,
+                                   lottery_key) FROM STDIN",
         )
         .await?;
-    // Centre ids, vaccine codes and age bands are `[a-z0-9-]` by constraint: nothing to escape.
-    let mut buffer = String::with_capacity(COPY_CHUNK_ROWS * 128);
-    for (i, (candidate, key)) in pool.input.candidates.iter().zip(keys).enumerate() {
+    // In key order the primary key index grows at its right edge instead of at random pages.
+    rows.sort_unstable_by_key(|(candidate, _, _)| candidate.pseudonym);
+    // Age bands are `[0-9-]`: nothing to escape.
+    let mut buffer = String::with_capacity(COPY_CHUNK_ROWS * 96);
+    for (i, (candidate, key, profile)) in rows.into_iter().enumerate() {
         let _ = writeln!(
             buffer,
-            "{draw}\t\\\\x{pseudonym}\t{group}\t{band}\t{weeks}\t{declines}\t{{{vaccines}}}\t{{{centres}}}\t{key:?}",
+            "{draw}\t\\\\x{pseudonym}\t{group}\t{band}\t{weeks}\t{declines}\t{profile}\t{key:?}",
             pseudonym = candidate.pseudonym,
             group = candidate.group,
             band = candidate.age_band,
             weeks = candidate.waited_weeks,
             declines = candidate.declines,
-            vaccines = candidate.vaccines.join(","),
-            centres = candidate.centres.join(","),
         );
         if (i + 1) % COPY_CHUNK_ROWS == 0 {
             copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
@@ -125,17 +157,11 @@ pub async fn decisions(
 }
 
 #[derive(sqlx::FromRow)]
-struct Offered {
-    offer_id: Uuid,
+struct Contact {
+    id: Uuid,
     phone: String,
     email: Option<String>,
     language: String,
-    centre_name: String,
-    centre_address: String,
-    vaccine: String,
-    first_slot_at: DateTime<Utc>,
-    second_slot_at: Option<DateTime<Utc>>,
-    expires_at: DateTime<Utc>,
 }
 
 /// Turns the matches into pending offers, marks their pairs offered and queues one offer
@@ -152,45 +178,43 @@ pub async fn offers(
     if matches.is_empty() {
         return Ok(0);
     }
-    let registrant = |p: &Pseudonym| pool.registrants[p];
+    let registrants: Vec<Uuid> = matches.iter().map(|m| pool.registrants[&m.pseudonym]).collect();
+    // Only registrants still active get an offer; anyone who withdrew since the pool was read
+    // makes the counts differ and the draw is retried.
+    let contacts: Vec<Contact> = sqlx::query_as(
+        "SELECT id, phone, email, language FROM registrants WHERE id = ANY($1) AND status = 'active'",
+    )
+    .bind(&registrants)
+    .fetch_all(&mut *connection)
+    .await?;
+    if contacts.len() != matches.len() {
+        return Err(RecordError::Changed(format!(
+            "{} of {} matched registrants are no longer active",
+            matches.len() - contacts.len(),
+            matches.len()
+        )));
+    }
     let offer_ids: Vec<Uuid> = matches.iter().map(|_| Uuid::new_v4()).collect();
-    // Only registrants still active get an offer; anyone who withdrew meanwhile makes the
-    // counts differ and the draw is retried.
-    let offered: Vec<Offered> = sqlx::query_as(
-        "WITH made AS (
-             INSERT INTO offers (id, draw_id, slot_pair_id, registrant_id, state, offered_at, expires_at)
-             SELECT m.id, $1, m.pair, m.registrant, 'pending', $2, m.expires_at
-             FROM UNNEST($3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[]) AS m(id, pair, registrant, expires_at)
-             JOIN registrants r ON r.id = m.registrant AND r.status = 'active'
-             RETURNING id, slot_pair_id, registrant_id, expires_at)
-         SELECT made.id AS offer_id, r.phone, r.email, r.language, c.name AS centre_name,
-                c.address AS centre_address, p.vaccine, p.first_slot_at, p.second_slot_at, made.expires_at
-         FROM made
-         JOIN registrants r ON r.id = made.registrant_id
-         JOIN slot_pairs p ON p.id = made.slot_pair_id
-         JOIN centres c ON c.id = p.centre_id",
+    let pair_ids: Vec<Uuid> = matches.iter().map(|m| m.pair).collect();
+    sqlx::query(
+        "INSERT INTO offers (id, draw_id, slot_pair_id, registrant_id, state, offered_at, expires_at)
+         SELECT m.id, $1, m.pair, m.registrant, 'pending', $2, m.expires_at
+         FROM UNNEST($3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[]) AS m(id, pair, registrant, expires_at)",
     )
     .bind(draw)
     .bind(pool.input.drawn_at)
     .bind(&offer_ids)
-    .bind(matches.iter().map(|m| m.pair).collect::<Vec<_>>())
-    .bind(matches.iter().map(|m| registrant(&m.pseudonym)).collect::<Vec<_>>())
+    .bind(&pair_ids)
+    .bind(&registrants)
     .bind(matches.iter().map(|m| m.expires_at).collect::<Vec<_>>())
-    .fetch_all(&mut *connection)
+    .execute(&mut *connection)
     .await?;
-    if offered.len() != matches.len() {
-        return Err(RecordError::Changed(format!(
-            "{} of {} matched registrants are no longer active",
-            matches.len() - offered.len(),
-            matches.len()
-        )));
-    }
     let held = sqlx::query(
         "UPDATE slot_pairs p SET state = 'offered', offer_id = m.offer
          FROM UNNEST($1::uuid[], $2::uuid[]) AS m(pair, offer)
          WHERE p.id = m.pair AND p.state = 'open'",
     )
-    .bind(matches.iter().map(|m| m.pair).collect::<Vec<_>>())
+    .bind(&pair_ids)
     .bind(&offer_ids)
     .execute(&mut *connection)
     .await?
@@ -202,36 +226,49 @@ pub async fn offers(
             matches.len()
         )));
     }
+    let centres: HashMap<String, (String, String)> = sqlx::query_as::<_, (String, String, String)>(
+        "SELECT id, name, address FROM centres WHERE region_id = (SELECT region_id FROM draws WHERE id = $1)",
+    )
+    .bind(draw)
+    .fetch_all(&mut *connection)
+    .await?
+    .into_iter()
+    .map(|(id, name, address)| (id, (name, address)))
+    .collect();
+    let pairs: HashMap<Uuid, &FreePair> = pool.input.pairs.iter().map(|p| (p.id, p)).collect();
+    let contacts: HashMap<Uuid, Contact> = contacts.into_iter().map(|c| (c.id, c)).collect();
     let base = notices.public_url.trim_end_matches('/');
     let now = pool.input.drawn_at.timestamp();
-    let mut messages = Vec::with_capacity(offered.len() * 2);
-    for o in &offered {
+    let mut messages = Vec::with_capacity(matches.len() * 2);
+    for ((m, offer_id), registrant) in matches.iter().zip(&offer_ids).zip(&registrants) {
+        let (pair, contact) = (pairs[&m.pair], &contacts[registrant]);
+        let (centre_name, centre_address) = centres.get(&pair.centre).cloned().unwrap_or_default();
         // The link itself proves it came from us and for which offer, so answering needs no
         // login; it stops working when the offer does.
         let token = notices.keyring.sign(
             "offer",
-            &serde_json::json!({ "offer": o.offer_id }),
+            &serde_json::json!({ "offer": offer_id }),
             now,
-            o.expires_at.timestamp(),
+            m.expires_at.timestamp(),
         );
         let notification = Notification::Offer {
             appointment: Appointment {
-                centre_name: o.centre_name.clone(),
-                centre_address: o.centre_address.clone(),
+                centre_name,
+                centre_address,
                 vaccine_name: policy
-                    .vaccine(&o.vaccine)
-                    .map_or_else(|| o.vaccine.clone(), |v| v.name.clone()),
-                first_at: o.first_slot_at,
-                second_at: o.second_slot_at,
+                    .vaccine(&pair.vaccine)
+                    .map_or_else(|| pair.vaccine.clone(), |v| v.name.clone()),
+                first_at: pair.first_at,
+                second_at: pair.second_at,
                 timezone: notices.timezone.to_owned(),
             },
-            expires_at: o.expires_at,
-            accept_url: format!("{base}/offers/{}?token={token}", o.offer_id),
+            expires_at: m.expires_at,
+            accept_url: format!("{base}/offers/{offer_id}?token={token}"),
         };
-        let language = Language::parse(&o.language).unwrap_or_default();
-        if let Some(email) = &o.email {
+        let language = Language::parse(&contact.language).unwrap_or_default();
+        if let Some(email) = &contact.email {
             messages.push(Outgoing {
-                subject_id: o.offer_id,
+                subject_id: *offer_id,
                 channel: Channel::Email,
                 recipient: email,
                 language,
@@ -239,13 +276,13 @@ pub async fn offers(
             });
         }
         messages.push(Outgoing {
-            subject_id: o.offer_id,
+            subject_id: *offer_id,
             channel: Channel::Sms,
-            recipient: &o.phone,
+            recipient: &contact.phone,
             language,
             notification,
         });
     }
     outbox::enqueue_many(connection, &messages).await?;
-    Ok(offered.len())
+    Ok(matches.len())
 }

@@ -11,13 +11,13 @@
 //! give the same [`DrawOutcome`] on any machine, which is what makes published draws checkable
 //! (see [`Manifest::replay`]).
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 
 use chrono::{DateTime, Duration, Utc};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -289,7 +289,16 @@ pub fn lottery_key(seed: &Seed, pseudonym: &Pseudonym, weight: f64) -> f64 {
 /// Runs the draw. The output depends only on the policy, the seed and the contents of `input`,
 /// never on the order of its lists.
 pub fn draw(policy: &Policy, seed: &Seed, input: &DrawInput) -> Result<DrawOutcome, DrawError> {
-    let order = lottery_order(policy, seed, &input.candidates)?;
+    draw_with_keys(policy, seed, input).map(|(outcome, _)| outcome)
+}
+
+/// [`draw`], also returning each candidate's lottery key (in input order) for the record.
+pub fn draw_with_keys(
+    policy: &Policy,
+    seed: &Seed,
+    input: &DrawInput,
+) -> Result<(DrawOutcome, Vec<f64>), DrawError> {
+    let (order, keys) = lottery_order(policy, seed, &input.candidates)?;
     let mut round = Round {
         shelves: Shelves::stock(&policy.draw, input)?,
         settings: &policy.draw,
@@ -318,13 +327,14 @@ pub fn draw(policy: &Policy, seed: &Seed, input: &DrawInput) -> Result<DrawOutco
         }
         round.offer(candidate, None);
     }
-    let mut unmatched = round.shelves.leftovers(input);
+    let mut unmatched = round.shelves.leftovers();
     unmatched.extend(round.shelves.too_soon);
     unmatched.sort_unstable_by_key(|u| u.pair);
-    Ok(DrawOutcome {
+    let outcome = DrawOutcome {
         matches: round.matches,
         unmatched,
-    })
+    };
+    Ok((outcome, keys))
 }
 
 /// The state of a draw in progress.
@@ -342,7 +352,7 @@ impl Round<'_> {
         if self.served[candidate] {
             return false;
         }
-        let Some(pair) = self.shelves.take_best(&self.input.candidates[candidate]) else {
+        let Some(pair) = self.shelves.take_best(candidate) else {
             return false;
         };
         self.served[candidate] = true;
@@ -359,14 +369,19 @@ impl Round<'_> {
 }
 
 /// Indices of the candidates in draw order: tier ascending, then lottery key descending; the
-/// pseudonym breaks exact ties so the order is total.
-fn lottery_order(policy: &Policy, seed: &Seed, candidates: &[Candidate]) -> Result<Vec<usize>, DrawError> {
-    let mut seen = HashSet::with_capacity(candidates.len());
+/// pseudonym breaks exact ties so the order is total. Also the keys, in input order.
+fn lottery_order(
+    policy: &Policy,
+    seed: &Seed,
+    candidates: &[Candidate],
+) -> Result<(Vec<usize>, Vec<f64>), DrawError> {
+    let mut pseudonyms: Vec<Pseudonym> = candidates.iter().map(|c| c.pseudonym).collect();
+    pseudonyms.sort_unstable();
+    if let Some(twice) = pseudonyms.windows(2).find(|w| w[0] == w[1]) {
+        return Err(DrawError::DuplicateCandidate(twice[0]));
+    }
     let mut ranked = Vec::with_capacity(candidates.len());
     for (i, candidate) in candidates.iter().enumerate() {
-        if !seen.insert(candidate.pseudonym) {
-            return Err(DrawError::DuplicateCandidate(candidate.pseudonym));
-        }
         let unknown = || DrawError::UnknownGroup {
             pseudonym: candidate.pseudonym,
             group: candidate.group,
@@ -380,25 +395,39 @@ fn lottery_order(policy: &Policy, seed: &Seed, candidates: &[Candidate]) -> Resu
             .then(b.1.total_cmp(&a.1))
             .then_with(|| candidates[a.2].pseudonym.cmp(&candidates[b.2].pseudonym))
     });
-    Ok(ranked.into_iter().map(|(_, _, i)| i).collect())
+    let mut keys = vec![0.0; candidates.len()];
+    for &(_, key, i) in &ranked {
+        keys[i] = key;
+    }
+    Ok((ranked.into_iter().map(|(_, _, i)| i).collect(), keys))
 }
 
 /// The free pairs, one shelf per (centre, vaccine), each sorted earliest first, so that the
 /// best pair of a shelf is always at its front.
+///
+/// A million candidates are served in random order, so everything touched per candidate is
+/// kept small and flat: names are interned up front, and each candidate's usable shelves are
+/// listed once, in preference order (nearest centre first, then vaccines in policy order).
 struct Shelves<'a> {
-    /// Shelf index by (centre, vaccine).
-    index: HashMap<(&'a str, &'a str), usize>,
+    pairs: &'a [FreePair],
     /// Per shelf: pair indices sorted by appointment, and how many are gone from the front.
     shelves: Vec<(Vec<usize>, usize)>,
-    pairs: &'a [FreePair],
+    /// Per shelf: the first appointment of its front pair, `None` once it is empty.
+    fronts: Vec<Option<DateTime<Utc>>>,
+    /// Candidate `i` may use the shelves `usable[starts[i]..starts[i + 1]]`.
+    usable: Vec<u32>,
+    starts: Vec<usize>,
+    /// Per shelf: someone in the pool wants its vaccine / can also reach its centre.
+    wanted: Vec<bool>,
+    reachable: Vec<bool>,
     remaining: usize,
     too_soon: Vec<Unmatched>,
 }
 
 impl<'a> Shelves<'a> {
     fn stock(settings: &DrawSettings, input: &'a DrawInput) -> Result<Shelves<'a>, DrawError> {
-        let mut seen = HashSet::with_capacity(input.pairs.len());
-        let mut index = HashMap::new();
+        let mut seen = FxHashSet::default();
+        let mut index: FxHashMap<(&str, &str), usize> = FxHashMap::default();
         let mut shelves: Vec<(Vec<usize>, usize)> = Vec::new();
         let mut too_soon = Vec::new();
         for (i, pair) in input.pairs.iter().enumerate() {
@@ -425,70 +454,106 @@ impl<'a> Shelves<'a> {
         for (shelf, _) in &mut shelves {
             shelf.sort_unstable_by_key(|&i| (pairs[i].first_at, pairs[i].second_at, pairs[i].id));
         }
+        // Interned names, so a candidate costs one lookup per centre and per vaccine.
+        let mut centres: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut vaccines: FxHashMap<&str, usize> = FxHashMap::default();
+        for &(centre, vaccine) in index.keys() {
+            let next = centres.len();
+            centres.entry(centre).or_insert(next);
+            let next = vaccines.len();
+            vaccines.entry(vaccine).or_insert(next);
+        }
+        let mut grid = vec![None; centres.len() * vaccines.len()];
+        let mut vaccine_of = vec![0; shelves.len()];
+        for (&(centre, vaccine), &shelf) in &index {
+            grid[centres[centre] * vaccines.len() + vaccines[vaccine]] = Some(shelf);
+            vaccine_of[shelf] = vaccines[vaccine];
+        }
+        let mut wanted_vaccine = vec![false; vaccines.len()];
+        let mut reachable = vec![false; shelves.len()];
+        let mut usable = Vec::new();
+        let mut starts = Vec::with_capacity(input.candidates.len() + 1);
+        let mut own: Vec<usize> = Vec::new();
+        for candidate in &input.candidates {
+            starts.push(usable.len());
+            own.clear();
+            own.extend(
+                candidate
+                    .vaccines
+                    .iter()
+                    .filter_map(|v| vaccines.get(v.as_str()).copied()),
+            );
+            for &v in &own {
+                wanted_vaccine[v] = true;
+            }
+            for centre in &candidate.centres {
+                let Some(&c) = centres.get(centre.as_str()) else {
+                    continue;
+                };
+                for &v in &own {
+                    if let Some(shelf) = grid[c * vaccines.len() + v] {
+                        reachable[shelf] = true;
+                        usable.push(shelf as u32);
+                    }
+                }
+            }
+        }
+        starts.push(usable.len());
+        let fronts = shelves
+            .iter()
+            .map(|(s, _)| s.first().map(|&i| pairs[i].first_at))
+            .collect();
         let remaining = shelves.iter().map(|(s, _)| s.len()).sum();
         Ok(Shelves {
-            index,
-            shelves,
             pairs,
+            wanted: vaccine_of.iter().map(|&v| wanted_vaccine[v]).collect(),
+            shelves,
+            fronts,
+            usable,
+            starts,
+            reachable,
             remaining,
             too_soon,
         })
     }
 
-    /// Takes the candidate's best pair (earliest first appointment, then nearest centre, then
-    /// vaccine in policy order), if any is left.
-    fn take_best(&mut self, candidate: &Candidate) -> Option<usize> {
+    /// Takes candidate `i`'s best pair (earliest first appointment; on a tie the nearer
+    /// centre, then the vaccine first in policy order), if any is left.
+    fn take_best(&mut self, candidate: usize) -> Option<usize> {
         let mut best: Option<(DateTime<Utc>, usize)> = None;
-        for centre in &candidate.centres {
-            for vaccine in &candidate.vaccines {
-                let Some(&shelf) = self.index.get(&(centre.as_str(), vaccine.as_str())) else {
-                    continue;
-                };
-                let (pairs, taken) = &self.shelves[shelf];
-                if let Some(&front) = pairs.get(*taken) {
-                    let first_at = self.pairs[front].first_at;
-                    if best.is_none_or(|(at, _)| first_at < at) {
-                        best = Some((first_at, shelf));
-                    }
+        for &shelf in &self.usable[self.starts[candidate]..self.starts[candidate + 1]] {
+            let shelf = shelf as usize;
+            if let Some(first_at) = self.fronts[shelf] {
+                if best.is_none_or(|(at, _)| first_at < at) {
+                    best = Some((first_at, shelf));
                 }
             }
         }
         let (_, shelf) = best?;
         let (pairs, taken) = &mut self.shelves[shelf];
+        let pair = pairs[*taken];
         *taken += 1;
+        self.fronts[shelf] = pairs.get(*taken).map(|&i| self.pairs[i].first_at);
         self.remaining -= 1;
-        Some(pairs[*taken - 1])
+        Some(pair)
     }
 
     /// The pairs nobody took, each with the reason.
-    fn leftovers(&self, input: &DrawInput) -> Vec<Unmatched> {
-        if self.remaining == 0 {
-            return Vec::new();
-        }
-        let mut wanted = HashSet::new();
-        let mut reachable = HashSet::new();
-        for candidate in &input.candidates {
-            for vaccine in &candidate.vaccines {
-                wanted.insert(vaccine.as_str());
-                for centre in &candidate.centres {
-                    reachable.insert((centre.as_str(), vaccine.as_str()));
-                }
-            }
-        }
+    fn leftovers(&self) -> Vec<Unmatched> {
         self.shelves
             .iter()
-            .flat_map(|(pairs, taken)| pairs[*taken..].iter().copied())
-            .map(|i| {
-                let pair = &input.pairs[i];
-                let reason = if !wanted.contains(pair.vaccine.as_str()) {
+            .enumerate()
+            .flat_map(|(shelf, (pairs, taken))| pairs[*taken..].iter().map(move |&i| (shelf, i)))
+            .map(|(shelf, i)| {
+                let reason = if !self.wanted[shelf] {
                     UnmatchedReason::NoOneEligible
-                } else if !reachable.contains(&(pair.centre.as_str(), pair.vaccine.as_str())) {
+                } else if !self.reachable[shelf] {
                     UnmatchedReason::OutOfReach
                 } else {
                     UnmatchedReason::PoolServed
                 };
                 Unmatched {
-                    pair: pair.id,
+                    pair: self.pairs[i].id,
                     reason,
                 }
             })
@@ -498,25 +563,69 @@ impl<'a> Shelves<'a> {
 
 impl DrawInput {
     /// SHA-256 over the inputs in a canonical order (pairs by id, candidates by pseudonym), so
-    /// the digest, like the draw, does not depend on the order rows were read in.
+    /// the digest, like the draw, does not depend on the order rows were read in. The encoding
+    /// is binary (fixed-width numbers, length-prefixed text) because a million candidates must
+    /// be hashed in well under a second.
     pub fn digest(&self, policy_digest: &[u8; 32]) -> [u8; 32] {
         let mut pairs: Vec<&FreePair> = self.pairs.iter().collect();
         pairs.sort_unstable_by_key(|p| p.id);
         let mut candidates: Vec<&Candidate> = self.candidates.iter().collect();
         candidates.sort_unstable_by_key(|c| c.pseudonym);
-        #[derive(Serialize)]
-        struct Canonical<'a> {
-            policy_digest: String,
-            drawn_at: DateTime<Utc>,
-            pairs: Vec<&'a FreePair>,
-            candidates: Vec<&'a Candidate>,
+        let mut hash = Canonical(Sha256::new());
+        hash.bytes(b"drawbridge/draw-inputs/v1");
+        hash.bytes(policy_digest);
+        hash.time(self.drawn_at);
+        hash.count(pairs.len());
+        for pair in pairs {
+            hash.bytes(pair.id.as_bytes());
+            hash.text(&pair.centre);
+            hash.text(&pair.vaccine);
+            hash.time(pair.first_at);
+            match pair.second_at {
+                Some(at) => {
+                    hash.bytes(&[1]);
+                    hash.time(at);
+                }
+                None => hash.bytes(&[0]),
+            }
         }
-        json_digest(&Canonical {
-            policy_digest: hex(policy_digest),
-            drawn_at: self.drawn_at,
-            pairs,
-            candidates,
-        })
+        hash.count(candidates.len());
+        for candidate in candidates {
+            hash.bytes(&candidate.pseudonym.0);
+            hash.bytes(&[candidate.group]);
+            hash.text(&candidate.age_band);
+            hash.bytes(&candidate.waited_weeks.to_le_bytes());
+            hash.bytes(&candidate.declines.to_le_bytes());
+            for list in [&candidate.vaccines, &candidate.centres] {
+                hash.count(list.len());
+                for item in list {
+                    hash.text(item);
+                }
+            }
+        }
+        hash.0.finalize().into()
+    }
+}
+
+/// An unambiguous byte encoding fed straight into SHA-256.
+struct Canonical(Sha256);
+
+impl Canonical {
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn count(&mut self, n: usize) {
+        self.0.update((n as u64).to_le_bytes());
+    }
+
+    fn text(&mut self, text: &str) {
+        self.count(text.len());
+        self.0.update(text.as_bytes());
+    }
+
+    fn time(&mut self, at: DateTime<Utc>) {
+        self.0.update(at.timestamp_micros().to_le_bytes());
     }
 }
 
@@ -755,6 +864,8 @@ impl<'de> Deserialize<'de> for Pseudonym {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{HashMap, HashSet};
+
     use chrono::TimeZone;
     use proptest::prelude::*;
 
@@ -1004,7 +1115,10 @@ waiting_time_weight_per_week = 0.0
 
         #[test]
         fn the_lottery_order_is_a_permutation_of_the_pool(input in any_input(), seed_byte in any::<u8>()) {
-            let order = lottery_order(&policy(), &seed(seed_byte), &input.candidates).unwrap();
+            let (order, keys) = lottery_order(&policy(), &seed(seed_byte), &input.candidates).unwrap();
+            for (c, key) in input.candidates.iter().zip(&keys) {
+                prop_assert_eq!(*key, lottery_key(&seed(seed_byte), &c.pseudonym, weight(&policy(), c).unwrap()));
+            }
             let mut sorted = order.clone();
             sorted.sort_unstable();
             prop_assert_eq!(sorted, (0..input.candidates.len()).collect::<Vec<_>>());

@@ -154,8 +154,10 @@ pub async fn manifest(pool: &PgPool, id: Uuid) -> Result<Option<Manifest>, Manif
     .fetch_all(pool)
     .await?;
     let candidate_rows: Vec<CandidateRow> = sqlx::query_as(
-        "SELECT pseudonym, group_id, age_band, waited_weeks, declines, vaccines, centres, lottery_key
-         FROM draw_candidates WHERE draw_id = $1 ORDER BY pseudonym",
+        "SELECT c.pseudonym, c.group_id, c.age_band, c.waited_weeks, c.declines, p.vaccines, p.centres,
+                c.lottery_key
+         FROM draw_candidates c JOIN draw_profiles p ON p.draw_id = c.draw_id AND p.profile = c.profile
+         WHERE c.draw_id = $1 ORDER BY c.pseudonym",
     )
     .bind(id)
     .fetch_all(pool)
