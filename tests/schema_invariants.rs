@@ -184,3 +184,20 @@ async fn a_withdrawn_registrant_keeps_no_personal_data() {
     registrant(&app.pool, "+491510000040").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn history_rows_are_never_deleted() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let anna = registrant(&app.pool, "+491510000030").await;
+    offer(&app.pool, open_pair(&app.pool).await, anna).await.unwrap();
+    for table in ["registrants", "slot_pairs", "offers", "draws"] {
+        for statement in [format!("DELETE FROM {table}"), format!("TRUNCATE {table} CASCADE")] {
+            let error = sqlx::query(&statement).execute(&app.pool).await.unwrap_err();
+            assert!(error.to_string().contains("are never deleted"), "{statement}: {error}");
+        }
+    }
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM offers").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(left, 1);
+    app.stop().await;
+}

@@ -1,0 +1,238 @@
+//! A registrant's own view, opened with their booking code (`Authorization: BookingCode ...`):
+//! status, the reasons for their eligibility, the current offer, the booking, and their
+//! pseudonym and lottery key in every recent draw, so they can check each draw themselves
+//! against its published manifest.
+//!
+//! Booking codes carry 75 random bits, but guessing is still rate-limited in Redis (shared by
+//! all gateways): per client address and per code prefix, counting only failures. A wrong
+//! code gets the same answer whether or not such a registration exists.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use deadpool_redis::redis;
+use drawbridge_domain::draw::Pseudonym;
+use drawbridge_domain::{evaluate, BookingCode, Person};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// Failed booking codes allowed per client address, and per code prefix, within the window.
+const GUESSES_PER_ADDRESS: i64 = 20;
+const GUESSES_PER_PREFIX: i64 = 10;
+const GUESS_WINDOW_SECONDS: i64 = 15 * 60;
+
+/// How many recent draws of the region `/v1/me` reports on.
+const DRAWS_SHOWN: i64 = 10;
+
+#[derive(sqlx::FromRow)]
+struct Registrant {
+    id: Uuid,
+    region_id: String,
+    status: String,
+    language: String,
+    email: Option<String>,
+    birth_year: i32,
+    priority_group: i16,
+    postcode: String,
+    accepted_vaccines: Vec<String>,
+    max_distance_km: i32,
+    verified_at: Option<DateTime<Utc>>,
+}
+
+pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let me = authenticate(&state, &request).await?;
+    let published = state.policies.current(&me.region_id).await?;
+    let person = Person {
+        birth_year: me.birth_year,
+        priority_group: u8::try_from(me.priority_group).unwrap_or(0),
+        postcode: me.postcode.clone(),
+        accepted_vaccines: me.accepted_vaccines.clone(),
+    };
+    let evaluation = evaluate(&published.policy, &person, Utc::now().date_naive());
+    let offer: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT json_build_object('id', o.id, 'expires_at', o.expires_at, 'vaccine', p.vaccine,
+                'centre', c.name, 'address', c.address, 'first_at', p.first_slot_at, 'second_at', p.second_slot_at)
+         FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id JOIN centres c ON c.id = p.centre_id
+         WHERE o.registrant_id = $1 AND o.state = 'pending'",
+    )
+    .bind(me.id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let booking: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT json_build_object('id', b.id, 'state', b.state, 'vaccine', p.vaccine, 'centre', c.name,
+                'address', c.address, 'first_at', p.first_slot_at, 'second_at', p.second_slot_at)
+         FROM bookings b JOIN slot_pairs p ON p.id = b.slot_pair_id JOIN centres c ON c.id = p.centre_id
+         WHERE b.registrant_id = $1 AND b.state <> 'cancelled'",
+    )
+    .bind(me.id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let pseudonym = Pseudonym::of(&state.hash_key, me.id.as_bytes());
+    let draws: Vec<(Uuid, Option<DateTime<Utc>>, Option<i64>, Option<f64>, bool)> = sqlx::query_as(
+        "SELECT d.id, d.completed_at, (d.manifest->>'pool')::bigint, c.lottery_key,
+                EXISTS (SELECT 1 FROM draw_matches m WHERE m.draw_id = d.id AND m.pseudonym = $2)
+         FROM draws d LEFT JOIN draw_candidates c ON c.draw_id = d.id AND c.pseudonym = $2
+         WHERE d.region_id = $1 AND d.state = 'completed'
+         ORDER BY d.started_at DESC LIMIT $3",
+    )
+    .bind(&me.region_id)
+    .bind(pseudonym.as_bytes().as_slice())
+    .bind(DRAWS_SHOWN)
+    .fetch_all(&state.pool)
+    .await?;
+    let draws: Vec<serde_json::Value> = draws
+        .into_iter()
+        .map(|(id, completed_at, pool, lottery_key, offered)| {
+            json!({
+                "draw": id,
+                "completed_at": completed_at,
+                "pool": pool,
+                "in_pool": lottery_key.is_some(),
+                "lottery_key": lottery_key,
+                "offered": offered,
+                "manifest": format!("/v1/draws/{id}/manifest"),
+            })
+        })
+        .collect();
+    let next = match (&offer, &booking) {
+        (_, Some(_)) => "You have a booking. Please come to both appointments with your QR code.",
+        (Some(_), None) => "You have an offer: accept or decline it before it expires.",
+        (None, None) if evaluation.eligible => {
+            "You are in the pool: every draw gives you a new chance, and we text you when you are offered an appointment."
+        }
+        (None, None) => "You cannot be offered an appointment yet; the reasons below say why and what would change it.",
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "registration_id": me.id,
+        "region": me.region_id,
+        "status": me.status,
+        "language": me.language,
+        "verified_at": me.verified_at,
+        "choices": {
+            "birth_year": me.birth_year,
+            "priority_group": me.priority_group,
+            "postcode": me.postcode,
+            "accepted_vaccines": me.accepted_vaccines,
+            "max_distance_km": me.max_distance_km,
+            "email": me.email,
+        },
+        "eligibility": evaluation,
+        "offer": offer,
+        "booking": booking,
+        "pseudonym": pseudonym.to_string(),
+        "draws": draws,
+        "next": next,
+    })))
+}
+
+/// The registrant whose booking code the request carries, within the guessing limits.
+async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<Registrant, ApiError> {
+    let header = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("BookingCode "))
+        .ok_or_else(|| ApiError::Unauthorized {
+            code: "booking_code_required",
+            message: "Send your booking code as the header `Authorization: BookingCode XXXX-XXXX-XXXX-XXXX`."
+                .into(),
+        })?;
+    let address = request
+        .peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+    let prefix: String = header
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(4)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let limits = Guesses::new(state, &address, &prefix);
+    limits.check().await?;
+    let found = match BookingCode::parse(header) {
+        Ok(code) => {
+            sqlx::query_as::<_, Registrant>(
+                "SELECT id, region_id, status, language, email, birth_year, priority_group, postcode,
+                        accepted_vaccines, max_distance_km, verified_at
+                 FROM registrants WHERE booking_code_hash = $1 AND status = 'active'",
+            )
+            .bind(code.keyed_hash(&state.hash_key).as_slice())
+            .fetch_optional(&state.pool)
+            .await?
+        }
+        Err(_) => None,
+    };
+    match found {
+        Some(registrant) => Ok(registrant),
+        None => {
+            limits.count_failure().await?;
+            Err(ApiError::Unauthorized {
+                code: "wrong_booking_code",
+                message: "This booking code does not open a registration. Check it against the SMS we sent \
+                          you; the last character is a check character that catches most typos."
+                    .into(),
+            })
+        }
+    }
+}
+
+/// Failure counters per client address and per code prefix.
+struct Guesses<'a> {
+    state: &'a AppState,
+    keys: [(String, i64); 2],
+}
+
+impl<'a> Guesses<'a> {
+    fn new(state: &'a AppState, address: &str, prefix: &str) -> Guesses<'a> {
+        let base = &state.redis_prefix;
+        Guesses {
+            state,
+            keys: [
+                (format!("{base}:guesses:address:{address}"), GUESSES_PER_ADDRESS),
+                (format!("{base}:guesses:prefix:{prefix}"), GUESSES_PER_PREFIX),
+            ],
+        }
+    }
+
+    async fn check(&self) -> Result<(), ApiError> {
+        let mut connection = self.connection().await?;
+        for (key, limit) in &self.keys {
+            let (count, ttl): (Option<i64>, i64) = redis::pipe()
+                .get(key)
+                .ttl(key)
+                .query_async(&mut *connection)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if count.unwrap_or(0) >= *limit {
+                return Err(ApiError::TooManyRequests {
+                    message: "Too many wrong booking codes from here or for this code. Please wait and check \
+                              the code in your SMS."
+                        .into(),
+                    retry_after_seconds: ttl.max(1) as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn count_failure(&self) -> Result<(), ApiError> {
+        let mut connection = self.connection().await?;
+        let mut pipe = redis::pipe();
+        for (key, _) in &self.keys {
+            // The window starts at the first failure and is not extended by later ones.
+            pipe.incr(key, 1).ignore().cmd("EXPIRE").arg(key).arg(GUESS_WINDOW_SECONDS).arg("NX").ignore();
+        }
+        pipe.query_async::<()>(&mut *connection)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection, ApiError> {
+        self.state
+            .redis
+            .get()
+            .await
+            .map_err(|e| ApiError::Internal(format!("Redis: {e}")))
+    }
+}

@@ -1,0 +1,123 @@
+//! `GET /v1/me` with the booking code: the registrant's status and reasons, their offer, and
+//! their pseudonym and lottery key per draw, matching the published manifest; wrong codes are
+//! refused alike whether or not they exist, and guessing is rate-limited.
+
+mod support;
+
+use drawbridge_domain::draw::Pseudonym;
+use drawbridge_domain::BookingCode;
+use serde_json::Value;
+use support::{spawn_app, TestApp};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// An active registrant in Stuttgart with a booking code we know.
+async fn registrant_with_code(app: &TestApp, phone: &str) -> (Uuid, BookingCode) {
+    let code = BookingCode::generate(&mut rand::rngs::OsRng);
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO registrants (id, region_id, status, channel, phone, birth_year, priority_group, postcode,
+                                  accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
+         VALUES ($1, 'bw', 'active', 'web', $2, 1950, 1, '70173', '{biontech}', 30, now(), $3)",
+    )
+    .bind(id)
+    .bind(phone)
+    .bind(code.keyed_hash(&app.hash_key()).as_slice())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    (id, code)
+}
+
+async fn me(app: &TestApp, authorization: Option<&str>) -> (u16, Value) {
+    let mut request = app.http.get(app.url("/v1/me"));
+    if let Some(value) = authorization {
+        request = request.header("Authorization", value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.insert_registrants(0, 50).await;
+    let (id, code) = registrant_with_code(&app, "+4915199990001").await;
+    let auth = format!("BookingCode {code}");
+
+    let (status, before) = me(&app, Some(&auth)).await;
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["registration_id"], id.to_string());
+    assert_eq!(before["eligibility"]["eligible"], true);
+    assert_eq!(before["offer"], Value::Null);
+    assert_eq!(before["draws"].as_array().unwrap().len(), 0);
+    let pseudonym = Pseudonym::of(&app.hash_key(), id.as_bytes()).to_string();
+    assert_eq!(before["pseudonym"], pseudonym);
+
+    let allocator = drawbridge_allocator::build(&app.settings, CancellationToken::new()).await.unwrap();
+    let draw = allocator.tick_regions(Some("bw"), None).await.unwrap()[0].draw.clone().unwrap();
+    let (_, after) = me(&app, Some(&auth)).await;
+    assert_eq!(after["offer"]["centre"], "Impfzentrum Stuttgart Liederhalle", "{after}");
+    let entry = &after["draws"][0];
+    assert_eq!(entry["draw"], draw.id.to_string());
+    assert_eq!(entry["in_pool"], true);
+    assert_eq!(entry["offered"], true);
+    assert_eq!(entry["pool"], 51);
+    // The key shown is the key published, so the registrant can check the draw themselves.
+    let manifest: Value = app.get(&format!("/v1/draws/{}/manifest", draw.id)).await.json().await.unwrap();
+    let published = manifest["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pseudonym"] == pseudonym)
+        .expect("in the manifest");
+    assert_eq!(published["lottery_key"], entry["lottery_key"]);
+    // Codes are read as people type them: lower case, spaces instead of dashes.
+    let typed = code.to_string().to_lowercase().replace('-', " ");
+    assert_eq!(me(&app, Some(&format!("BookingCode {typed}"))).await.0, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_codes_are_refused_alike_and_guessing_is_limited() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let (_, code) = registrant_with_code(&app, "+4915199990002").await;
+
+    let (status, body) = me(&app, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("booking_code_required")));
+    let (status, _) = me(&app, Some(&format!("Bearer {code}"))).await;
+    assert_eq!(status, 401);
+    // A typo (caught by the check character) and a well-formed code nobody holds: same answer.
+    let mut typo = code.to_string().into_bytes();
+    typo[0] = if typo[0] == b'A' { b'B' } else { b'A' };
+    let typo = String::from_utf8(typo).unwrap();
+    let unknown = BookingCode::generate(&mut rand::rngs::OsRng);
+    let (s1, b1) = me(&app, Some(&format!("BookingCode {typo}"))).await;
+    let (s2, b2) = me(&app, Some(&format!("BookingCode {unknown}"))).await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(b1, b2);
+    assert_eq!(b1["error"]["code"], "wrong_booking_code");
+    let (s3, _) = me(&app, Some("BookingCode \u{0}\u{ffff}garbage")).await;
+    assert_eq!(s3, 401);
+
+    // Ten failures for one prefix close that prefix (the real holder included, for a while);
+    // other codes still work.
+    let prefix_guess = |n: u32| format!("BookingCode ZZZZ-{n:04}-0000-0000");
+    for n in 0..7 {
+        assert_eq!(me(&app, Some(&prefix_guess(n))).await.0, 401);
+    }
+    let response = app.http.get(app.url("/v1/me")).header("Authorization", prefix_guess(99)).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["Retry-After"].to_str().unwrap().parse().unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    assert_eq!(me(&app, Some(&format!("BookingCode {code}"))).await.0, 200);
+    // Twenty failures from one address close it for every code.
+    for n in 0..10 {
+        me(&app, Some(&format!("BookingCode Y{n:03}-0000-0000-0000"))).await;
+    }
+    assert_eq!(me(&app, Some(&format!("BookingCode {code}"))).await.0, 429);
+    app.stop().await;
+}
