@@ -8,9 +8,11 @@ mod pages;
 mod policy_cache;
 mod regions;
 mod registrations;
+pub mod rooms;
 mod verification;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
@@ -26,6 +28,8 @@ pub use error::ApiError;
 
 use crate::http_metrics::HttpMetrics;
 use crate::policy_cache::PolicyCache;
+use crate::rooms::metrics::RoomMetrics;
+use crate::rooms::{RoomCache, RoomStore, Rooms};
 
 /// What request handlers share.
 pub struct AppState {
@@ -34,6 +38,7 @@ pub struct AppState {
     /// Key of the keyed hashes under which codes are stored.
     pub hash_key: Vec<u8>,
     policies: PolicyCache,
+    pub rooms: Arc<Rooms>,
 }
 
 /// The OpenAPI document, kept beside the code it describes.
@@ -67,14 +72,33 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         address: settings.gateway.listen,
         error,
     })?;
+    let registry = Registry::new_custom(Some("drawbridge_gateway".into()), None).expect("valid prefix");
+    let rooms = Arc::new(Rooms {
+        cache: Arc::new(RoomCache::default()),
+        store: RoomStore::new(redis.clone(), &settings.redis.key_prefix),
+        keyring: settings.secrets.keyring()?,
+        settings: settings.rooms.clone(),
+        metrics: RoomMetrics::register(&registry).expect("metrics register once"),
+        secure_cookies: settings.gateway.public_url.starts_with("https:"),
+    });
+    // Serve with the rooms as they are now, then keep them fresh in the background.
+    if let Err(error) = rooms
+        .cache
+        .refresh(&rooms.store, &rooms.metrics, rooms::unix_now())
+        .await
+    {
+        tracing::warn!(%error, "waiting rooms: first load failed; retrying in the background");
+    }
+    rooms::spawn_refresh(rooms.clone(), shutdown.clone());
     let state = AppState {
         policies: PolicyCache::new(pool.clone()),
         pool: pool.clone(),
         settings: settings.gateway.clone(),
         hash_key: settings.secrets.hash_key()?,
+        rooms,
     };
     let readiness = Readiness::new().postgres(pool).redis(redis);
-    let server = serve(listener, state, readiness, settings.gateway.workers)
+    let server = serve(listener, state, registry, readiness, settings.gateway.workers)
         .map_err(|error| StartupError::Bind { address, error })?;
     ops::stop_on(shutdown, server.handle());
     tracing::info!(%address, "gateway listening");
@@ -84,10 +108,10 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
 fn serve(
     listener: TcpListener,
     state: AppState,
+    registry: Registry,
     readiness: Readiness,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
-    let registry = Registry::new_custom(Some("drawbridge_gateway".into()), None).expect("valid prefix");
     let http_metrics = web::Data::new(HttpMetrics::register(&registry).expect("metrics register once"));
     let state = web::Data::new(state);
     let readiness = web::Data::new(readiness);
@@ -134,6 +158,17 @@ fn routes(config: &mut web::ServiceConfig) {
             "/v1/regions/{region}/registrations",
             web::post().to(registrations::create),
         )
+        .route("/rooms/{room}", web::get().to(rooms::page::waiting_room))
+        .route("/v1/rooms/{room}/join", web::post().to(rooms::api::join))
+        .route("/v1/rooms/{room}/status", web::get().to(rooms::api::status))
+        .route("/v1/rooms/{room}/leave", web::post().to(rooms::api::leave))
+        .route(
+            "/v1/rooms/{room}/challenge",
+            web::post().to(rooms::api::challenge),
+        )
+        .route("/v1/admin/rooms", web::get().to(rooms::admin::list))
+        .route("/v1/admin/rooms/{room}", web::get().to(rooms::admin::show))
+        .route("/v1/admin/rooms/{room}", web::put().to(rooms::admin::put))
         .route(
             "/v1/registrations/{id}/verify",
             web::post().to(verification::verify),
