@@ -297,11 +297,9 @@ impl Default for GatewaySettings {
 pub struct RoomsSettings {
     /// Bearer token of the admin API (`/v1/admin/rooms`); empty switches the admin API off.
     pub admin_token: String,
-    /// How often each gateway reloads room configuration and queue state from Redis: changes
-    /// reach every gateway within this time.
+    /// How often each gateway reloads room configuration and queue state from Redis (changes
+    /// reach every gateway within this time) and, if it holds the lease, advances the queues.
     pub refresh_millis: u64,
-    /// How often the admission controller advances the queues.
-    pub tick_millis: u64,
     /// Lifetime of the admission controller's lease; another gateway takes over after it.
     pub lease_millis: u64,
     /// Joins per client IP address and minute, counted across all gateways.
@@ -315,7 +313,6 @@ impl Default for RoomsSettings {
         RoomsSettings {
             admin_token: String::new(),
             refresh_millis: 1000,
-            tick_millis: 1000,
             lease_millis: 5000,
             joins_per_ip_per_minute: 60,
             trust_forwarded_for: false,
@@ -328,7 +325,6 @@ impl std::fmt::Debug for RoomsSettings {
         f.debug_struct("RoomsSettings")
             .field("admin_token", &"<redacted>")
             .field("refresh_millis", &self.refresh_millis)
-            .field("tick_millis", &self.tick_millis)
             .field("lease_millis", &self.lease_millis)
             .field("joins_per_ip_per_minute", &self.joins_per_ip_per_minute)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
@@ -350,18 +346,12 @@ impl RoomsSettings {
                 "must be between 50 and 10000: room changes must reach every gateway within seconds",
             ));
         }
-        if !(50..=10_000).contains(&self.tick_millis) {
-            return Err(ConfigError::key(
-                "rooms.tick_millis",
-                "must be between 50 and 10000",
-            ));
-        }
-        if self.lease_millis < 2 * self.tick_millis {
+        if self.lease_millis < 2 * self.refresh_millis {
             return Err(ConfigError::key(
                 "rooms.lease_millis",
                 format!(
-                    "must be at least twice rooms.tick_millis ({}), so the controller renews it in time",
-                    self.tick_millis
+                    "must be at least twice rooms.refresh_millis ({}), so the controller renews it in time",
+                    self.refresh_millis
                 ),
             ));
         }
@@ -780,7 +770,7 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
         let err = load(&format!("{SECRETS}\n[rooms]\nadmin_token = \"short\"\n")).unwrap_err();
         assert!(err.contains("rooms.admin_token") && err.contains("32"), "{err}");
         let err = load(&format!(
-            "{SECRETS}\n[rooms]\ntick_millis = 1000\nlease_millis = 1500\n"
+            "{SECRETS}\n[rooms]\nrefresh_millis = 1000\nlease_millis = 1500\n"
         ))
         .unwrap_err();
         assert!(err.contains("rooms.lease_millis"), "{err}");
