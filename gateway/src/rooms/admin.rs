@@ -1,13 +1,13 @@
 //! The operators' API for rooms: `Authorization: Bearer <rooms.admin_token>`. Rooms are
 //! run-time data in Redis; every gateway picks up a change within `rooms.refresh_millis`.
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use drawbridge_domain::room::is_valid_name;
 use drawbridge_domain::RoomConfig;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::api::bearer;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -19,16 +19,11 @@ fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
             message: "The rooms admin API is switched off: set rooms.admin_token to use it.".into(),
         });
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthorized {
-            code: "admin_credentials_missing",
-            message: "Send the admin token as `Authorization: Bearer <token>`.".into(),
-        })?;
-    if bool::from(presented.trim().as_bytes().ct_eq(expected.as_bytes())) {
+    let presented = bearer(request).ok_or_else(|| ApiError::Unauthorized {
+        code: "admin_credentials_missing",
+        message: "Send the admin token as `Authorization: Bearer <token>`.".into(),
+    })?;
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
         Err(ApiError::Forbidden {

@@ -30,15 +30,17 @@ pub fn ticket_cookie(room: &str) -> String {
     format!("drawbridge_room_{room}")
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(request: &HttpRequest) -> Option<&str> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim())
+}
+
 /// The token a request carries: the bearer token, else the named cookie.
 pub fn presented_token(request: &HttpRequest, cookie: &str) -> Option<String> {
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(|token| token.trim().to_owned());
-    bearer.or_else(|| request.cookie(cookie).map(|c| c.value().to_owned()))
+    bearer(request)
+        .map(str::to_owned)
+        .or_else(|| request.cookie(cookie).map(|c| c.value().to_owned()))
 }
 
 pub fn client_secret(request: &HttpRequest) -> Option<ClientSecret> {

@@ -101,7 +101,7 @@ pub async fn waiting_room(
         ),
         room_js = js(&view.name),
         difficulty = view.config.pow_difficulty,
-        prequeue_js = js(t(language, "Sie sind in der Vorwarteschlange. Bei der Öffnung wird Ihr Platz ausgelost.", "You are in the pre-queue. Your place is drawn when the room opens.")),
+        prequeue_js = js(t(language, "Sie sind in der Vorwarteschlange. Ihr Platz wird bei der nächsten Ziehung ausgelost (die erste ist bei der Öffnung).", "You are in the pre-queue. Your place is drawn by lot at the next draw (the first one is at opening).")),
         queued_js = js(t(language, "Sie sind in der Warteschlange.", "You are in the queue.")),
         admitted_js = js(t(language, "Sie sind an der Reihe. Sie werden weitergeleitet …", "It is your turn. Taking you on …")),
         error_js = js(t(language, "Gerade klappt es nicht; wir versuchen es gleich wieder.", "This did not work just now; trying again shortly.")),
