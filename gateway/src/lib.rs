@@ -143,6 +143,16 @@ fn serve(
 }
 
 fn routes(config: &mut web::ServiceConfig) {
+    // First, under a static prefix: status polls are the surge, and every dynamic route tried
+    // before the right one costs a regex match.
+    config.service(
+        web::scope("/v1/rooms")
+            .route("/{room}/status", web::get().to(rooms::api::status))
+            .route("/{room}/join", web::post().to(rooms::api::join))
+            .route("/{room}/leave", web::post().to(rooms::api::leave))
+            .route("/{room}/challenge", web::post().to(rooms::api::challenge))
+            .default_service(web::to(not_found)),
+    );
     config
         .route("/", web::get().to(pages::index))
         .route("/regions/{region}/policy", web::get().to(pages::policy))
@@ -159,13 +169,6 @@ fn routes(config: &mut web::ServiceConfig) {
             web::post().to(registrations::create),
         )
         .route("/rooms/{room}", web::get().to(rooms::page::waiting_room))
-        .route("/v1/rooms/{room}/join", web::post().to(rooms::api::join))
-        .route("/v1/rooms/{room}/status", web::get().to(rooms::api::status))
-        .route("/v1/rooms/{room}/leave", web::post().to(rooms::api::leave))
-        .route(
-            "/v1/rooms/{room}/challenge",
-            web::post().to(rooms::api::challenge),
-        )
         .route("/v1/admin/rooms", web::get().to(rooms::admin::list))
         .route("/v1/admin/rooms/{room}", web::get().to(rooms::admin::show))
         .route("/v1/admin/rooms/{room}", web::put().to(rooms::admin::put))

@@ -18,7 +18,9 @@
 //! Everything a controller writes goes through scripts that first check its lease, so a
 //! controller that lost its lease cannot write.
 
-use deadpool_redis::redis::{self, Cmd};
+use std::sync::OnceLock;
+
+use deadpool_redis::redis::{self, Cmd, FromRedisValue};
 use deadpool_redis::Pool;
 use drawbridge_domain::{Advance, Draw, RoomConfig};
 
@@ -102,7 +104,8 @@ pub struct Advancement<'a> {
     pub now: i64,
 }
 
-const JOIN: &str = r"
+static JOIN: Script = Script::new(
+    r"
 local joins = redis.call('INCR', KEYS[3])
 if joins == 1 then redis.call('EXPIRE', KEYS[3], 60) end
 if joins > tonumber(ARGV[1]) then
@@ -118,9 +121,11 @@ if last < tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[2]) end
 local ticket = redis.call('INCR', KEYS[1])
 redis.call('ZADD', KEYS[2], ARGV[3], ticket)
 return {ticket, 0}
-";
+",
+);
 
-const LEASE: &str = r"
+static LEASE: Script = Script::new(
+    r"
 local holder = redis.call('GET', KEYS[1])
 if holder == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -130,21 +135,25 @@ elseif holder == ARGV[1] then
   return 1
 end
 return 0
-";
+",
+);
 
 /// KEYS: lease, tickets, draws. ARGV: holder, expected number of draws, first, seed, now.
-const DRAW: &str = r"
+static DRAW: Script = Script::new(
+    r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[2]) then return -1 end
 local issued = tonumber(redis.call('GET', KEYS[2]) or '0')
 local count = math.max(issued - tonumber(ARGV[3]) + 1, 0)
 redis.call('RPUSH', KEYS[3], ARGV[3] .. ':' .. count .. ':' .. ARGV[4] .. ':' .. ARGV[5])
 return count
-";
+",
+);
 
 /// KEYS: lease, advances, active, seen, dropped. ARGV: holder, from, through, session end,
 /// now, number admitted, admitted..., dropped...
-const ADVANCE: &str = r"
+static ADVANCE: Script = Script::new(
+    r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local last = redis.call('LINDEX', KEYS[2], -1)
 local serving = 0
@@ -161,14 +170,23 @@ for i = 7 + admitted, #ARGV do
 end
 redis.call('RPUSH', KEYS[2], ARGV[3] .. ':' .. ARGV[5])
 return 1
-";
+",
+);
 
-/// `EVAL` of `script` with `keys`; the caller adds the arguments. Redis caches the compiled
-/// script, and sending its text each time survives a Redis restart without a reload step.
-fn eval(script: &str, keys: &[String]) -> Cmd {
-    let mut command = redis::cmd("EVAL");
-    command.arg(script).arg(keys.len()).arg(keys);
-    command
+/// A Lua script: sent by its SHA-1 once Redis knows it, and by text again after a Redis
+/// restart forgot it, so each call sends a few bytes instead of the whole script.
+struct Script {
+    text: &'static str,
+    sha: OnceLock<String>,
+}
+
+impl Script {
+    const fn new(text: &'static str) -> Script {
+        Script {
+            text,
+            sha: OnceLock::new(),
+        }
+    }
 }
 
 /// The rooms' Redis adapter.
@@ -200,6 +218,39 @@ impl RoomStore {
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, StoreError> {
         Ok(self.pool.get().await?)
+    }
+
+    /// Runs `script` on `keys` with the arguments `args` adds.
+    async fn run<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T, StoreError> {
+        let mut connection = self.connection().await?;
+        let sha = match script.sha.get() {
+            Some(sha) => sha.clone(),
+            None => {
+                let sha: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(script.text)
+                    .query_async(&mut *connection)
+                    .await?;
+                script.sha.get_or_init(|| sha).clone()
+            }
+        };
+        let command = |name: &str, script: &str| {
+            let mut command = redis::cmd(name);
+            command.arg(script).arg(keys.len()).arg(keys);
+            args(&mut command);
+            command
+        };
+        match command("EVALSHA", &sha).query_async(&mut *connection).await {
+            Err(error) if error.kind() == redis::ErrorKind::NoScriptError => {
+                Ok(command("EVAL", script.text).query_async(&mut *connection).await?)
+            }
+            result => Ok(result?),
+        }
     }
 
     /// Creates or replaces a room's configuration; true if the room is new.
@@ -308,12 +359,14 @@ impl RoomStore {
             format!("{}:ratelimit:join:{}", self.prefix, request.ip),
             self.key(room, &format!("challenge:{challenge}")),
         ];
-        let (ticket, retry_after): (i64, u64) = eval(JOIN, &keys)
-            .arg(request.limit_per_minute)
-            .arg(request.floor)
-            .arg(request.now)
-            .arg(if request.challenge_id.is_some() { "1" } else { "0" })
-            .query_async(&mut *self.connection().await?)
+        let (ticket, retry_after): (i64, u64) = self
+            .run(&JOIN, &keys, |command| {
+                command
+                    .arg(request.limit_per_minute)
+                    .arg(request.floor)
+                    .arg(request.now)
+                    .arg(if request.challenge_id.is_some() { "1" } else { "0" });
+            })
             .await?;
         Ok(match ticket {
             -1 => Joined::RateLimited {
@@ -352,10 +405,10 @@ impl RoomStore {
 
     /// Takes or renews the controller lease; true while `holder` has it.
     pub async fn hold_lease(&self, holder: &str, millis: u64) -> Result<bool, StoreError> {
-        let held: i64 = eval(LEASE, &[self.lease_key()])
-            .arg(holder)
-            .arg(millis)
-            .query_async(&mut *self.connection().await?)
+        let held: i64 = self
+            .run(&LEASE, &[self.lease_key()], |command| {
+                command.arg(holder).arg(millis);
+            })
             .await?;
         Ok(held == 1)
     }
@@ -376,13 +429,15 @@ impl RoomStore {
             self.key(room, "tickets"),
             self.key(room, "draws"),
         ];
-        let count: i64 = eval(DRAW, &keys)
-            .arg(holder)
-            .arg(draws_so_far)
-            .arg(first)
-            .arg(seed)
-            .arg(now)
-            .query_async(&mut *self.connection().await?)
+        let count: i64 = self
+            .run(&DRAW, &keys, |command| {
+                command
+                    .arg(holder)
+                    .arg(draws_so_far)
+                    .arg(first)
+                    .arg(seed)
+                    .arg(now);
+            })
             .await?;
         Ok(u64::try_from(count).ok())
     }
@@ -429,16 +484,18 @@ impl RoomStore {
             self.key(room, "seen"),
             self.key(room, "dropped"),
         ];
-        let done: i64 = eval(ADVANCE, &keys)
-            .arg(holder)
-            .arg(step.from)
-            .arg(step.through)
-            .arg(step.session_ends_at)
-            .arg(step.now)
-            .arg(step.admitted.len())
-            .arg(step.admitted)
-            .arg(step.dropped)
-            .query_async(&mut *self.connection().await?)
+        let done: i64 = self
+            .run(&ADVANCE, &keys, |command| {
+                command
+                    .arg(holder)
+                    .arg(step.from)
+                    .arg(step.through)
+                    .arg(step.session_ends_at)
+                    .arg(step.now)
+                    .arg(step.admitted.len())
+                    .arg(step.admitted)
+                    .arg(step.dropped);
+            })
             .await?;
         Ok(done == 1)
     }
