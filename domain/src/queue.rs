@@ -59,7 +59,8 @@ pub struct Queue {
 impl Queue {
     /// Where `ticket` stands at `now` under `config`.
     pub fn standing(&self, ticket: u64, config: &RoomConfig, now: i64) -> Standing {
-        if self.dropped.contains(&ticket) {
+        // Ticket 0 comes from a passthrough room and has no place once the room queues.
+        if ticket == 0 || self.dropped.contains(&ticket) {
             return Standing::Dropped;
         }
         let order = self.order.unwrap_or(Order::Fifo);
@@ -230,6 +231,7 @@ mod tests {
         let mut queue = queue(Order::Fifo);
         queue.dropped = Arc::new([5].into_iter().collect());
         assert_eq!(queue.standing(5, &config(), NOW), Standing::Dropped);
+        assert_eq!(queue.standing(0, &config(), NOW), Standing::Dropped);
     }
 
     #[test]

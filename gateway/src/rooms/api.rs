@@ -6,9 +6,10 @@
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use chrono::{DateTime, Utc};
 use drawbridge_domain::room::{self, ADMISSION_PURPOSE, CHALLENGE_PURPOSE, TICKET_PURPOSE};
 use drawbridge_domain::{pow, ClientSecret, RoomClaims, RoomMode, RoomTokenError, Standing, Verified};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::store::{JoinRequest, Joined};
@@ -72,12 +73,13 @@ impl Rooms {
                 let verified = self.keyring.verify(purpose, &token, unix_now());
                 room::check_claims(verified, &view.name, client_secret(request).as_ref())
             })
-            .and_then(
-                |verified| match view.queue.dropped.contains(&verified.claims.ticket) {
-                    true => Err(RoomTokenError::Dropped),
-                    false => Ok(verified),
-                },
-            );
+            .and_then(|verified| {
+                if view.queue.dropped.contains(&verified.claims.ticket) {
+                    Err(RoomTokenError::Dropped)
+                } else {
+                    Ok(verified)
+                }
+            });
         if let Err(error) = &result {
             self.metrics
                 .rejected_tokens
@@ -123,6 +125,24 @@ fn client(rooms: &Rooms, request: &HttpRequest) -> (ClientSecret, HttpResponseBu
     (secret, response)
 }
 
+/// What join and status answer (see `RoomStanding` in openapi.json).
+#[derive(Serialize)]
+struct StandingBody<'a> {
+    token: &'a str,
+    state: &'static str,
+    position: Option<u64>,
+    eta_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_after_seconds: Option<u32>,
+    opens_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admission_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_ends_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_path: Option<&'a str>,
+}
+
 /// The answer to join and status: where the ticket stands, and an admission token once
 /// admitted.
 fn answer(
@@ -133,29 +153,38 @@ fn answer(
     response: &mut HttpResponseBuilder,
     now: i64,
 ) -> Result<HttpResponse, ApiError> {
-    let standing = match view.config.mode {
+    let config = &view.config;
+    let standing = match config.mode {
         RoomMode::Passthrough => Standing::Admitted {
-            session_ends_at: now + i64::from(view.config.session_seconds),
+            session_ends_at: now + i64::from(config.session_seconds),
         },
-        _ => view.queue.standing(ticket.ticket, &view.config, now),
+        _ => view.queue.standing(ticket.ticket, config, now),
     };
-    let idle = view.config.idle_seconds;
-    let mut body = json!({ "token": token, "opens_at": view.config.opens_at });
+    let mut body = StandingBody {
+        token,
+        state: "queued",
+        position: None,
+        eta_seconds: 0,
+        poll_after_seconds: None,
+        opens_at: config.opens_at,
+        admission_token: None,
+        session_ends_at: None,
+        target_path: None,
+    };
+    let poll_after = |eta| Some(room::poll_after_seconds(eta, config.idle_seconds));
     match standing {
         Standing::Prequeue { eta_seconds } => {
-            body["state"] = json!("prequeue");
-            body["position"] = json!(null);
-            body["eta_seconds"] = json!(eta_seconds);
-            body["poll_after_seconds"] = json!(room::poll_after_seconds(eta_seconds, idle));
+            body.state = "prequeue";
+            body.eta_seconds = eta_seconds;
+            body.poll_after_seconds = poll_after(eta_seconds);
         }
         Standing::Queued {
             position,
             eta_seconds,
         } => {
-            body["state"] = json!("queued");
-            body["position"] = json!(position);
-            body["eta_seconds"] = json!(eta_seconds);
-            body["poll_after_seconds"] = json!(room::poll_after_seconds(eta_seconds, idle));
+            body.position = Some(position);
+            body.eta_seconds = eta_seconds;
+            body.poll_after_seconds = poll_after(eta_seconds);
         }
         Standing::Admitted { session_ends_at } => {
             let admission = claims(&view.name, ticket.ticket, ticket.client.clone());
@@ -165,12 +194,11 @@ fn answer(
                 admission_token.clone(),
                 session_ends_at - now,
             ));
-            body["state"] = json!("admitted");
-            body["position"] = json!(0);
-            body["eta_seconds"] = json!(0);
-            body["admission_token"] = json!(admission_token);
-            body["session_ends_at"] = json!(session_ends_at);
-            body["target_path"] = json!(view.config.target_path);
+            body.state = "admitted";
+            body.position = Some(0);
+            body.admission_token = Some(admission_token);
+            body.session_ends_at = Some(session_ends_at);
+            body.target_path = Some(&config.target_path);
         }
         Standing::SessionOver => {
             return Err(ApiError::Unauthorized {
