@@ -18,9 +18,10 @@
 //! Everything a controller writes goes through scripts that first check its lease, so a
 //! controller that lost its lease cannot write.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
-use deadpool_redis::redis::{self, Cmd, FromRedisValue};
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
+use deadpool_redis::redis::{self, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use deadpool_redis::Pool;
 use drawbridge_domain::{Advance, Draw, RoomConfig};
 
@@ -194,6 +195,52 @@ impl Script {
 pub struct RoomStore {
     pool: Pool,
     prefix: String,
+    /// One multiplexed connection taken from the pool and shared by every request: concurrent
+    /// joins are pipelined on it, and there is no pool check (a `PING`) per call.
+    shared: Arc<RwLock<Option<MultiplexedConnection>>>,
+}
+
+/// The shared connection as lent to one call: an error that breaks it makes the store forget
+/// it, so the next call takes a fresh one from the pool (e.g. after a Redis restart).
+struct Lent {
+    connection: MultiplexedConnection,
+    slot: Arc<RwLock<Option<MultiplexedConnection>>>,
+}
+
+impl Lent {
+    fn check<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(error) = &result {
+            if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
+                *self.slot.write().expect("poisoned") = None;
+            }
+        }
+        result
+    }
+}
+
+impl ConnectionLike for Lent {
+    fn req_packed_command<'a>(&'a mut self, command: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let result = self.connection.req_packed_command(command).await;
+            self.check(result)
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = self.connection.req_packed_commands(pipeline, offset, count).await;
+            self.check(result)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.connection.get_db()
+    }
 }
 
 impl RoomStore {
@@ -201,6 +248,7 @@ impl RoomStore {
         RoomStore {
             pool,
             prefix: prefix.to_owned(),
+            shared: Arc::default(),
         }
     }
 
@@ -216,8 +264,20 @@ impl RoomStore {
         format!("{}:rooms:controller", self.prefix)
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, StoreError> {
-        Ok(self.pool.get().await?)
+    async fn connection(&self) -> Result<Lent, StoreError> {
+        let shared = self.shared.read().expect("poisoned").clone();
+        let connection = match shared {
+            Some(connection) => connection,
+            None => {
+                let connection = deadpool_redis::Connection::take(self.pool.get().await?);
+                *self.shared.write().expect("poisoned") = Some(connection.clone());
+                connection
+            }
+        };
+        Ok(Lent {
+            connection,
+            slot: self.shared.clone(),
+        })
     }
 
     /// Runs `script` on `keys` with the arguments `args` adds.
@@ -227,14 +287,14 @@ impl RoomStore {
         keys: &[String],
         args: impl Fn(&mut Cmd),
     ) -> Result<T, StoreError> {
-        let mut connection = self.connection().await?;
+        let connection = &mut self.connection().await?;
         let sha = match script.sha.get() {
             Some(sha) => sha.clone(),
             None => {
                 let sha: String = redis::cmd("SCRIPT")
                     .arg("LOAD")
                     .arg(script.text)
-                    .query_async(&mut *connection)
+                    .query_async(connection)
                     .await?;
                 script.sha.get_or_init(|| sha).clone()
             }
@@ -245,9 +305,9 @@ impl RoomStore {
             args(&mut command);
             command
         };
-        match command("EVALSHA", &sha).query_async(&mut *connection).await {
+        match command("EVALSHA", &sha).query_async(connection).await {
             Err(error) if error.kind() == redis::ErrorKind::NoScriptError => {
-                Ok(command("EVAL", script.text).query_async(&mut *connection).await?)
+                Ok(command("EVAL", script.text).query_async(connection).await?)
             }
             result => Ok(result?),
         }
@@ -260,7 +320,7 @@ impl RoomStore {
             .atomic()
             .sadd(self.rooms_key(), room)
             .set(self.key(room, "config"), json)
-            .query_async(&mut *self.connection().await?)
+            .query_async(&mut self.connection().await?)
             .await?;
         Ok(added == 1)
     }
@@ -268,7 +328,7 @@ impl RoomStore {
     pub async fn rooms(&self) -> Result<Vec<String>, StoreError> {
         let mut rooms: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.rooms_key())
-            .query_async(&mut *self.connection().await?)
+            .query_async(&mut self.connection().await?)
             .await?;
         rooms.sort();
         Ok(rooms)
@@ -279,7 +339,7 @@ impl RoomStore {
         let (last_advance, dropped): (Option<String>, u64) = redis::pipe()
             .lindex(self.key(room, "advances"), -1)
             .llen(self.key(room, "dropped"))
-            .query_async(&mut *self.connection().await?)
+            .query_async(&mut self.connection().await?)
             .await?;
         // Only the small lists are read whole; advances and drops are summarised above.
         let cursor = Cursor {
@@ -323,7 +383,7 @@ impl RoomStore {
             .lrange(self.key(room, "advances"), cursor.advances as isize, -1)
             .lrange(self.key(room, "dropped"), cursor.dropped as isize, -1)
             .zcard(self.key(room, "active"))
-            .query_async(&mut *self.connection().await?)
+            .query_async(&mut self.connection().await?)
             .await?;
         let corrupt = |what, value: &str| StoreError::Corrupt {
             room: room.to_owned(),
@@ -387,7 +447,7 @@ impl RoomStore {
         for ticket in tickets {
             command.arg(now).arg(*ticket);
         }
-        command.query_async::<()>(&mut *self.connection().await?).await?;
+        command.query_async::<()>(&mut self.connection().await?).await?;
         Ok(())
     }
 
@@ -398,7 +458,7 @@ impl RoomStore {
             .zrem(self.key(room, "active"), ticket)
             .zrem(self.key(room, "seen"), ticket)
             .rpush(self.key(room, "dropped"), ticket)
-            .query_async::<()>(&mut *self.connection().await?)
+            .query_async::<()>(&mut self.connection().await?)
             .await?;
         Ok(())
     }
@@ -452,7 +512,7 @@ impl RoomStore {
             .arg("-inf")
             .arg(now)
             .zcard(&key)
-            .query_async(&mut *self.connection().await?)
+            .query_async(&mut self.connection().await?)
             .await?;
         Ok((expired, active))
     }
@@ -465,7 +525,7 @@ impl RoomStore {
         let seen: Vec<Option<f64>> = redis::cmd("ZMSCORE")
             .arg(self.key(room, "seen"))
             .arg(tickets)
-            .query_async(&mut *self.connection().await?)
+            .query_async(&mut self.connection().await?)
             .await?;
         Ok(seen.into_iter().map(|s| s.map(|s| s as i64)).collect())
     }
