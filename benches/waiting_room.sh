@@ -74,7 +74,7 @@ measure() {
     echo "$rps $p99 ${errors:-}"
 }
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 read -r nginx_get_rps nginx_get_p99 _ < <(measure "$CONNECTIONS" "http://127.0.0.1:$NGINX_PORT/")
 read -r status_rps status_p99 status_errors < <(measure "$CONNECTIONS" -H "Cookie: $COOKIE" "$GATEWAY_URL/v1/rooms/bench/status")
 read -r nginx_post_rps nginx_post_p99 _ < <(measure "$CONNECTIONS" -s "$WORK/post.lua" "http://127.0.0.1:$NGINX_PORT/")
