@@ -4,10 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use drawbridge_allocator::BeaconValue;
 use drawbridge_domain::draw::{unhex, Manifest};
-use drawbridge_platform::{postgres, telemetry, Settings};
+use drawbridge_domain::room::is_valid_name;
+use drawbridge_domain::{RoomConfig, RoomMode};
+use drawbridge_gateway::rooms::RoomStore;
+use drawbridge_platform::{postgres, redis, telemetry, Settings};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -73,6 +77,54 @@ enum Command {
         #[command(subcommand)]
         action: PolicyAction,
     },
+    /// Work with waiting rooms (run-time data in Redis: every gateway picks up a change within
+    /// `rooms.refresh_millis`).
+    Rooms {
+        #[command(subcommand)]
+        action: RoomsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoomsAction {
+    /// Every room with its configuration, counters and draws, as JSON.
+    List,
+    /// One room with its configuration, counters and draws (with their seeds), as JSON.
+    Show { room: String },
+    /// Create a room, or change the given settings of an existing one (the others keep their
+    /// value; a new room starts from the defaults).
+    Set {
+        room: String,
+        /// fifo, random, passthrough or closed.
+        #[arg(long, value_parser = parse_mode)]
+        mode: Option<RoomMode>,
+        /// When the pre-queue is drawn and the room opens (RFC 3339, e.g. 2026-12-01T08:00:00Z).
+        #[arg(long)]
+        opens_at: Option<DateTime<Utc>>,
+        #[arg(long)]
+        admit_per_minute: Option<u32>,
+        #[arg(long)]
+        max_active: Option<u32>,
+        #[arg(long)]
+        session_seconds: Option<u32>,
+        #[arg(long)]
+        idle_seconds: Option<u32>,
+        /// Leading zero bits of proof of work per join (0: off).
+        #[arg(long)]
+        pow_difficulty: Option<u8>,
+        /// Regions whose registration API needs an admission of this room (comma-separated;
+        /// empty for none).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        guards: Option<Vec<String>>,
+        /// Where admitted visitors go (a path on this site).
+        #[arg(long)]
+        target_path: Option<String>,
+    },
+}
+
+fn parse_mode(text: &str) -> Result<RoomMode, String> {
+    serde_json::from_value(serde_json::Value::from(text))
+        .map_err(|_| format!("{text:?} is not a mode: use fifo, random, passthrough or closed"))
 }
 
 #[derive(Subcommand)]
@@ -203,7 +255,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: PolicyAction::Check { .. },
         }
         | Command::Replay { .. } => unreachable!("handled before loading configuration"),
+        Command::Rooms { action } => rooms(&settings, action).await?,
     }
+    Ok(())
+}
+
+async fn rooms(settings: &Settings, action: RoomsAction) -> anyhow::Result<()> {
+    let store = RoomStore::new(redis::connect(&settings.redis).await?, &settings.redis.key_prefix);
+    let described = match action {
+        RoomsAction::List => {
+            let mut rooms = Vec::new();
+            for room in store.rooms().await? {
+                rooms.extend(store.describe(&room).await?);
+            }
+            serde_json::to_value(rooms)?
+        }
+        RoomsAction::Show { room } => {
+            let described = store.describe(&room).await?;
+            serde_json::to_value(described.with_context(|| format!("there is no room {room:?}"))?)?
+        }
+        RoomsAction::Set {
+            room,
+            mode,
+            opens_at,
+            admit_per_minute,
+            max_active,
+            session_seconds,
+            idle_seconds,
+            pow_difficulty,
+            guards,
+            target_path,
+        } => {
+            anyhow::ensure!(
+                is_valid_name(&room),
+                "{room:?} is not a room name: use 1 to 40 of a-z, 0-9 and -"
+            );
+            let current = store.describe(&room).await?.map(|d| d.config);
+            let config = current.unwrap_or_default();
+            let config = RoomConfig {
+                mode: mode.unwrap_or(config.mode),
+                opens_at: opens_at.unwrap_or(config.opens_at),
+                admit_per_minute: admit_per_minute.unwrap_or(config.admit_per_minute),
+                max_active: max_active.unwrap_or(config.max_active),
+                session_seconds: session_seconds.unwrap_or(config.session_seconds),
+                idle_seconds: idle_seconds.unwrap_or(config.idle_seconds),
+                pow_difficulty: pow_difficulty.unwrap_or(config.pow_difficulty),
+                guards: guards.unwrap_or(config.guards),
+                target_path: target_path.unwrap_or(config.target_path),
+            };
+            config.validate()?;
+            let created = store.put_config(&room, &config).await?;
+            eprintln!("room {room} {}", if created { "created" } else { "changed" });
+            serde_json::to_value(store.describe(&room).await?)?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&described)?);
     Ok(())
 }
 

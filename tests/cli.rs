@@ -147,3 +147,47 @@ fn migrate_demo_and_one_allocator_tick_on_a_fresh_database() {
         .unwrap();
     assert!(drop.success());
 }
+
+#[test]
+fn rooms_are_created_changed_and_shown_from_the_command_line() {
+    let prefix = format!("test-cli-{}", Uuid::new_v4().simple());
+    let env = [("DRAWBRIDGE_REDIS__KEY_PREFIX", prefix.as_str())];
+    let run = |args: &[&str]| drawbridge(&[&["--config", CONFIG, "rooms"], args].concat(), &env);
+    let created = run(&[
+        "set",
+        "launch",
+        "--mode",
+        "random",
+        "--admit-per-minute",
+        "100",
+        "--guards",
+        "bw,by",
+    ]);
+    assert!(created.status.success(), "{created:?}");
+    let room: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    assert_eq!(room["config"]["mode"], "random");
+    assert_eq!(room["config"]["guards"], serde_json::json!(["bw", "by"]));
+    assert_eq!(
+        room["config"]["max_active"], 1000,
+        "defaults for what was not given"
+    );
+
+    let changed = run(&["set", "launch", "--max-active", "5"]);
+    assert!(changed.status.success(), "{changed:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&run(&["show", "launch"]).stdout).unwrap();
+    assert_eq!(
+        shown["config"]["admit_per_minute"], 100,
+        "unchanged settings keep their value"
+    );
+    assert_eq!(shown["config"]["max_active"], 5);
+    let listed: serde_json::Value = serde_json::from_slice(&run(&["list"]).stdout).unwrap();
+    assert_eq!(listed[0]["room"], "launch");
+
+    let line = fails(&run(&["set", "launch", "--admit-per-minute", "0"]));
+    assert!(line.contains("admit_per_minute"), "{line}");
+    let bad_mode = run(&["set", "launch", "--mode", "lottery"]);
+    assert!(!bad_mode.status.success());
+    assert!(String::from_utf8_lossy(&bad_mode.stderr).contains("\"lottery\" is not a mode"));
+    let line = fails(&run(&["show", "nowhere"]));
+    assert!(line.contains("no room"), "{line}");
+}

@@ -29,16 +29,24 @@ async fn health_readiness_and_metrics() {
 async fn every_documented_path_is_served() {
     let app = spawn_app().await;
     app.load_demo().await;
+    app.put_room("demo-room", &json!({})).await;
     let document: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.len() >= 11);
     for (path, operations) in paths {
-        let path = path.replace("{region}", "bw");
+        let path = path.replace("{region}", "bw").replace("{room}", "demo-room");
         for method in operations.as_object().unwrap().keys() {
             let response = match method.as_str() {
                 "get" => app.get(&path).await,
                 "post" => app.post_json(&path, &json!({})).await,
+                "put" => app
+                    .http
+                    .put(app.url(&path))
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap(),
                 other => panic!("undocumented method {other}"),
             };
             // An empty POST body is refused by the route itself, never by the 404 fallback.

@@ -56,17 +56,30 @@ async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
     let pseudonym = Pseudonym::of(&app.hash_key(), id.as_bytes()).to_string();
     assert_eq!(before["pseudonym"], pseudonym);
 
-    let allocator = drawbridge_allocator::build(&app.settings, CancellationToken::new()).await.unwrap();
-    let draw = allocator.tick_regions(Some("bw"), None).await.unwrap()[0].draw.clone().unwrap();
+    let allocator = drawbridge_allocator::build(&app.settings, CancellationToken::new())
+        .await
+        .unwrap();
+    let draw = allocator.tick_regions(Some("bw"), None).await.unwrap()[0]
+        .draw
+        .clone()
+        .unwrap();
     let (_, after) = me(&app, Some(&auth)).await;
-    assert_eq!(after["offer"]["centre"], "Impfzentrum Stuttgart Liederhalle", "{after}");
+    assert_eq!(
+        after["offer"]["centre"], "Impfzentrum Stuttgart Liederhalle",
+        "{after}"
+    );
     let entry = &after["draws"][0];
     assert_eq!(entry["draw"], draw.id.to_string());
     assert_eq!(entry["in_pool"], true);
     assert_eq!(entry["offered"], true);
     assert_eq!(entry["pool"], 51);
     // The key shown is the key published, so the registrant can check the draw themselves.
-    let manifest: Value = app.get(&format!("/v1/draws/{}/manifest", draw.id)).await.json().await.unwrap();
+    let manifest: Value = app
+        .get(&format!("/v1/draws/{}/manifest", draw.id))
+        .await
+        .json()
+        .await
+        .unwrap();
     let published = manifest["candidates"]
         .as_array()
         .unwrap()
@@ -87,7 +100,10 @@ async fn wrong_codes_are_refused_alike_and_guessing_is_limited() {
     let (_, code) = registrant_with_code(&app, "+4915199990002").await;
 
     let (status, body) = me(&app, None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("booking_code_required")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("booking_code_required"))
+    );
     let (status, _) = me(&app, Some(&format!("Bearer {code}"))).await;
     assert_eq!(status, 401);
     // A typo (caught by the check character) and a well-formed code nobody holds: same answer.
@@ -100,18 +116,28 @@ async fn wrong_codes_are_refused_alike_and_guessing_is_limited() {
     assert_eq!((s1, s2), (401, 401));
     assert_eq!(b1, b2);
     assert_eq!(b1["error"]["code"], "wrong_booking_code");
-    let (s3, _) = me(&app, Some("BookingCode \u{0}\u{ffff}garbage")).await;
+    let (s3, _) = me(&app, Some("BookingCode !!!!-????-####-\"\"\"\"")).await;
     assert_eq!(s3, 401);
 
     // Ten failures for one prefix close that prefix (the real holder included, for a while);
     // other codes still work.
     let prefix_guess = |n: u32| format!("BookingCode ZZZZ-{n:04}-0000-0000");
-    for n in 0..7 {
+    for n in 0..10 {
         assert_eq!(me(&app, Some(&prefix_guess(n))).await.0, 401);
     }
-    let response = app.http.get(app.url("/v1/me")).header("Authorization", prefix_guess(99)).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/v1/me"))
+        .header("Authorization", prefix_guess(99))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 429);
-    let retry_after: u64 = response.headers()["Retry-After"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = response.headers()["Retry-After"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     assert_eq!(me(&app, Some(&format!("BookingCode {code}"))).await.0, 200);
     // Twenty failures from one address close it for every code.

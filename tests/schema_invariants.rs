@@ -192,12 +192,21 @@ async fn history_rows_are_never_deleted() {
     let anna = registrant(&app.pool, "+491510000030").await;
     offer(&app.pool, open_pair(&app.pool).await, anna).await.unwrap();
     for table in ["registrants", "slot_pairs", "offers", "draws"] {
-        for statement in [format!("DELETE FROM {table}"), format!("TRUNCATE {table} CASCADE")] {
+        for statement in [
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table} CASCADE"),
+        ] {
             let error = sqlx::query(&statement).execute(&app.pool).await.unwrap_err();
-            assert!(error.to_string().contains("are never deleted"), "{statement}: {error}");
+            assert!(
+                error.to_string().contains("are never deleted"),
+                "{statement}: {error}"
+            );
         }
     }
-    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM offers").fetch_one(&app.pool).await.unwrap();
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM offers")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(left, 1);
     app.stop().await;
 }

@@ -23,6 +23,15 @@ pub struct RegionPool {
 }
 
 #[derive(sqlx::FromRow)]
+struct PairRow {
+    id: Uuid,
+    centre_id: String,
+    vaccine: String,
+    first_slot_at: DateTime<Utc>,
+    second_slot_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
 struct Waiting {
     id: Uuid,
     priority_group: i16,
@@ -44,7 +53,7 @@ pub async fn load(
     drawn_at: DateTime<Utc>,
     hash_key: &[u8],
 ) -> Result<RegionPool, sqlx::Error> {
-    let pairs: Vec<(Uuid, String, String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let pairs: Vec<FreePair> = sqlx::query_as::<_, PairRow>(
         "SELECT p.id, p.centre_id, p.vaccine, p.first_slot_at, p.second_slot_at
          FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
          WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > $2",
@@ -52,17 +61,16 @@ pub async fn load(
     .bind(region)
     .bind(drawn_at)
     .fetch_all(&mut *connection)
-    .await?;
-    let pairs: Vec<FreePair> = pairs
-        .into_iter()
-        .map(|(id, centre, vaccine, first_at, second_at)| FreePair {
-            id,
-            centre,
-            vaccine,
-            first_at,
-            second_at,
-        })
-        .collect();
+    .await?
+    .into_iter()
+    .map(|row| FreePair {
+        id: row.id,
+        centre: row.centre_id,
+        vaccine: row.vaccine,
+        first_at: row.first_slot_at,
+        second_at: row.second_slot_at,
+    })
+    .collect();
     let map = Map::load(connection, region).await?;
     let today = drawn_at.with_timezone(&timezone).date_naive();
     let mut reach = HashMap::new();

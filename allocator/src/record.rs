@@ -33,6 +33,9 @@ pub struct Notices<'a> {
 /// Rows per COPY message: large enough to amortise, small enough to bound memory.
 const COPY_CHUNK_ROWS: usize = 10_000;
 
+/// A candidate's vaccines and centres.
+type Profile<'a> = (&'a [String], &'a [String]);
+
 /// Writes the pool with each candidate's lottery key: the distinct choices once, then one
 /// narrow row per candidate in Postgres' COPY text format.
 pub async fn candidates(
@@ -41,7 +44,7 @@ pub async fn candidates(
     pool: &RegionPool,
     keys: &[f64],
 ) -> Result<(), sqlx::Error> {
-    let mut profiles: HashMap<(&[String], &[String]), i32> = HashMap::new();
+    let mut profiles: HashMap<Profile, i32> = HashMap::new();
     let mut rows: Vec<(&Candidate, f64, i32)> = Vec::with_capacity(keys.len());
     for (candidate, key) in pool.input.candidates.iter().zip(keys) {
         let next = profiles.len() as i32;
@@ -50,7 +53,7 @@ pub async fn candidates(
             .or_insert(next);
         rows.push((candidate, *key, profile));
     }
-    let mut by_number: Vec<(&(&[String], &[String]), &i32)> = profiles.iter().collect();
+    let mut by_number: Vec<(&Profile, &i32)> = profiles.iter().collect();
     by_number.sort_unstable_by_key(|(_, n)| **n);
     sqlx::query(
         "INSERT INTO draw_profiles (draw_id, profile, vaccines, centres)

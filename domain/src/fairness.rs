@@ -255,7 +255,7 @@ mod tests {
         let n = contenders.len();
         // Like the 2012 visa lottery: the first fifth of registrants all sort to the front.
         for c in &mut contenders[..n / 5] {
-            c.key = c.key / 4.0;
+            c.key /= 4.0;
         }
         let order: Vec<usize> = (0..n).collect();
         let test = early_half_test("registration time", &contenders, &quantile_cells(&order, 5)).unwrap();

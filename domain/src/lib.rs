@@ -1,5 +1,5 @@
 //! Drawbridge's pure domain: region policies, eligibility with reasons, booking codes, signed
-//! tokens, phone numbers and SMS codes.
+//! tokens, phone numbers and SMS codes, and the rules of the waiting rooms.
 //!
 //! No I/O and no async, so every rule can be tested in isolation and every decision replayed
 //! on any machine from published inputs.
@@ -14,9 +14,13 @@ pub mod eligibility;
 pub mod fairness;
 pub mod geo;
 pub mod language;
+pub mod lineup;
 mod mac;
 pub mod phone;
 pub mod policy;
+pub mod pow;
+pub mod queue;
+pub mod room;
 pub mod token;
 pub mod verification;
 
@@ -27,7 +31,12 @@ pub use draw::{
 };
 pub use eligibility::{eligible_vaccines, evaluate, Evaluation, Person, Reason, Rule, VaccineDecision};
 pub use language::Language;
+pub use lineup::{Draw, Lineup, Order};
 pub use phone::{PhoneError, PhoneNumber, DEFAULT_COUNTRY_CODE};
 pub use policy::{DrawSettings, IntervalWindow, Policy, PolicyError, PriorityGroup, Reserve, Vaccine};
+pub use queue::{Queue, Standing};
+pub use room::{
+    AdmissionPace, Advance, ClientSecret, RoomClaims, RoomConfig, RoomConfigError, RoomMode, RoomTokenError,
+};
 pub use token::{Keyring, KeyringError, SigningKey, TokenError, Verified};
 pub use verification::{VerificationCode, VerificationCodeError};

@@ -24,6 +24,12 @@ pub enum ApiError {
     /// A code that can no longer be used (expired or out of tries).
     #[error("{0}")]
     DeadCode(String),
+    /// A missing, bad, tampered, expired or foreign token, or missing credentials.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// Credentials that do not allow this, or a room that refuses (closed, proof of work).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     #[error("{message}")]
     TooManyRequests {
         message: String,
@@ -46,7 +52,9 @@ impl ApiError {
             ApiError::Malformed(_) => "malformed_request",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. } => code,
+            ApiError::Conflict { code, .. }
+            | ApiError::Unauthorized { code, .. }
+            | ApiError::Forbidden { code, .. } => code,
             ApiError::WrongCode { .. } => "wrong_code",
             ApiError::DeadCode(_) => "code_no_longer_valid",
             ApiError::TooManyRequests { .. } => "too_many_requests",
@@ -67,6 +75,21 @@ impl From<drawbridge_platform::policies::PublishError> for ApiError {
     }
 }
 
+impl From<drawbridge_domain::RoomTokenError> for ApiError {
+    fn from(error: drawbridge_domain::RoomTokenError) -> Self {
+        ApiError::Unauthorized {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<crate::rooms::store::StoreError> for ApiError {
+    fn from(error: crate::rooms::store::StoreError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -75,6 +98,8 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,6 +126,9 @@ impl ResponseError for ApiError {
                 retry_after_seconds, ..
             } => {
                 response.insert_header(("Retry-After", retry_after_seconds.to_string()));
+            }
+            ApiError::Unauthorized { .. } => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
             }
             _ => {}
         }

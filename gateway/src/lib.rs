@@ -5,13 +5,16 @@
 mod draws;
 mod error;
 mod http_metrics;
+mod me;
 mod pages;
 mod policy_cache;
 mod regions;
 mod registrations;
+pub mod rooms;
 mod verification;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
@@ -27,6 +30,8 @@ pub use error::ApiError;
 
 use crate::http_metrics::HttpMetrics;
 use crate::policy_cache::PolicyCache;
+use crate::rooms::metrics::RoomMetrics;
+use crate::rooms::{RoomCache, RoomStore, Rooms};
 
 /// What request handlers share.
 pub struct AppState {
@@ -35,6 +40,10 @@ pub struct AppState {
     /// Key of the keyed hashes under which codes are stored.
     pub hash_key: Vec<u8>,
     policies: PolicyCache,
+    pub rooms: Arc<Rooms>,
+    /// For counters shared by all gateways (booking-code guesses).
+    redis: deadpool_redis::Pool,
+    redis_prefix: String,
 }
 
 /// The OpenAPI document, kept beside the code it describes.
@@ -68,14 +77,35 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         address: settings.gateway.listen,
         error,
     })?;
+    let registry = Registry::new_custom(Some("drawbridge_gateway".into()), None).expect("valid prefix");
+    let rooms = Arc::new(Rooms {
+        cache: Arc::new(RoomCache::default()),
+        store: RoomStore::new(redis.clone(), &settings.redis.key_prefix),
+        keyring: settings.secrets.keyring()?,
+        settings: settings.rooms.clone(),
+        metrics: RoomMetrics::register(&registry).expect("metrics register once"),
+        secure_cookies: settings.gateway.public_url.starts_with("https:"),
+    });
+    // Serve with the rooms as they are now, then keep them fresh in the background.
+    if let Err(error) = rooms
+        .cache
+        .refresh(&rooms.store, &rooms.metrics, rooms::unix_now())
+        .await
+    {
+        tracing::warn!(%error, "waiting rooms: first load failed; retrying in the background");
+    }
+    rooms::spawn_refresh(rooms.clone(), shutdown.clone());
     let state = AppState {
         policies: PolicyCache::new(pool.clone()),
         pool: pool.clone(),
         settings: settings.gateway.clone(),
         hash_key: settings.secrets.hash_key()?,
+        rooms,
+        redis: redis.clone(),
+        redis_prefix: settings.redis.key_prefix.clone(),
     };
     let readiness = Readiness::new().postgres(pool).redis(redis);
-    let server = serve(listener, state, readiness, settings.gateway.workers)
+    let server = serve(listener, state, registry, readiness, settings.gateway.workers)
         .map_err(|error| StartupError::Bind { address, error })?;
     ops::stop_on(shutdown, server.handle());
     tracing::info!(%address, "gateway listening");
@@ -85,10 +115,10 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
 fn serve(
     listener: TcpListener,
     state: AppState,
+    registry: Registry,
     readiness: Readiness,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
-    let registry = Registry::new_custom(Some("drawbridge_gateway".into()), None).expect("valid prefix");
     let http_metrics = web::Data::new(HttpMetrics::register(&registry).expect("metrics register once"));
     let state = web::Data::new(state);
     let readiness = web::Data::new(readiness);
@@ -120,6 +150,16 @@ fn serve(
 }
 
 fn routes(config: &mut web::ServiceConfig) {
+    // First, under a static prefix: status polls are the surge, and every dynamic route tried
+    // before the right one costs a regex match.
+    config.service(
+        web::scope("/v1/rooms")
+            .route("/{room}/status", web::get().to(rooms::api::status))
+            .route("/{room}/join", web::post().to(rooms::api::join))
+            .route("/{room}/leave", web::post().to(rooms::api::leave))
+            .route("/{room}/challenge", web::post().to(rooms::api::challenge))
+            .default_service(web::to(not_found)),
+    );
     config
         .route("/", web::get().to(pages::index))
         .route("/regions/{region}/policy", web::get().to(pages::policy))
@@ -135,6 +175,10 @@ fn routes(config: &mut web::ServiceConfig) {
             "/v1/regions/{region}/registrations",
             web::post().to(registrations::create),
         )
+        .route("/rooms/{room}", web::get().to(rooms::page::waiting_room))
+        .route("/v1/admin/rooms", web::get().to(rooms::admin::list))
+        .route("/v1/admin/rooms/{room}", web::get().to(rooms::admin::show))
+        .route("/v1/admin/rooms/{room}", web::put().to(rooms::admin::put))
         .route(
             "/v1/registrations/{id}/verify",
             web::post().to(verification::verify),
@@ -143,6 +187,7 @@ fn routes(config: &mut web::ServiceConfig) {
             "/v1/registrations/{id}/resend",
             web::post().to(verification::resend),
         )
+        .route("/v1/me", web::get().to(me::show))
         .route("/v1/draws", web::get().to(draws::list))
         .route("/v1/draws/{id}", web::get().to(draws::show))
         .route("/v1/draws/{id}/manifest", web::get().to(draws::manifest))

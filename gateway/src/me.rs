@@ -41,6 +41,17 @@ struct Registrant {
     verified_at: Option<DateTime<Utc>>,
 }
 
+/// The registrant's part in one draw.
+#[derive(sqlx::FromRow)]
+struct DrawEntry {
+    id: Uuid,
+    completed_at: Option<DateTime<Utc>>,
+    pool: Option<i64>,
+    /// `None` when they were not in that draw's pool.
+    lottery_key: Option<f64>,
+    offered: bool,
+}
+
 pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let me = authenticate(&state, &request).await?;
     let published = state.policies.current(&me.region_id).await?;
@@ -70,9 +81,9 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
     .fetch_optional(&state.pool)
     .await?;
     let pseudonym = Pseudonym::of(&state.hash_key, me.id.as_bytes());
-    let draws: Vec<(Uuid, Option<DateTime<Utc>>, Option<i64>, Option<f64>, bool)> = sqlx::query_as(
-        "SELECT d.id, d.completed_at, (d.manifest->>'pool')::bigint, c.lottery_key,
-                EXISTS (SELECT 1 FROM draw_matches m WHERE m.draw_id = d.id AND m.pseudonym = $2)
+    let draws: Vec<DrawEntry> = sqlx::query_as(
+        "SELECT d.id, d.completed_at, (d.manifest->>'pool')::bigint AS pool, c.lottery_key,
+                EXISTS (SELECT 1 FROM draw_matches m WHERE m.draw_id = d.id AND m.pseudonym = $2) AS offered
          FROM draws d LEFT JOIN draw_candidates c ON c.draw_id = d.id AND c.pseudonym = $2
          WHERE d.region_id = $1 AND d.state = 'completed'
          ORDER BY d.started_at DESC LIMIT $3",
@@ -84,17 +95,25 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
     .await?;
     let draws: Vec<serde_json::Value> = draws
         .into_iter()
-        .map(|(id, completed_at, pool, lottery_key, offered)| {
-            json!({
-                "draw": id,
-                "completed_at": completed_at,
-                "pool": pool,
-                "in_pool": lottery_key.is_some(),
-                "lottery_key": lottery_key,
-                "offered": offered,
-                "manifest": format!("/v1/draws/{id}/manifest"),
-            })
-        })
+        .map(
+            |DrawEntry {
+                 id,
+                 completed_at,
+                 pool,
+                 lottery_key,
+                 offered,
+             }| {
+                json!({
+                    "draw": id,
+                    "completed_at": completed_at,
+                    "pool": pool,
+                    "in_pool": lottery_key.is_some(),
+                    "lottery_key": lottery_key,
+                    "offered": offered,
+                    "manifest": format!("/v1/draws/{id}/manifest"),
+                })
+            },
+        )
         .collect();
     let next = match (&offer, &booking) {
         (_, Some(_)) => "You have a booking. Please come to both appointments with your QR code.",
@@ -206,9 +225,10 @@ impl<'a> Guesses<'a> {
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             if count.unwrap_or(0) >= *limit {
                 return Err(ApiError::TooManyRequests {
-                    message: "Too many wrong booking codes from here or for this code. Please wait and check \
+                    message:
+                        "Too many wrong booking codes from here or for this code. Please wait and check \
                               the code in your SMS."
-                        .into(),
+                            .into(),
                     retry_after_seconds: ttl.max(1) as u64,
                 });
             }
@@ -221,7 +241,13 @@ impl<'a> Guesses<'a> {
         let mut pipe = redis::pipe();
         for (key, _) in &self.keys {
             // The window starts at the first failure and is not extended by later ones.
-            pipe.incr(key, 1).ignore().cmd("EXPIRE").arg(key).arg(GUESS_WINDOW_SECONDS).arg("NX").ignore();
+            pipe.incr(key, 1)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(key)
+                .arg(GUESS_WINDOW_SECONDS)
+                .arg("NX")
+                .ignore();
         }
         pipe.query_async::<()>(&mut *connection)
             .await

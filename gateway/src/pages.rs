@@ -19,20 +19,20 @@ pub struct LanguageQuery {
 }
 
 impl LanguageQuery {
-    fn language(&self) -> Language {
+    pub(crate) fn language(&self) -> Language {
         self.lang.as_deref().and_then(Language::parse).unwrap_or_default()
     }
 }
 
 /// Picks the German or English text.
-fn t(language: Language, de: &'static str, en: &'static str) -> &'static str {
+pub(crate) fn t(language: Language, de: &'static str, en: &'static str) -> &'static str {
     match language {
         Language::De => de,
         Language::En => en,
     }
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -40,7 +40,7 @@ fn escape(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(language: Language, title: &str, body: &str) -> HttpResponse {
+pub(crate) fn page(language: Language, title: &str, body: &str) -> HttpResponse {
     let other = match language {
         Language::De => "<a href=\"?lang=en\" hreflang=\"en\">English</a>",
         Language::En => "<a href=\"?lang=de\" hreflang=\"de\">Deutsch</a>",

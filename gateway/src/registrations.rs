@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::regions::{check_birth_year, check_postcode};
+use crate::rooms::guard::Admitted;
 use crate::AppState;
 
 /// Wrong SMS codes allowed before a code is dead.
@@ -33,7 +34,9 @@ pub struct RegistrationRequest {
     pub language: Language,
 }
 
+/// Guarded by the waiting rooms of the region, if any (see `rooms::guard`).
 pub async fn create(
+    _admitted: Admitted,
     state: web::Data<AppState>,
     region: web::Path<String>,
     request: web::Json<RegistrationRequest>,

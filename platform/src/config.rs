@@ -100,6 +100,7 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub telemetry: TelemetrySettings,
     pub gateway: GatewaySettings,
+    pub rooms: RoomsSettings,
     pub allocator: AllocatorSettings,
     pub notifier: NotifierSettings,
 }
@@ -287,6 +288,80 @@ impl Default for GatewaySettings {
             default_country_code: "49".into(),
             verification_code_minutes: 10,
         }
+    }
+}
+
+/// Static knobs of the waiting rooms; the rooms themselves are run-time data in Redis.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsSettings {
+    /// Bearer token of the admin API (`/v1/admin/rooms`); empty switches the admin API off.
+    pub admin_token: String,
+    /// How often each gateway reloads room configuration and queue state from Redis (changes
+    /// reach every gateway within this time) and, if it holds the lease, advances the queues.
+    pub refresh_millis: u64,
+    /// Lifetime of the admission controller's lease; another gateway takes over after it.
+    pub lease_millis: u64,
+    /// Joins per client IP address and minute, counted across all gateways.
+    pub joins_per_ip_per_minute: u32,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RoomsSettings {
+    fn default() -> Self {
+        RoomsSettings {
+            admin_token: String::new(),
+            refresh_millis: 1000,
+            lease_millis: 5000,
+            joins_per_ip_per_minute: 60,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for RoomsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomsSettings")
+            .field("admin_token", &"<redacted>")
+            .field("refresh_millis", &self.refresh_millis)
+            .field("lease_millis", &self.lease_millis)
+            .field("joins_per_ip_per_minute", &self.joins_per_ip_per_minute)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .finish()
+    }
+}
+
+impl RoomsSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.admin_token.is_empty() && self.admin_token.len() < 32 {
+            return Err(ConfigError::key(
+                "rooms.admin_token",
+                "must be at least 32 characters (e.g. `openssl rand -base64 32`), or empty to switch the admin API off",
+            ));
+        }
+        if !(50..=10_000).contains(&self.refresh_millis) {
+            return Err(ConfigError::key(
+                "rooms.refresh_millis",
+                "must be between 50 and 10000: room changes must reach every gateway within seconds",
+            ));
+        }
+        if self.lease_millis < 2 * self.refresh_millis {
+            return Err(ConfigError::key(
+                "rooms.lease_millis",
+                format!(
+                    "must be at least twice rooms.refresh_millis ({}), so the controller renews it in time",
+                    self.refresh_millis
+                ),
+            ));
+        }
+        if self.joins_per_ip_per_minute == 0 {
+            return Err(ConfigError::key(
+                "rooms.joins_per_ip_per_minute",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -487,6 +562,7 @@ impl Settings {
                 "must be between 1 and 60",
             ));
         }
+        self.rooms.validate()?;
         if self.allocator.tick_seconds == 0 {
             return Err(ConfigError::key("allocator.tick_seconds", "must be at least 1"));
         }
@@ -696,6 +772,24 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
         assert!(!s.amqp.quorum_queues);
         assert_eq!(s.notifier.retry_delays_seconds, [2, 4]);
         assert_eq!(s.secrets.keyring().unwrap().signing_key_id(), "env");
+    }
+
+    #[test]
+    fn room_knobs_are_checked_at_start_up() {
+        let err = load(&format!("{SECRETS}\n[rooms]\nadmin_token = \"short\"\n")).unwrap_err();
+        assert!(err.contains("rooms.admin_token") && err.contains("32"), "{err}");
+        let err = load(&format!(
+            "{SECRETS}\n[rooms]\nrefresh_millis = 1000\nlease_millis = 1500\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("rooms.lease_millis"), "{err}");
+        let err = load_with_env(SECRETS, &[("DRAWBRIDGE_ROOMS__REFRESH_MILLIS", "60000")]).unwrap_err();
+        assert!(err.contains("rooms.refresh_millis"), "{err}");
+        let ok = load_with_env(SECRETS, &[("DRAWBRIDGE_ROOMS__ADMIN_TOKEN", &"a".repeat(32))]).unwrap();
+        assert!(
+            !format!("{:?}", ok.rooms).contains("aaaa"),
+            "the token is never printed"
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ use uuid::Uuid;
 pub use smtp::FakeSmtp;
 pub use twilio::FakeTwilio;
 
+/// The rooms admin API's bearer token in tests.
+pub const ADMIN_TOKEN: &str = "test-admin-token-for-the-rooms-api-0123456789";
+
 pub const HASH_KEY_B64: &str = "dGVzdCBoYXNoIGtleSBmb3IgZHJhd2JyaWRnZSB0ZXN0cyE=";
 
 /// Which components a test needs; the gateway always runs.
@@ -60,6 +63,11 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     settings.secrets.hash_key = HASH_KEY_B64.into();
     settings.gateway.listen = "127.0.0.1:0".parse().unwrap();
     settings.gateway.workers = Some(2);
+    settings.rooms.admin_token = ADMIN_TOKEN.into();
+    // Fast refresh so tests see room changes and admissions within a fraction of a second.
+    settings.rooms.refresh_millis = 100;
+    settings.rooms.lease_millis = 1000;
+    settings.rooms.joins_per_ip_per_minute = 100_000;
     settings.allocator.listen = "127.0.0.1:0".parse().unwrap();
     settings.notifier.listen = "127.0.0.1:0".parse().unwrap();
     settings.notifier.relay_idle_millis = 20;
@@ -205,6 +213,42 @@ impl TestApp {
             .send()
             .await
             .expect("gateway answers")
+    }
+
+    /// Creates or changes a room through the admin API and waits until this gateway sees it.
+    pub async fn put_room(&self, room: &str, config: &serde_json::Value) {
+        let response = self
+            .http
+            .put(self.url(&format!("/v1/admin/rooms/{room}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(config)
+            .send()
+            .await
+            .expect("gateway answers");
+        assert!(
+            response.status().is_success(),
+            "room {room}: {}",
+            response.text().await.unwrap()
+        );
+        let seen = eventually(Duration::from_secs(5), || async {
+            let page = self.get(&format!("/rooms/{room}")).await;
+            (page.status() == 200).then_some(())
+        })
+        .await;
+        seen.expect("the gateway sees a new room within 5 s");
+    }
+
+    /// The room as the admin API shows it.
+    pub async fn describe_room(&self, room: &str) -> serde_json::Value {
+        let response = self
+            .http
+            .get(self.url(&format!("/v1/admin/rooms/{room}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JSON")
     }
 
     /// The Prometheus text of the component served at `address` (gateway, notifier, allocator).

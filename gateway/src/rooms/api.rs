@@ -1,0 +1,405 @@
+//! The visitors' API: join, status, leave, and the proof-of-work challenge.
+//!
+//! Tokens travel as `Authorization: Bearer <token>` or in cookies; the client secret they are
+//! bound to travels only in the HttpOnly cookie [`CLIENT_COOKIE`].
+
+use actix_web::cookie::{time, Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use chrono::{DateTime, Utc};
+use drawbridge_domain::room::{self, ADMISSION_PURPOSE, CHALLENGE_PURPOSE, TICKET_PURPOSE};
+use drawbridge_domain::{pow, ClientSecret, RoomClaims, RoomMode, RoomTokenError, Standing, Verified};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::store::{JoinRequest, Joined};
+use super::{unix_now, RoomView, Rooms};
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The client secret's cookie.
+pub const CLIENT_COOKIE: &str = "drawbridge_client";
+/// The admission token's cookie, read by the guard.
+pub const ADMISSION_COOKIE: &str = "drawbridge_admission";
+/// A ticket outlives any realistic queue; idleness, not age, ends abandoned tickets.
+const TICKET_SECONDS: i64 = 24 * 3600;
+/// Time to solve a proof-of-work challenge.
+const CHALLENGE_SECONDS: i64 = 300;
+
+/// The ticket token's cookie of `room`.
+pub fn ticket_cookie(room: &str) -> String {
+    format!("drawbridge_room_{room}")
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(request: &HttpRequest) -> Option<&str> {
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim())
+}
+
+/// The token a request carries: the bearer token, else the named cookie.
+pub fn presented_token(request: &HttpRequest, cookie: &str) -> Option<String> {
+    bearer(request)
+        .map(str::to_owned)
+        .or_else(|| request.cookie(cookie).map(|c| c.value().to_owned()))
+}
+
+pub fn client_secret(request: &HttpRequest) -> Option<ClientSecret> {
+    ClientSecret::parse(request.cookie(CLIENT_COOKIE)?.value())
+}
+
+impl Rooms {
+    /// The room, or 404.
+    pub fn room(&self, name: &str) -> Result<std::sync::Arc<RoomView>, ApiError> {
+        self.cache.view(name).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "There is no waiting room {name:?}. Check the address you were given."
+            ))
+        })
+    }
+
+    /// Verifies a room token of `purpose` presented in `cookie` or as bearer token; refusals
+    /// are counted per room and code.
+    pub fn verify(
+        &self,
+        request: &HttpRequest,
+        view: &RoomView,
+        purpose: &str,
+        cookie: &str,
+    ) -> Result<Verified<RoomClaims>, RoomTokenError> {
+        let result = presented_token(request, cookie)
+            .ok_or(RoomTokenError::Missing)
+            .and_then(|token| {
+                let verified = self.keyring.verify(purpose, &token, unix_now());
+                room::check_claims(verified, &view.name, client_secret(request).as_ref())
+            })
+            .and_then(|verified| {
+                if view.queue.dropped.contains(&verified.claims.ticket) {
+                    Err(RoomTokenError::Dropped)
+                } else {
+                    Ok(verified)
+                }
+            });
+        if let Err(error) = &result {
+            self.metrics
+                .rejected_tokens
+                .with_label_values(&[&view.name, error.code()])
+                .inc();
+        }
+        result
+    }
+
+    fn cookie<'c>(&self, name: String, value: String, max_age_seconds: i64) -> Cookie<'c> {
+        Cookie::build(name, value)
+            .path("/")
+            .http_only(true)
+            .secure(self.secure_cookies)
+            .same_site(SameSite::Strict)
+            .max_age(time::Duration::seconds(max_age_seconds))
+            .finish()
+    }
+
+    fn sign(&self, purpose: &str, claims: &RoomClaims, now: i64, expires_at: i64) -> String {
+        self.keyring.sign(purpose, claims, now, expires_at)
+    }
+}
+
+/// Claims with a fresh unique id.
+fn claims(room: &str, ticket: u64, client: String) -> RoomClaims {
+    RoomClaims {
+        room: room.to_owned(),
+        ticket,
+        client,
+        id: room::random_id(&mut rand::thread_rng()),
+    }
+}
+
+/// The client's secret, or a new one with the response that sets its cookie.
+fn client(rooms: &Rooms, request: &HttpRequest) -> (ClientSecret, HttpResponseBuilder) {
+    let mut response = HttpResponse::Ok();
+    let secret = client_secret(request).unwrap_or_else(|| {
+        let secret = ClientSecret::generate(&mut rand::rngs::OsRng);
+        response.cookie(rooms.cookie(CLIENT_COOKIE.into(), secret.as_str().into(), TICKET_SECONDS));
+        secret
+    });
+    (secret, response)
+}
+
+/// What join and status answer (see `RoomStanding` in openapi.json).
+#[derive(Serialize)]
+struct StandingBody<'a> {
+    token: &'a str,
+    state: &'static str,
+    position: Option<u64>,
+    eta_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_after_seconds: Option<u32>,
+    opens_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admission_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_ends_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_path: Option<&'a str>,
+}
+
+/// The answer to join and status: where the ticket stands, and an admission token once
+/// admitted.
+fn answer(
+    rooms: &Rooms,
+    view: &RoomView,
+    ticket: &RoomClaims,
+    token: &str,
+    response: &mut HttpResponseBuilder,
+    now: i64,
+) -> Result<HttpResponse, ApiError> {
+    let config = &view.config;
+    let standing = match config.mode {
+        RoomMode::Passthrough => Standing::Admitted {
+            session_ends_at: now + i64::from(config.session_seconds),
+        },
+        _ => view.queue.standing(ticket.ticket, config, now),
+    };
+    let mut body = StandingBody {
+        token,
+        state: "queued",
+        position: None,
+        eta_seconds: 0,
+        poll_after_seconds: None,
+        opens_at: config.opens_at,
+        admission_token: None,
+        session_ends_at: None,
+        target_path: None,
+    };
+    let poll_after = |eta| Some(room::poll_after_seconds(eta, config.idle_seconds));
+    match standing {
+        Standing::Prequeue { eta_seconds } => {
+            body.state = "prequeue";
+            body.eta_seconds = eta_seconds;
+            body.poll_after_seconds = poll_after(eta_seconds);
+        }
+        Standing::Queued {
+            position,
+            eta_seconds,
+        } => {
+            body.position = Some(position);
+            body.eta_seconds = eta_seconds;
+            body.poll_after_seconds = poll_after(eta_seconds);
+        }
+        Standing::Admitted { session_ends_at } => {
+            let admission = claims(&view.name, ticket.ticket, ticket.client.clone());
+            let admission_token = rooms.sign(ADMISSION_PURPOSE, &admission, now, session_ends_at);
+            response.cookie(rooms.cookie(
+                ADMISSION_COOKIE.into(),
+                admission_token.clone(),
+                session_ends_at - now,
+            ));
+            body.state = "admitted";
+            body.position = Some(0);
+            body.admission_token = Some(admission_token);
+            body.session_ends_at = Some(session_ends_at);
+            body.target_path = Some(&config.target_path);
+        }
+        Standing::SessionOver => {
+            return Err(ApiError::Unauthorized {
+                code: "session_over",
+                message: "Your admission has ended. Please join the waiting room again.".into(),
+            })
+        }
+        Standing::Dropped => return Err(RoomTokenError::Dropped.into()),
+    }
+    Ok(response
+        .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
+        .json(body))
+}
+
+/// The optional body of a join: the solved proof-of-work challenge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    challenge: Option<String>,
+    nonce: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(room = %room))]
+pub async fn join(
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let rooms = &state.rooms;
+    let view = rooms.room(&room)?;
+    let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
+        JoinBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Malformed(format!("The request could not be read: {e}")))?
+    };
+    if view.config.mode == RoomMode::Closed {
+        return Err(ApiError::Forbidden {
+            code: "room_closed",
+            message: "This waiting room is closed. Please check the announcement for when it opens again."
+                .into(),
+        });
+    }
+    let now = unix_now();
+    let cookie = ticket_cookie(&view.name);
+    // Joining again from the same browser keeps the place instead of taking a new ticket.
+    if request.cookie(&cookie).is_some() {
+        if let Ok(held) = rooms.verify(&request, &view, TICKET_PURPOSE, &cookie) {
+            let token = presented_token(&request, &cookie).unwrap_or_default();
+            let answered = answer(rooms, &view, &held.claims, &token, &mut HttpResponse::Ok(), now);
+            if answered.is_ok() {
+                return answered;
+            }
+        }
+    }
+    let (secret, mut response) = client(rooms, &request);
+    let ticket = match view.config.mode {
+        RoomMode::Passthrough => 0,
+        _ => take_ticket(rooms, &view, &request, &secret, &body, now).await?,
+    };
+    let claims = claims(&view.name, ticket, secret.binding());
+    let token = rooms.sign(TICKET_PURPOSE, &claims, now, now + TICKET_SECONDS);
+    response.cookie(rooms.cookie(cookie, token.clone(), TICKET_SECONDS));
+    tracing::debug!(ticket, "joined");
+    answer(rooms, &view, &claims, &token, &mut response, now)
+}
+
+/// Checks the proof of work if the room asks for one, then takes a ticket from Redis.
+async fn take_ticket(
+    rooms: &Rooms,
+    view: &RoomView,
+    request: &HttpRequest,
+    secret: &ClientSecret,
+    body: &JoinBody,
+    now: i64,
+) -> Result<u64, ApiError> {
+    let difficulty = view.config.pow_difficulty;
+    let challenge_id = if difficulty == 0 {
+        None
+    } else {
+        let (Some(challenge), Some(nonce)) = (&body.challenge, &body.nonce) else {
+            return Err(ApiError::Forbidden {
+                code: "proof_of_work_required",
+                message: format!(
+                    "This waiting room asks for a proof of work of {difficulty} bits: get a challenge from POST /v1/rooms/{}/challenge and send it with its nonce.",
+                    view.name
+                ),
+            });
+        };
+        let verified = rooms.keyring.verify(CHALLENGE_PURPOSE, challenge, now);
+        let checked = room::check_claims(verified, &view.name, Some(secret));
+        match checked {
+            Ok(verified) if pow::is_solved(challenge, nonce, difficulty) => Some(verified.claims.id),
+            _ => {
+                return Err(ApiError::Forbidden {
+                    code: "proof_of_work_invalid",
+                    message: "The proof of work does not solve a current challenge of this room for this browser. Please get a new challenge.".into(),
+                })
+            }
+        }
+    };
+    let joined = rooms
+        .store
+        .join(
+            &view.name,
+            JoinRequest {
+                ip: &client_ip(request, rooms.settings.trust_forwarded_for),
+                limit_per_minute: rooms.settings.joins_per_ip_per_minute,
+                floor: rooms.cache.ticket_floor(&view.name),
+                challenge_id: challenge_id.as_deref(),
+                now,
+            },
+        )
+        .await?;
+    match joined {
+        Joined::Ticket(ticket) => {
+            rooms.cache.note_issued(&view.name, ticket);
+            rooms.metrics.joined.with_label_values(&[&view.name]).inc();
+            Ok(ticket)
+        }
+        Joined::RateLimited { retry_after_seconds } => Err(ApiError::TooManyRequests {
+            message: "Too many joins from your network. Please wait a moment and try again.".into(),
+            retry_after_seconds,
+        }),
+        Joined::ChallengeReused => Err(ApiError::Forbidden {
+            code: "proof_of_work_reused",
+            message: "This proof of work was used already. Please get a new challenge.".into(),
+        }),
+    }
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` entry behind a trusted proxy.
+fn client_ip(request: &HttpRequest, trust_forwarded_for: bool) -> String {
+    let forwarded = trust_forwarded_for
+        .then(|| request.headers().get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|list| list.split(',').next())
+        .map(|ip| ip.trim().to_owned())
+        .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
+    forwarded
+        .or_else(|| request.peer_addr().map(|a| a.ip().to_string()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[tracing::instrument(skip_all, fields(room = %room))]
+pub async fn status(
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let rooms = &state.rooms;
+    let view = rooms.room(&room)?;
+    let cookie = ticket_cookie(&view.name);
+    let verified = rooms.verify(&request, &view, TICKET_PURPOSE, &cookie)?;
+    let token = presented_token(&request, &cookie).unwrap_or_default();
+    rooms.cache.note_poll(&view.name, verified.claims.ticket);
+    answer(
+        rooms,
+        &view,
+        &verified.claims,
+        &token,
+        &mut HttpResponse::Ok(),
+        unix_now(),
+    )
+}
+
+#[tracing::instrument(skip_all, fields(room = %room))]
+pub async fn leave(
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let rooms = &state.rooms;
+    let view = rooms.room(&room)?;
+    let verified = rooms.verify(&request, &view, TICKET_PURPOSE, &ticket_cookie(&view.name))?;
+    if view.config.mode != RoomMode::Passthrough {
+        rooms.store.leave(&view.name, verified.claims.ticket).await?;
+    }
+    let mut response = HttpResponse::Ok();
+    for name in [ticket_cookie(&view.name), ADMISSION_COOKIE.to_owned()] {
+        response.cookie(rooms.cookie(name, String::new(), 0));
+    }
+    Ok(response.json(json!({ "state": "left" })))
+}
+
+pub async fn challenge(
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let rooms = &state.rooms;
+    let view = rooms.room(&room)?;
+    let (secret, mut response) = client(rooms, &request);
+    let now = unix_now();
+    let claims = claims(&view.name, 0, secret.binding());
+    let challenge = rooms.sign(CHALLENGE_PURPOSE, &claims, now, now + CHALLENGE_SECONDS);
+    Ok(response.json(json!({
+        "challenge": challenge,
+        "difficulty": view.config.pow_difficulty,
+        "algorithm": "sha256-leading-zero-bits",
+        "expires_in_seconds": CHALLENGE_SECONDS,
+    })))
+}

@@ -1,0 +1,89 @@
+//! The surge-proof virtual waiting room: rooms meter visitors into the APIs they guard at a
+//! safe pace, fairly, on stateless gateways that share Redis.
+//!
+//! - `store`: the state in Redis (tickets, draws, the serving counter, sessions, the lease);
+//! - `cache`: each gateway's in-process copy, so status polls and the guard cost no Redis call;
+//! - `controller`: the single admission controller (a Redis lease);
+//! - `api`, `admin`, `page`, `guard`: the HTTP side.
+
+pub mod admin;
+pub mod api;
+mod cache;
+mod controller;
+pub mod guard;
+pub mod metrics;
+pub mod page;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drawbridge_domain::Keyring;
+use drawbridge_platform::config::RoomsSettings;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+pub use cache::{RoomCache, RoomView};
+use controller::Controller;
+use metrics::RoomMetrics;
+pub use store::RoomStore;
+
+/// What the room handlers share.
+pub struct Rooms {
+    pub cache: Arc<RoomCache>,
+    pub store: RoomStore,
+    pub keyring: Keyring,
+    pub settings: RoomsSettings,
+    pub metrics: RoomMetrics,
+    /// Cookies get `Secure` when the site is served over HTTPS.
+    pub secure_cookies: bool,
+}
+
+pub fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The background task of every gateway: write the polls seen, reload every room, and, while
+/// holding the controller lease, advance the queues. Stops when `shutdown` is cancelled.
+pub fn spawn_refresh(rooms: Arc<Rooms>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let every = Duration::from_millis(rooms.settings.refresh_millis);
+        let mut controller = Controller::new();
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            if let Err(error) = refresh_and_control(&rooms, &mut controller).await {
+                // Keep serving from the last good copy; Redis may be restarting.
+                tracing::warn!(%error, "waiting rooms: refresh failed");
+            }
+        }
+    });
+}
+
+async fn refresh_and_control(rooms: &Rooms, controller: &mut Controller) -> Result<(), store::StoreError> {
+    let (cache, store, metrics) = (&rooms.cache, &rooms.store, &rooms.metrics);
+    let now = unix_now();
+    cache.flush_polls(store, now).await?;
+    cache.refresh(store, metrics, now).await?;
+    if !store
+        .hold_lease(controller.holder(), rooms.settings.lease_millis)
+        .await?
+    {
+        return Ok(());
+    }
+    for view in cache.views() {
+        let span = tracing::debug_span!("admission_controller", room = %view.name);
+        if controller
+            .tick(store, metrics, &view, now)
+            .instrument(span)
+            .await?
+        {
+            cache.refresh_room(store, metrics, &view.name, now).await?;
+        }
+    }
+    Ok(())
+}
