@@ -52,4 +52,27 @@ SQL
 echo "tick:"
 /usr/bin/time -f "wall %e s, peak RSS %M KiB" $BIN --config deploy/local.toml allocator --once --region bw \
   | grep -E '"(pool|ineligible|free_pairs|offers|duration_ms|too_soon|no_one_eligible|out_of_reach|pool_served)"'
+# Baseline in the same run: the bare Postgres work any tick of this size must do, as plain
+# SQL in one rolled-back transaction: read the pool with the allocator's query, write one
+# narrow row per candidate, one row per offer and per held pair, one outbox row per message.
+echo "bare Postgres floor (same database, same sizes):"
+psql -d "$DB" <<SQL | grep -E '^Time' | awk '{ total += $2 } END { printf "  %.2f s in %d statements\n", total / 1000, NR }'
+\\timing on
+BEGIN;
+SELECT count(*) FROM registrants r WHERE r.region_id = 'bw' AND r.status = 'active'
+  AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
+  AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id AND b.state <> 'cancelled');
+INSERT INTO draw_candidates (draw_id, pseudonym, group_id, age_band, waited_weeks, declines, profile, lottery_key)
+SELECT '00000000-0000-0000-0000-000000000001', substr(sha256(i::text::bytea), 1, 16), 1 + i % 4, '60-69', 0, 0, i % 128, -random()
+FROM generate_series(1, $N) AS i;
+INSERT INTO offers (id, draw_id, slot_pair_id, registrant_id, state, offered_at, expires_at)
+SELECT gen_random_uuid(), NULL, gen_random_uuid(), gen_random_uuid(), 'pending', now(), now() + interval '1 day'
+FROM generate_series(1, $PAIRS);
+UPDATE slot_pairs SET created_at = created_at WHERE id IN (SELECT id FROM slot_pairs LIMIT $PAIRS);
+INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+SELECT gen_random_uuid(), 'offer', gen_random_uuid(), 'sms', '+4915100000000', 'de',
+       ('{"kind":"offer","appointment":{"centre_name":"Impfzentrum Stuttgart Liederhalle","centre_address":"Berliner Platz 1-3, 70174 Stuttgart","vaccine_name":"Comirnaty (BioNTech/Pfizer)","first_at":"2026-11-24T08:00:00Z","second_at":"2027-01-05T08:00:00Z","timezone":"Europe/Berlin"},"expires_at":"2026-11-24T08:00:00Z","accept_url":"http://127.0.0.1:8080/offers/x?token=' || repeat('x', 220) || '"}')::jsonb
+FROM generate_series(1, $PAIRS * 4 / 3);
+ROLLBACK;
+SQL
 psql -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"

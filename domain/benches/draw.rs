@@ -1,7 +1,8 @@
 //! The pure draw at 10k, 100k and 1M waiting registrants, with a tenth as many free pairs:
 //! lottery keys, ordering, serial dictatorship and leftovers, without any I/O.
 //!
-//! `cargo bench -p drawbridge-domain --bench draw`
+//! `cargo bench -p drawbridge-domain --bench draw` (also times a bare sort of a million keys as
+//! the baseline)
 
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -75,6 +76,23 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    // Baseline in the same run: only sorting a million (tier, key) pairs, the least any
+    // ordered lottery over a million people must do.
+    let keys: Vec<(u32, f64)> = (0..1_000_000u64)
+        .map(|i| {
+            (
+                (i % 4) as u32,
+                (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11) as f64,
+            )
+        })
+        .collect();
+    c.bench_function("baseline/sort_1000000_keys", |b| {
+        b.iter(|| {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+            sorted
+        })
+    });
 }
 
 criterion_group!(benches, bench);
