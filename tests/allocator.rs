@@ -186,9 +186,11 @@ async fn a_draw_offers_pairs_announces_them_and_publishes_a_manifest_that_replay
         .unwrap();
     assert!(!text.contains(&someone.to_string()));
 
-    // A second draw finds nobody waiting and changes nothing.
-    let again = draw(&allocator).await.draw.unwrap();
-    assert_eq!((again.pool, again.offers), (0, 0));
+    // A second tick finds nobody waiting: no draw, no record, nothing changed.
+    let again = draw(&allocator).await;
+    assert!(again.ticked && again.draw.is_none());
+    assert_eq!(again.free_pairs, 5292 - 400);
+    assert_eq!(count(&app.pool, "SELECT count(*) FROM draws").await, 1);
     assert_eq!(count(&app.pool, "SELECT count(*) FROM offers").await, 400);
     assert_invariants(&app.pool).await;
     app.stop().await;

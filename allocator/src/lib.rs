@@ -57,7 +57,10 @@ pub struct RegionTick {
     pub ticked: bool,
     /// Pending offers that lapsed and freed their pairs.
     pub expired: u64,
-    /// The draw run, if the region has a policy and this process held it.
+    /// Open slot pairs whose first appointment is still ahead.
+    pub free_pairs: i64,
+    /// The draw run: `None` when another process held the region, the region has no policy,
+    /// or there was nobody waiting or nothing free (an empty draw would only add records).
     pub draw: Option<DrawFigures>,
 }
 
@@ -237,6 +240,7 @@ impl Allocator {
             region: region.to_owned(),
             ticked,
             expired: 0,
+            free_pairs: 0,
             draw: None,
         };
         if !ticked {
@@ -249,8 +253,24 @@ impl Allocator {
             .bind(region)
             .execute(&mut *tx)
             .await?;
-        let Some(policy) = policies::current(&mut tx, region).await? else {
+        // Whether there is anything to draw says nothing about who would win, so it may be
+        // looked at before the seed is committed.
+        let (free_pairs, anyone_waiting): (i64, bool) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
+                     WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > now()),
+                    EXISTS (SELECT 1 FROM registrants r WHERE r.region_id = $1 AND r.status = 'active'
+                            AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
+                            AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id
+                                            AND b.state <> 'cancelled'))",
+        )
+        .bind(region)
+        .fetch_one(&mut *tx)
+        .await?;
+        tick.free_pairs = free_pairs;
+        let policy = policies::current(&mut tx, region).await?;
+        let Some(policy) = policy.filter(|_| free_pairs > 0 && anyone_waiting) else {
             tx.commit().await?;
+            tracing::debug!(free_pairs, anyone_waiting, "nothing to draw");
             return Ok(tick);
         };
         let seed = beacon.map_or_else(Seed::generate, |b| Seed::from_beacon(&b.randomness));
