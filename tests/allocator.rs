@@ -12,7 +12,7 @@ use drawbridge_domain::draw::Manifest;
 use drawbridge_platform::draws;
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
-use support::{spawn_app, TestApp};
+use support::{eventually, spawn_app, spawn_with, Components, TestApp};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -511,5 +511,51 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
     assert!(!audit.status.success());
     assert!(String::from_utf8_lossy(&audit.stderr).contains("1 of 1 audited draws failed"));
     std::fs::remove_dir_all(dir).unwrap();
+    app.stop().await;
+}
+
+/// Freed pairs do not wait for the next tick: the slot-pair triggers announce them and the
+/// running allocator draws the region as soon as `allocator.draw_when_freed` are free.
+#[tokio::test]
+async fn freed_pairs_are_drawn_before_the_next_tick() {
+    let app = spawn_with(
+        Components {
+            notifier: false,
+            allocator: true,
+        },
+        |settings| {
+            settings.allocator.tick_seconds = 3600;
+            settings.allocator.draw_when_freed = 5;
+        },
+    )
+    .await;
+    app.load_demo().await;
+    // The demo's week of capacity is announced too; with nobody registered yet that early
+    // draw finds nothing to do. Let it pass before people arrive.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.insert_registrants(0, 20).await;
+    // No tick is due for an hour, so nothing is offered yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&app.pool, "SELECT count(*) FROM offers").await, 0);
+    // A centre publishes five new pairs.
+    sqlx::query(
+        "INSERT INTO slot_pairs (id, centre_id, vaccine, first_slot_at, second_slot_at)
+         SELECT gen_random_uuid(), 'stuttgart-liederhalle', 'biontech', now() + interval '2 days' + i * interval '10 minutes',
+                now() + interval '30 days'
+         FROM generate_series(1, 5) AS i",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let offers = eventually(Duration::from_secs(15), || async {
+        let n = count(&app.pool, "SELECT count(*) FROM offers WHERE state = 'pending'").await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(offers, Some(20), "an early draw offered everyone a pair");
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM draws WHERE state = 'completed'").await,
+        1
+    );
     app.stop().await;
 }
