@@ -12,7 +12,7 @@ use drawbridge_domain::draw::Manifest;
 use drawbridge_platform::draws;
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
-use support::{eventually, spawn_app, spawn_with, Components, TestApp};
+use support::{drawbridge, eventually, spawn_app, spawn_with, Components, TestApp};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -426,18 +426,6 @@ async fn publish_shared_tier_policy(app: &TestApp) {
     tx.commit().await.unwrap();
 }
 
-fn drawbridge_cli(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drawbridge"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .env_remove("RUST_LOG");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("the binary runs")
-}
-
 #[tokio::test]
 async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
     let app = spawn_app().await;
@@ -480,7 +468,7 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
     let file = dir.join("manifest.json");
     let mut published = manifest(&app, figures.id).await;
     std::fs::write(&file, serde_json::to_vec(&published).unwrap()).unwrap();
-    let ok = drawbridge_cli(&["replay", file.to_str().unwrap()], &[]);
+    let ok = drawbridge(&["replay", file.to_str().unwrap()], &[]);
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("reproduced exactly"));
     // Someone swaps two winners' pairs in the published record: caught.
@@ -488,7 +476,7 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
     published.matches[0].pair = b;
     published.matches[1].pair = a;
     std::fs::write(&file, serde_json::to_vec(&published).unwrap()).unwrap();
-    let tampered = drawbridge_cli(&["replay", file.to_str().unwrap()], &[]);
+    let tampered = drawbridge(&["replay", file.to_str().unwrap()], &[]);
     assert!(!tampered.status.success());
     let stderr = String::from_utf8_lossy(&tampered.stderr);
     assert!(
@@ -496,7 +484,7 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
         "{stderr}"
     );
     std::fs::write(&file, "{ not json").unwrap();
-    let garbage = drawbridge_cli(&["replay", file.to_str().unwrap()], &[]);
+    let garbage = drawbridge(&["replay", file.to_str().unwrap()], &[]);
     assert!(String::from_utf8_lossy(&garbage.stderr).contains("is not a draw manifest"));
 
     // A manipulated record in the database fails the audit command.
@@ -504,7 +492,7 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let audit = drawbridge_cli(
+    let audit = drawbridge(
         &["--config", "deploy/local.toml", "audit", "--region", "bw"],
         &[("DRAWBRIDGE_DATABASE__URL", &app.settings.database.url)],
     );

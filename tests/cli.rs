@@ -2,22 +2,13 @@
 //! saying what to fix, unreachable services are retried then reported, and the operator
 //! commands work against a real database.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
+use support::drawbridge;
 use uuid::Uuid;
-
-fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_drawbridge"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .env_remove("RUST_LOG");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("the binary runs")
-}
 
 /// Exits non-zero with `error: ...` as the last line; returns that line.
 fn fails(output: &Output) -> String {

@@ -255,14 +255,12 @@ impl Allocator {
             .await?;
         // Whether there is anything to draw says nothing about who would win, so it may be
         // looked at before the seed is committed.
-        let (free_pairs, anyone_waiting): (i64, bool) = sqlx::query_as(
+        let (free_pairs, anyone_waiting): (i64, bool) = sqlx::query_as(&format!(
             "SELECT (SELECT count(*) FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
                      WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > now()),
-                    EXISTS (SELECT 1 FROM registrants r WHERE r.region_id = $1 AND r.status = 'active'
-                            AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
-                            AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id
-                                            AND b.state <> 'cancelled'))",
-        )
+                    EXISTS (SELECT 1 FROM registrants r WHERE {})",
+            pool::WAITING
+        ))
         .bind(region)
         .fetch_one(&mut *tx)
         .await?;

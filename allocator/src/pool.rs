@@ -22,6 +22,12 @@ pub struct RegionPool {
     pub ineligible: usize,
 }
 
+/// Who is waiting in region `$1`: registrants `r` who are active and hold neither a pending
+/// offer nor a live booking.
+pub(crate) const WAITING: &str = "r.region_id = $1 AND r.status = 'active'
+    AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
+    AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id AND b.state <> 'cancelled')";
+
 #[derive(sqlx::FromRow)]
 struct PairRow {
     id: Uuid,
@@ -78,18 +84,17 @@ pub async fn load(
     let mut candidates = Vec::new();
     let mut ineligible = 0;
     // Declines count offers declined or left to expire: both leave a pair unused for a while.
-    let mut rows = sqlx::query_as::<_, Waiting>(
+    let query = format!(
         "SELECT r.id, r.priority_group, r.birth_year, r.postcode, r.accepted_vaccines, r.max_distance_km,
                 r.verified_at, coalesce(d.declines, 0) AS declines
          FROM registrants r
          LEFT JOIN (SELECT registrant_id, count(*) AS declines FROM offers
                     WHERE state IN ('declined', 'expired') GROUP BY registrant_id) d ON d.registrant_id = r.id
-         WHERE r.region_id = $1 AND r.status = 'active'
-           AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
-           AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id AND b.state <> 'cancelled')",
-    )
-    .bind(region)
-    .fetch(&mut *connection);
+         WHERE {WAITING}"
+    );
+    let mut rows = sqlx::query_as::<_, Waiting>(&query)
+        .bind(region)
+        .fetch(&mut *connection);
     while let Some(row) = rows.try_next().await? {
         let person = Person {
             birth_year: row.birth_year,

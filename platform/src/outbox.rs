@@ -126,11 +126,11 @@ pub struct Outgoing<'a> {
 }
 
 /// Adds many messages in one statement inside the caller's transaction (the allocator sends
-/// a whole draw's offers at once).
+/// a whole draw's offers at once). Returns the new rows' ids, in order.
 pub async fn enqueue_many(
     connection: &mut PgConnection,
     messages: &[Outgoing<'_>],
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::new_v4()).collect();
     let kinds: Vec<&str> = messages.iter().map(|m| m.notification.kind()).collect();
     let subjects: Vec<Uuid> = messages.iter().map(|m| m.subject_id).collect();
@@ -154,7 +154,7 @@ pub async fn enqueue_many(
     .bind(&payloads)
     .execute(connection)
     .await?;
-    Ok(())
+    Ok(ids)
 }
 
 /// Adds a message to the outbox inside the caller's transaction. `subject_id` is the entity the
@@ -167,19 +167,13 @@ pub async fn enqueue(
     language: Language,
     notification: &Notification,
 ) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id)
-    .bind(notification.kind())
-    .bind(subject_id)
-    .bind(channel.as_str())
-    .bind(recipient)
-    .bind(language.as_str())
-    .bind(sqlx::types::Json(notification))
-    .execute(connection)
-    .await?;
-    Ok(id)
+    let message = Outgoing {
+        subject_id,
+        channel,
+        recipient,
+        language,
+        notification: notification.clone(),
+    };
+    let ids = enqueue_many(connection, std::slice::from_ref(&message)).await?;
+    Ok(ids[0])
 }

@@ -45,6 +45,19 @@ pub struct TestApp {
     sink_dir: PathBuf,
 }
 
+/// Runs the `drawbridge` binary from the repository root, with `env` added and no RUST_LOG.
+pub fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_drawbridge"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("RUST_LOG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
+}
+
 /// Settings isolated for one test: a database, key prefix and queue names of its own.
 pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     let id = Uuid::new_v4().simple().to_string();
