@@ -158,7 +158,7 @@ async fn add_week_of_capacity(
                     second_dose_after_days,
                 };
                 let pairs = plan(policy, &request)?;
-                capacity::insert_pairs(connection, centre.id, vaccine, timezone, &pairs).await?;
+                capacity::insert_pairs(connection, centre.id, vaccine, timezone, &pairs, None).await?;
                 created += pairs.len();
             }
         }

@@ -9,8 +9,9 @@ use clap::{Parser, Subcommand};
 use drawbridge_allocator::BeaconValue;
 use drawbridge_domain::draw::{unhex, Manifest};
 use drawbridge_domain::room::is_valid_name;
-use drawbridge_domain::{RoomConfig, RoomMode};
+use drawbridge_domain::{Role, RoomConfig, RoomMode};
 use drawbridge_gateway::rooms::RoomStore;
+use drawbridge_platform::staff::NewStaff;
 use drawbridge_platform::{postgres, redis, telemetry, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +84,34 @@ enum Command {
         #[command(subcommand)]
         action: RoomsAction,
     },
+    /// Work with staff accounts.
+    Staff {
+        #[command(subcommand)]
+        action: StaffAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffAction {
+    /// Create a staff account. The password is read from DRAWBRIDGE_STAFF_PASSWORD or, if that
+    /// is not set, from the first line of standard input, so it never shows in `ps`.
+    Add {
+        username: String,
+        /// callcentre_agent, centre_staff, region_admin or analyst.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        #[arg(long)]
+        region: String,
+        /// The centre (centre staff only).
+        #[arg(long)]
+        centre: Option<String>,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| {
+        format!("{text:?} is not a role: use callcentre_agent, centre_staff, region_admin or analyst")
+    })
 }
 
 #[derive(Subcommand)]
@@ -256,6 +285,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         | Command::Replay { .. } => unreachable!("handled before loading configuration"),
         Command::Rooms { action } => rooms(&settings, action).await?,
+        Command::Staff {
+            action:
+                StaffAction::Add {
+                    username,
+                    role,
+                    region,
+                    centre,
+                },
+        } => {
+            let password = match std::env::var("DRAWBRIDGE_STAFF_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let id = drawbridge_platform::staff::add(
+                &pool,
+                &NewStaff {
+                    username: &username,
+                    password: &password,
+                    role,
+                    region: &region,
+                    centre: centre.as_deref(),
+                },
+            )
+            .await?;
+            println!("{}", serde_json::json!({ "id": id, "username": username, "role": role, "region": region, "centre": centre }));
+        }
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ struct Waiting {
     max_distance_km: i32,
     verified_at: DateTime<Utc>,
     declines: i64,
+    ahead: bool,
 }
 
 /// Reads the region's free future pairs and its waiting pool: active registrants without a
@@ -86,7 +87,7 @@ pub async fn load(
     // Declines count offers declined or left to expire: both leave a pair unused for a while.
     let query = format!(
         "SELECT r.id, r.priority_group, r.birth_year, r.postcode, r.accepted_vaccines, r.max_distance_km,
-                r.verified_at, coalesce(d.declines, 0) AS declines
+                r.verified_at, coalesce(d.declines, 0) AS declines, r.ahead_since IS NOT NULL AS ahead
          FROM registrants r
          LEFT JOIN (SELECT registrant_id, count(*) AS declines FROM offers
                     WHERE state IN ('declined', 'expired') GROUP BY registrant_id) d ON d.registrant_id = r.id
@@ -124,6 +125,7 @@ pub async fn load(
             declines: row.declines as u32,
             vaccines,
             centres,
+            ahead: row.ahead,
         });
     }
     Ok(RegionPool {

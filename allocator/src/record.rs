@@ -2,11 +2,11 @@
 //! the pairs' new state and the offer messages, all in the draw's one transaction, so a crash
 //! leaves either the whole draw or none of it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use drawbridge_domain::draw::{Candidate, DrawOutcome, FreePair};
-use drawbridge_domain::{Keyring, Language, Policy};
+use drawbridge_domain::draw::{Candidate, DrawOutcome, FreePair, Pseudonym};
+use drawbridge_domain::{Keyring, Language, OfferLink, Policy};
 use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -79,7 +79,7 @@ pub async fn candidates(
     let mut copy = connection
         .copy_in_raw(
             "COPY draw_candidates (draw_id, pseudonym, group_id, age_band, waited_weeks, declines, profile,
-                                   lottery_key) FROM STDIN",
+                                   lottery_key, ahead) FROM STDIN",
         )
         .await?;
     // In key order the primary key index grows at its right edge instead of at random pages.
@@ -89,12 +89,13 @@ pub async fn candidates(
     for (i, (candidate, key, profile)) in rows.into_iter().enumerate() {
         let _ = writeln!(
             buffer,
-            "{draw}\t\\\\x{pseudonym}\t{group}\t{band}\t{weeks}\t{declines}\t{profile}\t{key:?}",
+            "{draw}\t\\\\x{pseudonym}\t{group}\t{band}\t{weeks}\t{declines}\t{profile}\t{key:?}\t{ahead}",
             pseudonym = candidate.pseudonym,
             group = candidate.group,
             band = candidate.age_band,
             weeks = candidate.waited_weeks,
             declines = candidate.declines,
+            ahead = candidate.ahead,
         );
         if (i + 1) % COPY_CHUNK_ROWS == 0 {
             copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
@@ -229,6 +230,25 @@ pub async fn offers(
             matches.len()
         )));
     }
+    // Those served ahead after a centre's cancellation have had their turn: back to the lottery.
+    let ahead: HashSet<Pseudonym> = pool
+        .input
+        .candidates
+        .iter()
+        .filter(|c| c.ahead)
+        .map(|c| c.pseudonym)
+        .collect();
+    let served_ahead: Vec<Uuid> = matches
+        .iter()
+        .filter(|m| ahead.contains(&m.pseudonym))
+        .map(|m| pool.registrants[&m.pseudonym])
+        .collect();
+    if !served_ahead.is_empty() {
+        sqlx::query("UPDATE registrants SET ahead_since = NULL WHERE id = ANY($1)")
+            .bind(&served_ahead)
+            .execute(&mut *connection)
+            .await?;
+    }
     let centres: HashMap<String, (String, String)> = sqlx::query_as::<_, (String, String, String)>(
         "SELECT id, name, address FROM centres WHERE region_id = (SELECT region_id FROM draws WHERE id = $1)",
     )
@@ -241,19 +261,13 @@ pub async fn offers(
     let pairs: HashMap<Uuid, &FreePair> = pool.input.pairs.iter().map(|p| (p.id, p)).collect();
     let contacts: HashMap<Uuid, Contact> = contacts.into_iter().map(|c| (c.id, c)).collect();
     let base = notices.public_url.trim_end_matches('/');
-    let now = pool.input.drawn_at.timestamp();
     let mut messages = Vec::with_capacity(matches.len() * 2);
     for ((m, offer_id), registrant) in matches.iter().zip(&offer_ids).zip(&registrants) {
         let (pair, contact) = (pairs[&m.pair], &contacts[registrant]);
         let (centre_name, centre_address) = centres.get(&pair.centre).cloned().unwrap_or_default();
         // The link itself proves it came from us and for which offer, so answering needs no
         // login; it stops working when the offer does.
-        let token = notices.keyring.sign(
-            "offer",
-            &serde_json::json!({ "offer": offer_id }),
-            now,
-            m.expires_at.timestamp(),
-        );
+        let token = OfferLink { offer: *offer_id }.sign(notices.keyring, pool.input.drawn_at, m.expires_at);
         let notification = Notification::Offer {
             appointment: Appointment {
                 centre_name,

@@ -54,6 +54,7 @@ fn input(candidates: usize, pairs: usize) -> DrawInput {
                 centres: (0..1 + i % 4)
                     .map(|k| CENTRES[(i / 4 + k) % CENTRES.len()].to_owned())
                     .collect(),
+                ahead: false,
             })
             .collect(),
     }

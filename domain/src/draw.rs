@@ -143,6 +143,9 @@ pub struct Candidate {
     pub vaccines: Vec<String>,
     /// The centres within the distance they will travel, nearest first.
     pub centres: Vec<String>,
+    /// A centre withdrew their booked or offered pair: they are served before every tier.
+    #[serde(default)]
+    pub ahead: bool,
 }
 
 /// Everything a draw depends on besides the policy and the seed.
@@ -368,7 +371,8 @@ impl Round<'_> {
     }
 }
 
-/// Indices of the candidates in draw order: tier ascending, then lottery key descending; the
+/// Indices of the candidates in draw order: those `ahead` first, then tier ascending, then
+/// lottery key descending; the
 /// pseudonym breaks exact ties so the order is total. Also the keys, in input order.
 fn lottery_order(
     policy: &Policy,
@@ -388,7 +392,9 @@ fn lottery_order(
         };
         let tier = policy.group(candidate.group).ok_or_else(unknown)?.tier;
         let weight = weight(policy, candidate).ok_or_else(unknown)?;
-        ranked.push((tier, lottery_key(seed, &candidate.pseudonym, weight), i));
+        // `false` sorts first: those sent back by a centre go before every tier.
+        let rank = (!candidate.ahead, tier);
+        ranked.push((rank, lottery_key(seed, &candidate.pseudonym, weight), i));
     }
     ranked.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
@@ -596,6 +602,7 @@ impl DrawInput {
             hash.text(&candidate.age_band);
             hash.bytes(&candidate.waited_weeks.to_le_bytes());
             hash.bytes(&candidate.declines.to_le_bytes());
+            hash.bytes(&[u8::from(candidate.ahead)]);
             for list in [&candidate.vaccines, &candidate.centres] {
                 hash.count(list.len());
                 for item in list {
@@ -942,6 +949,7 @@ waiting_time_weight_per_week = 0.0
             declines: 0,
             vaccines: vaccines.iter().map(|v| v.to_string()).collect(),
             centres: centres.iter().map(|c| c.to_string()).collect(),
+            ahead: false,
         }
     }
 
@@ -1198,6 +1206,31 @@ waiting_time_weight_per_week = 0.0
             matches: outcome.matches,
             unmatched: outcome.unmatched,
         }
+    }
+
+    #[test]
+    fn those_sent_back_by_a_centre_go_before_every_tier_and_the_record_says_so() {
+        // Group 3 is the last tier; one of its people lost a booking to a centre's cancellation.
+        let mut returning = candidate(0, 3, &["a"], &["c0"]);
+        returning.ahead = true;
+        let mut candidates: Vec<Candidate> = (1..40).map(|n| candidate(n, 1, &["a"], &["c0"])).collect();
+        candidates.push(returning.clone());
+        let input = DrawInput {
+            drawn_at: now(),
+            pairs: vec![pair(1, "c0", "a", 2)],
+            candidates,
+        };
+        for n in 0..20 {
+            let outcome = draw(&policy(), &seed(n), &input).unwrap();
+            assert_eq!(outcome.matches[0].pseudonym, returning.pseudonym, "seed {n}");
+        }
+        // The flag is an input like any other: changing it changes the digest.
+        let mut flipped = input.clone();
+        flipped.candidates.last_mut().unwrap().ahead = false;
+        assert_ne!(input.digest(&[0; 32]), flipped.digest(&[0; 32]));
+        let manifest = manifest_of(&policy(), POLICY, seed(1), input);
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&manifest).unwrap()).unwrap();
+        assert!(back.replay().reproduced(), "{:?}", back.replay());
     }
 
     #[test]

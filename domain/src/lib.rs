@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod booking;
 pub mod booking_code;
 pub mod capacity;
 pub mod draw;
@@ -21,9 +22,11 @@ pub mod policy;
 pub mod pow;
 pub mod queue;
 pub mod room;
+pub mod staff;
 pub mod token;
 pub mod verification;
 
+pub use booking::{checkin, BookingAtDoor, CheckinPass, CheckinRefusal, Dose, OfferLink};
 pub use booking_code::{BookingCode, BookingCodeError};
 pub use capacity::{plan, CapacityError, CapacityRequest, PlannedPair};
 pub use draw::{
@@ -38,5 +41,6 @@ pub use queue::{Queue, Standing};
 pub use room::{
     AdmissionPace, Advance, ClientSecret, RoomClaims, RoomConfig, RoomConfigError, RoomMode, RoomTokenError,
 };
+pub use staff::{Role, StaffMember, StaffRefusal};
 pub use token::{Keyring, KeyringError, SigningKey, TokenError, Verified};
 pub use verification::{VerificationCode, VerificationCodeError};

@@ -47,6 +47,19 @@ impl ApiError {
         }
     }
 
+    /// What the person is told; internals stay in the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                "Something went wrong on our side. Your data is safe; please try again in a minute."
+                    .to_owned()
+            }
+            ApiError::InvalidField { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::Malformed(_) => "malformed_request",
@@ -84,6 +97,16 @@ impl From<drawbridge_domain::RoomTokenError> for ApiError {
     }
 }
 
+impl From<drawbridge_platform::capacity::CapacityStoreError> for ApiError {
+    fn from(error: drawbridge_platform::capacity::CapacityStoreError) -> Self {
+        use drawbridge_platform::capacity::CapacityStoreError;
+        match error {
+            CapacityStoreError::SkippedLocalTime(_) => ApiError::invalid("from", error.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::rooms::store::StoreError> for ApiError {
     fn from(error: crate::rooms::store::StoreError) -> Self {
         ApiError::Internal(error.to_string())
@@ -107,16 +130,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let message = match self {
-            // Internals stay in the log; the person gets something they can act on.
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
-                "Something went wrong on our side. Your data is safe; please try again in a minute."
-                    .to_owned()
-            }
-            ApiError::InvalidField { message, .. } => message.clone(),
-            other => other.to_string(),
-        };
+        let message = self.public_message();
         let mut error = json!({ "code": self.code(), "message": message });
         let mut response = HttpResponse::build(self.status_code());
         match self {

@@ -2,15 +2,21 @@
 //! adapters (Postgres, Redis) and returns a bound, not yet running, server; `main` and the
 //! tests use it alike.
 
+mod bookings;
+mod callcentre;
+mod centres;
 mod draws;
 mod error;
 mod http_metrics;
+mod limits;
 mod me;
+mod offers;
 mod pages;
 mod policy_cache;
 mod regions;
 mod registrations;
 pub mod rooms;
+mod staff;
 mod verification;
 
 use std::net::{SocketAddr, TcpListener};
@@ -18,6 +24,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use drawbridge_domain::Keyring;
 use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{postgres, redis, Settings, StartupError};
@@ -41,6 +48,8 @@ pub struct AppState {
     pub hash_key: Vec<u8>,
     policies: PolicyCache,
     pub rooms: Arc<Rooms>,
+    /// Signs and verifies offer links and check-in passes.
+    keyring: Keyring,
     /// For counters shared by all gateways (booking-code guesses).
     redis: deadpool_redis::Pool,
     redis_prefix: String,
@@ -100,6 +109,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         pool: pool.clone(),
         settings: settings.gateway.clone(),
         hash_key: settings.secrets.hash_key()?,
+        keyring: settings.secrets.keyring()?,
         rooms,
         redis: redis.clone(),
         redis_prefix: settings.redis.key_prefix.clone(),
@@ -188,6 +198,46 @@ fn routes(config: &mut web::ServiceConfig) {
             web::post().to(verification::resend),
         )
         .route("/v1/me", web::get().to(me::show))
+        .route("/v1/me", web::patch().to(me::change))
+        .route("/v1/me", web::delete().to(me::withdraw))
+        .route("/v1/me/offer/accept", web::post().to(me::accept))
+        .route("/v1/me/offer/decline", web::post().to(me::decline))
+        .route("/v1/me/booking/cancel", web::post().to(me::cancel))
+        .route("/offers/{id}", web::get().to(offers::page))
+        .route("/offers/{id}/accept", web::post().to(offers::accept_form))
+        .route("/offers/{id}/decline", web::post().to(offers::decline_form))
+        .route("/v1/offers/{id}/accept", web::post().to(offers::accept))
+        .route("/v1/offers/{id}/decline", web::post().to(offers::decline))
+        .route("/v1/staff/sessions", web::post().to(staff::login))
+        .route("/v1/staff/sessions/current", web::delete().to(staff::logout))
+        .route("/v1/staff/me", web::get().to(staff::me))
+        .route("/v1/staff/actions", web::get().to(staff::actions))
+        .route("/v1/callcentre/registrations", web::post().to(callcentre::register))
+        .route("/v1/callcentre/lookup", web::post().to(callcentre::lookup))
+        .route("/v1/callcentre/registrants/{id}", web::get().to(callcentre::registrant))
+        .route(
+            "/v1/callcentre/registrants/{id}/offer/accept",
+            web::post().to(callcentre::accept),
+        )
+        .route(
+            "/v1/callcentre/registrants/{id}/offer/decline",
+            web::post().to(callcentre::decline),
+        )
+        .route(
+            "/v1/callcentre/registrants/{id}/booking/cancel",
+            web::post().to(callcentre::cancel),
+        )
+        .route(
+            "/v1/callcentre/registrants/{id}/withdraw",
+            web::post().to(callcentre::withdraw),
+        )
+        .route("/v1/centres/{centre}/capacity", web::post().to(centres::publish))
+        .route(
+            "/v1/centres/{centre}/capacity/{id}/cancel",
+            web::post().to(centres::withdraw),
+        )
+        .route("/v1/centres/{centre}/schedule", web::get().to(centres::schedule))
+        .route("/v1/centres/{centre}/checkins", web::post().to(centres::check_in))
         .route("/v1/draws", web::get().to(draws::list))
         .route("/v1/draws/{id}", web::get().to(draws::show))
         .route("/v1/draws/{id}/manifest", web::get().to(draws::manifest))

@@ -9,13 +9,17 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use deadpool_redis::redis;
 use drawbridge_domain::draw::Pseudonym;
-use drawbridge_domain::{evaluate, BookingCode, Person};
+use drawbridge_domain::{evaluate, BookingCode, Language, Person};
+use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::bookings::{self, Booked};
 use crate::error::ApiError;
+use crate::registrations::{check_distance, check_email, check_vaccines};
+use crate::staff::Acting;
+use crate::limits::FailureLimit;
 use crate::AppState;
 
 /// Failed booking codes allowed per client address, and per code prefix, within the window.
@@ -26,10 +30,14 @@ const GUESS_WINDOW_SECONDS: i64 = 15 * 60;
 /// How many recent draws of the region `/v1/me` reports on.
 const DRAWS_SHOWN: i64 = 10;
 
+/// Columns of [`Registrant`].
+const REGISTRANT: &str = "id, region_id, status, language, email, birth_year, priority_group, postcode,
+                          accepted_vaccines, max_distance_km, verified_at";
+
 #[derive(sqlx::FromRow)]
-struct Registrant {
-    id: Uuid,
-    region_id: String,
+pub struct Registrant {
+    pub id: Uuid,
+    pub region_id: String,
     status: String,
     language: String,
     email: Option<String>,
@@ -54,6 +62,12 @@ struct DrawEntry {
 
 pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let me = authenticate(&state, &request).await?;
+    Ok(HttpResponse::Ok().json(view(&state, &me).await?))
+}
+
+/// Everything a registrant (or an agent on the phone with them) needs to know: status,
+/// reasons, offer, booking, and their part in recent draws.
+pub async fn view(state: &AppState, me: &Registrant) -> Result<serde_json::Value, ApiError> {
     let published = state.policies.current(&me.region_id).await?;
     let person = Person {
         birth_year: me.birth_year,
@@ -123,7 +137,7 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
         }
         (None, None) => "You cannot be offered an appointment yet; the reasons below say why and what would change it.",
     };
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "registration_id": me.id,
         "region": me.region_id,
         "status": me.status,
@@ -143,7 +157,7 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
         "pseudonym": pseudonym.to_string(),
         "draws": draws,
         "next": next,
-    })))
+    }))
 }
 
 /// The registrant whose booking code the request carries, within the guessing limits.
@@ -167,15 +181,21 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<Registr
         .take(4)
         .collect::<String>()
         .to_ascii_uppercase();
-    let limits = Guesses::new(state, &address, &prefix);
+    let limits = FailureLimit::new(
+        state,
+        &[
+            (format!("guesses:address:{address}"), GUESSES_PER_ADDRESS),
+            (format!("guesses:prefix:{prefix}"), GUESSES_PER_PREFIX),
+        ],
+        GUESS_WINDOW_SECONDS,
+        "Too many wrong booking codes from here or for this code. Please wait and check the code in your SMS.",
+    );
     limits.check().await?;
     let found = match BookingCode::parse(header) {
         Ok(code) => {
-            sqlx::query_as::<_, Registrant>(
-                "SELECT id, region_id, status, language, email, birth_year, priority_group, postcode,
-                        accepted_vaccines, max_distance_km, verified_at
-                 FROM registrants WHERE booking_code_hash = $1 AND status = 'active'",
-            )
+            sqlx::query_as::<_, Registrant>(&format!(
+                "SELECT {REGISTRANT} FROM registrants WHERE booking_code_hash = $1 AND status = 'active'"
+            ))
             .bind(code.keyed_hash(&state.hash_key).as_slice())
             .fetch_optional(&state.pool)
             .await?
@@ -196,69 +216,140 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<Registr
     }
 }
 
-/// Failure counters per client address and per code prefix.
-struct Guesses<'a> {
-    state: &'a AppState,
-    keys: [(String, i64); 2],
+/// An active registrant by id (for call-centre agents, who look people up by booking code).
+pub async fn load(state: &AppState, id: Uuid) -> Result<Registrant, ApiError> {
+    sqlx::query_as(&format!(
+        "SELECT {REGISTRANT} FROM registrants WHERE id = $1 AND status = 'active'"
+    ))
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::NotFound("There is no active registration with this id.".into()))
 }
 
-impl<'a> Guesses<'a> {
-    fn new(state: &'a AppState, address: &str, prefix: &str) -> Guesses<'a> {
-        let base = &state.redis_prefix;
-        Guesses {
-            state,
-            keys: [
-                (format!("{base}:guesses:address:{address}"), GUESSES_PER_ADDRESS),
-                (format!("{base}:guesses:prefix:{prefix}"), GUESSES_PER_PREFIX),
-            ],
-        }
-    }
+/// The active registrant a booking code opens, without guessing limits (for staff, whose
+/// every lookup is audited).
+pub async fn by_booking_code(state: &AppState, code: &BookingCode) -> Result<Option<Registrant>, ApiError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {REGISTRANT} FROM registrants WHERE booking_code_hash = $1 AND status = 'active'"
+    ))
+    .bind(code.keyed_hash(&state.hash_key).as_slice())
+    .fetch_optional(&state.pool)
+    .await?)
+}
 
-    async fn check(&self) -> Result<(), ApiError> {
-        let mut connection = self.connection().await?;
-        for (key, limit) in &self.keys {
-            let (count, ttl): (Option<i64>, i64) = redis::pipe()
-                .get(key)
-                .ttl(key)
-                .query_async(&mut *connection)
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            if count.unwrap_or(0) >= *limit {
-                return Err(ApiError::TooManyRequests {
-                    message:
-                        "Too many wrong booking codes from here or for this code. Please wait and check \
-                              the code in your SMS."
-                            .into(),
-                    retry_after_seconds: ttl.max(1) as u64,
-                });
-            }
-        }
-        Ok(())
-    }
+/// `POST /v1/me/offer/accept`: books both appointments of the current offer.
+pub async fn accept(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let me = authenticate(&state, &request).await?;
+    let offer = bookings::current_offer(&state, me.id).await?;
+    let booked = bookings::accept(&state, offer, Some(me.id), &Acting::Registrant).await?;
+    Ok(booked_response(booked))
+}
 
-    async fn count_failure(&self) -> Result<(), ApiError> {
-        let mut connection = self.connection().await?;
-        let mut pipe = redis::pipe();
-        for (key, _) in &self.keys {
-            // The window starts at the first failure and is not extended by later ones.
-            pipe.incr(key, 1)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(key)
-                .arg(GUESS_WINDOW_SECONDS)
-                .arg("NX")
-                .ignore();
-        }
-        pipe.query_async::<()>(&mut *connection)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))
-    }
+pub fn booked_response(booked: Booked) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "booking": booked,
+        "message": "Both appointments are booked. We sent the confirmation with your QR code; show it at the centre.",
+    }))
+}
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, ApiError> {
-        self.state
-            .redis
-            .get()
-            .await
-            .map_err(|e| ApiError::Internal(format!("Redis: {e}")))
+/// `POST /v1/me/offer/decline`.
+pub async fn decline(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let me = authenticate(&state, &request).await?;
+    let offer = bookings::current_offer(&state, me.id).await?;
+    bookings::decline(&state, offer, Some(me.id), &Acting::Registrant).await?;
+    Ok(declined_response(offer))
+}
+
+pub fn declined_response(offer: Uuid) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "offer": offer,
+        "state": "declined",
+        "message": "Declined. You stay in the pool and take part in the next draws.",
+    }))
+}
+
+/// `POST /v1/me/booking/cancel`.
+pub async fn cancel(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let me = authenticate(&state, &request).await?;
+    let booking = bookings::cancel(&state, me.id, &Acting::Registrant).await?;
+    Ok(cancelled_response(booking))
+}
+
+pub fn cancelled_response(booking: Uuid) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "booking": booking,
+        "state": "cancelled",
+        "message": "Cancelled. The appointments go to someone else; you stay in the pool for later draws.",
+    }))
+}
+
+/// What `PATCH /v1/me` may change; absent fields stay as they are, `email: null` removes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Changes {
+    #[serde(default)]
+    accepted_vaccines: Option<Vec<String>>,
+    #[serde(default)]
+    max_distance_km: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default)]
+    language: Option<Language>,
+}
+
+/// Tells `"email": null` (remove it) from no `email` at all (keep it).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// `PATCH /v1/me`: change choices; they count from the next draw on.
+pub async fn change(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    changes: web::Json<Changes>,
+) -> Result<HttpResponse, ApiError> {
+    let me = authenticate(&state, &request).await?;
+    let published = state.policies.current(&me.region_id).await?;
+    let changes = changes.into_inner();
+    if let Some(vaccines) = &changes.accepted_vaccines {
+        check_vaccines(&published.policy, vaccines)?;
     }
+    let distance = changes.max_distance_km.map(check_distance).transpose()?;
+    let email = changes
+        .email
+        .map(|email| email.as_deref().map(check_email).transpose())
+        .transpose()?;
+    sqlx::query(
+        "UPDATE registrants SET accepted_vaccines = coalesce($2, accepted_vaccines),
+                max_distance_km = coalesce($3, max_distance_km),
+                email = CASE WHEN $4 THEN $5 ELSE email END,
+                language = coalesce($6, language)
+         WHERE id = $1 AND status = 'active'",
+    )
+    .bind(me.id)
+    .bind(&changes.accepted_vaccines)
+    .bind(distance)
+    .bind(email.is_some())
+    .bind(email.flatten())
+    .bind(changes.language.map(Language::as_str))
+    .execute(&state.pool)
+    .await?;
+    let me = load(&state, me.id).await?;
+    Ok(HttpResponse::Ok().json(view(&state, &me).await?))
+}
+
+/// `DELETE /v1/me`: withdraw and erase personal data.
+pub async fn withdraw(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let me = authenticate(&state, &request).await?;
+    bookings::withdraw(&state, me.id, &Acting::Registrant).await?;
+    Ok(withdrawn_response(me.id))
+}
+
+pub fn withdrawn_response(id: Uuid) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "registration_id": id,
+        "status": "withdrawn",
+        "message": "Your registration is withdrawn and your phone number, email, birth year and choices are erased. The booking code no longer works.",
+    }))
 }

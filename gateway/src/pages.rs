@@ -41,9 +41,15 @@ pub(crate) fn escape(text: &str) -> String {
 }
 
 pub(crate) fn page(language: Language, title: &str, body: &str) -> HttpResponse {
+    page_keeping(language, title, body, "")
+}
+
+/// A page whose language switch keeps `query` (e.g. the token of an offer link), given as
+/// `name=value&` pairs, already escaped for a URL.
+pub(crate) fn page_keeping(language: Language, title: &str, body: &str, query: &str) -> HttpResponse {
     let other = match language {
-        Language::De => "<a href=\"?lang=en\" hreflang=\"en\">English</a>",
-        Language::En => "<a href=\"?lang=de\" hreflang=\"de\">Deutsch</a>",
+        Language::De => format!("<a href=\"?{query}lang=en\" hreflang=\"en\">English</a>"),
+        Language::En => format!("<a href=\"?{query}lang=de\" hreflang=\"de\">Deutsch</a>"),
     };
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
         r#"<!doctype html>

@@ -4,7 +4,7 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
-use drawbridge_domain::{evaluate, Language, Person, PhoneNumber, VerificationCode};
+use drawbridge_domain::{evaluate, Language, Person, PhoneNumber, Policy, VerificationCode};
 use drawbridge_platform::outbox::{self, Channel, Notification};
 use serde::Deserialize;
 use serde_json::json;
@@ -34,61 +34,71 @@ pub struct RegistrationRequest {
     pub language: Language,
 }
 
-/// Guarded by the waiting rooms of the region, if any (see `rooms::guard`).
-pub async fn create(
-    _admitted: Admitted,
-    state: web::Data<AppState>,
-    region: web::Path<String>,
-    request: web::Json<RegistrationRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let published = state.policies.current(&region).await?;
-    let policy = &published.policy;
-    let request = request.into_inner();
+/// A registration request that passed every check.
+pub struct Validated {
+    pub phone: PhoneNumber,
+    pub email: Option<String>,
+    pub person: Person,
+    pub max_distance_km: i32,
+    pub language: Language,
+}
 
-    let phone = PhoneNumber::parse(&request.phone, &state.settings.default_country_code)
-        .map_err(|e| ApiError::invalid("phone", e.to_string()))?;
-    let email = request.email.as_deref().map(check_email).transpose()?;
-    let person = Person {
-        birth_year: check_birth_year(request.birth_year)?,
-        priority_group: request.priority_group,
-        postcode: check_postcode(&request.postcode)?,
-        accepted_vaccines: request.accepted_vaccines,
-    };
-    if policy.group(person.priority_group).is_none() {
-        let known: Vec<String> = policy
-            .groups
-            .iter()
-            .map(|g| format!("{} ({})", g.id, g.name))
-            .collect();
-        return Err(ApiError::invalid(
-            "priority_group",
-            format!(
-                "There is no priority group {} in this region. The groups are: {}.",
-                person.priority_group,
-                known.join(", ")
-            ),
-        ));
+impl RegistrationRequest {
+    /// Checks every field against the region's policy, naming the first one at fault.
+    pub fn validate(self, state: &AppState, policy: &Policy) -> Result<Validated, ApiError> {
+        let phone = PhoneNumber::parse(&self.phone, &state.settings.default_country_code)
+            .map_err(|e| ApiError::invalid("phone", e.to_string()))?;
+        let email = self.email.as_deref().map(check_email).transpose()?;
+        let person = Person {
+            birth_year: check_birth_year(self.birth_year)?,
+            priority_group: self.priority_group,
+            postcode: check_postcode(&self.postcode)?,
+            accepted_vaccines: self.accepted_vaccines,
+        };
+        if policy.group(person.priority_group).is_none() {
+            let known: Vec<String> = policy
+                .groups
+                .iter()
+                .map(|g| format!("{} ({})", g.id, g.name))
+                .collect();
+            return Err(ApiError::invalid(
+                "priority_group",
+                format!(
+                    "There is no priority group {} in this region. The groups are: {}.",
+                    person.priority_group,
+                    known.join(", ")
+                ),
+            ));
+        }
+        if !policy.covers_postcode(&person.postcode) {
+            return Err(ApiError::invalid(
+                "postcode",
+                format!(
+                    "Postcode {} is not in {}. Please register in the region where you live.",
+                    person.postcode, policy.name
+                ),
+            ));
+        }
+        check_vaccines(policy, &person.accepted_vaccines)?;
+        Ok(Validated {
+            phone,
+            email,
+            person,
+            max_distance_km: check_distance(self.max_distance_km)?,
+            language: self.language,
+        })
     }
-    if !policy.covers_postcode(&person.postcode) {
-        return Err(ApiError::invalid(
-            "postcode",
-            format!(
-                "Postcode {} is not in {}. Please register in the region where you live.",
-                person.postcode, policy.name
-            ),
-        ));
-    }
-    if person.accepted_vaccines.is_empty() {
+}
+
+/// At least one vaccine, and only vaccines the region has.
+pub fn check_vaccines(policy: &Policy, accepted: &[String]) -> Result<(), ApiError> {
+    if accepted.is_empty() {
         return Err(ApiError::invalid(
             "accepted_vaccines",
             "Please accept at least one vaccine.",
         ));
     }
-    if let Some(unknown) = person
-        .accepted_vaccines
-        .iter()
-        .find(|code| policy.vaccine(code).is_none())
-    {
+    if let Some(unknown) = accepted.iter().find(|code| policy.vaccine(code).is_none()) {
         let known: Vec<&str> = policy.vaccines.iter().map(|v| v.code.as_str()).collect();
         return Err(ApiError::invalid(
             "accepted_vaccines",
@@ -98,31 +108,54 @@ pub async fn create(
             ),
         ));
     }
-    if !(1..=1000).contains(&request.max_distance_km) {
-        return Err(ApiError::invalid(
+    Ok(())
+}
+
+pub fn check_distance(km: u32) -> Result<i32, ApiError> {
+    if (1..=1000).contains(&km) {
+        Ok(km as i32)
+    } else {
+        Err(ApiError::invalid(
             "max_distance_km",
             "Please give a distance between 1 and 1000 km.",
-        ));
+        ))
     }
+}
 
-    let registration_id = Uuid::new_v4();
-
-    let mut tx = state.pool.begin().await?;
+/// Inserts the registrant in the caller's transaction: `pending_verification` from the web,
+/// or already `active` with its booking code when a call-centre agent attests the phone.
+pub async fn insert(
+    tx: &mut PgConnection,
+    id: Uuid,
+    region: &str,
+    registration: &Validated,
+    channel: &str,
+    booking_code: Option<&[u8]>,
+) -> Result<(), ApiError> {
+    let status = if booking_code.is_some() {
+        "active"
+    } else {
+        "pending_verification"
+    };
     let inserted = sqlx::query(
         "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
-                                  priority_group, postcode, accepted_vaccines, max_distance_km)
-         VALUES ($1, $2, 'pending_verification', 'web', $3, $4, $5, $6, $7, $8, $9, $10)",
+                                  priority_group, postcode, accepted_vaccines, max_distance_km,
+                                  booking_code_hash, verified_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $13 IS NULL THEN NULL ELSE now() END)",
     )
-    .bind(registration_id)
-    .bind(&published.region)
-    .bind(phone.as_str())
-    .bind(&email)
-    .bind(request.language.as_str())
-    .bind(person.birth_year)
-    .bind(i16::from(person.priority_group))
-    .bind(&person.postcode)
-    .bind(&person.accepted_vaccines)
-    .bind(request.max_distance_km as i32)
+    .bind(id)
+    .bind(region)
+    .bind(status)
+    .bind(channel)
+    .bind(registration.phone.as_str())
+    .bind(&registration.email)
+    .bind(registration.language.as_str())
+    .bind(registration.person.birth_year)
+    .bind(i16::from(registration.person.priority_group))
+    .bind(&registration.person.postcode)
+    .bind(&registration.person.accepted_vaccines)
+    .bind(registration.max_distance_km)
+    .bind(booking_code)
     .execute(&mut *tx)
     .await;
     if let Err(sqlx::Error::Database(error)) = &inserted {
@@ -134,11 +167,33 @@ pub async fn create(
         }
     }
     inserted?;
-    let verification = issue_code(&mut tx, &state, registration_id, &phone, request.language).await?;
+    Ok(())
+}
+
+/// Guarded by the waiting rooms of the region, if any (see `rooms::guard`).
+pub async fn create(
+    _admitted: Admitted,
+    state: web::Data<AppState>,
+    region: web::Path<String>,
+    request: web::Json<RegistrationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let published = state.policies.current(&region).await?;
+    let registration = request.into_inner().validate(&state, &published.policy)?;
+    let registration_id = Uuid::new_v4();
+    let mut tx = state.pool.begin().await?;
+    insert(&mut tx, registration_id, &published.region, &registration, "web", None).await?;
+    let verification = issue_code(
+        &mut tx,
+        &state,
+        registration_id,
+        &registration.phone,
+        registration.language,
+    )
+    .await?;
     tx.commit().await?;
 
     tracing::info!(%registration_id, region = %published.region, "registration started");
-    let eligibility = evaluate(policy, &person, Utc::now().date_naive());
+    let eligibility = evaluate(&published.policy, &registration.person, Utc::now().date_naive());
     Ok(HttpResponse::Accepted().json(json!({
         "registration_id": registration_id,
         "status": "pending_verification",
@@ -201,7 +256,7 @@ pub async fn issue_code(
 }
 
 /// Enough to catch typos; the mail server is the real judge.
-fn check_email(email: &str) -> Result<String, ApiError> {
+pub fn check_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim();
     let plausible = email.len() <= 254
         && !email.chars().any(char::is_whitespace)

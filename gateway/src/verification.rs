@@ -107,19 +107,19 @@ pub async fn verify(
     .bind(booking_code.keyed_hash(&state.hash_key).as_slice())
     .execute(&mut *tx)
     .await?;
-    let notification = Notification::BookingCode {
-        booking_code: booking_code.to_string(),
-        status_url: format!("{}/me", state.settings.public_url.trim_end_matches('/')),
-    };
     let phone = registration
         .phone
         .as_deref()
         .expect("live registrations have a phone");
-    let language = language(&registration);
-    outbox::enqueue(&mut tx, id, Channel::Sms, phone, language, &notification).await?;
-    if let Some(email) = registration.email.as_deref() {
-        outbox::enqueue(&mut tx, id, Channel::Email, email, language, &notification).await?;
-    }
+    send_booking_code(
+        &mut tx,
+        &state,
+        id,
+        &booking_code,
+        (phone, registration.email.as_deref()),
+        language(&registration),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(registration_id = %id, "phone verified; booking code issued");
     Ok(HttpResponse::Ok().json(json!({
@@ -175,4 +175,25 @@ pub async fn resend(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<H
         "registration_id": id,
         "verification": { "channel": "sms", "expires_at": issued.expires_at, "attempts_left": crate::registrations::VERIFICATION_ATTEMPTS },
     })))
+}
+
+/// Queues the booking code to the registrant by SMS and, if they gave one, by email; the
+/// registrant is the messages' subject, so each registration gets its code exactly once.
+pub async fn send_booking_code(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    registrant: Uuid,
+    code: &BookingCode,
+    (phone, email): (&str, Option<&str>),
+    language: Language,
+) -> Result<(), ApiError> {
+    let notification = Notification::BookingCode {
+        booking_code: code.to_string(),
+        status_url: format!("{}/me", state.settings.public_url.trim_end_matches('/')),
+    };
+    outbox::enqueue(tx, registrant, Channel::Sms, phone, language, &notification).await?;
+    if let Some(email) = email {
+        outbox::enqueue(tx, registrant, Channel::Email, email, language, &notification).await?;
+    }
+    Ok(())
 }

@@ -2,10 +2,10 @@
 //! and language, with `sms`, `subject`, `text` and `html` blocks), compiled into the binary.
 //! Times are shown in the centre's time zone, formatted for the person's language.
 
-use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{TimeZone, Utc};
 use minijinja::{context, AutoEscape, Captured, Environment, Value};
 
+use drawbridge_domain::language::when;
 use drawbridge_domain::Language;
 use drawbridge_platform::outbox::{Appointment, Notification};
 
@@ -13,7 +13,7 @@ use drawbridge_platform::outbox::{Appointment, Notification};
 const LAYOUT: &str = "_layout.html";
 
 /// The template sources, compiled in so a deployment cannot lose them.
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 14] = [
     (
         "verification_code.de",
         include_str!("../templates/verification_code.de.j2"),
@@ -43,6 +43,14 @@ const TEMPLATES: [(&str, &str); 12] = [
     (
         "cancelled_by_centre.en",
         include_str!("../templates/cancelled_by_centre.en.j2"),
+    ),
+    (
+        "booking_cancelled.de",
+        include_str!("../templates/booking_cancelled.de.j2"),
+    ),
+    (
+        "booking_cancelled.en",
+        include_str!("../templates/booking_cancelled.en.j2"),
     ),
 ];
 
@@ -185,23 +193,7 @@ fn values(notification: &Notification, language: Language) -> Value {
             appointment: a,
             reason,
         } => context! { reason, ..appointment(a) },
-    }
-}
-
-const WEEKDAYS_DE: [&str; 7] = ["Mo", "Di", "Mi", "Do", "Fr", "Sa", "So"];
-
-/// A time as people there read it: "Mo, 24.05.2021, 09:30 Uhr" or "Mon 24 May 2021, 09:30".
-pub fn when(at: DateTime<Utc>, timezone: &str, language: Language) -> String {
-    let Ok(tz) = timezone.parse::<Tz>() else {
-        return format!("{} UTC", at.format("%Y-%m-%d %H:%M"));
-    };
-    let local = at.with_timezone(&tz);
-    match language {
-        Language::De => {
-            let weekday = WEEKDAYS_DE[chrono::Datelike::weekday(&local).num_days_from_monday() as usize];
-            format!("{weekday}, {} Uhr", local.format("%d.%m.%Y, %H:%M"))
-        }
-        Language::En => local.format("%a %-d %b %Y, %H:%M").to_string(),
+        Notification::BookingCancelled { appointment: a } => appointment(a),
     }
 }
 
@@ -313,6 +305,9 @@ pub fn examples() -> Vec<Notification> {
             appointment: example_appointment(false),
             reason: "Impfstofflieferung ausgefallen".into(),
         },
+        Notification::BookingCancelled {
+            appointment: example_appointment(true),
+        },
     ]
 }
 
@@ -394,17 +389,6 @@ mod tests {
             .unwrap()
             .qr_png
             .is_none());
-    }
-
-    #[test]
-    fn times_are_local_and_in_the_persons_language() {
-        let at = Utc.with_ymd_and_hms(2021, 5, 24, 7, 30, 0).unwrap();
-        assert_eq!(
-            when(at, "Europe/Berlin", Language::De),
-            "Mo, 24.05.2021, 09:30 Uhr"
-        );
-        assert_eq!(when(at, "Europe/Berlin", Language::En), "Mon 24 May 2021, 09:30");
-        assert_eq!(when(at, "Mars/Olympus", Language::En), "2021-05-24 07:30 UTC");
     }
 
     #[test]

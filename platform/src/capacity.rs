@@ -26,13 +26,15 @@ fn instant(tz: Tz, local: NaiveDateTime) -> Result<DateTime<Utc>, CapacityStoreE
     }
 }
 
-/// Inserts open slot pairs for a centre in one statement; returns their ids.
+/// Inserts open slot pairs for a centre in one statement, as part of capacity batch `batch`
+/// if given; returns their ids.
 pub async fn insert_pairs(
     connection: &mut PgConnection,
     centre_id: &str,
     vaccine: &str,
     timezone: &str,
     pairs: &[PlannedPair],
+    batch: Option<Uuid>,
 ) -> Result<Vec<Uuid>, CapacityStoreError> {
     let tz: Tz = timezone
         .parse()
@@ -47,8 +49,8 @@ pub async fn insert_pairs(
         .map(|p| p.second.map(|s| instant(tz, s)).transpose())
         .collect::<Result<Vec<_>, _>>()?;
     sqlx::query(
-        "INSERT INTO slot_pairs (id, centre_id, vaccine, first_slot_at, second_slot_at)
-         SELECT id, $2, $3, first_at, second_at
+        "INSERT INTO slot_pairs (id, centre_id, vaccine, first_slot_at, second_slot_at, batch_id)
+         SELECT id, $2, $3, first_at, second_at, $6
          FROM UNNEST($1::uuid[], $4::timestamptz[], $5::timestamptz[]) AS t(id, first_at, second_at)",
     )
     .bind(&ids)
@@ -56,6 +58,7 @@ pub async fn insert_pairs(
     .bind(vaccine)
     .bind(&firsts)
     .bind(&seconds)
+    .bind(batch)
     .execute(connection)
     .await?;
     Ok(ids)

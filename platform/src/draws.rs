@@ -101,6 +101,7 @@ struct CandidateRow {
     vaccines: Vec<String>,
     centres: Vec<String>,
     lottery_key: f64,
+    ahead: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -155,7 +156,7 @@ pub async fn manifest(pool: &PgPool, id: Uuid) -> Result<Option<Manifest>, Manif
     .await?;
     let candidate_rows: Vec<CandidateRow> = sqlx::query_as(
         "SELECT c.pseudonym, c.group_id, c.age_band, c.waited_weeks, c.declines, p.vaccines, p.centres,
-                c.lottery_key
+                c.lottery_key, c.ahead
          FROM draw_candidates c JOIN draw_profiles p ON p.draw_id = c.draw_id AND p.profile = c.profile
          WHERE c.draw_id = $1 ORDER BY c.pseudonym",
     )
@@ -207,6 +208,7 @@ pub async fn manifest(pool: &PgPool, id: Uuid) -> Result<Option<Manifest>, Manif
                     declines: row.declines as u32,
                     vaccines: row.vaccines,
                     centres: row.centres,
+                    ahead: row.ahead,
                 },
                 lottery_key: row.lottery_key,
             })

@@ -12,6 +12,7 @@ pub mod policies;
 pub mod postgres;
 pub mod redis;
 pub mod retry;
+pub mod staff;
 pub mod telemetry;
 
 pub use config::{ConfigError, Settings};

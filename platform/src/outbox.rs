@@ -72,17 +72,20 @@ pub enum Notification {
         appointment: Appointment,
         reason: String,
     },
+    /// The person (or an agent for them) cancelled their booking; the pair goes to someone else.
+    BookingCancelled { appointment: Appointment },
 }
 
 impl Notification {
     /// Every kind, for topology and tests.
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 7] = [
         "verification_code",
         "booking_code",
         "offer",
         "offer_expiring",
         "confirmation",
         "cancelled_by_centre",
+        "booking_cancelled",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -93,6 +96,7 @@ impl Notification {
             Notification::OfferExpiring { .. } => "offer_expiring",
             Notification::Confirmation { .. } => "confirmation",
             Notification::CancelledByCentre { .. } => "cancelled_by_centre",
+            Notification::BookingCancelled { .. } => "booking_cancelled",
         }
     }
 }

@@ -1,0 +1,448 @@
+//! Answering offers, cancelling bookings and withdrawing: the database side shared by
+//! citizens (booking code or offer link) and call-centre agents acting for them.
+//!
+//! Each operation is one transaction that first locks the row it changes (the offer, the
+//! booking, the registrant), so concurrent answers to the same offer queue up and the second
+//! sees the first's result. The schema's unique indexes hold invariants 1 and 2 underneath, so
+//! even a wrong check here could not book a pair twice. Every booking and cancellation writes
+//! its messages to the outbox in the same transaction (invariant 3).
+
+use chrono::{DateTime, Utc};
+use drawbridge_domain::{CheckinPass, Language};
+use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::staff::{audit, Acting};
+use crate::AppState;
+
+/// A pair and where it is, as shown to the person and written into their messages.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Place {
+    pub slot_pair_id: Uuid,
+    pub centre_id: String,
+    pub centre: String,
+    pub address: String,
+    pub region_id: String,
+    pub timezone: String,
+    pub vaccine: String,
+    pub first_at: DateTime<Utc>,
+    pub second_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const PLACE: &str = "p.id AS slot_pair_id, c.id AS centre_id, c.name AS centre, c.address, c.region_id,
+                     g.timezone, p.vaccine, p.first_slot_at AS first_at, p.second_slot_at AS second_at";
+pub(crate) const PLACE_JOINS: &str =
+    "JOIN centres c ON c.id = p.centre_id JOIN regions g ON g.id = c.region_id";
+
+impl Place {
+    pub(crate) async fn appointment(&self, state: &AppState) -> Result<Appointment, ApiError> {
+        let policy = state.policies.current(&self.region_id).await?;
+        Ok(Appointment {
+            centre_name: self.centre.clone(),
+            centre_address: self.address.clone(),
+            vaccine_name: policy
+                .policy
+                .vaccine(&self.vaccine)
+                .map_or_else(|| self.vaccine.clone(), |v| v.name.clone()),
+            first_at: self.first_at,
+            second_at: self.second_at,
+            timezone: self.timezone.clone(),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OfferRow {
+    id: Uuid,
+    registrant_id: Uuid,
+    state: String,
+    expires_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    place: Place,
+}
+
+/// A booking just made.
+#[derive(Debug, Serialize)]
+pub struct Booked {
+    pub booking_id: Uuid,
+    /// Short reference people read out at the centre or on the phone.
+    pub reference: String,
+    #[serde(flatten)]
+    pub place: Place,
+    /// The check-in pass: the QR code's content.
+    pub checkin_pass: String,
+}
+
+/// The short reference of a booking, as printed on confirmations.
+pub fn reference(booking: Uuid) -> String {
+    let hex = booking.simple().to_string().to_ascii_uppercase();
+    format!("B-{}-{}", &hex[..4], &hex[4..8])
+}
+
+/// Who the person is and how to reach them.
+#[derive(sqlx::FromRow)]
+struct Contact {
+    phone: String,
+    email: Option<String>,
+    language: String,
+}
+
+async fn contact(tx: &mut PgConnection, registrant: Uuid) -> Result<Contact, ApiError> {
+    sqlx::query_as("SELECT phone, email, language FROM registrants WHERE id = $1 AND status = 'active'")
+        .bind(registrant)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("This registration was withdrawn.".into()))
+}
+
+/// Queues `notification` to the person by SMS and, if they gave one, by email.
+pub(crate) async fn tell(
+    tx: &mut PgConnection,
+    registrant: Uuid,
+    subject: Uuid,
+    notification: Notification,
+) -> Result<(), ApiError> {
+    let contact = contact(tx, registrant).await?;
+    let language = Language::parse(&contact.language).unwrap_or_default();
+    let mut messages = vec![Outgoing {
+        subject_id: subject,
+        channel: Channel::Sms,
+        recipient: &contact.phone,
+        language,
+        notification: notification.clone(),
+    }];
+    if let Some(email) = &contact.email {
+        messages.push(Outgoing {
+            subject_id: subject,
+            channel: Channel::Email,
+            recipient: email,
+            language,
+            notification,
+        });
+    }
+    outbox::enqueue_many(tx, &messages).await?;
+    Ok(())
+}
+
+/// Locks the offer and checks it may still be answered by `registrant` (any registrant when
+/// `None`: the caller holds a signed link for this very offer). A lapsed offer is expired here
+/// and its pair freed; the caller must commit before reporting the error.
+async fn pending_offer(
+    tx: &mut PgConnection,
+    offer: Uuid,
+    registrant: Option<Uuid>,
+) -> Result<Result<OfferRow, ApiError>, ApiError> {
+    let row: Option<OfferRow> = sqlx::query_as(&format!(
+        "SELECT o.id, o.registrant_id, o.state, o.expires_at, {PLACE}
+         FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id {PLACE_JOINS}
+         WHERE o.id = $1 FOR UPDATE OF o"
+    ))
+    .bind(offer)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row.filter(|row| registrant.map_or(true, |r| r == row.registrant_id)) else {
+        return Ok(Err(ApiError::NotFound(
+            "There is no such offer for you. Offers are shown under GET /v1/me.".into(),
+        )));
+    };
+    match row.state.as_str() {
+        "pending" if row.expires_at <= Utc::now() => {
+            release(tx, &row, "expired").await?;
+            Ok(Err(ApiError::Conflict {
+                code: "offer_expired",
+                message: "This offer has expired and its appointment went back to the draw. You stay in \
+                          the pool: the next draw gives you a new chance."
+                    .into(),
+            }))
+        }
+        "pending" => Ok(Ok(row)),
+        "accepted" => Ok(Err(ApiError::Conflict {
+            code: "offer_already_accepted",
+            message: "This offer was accepted already; your booking is shown under GET /v1/me.".into(),
+        })),
+        "declined" => Ok(Err(ApiError::Conflict {
+            code: "offer_already_declined",
+            message: "This offer was declined already and its appointment went to the next draw.".into(),
+        })),
+        "expired" => Ok(Err(ApiError::Conflict {
+            code: "offer_expired",
+            message: "This offer has expired. You stay in the pool: the next draw gives you a new chance."
+                .into(),
+        })),
+        _ => Ok(Err(ApiError::Conflict {
+            code: "offer_withdrawn",
+            message: "This offer was withdrawn (the centre cancelled the appointment). You stay in the pool, ahead of others.".into(),
+        })),
+    }
+}
+
+/// Ends a pending offer in `state` and reopens its pair for the next draw.
+async fn release(tx: &mut PgConnection, offer: &OfferRow, state: &str) -> Result<(), ApiError> {
+    sqlx::query("UPDATE offers SET state = $2, answered_at = now() WHERE id = $1")
+        .bind(offer.id)
+        .bind(state)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE slot_pairs SET state = 'open', offer_id = NULL WHERE id = $1 AND offer_id = $2")
+        .bind(offer.place.slot_pair_id)
+        .bind(offer.id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Books both appointments of the offered pair at once and queues the confirmation.
+pub async fn accept(
+    state: &AppState,
+    offer: Uuid,
+    registrant: Option<Uuid>,
+    acting: &Acting<'_>,
+) -> Result<Booked, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let row = match pending_offer(&mut tx, offer, registrant).await? {
+        Ok(row) => row,
+        Err(refusal) => {
+            tx.commit().await?;
+            return Err(refusal);
+        }
+    };
+    acting.check_region(&row.place.region_id)?;
+    let booking = Uuid::new_v4();
+    let inserted = sqlx::query(
+        "INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state) VALUES ($1, $2, $3, $4, 'booked')",
+    )
+    .bind(booking)
+    .bind(row.id)
+    .bind(row.place.slot_pair_id)
+    .bind(row.registrant_id)
+    .execute(&mut *tx)
+    .await;
+    if let Err(sqlx::Error::Database(error)) = &inserted {
+        if error.is_unique_violation() {
+            return Err(ApiError::Conflict {
+                code: "already_booked",
+                message: "You already have a booking. Cancel it first if you want this offer instead.".into(),
+            });
+        }
+    }
+    inserted?;
+    sqlx::query("UPDATE offers SET state = 'accepted', answered_at = now() WHERE id = $1")
+        .bind(row.id)
+        .execute(&mut *tx)
+        .await?;
+    let held = sqlx::query(
+        "UPDATE slot_pairs SET state = 'booked', offer_id = NULL, booking_id = $2
+         WHERE id = $1 AND state = 'offered' AND offer_id = $3",
+    )
+    .bind(row.place.slot_pair_id)
+    .bind(booking)
+    .bind(row.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if held != 1 {
+        return Err(ApiError::Internal(format!(
+            "offer {} is pending but its pair {} is not held for it",
+            row.id, row.place.slot_pair_id
+        )));
+    }
+    let now = Utc::now();
+    let pass = CheckinPass {
+        booking,
+        centre: row.place.centre_id.clone(),
+        first_at: row.place.first_at,
+        second_at: row.place.second_at,
+    }
+    .sign(&state.keyring, now);
+    let notification = Notification::Confirmation {
+        booking_reference: reference(booking),
+        appointment: row.place.appointment(state).await?,
+        qr_token: pass.clone(),
+    };
+    tell(&mut tx, row.registrant_id, booking, notification).await?;
+    audit(&mut tx, acting, "offer.accept", Some(row.registrant_id), json!({ "offer": row.id, "booking": booking })).await?;
+    tx.commit().await?;
+    tracing::info!(offer = %row.id, %booking, "offer accepted");
+    Ok(Booked {
+        booking_id: booking,
+        reference: reference(booking),
+        place: row.place,
+        checkin_pass: pass,
+    })
+}
+
+/// Declines a pending offer; its pair goes to the next draw and the person stays in the pool.
+pub async fn decline(
+    state: &AppState,
+    offer: Uuid,
+    registrant: Option<Uuid>,
+    acting: &Acting<'_>,
+) -> Result<(), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let row = match pending_offer(&mut tx, offer, registrant).await? {
+        Ok(row) => row,
+        Err(refusal) => {
+            tx.commit().await?;
+            return Err(refusal);
+        }
+    };
+    acting.check_region(&row.place.region_id)?;
+    release(&mut tx, &row, "declined").await?;
+    audit(&mut tx, acting, "offer.decline", Some(row.registrant_id), json!({ "offer": row.id })).await?;
+    tx.commit().await?;
+    tracing::info!(offer = %row.id, "offer declined");
+    Ok(())
+}
+
+/// The registrant's pending offer, if any.
+pub async fn current_offer(state: &AppState, registrant: Uuid) -> Result<Uuid, ApiError> {
+    sqlx::query_scalar("SELECT id FROM offers WHERE registrant_id = $1 AND state = 'pending'")
+        .bind(registrant)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(
+                "There is no offer to answer right now. We text you as soon as a draw offers you an appointment."
+                    .into(),
+            )
+        })
+}
+
+#[derive(sqlx::FromRow)]
+struct BookingRow {
+    id: Uuid,
+    state: String,
+    #[sqlx(flatten)]
+    place: Place,
+}
+
+/// Cancels the registrant's live booking: the pair is free for the next draw, the person
+/// stays in the pool and is told by SMS (and email).
+pub async fn cancel(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -> Result<Uuid, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let row: Option<BookingRow> = sqlx::query_as(&format!(
+        "SELECT b.id, b.state, {PLACE}
+         FROM bookings b JOIN slot_pairs p ON p.id = b.slot_pair_id {PLACE_JOINS}
+         WHERE b.registrant_id = $1 AND b.state <> 'cancelled' FOR UPDATE OF b"
+    ))
+    .bind(registrant)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = row.ok_or_else(|| ApiError::NotFound("There is no booking to cancel.".into()))?;
+    acting.check_region(&row.place.region_id)?;
+    if row.state != "booked" {
+        return Err(ApiError::Conflict {
+            code: "already_checked_in",
+            message: "The first dose was given already, so the booking can no longer be cancelled here. \
+                      Please talk to the centre about your second appointment."
+                .into(),
+        });
+    }
+    let reason = if acting.is_staff() {
+        "cancelled by the call centre for the registrant"
+    } else {
+        "cancelled by the registrant"
+    };
+    cancel_booking(&mut tx, row.id, row.place.slot_pair_id, reason).await?;
+    let notification = Notification::BookingCancelled {
+        appointment: row.place.appointment(state).await?,
+    };
+    tell(&mut tx, registrant, row.id, notification).await?;
+    audit(&mut tx, acting, "booking.cancel", Some(registrant), json!({ "booking": row.id })).await?;
+    tx.commit().await?;
+    tracing::info!(booking = %row.id, "booking cancelled");
+    Ok(row.id)
+}
+
+/// Marks a booking cancelled and reopens its pair.
+async fn cancel_booking(tx: &mut PgConnection, booking: Uuid, pair: Uuid, reason: &str) -> Result<(), ApiError> {
+    sqlx::query("UPDATE bookings SET state = 'cancelled', cancelled_at = now(), cancel_reason = $2 WHERE id = $1")
+        .bind(booking)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE slot_pairs SET state = 'open', booking_id = NULL WHERE id = $1 AND booking_id = $2")
+        .bind(pair)
+        .bind(booking)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Withdraws a registration: a pending offer is withdrawn and a booking cancelled (their pairs
+/// go to the next draw), and every personal field is erased, here and in the sent messages.
+/// The row stays, pseudonymous, because published draws refer to it.
+pub async fn withdraw(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -> Result<(), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM registrants WHERE id = $1 FOR UPDATE")
+        .bind(registrant)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if status.as_deref().map_or(true, |s| s == "withdrawn") {
+        return Err(ApiError::NotFound("This registration was withdrawn already.".into()));
+    }
+    let given: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM bookings WHERE registrant_id = $1 AND state = 'first_dose_given')",
+    )
+    .bind(registrant)
+    .fetch_one(&mut *tx)
+    .await?;
+    if given {
+        return Err(ApiError::Conflict {
+            code: "course_in_progress",
+            message: "Your first dose was given and your second appointment is booked. Please settle the \
+                      second appointment with the centre before withdrawing."
+                .into(),
+        });
+    }
+    sqlx::query(
+        "UPDATE slot_pairs p SET state = 'open', offer_id = NULL FROM offers o
+         WHERE o.registrant_id = $1 AND o.state = 'pending' AND p.offer_id = o.id",
+    )
+    .bind(registrant)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE offers SET state = 'withdrawn', answered_at = now() WHERE registrant_id = $1 AND state = 'pending'")
+        .bind(registrant)
+        .execute(&mut *tx)
+        .await?;
+    let booking: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT id, slot_pair_id FROM bookings WHERE registrant_id = $1 AND state = 'booked'",
+    )
+    .bind(registrant)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((booking, pair)) = booking {
+        cancel_booking(&mut tx, booking, pair, "registration withdrawn").await?;
+    }
+    // Messages already handed to the notifier carry their own copy; the stored rows need not
+    // keep the number or address any longer. Unsent ones are dropped with the registration.
+    sqlx::query(
+        "UPDATE outbox SET recipient = 'erased', payload = jsonb_build_object('kind', kind, 'erased', true),
+                           published_at = coalesce(published_at, now())
+         WHERE subject_id = $1
+            OR subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = $1)
+            OR subject_id IN (SELECT id FROM offers WHERE registrant_id = $1)
+            OR subject_id IN (SELECT id FROM bookings WHERE registrant_id = $1)",
+    )
+    .bind(registrant)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE registrants SET status = 'withdrawn', withdrawn_at = now(), phone = NULL, email = NULL,
+                birth_year = NULL, priority_group = NULL, postcode = NULL, accepted_vaccines = '{}',
+                max_distance_km = NULL, booking_code_hash = NULL, ahead_since = NULL
+         WHERE id = $1",
+    )
+    .bind(registrant)
+    .execute(&mut *tx)
+    .await?;
+    audit(&mut tx, acting, "registration.withdraw", Some(registrant), json!({})).await?;
+    tx.commit().await?;
+    tracing::info!(%registrant, "registration withdrawn and erased");
+    Ok(())
+}

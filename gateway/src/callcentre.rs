@@ -1,0 +1,143 @@
+//! Call-centre agents act for callers who cannot or will not use the web: they register them
+//! (the agent attests the phone, so no SMS code), read out the booking code, look callers up
+//! by booking code, and answer offers or cancel for them. Agents see only their own region,
+//! and every action is written to the audit log in the same transaction.
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use drawbridge_domain::{evaluate, BookingCode};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::bookings;
+use crate::error::ApiError;
+use crate::me::{self, booked_response, cancelled_response, declined_response, withdrawn_response, Registrant};
+use crate::registrations::{self, RegistrationRequest};
+use crate::staff::{forbidden, record, Acting, Staff};
+use crate::verification::send_booking_code;
+use crate::AppState;
+
+/// `POST /v1/callcentre/registrations`: registers a caller in the agent's region.
+pub async fn register(
+    state: web::Data<AppState>,
+    staff: Staff,
+    request: web::Json<RegistrationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = &staff.0;
+    agent.may_act_for_callers(&agent.region).map_err(forbidden)?;
+    let published = state.policies.current(&agent.region).await?;
+    let registration = request.into_inner().validate(&state, &published.policy)?;
+    let id = Uuid::new_v4();
+    let code = BookingCode::generate(&mut rand::rngs::OsRng);
+    let mut tx = state.pool.begin().await?;
+    registrations::insert(
+        &mut tx,
+        id,
+        &published.region,
+        &registration,
+        "callcentre",
+        Some(code.keyed_hash(&state.hash_key).as_slice()),
+    )
+    .await?;
+    send_booking_code(
+        &mut tx,
+        &state,
+        id,
+        &code,
+        (registration.phone.as_str(), registration.email.as_deref()),
+        registration.language,
+    )
+    .await?;
+    record(&mut tx, agent, "registration.create", None, Some(id), json!({ "channel": "callcentre" })).await?;
+    tx.commit().await?;
+    tracing::info!(registration_id = %id, agent = %agent.username, "caller registered");
+    let eligibility = evaluate(&published.policy, &registration.person, Utc::now().date_naive());
+    Ok(HttpResponse::Created().json(json!({
+        "registration_id": id,
+        "status": "active",
+        "booking_code": code.to_string(),
+        "eligibility": eligibility,
+        "message": "Registered. Please read the booking code out to the caller; it is also on its way by SMS.",
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lookup {
+    booking_code: String,
+}
+
+/// `POST /v1/callcentre/lookup`: the caller's registration, by the booking code they read
+/// out (in the body, so codes never land in URLs or access logs).
+pub async fn lookup(
+    state: web::Data<AppState>,
+    staff: Staff,
+    body: web::Json<Lookup>,
+) -> Result<HttpResponse, ApiError> {
+    let agent = &staff.0;
+    let code = BookingCode::parse(&body.booking_code).map_err(|e| ApiError::invalid("booking_code", e.to_string()))?;
+    let registrant = me::by_booking_code(&state, &code)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("No active registration has this booking code. Ask the caller to read it again.".into()))?;
+    show(&state, agent, registrant, "registrant.lookup").await
+}
+
+/// `GET /v1/callcentre/registrants/{id}`.
+pub async fn registrant(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let registrant = me::load(&state, *id).await?;
+    show(&state, &staff.0, registrant, "registrant.view").await
+}
+
+async fn show(
+    state: &AppState,
+    agent: &drawbridge_domain::StaffMember,
+    registrant: Registrant,
+    action: &str,
+) -> Result<HttpResponse, ApiError> {
+    agent.may_act_for_callers(&registrant.region_id).map_err(forbidden)?;
+    let mut connection = state.pool.acquire().await?;
+    record(&mut connection, agent, action, None, Some(registrant.id), json!({})).await?;
+    Ok(HttpResponse::Ok().json(me::view(state, &registrant).await?))
+}
+
+/// The registrant `id`, if the agent may act for them.
+async fn caller(state: &AppState, staff: &Staff, id: Uuid) -> Result<Registrant, ApiError> {
+    let registrant = me::load(state, id).await?;
+    staff.0.may_act_for_callers(&registrant.region_id).map_err(forbidden)?;
+    Ok(registrant)
+}
+
+/// `POST /v1/callcentre/registrants/{id}/offer/accept`.
+pub async fn accept(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&state, &staff, *id).await?;
+    let offer = bookings::current_offer(&state, caller.id).await?;
+    let booked = bookings::accept(&state, offer, Some(caller.id), &Acting::Staff(&staff.0)).await?;
+    Ok(booked_response(booked))
+}
+
+/// `POST /v1/callcentre/registrants/{id}/offer/decline`.
+pub async fn decline(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&state, &staff, *id).await?;
+    let offer = bookings::current_offer(&state, caller.id).await?;
+    bookings::decline(&state, offer, Some(caller.id), &Acting::Staff(&staff.0)).await?;
+    Ok(declined_response(offer))
+}
+
+/// `POST /v1/callcentre/registrants/{id}/booking/cancel`.
+pub async fn cancel(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&state, &staff, *id).await?;
+    let booking = bookings::cancel(&state, caller.id, &Acting::Staff(&staff.0)).await?;
+    Ok(cancelled_response(booking))
+}
+
+/// `POST /v1/callcentre/registrants/{id}/withdraw`: withdraws and erases, at the caller's request.
+pub async fn withdraw(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let caller = caller(&state, &staff, *id).await?;
+    bookings::withdraw(&state, caller.id, &Acting::Staff(&staff.0)).await?;
+    Ok(withdrawn_response(caller.id))
+}
