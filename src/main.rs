@@ -93,8 +93,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum StaffAction {
-    /// Create a staff account. The password is read from DRAWBRIDGE_STAFF_PASSWORD or, if that
-    /// is not set, from the first line of standard input, so it never shows in `ps`.
+    /// Create a staff account. The password is read from the first line of --password-file or
+    /// of standard input, so it never shows in `ps` or the shell history.
     Add {
         username: String,
         /// callcentre_agent, centre_staff, region_admin or analyst.
@@ -105,6 +105,9 @@ enum StaffAction {
         /// The centre (centre staff only).
         #[arg(long)]
         centre: Option<String>,
+        /// File whose first line is the password (default: standard input).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -292,18 +295,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     role,
                     region,
                     centre,
+                    password_file,
                 },
         } => {
-            let password = match std::env::var("DRAWBRIDGE_STAFF_PASSWORD") {
-                Ok(password) => password,
-                Err(_) => {
+            let text = match &password_file {
+                Some(file) => read(file)?,
+                None => {
                     let mut line = String::new();
                     std::io::stdin()
                         .read_line(&mut line)
                         .context("reading the password from standard input")?;
-                    line.trim_end_matches(['\r', '\n']).to_owned()
+                    line
                 }
             };
+            let password = text.lines().next().unwrap_or_default().to_owned();
             let pool = postgres::connect_and_migrate(&settings.database).await?;
             let id = drawbridge_platform::staff::add(
                 &pool,
@@ -316,7 +321,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )
             .await?;
-            println!("{}", serde_json::json!({ "id": id, "username": username, "role": role, "region": region, "centre": centre }));
+            println!(
+                "{}",
+                serde_json::json!({ "id": id, "username": username, "role": role, "region": region, "centre": centre })
+            );
         }
     }
     Ok(())

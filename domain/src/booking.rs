@@ -63,7 +63,12 @@ impl CheckinPass {
     /// The pass's token, valid until a day after the last appointment.
     pub fn sign(&self, keyring: &Keyring, now: DateTime<Utc>) -> String {
         let last = self.second_at.unwrap_or(self.first_at);
-        keyring.sign(CHECKIN_PASS, self, now.timestamp(), (last + PASS_GRACE).timestamp())
+        keyring.sign(
+            CHECKIN_PASS,
+            self,
+            now.timestamp(),
+            (last + PASS_GRACE).timestamp(),
+        )
     }
 
     /// The pass a token carries, if genuine and not expired.
@@ -200,7 +205,10 @@ mod tests {
         altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
         assert!(CheckinPass::verify(&keyring(), std::str::from_utf8(&altered).unwrap(), at(3, 9)).is_err());
         // An offer link is not a pass, even though the same keys sign both.
-        let link = OfferLink { offer: Uuid::from_u128(7) }.sign(&keyring(), at(1, 8), at(2, 8));
+        let link = OfferLink {
+            offer: Uuid::from_u128(7),
+        }
+        .sign(&keyring(), at(1, 8), at(2, 8));
         assert_eq!(
             CheckinPass::verify(&keyring(), &link, at(1, 9)),
             Err(TokenError::WrongPurpose)
@@ -217,7 +225,10 @@ mod tests {
 
     #[test]
     fn scans_give_each_dose_once_at_the_right_centre_and_time() {
-        assert_eq!(checkin(&booking("booked"), "stuttgart", at(3, 8)), Ok(Dose::First));
+        assert_eq!(
+            checkin(&booking("booked"), "stuttgart", at(3, 8)),
+            Ok(Dose::First)
+        );
         assert_eq!(
             checkin(&booking("booked"), "ulm", at(3, 9)),
             Err(CheckinRefusal::WrongCentre("stuttgart".into()))

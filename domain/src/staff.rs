@@ -149,13 +149,25 @@ mod tests {
     fn each_role_acts_only_within_its_region_and_centre() {
         let agent = member(Role::CallcentreAgent, None);
         assert!(agent.may_act_for_callers("bw").is_ok());
-        assert!(matches!(agent.may_act_for_callers("by"), Err(StaffRefusal::Region { .. })));
-        assert!(matches!(agent.may_run_centre("stuttgart", "bw"), Err(StaffRefusal::Role { .. })));
+        assert!(matches!(
+            agent.may_act_for_callers("by"),
+            Err(StaffRefusal::Region { .. })
+        ));
+        assert!(matches!(
+            agent.may_run_centre("stuttgart", "bw"),
+            Err(StaffRefusal::Role { .. })
+        ));
 
         let staff = member(Role::CentreStaff, Some("stuttgart"));
         assert!(staff.may_run_centre("stuttgart", "bw").is_ok());
-        assert!(matches!(staff.may_run_centre("ulm", "bw"), Err(StaffRefusal::Centre { .. })));
-        assert!(matches!(staff.may_act_for_callers("bw"), Err(StaffRefusal::Role { .. })));
+        assert!(matches!(
+            staff.may_run_centre("ulm", "bw"),
+            Err(StaffRefusal::Centre { .. })
+        ));
+        assert!(matches!(
+            staff.may_act_for_callers("bw"),
+            Err(StaffRefusal::Role { .. })
+        ));
 
         let admin = member(Role::RegionAdmin, None);
         assert!(admin.may_run_centre("ulm", "bw").is_ok());

@@ -8,8 +8,11 @@
 //! its messages to the outbox in the same transaction (invariant 3).
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::{CheckinPass, Language};
+use std::sync::Arc;
+
+use drawbridge_domain::{CheckinPass, Language, Policy};
 use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
+use drawbridge_platform::policies::PublishedPolicy;
 use serde::Serialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -33,27 +36,46 @@ pub struct Place {
     pub second_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) const PLACE: &str = "p.id AS slot_pair_id, c.id AS centre_id, c.name AS centre, c.address, c.region_id,
+pub(crate) const PLACE: &str =
+    "p.id AS slot_pair_id, c.id AS centre_id, c.name AS centre, c.address, c.region_id,
                      g.timezone, p.vaccine, p.first_slot_at AS first_at, p.second_slot_at AS second_at";
 pub(crate) const PLACE_JOINS: &str =
     "JOIN centres c ON c.id = p.centre_id JOIN regions g ON g.id = c.region_id";
 
 impl Place {
-    pub(crate) async fn appointment(&self, state: &AppState) -> Result<Appointment, ApiError> {
-        let policy = state.policies.current(&self.region_id).await?;
-        Ok(Appointment {
+    /// The appointment as messages describe it. The policy (for the vaccine's name) is read
+    /// before the transaction starts: a transaction waiting for a second pool connection while
+    /// holding its first could starve the pool under a burst of answers.
+    pub(crate) fn appointment(&self, policy: &Policy) -> Appointment {
+        Appointment {
             centre_name: self.centre.clone(),
             centre_address: self.address.clone(),
             vaccine_name: policy
-                .policy
                 .vaccine(&self.vaccine)
                 .map_or_else(|| self.vaccine.clone(), |v| v.name.clone()),
             first_at: self.first_at,
             second_at: self.second_at,
             timezone: self.timezone.clone(),
-        })
+        }
     }
 }
+
+/// The current policy of the region `sql` (with `$1` = `id`) names; 404 if it names none.
+async fn policy_of(state: &AppState, sql: &str, id: Uuid) -> Result<Arc<PublishedPolicy>, ApiError> {
+    let region: Option<String> = sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?;
+    match region {
+        Some(region) => state.policies.current(&region).await,
+        None => Err(ApiError::NotFound(
+            "There is no such offer or registration.".into(),
+        )),
+    }
+}
+
+const OFFER_REGION: &str = "SELECT c.region_id FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id
+                            JOIN centres c ON c.id = p.centre_id WHERE o.id = $1";
 
 #[derive(sqlx::FromRow)]
 struct OfferRow {
@@ -202,6 +224,7 @@ pub async fn accept(
     registrant: Option<Uuid>,
     acting: &Acting<'_>,
 ) -> Result<Booked, ApiError> {
+    let policy = policy_of(state, OFFER_REGION, offer).await?;
     let mut tx = state.pool.begin().await?;
     let row = match pending_offer(&mut tx, offer, registrant).await? {
         Ok(row) => row,
@@ -260,11 +283,18 @@ pub async fn accept(
     .sign(&state.keyring, now);
     let notification = Notification::Confirmation {
         booking_reference: reference(booking),
-        appointment: row.place.appointment(state).await?,
+        appointment: row.place.appointment(&policy.policy),
         qr_token: pass.clone(),
     };
     tell(&mut tx, row.registrant_id, booking, notification).await?;
-    audit(&mut tx, acting, "offer.accept", Some(row.registrant_id), json!({ "offer": row.id, "booking": booking })).await?;
+    audit(
+        &mut tx,
+        acting,
+        "offer.accept",
+        Some(row.registrant_id),
+        json!({ "offer": row.id, "booking": booking }),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(offer = %row.id, %booking, "offer accepted");
     Ok(Booked {
@@ -292,24 +322,39 @@ pub async fn decline(
     };
     acting.check_region(&row.place.region_id)?;
     release(&mut tx, &row, "declined").await?;
-    audit(&mut tx, acting, "offer.decline", Some(row.registrant_id), json!({ "offer": row.id })).await?;
+    audit(
+        &mut tx,
+        acting,
+        "offer.decline",
+        Some(row.registrant_id),
+        json!({ "offer": row.id }),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(offer = %row.id, "offer declined");
     Ok(())
 }
 
-/// The registrant's pending offer, if any.
+/// The registrant's pending offer: 409 if they are booked already, 404 if there is none.
 pub async fn current_offer(state: &AppState, registrant: Uuid) -> Result<Uuid, ApiError> {
-    sqlx::query_scalar("SELECT id FROM offers WHERE registrant_id = $1 AND state = 'pending'")
-        .bind(registrant)
-        .fetch_optional(&state.pool)
-        .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(
-                "There is no offer to answer right now. We text you as soon as a draw offers you an appointment."
-                    .into(),
-            )
-        })
+    let (offer, booked): (Option<Uuid>, bool) = sqlx::query_as(
+        "SELECT (SELECT id FROM offers WHERE registrant_id = $1 AND state = 'pending'),
+                EXISTS (SELECT 1 FROM bookings WHERE registrant_id = $1 AND state <> 'cancelled')",
+    )
+    .bind(registrant)
+    .fetch_one(&state.pool)
+    .await?;
+    match (offer, booked) {
+        (Some(offer), _) => Ok(offer),
+        (None, true) => Err(ApiError::Conflict {
+            code: "already_booked",
+            message: "You have a booking already; it is shown under GET /v1/me.".into(),
+        }),
+        (None, false) => Err(ApiError::NotFound(
+            "There is no offer to answer right now. We text you as soon as a draw offers you an appointment."
+                .into(),
+        )),
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -323,6 +368,12 @@ struct BookingRow {
 /// Cancels the registrant's live booking: the pair is free for the next draw, the person
 /// stays in the pool and is told by SMS (and email).
 pub async fn cancel(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -> Result<Uuid, ApiError> {
+    let policy = policy_of(
+        state,
+        "SELECT region_id FROM registrants WHERE id = $1",
+        registrant,
+    )
+    .await?;
     let mut tx = state.pool.begin().await?;
     let row: Option<BookingRow> = sqlx::query_as(&format!(
         "SELECT b.id, b.state, {PLACE}
@@ -349,22 +400,36 @@ pub async fn cancel(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -> 
     };
     cancel_booking(&mut tx, row.id, row.place.slot_pair_id, reason).await?;
     let notification = Notification::BookingCancelled {
-        appointment: row.place.appointment(state).await?,
+        appointment: row.place.appointment(&policy.policy),
     };
     tell(&mut tx, registrant, row.id, notification).await?;
-    audit(&mut tx, acting, "booking.cancel", Some(registrant), json!({ "booking": row.id })).await?;
+    audit(
+        &mut tx,
+        acting,
+        "booking.cancel",
+        Some(registrant),
+        json!({ "booking": row.id }),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(booking = %row.id, "booking cancelled");
     Ok(row.id)
 }
 
 /// Marks a booking cancelled and reopens its pair.
-async fn cancel_booking(tx: &mut PgConnection, booking: Uuid, pair: Uuid, reason: &str) -> Result<(), ApiError> {
-    sqlx::query("UPDATE bookings SET state = 'cancelled', cancelled_at = now(), cancel_reason = $2 WHERE id = $1")
-        .bind(booking)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await?;
+async fn cancel_booking(
+    tx: &mut PgConnection,
+    booking: Uuid,
+    pair: Uuid,
+    reason: &str,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE bookings SET state = 'cancelled', cancelled_at = now(), cancel_reason = $2 WHERE id = $1",
+    )
+    .bind(booking)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE slot_pairs SET state = 'open', booking_id = NULL WHERE id = $1 AND booking_id = $2")
         .bind(pair)
         .bind(booking)
@@ -378,12 +443,15 @@ async fn cancel_booking(tx: &mut PgConnection, booking: Uuid, pair: Uuid, reason
 /// The row stays, pseudonymous, because published draws refer to it.
 pub async fn withdraw(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -> Result<(), ApiError> {
     let mut tx = state.pool.begin().await?;
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM registrants WHERE id = $1 FOR UPDATE")
-        .bind(registrant)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM registrants WHERE id = $1 FOR UPDATE")
+            .bind(registrant)
+            .fetch_optional(&mut *tx)
+            .await?;
     if status.as_deref().map_or(true, |s| s == "withdrawn") {
-        return Err(ApiError::NotFound("This registration was withdrawn already.".into()));
+        return Err(ApiError::NotFound(
+            "This registration was withdrawn already.".into(),
+        ));
     }
     let given: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM bookings WHERE registrant_id = $1 AND state = 'first_dose_given')",
@@ -410,12 +478,11 @@ pub async fn withdraw(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -
         .bind(registrant)
         .execute(&mut *tx)
         .await?;
-    let booking: Option<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, slot_pair_id FROM bookings WHERE registrant_id = $1 AND state = 'booked'",
-    )
-    .bind(registrant)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let booking: Option<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT id, slot_pair_id FROM bookings WHERE registrant_id = $1 AND state = 'booked'")
+            .bind(registrant)
+            .fetch_optional(&mut *tx)
+            .await?;
     if let Some((booking, pair)) = booking {
         cancel_booking(&mut tx, booking, pair, "registration withdrawn").await?;
     }
@@ -441,7 +508,14 @@ pub async fn withdraw(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -
     .bind(registrant)
     .execute(&mut *tx)
     .await?;
-    audit(&mut tx, acting, "registration.withdraw", Some(registrant), json!({})).await?;
+    audit(
+        &mut tx,
+        acting,
+        "registration.withdraw",
+        Some(registrant),
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(%registrant, "registration withdrawn and erased");
     Ok(())

@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::bookings;
 use crate::error::ApiError;
-use crate::me::{self, booked_response, cancelled_response, declined_response, withdrawn_response, Registrant};
+use crate::me::{
+    self, booked_response, cancelled_response, declined_response, withdrawn_response, Registrant,
+};
 use crate::registrations::{self, RegistrationRequest};
 use crate::staff::{forbidden, record, Acting, Staff};
 use crate::verification::send_booking_code;
@@ -49,7 +51,15 @@ pub async fn register(
         registration.language,
     )
     .await?;
-    record(&mut tx, agent, "registration.create", None, Some(id), json!({ "channel": "callcentre" })).await?;
+    record(
+        &mut tx,
+        agent,
+        "registration.create",
+        None,
+        Some(id),
+        json!({ "channel": "callcentre" }),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(registration_id = %id, agent = %agent.username, "caller registered");
     let eligibility = evaluate(&published.policy, &registration.person, Utc::now().date_naive());
@@ -76,10 +86,13 @@ pub async fn lookup(
     body: web::Json<Lookup>,
 ) -> Result<HttpResponse, ApiError> {
     let agent = &staff.0;
-    let code = BookingCode::parse(&body.booking_code).map_err(|e| ApiError::invalid("booking_code", e.to_string()))?;
-    let registrant = me::by_booking_code(&state, &code)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("No active registration has this booking code. Ask the caller to read it again.".into()))?;
+    let code = BookingCode::parse(&body.booking_code)
+        .map_err(|e| ApiError::invalid("booking_code", e.to_string()))?;
+    let registrant = me::by_booking_code(&state, &code).await?.ok_or_else(|| {
+        ApiError::NotFound(
+            "No active registration has this booking code. Ask the caller to read it again.".into(),
+        )
+    })?;
     show(&state, agent, registrant, "registrant.lookup").await
 }
 
@@ -99,21 +112,38 @@ async fn show(
     registrant: Registrant,
     action: &str,
 ) -> Result<HttpResponse, ApiError> {
-    agent.may_act_for_callers(&registrant.region_id).map_err(forbidden)?;
-    let mut connection = state.pool.acquire().await?;
-    record(&mut connection, agent, action, None, Some(registrant.id), json!({})).await?;
+    agent
+        .may_act_for_callers(&registrant.region_id)
+        .map_err(forbidden)?;
+    // The connection goes back to the pool before the view takes its own.
+    record(
+        &mut *state.pool.acquire().await?,
+        agent,
+        action,
+        None,
+        Some(registrant.id),
+        json!({}),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(me::view(state, &registrant).await?))
 }
 
 /// The registrant `id`, if the agent may act for them.
 async fn caller(state: &AppState, staff: &Staff, id: Uuid) -> Result<Registrant, ApiError> {
     let registrant = me::load(state, id).await?;
-    staff.0.may_act_for_callers(&registrant.region_id).map_err(forbidden)?;
+    staff
+        .0
+        .may_act_for_callers(&registrant.region_id)
+        .map_err(forbidden)?;
     Ok(registrant)
 }
 
 /// `POST /v1/callcentre/registrants/{id}/offer/accept`.
-pub async fn accept(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn accept(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &staff, *id).await?;
     let offer = bookings::current_offer(&state, caller.id).await?;
     let booked = bookings::accept(&state, offer, Some(caller.id), &Acting::Staff(&staff.0)).await?;
@@ -121,7 +151,11 @@ pub async fn accept(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid
 }
 
 /// `POST /v1/callcentre/registrants/{id}/offer/decline`.
-pub async fn decline(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn decline(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &staff, *id).await?;
     let offer = bookings::current_offer(&state, caller.id).await?;
     bookings::decline(&state, offer, Some(caller.id), &Acting::Staff(&staff.0)).await?;
@@ -129,14 +163,22 @@ pub async fn decline(state: web::Data<AppState>, staff: Staff, id: web::Path<Uui
 }
 
 /// `POST /v1/callcentre/registrants/{id}/booking/cancel`.
-pub async fn cancel(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &staff, *id).await?;
     let booking = bookings::cancel(&state, caller.id, &Acting::Staff(&staff.0)).await?;
     Ok(cancelled_response(booking))
 }
 
 /// `POST /v1/callcentre/registrants/{id}/withdraw`: withdraws and erases, at the caller's request.
-pub async fn withdraw(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let caller = caller(&state, &staff, *id).await?;
     bookings::withdraw(&state, caller.id, &Acting::Staff(&staff.0)).await?;
     Ok(withdrawn_response(caller.id))

@@ -174,6 +174,7 @@ pub async fn withdraw(
             "Say in a few words (up to 200 characters) why; the people affected are told.",
         ));
     }
+    let policy = state.policies.current(&centre.region).await?;
     let mut tx = state.pool.begin().await?;
     let cancelled: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
         "SELECT cancelled_at FROM capacity_batches WHERE id = $1 AND centre_id = $2 FOR UPDATE",
@@ -183,7 +184,12 @@ pub async fn withdraw(
     .fetch_optional(&mut *tx)
     .await?;
     match cancelled {
-        None => return Err(ApiError::NotFound(format!("Centre {} has no capacity {batch}.", centre.id))),
+        None => {
+            return Err(ApiError::NotFound(format!(
+                "Centre {} has no capacity {batch}.",
+                centre.id
+            )))
+        }
         Some(Some(at)) => {
             return Err(ApiError::Conflict {
                 code: "capacity_already_cancelled",
@@ -207,12 +213,18 @@ pub async fn withdraw(
     let mut cancelled_pairs = Vec::new();
     let (mut offers, mut bookings, mut kept) = (0, 0, 0);
     for pair in &affected {
-        if matches!(pair.booking_state.as_deref(), Some("first_dose_given" | "completed")) {
+        if matches!(
+            pair.booking_state.as_deref(),
+            Some("first_dose_given" | "completed")
+        ) {
             kept += 1;
             continue;
         }
         cancelled_pairs.push(pair.place.slot_pair_id);
-        let (subject, registrant) = match (pair.offer_id.zip(pair.offer_registrant), pair.booking_id.zip(pair.booking_registrant)) {
+        let (subject, registrant) = match (
+            pair.offer_id.zip(pair.offer_registrant),
+            pair.booking_id.zip(pair.booking_registrant),
+        ) {
             (Some((offer, registrant)), _) => {
                 sqlx::query("UPDATE offers SET state = 'withdrawn', answered_at = now() WHERE id = $1")
                     .bind(offer)
@@ -239,7 +251,7 @@ pub async fn withdraw(
             .execute(&mut *tx)
             .await?;
         let notification = Notification::CancelledByCentre {
-            appointment: pair.place.appointment(&state).await?,
+            appointment: pair.place.appointment(&policy.policy),
             reason: reason.to_owned(),
         };
         tell(&mut tx, registrant, subject, notification).await?;
@@ -262,7 +274,15 @@ pub async fn withdraw(
         "bookings_cancelled": bookings,
         "kept_course_in_progress": kept,
     });
-    record(&mut tx, &staff.0, "capacity.cancel", Some(&centre.id), Some(batch), json!({ "reason": reason, "outcome": outcome })).await?;
+    record(
+        &mut tx,
+        &staff.0,
+        "capacity.cancel",
+        Some(&centre.id),
+        Some(batch),
+        json!({ "reason": reason, "outcome": outcome }),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(centre = %centre.id, %batch, offers, bookings, "capacity withdrawn");
     Ok(HttpResponse::Ok().json(outcome))
@@ -303,7 +323,12 @@ pub async fn schedule(
             .ok_or_else(|| ApiError::invalid("date", "This day has no midnight in the centre's time zone."))
     };
     let start = local_midnight(query.date)?;
-    let end = local_midnight(query.date.succ_opt().ok_or_else(|| ApiError::invalid("date", "Too far in the future."))?)?;
+    let end = local_midnight(
+        query
+            .date
+            .succ_opt()
+            .ok_or_else(|| ApiError::invalid("date", "Too far in the future."))?,
+    )?;
     let appointments: Vec<Appointment> = sqlx::query_as(
         "SELECT a.at, a.dose, p.vaccine, p.state AS pair_state, b.id AS booking_id, b.state AS booking_state,
                 CASE a.dose WHEN 'first' THEN b.first_dose_at ELSE b.second_dose_at END AS given_at
@@ -321,10 +346,12 @@ pub async fn schedule(
     .await?;
     let mut slots: BTreeMap<(DateTime<Utc>, String, String), serde_json::Value> = BTreeMap::new();
     for a in appointments {
-        let slot = slots.entry((a.at, a.vaccine.clone(), a.dose.clone())).or_insert_with(|| {
-            json!({ "at": a.at, "vaccine": a.vaccine, "dose": a.dose,
+        let slot = slots
+            .entry((a.at, a.vaccine.clone(), a.dose.clone()))
+            .or_insert_with(|| {
+                json!({ "at": a.at, "vaccine": a.vaccine, "dose": a.dose,
                     "capacity": 0, "open": 0, "offered": 0, "booked": 0, "cancelled": 0, "bookings": [] })
-        });
+            });
         slot["capacity"] = json!(slot["capacity"].as_i64().unwrap_or(0) + 1);
         let bucket = match a.pair_state.as_str() {
             "open" => "open",
@@ -369,10 +396,13 @@ pub async fn check_in(
 ) -> Result<HttpResponse, ApiError> {
     let centre = centre(&state, &staff.0, &centre_id).await?;
     let now = Utc::now();
-    let pass = CheckinPass::verify(&state.keyring, &scan.pass, now).map_err(|error| ApiError::InvalidField {
-        field: "pass",
-        message: format!("Not a valid check-in pass: {error}. Ask for the booking code and look the booking up."),
-    })?;
+    let pass =
+        CheckinPass::verify(&state.keyring, &scan.pass, now).map_err(|error| ApiError::InvalidField {
+            field: "pass",
+            message: format!(
+                "Not a valid check-in pass: {error}. Ask for the booking code and look the booking up."
+            ),
+        })?;
     let mut tx = state.pool.begin().await?;
     let booking: Option<(String, String, DateTime<Utc>, Option<DateTime<Utc>>, String)> = sqlx::query_as(
         "SELECT b.state, p.centre_id, p.first_slot_at, p.second_slot_at, p.vaccine
@@ -381,9 +411,8 @@ pub async fn check_in(
     .bind(pass.booking)
     .fetch_optional(&mut *tx)
     .await?;
-    let (booking_state, booked_centre, first_at, second_at, vaccine) = booking.ok_or_else(|| {
-        ApiError::invalid("pass", "This pass names a booking we do not have.")
-    })?;
+    let (booking_state, booked_centre, first_at, second_at, vaccine) =
+        booking.ok_or_else(|| ApiError::invalid("pass", "This pass names a booking we do not have."))?;
     let door = BookingAtDoor {
         centre: booked_centre,
         state: booking_state,
@@ -399,19 +428,29 @@ pub async fn check_in(
         Dose::First => "first_dose_at",
         Dose::Second => "second_dose_at",
     };
-    sqlx::query(&format!("UPDATE bookings SET state = $2, {column} = $3 WHERE id = $1"))
-        .bind(pass.booking)
-        .bind(next)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE bookings SET state = $2, {column} = $3 WHERE id = $1"
+    ))
+    .bind(pass.booking)
+    .bind(next)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     if next == "completed" {
         sqlx::query("UPDATE slot_pairs SET state = 'used' WHERE booking_id = $1")
             .bind(pass.booking)
             .execute(&mut *tx)
             .await?;
     }
-    record(&mut tx, &staff.0, "checkin", Some(&centre.id), Some(pass.booking), json!({ "dose": dose })).await?;
+    record(
+        &mut tx,
+        &staff.0,
+        "checkin",
+        Some(&centre.id),
+        Some(pass.booking),
+        json!({ "dose": dose }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(json!({
         "valid": true,

@@ -212,9 +212,15 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/staff/sessions/current", web::delete().to(staff::logout))
         .route("/v1/staff/me", web::get().to(staff::me))
         .route("/v1/staff/actions", web::get().to(staff::actions))
-        .route("/v1/callcentre/registrations", web::post().to(callcentre::register))
+        .route(
+            "/v1/callcentre/registrations",
+            web::post().to(callcentre::register),
+        )
         .route("/v1/callcentre/lookup", web::post().to(callcentre::lookup))
-        .route("/v1/callcentre/registrants/{id}", web::get().to(callcentre::registrant))
+        .route(
+            "/v1/callcentre/registrants/{id}",
+            web::get().to(callcentre::registrant),
+        )
         .route(
             "/v1/callcentre/registrants/{id}/offer/accept",
             web::post().to(callcentre::accept),

@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use crate::bookings::{self, Booked};
 use crate::error::ApiError;
+use crate::limits::FailureLimit;
 use crate::registrations::{check_distance, check_email, check_vaccines};
 use crate::staff::Acting;
-use crate::limits::FailureLimit;
 use crate::AppState;
 
 /// Failed booking codes allowed per client address, and per code prefix, within the window.

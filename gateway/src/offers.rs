@@ -113,7 +113,14 @@ pub async fn page(
     let title = t(language, "Ihr Terminangebot", "Your appointment offer");
     let refusal = match (check(&state, offer, &query.token), &shown) {
         (Err(error), _) => Some(error.public_message()),
-        (Ok(()), None) => Some(t(language, "Dieses Angebot gibt es nicht.", "There is no such offer.").to_owned()),
+        (Ok(()), None) => Some(
+            t(
+                language,
+                "Dieses Angebot gibt es nicht.",
+                "There is no such offer.",
+            )
+            .to_owned(),
+        ),
         (Ok(()), Some(shown)) if shown.state != "pending" => Some(format!(
             "{} ({})",
             t(
@@ -202,7 +209,11 @@ pub async fn accept_form(
     query: web::Query<LangQuery>,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
-    let language = query.lang.as_deref().and_then(Language::parse).unwrap_or_default();
+    let language = query
+        .lang
+        .as_deref()
+        .and_then(Language::parse)
+        .unwrap_or_default();
     let outcome = match check(&state, *offer, &form.token) {
         Ok(()) => bookings::accept(&state, *offer, None, &Acting::Registrant)
             .await
@@ -230,7 +241,11 @@ pub async fn decline_form(
     query: web::Query<LangQuery>,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
-    let language = query.lang.as_deref().and_then(Language::parse).unwrap_or_default();
+    let language = query
+        .lang
+        .as_deref()
+        .and_then(Language::parse)
+        .unwrap_or_default();
     let outcome = match check(&state, *offer, &form.token) {
         Ok(()) => bookings::decline(&state, *offer, None, &Acting::Registrant)
             .await

@@ -181,7 +181,15 @@ pub async fn create(
     let registration = request.into_inner().validate(&state, &published.policy)?;
     let registration_id = Uuid::new_v4();
     let mut tx = state.pool.begin().await?;
-    insert(&mut tx, registration_id, &published.region, &registration, "web", None).await?;
+    insert(
+        &mut tx,
+        registration_id,
+        &published.region,
+        &registration,
+        "web",
+        None,
+    )
+    .await?;
     let verification = issue_code(
         &mut tx,
         &state,

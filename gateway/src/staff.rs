@@ -198,25 +198,26 @@ pub async fn login(
         "Too many failed logins for this account or from here. Please wait, or ask an administrator.",
     );
     limits.check().await?;
-    let account: Option<(StaffRow, String)> = sqlx::query_as::<_, (Uuid, String, String, String, Option<String>, String)>(
-        "SELECT id, username, role, region_id, centre_id, password_hash FROM staff
+    let account: Option<(StaffRow, String)> =
+        sqlx::query_as::<_, (Uuid, String, String, String, Option<String>, String)>(
+            "SELECT id, username, role, region_id, centre_id, password_hash FROM staff
          WHERE username = $1 AND disabled_at IS NULL",
-    )
-    .bind(&username)
-    .fetch_optional(&state.pool)
-    .await?
-    .map(|(id, username, role, region_id, centre_id, hash)| {
-        (
-            StaffRow {
-                id,
-                username,
-                role,
-                region_id,
-                centre_id,
-            },
-            hash,
         )
-    });
+        .bind(&username)
+        .fetch_optional(&state.pool)
+        .await?
+        .map(|(id, username, role, region_id, centre_id, hash)| {
+            (
+                StaffRow {
+                    id,
+                    username,
+                    role,
+                    region_id,
+                    centre_id,
+                },
+                hash,
+            )
+        });
     // Unknown users cost a hash check too, so timing does not tell which usernames exist.
     let (row, hash) = match account {
         Some((row, hash)) => (Some(row), hash),
@@ -244,7 +245,15 @@ pub async fn login(
         .bind(expires_at)
         .execute(&mut *tx)
         .await?;
-    record(&mut tx, &member, "session.start", None, None, json!({ "address": address })).await?;
+    record(
+        &mut tx,
+        &member,
+        "session.start",
+        None,
+        None,
+        json!({ "address": address }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(json!({
         "token": token,
@@ -261,7 +270,11 @@ static UNKNOWN_USER_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// `DELETE /v1/staff/sessions/current`: log out.
-pub async fn logout(state: web::Data<AppState>, request: HttpRequest, staff: Staff) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    staff: Staff,
+) -> Result<HttpResponse, ApiError> {
     let token = request
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

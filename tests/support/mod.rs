@@ -342,6 +342,104 @@ impl TestApp {
         .expect("registrants insert");
     }
 
+    /// An active registrant in Stuttgart (group 1, born 1950, accepting BioNTech, 30 km) with
+    /// a booking code the test knows.
+    pub async fn registrant_with_code(&self, phone: &str) -> (Uuid, drawbridge_domain::BookingCode) {
+        let code = drawbridge_domain::BookingCode::generate(&mut rand::rngs::OsRng);
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO registrants (id, region_id, status, channel, phone, email, birth_year, priority_group,
+                                      postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
+             VALUES ($1, 'bw', 'active', 'web', $2, 'person@example.de', 1950, 1, '70173', '{biontech}', 30, now(), $3)",
+        )
+        .bind(id)
+        .bind(phone)
+        .bind(code.keyed_hash(&self.hash_key()).as_slice())
+        .execute(&self.pool)
+        .await
+        .expect("registrant insert");
+        (id, code)
+    }
+
+    /// Runs one allocator draw for region `bw`, as the allocator process would.
+    pub async fn draw(&self) -> drawbridge_allocator::RegionTick {
+        let allocator = drawbridge_allocator::build(&self.settings, CancellationToken::new())
+            .await
+            .expect("allocator builds");
+        allocator
+            .tick_regions(Some("bw"), None)
+            .await
+            .expect("tick runs")
+            .remove(0)
+    }
+
+    /// The registrant's pending offer, if any.
+    pub async fn pending_offer(&self, registrant: Uuid) -> Option<Uuid> {
+        sqlx::query_scalar("SELECT id FROM offers WHERE registrant_id = $1 AND state = 'pending'")
+            .bind(registrant)
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Creates a staff account in `region` (created if missing) and logs it in; returns the
+    /// session token.
+    pub async fn staff_token(
+        &self,
+        username: &str,
+        role: drawbridge_domain::Role,
+        region: &str,
+        centre: Option<&str>,
+    ) -> String {
+        sqlx::query("INSERT INTO regions (id, name) VALUES ($1, $1) ON CONFLICT DO NOTHING")
+            .bind(region)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        let password = "a long test password";
+        drawbridge_platform::staff::add(
+            &self.pool,
+            &drawbridge_platform::staff::NewStaff {
+                username,
+                password,
+                role,
+                region,
+                centre,
+            },
+        )
+        .await
+        .expect("staff account");
+        let response = self
+            .post_json(
+                "/v1/staff/sessions",
+                &serde_json::json!({ "username": username, "password": password }),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A request with `Authorization: <authorization>` and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, self.url(path))
+            .header("Authorization", authorization);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub fn hash_key(&self) -> Vec<u8> {
         self.settings.secrets.hash_key().unwrap()
     }
