@@ -165,3 +165,36 @@ async fn add_week_of_capacity(
     }
     Ok(created)
 }
+
+/// Password of the demo staff accounts: for trying the staff APIs locally, never for a real
+/// deployment (create real accounts with `drawbridge staff add`).
+pub const DEMO_STAFF_PASSWORD: &str = "drawbridge-demo";
+
+/// Demo staff accounts (an agent, centre staff for Stuttgart, a region admin, an analyst),
+/// created unless their usernames exist; returns how many were created.
+pub async fn add_staff(pool: &PgPool) -> Result<usize, drawbridge_platform::staff::StaffError> {
+    use drawbridge_domain::Role;
+    use drawbridge_platform::staff::{add, NewStaff, StaffError};
+    let accounts = [
+        ("agent.bw", Role::CallcentreAgent, None),
+        ("door.stuttgart", Role::CentreStaff, Some(CENTRES[0].id)),
+        ("admin.bw", Role::RegionAdmin, None),
+        ("analyst.bw", Role::Analyst, None),
+    ];
+    let mut created = 0;
+    for (username, role, centre) in accounts {
+        let new = NewStaff {
+            username,
+            password: DEMO_STAFF_PASSWORD,
+            role,
+            region: "bw",
+            centre,
+        };
+        match add(pool, &new).await {
+            Ok(_) => created += 1,
+            Err(StaffError::Taken(_)) => {}
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(created)
+}

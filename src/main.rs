@@ -388,7 +388,10 @@ async fn load_demo(settings: &Settings) -> anyhow::Result<()> {
     let summary = drawbridge::demo::load(&pool)
         .await
         .context("loading the demo data")?;
-    tracing::info!(?summary, "demo data loaded");
+    let staff = drawbridge::demo::add_staff(&pool)
+        .await
+        .context("creating the demo staff accounts")?;
+    tracing::info!(?summary, staff, "demo data loaded");
     Ok(())
 }
 

@@ -35,7 +35,10 @@ async fn every_documented_path_is_served() {
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.len() >= 11);
     for (path, operations) in paths {
-        let path = path.replace("{region}", "bw").replace("{room}", "demo-room");
+        let path = path
+            .replace("{region}", "bw")
+            .replace("{room}", "demo-room")
+            .replace("{centre}", "stuttgart-liederhalle");
         for method in operations.as_object().unwrap().keys() {
             let response = match method.as_str() {
                 "get" => app.get(&path).await,
@@ -47,6 +50,8 @@ async fn every_documented_path_is_served() {
                     .send()
                     .await
                     .unwrap(),
+                "patch" => app.http.patch(app.url(&path)).json(&json!({})).send().await.unwrap(),
+                "delete" => app.http.delete(app.url(&path)).send().await.unwrap(),
                 other => panic!("undocumented method {other}"),
             };
             // An empty POST body is refused by the route itself, never by the 404 fallback.

@@ -198,6 +198,24 @@ pub async fn withdraw(
         }
         Some(None) => {}
     }
+    // Locks in the order every other writer takes them (offer or booking first, then the
+    // pair), so a concurrent acceptance or check-in either finishes first and is seen, or
+    // waits and then finds its offer withdrawn or its booking cancelled; never a deadlock.
+    // Open pairs go first, so no draw can offer them from here on.
+    let open = sqlx::query("UPDATE slot_pairs SET state = 'cancelled' WHERE batch_id = $1 AND state = 'open'")
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    for holders in [
+        "SELECT o.id FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id
+         WHERE p.batch_id = $1 AND o.state = 'pending' ORDER BY o.id FOR UPDATE OF o",
+        "SELECT b.id FROM bookings b JOIN slot_pairs p ON p.id = b.slot_pair_id
+         WHERE p.batch_id = $1 AND b.state <> 'cancelled' ORDER BY b.id FOR UPDATE OF b",
+    ] {
+        sqlx::query(holders).bind(batch).execute(&mut *tx).await?;
+    }
+    // A new statement: it sees everything committed before the locks above were granted.
     let affected: Vec<Affected> = sqlx::query_as(&format!(
         "SELECT o.id AS offer_id, o.registrant_id AS offer_registrant, b.id AS booking_id,
                 b.registrant_id AS booking_registrant, b.state AS booking_state, {PLACE}
@@ -269,7 +287,7 @@ pub async fn withdraw(
         .await?;
     let outcome = json!({
         "capacity_id": batch,
-        "pairs_cancelled": cancelled_pairs.len(),
+        "pairs_cancelled": cancelled_pairs.len() + open as usize,
         "offers_withdrawn": offers,
         "bookings_cancelled": bookings,
         "kept_course_in_progress": kept,

@@ -1,0 +1,213 @@
+//! The citizen flows under load, through the gateway's HTTP API on real Postgres and Redis:
+//! verified registrations per second (register, read the SMS code, verify) and offer
+//! acceptances per second (booking code, both appointments booked, confirmation queued),
+//! next to a baseline measured in the same run: the same client at the same concurrency
+//! against `GET /healthz`, an HTTP round trip that does no work.
+//!
+//!     cargo bench --bench flows_throughput                     # 5,000 people, 64 in flight
+//!     BENCH_PEOPLE=20000 BENCH_CONCURRENCY=128 cargo bench --bench flows_throughput
+//!
+//! The SMS code is read from the outbox row the registration wrote (the bench plays the
+//! phone); that query runs on the same Postgres and is counted in the registration time.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Days, Utc};
+use drawbridge_domain::Role;
+use serde_json::{json, Value};
+use support::{spawn_with, Components, TestApp};
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let people = setting("BENCH_PEOPLE", 5_000);
+    let concurrency = setting("BENCH_CONCURRENCY", 64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = spawn_with(Components::default(), |settings| {
+            settings.gateway.workers = None;
+            settings.database.max_connections = 32;
+        })
+        .await;
+        app.load_demo().await;
+        publish_capacity(&app, people).await;
+        let app = Arc::new(app);
+
+        let baseline = measure(people, concurrency, {
+            let app = app.clone();
+            move |_| {
+                let app = app.clone();
+                async move {
+                    let response = app.get("/healthz").await;
+                    assert_eq!(response.status(), 200);
+                    None
+                }
+            }
+        })
+        .await;
+
+        let registrations = measure(people, concurrency, {
+            let app = app.clone();
+            move |i| {
+                let app = app.clone();
+                async move { Some(register_and_verify(&app, i).await) }
+            }
+        })
+        .await;
+        let codes: Arc<Vec<String>> = Arc::new(registrations.1.clone());
+
+        app.draw().await;
+        // The people the draw offered a pair, by the number in their phone.
+        let offered: Vec<String> = sqlx::query_scalar(
+            "SELECT r.phone FROM offers o JOIN registrants r ON r.id = o.registrant_id WHERE o.state = 'pending'",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+        let offered: Arc<Vec<usize>> = Arc::new(
+            offered
+                .iter()
+                .map(|phone| phone["+4915140".len()..].parse().unwrap())
+                .collect(),
+        );
+        let offers = offered.len();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let accepts = measure(offers, concurrency, {
+            let (app, codes, offered, accepted) = (app.clone(), codes.clone(), offered.clone(), accepted.clone());
+            move |i| {
+                let (app, codes, offered, accepted) = (app.clone(), codes.clone(), offered.clone(), accepted.clone());
+                async move {
+                    let response = app
+                        .http
+                        .post(app.url("/v1/me/offer/accept"))
+                        .header("Authorization", format!("BookingCode {}", codes[offered[i]]))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+        .await;
+        let booked: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings WHERE state = 'booked'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+
+        println!("people: {people}, clients in flight: {concurrency}");
+        println!("baseline GET /healthz:            {:>8.0} requests/s", baseline.0);
+        println!(
+            "verified registrations:           {:>8.0} /s  ({:.2}x baseline requests, 3 requests each)",
+            registrations.0,
+            registrations.0 / baseline.0
+        );
+        println!(
+            "offer acceptances:                {:>8.0} /s  ({:.2}x baseline requests; {} of {offers} offers booked, {booked} bookings in the database)",
+            accepts.0,
+            accepts.0 / baseline.0,
+            accepted.load(Ordering::Relaxed),
+        );
+        Arc::into_inner(app).expect("all clients done").stop().await;
+    });
+}
+
+/// Capacity for everyone in Stuttgart, published through the centres API: 20 people per
+/// 5-minute slot from 08:00 to 20:00 (2,880 pairs per day and vaccine).
+async fn publish_capacity(app: &TestApp, people: usize) {
+    let token = app
+        .staff_token("bench.admin", Role::RegionAdmin, "bw", None)
+        .await;
+    let days = people.div_ceil(2 * 2_880).max(1);
+    for day in 1..=days {
+        for (vaccine, interval) in [("biontech", 21), ("moderna", 28)] {
+            let date = Utc::now().date_naive() + Days::new(day as u64);
+            let response = app
+                .http
+                .post(app.url("/v1/centres/stuttgart-liederhalle/capacity"))
+                .header("Authorization", format!("Bearer {token}"))
+                .header("Idempotency-Key", format!("bench-{day}-{vaccine}"))
+                .json(&json!({
+                    "vaccine": vaccine, "day": date, "from": "08:00:00", "until": "20:00:00",
+                    "slot_minutes": 5, "people_per_slot": 20, "second_dose_after_days": interval,
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        }
+    }
+}
+
+/// Registers person `i`, reads their SMS code from the outbox, verifies; returns the booking code.
+async fn register_and_verify(app: &TestApp, i: usize) -> String {
+    let phone = format!("+4915140{i:06}");
+    let response = app
+        .post_json("/v1/regions/bw/registrations", &support::registration(&phone))
+        .await;
+    assert_eq!(response.status(), 202);
+    let started: Value = response.json().await.unwrap();
+    let id = started["registration_id"].as_str().unwrap();
+    let code: String = sqlx::query_scalar(
+        "SELECT payload->>'code' FROM outbox WHERE kind = 'verification_code' AND recipient = $1",
+    )
+    .bind(&phone)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let response = app
+        .post_json(&format!("/v1/registrations/{id}/verify"), &json!({ "code": code }))
+        .await;
+    assert_eq!(response.status(), 200);
+    let verified: Value = response.json().await.unwrap();
+    verified["booking_code"].as_str().unwrap().to_owned()
+}
+
+/// Runs `task(0..count)` with `concurrency` in flight; returns tasks per second and the
+/// values the tasks returned, in order.
+async fn measure<F, Fut>(count: usize, concurrency: usize, task: F) -> (f64, Vec<String>)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Option<String>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (next, task) = (next.clone(), task.clone());
+        workers.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return done;
+                }
+                if let Some(value) = task(i).await {
+                    done.push((i, value));
+                }
+            }
+        }));
+    }
+    let mut values = Vec::new();
+    for worker in workers {
+        values.extend(worker.await.unwrap());
+    }
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    values.sort();
+    (rate, values.into_iter().map(|(_, v)| v).collect())
+}
