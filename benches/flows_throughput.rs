@@ -171,7 +171,10 @@ async fn register_and_verify(app: &TestApp, i: usize) -> String {
     .await
     .unwrap();
     let response = app
-        .post_json(&format!("/v1/registrations/{id}/verify"), &json!({ "code": code }))
+        .post_json(
+            &format!("/v1/registrations/{id}/verify"),
+            &json!({ "code": code }),
+        )
         .await;
     assert_eq!(response.status(), 200);
     let verified: Value = response.json().await.unwrap();

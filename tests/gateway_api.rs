@@ -50,7 +50,13 @@ async fn every_documented_path_is_served() {
                     .send()
                     .await
                     .unwrap(),
-                "patch" => app.http.patch(app.url(&path)).json(&json!({})).send().await.unwrap(),
+                "patch" => app
+                    .http
+                    .patch(app.url(&path))
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap(),
                 "delete" => app.http.delete(app.url(&path)).send().await.unwrap(),
                 other => panic!("undocumented method {other}"),
             };

@@ -166,7 +166,7 @@ async fn pending_offer(
     .bind(offer)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(row) = row.filter(|row| registrant.map_or(true, |r| r == row.registrant_id)) else {
+    let Some(row) = row.filter(|row| registrant.is_none_or(|r| r == row.registrant_id)) else {
         return Ok(Err(ApiError::NotFound(
             "There is no such offer for you. Offers are shown under GET /v1/me.".into(),
         )));
@@ -448,7 +448,7 @@ pub async fn withdraw(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -
             .bind(registrant)
             .fetch_optional(&mut *tx)
             .await?;
-    if status.as_deref().map_or(true, |s| s == "withdrawn") {
+    if status.as_deref().is_none_or(|s| s == "withdrawn") {
         return Err(ApiError::NotFound(
             "This registration was withdrawn already.".into(),
         ));

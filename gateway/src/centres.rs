@@ -202,11 +202,12 @@ pub async fn withdraw(
     // pair), so a concurrent acceptance or check-in either finishes first and is seen, or
     // waits and then finds its offer withdrawn or its booking cancelled; never a deadlock.
     // Open pairs go first, so no draw can offer them from here on.
-    let open = sqlx::query("UPDATE slot_pairs SET state = 'cancelled' WHERE batch_id = $1 AND state = 'open'")
-        .bind(batch)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let open =
+        sqlx::query("UPDATE slot_pairs SET state = 'cancelled' WHERE batch_id = $1 AND state = 'open'")
+            .bind(batch)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     for holders in [
         "SELECT o.id FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id
          WHERE p.batch_id = $1 AND o.state = 'pending' ORDER BY o.id FOR UPDATE OF o",
@@ -397,6 +398,15 @@ pub async fn schedule(
     })))
 }
 
+#[derive(sqlx::FromRow)]
+struct AtDoor {
+    state: String,
+    centre_id: String,
+    first_slot_at: DateTime<Utc>,
+    second_slot_at: Option<DateTime<Utc>>,
+    vaccine: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scan {
@@ -422,19 +432,20 @@ pub async fn check_in(
             ),
         })?;
     let mut tx = state.pool.begin().await?;
-    let booking: Option<(String, String, DateTime<Utc>, Option<DateTime<Utc>>, String)> = sqlx::query_as(
+    let booking: Option<AtDoor> = sqlx::query_as(
         "SELECT b.state, p.centre_id, p.first_slot_at, p.second_slot_at, p.vaccine
          FROM bookings b JOIN slot_pairs p ON p.id = b.slot_pair_id WHERE b.id = $1 FOR UPDATE OF b",
     )
     .bind(pass.booking)
     .fetch_optional(&mut *tx)
     .await?;
-    let (booking_state, booked_centre, first_at, second_at, vaccine) =
+    let booking =
         booking.ok_or_else(|| ApiError::invalid("pass", "This pass names a booking we do not have."))?;
+    let (second_at, vaccine) = (booking.second_slot_at, booking.vaccine);
     let door = BookingAtDoor {
-        centre: booked_centre,
-        state: booking_state,
-        first_at,
+        centre: booking.centre_id,
+        state: booking.state,
+        first_at: booking.first_slot_at,
         second_at,
     };
     let dose = checkin(&door, &centre.id, now).map_err(|refusal| ApiError::Conflict {
