@@ -202,6 +202,27 @@ async fn pending_offer(
     }
 }
 
+/// Opens the answer's transaction with the offer locked and answerable by `acting`. A refusal
+/// is reported after committing, so a lapsed offer found here stays expired.
+async fn lock_offer(
+    state: &AppState,
+    offer: Uuid,
+    registrant: Option<Uuid>,
+    acting: &Acting<'_>,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, OfferRow), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    match pending_offer(&mut tx, offer, registrant).await? {
+        Ok(row) => {
+            acting.check_region(&row.place.region_id)?;
+            Ok((tx, row))
+        }
+        Err(refusal) => {
+            tx.commit().await?;
+            Err(refusal)
+        }
+    }
+}
+
 /// Ends a pending offer in `state` and reopens its pair for the next draw.
 async fn release(tx: &mut PgConnection, offer: &OfferRow, state: &str) -> Result<(), ApiError> {
     sqlx::query("UPDATE offers SET state = $2, answered_at = now() WHERE id = $1")
@@ -225,15 +246,7 @@ pub async fn accept(
     acting: &Acting<'_>,
 ) -> Result<Booked, ApiError> {
     let policy = policy_of(state, OFFER_REGION, offer).await?;
-    let mut tx = state.pool.begin().await?;
-    let row = match pending_offer(&mut tx, offer, registrant).await? {
-        Ok(row) => row,
-        Err(refusal) => {
-            tx.commit().await?;
-            return Err(refusal);
-        }
-    };
-    acting.check_region(&row.place.region_id)?;
+    let (mut tx, row) = lock_offer(state, offer, registrant, acting).await?;
     let booking = Uuid::new_v4();
     let inserted = sqlx::query(
         "INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state) VALUES ($1, $2, $3, $4, 'booked')",
@@ -312,15 +325,7 @@ pub async fn decline(
     registrant: Option<Uuid>,
     acting: &Acting<'_>,
 ) -> Result<(), ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let row = match pending_offer(&mut tx, offer, registrant).await? {
-        Ok(row) => row,
-        Err(refusal) => {
-            tx.commit().await?;
-            return Err(refusal);
-        }
-    };
-    acting.check_region(&row.place.region_id)?;
+    let (mut tx, row) = lock_offer(state, offer, registrant, acting).await?;
     release(&mut tx, &row, "declined").await?;
     audit(
         &mut tx,

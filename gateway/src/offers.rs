@@ -209,13 +209,34 @@ pub async fn accept_form(
     query: web::Query<LangQuery>,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
+    answer_form(&state, *offer, &query, &form, true).await
+}
+
+/// `POST /offers/{id}/decline` (form): the page's decline button.
+pub async fn decline_form(
+    state: web::Data<AppState>,
+    offer: web::Path<Uuid>,
+    query: web::Query<LangQuery>,
+    form: web::Form<TokenForm>,
+) -> HttpResponse {
+    answer_form(&state, *offer, &query, &form, false).await
+}
+
+async fn answer_form(
+    state: &AppState,
+    offer: Uuid,
+    query: &LangQuery,
+    form: &TokenForm,
+    accept: bool,
+) -> HttpResponse {
     let language = query
         .lang
         .as_deref()
         .and_then(Language::parse)
         .unwrap_or_default();
-    let outcome = match check(&state, *offer, &form.token) {
-        Ok(()) => bookings::accept(&state, *offer, None, &Acting::Registrant)
+    let outcome = match check(state, offer, &form.token) {
+        Err(error) => Err(error),
+        Ok(()) if accept => bookings::accept(state, offer, None, &Acting::Registrant)
             .await
             .map(|booked| {
                 format!(
@@ -229,25 +250,7 @@ pub async fn accept_form(
                     when(booked.place.first_at, &booked.place.timezone, language)
                 )
             }),
-        Err(error) => Err(error),
-    };
-    result_page(language, outcome)
-}
-
-/// `POST /offers/{id}/decline` (form): the page's decline button.
-pub async fn decline_form(
-    state: web::Data<AppState>,
-    offer: web::Path<Uuid>,
-    query: web::Query<LangQuery>,
-    form: web::Form<TokenForm>,
-) -> HttpResponse {
-    let language = query
-        .lang
-        .as_deref()
-        .and_then(Language::parse)
-        .unwrap_or_default();
-    let outcome = match check(&state, *offer, &form.token) {
-        Ok(()) => bookings::decline(&state, *offer, None, &Acting::Registrant)
+        Ok(()) => bookings::decline(state, offer, None, &Acting::Registrant)
             .await
             .map(|()| {
                 format!(
@@ -259,7 +262,6 @@ pub async fn decline_form(
                     )
                 )
             }),
-        Err(error) => Err(error),
     };
     result_page(language, outcome)
 }
