@@ -248,16 +248,25 @@ pub async fn accept(
     let policy = policy_of(state, OFFER_REGION, offer).await?;
     let (mut tx, row) = lock_offer(state, offer, registrant, acting).await?;
     let booking = Uuid::new_v4();
-    let inserted = sqlx::query(
-        "INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state) VALUES ($1, $2, $3, $4, 'booked')",
+    // Booking, offer and pair in one statement: one round trip instead of three.
+    let held: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        "WITH booking AS (
+             INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state)
+             VALUES ($1, $2, $3, $4, 'booked') RETURNING id),
+         offer AS (
+             UPDATE offers SET state = 'accepted', answered_at = now() WHERE id = $2 RETURNING id),
+         pair AS (
+             UPDATE slot_pairs SET state = 'booked', offer_id = NULL, booking_id = $1
+             WHERE id = $3 AND state = 'offered' AND offer_id = $2 RETURNING id)
+         SELECT count(*) FROM pair",
     )
     .bind(booking)
     .bind(row.id)
     .bind(row.place.slot_pair_id)
     .bind(row.registrant_id)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await;
-    if let Err(sqlx::Error::Database(error)) = &inserted {
+    if let Err(sqlx::Error::Database(error)) = &held {
         if error.is_unique_violation() {
             return Err(ApiError::Conflict {
                 code: "already_booked",
@@ -265,22 +274,7 @@ pub async fn accept(
             });
         }
     }
-    inserted?;
-    sqlx::query("UPDATE offers SET state = 'accepted', answered_at = now() WHERE id = $1")
-        .bind(row.id)
-        .execute(&mut *tx)
-        .await?;
-    let held = sqlx::query(
-        "UPDATE slot_pairs SET state = 'booked', offer_id = NULL, booking_id = $2
-         WHERE id = $1 AND state = 'offered' AND offer_id = $3",
-    )
-    .bind(row.place.slot_pair_id)
-    .bind(booking)
-    .bind(row.id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if held != 1 {
+    if held? != 1 {
         return Err(ApiError::Internal(format!(
             "offer {} is pending but its pair {} is not held for it",
             row.id, row.place.slot_pair_id
