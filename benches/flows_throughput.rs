@@ -164,9 +164,11 @@ async fn register_and_verify(app: &TestApp, i: usize) -> String {
     let started: Value = response.json().await.unwrap();
     let id = started["registration_id"].as_str().unwrap();
     let code: String = sqlx::query_scalar(
-        "SELECT payload->>'code' FROM outbox WHERE kind = 'verification_code' AND recipient = $1",
+        "SELECT o.payload->>'code' FROM phone_verifications v
+         JOIN outbox o ON o.kind = 'verification_code' AND o.subject_id = v.id AND o.channel = 'sms'
+         WHERE v.registrant_id = $1::uuid",
     )
-    .bind(&phone)
+    .bind(id)
     .fetch_one(&app.pool)
     .await
     .unwrap();

@@ -130,22 +130,33 @@ pub(crate) async fn tell(
 ) -> Result<(), ApiError> {
     let contact = contact(tx, registrant).await?;
     let language = Language::parse(&contact.language).unwrap_or_default();
-    let mut messages = vec![Outgoing {
+    send(
+        tx,
+        subject,
+        (&contact.phone, contact.email.as_deref()),
+        language,
+        notification,
+    )
+    .await
+}
+
+/// Queues `notification` by SMS to `phone` and, if given, by email, in one statement.
+pub(crate) async fn send(
+    tx: &mut PgConnection,
+    subject: Uuid,
+    (phone, email): (&str, Option<&str>),
+    language: Language,
+    notification: Notification,
+) -> Result<(), ApiError> {
+    let message = |channel, recipient| Outgoing {
         subject_id: subject,
-        channel: Channel::Sms,
-        recipient: &contact.phone,
+        channel,
+        recipient,
         language,
         notification: notification.clone(),
-    }];
-    if let Some(email) = &contact.email {
-        messages.push(Outgoing {
-            subject_id: subject,
-            channel: Channel::Email,
-            recipient: email,
-            language,
-            notification,
-        });
-    }
+    };
+    let mut messages = vec![message(Channel::Sms, phone)];
+    messages.extend(email.map(|email| message(Channel::Email, email)));
     outbox::enqueue_many(tx, &messages).await?;
     Ok(())
 }

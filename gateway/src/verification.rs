@@ -5,7 +5,7 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use drawbridge_domain::{BookingCode, Language, PhoneNumber, VerificationCode};
-use drawbridge_platform::outbox::{self, Channel, Notification};
+use drawbridge_platform::outbox::Notification;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -191,9 +191,5 @@ pub async fn send_booking_code(
         booking_code: code.to_string(),
         status_url: format!("{}/me", state.settings.public_url.trim_end_matches('/')),
     };
-    outbox::enqueue(tx, registrant, Channel::Sms, phone, language, &notification).await?;
-    if let Some(email) = email {
-        outbox::enqueue(tx, registrant, Channel::Email, email, language, &notification).await?;
-    }
-    Ok(())
+    crate::bookings::send(tx, registrant, (phone, email), language, notification).await
 }
