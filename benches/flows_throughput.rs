@@ -164,9 +164,9 @@ async fn register_and_verify(app: &TestApp, i: usize) -> String {
     let started: Value = response.json().await.unwrap();
     let id = started["registration_id"].as_str().unwrap();
     let code: String = sqlx::query_scalar(
-        "SELECT o.payload->>'code' FROM phone_verifications v
-         JOIN outbox o ON o.kind = 'verification_code' AND o.subject_id = v.id AND o.channel = 'sms'
-         WHERE v.registrant_id = $1::uuid",
+        "SELECT payload->>'code' FROM outbox
+         WHERE kind = 'verification_code' AND channel = 'sms'
+           AND subject_id = (SELECT id FROM phone_verifications WHERE registrant_id = $1::uuid)",
     )
     .bind(id)
     .fetch_one(&app.pool)
