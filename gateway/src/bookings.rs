@@ -7,6 +7,7 @@
 //! even a wrong check here could not book a pair twice. Every booking and cancellation writes
 //! its messages to the outbox in the same transaction (invariant 3).
 
+use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -343,6 +344,69 @@ pub async fn decline(
     tx.commit().await?;
     tracing::info!(offer = %row.id, "offer declined");
     Ok(())
+}
+
+/// What a registrant asks for, themselves or through an agent.
+#[derive(Debug, Clone, Copy)]
+pub enum Request {
+    Accept,
+    Decline,
+    Cancel,
+    Withdraw,
+}
+
+/// Carries out `request` for `registrant` and answers it: the one path behind both the
+/// booking-code routes and the call-centre routes.
+pub async fn act(
+    state: &AppState,
+    registrant: Uuid,
+    acting: &Acting<'_>,
+    request: Request,
+) -> Result<HttpResponse, ApiError> {
+    match request {
+        Request::Accept => {
+            let offer = current_offer(state, registrant).await?;
+            Ok(booked_response(
+                accept(state, offer, Some(registrant), acting).await?,
+            ))
+        }
+        Request::Decline => {
+            let offer = current_offer(state, registrant).await?;
+            decline(state, offer, Some(registrant), acting).await?;
+            Ok(declined_response(offer))
+        }
+        Request::Cancel => {
+            let booking = cancel(state, registrant, acting).await?;
+            Ok(HttpResponse::Ok().json(json!({
+                "booking": booking,
+                "state": "cancelled",
+                "message": "Cancelled. The appointments go to someone else; you stay in the pool for later draws.",
+            })))
+        }
+        Request::Withdraw => {
+            withdraw(state, registrant, acting).await?;
+            Ok(HttpResponse::Ok().json(json!({
+                "registration_id": registrant,
+                "status": "withdrawn",
+                "message": "Your registration is withdrawn and your phone number, email, birth year and choices are erased. The booking code no longer works.",
+            })))
+        }
+    }
+}
+
+pub fn booked_response(booked: Booked) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "booking": booked,
+        "message": "Both appointments are booked. We sent the confirmation with your QR code; show it at the centre.",
+    }))
+}
+
+pub fn declined_response(offer: Uuid) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "offer": offer,
+        "state": "declined",
+        "message": "Declined. You stay in the pool and take part in the next draws.",
+    }))
 }
 
 /// The registrant's pending offer: 409 if they are booked already, 404 if there is none.

@@ -10,11 +10,9 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::bookings;
+use crate::bookings::{self, Request};
 use crate::error::ApiError;
-use crate::me::{
-    self, booked_response, cancelled_response, declined_response, withdrawn_response, Registrant,
-};
+use crate::me::{self, Registrant};
 use crate::registrations::{self, RegistrationRequest};
 use crate::staff::{forbidden, record, Acting, Staff};
 use crate::verification::send_booking_code;
@@ -128,26 +126,13 @@ async fn show(
     Ok(HttpResponse::Ok().json(me::view(state, &registrant).await?))
 }
 
-/// The registrant `id`, if the agent may act for them.
-async fn caller(state: &AppState, staff: &Staff, id: Uuid) -> Result<Registrant, ApiError> {
-    let registrant = me::load(state, id).await?;
-    staff
-        .0
-        .may_act_for_callers(&registrant.region_id)
-        .map_err(forbidden)?;
-    Ok(registrant)
-}
-
 /// `POST /v1/callcentre/registrants/{id}/offer/accept`.
 pub async fn accept(
     state: web::Data<AppState>,
     staff: Staff,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&state, &staff, *id).await?;
-    let offer = bookings::current_offer(&state, caller.id).await?;
-    let booked = bookings::accept(&state, offer, Some(caller.id), &Acting::Staff(&staff.0)).await?;
-    Ok(booked_response(booked))
+    answer(&state, &staff, *id, Request::Accept).await
 }
 
 /// `POST /v1/callcentre/registrants/{id}/offer/decline`.
@@ -156,10 +141,7 @@ pub async fn decline(
     staff: Staff,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&state, &staff, *id).await?;
-    let offer = bookings::current_offer(&state, caller.id).await?;
-    bookings::decline(&state, offer, Some(caller.id), &Acting::Staff(&staff.0)).await?;
-    Ok(declined_response(offer))
+    answer(&state, &staff, *id, Request::Decline).await
 }
 
 /// `POST /v1/callcentre/registrants/{id}/booking/cancel`.
@@ -168,9 +150,7 @@ pub async fn cancel(
     staff: Staff,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&state, &staff, *id).await?;
-    let booking = bookings::cancel(&state, caller.id, &Acting::Staff(&staff.0)).await?;
-    Ok(cancelled_response(booking))
+    answer(&state, &staff, *id, Request::Cancel).await
 }
 
 /// `POST /v1/callcentre/registrants/{id}/withdraw`: withdraws and erases, at the caller's request.
@@ -179,7 +159,15 @@ pub async fn withdraw(
     staff: Staff,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&state, &staff, *id).await?;
-    bookings::withdraw(&state, caller.id, &Acting::Staff(&staff.0)).await?;
-    Ok(withdrawn_response(caller.id))
+    answer(&state, &staff, *id, Request::Withdraw).await
+}
+
+/// Acts for the registrant `id`, if the agent may act for them.
+async fn answer(state: &AppState, staff: &Staff, id: Uuid, what: Request) -> Result<HttpResponse, ApiError> {
+    let caller = me::load(state, id).await?;
+    staff
+        .0
+        .may_act_for_callers(&caller.region_id)
+        .map_err(forbidden)?;
+    bookings::act(state, caller.id, &Acting::Staff(&staff.0), what).await
 }

@@ -11,7 +11,7 @@ use drawbridge_domain::booking::after_dose;
 use drawbridge_domain::{checkin, plan, BookingAtDoor, CapacityRequest, CheckinPass, Dose, StaffMember};
 use drawbridge_platform::capacity;
 use drawbridge_platform::outbox::Notification;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -363,31 +363,29 @@ pub async fn schedule(
     .bind(end)
     .fetch_all(&state.pool)
     .await?;
-    let mut slots: BTreeMap<(DateTime<Utc>, String, String), serde_json::Value> = BTreeMap::new();
+    let mut slots: BTreeMap<(DateTime<Utc>, String, String), Slot> = BTreeMap::new();
     for a in appointments {
         let slot = slots
             .entry((a.at, a.vaccine.clone(), a.dose.clone()))
-            .or_insert_with(|| {
-                json!({ "at": a.at, "vaccine": a.vaccine, "dose": a.dose,
-                    "capacity": 0, "open": 0, "offered": 0, "booked": 0, "cancelled": 0, "bookings": [] })
+            .or_insert_with(|| Slot {
+                at: a.at,
+                vaccine: a.vaccine,
+                dose: a.dose,
+                ..Slot::default()
             });
-        slot["capacity"] = json!(slot["capacity"].as_i64().unwrap_or(0) + 1);
-        let bucket = match a.pair_state.as_str() {
-            "open" => "open",
-            "offered" => "offered",
-            "cancelled" => "cancelled",
-            _ => "booked",
-        };
-        slot[bucket] = json!(slot[bucket].as_i64().unwrap_or(0) + 1);
+        slot.capacity += 1;
+        *match a.pair_state.as_str() {
+            "open" => &mut slot.open,
+            "offered" => &mut slot.offered,
+            "cancelled" => &mut slot.cancelled,
+            _ => &mut slot.booked,
+        } += 1;
         if let Some(booking) = a.booking_id {
-            slot["bookings"]
-                .as_array_mut()
-                .expect("bookings is an array")
-                .push(json!({
-                    "reference": reference(booking),
-                    "state": a.booking_state,
-                    "checked_in_at": a.given_at,
-                }));
+            slot.bookings.push(ScheduledBooking {
+                reference: reference(booking),
+                state: a.booking_state,
+                checked_in_at: a.given_at,
+            });
         }
     }
     Ok(HttpResponse::Ok().json(json!({
@@ -396,6 +394,28 @@ pub async fn schedule(
         "timezone": centre.timezone.name(),
         "slots": slots.into_values().collect::<Vec<_>>(),
     })))
+}
+
+/// One slot of the schedule: one time, vaccine and dose.
+#[derive(Default, Serialize)]
+struct Slot {
+    at: DateTime<Utc>,
+    vaccine: String,
+    dose: String,
+    capacity: u32,
+    open: u32,
+    offered: u32,
+    booked: u32,
+    cancelled: u32,
+    bookings: Vec<ScheduledBooking>,
+}
+
+/// A booking as the door sees it: a reference, no personal data.
+#[derive(Serialize)]
+struct ScheduledBooking {
+    reference: String,
+    state: Option<String>,
+    checked_in_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]

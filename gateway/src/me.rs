@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::bookings::{self, Booked};
+use crate::bookings::{self, Request};
 use crate::error::ApiError;
 use crate::limits::FailureLimit;
 use crate::registrations::{check_distance, check_email, check_vaccines};
@@ -192,14 +192,7 @@ async fn authenticate(state: &AppState, request: &HttpRequest) -> Result<Registr
     );
     limits.check().await?;
     let found = match BookingCode::parse(header) {
-        Ok(code) => {
-            sqlx::query_as::<_, Registrant>(&format!(
-                "SELECT {REGISTRANT} FROM registrants WHERE booking_code_hash = $1 AND status = 'active'"
-            ))
-            .bind(code.keyed_hash(&state.hash_key).as_slice())
-            .fetch_optional(&state.pool)
-            .await?
-        }
+        Ok(code) => by_booking_code(state, &code).await?,
         Err(_) => None,
     };
     match found {
@@ -227,8 +220,8 @@ pub async fn load(state: &AppState, id: Uuid) -> Result<Registrant, ApiError> {
     .ok_or_else(|| ApiError::NotFound("There is no active registration with this id.".into()))
 }
 
-/// The active registrant a booking code opens, without guessing limits (for staff, whose
-/// every lookup is audited).
+/// The active registrant a booking code opens. No guessing limits here: citizens come through
+/// `authenticate`, staff lookups are audited.
 pub async fn by_booking_code(state: &AppState, code: &BookingCode) -> Result<Option<Registrant>, ApiError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {REGISTRANT} FROM registrants WHERE booking_code_hash = $1 AND status = 'active'"
@@ -240,48 +233,27 @@ pub async fn by_booking_code(state: &AppState, code: &BookingCode) -> Result<Opt
 
 /// `POST /v1/me/offer/accept`: books both appointments of the current offer.
 pub async fn accept(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let me = authenticate(&state, &request).await?;
-    let offer = bookings::current_offer(&state, me.id).await?;
-    let booked = bookings::accept(&state, offer, Some(me.id), &Acting::Registrant).await?;
-    Ok(booked_response(booked))
-}
-
-pub fn booked_response(booked: Booked) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "booking": booked,
-        "message": "Both appointments are booked. We sent the confirmation with your QR code; show it at the centre.",
-    }))
+    answer(&state, &request, Request::Accept).await
 }
 
 /// `POST /v1/me/offer/decline`.
 pub async fn decline(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let me = authenticate(&state, &request).await?;
-    let offer = bookings::current_offer(&state, me.id).await?;
-    bookings::decline(&state, offer, Some(me.id), &Acting::Registrant).await?;
-    Ok(declined_response(offer))
-}
-
-pub fn declined_response(offer: Uuid) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "offer": offer,
-        "state": "declined",
-        "message": "Declined. You stay in the pool and take part in the next draws.",
-    }))
+    answer(&state, &request, Request::Decline).await
 }
 
 /// `POST /v1/me/booking/cancel`.
 pub async fn cancel(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let me = authenticate(&state, &request).await?;
-    let booking = bookings::cancel(&state, me.id, &Acting::Registrant).await?;
-    Ok(cancelled_response(booking))
+    answer(&state, &request, Request::Cancel).await
 }
 
-pub fn cancelled_response(booking: Uuid) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "booking": booking,
-        "state": "cancelled",
-        "message": "Cancelled. The appointments go to someone else; you stay in the pool for later draws.",
-    }))
+/// `DELETE /v1/me`: withdraw and erase personal data.
+pub async fn withdraw(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    answer(&state, &request, Request::Withdraw).await
+}
+
+async fn answer(state: &AppState, request: &HttpRequest, what: Request) -> Result<HttpResponse, ApiError> {
+    let me = authenticate(state, request).await?;
+    bookings::act(state, me.id, &Acting::Registrant, what).await
 }
 
 /// What `PATCH /v1/me` may change; absent fields stay as they are, `email: null` removes it.
@@ -337,19 +309,4 @@ pub async fn change(
     .await?;
     let me = load(&state, me.id).await?;
     Ok(HttpResponse::Ok().json(view(&state, &me).await?))
-}
-
-/// `DELETE /v1/me`: withdraw and erase personal data.
-pub async fn withdraw(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let me = authenticate(&state, &request).await?;
-    bookings::withdraw(&state, me.id, &Acting::Registrant).await?;
-    Ok(withdrawn_response(me.id))
-}
-
-pub fn withdrawn_response(id: Uuid) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "registration_id": id,
-        "status": "withdrawn",
-        "message": "Your registration is withdrawn and your phone number, email, birth year and choices are erased. The booking code no longer works.",
-    }))
 }

@@ -13,9 +13,8 @@ use drawbridge_domain::{Language, OfferLink, TokenError};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::bookings::{self, Place};
+use crate::bookings::{self, booked_response, declined_response, Place};
 use crate::error::ApiError;
-use crate::me::{booked_response, declined_response};
 use crate::pages::{escape, page_keeping, t};
 use crate::staff::Acting;
 use crate::AppState;

@@ -138,6 +138,14 @@ struct StaffRow {
     centre_id: Option<String>,
 }
 
+/// A staff row with its password hash, for logging in.
+#[derive(sqlx::FromRow)]
+struct Account {
+    #[sqlx(flatten)]
+    row: StaffRow,
+    password_hash: String,
+}
+
 impl StaffRow {
     fn member(self) -> Result<StaffMember, ApiError> {
         Ok(StaffMember {
@@ -198,29 +206,16 @@ pub async fn login(
         "Too many failed logins for this account or from here. Please wait, or ask an administrator.",
     );
     limits.check().await?;
-    let account: Option<(StaffRow, String)> =
-        sqlx::query_as::<_, (Uuid, String, String, String, Option<String>, String)>(
-            "SELECT id, username, role, region_id, centre_id, password_hash FROM staff
+    let account: Option<Account> = sqlx::query_as(
+        "SELECT id, username, role, region_id, centre_id, password_hash FROM staff
          WHERE username = $1 AND disabled_at IS NULL",
-        )
-        .bind(&username)
-        .fetch_optional(&state.pool)
-        .await?
-        .map(|(id, username, role, region_id, centre_id, hash)| {
-            (
-                StaffRow {
-                    id,
-                    username,
-                    role,
-                    region_id,
-                    centre_id,
-                },
-                hash,
-            )
-        });
+    )
+    .bind(&username)
+    .fetch_optional(&state.pool)
+    .await?;
     // Unknown users cost a hash check too, so timing does not tell which usernames exist.
     let (row, hash) = match account {
-        Some((row, hash)) => (Some(row), hash),
+        Some(Account { row, password_hash }) => (Some(row), password_hash),
         None => (None, UNKNOWN_USER_HASH.clone()),
     };
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
