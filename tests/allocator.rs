@@ -10,6 +10,7 @@ use std::time::Duration;
 use drawbridge_allocator::{Allocator, RegionTick, LOCK_CLASS};
 use drawbridge_domain::draw::Manifest;
 use drawbridge_platform::draws;
+use drawbridge_platform::outbox::Notification;
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
 use support::{drawbridge, eventually, spawn_app, spawn_with, Components, TestApp};
@@ -267,6 +268,84 @@ async fn lapsed_offers_free_their_pairs_and_the_registrants_are_drawn_again() {
     let republished = manifest(&app, second.id).await;
     assert!(republished.candidates.iter().all(|c| c.candidate.declines == 1));
     assert_invariants(&app.pool).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn offers_about_to_lapse_are_reminded_once_per_channel_at_the_current_address() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    // Registrants 10 to 19: number 10 has an email address as well as a phone.
+    app.insert_registrants(10, 10).await;
+    let allocator = allocator(&app).await;
+    let first = draw(&allocator).await;
+    assert_eq!(first.draw.unwrap().offers, 10);
+    // 24 hours to answer, reminders at 3 hours left (deploy/policies/bw.toml): none yet.
+    assert_eq!(first.reminded, 0);
+    let offer_of = |phone: &str| {
+        format!("SELECT o.id FROM offers o JOIN registrants r ON r.id = o.registrant_id WHERE r.phone = '{phone}'")
+    };
+    // Two hours left for numbers 10 and 11 after a full day's window; number 12's offer had
+    // only two and a half hours in all, so its offer message was reminder enough.
+    sqlx::query(&format!(
+        "UPDATE offers SET offered_at = now() - interval '22 hours', expires_at = now() + interval '2 hours'
+         WHERE id IN ({}) OR id IN ({})",
+        offer_of("+4915100000010"),
+        offer_of("+4915100000011")
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(&format!(
+        "UPDATE offers SET offered_at = now() - interval '30 minutes', expires_at = now() + interval '2 hours'
+         WHERE id IN ({})",
+        offer_of("+4915100000012")
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // Number 11 has a new phone since the offer went out.
+    sqlx::query("UPDATE registrants SET phone = '+4917600000011' WHERE phone = '+4915100000011'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let tick = draw(&allocator).await;
+    assert_eq!(tick.reminded, 3, "an SMS for 10 and 11 and an email for 10");
+    let reminders: Vec<(String, String, Value, Value)> = sqlx::query_as(
+        "SELECT r.channel, r.recipient, r.payload, o.payload FROM outbox r
+         JOIN outbox o ON o.kind = 'offer' AND o.subject_id = r.subject_id AND o.channel = r.channel
+         WHERE r.kind = 'offer_expiring' ORDER BY r.channel, r.recipient",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let recipients: Vec<(&str, &str)> = reminders
+        .iter()
+        .map(|(channel, recipient, _, _)| (channel.as_str(), recipient.as_str()))
+        .collect();
+    assert_eq!(
+        recipients,
+        [
+            ("email", "person10@example.de"),
+            ("sms", "+4915100000010"),
+            ("sms", "+4917600000011")
+        ]
+    );
+    for (_, _, reminder, offer) in &reminders {
+        // The notifier reads it as a reminder, with its own template.
+        let notification: Notification = serde_json::from_value(reminder.clone()).expect("a notification");
+        assert_eq!(notification.kind(), "offer_expiring");
+        // The same link and appointment as the offer, so the reminder can be answered as is.
+        assert_eq!(reminder["accept_url"], offer["accept_url"]);
+        assert_eq!(reminder["appointment"], offer["appointment"]);
+        assert_eq!(reminder["expires_at"], offer["expires_at"]);
+    }
+    // Once per offer and channel, whichever tick comes next.
+    assert_eq!(draw(&allocator).await.reminded, 0);
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM outbox WHERE kind = 'offer_expiring'").await,
+        3
+    );
     app.stop().await;
 }
 

@@ -57,6 +57,8 @@ pub struct RegionTick {
     pub ticked: bool,
     /// Pending offers that lapsed and freed their pairs.
     pub expired: u64,
+    /// Reminder messages queued for pending offers about to lapse.
+    pub reminded: u64,
     /// Open slot pairs whose first appointment is still ahead.
     pub free_pairs: i64,
     /// The draw run: `None` when another process held the region, the region has no policy,
@@ -216,7 +218,9 @@ impl Allocator {
                 region: region.clone(),
                 timezone,
             })?;
-            ticks.push(self.tick_region(&region, timezone, beacon).await?);
+            let tick = self.tick_region(&region, timezone, beacon).await?;
+            self.metrics.record_tick(&tick);
+            ticks.push(tick);
         }
         self.metrics.ticks.inc();
         Ok(ticks)
@@ -240,6 +244,7 @@ impl Allocator {
             region: region.to_owned(),
             ticked,
             expired: 0,
+            reminded: 0,
             free_pairs: 0,
             draw: None,
         };
@@ -266,6 +271,9 @@ impl Allocator {
         .await?;
         tick.free_pairs = free_pairs;
         let policy = policies::current(&mut tx, region).await?;
+        if let Some(policy) = &policy {
+            tick.reminded = remind_expiring(&mut tx, region, policy.policy.draw.remind_before_minutes).await?;
+        }
         let Some(policy) = policy.filter(|_| free_pairs > 0 && anyone_waiting) else {
             tx.commit().await?;
             tracing::debug!(free_pairs, anyone_waiting, "nothing to draw");
@@ -409,6 +417,37 @@ async fn expire_offers(connection: &mut PgConnection, region: &str) -> Result<u6
     .await?
     .rows_affected();
     Ok(expired)
+}
+
+/// Queues one reminder per channel for the region's pending offers with `minutes` or less left
+/// to answer, unless the whole window was that short. The reminder repeats the offer's own
+/// message (same link, same appointment) to the registrant's current phone and email; the
+/// outbox's (kind, subject, channel) key makes it once per offer, whichever tick gets there.
+async fn remind_expiring(connection: &mut PgConnection, region: &str, minutes: u32) -> Result<u64, sqlx::Error> {
+    if minutes == 0 {
+        return Ok(0);
+    }
+    let reminded = sqlx::query(
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         SELECT gen_random_uuid(), 'offer_expiring', o.id, m.channel, to_whom.recipient, r.language,
+                m.payload || '{\"kind\": \"offer_expiring\"}'
+         FROM offers o
+         JOIN slot_pairs p ON p.id = o.slot_pair_id
+         JOIN centres c ON c.id = p.centre_id
+         JOIN registrants r ON r.id = o.registrant_id
+         JOIN outbox m ON m.kind = 'offer' AND m.subject_id = o.id
+         CROSS JOIN LATERAL (SELECT CASE m.channel WHEN 'sms' THEN r.phone ELSE r.email END AS recipient) to_whom
+         WHERE c.region_id = $1 AND o.state = 'pending' AND to_whom.recipient IS NOT NULL
+           AND o.expires_at > now() AND o.expires_at <= now() + make_interval(mins => $2)
+           AND o.expires_at - o.offered_at > make_interval(mins => $2)
+         ON CONFLICT (kind, subject_id, channel) DO NOTHING",
+    )
+    .bind(region)
+    .bind(minutes as i32)
+    .execute(connection)
+    .await?
+    .rows_affected();
+    Ok(reminded)
 }
 
 /// The next `<region> <count>` notification, or `None` when there is no working listener.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::DrawFigures;
+use crate::{DrawFigures, RegionTick};
 
 pub struct Metrics {
     pub ticks: IntCounter,
@@ -13,6 +13,8 @@ pub struct Metrics {
     ineligible: IntGaugeVec,
     free_pairs: IntGaugeVec,
     offers: IntCounterVec,
+    expired: IntCounterVec,
+    reminded: IntCounterVec,
     unmatched: IntCounterVec,
     duration: Histogram,
 }
@@ -35,6 +37,16 @@ impl Metrics {
             free_pairs: gauge("free_slot_pairs", "Free slot pairs in the last draw"),
             offers: IntCounterVec::new(Opts::new("offers_total", "Offers made by draws"), &["region"])
                 .expect("valid metric"),
+            expired: IntCounterVec::new(
+                Opts::new("offers_expired_total", "Pending offers that lapsed unanswered"),
+                &["region"],
+            )
+            .expect("valid metric"),
+            reminded: IntCounterVec::new(
+                Opts::new("offer_reminders_total", "Reminders queued for offers about to lapse"),
+                &["region"],
+            )
+            .expect("valid metric"),
             unmatched: IntCounterVec::new(
                 Opts::new(
                     "unmatched_pairs_total",
@@ -68,12 +80,25 @@ impl Metrics {
             .register(Box::new(metrics.offers.clone()))
             .expect("registers once");
         registry
+            .register(Box::new(metrics.expired.clone()))
+            .expect("registers once");
+        registry
+            .register(Box::new(metrics.reminded.clone()))
+            .expect("registers once");
+        registry
             .register(Box::new(metrics.unmatched.clone()))
             .expect("registers once");
         registry
             .register(Box::new(metrics.duration.clone()))
             .expect("registers once");
         (metrics, registry)
+    }
+
+    /// What a tick did besides drawing.
+    pub fn record_tick(&self, tick: &RegionTick) {
+        let region = [tick.region.as_str()];
+        self.expired.with_label_values(&region).inc_by(tick.expired);
+        self.reminded.with_label_values(&region).inc_by(tick.reminded);
     }
 
     pub fn record(&self, region: &str, figures: &DrawFigures, elapsed: Duration) {

@@ -100,6 +100,11 @@ pub struct DrawSettings {
     pub short_notice_window_minutes: u32,
     /// An offer is short-notice when its first appointment starts within this many hours.
     pub short_notice_hours: u32,
+    /// A pending offer is reminded once when this many minutes are left to answer it, if its
+    /// window was longer than that (for a shorter one the offer itself is the reminder).
+    /// 0, the default, sends no reminders.
+    #[serde(default)]
+    pub remind_before_minutes: u32,
     /// How much every full week of waiting adds to a registrant's lottery weight, so that
     /// people who have waited long are not left behind by bad luck forever.
     pub waiting_time_weight_per_week: f64,
@@ -349,6 +354,15 @@ impl DrawSettings {
                 format!(
                     "must be at most offer_window_minutes ({}), got {}",
                     self.offer_window_minutes, self.short_notice_window_minutes
+                ),
+            ));
+        }
+        if self.remind_before_minutes >= self.offer_window_minutes {
+            return Err(PolicyError::new(
+                "draw.remind_before_minutes",
+                format!(
+                    "must be less than offer_window_minutes ({}), or 0 to send no reminders, got {}",
+                    self.offer_window_minutes, self.remind_before_minutes
                 ),
             ));
         }
@@ -746,6 +760,11 @@ waiting_time_weight_per_week = 0.0
                 "short_notice_window_minutes = 10",
                 "short_notice_window_minutes = 61",
                 "draw.short_notice_window_minutes: must be at most offer_window_minutes (60), got 61",
+            ),
+            (
+                "short_notice_hours = 12",
+                "short_notice_hours = 12\nremind_before_minutes = 60",
+                "draw.remind_before_minutes: must be less than offer_window_minutes (60), or 0 to send no reminders, got 60",
             ),
             (
                 "waiting_time_weight_per_week = 0.0",
