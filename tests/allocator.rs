@@ -101,6 +101,13 @@ async fn a_draw_offers_pairs_announces_them_and_publishes_a_manifest_that_replay
     let app = spawn_app().await;
     app.load_demo().await;
     app.insert_registrants(0, 400).await;
+    // Quotes, a backslash and line breaks travel through the bulk write of the messages intact.
+    let address = "Berliner Platz 1\\3, \"Eingang\tOst\"\r\n70174 Stuttgart";
+    sqlx::query("UPDATE centres SET address = $1 WHERE id = 'stuttgart-liederhalle'")
+        .bind(address)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let allocator = allocator(&app).await;
 
     let tick = draw(&allocator).await;
@@ -152,6 +159,7 @@ async fn a_draw_offers_pairs_announces_them_and_publishes_a_manifest_that_replay
         payload["appointment"]["centre_name"],
         "Impfzentrum Stuttgart Liederhalle"
     );
+    assert_eq!(payload["appointment"]["centre_address"], address);
     assert!(
         payload["accept_url"].as_str().unwrap().contains("/offers/"),
         "{payload}"

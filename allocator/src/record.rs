@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use drawbridge_domain::draw::{Candidate, DrawOutcome, FreePair, Pseudonym};
 use drawbridge_domain::{Keyring, Language, OfferLink, Policy};
+use drawbridge_platform::copy::CopyRows;
 use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -29,9 +30,6 @@ pub struct Notices<'a> {
     pub public_url: &'a str,
     pub timezone: &'a str,
 }
-
-/// Rows per COPY message: large enough to amortise, small enough to bound memory.
-const COPY_CHUNK_ROWS: usize = 10_000;
 
 /// A candidate's vaccines and centres.
 type Profile<'a> = (&'a [String], &'a [String]);
@@ -76,19 +74,18 @@ pub async fn candidates(
     )
     .execute(&mut *connection)
     .await?;
-    let mut copy = connection
-        .copy_in_raw(
-            "COPY draw_candidates (draw_id, pseudonym, group_id, age_band, waited_weeks, declines, profile,
-                                   lottery_key, ahead) FROM STDIN",
-        )
-        .await?;
+    let mut copy = CopyRows::start(
+        connection,
+        "COPY draw_candidates (draw_id, pseudonym, group_id, age_band, waited_weeks, declines, profile,
+                               lottery_key, ahead) FROM STDIN",
+    )
+    .await?;
     // In key order the primary key index grows at its right edge instead of at random pages.
     rows.sort_unstable_by_key(|(candidate, _, _)| candidate.pseudonym);
     // Age bands are `[0-9-]`: nothing to escape.
-    let mut buffer = String::with_capacity(COPY_CHUNK_ROWS * 96);
-    for (i, (candidate, key, profile)) in rows.into_iter().enumerate() {
-        let _ = writeln!(
-            buffer,
+    for (candidate, key, profile) in rows {
+        let _ = write!(
+            copy.row(),
             "{draw}\t\\\\x{pseudonym}\t{group}\t{band}\t{weeks}\t{declines}\t{profile}\t{key:?}\t{ahead}",
             pseudonym = candidate.pseudonym,
             group = candidate.group,
@@ -97,12 +94,7 @@ pub async fn candidates(
             declines = candidate.declines,
             ahead = candidate.ahead,
         );
-        if (i + 1) % COPY_CHUNK_ROWS == 0 {
-            copy.send(std::mem::take(&mut buffer).into_bytes()).await?;
-        }
-    }
-    if !buffer.is_empty() {
-        copy.send(buffer.into_bytes()).await?;
+        copy.end_row().await?;
     }
     copy.finish().await?;
     Ok(())
@@ -300,6 +292,6 @@ pub async fn offers(
             notification,
         });
     }
-    outbox::enqueue_many(connection, &messages).await?;
+    outbox::copy_many(connection, &messages).await?;
     Ok(matches.len())
 }

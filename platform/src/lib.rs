@@ -5,6 +5,7 @@
 pub mod amqp;
 pub mod capacity;
 pub mod config;
+pub mod copy;
 pub mod draws;
 pub mod ops;
 pub mod outbox;
