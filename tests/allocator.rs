@@ -351,7 +351,11 @@ async fn offers_about_to_lapse_are_reminded_once_per_channel_at_the_current_addr
     // Once per offer and channel, whichever tick comes next.
     assert_eq!(draw(&allocator).await.reminded, 0);
     assert_eq!(
-        count(&app.pool, "SELECT count(*) FROM outbox WHERE kind = 'offer_expiring'").await,
+        count(
+            &app.pool,
+            "SELECT count(*) FROM outbox WHERE kind = 'offer_expiring'"
+        )
+        .await,
         3
     );
     app.stop().await;

@@ -15,13 +15,17 @@ async fn health_readiness_and_metrics() {
         ready,
         json!({ "status": "ready", "dependencies": { "postgres": "ok", "redis": "ok" } })
     );
+    assert_eq!(app.get("/v1/regions/nowhere/policy").await.status(), 404);
+    assert_eq!(app.get("/no/such/page").await.status(), 404);
     let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(
-        metrics.contains(
-            r#"drawbridge_gateway_http_requests_total{method="GET",route="/readyz",status="200"} 1"#
-        ),
-        "{metrics}"
-    );
+    // Counted by route pattern, not by raw path, so ids in paths do not make new series.
+    for series in [
+        r#"drawbridge_gateway_http_requests_total{method="GET",route="/readyz",status="200"} 1"#,
+        r#"drawbridge_gateway_http_requests_total{method="GET",route="/v1/regions/{region}/policy",status="404"} 1"#,
+        r#"drawbridge_gateway_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     app.stop().await;
 }
 

@@ -272,7 +272,8 @@ impl Allocator {
         tick.free_pairs = free_pairs;
         let policy = policies::current(&mut tx, region).await?;
         if let Some(policy) = &policy {
-            tick.reminded = remind_expiring(&mut tx, region, policy.policy.draw.remind_before_minutes).await?;
+            tick.reminded =
+                remind_expiring(&mut tx, region, policy.policy.draw.remind_before_minutes).await?;
         }
         let Some(policy) = policy.filter(|_| free_pairs > 0 && anyone_waiting) else {
             tx.commit().await?;
@@ -423,7 +424,11 @@ async fn expire_offers(connection: &mut PgConnection, region: &str) -> Result<u6
 /// to answer, unless the whole window was that short. The reminder repeats the offer's own
 /// message (same link, same appointment) to the registrant's current phone and email; the
 /// outbox's (kind, subject, channel) key makes it once per offer, whichever tick gets there.
-async fn remind_expiring(connection: &mut PgConnection, region: &str, minutes: u32) -> Result<u64, sqlx::Error> {
+async fn remind_expiring(
+    connection: &mut PgConnection,
+    region: &str,
+    minutes: u32,
+) -> Result<u64, sqlx::Error> {
     if minutes == 0 {
         return Ok(0);
     }

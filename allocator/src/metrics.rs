@@ -43,7 +43,10 @@ impl Metrics {
             )
             .expect("valid metric"),
             reminded: IntCounterVec::new(
-                Opts::new("offer_reminders_total", "Reminders queued for offers about to lapse"),
+                Opts::new(
+                    "offer_reminders_total",
+                    "Reminders queued for offers about to lapse",
+                ),
                 &["region"],
             )
             .expect("valid metric"),

@@ -6,6 +6,7 @@
 //! any shared state, and keys rotate by listing the new key last: it signs from then on, while
 //! tokens signed by older listed keys keep verifying until they expire.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -14,6 +15,7 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::mac;
 
@@ -133,14 +135,17 @@ struct Envelope<'a, T> {
     c: &'a T,
 }
 
-/// The signed payload as read back; claims are decoded last, into the caller's type.
+/// The signed payload as read back; claims are decoded last, into the caller's type, straight
+/// from their bytes.
 #[derive(Deserialize)]
-struct OpenedEnvelope {
-    p: String,
+struct OpenedEnvelope<'a> {
+    #[serde(borrow)]
+    p: Cow<'a, str>,
     iat: i64,
     nbf: i64,
     exp: i64,
-    c: serde_json::Value,
+    #[serde(borrow)]
+    c: &'a RawValue,
 }
 
 impl Keyring {
@@ -258,7 +263,7 @@ impl Keyring {
         if now >= envelope.exp {
             return Err(TokenError::Expired);
         }
-        let claims = serde_json::from_value(envelope.c).map_err(|_| TokenError::BadClaims)?;
+        let claims = serde_json::from_str(envelope.c.get()).map_err(|_| TokenError::BadClaims)?;
         Ok(Verified {
             claims,
             key_id: key.id.clone(),

@@ -7,7 +7,6 @@ mod callcentre;
 mod centres;
 mod draws;
 mod error;
-mod http_metrics;
 mod limits;
 mod me;
 mod offers;
@@ -26,16 +25,15 @@ use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use drawbridge_domain::Keyring;
 use drawbridge_platform::config::GatewaySettings;
+use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{postgres, redis, Settings, StartupError};
 use prometheus::Registry;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tracing_actix_web::TracingLogger;
 
 pub use error::ApiError;
 
-use crate::http_metrics::HttpMetrics;
 use crate::policy_cache::PolicyCache;
 use crate::rooms::metrics::RoomMetrics;
 use crate::rooms::{RoomCache, RoomStore, Rooms};
@@ -135,8 +133,7 @@ fn serve(
     let registry = web::Data::new(registry);
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(middleware::from_fn(http_metrics::track))
-            .wrap(TracingLogger::default())
+            .wrap(middleware::from_fn(http_telemetry::observe))
             .app_data(state.clone())
             .app_data(readiness.clone())
             .app_data(registry.clone())

@@ -7,6 +7,7 @@ pub mod capacity;
 pub mod config;
 pub mod copy;
 pub mod draws;
+pub mod http_telemetry;
 pub mod ops;
 pub mod outbox;
 pub mod policies;

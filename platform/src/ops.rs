@@ -9,12 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use futures_util::future::{join_all, BoxFuture};
 use prometheus::{Encoder, Registry, TextEncoder};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::http_telemetry::{self, HttpMetrics};
 
 /// How long one dependency may take to answer a readiness probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,10 +121,13 @@ pub fn serve(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
+    let http_metrics = web::Data::new(HttpMetrics::register(&registry).map_err(std::io::Error::other)?);
     let readiness = web::Data::new(readiness);
     let registry = web::Data::new(registry);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(middleware::from_fn(http_telemetry::observe))
+            .app_data(http_metrics.clone())
             .app_data(readiness.clone())
             .app_data(registry.clone())
             .configure(routes)

@@ -181,7 +181,8 @@ pub async fn copy_many(
     let mut payload = Vec::new();
     for (id, message) in ids.iter().zip(messages) {
         payload.clear();
-        serde_json::to_writer(&mut payload, &message.notification).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        serde_json::to_writer(&mut payload, &message.notification)
+            .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         let row = rows.row();
         let _ = write!(
             row,
@@ -192,7 +193,10 @@ pub async fn copy_many(
         );
         copy::escape(row, message.recipient);
         let _ = write!(row, "\t{}\t", message.language.as_str());
-        copy::escape(row, std::str::from_utf8(&payload).expect("serde_json writes UTF-8"));
+        copy::escape(
+            row,
+            std::str::from_utf8(&payload).expect("serde_json writes UTF-8"),
+        );
         rows.end_row().await?;
     }
     rows.finish().await?;
