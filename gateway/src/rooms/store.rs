@@ -18,8 +18,11 @@
 //! Everything a controller writes goes through scripts that first check its lease, so a
 //! controller that lost its lease cannot write.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::thread::ThreadId;
 
+use deadpool::managed::Manager as _;
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{self, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use deadpool_redis::Pool;
@@ -30,8 +33,6 @@ use drawbridge_domain::{Advance, Draw, RoomConfig};
 pub enum StoreError {
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("Redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     #[error("room {room}: stored {what} cannot be read: {value:?}")]
     Corrupt {
         room: String,
@@ -195,23 +196,26 @@ impl Script {
 pub struct RoomStore {
     pool: Pool,
     prefix: String,
-    /// One multiplexed connection taken from the pool and shared by every request: concurrent
-    /// joins are pipelined on it, and there is no pool check (a `PING`) per call.
-    shared: Arc<RwLock<Option<MultiplexedConnection>>>,
+    /// One multiplexed connection per thread, made by the pool's manager and shared by every
+    /// request on that thread: concurrent joins are pipelined on it, there is no pool check (a
+    /// `PING`) per call, and as each actix worker is a single-threaded runtime, the connection's
+    /// driver runs beside the requests, so a call wakes no other thread.
+    connections: Arc<RwLock<HashMap<ThreadId, MultiplexedConnection>>>,
 }
 
-/// The shared connection as lent to one call: an error that breaks it makes the store forget
-/// it, so the next call takes a fresh one from the pool (e.g. after a Redis restart).
+/// A thread's connection as lent to one call: an error that breaks it makes the store forget
+/// it, so the next call on that thread opens a fresh one (e.g. after a Redis restart).
 struct Lent {
     connection: MultiplexedConnection,
-    slot: Arc<RwLock<Option<MultiplexedConnection>>>,
+    thread: ThreadId,
+    connections: Arc<RwLock<HashMap<ThreadId, MultiplexedConnection>>>,
 }
 
 impl Lent {
     fn check<T>(&self, result: RedisResult<T>) -> RedisResult<T> {
         if let Err(error) = &result {
             if error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error() {
-                *self.slot.write().expect("poisoned") = None;
+                self.connections.write().expect("poisoned").remove(&self.thread);
             }
         }
         result
@@ -248,7 +252,7 @@ impl RoomStore {
         RoomStore {
             pool,
             prefix: prefix.to_owned(),
-            shared: Arc::default(),
+            connections: Arc::default(),
         }
     }
 
@@ -265,18 +269,23 @@ impl RoomStore {
     }
 
     async fn connection(&self) -> Result<Lent, StoreError> {
-        let shared = self.shared.read().expect("poisoned").clone();
-        let connection = match shared {
+        let thread = std::thread::current().id();
+        let existing = self.connections.read().expect("poisoned").get(&thread).cloned();
+        let connection = match existing {
             Some(connection) => connection,
             None => {
-                let connection = deadpool_redis::Connection::take(self.pool.get().await?);
-                *self.shared.write().expect("poisoned") = Some(connection.clone());
+                let connection = self.pool.manager().create().await?;
+                self.connections
+                    .write()
+                    .expect("poisoned")
+                    .insert(thread, connection.clone());
                 connection
             }
         };
         Ok(Lent {
             connection,
-            slot: self.shared.clone(),
+            thread,
+            connections: self.connections.clone(),
         })
     }
 
