@@ -4,15 +4,16 @@
 #   - GET /v1/rooms/bench/status with a valid ticket (cookies), as browsers poll;
 #   - POST /v1/rooms/bench/join without cookies: a new client and ticket every request;
 #   - the gateway's resident memory with 10,000 connections open and polling.
-# Same tool (wrk), threads and connections for every pair. Needs nginx, wrk, curl, the local
+# Same tool (wrk), threads and connections for every pair. Needs nginx, wrk, curl, python3, the local
 # PostgreSQL and Redis (see README), and a release build (built if missing).
 #
-#   benches/waiting_room.sh            # DURATION=10s CONNECTIONS=64 by default
+#   benches/waiting_room.sh            # DURATION=10s CONNECTIONS=64 ROUNDS=3 by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
 THREADS=2
 NGINX_PORT=18080
 GATEWAY_PORT=18081
@@ -46,14 +47,23 @@ EOF
 nginx -c "$WORK/nginx.conf" -p "$WORK"
 
 ulimit -n 20000
-DRAWBRIDGE_GATEWAY__LISTEN="127.0.0.1:$GATEWAY_PORT" \
-DRAWBRIDGE_GATEWAY__WORKERS=2 \
-DRAWBRIDGE_REDIS__KEY_PREFIX="$PREFIX" \
-DRAWBRIDGE_ROOMS__JOINS_PER_IP_PER_MINUTE=1000000000 \
-DRAWBRIDGE_TELEMETRY__LOG_FILTER=warn \
-    "$BIN" --config deploy/local.toml gateway >"$WORK/gateway.log" 2>&1 &
-GATEWAY_PID=$!
-for _ in $(seq 100); do curl -fs "$GATEWAY_URL/readyz" >/dev/null && break; sleep 0.2; done
+start_gateway() {
+    DRAWBRIDGE_GATEWAY__LISTEN="127.0.0.1:$GATEWAY_PORT" \
+    DRAWBRIDGE_GATEWAY__WORKERS=2 \
+    DRAWBRIDGE_REDIS__KEY_PREFIX="$PREFIX" \
+    DRAWBRIDGE_ROOMS__JOINS_PER_IP_PER_MINUTE=1000000000 \
+    DRAWBRIDGE_TELEMETRY__LOG_FILTER=warn \
+        "$BIN" --config deploy/local.toml gateway >>"$WORK/gateway.log" 2>&1 &
+    GATEWAY_PID=$!
+    for _ in $(seq 100); do curl -fs "$GATEWAY_URL/readyz" >/dev/null && break; sleep 0.2; done
+}
+# A fresh gateway process (the room stays in Redis), for memory figures untouched by earlier runs.
+restart_gateway() {
+    kill "$GATEWAY_PID" && wait "$GATEWAY_PID" || true
+    start_gateway
+    sleep 2 # the room reaches the new process's cache
+}
+start_gateway
 
 curl -fs -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
     -d '{"mode":"fifo","admit_per_minute":1,"max_active":1}' "$GATEWAY_URL/v1/admin/rooms/bench" >/dev/null
@@ -75,24 +85,50 @@ measure() {
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-read -r nginx_get_rps nginx_get_p99 _ < <(measure "$CONNECTIONS" "http://127.0.0.1:$NGINX_PORT/")
-read -r status_rps status_p99 status_errors < <(measure "$CONNECTIONS" -H "Cookie: $COOKIE" "$GATEWAY_URL/v1/rooms/bench/status")
-read -r nginx_post_rps nginx_post_p99 _ < <(measure "$CONNECTIONS" -s "$WORK/post.lua" "http://127.0.0.1:$NGINX_PORT/")
-read -r join_rps join_p99 join_errors < <(measure "$CONNECTIONS" -s "$WORK/post.lua" "$GATEWAY_URL/v1/rooms/bench/join")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-printf '| %-22s | %12s | %9s |\n' "target" "requests/s" "p99"
-printf '| %-22s | %12s | %9s |\n' "nginx GET (baseline)" "$nginx_get_rps" "$nginx_get_p99"
-printf '| %-22s | %12s | %9s | %sx nginx %s\n' "status" "$status_rps" "$status_p99" "$(ratio "$status_rps" "$nginx_get_rps")" "$status_errors"
-printf '| %-22s | %12s | %9s |\n' "nginx POST (baseline)" "$nginx_post_rps" "$nginx_post_p99"
-printf '| %-22s | %12s | %9s | %sx nginx %s\n' "join" "$join_rps" "$join_p99" "$(ratio "$join_rps" "$nginx_post_rps")" "$join_errors"
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# The baselines swing by up to a third from run to run on the shared cores, so each pair is
+# measured back to back, ROUNDS times, and the median ratio is the result.
+status_ratios=() join_ratios=()
+printf '| %-5s | %-24s | %-24s | %-5s | %-24s | %-24s | %-5s |\n' round "nginx GET (rps, p99)" "status (rps, p99)" ratio "nginx POST (rps, p99)" "join (rps, p99)" ratio
+for round in $(seq "$ROUNDS"); do
+    read -r nginx_get_rps nginx_get_p99 _ < <(measure "$CONNECTIONS" "http://127.0.0.1:$NGINX_PORT/")
+    read -r status_rps status_p99 status_errors < <(measure "$CONNECTIONS" -H "Cookie: $COOKIE" "$GATEWAY_URL/v1/rooms/bench/status")
+    read -r nginx_post_rps nginx_post_p99 _ < <(measure "$CONNECTIONS" -s "$WORK/post.lua" "http://127.0.0.1:$NGINX_PORT/")
+    read -r join_rps join_p99 join_errors < <(measure "$CONNECTIONS" -s "$WORK/post.lua" "$GATEWAY_URL/v1/rooms/bench/join")
+    status_ratios+=("$(ratio "$status_rps" "$nginx_get_rps")")
+    join_ratios+=("$(ratio "$join_rps" "$nginx_post_rps")")
+    printf '| %-5s | %-24s | %-24s | %-5s | %-24s | %-24s | %-5s | %s\n' "$round" \
+        "${nginx_get_rps%.*}, $nginx_get_p99" "${status_rps%.*}, $status_p99" "${status_ratios[-1]}" \
+        "${nginx_post_rps%.*}, $nginx_post_p99" "${join_rps%.*}, $join_p99" "${join_ratios[-1]}" "$status_errors$join_errors"
+done
+echo "median of $ROUNDS rounds: status $(median "${status_ratios[@]}")x nginx GET, join $(median "${join_ratios[@]}")x nginx POST"
 
-# Resident memory with 10,000 connections open and polling.
+# Where the memory goes, each in a fresh gateway: with no connection open; with 10,000
+# connections that each sent one poll and wait (browsers between polls); with 10,000
+# connections polling as fast as they can.
+rss_mib() { awk "/^$1/ { print int(\$2 / 1024) }" "/proc/$GATEWAY_PID/status"; }
+restart_gateway
+echo "gateway with no connection open: RSS $(rss_mib VmRSS) MiB"
+python3 - "$GATEWAY_PORT" "$COOKIE" "$GATEWAY_PID" <<'PY'
+import socket, sys
+port, cookie, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+poll = f"GET /v1/rooms/bench/status HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\n\r\n".encode()
+connections = []
+for _ in range(10000):
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(poll)
+    assert connection.recv(65536).startswith(b"HTTP/1.1 200"), "a poll failed"
+    connections.append(connection)
+rss = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS"))
+print(f"10,000 connections after one poll each: RSS {rss // 1024} MiB")
+PY
+restart_gateway
 wrk -t"$THREADS" -c10000 -d20s -H "Cookie: $COOKIE" "$GATEWAY_URL/v1/rooms/bench/status" >"$WORK/wrk10k.out" &
 WRK_PID=$!
 sleep 12
 open=$(ss -Htn state established "( sport = :$GATEWAY_PORT )" | wc -l)
-rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$GATEWAY_PID/status")
+rss=$(rss_mib VmRSS)
 wait "$WRK_PID"
-peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$GATEWAY_PID/status")
-echo "10,000 connections: $open established at the gateway, RSS $((rss / 1024)) MiB (peak $((peak / 1024)) MiB)"
+echo "10,000 connections polling: $open established at the gateway, RSS $rss MiB (peak $(rss_mib VmHWM) MiB)"
 awk '/^Requests\/sec|Socket errors/' "$WORK/wrk10k.out"
