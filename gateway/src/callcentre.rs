@@ -31,13 +31,12 @@ pub async fn register(
     let id = Uuid::new_v4();
     let code = BookingCode::generate(&mut rand::rngs::OsRng);
     let mut tx = state.pool.begin().await?;
-    registrations::insert(
+    registrations::insert_active(
         &mut tx,
         id,
         &published.region,
         &registration,
-        "callcentre",
-        Some(code.keyed_hash(&state.hash_key).as_slice()),
+        code.keyed_hash(&state.hash_key).as_slice(),
     )
     .await?;
     send_booking_code(

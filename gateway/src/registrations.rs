@@ -2,13 +2,17 @@
 //! them a code to prove the phone is theirs. Registrant, verification and the SMS are written in
 //! one transaction, so a registration never exists without its code being on its way.
 
+use std::sync::LazyLock;
+
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use drawbridge_domain::{evaluate, Language, Person, PhoneNumber, Policy, VerificationCode};
-use drawbridge_platform::outbox::{self, Channel, Notification};
+use drawbridge_platform::outbox::Notification;
 use serde::Deserialize;
 use serde_json::json;
-use sqlx::PgConnection;
+use sqlx::postgres::{PgArguments, PgQueryResult};
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -122,43 +126,115 @@ pub fn check_distance(km: u32) -> Result<i32, ApiError> {
     }
 }
 
-/// Inserts the registrant in the caller's transaction: `pending_verification` from the web,
-/// or already `active` with its booking code when a call-centre agent attests the phone.
-pub async fn insert(
-    tx: &mut PgConnection,
-    id: Uuid,
-    region: &str,
-    registration: &Validated,
-    channel: &str,
-    booking_code: Option<&[u8]>,
-) -> Result<(), ApiError> {
-    let status = if booking_code.is_some() {
-        "active"
-    } else {
-        "pending_verification"
-    };
-    let inserted = sqlx::query(
-        "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
-                                  priority_group, postcode, accepted_vaccines, max_distance_km,
-                                  booking_code_hash, verified_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, CASE WHEN $13 IS NULL THEN NULL ELSE now() END)",
+/// The registrant row, parameters `$1` to `$12` (see [`bind_registrant`]):
+/// `pending_verification` from the web, or already `active` with its booking code (`$12`) when
+/// a call-centre agent attests the phone.
+const INSERT_REGISTRANT: &str =
+    "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
+                              priority_group, postcode, accepted_vaccines, max_distance_km,
+                              booking_code_hash, verified_at)
+     VALUES ($1, $2, CASE WHEN $12::bytea IS NULL THEN 'pending_verification' ELSE 'active' END, $3, $4, $5,
+             $6, $7, $8, $9, $10, $11, $12, CASE WHEN $12::bytea IS NULL THEN NULL ELSE now() END)";
+
+/// A new SMS code and its SMS for the registrant in the `registrant` CTE, parameters `$first`
+/// to `$first + 6` (see [`bind_code`]). The code is stored only as a keyed hash; the
+/// verification row is the message's subject, so every code (first or resent) is one SMS.
+fn code_and_sms(first: usize) -> String {
+    let p = |i: usize| format!("${}", first + i);
+    format!(
+        "code AS (INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
+                  SELECT {}, registrant.id, {}, {}, {} FROM registrant RETURNING id)
+         INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', {}, {}, {} FROM code",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6)
     )
-    .bind(id)
-    .bind(region)
-    .bind(status)
-    .bind(channel)
-    .bind(registration.phone.as_str())
-    .bind(&registration.email)
-    .bind(registration.language.as_str())
-    .bind(registration.person.birth_year)
-    .bind(i16::from(registration.person.priority_group))
-    .bind(&registration.person.postcode)
-    .bind(&registration.person.accepted_vaccines)
-    .bind(registration.max_distance_km)
-    .bind(booking_code)
-    .execute(&mut *tx)
-    .await;
-    if let Err(sqlx::Error::Database(error)) = &inserted {
+}
+
+/// A web registration, its first code and the SMS in one statement: one round trip, no
+/// `BEGIN` and `COMMIT` of their own, all or nothing.
+static REGISTER_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH registrant AS ({INSERT_REGISTRANT} RETURNING id), {}",
+        code_and_sms(13)
+    )
+});
+
+/// A further code for an existing registrant (`$1`).
+static ANOTHER_CODE: LazyLock<String> =
+    LazyLock::new(|| format!("WITH registrant AS (SELECT $1::uuid AS id), {}", code_and_sms(2)));
+
+fn bind_registrant<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    id: Uuid,
+    region: &'q str,
+    registration: &'q Validated,
+    channel: &'q str,
+    booking_code: Option<&'q [u8]>,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(id)
+        .bind(region)
+        .bind(channel)
+        .bind(registration.phone.as_str())
+        .bind(&registration.email)
+        .bind(registration.language.as_str())
+        .bind(registration.person.birth_year)
+        .bind(i16::from(registration.person.priority_group))
+        .bind(&registration.person.postcode)
+        .bind(&registration.person.accepted_vaccines)
+        .bind(registration.max_distance_km)
+        .bind(booking_code)
+}
+
+/// A fresh SMS code for a registrant, not yet stored.
+struct NewCode {
+    id: Uuid,
+    hash: Vec<u8>,
+    expires_at: DateTime<Utc>,
+    notification: Notification,
+}
+
+fn new_code(state: &AppState, registrant_id: Uuid) -> NewCode {
+    let code = VerificationCode::generate(&mut rand::rngs::OsRng);
+    let valid_minutes = state.settings.verification_code_minutes;
+    NewCode {
+        id: Uuid::new_v4(),
+        hash: code
+            .keyed_hash(&state.hash_key, registrant_id.as_bytes())
+            .to_vec(),
+        expires_at: Utc::now() + Duration::minutes(valid_minutes.into()),
+        notification: Notification::VerificationCode {
+            code: code.as_str().to_owned(),
+            valid_minutes,
+        },
+    }
+}
+
+fn bind_code<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    code: &'q NewCode,
+    phone: &'q PhoneNumber,
+    language: Language,
+) -> Query<'q, Postgres, PgArguments> {
+    query
+        .bind(code.id)
+        .bind(code.hash.as_slice())
+        .bind(VERIFICATION_ATTEMPTS)
+        .bind(code.expires_at)
+        .bind(phone.as_str())
+        .bind(language.as_str())
+        .bind(sqlx::types::Json(&code.notification))
+}
+
+/// A second registration for a live phone number is refused with what to do instead.
+fn refuse_known_phone(result: Result<PgQueryResult, sqlx::Error>) -> Result<(), ApiError> {
+    if let Err(sqlx::Error::Database(error)) = &result {
         if error.constraint() == Some("registrants_one_live_per_phone") {
             return Err(ApiError::Conflict {
                 code: "phone_already_registered",
@@ -166,8 +242,28 @@ pub async fn insert(
             });
         }
     }
-    inserted?;
+    result?;
     Ok(())
+}
+
+/// Inserts an already verified registrant with its booking code in the caller's transaction
+/// (a call-centre agent attests the phone).
+pub async fn insert_active(
+    tx: &mut PgConnection,
+    id: Uuid,
+    region: &str,
+    registration: &Validated,
+    booking_code: &[u8],
+) -> Result<(), ApiError> {
+    let query = bind_registrant(
+        sqlx::query(INSERT_REGISTRANT),
+        id,
+        region,
+        registration,
+        "callcentre",
+        Some(booking_code),
+    );
+    refuse_known_phone(query.execute(&mut *tx).await)
 }
 
 /// Guarded by the waiting rooms of the region, if any (see `rooms::guard`).
@@ -180,25 +276,17 @@ pub async fn create(
     let published = state.policies.current(&region).await?;
     let registration = request.into_inner().validate(&state, &published.policy)?;
     let registration_id = Uuid::new_v4();
-    let mut tx = state.pool.begin().await?;
-    insert(
-        &mut tx,
+    let code = new_code(&state, registration_id);
+    let query = bind_registrant(
+        sqlx::query(&REGISTER_WITH_CODE),
         registration_id,
         &published.region,
         &registration,
         "web",
         None,
-    )
-    .await?;
-    let verification = issue_code(
-        &mut tx,
-        &state,
-        registration_id,
-        &registration.phone,
-        registration.language,
-    )
-    .await?;
-    tx.commit().await?;
+    );
+    let query = bind_code(query, &code, &registration.phone, registration.language);
+    refuse_known_phone(query.execute(&state.pool).await)?;
 
     tracing::info!(%registration_id, region = %published.region, "registration started");
     let eligibility = evaluate(&published.policy, &registration.person, Utc::now().date_naive());
@@ -207,7 +295,7 @@ pub async fn create(
         "status": "pending_verification",
         "verification": {
             "channel": "sms",
-            "expires_at": verification.expires_at,
+            "expires_at": code.expires_at,
             "attempts_left": VERIFICATION_ATTEMPTS,
         },
         "eligibility": eligibility,
@@ -219,9 +307,8 @@ pub struct IssuedCode {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Creates a fresh SMS code for a registrant and queues the SMS, inside the caller's
-/// transaction. The code is stored only as a keyed hash; the verification row is the message's
-/// subject, so every code (first or resent) is exactly one SMS.
+/// Creates a fresh SMS code for an existing registrant and queues the SMS, inside the
+/// caller's transaction.
 pub async fn issue_code(
     tx: &mut PgConnection,
     state: &AppState,
@@ -229,41 +316,14 @@ pub async fn issue_code(
     phone: &PhoneNumber,
     language: Language,
 ) -> Result<IssuedCode, ApiError> {
-    let verification_id = Uuid::new_v4();
-    let code = VerificationCode::generate(&mut rand::rngs::OsRng);
-    let valid_minutes = state.settings.verification_code_minutes;
-    let expires_at = Utc::now() + Duration::minutes(valid_minutes.into());
-    sqlx::query(
-        "INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(verification_id)
-    .bind(registrant_id)
-    .bind(
-        code.keyed_hash(&state.hash_key, registrant_id.as_bytes())
-            .as_slice(),
-    )
-    .bind(VERIFICATION_ATTEMPTS)
-    .bind(expires_at)
-    .execute(&mut *tx)
-    .await?;
-    let notification = Notification::VerificationCode {
-        code: code.as_str().to_owned(),
-        valid_minutes,
-    };
-    outbox::enqueue(
-        tx,
-        verification_id,
-        Channel::Sms,
-        phone.as_str(),
-        language,
-        &notification,
-    )
-    .await?;
-    Ok(IssuedCode { expires_at })
+    let code = new_code(state, registrant_id);
+    let query = sqlx::query(&ANOTHER_CODE).bind(registrant_id);
+    bind_code(query, &code, phone, language).execute(&mut *tx).await?;
+    Ok(IssuedCode {
+        expires_at: code.expires_at,
+    })
 }
 
-/// Enough to catch typos; the mail server is the real judge.
 pub fn check_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim();
     let plausible = email.len() <= 254
