@@ -25,21 +25,33 @@ pub struct VerifyRequest {
     pub code: String,
 }
 
-/// The registration as far as verification is concerned.
+/// The registration as far as verification is concerned, with the newest code sent for it.
 #[derive(sqlx::FromRow)]
 struct Pending {
     status: String,
     phone: Option<String>,
     email: Option<String>,
     language: String,
+    code_id: Option<Uuid>,
+    code_hash: Option<Vec<u8>>,
+    attempts_left: Option<i16>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
+/// Locks the registration and reads its newest code in one round trip.
 async fn pending(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Pending, ApiError> {
-    let registration: Option<Pending> =
-        sqlx::query_as("SELECT status, phone, email, language FROM registrants WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let registration: Option<Pending> = sqlx::query_as(
+        "SELECT r.status, r.phone, r.email, r.language,
+                v.id AS code_id, v.code_hash, v.attempts_left, v.expires_at
+         FROM registrants r
+         LEFT JOIN LATERAL (SELECT id, code_hash, attempts_left, expires_at FROM phone_verifications
+                            WHERE registrant_id = r.id ORDER BY created_at DESC LIMIT 1) v ON true
+         WHERE r.id = $1
+         FOR UPDATE OF r",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let registration = registration
         .filter(|r| r.status != "withdrawn")
         .ok_or_else(|| ApiError::NotFound("There is no such registration. Please register again.".into()))?;
@@ -65,16 +77,17 @@ pub async fn verify(
         VerificationCode::parse(&request.code).map_err(|e| ApiError::invalid("code", e.to_string()))?;
     let id = id.into_inner();
     let mut tx = state.pool.begin().await?;
-    let registration = pending(&mut tx, id).await?;
-    let latest: Option<(Uuid, Vec<u8>, i16, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT id, code_hash, attempts_left, expires_at FROM phone_verifications
-         WHERE registrant_id = $1 ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (verification_id, stored, attempts_left, expires_at) =
-        latest.ok_or_else(|| ApiError::DeadCode("No code was sent yet; please request one.".into()))?;
+    let mut registration = pending(&mut tx, id).await?;
+    let (Some(verification_id), Some(stored), Some(attempts_left), Some(expires_at)) = (
+        registration.code_id,
+        registration.code_hash.take(),
+        registration.attempts_left,
+        registration.expires_at,
+    ) else {
+        return Err(ApiError::DeadCode(
+            "No code was sent yet; please request one.".into(),
+        ));
+    };
     if attempts_left == 0 || expires_at <= Utc::now() {
         return Err(ApiError::DeadCode(
             "This code can no longer be used. Please request a new one (POST /v1/registrations/{id}/resend)."
@@ -96,15 +109,13 @@ pub async fn verify(
     }
 
     let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
-    sqlx::query("UPDATE phone_verifications SET verified_at = now() WHERE id = $1")
-        .bind(verification_id)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query(
-        "UPDATE registrants SET status = 'active', verified_at = now(), booking_code_hash = $2 WHERE id = $1",
+        "WITH used AS (UPDATE phone_verifications SET verified_at = now() WHERE id = $3)
+         UPDATE registrants SET status = 'active', verified_at = now(), booking_code_hash = $2 WHERE id = $1",
     )
     .bind(id)
     .bind(booking_code.keyed_hash(&state.hash_key).as_slice())
+    .bind(verification_id)
     .execute(&mut *tx)
     .await?;
     let phone = registration
