@@ -20,6 +20,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::me::Registrant;
 use crate::staff::{audit, Acting};
 use crate::AppState;
 
@@ -86,6 +87,9 @@ struct OfferRow {
     expires_at: DateTime<Utc>,
     #[sqlx(flatten)]
     place: Place,
+    /// Read with the offer, so the confirmation needs no further lookup.
+    #[sqlx(flatten)]
+    contact: Contact,
 }
 
 /// A booking just made.
@@ -106,20 +110,16 @@ pub fn reference(booking: Uuid) -> String {
     format!("B-{}-{}", &hex[..4], &hex[4..8])
 }
 
-/// Who the person is and how to reach them.
+/// How to reach the person; no phone once they withdrew (their data is erased).
 #[derive(sqlx::FromRow)]
 struct Contact {
-    phone: String,
+    phone: Option<String>,
     email: Option<String>,
     language: String,
 }
 
-async fn contact(tx: &mut PgConnection, registrant: Uuid) -> Result<Contact, ApiError> {
-    sqlx::query_as("SELECT phone, email, language FROM registrants WHERE id = $1 AND status = 'active'")
-        .bind(registrant)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("This registration was withdrawn.".into()))
+fn withdrawn() -> ApiError {
+    ApiError::NotFound("This registration was withdrawn.".into())
 }
 
 /// Queues `notification` to the person by SMS and, if they gave one, by email.
@@ -129,12 +129,26 @@ pub(crate) async fn tell(
     subject: Uuid,
     notification: Notification,
 ) -> Result<(), ApiError> {
-    let contact = contact(tx, registrant).await?;
+    let contact: Option<Contact> =
+        sqlx::query_as("SELECT phone, email, language FROM registrants WHERE id = $1 AND status = 'active'")
+            .bind(registrant)
+            .fetch_optional(&mut *tx)
+            .await?;
+    tell_contact(tx, &contact.ok_or_else(withdrawn)?, subject, notification).await
+}
+
+async fn tell_contact(
+    tx: &mut PgConnection,
+    contact: &Contact,
+    subject: Uuid,
+    notification: Notification,
+) -> Result<(), ApiError> {
+    let phone = contact.phone.as_deref().ok_or_else(withdrawn)?;
     let language = Language::parse(&contact.language).unwrap_or_default();
     send(
         tx,
         subject,
-        (&contact.phone, contact.email.as_deref()),
+        (phone, contact.email.as_deref()),
         language,
         notification,
     )
@@ -171,8 +185,9 @@ async fn pending_offer(
     registrant: Option<Uuid>,
 ) -> Result<Result<OfferRow, ApiError>, ApiError> {
     let row: Option<OfferRow> = sqlx::query_as(&format!(
-        "SELECT o.id, o.registrant_id, o.state, o.expires_at, {PLACE}
+        "SELECT o.id, o.registrant_id, o.state, o.expires_at, {PLACE}, r.phone, r.email, r.language
          FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id {PLACE_JOINS}
+         JOIN registrants r ON r.id = o.registrant_id
          WHERE o.id = $1 FOR UPDATE OF o"
     ))
     .bind(offer)
@@ -305,7 +320,7 @@ pub async fn accept(
         appointment: row.place.appointment(&policy.policy),
         qr_token: pass.clone(),
     };
-    tell(&mut tx, row.registrant_id, booking, notification).await?;
+    tell_contact(&mut tx, &row.contact, booking, notification).await?;
     audit(
         &mut tx,
         acting,
@@ -359,24 +374,24 @@ pub enum Request {
 /// booking-code routes and the call-centre routes.
 pub async fn act(
     state: &AppState,
-    registrant: Uuid,
+    registrant: &Registrant,
     acting: &Acting<'_>,
     request: Request,
 ) -> Result<HttpResponse, ApiError> {
     match request {
         Request::Accept => {
-            let offer = current_offer(state, registrant).await?;
+            let offer = current_offer(registrant)?;
             Ok(booked_response(
-                accept(state, offer, Some(registrant), acting).await?,
+                accept(state, offer, Some(registrant.id), acting).await?,
             ))
         }
         Request::Decline => {
-            let offer = current_offer(state, registrant).await?;
-            decline(state, offer, Some(registrant), acting).await?;
+            let offer = current_offer(registrant)?;
+            decline(state, offer, Some(registrant.id), acting).await?;
             Ok(declined_response(offer))
         }
         Request::Cancel => {
-            let booking = cancel(state, registrant, acting).await?;
+            let booking = cancel(state, registrant.id, acting).await?;
             Ok(HttpResponse::Ok().json(json!({
                 "booking": booking,
                 "state": "cancelled",
@@ -384,9 +399,9 @@ pub async fn act(
             })))
         }
         Request::Withdraw => {
-            withdraw(state, registrant, acting).await?;
+            withdraw(state, registrant.id, acting).await?;
             Ok(HttpResponse::Ok().json(json!({
-                "registration_id": registrant,
+                "registration_id": registrant.id,
                 "status": "withdrawn",
                 "message": "Your registration is withdrawn and your phone number, email, birth year and choices are erased. The booking code no longer works.",
             })))
@@ -410,14 +425,8 @@ pub fn declined_response(offer: Uuid) -> HttpResponse {
 }
 
 /// The registrant's pending offer: 409 if they are booked already, 404 if there is none.
-pub async fn current_offer(state: &AppState, registrant: Uuid) -> Result<Uuid, ApiError> {
-    let (offer, booked): (Option<Uuid>, bool) = sqlx::query_as(
-        "SELECT (SELECT id FROM offers WHERE registrant_id = $1 AND state = 'pending'),
-                EXISTS (SELECT 1 FROM bookings WHERE registrant_id = $1 AND state <> 'cancelled')",
-    )
-    .bind(registrant)
-    .fetch_one(&state.pool)
-    .await?;
+fn current_offer(registrant: &Registrant) -> Result<Uuid, ApiError> {
+    let (offer, booked) = (registrant.pending_offer, registrant.booked);
     match (offer, booked) {
         (Some(offer), _) => Ok(offer),
         (None, true) => Err(ApiError::Conflict {

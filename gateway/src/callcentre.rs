@@ -168,5 +168,5 @@ async fn answer(state: &AppState, staff: &Staff, id: Uuid, what: Request) -> Res
         .0
         .may_act_for_callers(&caller.region_id)
         .map_err(forbidden)?;
-    bookings::act(state, caller.id, &Acting::Staff(&staff.0), what).await
+    bookings::act(state, &caller, &Acting::Staff(&staff.0), what).await
 }

@@ -31,8 +31,14 @@ const GUESS_WINDOW_SECONDS: i64 = 15 * 60;
 const DRAWS_SHOWN: i64 = 10;
 
 /// Columns of [`Registrant`].
+/// The registrant's columns, with their pending offer and whether they hold a booking, so an
+/// answer needs no second lookup.
 const REGISTRANT: &str = "id, region_id, status, language, email, birth_year, priority_group, postcode,
-                          accepted_vaccines, max_distance_km, verified_at";
+                          accepted_vaccines, max_distance_km, verified_at,
+                          (SELECT o.id FROM offers o WHERE o.registrant_id = registrants.id AND o.state = 'pending')
+                              AS pending_offer,
+                          EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = registrants.id
+                                  AND b.state <> 'cancelled') AS booked";
 
 #[derive(sqlx::FromRow)]
 pub struct Registrant {
@@ -47,6 +53,8 @@ pub struct Registrant {
     accepted_vaccines: Vec<String>,
     max_distance_km: i32,
     verified_at: Option<DateTime<Utc>>,
+    pub pending_offer: Option<Uuid>,
+    pub booked: bool,
 }
 
 /// The registrant's part in one draw.
@@ -253,7 +261,7 @@ pub async fn withdraw(state: web::Data<AppState>, request: HttpRequest) -> Resul
 
 async fn answer(state: &AppState, request: &HttpRequest, what: Request) -> Result<HttpResponse, ApiError> {
     let me = authenticate(state, request).await?;
-    bookings::act(state, me.id, &Acting::Registrant, what).await
+    bookings::act(state, &me, &Acting::Registrant, what).await
 }
 
 /// What `PATCH /v1/me` may change; absent fields stay as they are, `email: null` removes it.
