@@ -30,9 +30,8 @@ const GUESS_WINDOW_SECONDS: i64 = 15 * 60;
 /// How many recent draws of the region `/v1/me` reports on.
 const DRAWS_SHOWN: i64 = 10;
 
-/// Columns of [`Registrant`].
-/// The registrant's columns, with their pending offer and whether they hold a booking, so an
-/// answer needs no second lookup.
+/// Columns of [`Registrant`]: the registrant's own, with their pending offer and whether they
+/// hold a booking, so an answer needs no second lookup.
 const REGISTRANT: &str = "id, region_id, status, language, email, birth_year, priority_group, postcode,
                           accepted_vaccines, max_distance_km, verified_at,
                           (SELECT o.id FROM offers o WHERE o.registrant_id = registrants.id AND o.state = 'pending')

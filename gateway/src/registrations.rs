@@ -1,6 +1,6 @@
 //! Registration, step one: a person leaves their phone number and choices once, and we text
 //! them a code to prove the phone is theirs. Registrant, verification and the SMS are written in
-//! one transaction, so a registration never exists without its code being on its way.
+//! one statement, so a registration never exists without its code being on its way.
 
 use std::sync::LazyLock;
 
@@ -324,6 +324,7 @@ pub async fn issue_code(
     })
 }
 
+/// Enough to catch typos; the mail server is the real judge.
 pub fn check_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim();
     let plausible = email.len() <= 254
