@@ -32,6 +32,28 @@ async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
     id
 }
 
+/// `count` codes to distinct phones, committed together.
+async fn enqueue_burst(app: &TestApp, count: usize) {
+    let mut tx = app.pool.begin().await.unwrap();
+    for n in 0..count {
+        let notification = Notification::VerificationCode {
+            code: format!("{n:06}"),
+            valid_minutes: 10,
+        };
+        outbox::enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Sms,
+            &format!("+4915120{n:05}"),
+            Language::De,
+            &notification,
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_provider_failures_are_retried_until_it_recovers() {
     let app = spawn_notifier().await;
@@ -66,6 +88,43 @@ async fn a_provider_that_hangs_times_out_and_the_retry_asks_before_sending() {
         .expect("settled");
     assert_eq!((state.as_str(), attempts), ("sent", 2));
     assert_eq!(app.twilio.accepted().len(), 1, "sent once");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_send_does_not_hold_back_the_messages_behind_it() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |s| {
+            // Two batches of two in flight and four unacknowledged messages at most: were the
+            // later batches' acknowledgements held back behind the hanging one, the broker
+            // would stop delivering until the hang ends.
+            s.notifier.concurrency = 4;
+            s.amqp.prefetch = 4;
+        },
+    )
+    .await;
+    app.twilio.hang_next(1);
+    enqueue_burst(&app, 40).await;
+    // The hang lasts 3 s.
+    let others = eventually(Duration::from_secs(2), || async {
+        (app.twilio.accepted_count() >= 39).then_some(())
+    })
+    .await;
+    assert!(
+        others.is_some(),
+        "only {} of the other 39 sent while one send hung",
+        app.twilio.accepted_count()
+    );
+    let all = eventually(Duration::from_secs(20), || async {
+        (app.sent_count().await == 40).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "the hung message is retried and sent");
+    assert_eq!(app.twilio.accepted_count(), 40, "each sent once");
     app.stop().await;
 }
 
@@ -193,24 +252,7 @@ async fn two_notifiers_share_a_burst_and_send_each_message_once() {
         .unwrap();
     let second = tokio::spawn(second.run_until_stopped());
 
-    let mut tx = app.pool.begin().await.unwrap();
-    for n in 0..300 {
-        let notification = Notification::VerificationCode {
-            code: format!("{n:06}"),
-            valid_minutes: 10,
-        };
-        outbox::enqueue(
-            &mut tx,
-            Uuid::new_v4(),
-            Channel::Sms,
-            &format!("+4915120{n:05}"),
-            Language::De,
-            &notification,
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    enqueue_burst(&app, 300).await;
     let all = eventually(Duration::from_secs(60), || async {
         (app.sent_count().await == 300).then_some(())
     })

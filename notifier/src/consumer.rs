@@ -3,10 +3,10 @@
 //! record is acknowledged without sending, so a redelivery (after a crash, a lost ack, or a
 //! relay publishing twice) never reaches the person twice.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use futures_util::future::join_all;
+use futures_util::future::{join_all, try_join_all};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
@@ -14,10 +14,11 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use rand::Rng;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::Semaphore;
+use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use drawbridge_platform::config::SendBatches;
 use drawbridge_platform::outbox::Message;
 
 use crate::render::Templates;
@@ -31,11 +32,9 @@ pub struct Consumer {
     pub templates: Templates,
     pub metrics: Arc<Metrics>,
     pub concurrency: usize,
+    pub batches: SendBatches,
     pub prefetch: u16,
 }
-
-/// The most messages handled as one batch.
-const MAX_BATCH: usize = 64;
 
 /// One delivery with what was read from it.
 struct Item {
@@ -95,13 +94,20 @@ impl Consumer {
                     .await?,
             );
         }
-        // Whatever has arrived, up to a batch: one message when traffic is light, full batches
-        // (and far fewer database round trips per message) under load.
-        let batch_size = self.concurrency.min(MAX_BATCH);
-        let mut batches = futures_util::stream::select_all(streams).ready_chunks(batch_size);
-        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut batches = futures_util::stream::select_all(streams).ready_chunks(self.batches.size);
+        let sends = Arc::new(Semaphore::new(self.concurrency));
+        let batch_slots = Arc::new(Semaphore::new(self.batches.in_flight));
+        let acks = Arc::new(Mutex::new(Acks::default()));
         let failure = CancellationToken::new();
         loop {
+            // A batch starts when a slot is free and takes whatever has arrived by then: one
+            // message when traffic is light; under load deliveries pile up meanwhile, so batches
+            // are full and their two commits cover many messages.
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = failure.cancelled() => break,
+                slot = batch_slots.clone().acquire_owned() => slot.expect("never closed"),
+            };
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = failure.cancelled() => break,
@@ -110,7 +116,7 @@ impl Consumer {
                     None => return Err(NotifierError::Broker("the consumer was cancelled by the broker".into())),
                 },
             };
-            let permits = slots
+            let permits = sends
                 .clone()
                 .acquire_many_owned(batch.len() as u32)
                 .await
@@ -118,17 +124,18 @@ impl Consumer {
             let consumer = self.clone();
             let amqp = amqp.clone();
             let failure = failure.clone();
+            let acks = acks.clone();
             tokio::spawn(async move {
-                if let Err(error) = consumer.handle(&amqp, batch).await {
+                if let Err(error) = consumer.handle(&amqp, &acks, batch).await {
                     // Unacknowledged messages return to the queue when the channel closes.
                     tracing::warn!(%error, "messages not settled; reconnecting");
                     failure.cancel();
                 }
-                drop(permits);
+                drop((permits, slot));
             });
         }
         // Graceful: wait until every message in flight is settled.
-        let _all = slots
+        let _all = sends
             .acquire_many(self.concurrency as u32)
             .await
             .expect("never closed");
@@ -139,7 +146,12 @@ impl Consumer {
     }
 
     #[tracing::instrument(skip_all, fields(messages = deliveries.len()))]
-    async fn handle(&self, amqp: &lapin::Channel, deliveries: Vec<Delivery>) -> Result<(), NotifierError> {
+    async fn handle(
+        &self,
+        amqp: &lapin::Channel,
+        acks: &Mutex<Acks>,
+        deliveries: Vec<Delivery>,
+    ) -> Result<(), NotifierError> {
         let items: Vec<Item> = deliveries
             .into_iter()
             .map(|delivery| Item {
@@ -149,13 +161,31 @@ impl Consumer {
             })
             .collect();
         let outcomes = self.deliver_all(&items).await?;
-        for (item, outcome) in items.iter().zip(outcomes) {
-            self.conclude(amqp, item, outcome).await?;
-        }
+        try_join_all(
+            items
+                .iter()
+                .zip(outcomes)
+                .map(|(item, outcome)| self.conclude(amqp, item, outcome)),
+        )
+        .await?;
+        let tags: Vec<u64> = items.iter().map(|item| item.delivery.delivery_tag).collect();
+        // Under the lock until the frames are queued, so a later `multiple` acknowledgement
+        // never overtakes (and so invalidates) a single one it covers.
+        let mut acks = acks.lock().await;
+        let frames = match acks.settle(&tags) {
+            Acknowledge::UpTo(tag) => vec![(tag, true)],
+            Acknowledge::Each(tags) => tags.into_iter().map(|tag| (tag, false)).collect(),
+        };
+        try_join_all(
+            frames
+                .into_iter()
+                .map(|(tag, multiple)| amqp.basic_ack(tag, BasicAckOptions { multiple })),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Metrics, retry or dead-letter, then the acknowledgement.
+    /// Metrics, then retry or dead-letter (confirmed before the message is acknowledged).
     async fn conclude(
         &self,
         amqp: &lapin::Channel,
@@ -198,7 +228,6 @@ impl Consumer {
                 self.metrics.dead.with_label_values(&labels).inc();
             }
         }
-        item.delivery.ack(BasicAckOptions::default()).await?;
         Ok(())
     }
 
@@ -239,7 +268,7 @@ impl Consumer {
             .collect())
     }
 
-    /// Claim, record intents, send, record outcomes, release: four round trips for the batch.
+    /// Claim with intents, send, record outcomes, release: three round trips for the batch.
     /// An intent from an earlier attempt means that attempt died mid-call (or timed out): ask
     /// the provider whether the message went out before sending it again.
     async fn deliver_claimed(
@@ -252,44 +281,30 @@ impl Consumer {
         let message = |index: usize| items[index].message.as_ref().expect("candidates parsed");
         let ids: Vec<Uuid> = candidates.iter().map(|&i| message(i).id).collect();
         let keys: Vec<i64> = ids.iter().map(|id| lock_key(*id)).collect();
-        let claims: Vec<(bool, Option<String>)> = sqlx::query_as(
-            "SELECT pg_try_advisory_lock(t.key), d.state
-             FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, key, n)
-             LEFT JOIN deliveries d ON d.outbox_id = t.id ORDER BY t.n",
-        )
-        .bind(&ids)
-        .bind(&keys)
-        .fetch_all(&mut *connection)
-        .await?;
+        let attempts: Vec<i32> = candidates.iter().map(|&i| items[i].attempt as i32).collect();
+        let claims: Vec<(bool, Option<String>, bool)> = sqlx::query_as(CLAIM)
+            .bind(&ids)
+            .bind(&keys)
+            .bind(&attempts)
+            .fetch_all(&mut *connection)
+            .await?;
         let mut locked = Vec::new();
         let mut to_send = Vec::new();
-        for ((&index, key), (claimed, recorded)) in candidates.iter().zip(&keys).zip(claims) {
+        for ((&index, key), (claimed, recorded, intended)) in candidates.iter().zip(&keys).zip(claims) {
             if !claimed {
                 // Another consumer holds this very message and will settle it.
                 outcomes[index] = Some(Outcome::AlreadyDone);
                 continue;
             }
             locked.push(*key);
-            match recorded.as_deref() {
-                Some("sent" | "dead") => outcomes[index] = Some(Outcome::AlreadyDone),
-                Some(_) => to_send.push((index, true)),
-                None => to_send.push((index, false)),
+            match (recorded.as_deref(), intended) {
+                (Some("sent" | "dead"), _) => outcomes[index] = Some(Outcome::AlreadyDone),
+                (Some(_), _) => to_send.push((index, true)),
+                (None, true) => to_send.push((index, false)),
+                // Another consumer recorded it between this statement's snapshot and its lock,
+                // and has settled it or left it to its own redelivery.
+                (None, false) => outcomes[index] = Some(Outcome::AlreadyDone),
             }
-        }
-        let (fresh, fresh_attempts): (Vec<Uuid>, Vec<i32>) = to_send
-            .iter()
-            .filter(|(_, in_doubt)| !in_doubt)
-            .map(|&(index, _)| (message(index).id, items[index].attempt as i32))
-            .unzip();
-        if !fresh.is_empty() {
-            sqlx::query(
-                "INSERT INTO deliveries (outbox_id, state, attempts)
-                 SELECT id, 'sending', attempt FROM UNNEST($1::uuid[], $2::int[]) AS t(id, attempt)",
-            )
-            .bind(&fresh)
-            .bind(&fresh_attempts)
-            .execute(&mut *connection)
-            .await?;
         }
         let sent = join_all(
             to_send
@@ -436,11 +451,62 @@ impl Consumer {
     }
 }
 
+/// The acknowledgements of one channel, whose delivery tags count up from 1. Once every tag up
+/// to a batch's last is settled, one `multiple` acknowledgement covers the batch, instead of
+/// a frame per message for the broker to handle. A batch that finishes ahead of an earlier
+/// one acknowledges its messages one by one: a slow send must not hold back everyone else's
+/// acknowledgements, or the consumer would stall at its prefetch limit.
+#[derive(Default)]
+struct Acks {
+    /// Every tag up to this one is settled.
+    settled_through: u64,
+    /// Settled tags above a gap.
+    ahead: BTreeSet<u64>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Acknowledge {
+    UpTo(u64),
+    Each(Vec<u64>),
+}
+
+impl Acks {
+    fn settle(&mut self, tags: &[u64]) -> Acknowledge {
+        self.ahead.extend(tags);
+        while self.ahead.remove(&(self.settled_through + 1)) {
+            self.settled_through += 1;
+        }
+        match tags.iter().max() {
+            Some(&last) if last <= self.settled_through => Acknowledge::UpTo(last),
+            _ => Acknowledge::Each(tags.to_vec()),
+        }
+    }
+}
+
 /// Where a settled-but-not-sent message goes next.
 enum Target<'a> {
     Retry { exchange: &'a str, expiration_ms: u64 },
     Dead { queue: &'a str },
 }
+
+/// Takes each message's advisory lock, reads its delivery record and, for a message never
+/// tried, records the intent to send, in one statement (one commit) for the batch. The record
+/// is read per message through the primary key, because the planner's statistics for a
+/// fast-growing `deliveries` table lag behind and a hash join over all of it grows with every
+/// message ever sent.
+const CLAIM: &str = "
+    WITH claims AS MATERIALIZED (
+        SELECT t.n, t.id, t.attempt, pg_try_advisory_lock(t.key) AS claimed,
+               (SELECT d.state FROM deliveries d WHERE d.outbox_id = t.id) AS state
+        FROM UNNEST($1::uuid[], $2::bigint[], $3::int[]) WITH ORDINALITY AS t(id, key, attempt, n)
+    ), intents AS (
+        INSERT INTO deliveries (outbox_id, state, attempts)
+        SELECT id, 'sending', attempt FROM claims WHERE claimed AND state IS NULL
+        ON CONFLICT (outbox_id) DO NOTHING
+        RETURNING outbox_id
+    )
+    SELECT c.claimed, c.state, i.outbox_id IS NOT NULL
+    FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id ORDER BY c.n";
 
 /// The advisory lock key of a message: its id's first 64 bits.
 fn lock_key(id: Uuid) -> i64 {
@@ -458,4 +524,28 @@ fn attempt_of(delivery: &Delivery) -> u32 {
             _ => None,
         })
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_settled_in_order_are_acknowledged_with_one_frame_each() {
+        let mut acks = Acks::default();
+        assert_eq!(acks.settle(&[1, 2, 3]), Acknowledge::UpTo(3));
+        assert_eq!(acks.settle(&[5, 4]), Acknowledge::UpTo(5));
+    }
+
+    #[test]
+    fn a_batch_ahead_of_an_unsettled_one_is_acknowledged_message_by_message() {
+        let mut acks = Acks::default();
+        assert_eq!(acks.settle(&[4, 5]), Acknowledge::Each(vec![4, 5]));
+        // Tag 3 is still in flight (or not yet taken from the stream); 1 and 2 can be covered.
+        assert_eq!(acks.settle(&[1, 2]), Acknowledge::UpTo(2));
+        assert_eq!(acks.settle(&[6]), Acknowledge::Each(vec![6]));
+        // Settling 3 closes the gap: its frame covers only what is still unacknowledged up to 3.
+        assert_eq!(acks.settle(&[3]), Acknowledge::UpTo(3));
+        assert_eq!(acks.settle(&[7]), Acknowledge::UpTo(7));
+    }
 }

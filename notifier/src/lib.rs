@@ -260,6 +260,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         templates: Templates::new(),
         metrics: metrics.clone(),
         concurrency: settings.notifier.concurrency,
+        batches: settings.notifier.send_batches(),
         prefetch: settings.amqp.prefetch,
     });
     let mut tasks = JoinSet::new();

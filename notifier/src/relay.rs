@@ -66,6 +66,17 @@ impl Relay<'_> {
     #[tracing::instrument(skip_all, name = "relay_batch")]
     pub async fn publish_batch(&self) -> Result<usize, NotifierError> {
         let mut tx = self.pool.begin().await?;
+        // After a burst (a draw's offers) the planner's statistics still describe a near-empty
+        // outbox, and its bitmap plan then reads and sorts every unpublished row for each batch
+        // (18 ms at 30,000 rows, spilling to disk); walking the partial index in order reads
+        // only the batch. Marking rows published need not wait for the disk: if Postgres loses
+        // its last moments of commits in a crash, those rows are published again, and the
+        // consumer's delivery records keep the second copies from reaching anyone.
+        sqlx::query(
+            "SELECT set_config('enable_bitmapscan', 'off', true), set_config('synchronous_commit', 'off', true)",
+        )
+        .execute(&mut *tx)
+        .await?;
         let rows: Vec<OutboxRow> = sqlx::query_as(
             "SELECT id, subject_id, channel, recipient, language, payload FROM outbox
              WHERE published_at IS NULL AND last_error IS NULL ORDER BY created_at

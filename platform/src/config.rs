@@ -166,7 +166,7 @@ impl Default for AmqpSettings {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             prefix: "drawbridge".into(),
             quorum_queues: true,
-            prefetch: 64,
+            prefetch: 256,
             startup_retry_seconds: 60,
         }
     }
@@ -396,7 +396,7 @@ pub struct NotifierSettings {
     pub relay_workers: usize,
     /// Pause of the relay when the outbox is empty.
     pub relay_idle_millis: u64,
-    /// Messages sent at the same time by one consumer.
+    /// Messages sent at the same time by one consumer (see [`NotifierSettings::send_batches`]).
     pub concurrency: usize,
     /// Delays before each retry of a temporarily failed send; after the last one a message is
     /// dead-lettered.
@@ -407,6 +407,28 @@ pub struct NotifierSettings {
     pub email: EmailSettings,
 }
 
+/// The most messages the consumer handles as one batch.
+pub const MAX_SEND_BATCH: usize = 64;
+
+/// How the consumer groups its sends. A batch costs two commits whatever its size, and each
+/// batch in flight holds one database connection; at least two are in flight, so that one
+/// batch's database work overlaps another's sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendBatches {
+    pub size: usize,
+    pub in_flight: usize,
+}
+
+impl NotifierSettings {
+    pub fn send_batches(&self) -> SendBatches {
+        let in_flight = self.concurrency.div_ceil(MAX_SEND_BATCH).max(2);
+        SendBatches {
+            size: self.concurrency.div_ceil(in_flight),
+            in_flight,
+        }
+    }
+}
+
 impl Default for NotifierSettings {
     fn default() -> Self {
         NotifierSettings {
@@ -414,7 +436,7 @@ impl Default for NotifierSettings {
             relay_batch: 256,
             relay_workers: 2,
             relay_idle_millis: 100,
-            concurrency: 16,
+            concurrency: 128,
             retry_delays_seconds: vec![1, 5, 30, 120, 600],
             sink_file: PathBuf::from("var/messages.jsonl"),
             sms: SmsSettings::default(),
@@ -579,13 +601,24 @@ impl Settings {
                 "relay_batch, relay_workers and concurrency must be at least 1",
             ));
         }
-        // Each send in flight holds a database transaction (see the consumer).
-        if notifier.concurrency >= self.database.max_connections as usize {
+        if usize::from(self.amqp.prefetch) < notifier.concurrency {
             return Err(ConfigError::key(
-                "notifier.concurrency",
+                "amqp.prefetch",
                 format!(
-                    "must be below database.max_connections ({}), got {}",
-                    self.database.max_connections, notifier.concurrency
+                    "must be at least notifier.concurrency ({}), or the broker never hands the consumer \
+                     enough messages to keep that many sends in flight; got {}",
+                    notifier.concurrency, self.amqp.prefetch
+                ),
+            ));
+        }
+        let connections = notifier.send_batches().in_flight + notifier.relay_workers;
+        if connections >= self.database.max_connections as usize {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                format!(
+                    "must be above {connections}, the notifier's batches in flight (notifier.concurrency {} \
+                     in batches of up to {MAX_SEND_BATCH}) plus its relay workers; got {}",
+                    notifier.concurrency, self.database.max_connections
                 ),
             ));
         }
@@ -790,6 +823,32 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
             !format!("{:?}", ok.rooms).contains("aaaa"),
             "the token is never printed"
         );
+    }
+
+    #[test]
+    fn notifier_sends_in_overlapping_batches_within_its_connections_and_prefetch() {
+        let batches = |concurrency| {
+            let notifier = NotifierSettings {
+                concurrency,
+                ..NotifierSettings::default()
+            };
+            let b = notifier.send_batches();
+            (b.size, b.in_flight)
+        };
+        assert_eq!(batches(1), (1, 2));
+        assert_eq!(batches(16), (8, 2));
+        assert_eq!(batches(128), (64, 2));
+        assert_eq!(batches(129), (43, 3));
+        assert_eq!(batches(1000), (63, 16));
+        let err = load(&format!("{SECRETS}\n[notifier]\nconcurrency = 1200\n")).unwrap_err();
+        assert!(err.contains("amqp.prefetch") && err.contains("1200"), "{err}");
+        let many = format!("{SECRETS}\n[notifier]\nconcurrency = 1200\n[amqp]\nprefetch = 1200\n");
+        let err = load(&many).unwrap_err();
+        assert!(
+            err.contains("database.max_connections") && err.contains("above 21"),
+            "{err}"
+        );
+        load(&format!("{many}[database]\nmax_connections = 22\n")).unwrap();
     }
 
     #[test]

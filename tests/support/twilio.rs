@@ -82,6 +82,10 @@ impl FakeTwilio {
         self.state.lock().unwrap().accepted.clone()
     }
 
+    pub fn accepted_count(&self) -> usize {
+        self.state.lock().unwrap().accepted.len()
+    }
+
     pub fn requests(&self) -> usize {
         self.state.lock().unwrap().requests
     }
