@@ -186,3 +186,39 @@ async fn a_new_code_comes_at_a_limited_pace_and_replaces_the_old_one() {
     assert_eq!(unknown.status(), 404);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_sent_at_once_get_five_tries_in_all_and_no_more() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let id = register(&app, "0151 5550009").await;
+    let code = texted_code(&app, id).await;
+    // Thirty wrong guesses at the same moment, then the right code: the guesses queue on the
+    // registration's lock, and each must see the tries the ones before it used up.
+    let guesses = (1..=30).map(|n| {
+        let guess = format!("{:06}", (code.parse::<u32>().unwrap() + n) % 1_000_000);
+        let app = &app;
+        async move { verify(app, id, &guess).await }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let mut kinds: Vec<String> = answers
+        .iter()
+        .map(|(status, body)| format!("{status} {}", body["error"]["code"].as_str().unwrap_or("-")))
+        .collect();
+    kinds.sort();
+    let counted = kinds.iter().filter(|k| *k == "422 wrong_code").count();
+    assert_eq!(counted, 5, "exactly five tries counted: {kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| k == "422 wrong_code" || k == "422 code_no_longer_valid"),
+        "the rest are told the code is dead: {kinds:?}"
+    );
+    let (status, error) = verify(&app, id, &code).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("code_no_longer_valid")),
+        "the right code after five wrong tries is dead: {error}"
+    );
+    app.stop().await;
+}

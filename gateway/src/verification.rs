@@ -3,7 +3,6 @@
 //! five wrong tries or when they expire; a new one can be requested, at a limited pace.
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use drawbridge_domain::{BookingCode, Language, PhoneNumber, VerificationCode};
 use drawbridge_platform::outbox::Notification;
 use serde::Deserialize;
@@ -25,47 +24,103 @@ pub struct VerifyRequest {
     pub code: String,
 }
 
-/// The registration as far as verification is concerned, with the newest code sent for it.
+/// The registration as far as a new code is concerned.
 #[derive(sqlx::FromRow)]
 struct Pending {
     status: String,
     phone: Option<String>,
-    email: Option<String>,
     language: String,
-    code_id: Option<Uuid>,
-    code_hash: Option<Vec<u8>>,
-    attempts_left: Option<i16>,
-    expires_at: Option<DateTime<Utc>>,
 }
 
-/// Locks the registration and reads its newest code in one round trip.
+/// Locks the registration for a new code.
 async fn pending(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Pending, ApiError> {
-    let registration: Option<Pending> = sqlx::query_as(
-        "SELECT r.status, r.phone, r.email, r.language,
-                v.id AS code_id, v.code_hash, v.attempts_left, v.expires_at
-         FROM registrants r
-         LEFT JOIN LATERAL (SELECT id, code_hash, attempts_left, expires_at FROM phone_verifications
-                            WHERE registrant_id = r.id ORDER BY created_at DESC LIMIT 1) v ON true
-         WHERE r.id = $1
-         FOR UPDATE OF r",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let registration = registration
-        .filter(|r| r.status != "withdrawn")
-        .ok_or_else(|| ApiError::NotFound("There is no such registration. Please register again.".into()))?;
-    if registration.status == "active" {
-        return Err(ApiError::Conflict {
+    let registration: Option<Pending> =
+        sqlx::query_as("SELECT status, phone, language FROM registrants WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    still_pending(registration.as_ref().map(|r| r.status.as_str()))?;
+    Ok(registration.expect("checked above"))
+}
+
+/// Refuses a registration that is gone or already verified.
+fn still_pending(status: Option<&str>) -> Result<(), ApiError> {
+    match status {
+        None | Some("withdrawn") => Err(ApiError::NotFound(
+            "There is no such registration. Please register again.".into(),
+        )),
+        Some("active") => Err(ApiError::Conflict {
             code: "already_verified",
             message: "This registration is already verified. Use your booking code to see its status.".into(),
-        });
+        }),
+        Some(_) => Ok(()),
     }
-    Ok(registration)
 }
 
 fn language(registration: &Pending) -> Language {
     Language::parse(&registration.language).unwrap_or_default()
+}
+
+fn booking_code_notification(state: &AppState, code: &BookingCode) -> Notification {
+    Notification::BookingCode {
+        booking_code: code.to_string(),
+        status_url: format!("{}/me", state.settings.public_url.trim_end_matches('/')),
+    }
+}
+
+/// Verification in one statement (no `BEGIN`/`COMMIT` of its own). It locks the registration,
+/// then its newest code, so guesses sent at once queue on those locks and each sees the tries
+/// the ones before it used up; the right code marks the code used, activates the registrant
+/// and queues the booking code by SMS and (if given) email; a wrong one uses up a try.
+///
+/// The submitted code is compared as its keyed hash: equal hashes are equal codes, and how
+/// long the comparison takes says nothing about a code without the key.
+const VERIFY: &str = "
+    WITH registration AS (
+        SELECT id, status FROM registrants WHERE id = $1 FOR UPDATE
+    ), code AS (
+        SELECT id, code_hash, attempts_left, expires_at FROM phone_verifications
+        WHERE id = (SELECT id FROM phone_verifications
+                    WHERE registrant_id = (SELECT id FROM registration)
+                    ORDER BY created_at DESC LIMIT 1)
+        FOR UPDATE
+    ), checked AS MATERIALIZED (
+        SELECT r.id, r.status, c.id AS code_id,
+               c.id IS NOT NULL AND c.attempts_left > 0 AND c.expires_at > now() AS live,
+               c.code_hash = $2 AS matches
+        FROM registration r LEFT JOIN code c ON true
+    ), wrong AS (
+        UPDATE phone_verifications SET attempts_left = attempts_left - 1
+        WHERE id = (SELECT code_id FROM checked
+                    WHERE status = 'pending_verification' AND live AND NOT matches)
+        RETURNING attempts_left
+    ), used AS (
+        UPDATE phone_verifications SET verified_at = now()
+        WHERE id = (SELECT code_id FROM checked
+                    WHERE status = 'pending_verification' AND live AND matches)
+        RETURNING registrant_id
+    ), activated AS (
+        UPDATE registrants SET status = 'active', verified_at = now(), booking_code_hash = $3
+        WHERE id = (SELECT registrant_id FROM used)
+        RETURNING id, phone, email, language
+    ), sent AS (
+        INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+        SELECT gen_random_uuid(), $4, a.id, m.channel, m.recipient, a.language, $5
+        FROM activated a, LATERAL (VALUES ('sms', a.phone), ('email', a.email)) AS m(channel, recipient)
+        WHERE m.recipient IS NOT NULL
+    )
+    SELECT status, code_id IS NOT NULL AS has_code, live, coalesce(matches, false) AS matches,
+           (SELECT attempts_left FROM wrong) AS attempts_left
+    FROM checked";
+
+/// What [`VERIFY`] found and did.
+#[derive(sqlx::FromRow)]
+struct Verification {
+    status: String,
+    has_code: bool,
+    live: bool,
+    matches: bool,
+    attempts_left: Option<i16>,
 }
 
 pub async fn verify(
@@ -76,62 +131,35 @@ pub async fn verify(
     let code =
         VerificationCode::parse(&request.code).map_err(|e| ApiError::invalid("code", e.to_string()))?;
     let id = id.into_inner();
-    let mut tx = state.pool.begin().await?;
-    let mut registration = pending(&mut tx, id).await?;
-    let (Some(verification_id), Some(stored), Some(attempts_left), Some(expires_at)) = (
-        registration.code_id,
-        registration.code_hash.take(),
-        registration.attempts_left,
-        registration.expires_at,
-    ) else {
+    let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
+    let notification = booking_code_notification(&state, &booking_code);
+    let verification: Option<Verification> = sqlx::query_as(VERIFY)
+        .bind(id)
+        .bind(code.keyed_hash(&state.hash_key, id.as_bytes()).as_slice())
+        .bind(booking_code.keyed_hash(&state.hash_key).as_slice())
+        .bind(notification.kind())
+        .bind(sqlx::types::Json(&notification))
+        .fetch_optional(&state.pool)
+        .await?;
+    still_pending(verification.as_ref().map(|v| v.status.as_str()))?;
+    let verification = verification.expect("checked above");
+    if !verification.has_code {
         return Err(ApiError::DeadCode(
             "No code was sent yet; please request one.".into(),
         ));
-    };
-    if attempts_left == 0 || expires_at <= Utc::now() {
+    }
+    if !verification.live {
         return Err(ApiError::DeadCode(
             "This code can no longer be used. Please request a new one (POST /v1/registrations/{id}/resend)."
                 .into(),
         ));
     }
-    let stored: [u8; 32] = stored
-        .try_into()
-        .map_err(|_| ApiError::Internal("stored code hash is not 32 bytes".into()))?;
-    if !code.matches(&state.hash_key, id.as_bytes(), &stored) {
-        let (attempts_left,): (i16,) = sqlx::query_as(
-            "UPDATE phone_verifications SET attempts_left = attempts_left - 1 WHERE id = $1 RETURNING attempts_left",
-        )
-        .bind(verification_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
+    if !verification.matches {
+        let attempts_left = verification
+            .attempts_left
+            .ok_or_else(|| ApiError::Internal("a wrong code used up no try".into()))?;
         return Err(ApiError::WrongCode { attempts_left });
     }
-
-    let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
-    sqlx::query(
-        "WITH used AS (UPDATE phone_verifications SET verified_at = now() WHERE id = $3)
-         UPDATE registrants SET status = 'active', verified_at = now(), booking_code_hash = $2 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(booking_code.keyed_hash(&state.hash_key).as_slice())
-    .bind(verification_id)
-    .execute(&mut *tx)
-    .await?;
-    let phone = registration
-        .phone
-        .as_deref()
-        .expect("live registrations have a phone");
-    send_booking_code(
-        &mut tx,
-        &state,
-        id,
-        &booking_code,
-        (phone, registration.email.as_deref()),
-        language(&registration),
-    )
-    .await?;
-    tx.commit().await?;
     tracing::info!(registration_id = %id, "phone verified; booking code issued");
     Ok(HttpResponse::Ok().json(json!({
         "registration_id": id,
@@ -198,9 +226,6 @@ pub async fn send_booking_code(
     (phone, email): (&str, Option<&str>),
     language: Language,
 ) -> Result<(), ApiError> {
-    let notification = Notification::BookingCode {
-        booking_code: code.to_string(),
-        status_url: format!("{}/me", state.settings.public_url.trim_end_matches('/')),
-    };
+    let notification = booking_code_notification(state, code);
     crate::bookings::send(tx, registrant, (phone, email), language, notification).await
 }

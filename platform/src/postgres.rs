@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{Connection, PgPool, Postgres};
 
 use crate::config::{ConfigError, DatabaseSettings};
 use crate::retry::{redact_url, with_backoff};
 use crate::StartupError;
+
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// Every migration in `migrations/`, compiled into the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -40,6 +43,19 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError
         PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx already pings every connection when it returns to the pool (and closes it if
+            // broken), so pinging again on every acquire only doubles the round trips of a busy
+            // pool. A connection idle for a while may have been cut (a Postgres restart, a
+            // firewall): that one is still checked.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK_AFTER {
+                        connection.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
     })
