@@ -9,7 +9,7 @@
 
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use drawbridge_domain::{CheckinPass, Language, Policy};
 use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
@@ -134,15 +134,7 @@ pub(crate) async fn tell(
             .bind(registrant)
             .fetch_optional(&mut *tx)
             .await?;
-    tell_contact(tx, &contact.ok_or_else(withdrawn)?, subject, notification).await
-}
-
-async fn tell_contact(
-    tx: &mut PgConnection,
-    contact: &Contact,
-    subject: Uuid,
-    notification: Notification,
-) -> Result<(), ApiError> {
+    let contact = contact.ok_or_else(withdrawn)?;
     let phone = contact.phone.as_deref().ok_or_else(withdrawn)?;
     let language = Language::parse(&contact.language).unwrap_or_default();
     send(
@@ -265,18 +257,9 @@ async fn release(tx: &mut PgConnection, offer: &OfferRow, state: &str) -> Result
     Ok(())
 }
 
-/// Books both appointments of the offered pair at once and queues the confirmation.
-pub async fn accept(
-    state: &AppState,
-    offer: Uuid,
-    registrant: Option<Uuid>,
-    acting: &Acting<'_>,
-) -> Result<Booked, ApiError> {
-    let policy = policy_of(state, OFFER_REGION, offer).await?;
-    let (mut tx, row) = lock_offer(state, offer, registrant, acting).await?;
-    let booking = Uuid::new_v4();
-    // Booking, offer and pair in one statement: one round trip instead of three.
-    let held: Result<i64, sqlx::Error> = sqlx::query_scalar(
+/// Booking, offer, pair and the confirmation's messages in one statement.
+static BOOK: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH booking AS (
              INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state)
              VALUES ($1, $2, $3, $4, 'booked') RETURNING id),
@@ -284,15 +267,57 @@ pub async fn accept(
              UPDATE offers SET state = 'accepted', answered_at = now() WHERE id = $2 RETURNING id),
          pair AS (
              UPDATE slot_pairs SET state = 'booked', offer_id = NULL, booking_id = $1
-             WHERE id = $3 AND state = 'offered' AND offer_id = $2 RETURNING id)
+             WHERE id = $3 AND state = 'offered' AND offer_id = $2 RETURNING id),
+         confirmation AS ({})
          SELECT count(*) FROM pair",
+        outbox::enqueue_sql(
+            "(SELECT id AS subject, $5::text AS phone, $6::text AS email, $7::text AS language FROM booking)",
+            "$8",
+            "$9"
+        )
     )
-    .bind(booking)
-    .bind(row.id)
-    .bind(row.place.slot_pair_id)
-    .bind(row.registrant_id)
-    .fetch_one(&mut *tx)
-    .await;
+});
+
+/// Books both appointments of the offered pair at once and queues the confirmation.
+/// `registrant`: who answers (`None`: the holder of a signed link for this very offer).
+pub async fn accept(
+    state: &AppState,
+    offer: Uuid,
+    registrant: Option<&Registrant>,
+    acting: &Acting<'_>,
+) -> Result<Booked, ApiError> {
+    // Offers are drawn within the registrant's region, so theirs names the policy.
+    let policy = match registrant {
+        Some(registrant) => state.policies.current(&registrant.region_id).await?,
+        None => policy_of(state, OFFER_REGION, offer).await?,
+    };
+    let (mut tx, row) = lock_offer(state, offer, registrant.map(|r| r.id), acting).await?;
+    let phone = row.contact.phone.as_deref().ok_or_else(withdrawn)?;
+    let booking = Uuid::new_v4();
+    let pass = CheckinPass {
+        booking,
+        centre: row.place.centre_id.clone(),
+        first_at: row.place.first_at,
+        second_at: row.place.second_at,
+    }
+    .sign(&state.keyring, Utc::now());
+    let notification = Notification::Confirmation {
+        booking_reference: reference(booking),
+        appointment: row.place.appointment(&policy.policy),
+        qr_token: pass.clone(),
+    };
+    let held: Result<i64, sqlx::Error> = sqlx::query_scalar(&BOOK)
+        .bind(booking)
+        .bind(row.id)
+        .bind(row.place.slot_pair_id)
+        .bind(row.registrant_id)
+        .bind(phone)
+        .bind(row.contact.email.as_deref())
+        .bind(&row.contact.language)
+        .bind(notification.kind())
+        .bind(sqlx::types::Json(&notification))
+        .fetch_one(&mut *tx)
+        .await;
     if let Err(sqlx::Error::Database(error)) = &held {
         if error.is_unique_violation() {
             return Err(ApiError::Conflict {
@@ -307,20 +332,6 @@ pub async fn accept(
             row.id, row.place.slot_pair_id
         )));
     }
-    let now = Utc::now();
-    let pass = CheckinPass {
-        booking,
-        centre: row.place.centre_id.clone(),
-        first_at: row.place.first_at,
-        second_at: row.place.second_at,
-    }
-    .sign(&state.keyring, now);
-    let notification = Notification::Confirmation {
-        booking_reference: reference(booking),
-        appointment: row.place.appointment(&policy.policy),
-        qr_token: pass.clone(),
-    };
-    tell_contact(&mut tx, &row.contact, booking, notification).await?;
     audit(
         &mut tx,
         acting,
@@ -382,7 +393,7 @@ pub async fn act(
         Request::Accept => {
             let offer = current_offer(registrant)?;
             Ok(booked_response(
-                accept(state, offer, Some(registrant.id), acting).await?,
+                accept(state, offer, Some(registrant), acting).await?,
             ))
         }
         Request::Decline => {

@@ -2,9 +2,11 @@
 //! return gets their booking code, the only credential they will ever need. Codes die after
 //! five wrong tries or when they expire; a new one can be requested, at a limited pace.
 
+use std::sync::LazyLock;
+
 use actix_web::{web, HttpResponse};
 use drawbridge_domain::{BookingCode, Language, PhoneNumber, VerificationCode};
-use drawbridge_platform::outbox::Notification;
+use drawbridge_platform::outbox::{self, Notification};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -75,7 +77,9 @@ fn booking_code_notification(state: &AppState, code: &BookingCode) -> Notificati
 ///
 /// The submitted code is compared as its keyed hash: equal hashes are equal codes, and how
 /// long the comparison takes says nothing about a code without the key.
-const VERIFY: &str = "
+static VERIFY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
     WITH registration AS (
         SELECT id, status FROM registrants WHERE id = $1 FOR UPDATE
     ), code AS (
@@ -102,16 +106,14 @@ const VERIFY: &str = "
     ), activated AS (
         UPDATE registrants SET status = 'active', verified_at = now(), booking_code_hash = $3
         WHERE id = (SELECT registrant_id FROM used)
-        RETURNING id, phone, email, language
-    ), sent AS (
-        INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-        SELECT gen_random_uuid(), $4, a.id, m.channel, m.recipient, a.language, $5
-        FROM activated a, LATERAL (VALUES ('sms', a.phone), ('email', a.email)) AS m(channel, recipient)
-        WHERE m.recipient IS NOT NULL
-    )
+        RETURNING id AS subject, phone, email, language
+    ), sent AS ({})
     SELECT status, code_id IS NOT NULL AS has_code, live, coalesce(matches, false) AS matches,
            (SELECT attempts_left FROM wrong) AS attempts_left
-    FROM checked";
+    FROM checked",
+        outbox::enqueue_sql("activated", "$4", "$5")
+    )
+});
 
 /// What [`VERIFY`] found and did.
 #[derive(sqlx::FromRow)]
@@ -133,7 +135,7 @@ pub async fn verify(
     let id = id.into_inner();
     let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
     let notification = booking_code_notification(&state, &booking_code);
-    let verification: Option<Verification> = sqlx::query_as(VERIFY)
+    let verification: Option<Verification> = sqlx::query_as(&VERIFY)
         .bind(id)
         .bind(code.keyed_hash(&state.hash_key, id.as_bytes()).as_slice())
         .bind(booking_code.keyed_hash(&state.hash_key).as_slice())

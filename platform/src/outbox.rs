@@ -133,6 +133,19 @@ pub struct Outgoing<'a> {
     pub notification: Notification,
 }
 
+/// SQL for a data-modifying step that queues one notification by SMS and, where the email is
+/// not null, by email, for each row of `source` (with columns `subject`, `phone`, `email` and
+/// `language`); `kind` and `payload` are SQL expressions, usually parameters. It lets a state
+/// change and its messages be one statement, as the outbox requires them to be one transaction.
+pub fn enqueue_sql(source: &str, kind: &str, payload: &str) -> String {
+    format!(
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         SELECT gen_random_uuid(), {kind}, s.subject, m.channel, m.recipient, s.language, {payload}
+         FROM {source} s, LATERAL (VALUES ('sms', s.phone), ('email', s.email)) AS m(channel, recipient)
+         WHERE m.recipient IS NOT NULL"
+    )
+}
+
 /// Adds a few messages in one statement inside the caller's transaction (the gateway sends a
 /// booking code by SMS and email at once). Returns the new rows' ids, in order.
 pub async fn enqueue_many(
