@@ -213,6 +213,39 @@ async fn an_expired_offer_cannot_be_accepted_and_its_pair_goes_back_to_the_draw(
 }
 
 #[tokio::test]
+async fn an_offer_whose_pair_is_not_held_for_it_is_not_taken_half_way() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let (_, auth, offer) = offered(&app, "+4915120000006").await;
+    // A state no writer leaves behind: the offer pending, its pair open again.
+    sqlx::query(
+        "UPDATE slot_pairs SET state = 'open', offer_id = NULL WHERE id = (SELECT slot_pair_id FROM offers WHERE id = $1)",
+    )
+    .bind(offer)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (status, body) = app.call(Method::POST, "/v1/me/offer/accept", &auth, None).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        pair_state(&app, offer).await,
+        ("pending".into(), "open".into()),
+        "the offer is not accepted without its pair"
+    );
+    assert_eq!(
+        outbox_kinds(&app, offer).await.len(),
+        2,
+        "only the offer's own messages"
+    );
+    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(bookings, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_offer_link_answers_only_its_own_offer_and_only_until_it_expires() {
     let app = spawn_app().await;
     app.load_demo().await;

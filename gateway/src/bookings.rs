@@ -3,7 +3,8 @@
 //!
 //! Each operation is one transaction that first locks the row it changes (the offer, the
 //! booking, the registrant), so concurrent answers to the same offer queue up and the second
-//! sees the first's result. The schema's unique indexes hold invariants 1 and 2 underneath, so
+//! sees the first's result. Acceptance, the busiest, is one statement instead: it books only
+//! while the offer is still pending, and falls back to the locked path to explain a refusal. The schema's unique indexes hold invariants 1 and 2 underneath, so
 //! even a wrong check here could not book a pair twice. Every booking and cancellation writes
 //! its messages to the outbox in the same transaction (invariant 3).
 
@@ -168,6 +169,16 @@ pub(crate) async fn send(
     Ok(())
 }
 
+/// An offer (`$1`) with its place and the person's contact.
+static OFFER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT o.id, o.registrant_id, o.state, o.expires_at, {PLACE}, r.phone, r.email, r.language
+         FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id {PLACE_JOINS}
+         JOIN registrants r ON r.id = o.registrant_id
+         WHERE o.id = $1"
+    )
+});
+
 /// Locks the offer and checks it may still be answered by `registrant` (any registrant when
 /// `None`: the caller holds a signed link for this very offer). A lapsed offer is expired here
 /// and its pair freed; the caller must commit before reporting the error.
@@ -176,15 +187,10 @@ async fn pending_offer(
     offer: Uuid,
     registrant: Option<Uuid>,
 ) -> Result<Result<OfferRow, ApiError>, ApiError> {
-    let row: Option<OfferRow> = sqlx::query_as(&format!(
-        "SELECT o.id, o.registrant_id, o.state, o.expires_at, {PLACE}, r.phone, r.email, r.language
-         FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id {PLACE_JOINS}
-         JOIN registrants r ON r.id = o.registrant_id
-         WHERE o.id = $1 FOR UPDATE OF o"
-    ))
-    .bind(offer)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row: Option<OfferRow> = sqlx::query_as(&format!("{} FOR UPDATE OF o", *OFFER))
+        .bind(offer)
+        .fetch_optional(&mut *tx)
+        .await?;
     let Some(row) = row.filter(|row| registrant.is_none_or(|r| r == row.registrant_id)) else {
         return Ok(Err(ApiError::NotFound(
             "There is no such offer for you. Offers are shown under GET /v1/me.".into(),
@@ -257,19 +263,30 @@ async fn release(tx: &mut PgConnection, offer: &OfferRow, state: &str) -> Result
     Ok(())
 }
 
-/// Booking, offer, pair and the confirmation's messages in one statement.
+/// Booking, offer, pair, the confirmation's messages and (when staff act, `$10`) the audit
+/// entry, in one statement with no transaction of its own. It takes the offer only while it is
+/// pending, unexpired and `$4`'s, locking it before the pair as every other writer does; a
+/// concurrent answer waits for that lock and then finds the offer answered, so it books
+/// nothing. An offer taken whose pair is not held for it leaves the booking without a pair,
+/// which the schema refuses: the whole statement fails and nothing changes.
 static BOOK: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH booking AS (
-             INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state)
-             VALUES ($1, $2, $3, $4, 'booked') RETURNING id),
-         offer AS (
-             UPDATE offers SET state = 'accepted', answered_at = now() WHERE id = $2 RETURNING id),
+        "WITH offer AS (
+             UPDATE offers SET state = 'accepted', answered_at = now()
+             WHERE id = $2 AND registrant_id = $4 AND state = 'pending' AND expires_at > now()
+             RETURNING id),
          pair AS (
              UPDATE slot_pairs SET state = 'booked', offer_id = NULL, booking_id = $1
-             WHERE id = $3 AND state = 'offered' AND offer_id = $2 RETURNING id),
-         confirmation AS ({})
-         SELECT count(*) FROM pair",
+             WHERE id = $3 AND state = 'offered' AND offer_id = (SELECT id FROM offer)
+             RETURNING id),
+         booking AS (
+             INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state)
+             SELECT $1, id, (SELECT id FROM pair), $4, 'booked' FROM offer RETURNING id),
+         confirmation AS ({}),
+         audited AS (
+             INSERT INTO staff_actions (staff_id, action, region_id, subject_id, detail)
+             SELECT $10, 'offer.accept', $11, $4, $12 FROM booking WHERE $10::uuid IS NOT NULL)
+         SELECT count(*) FROM booking",
         outbox::enqueue_sql(
             "(SELECT id AS subject, $5::text AS phone, $6::text AS email, $7::text AS language FROM booking)",
             "$8",
@@ -291,7 +308,33 @@ pub async fn accept(
         Some(registrant) => state.policies.current(&registrant.region_id).await?,
         None => policy_of(state, OFFER_REGION, offer).await?,
     };
-    let (mut tx, row) = lock_offer(state, offer, registrant.map(|r| r.id), acting).await?;
+    let row: Option<OfferRow> = sqlx::query_as(&OFFER)
+        .bind(offer)
+        .fetch_optional(&state.pool)
+        .await?;
+    let answerable =
+        row.filter(|row| row.state == "pending" && registrant.is_none_or(|r| r.id == row.registrant_id));
+    if let Some(row) = answerable {
+        acting.check_region(&row.place.region_id)?;
+        if let Some(booked) = book(state, row, &policy.policy, acting).await? {
+            return Ok(booked);
+        }
+    }
+    // Nothing booked: find out why under the offer's lock (expiring a lapsed offer on the way).
+    let (_tx, row) = lock_offer(state, offer, registrant.map(|r| r.id), acting).await?;
+    Err(ApiError::Internal(format!(
+        "offer {} is pending but its pair {} is not held for it",
+        row.id, row.place.slot_pair_id
+    )))
+}
+
+/// [`BOOK`] for an offer read a moment ago; `None` if it could no longer be booked.
+async fn book(
+    state: &AppState,
+    row: OfferRow,
+    policy: &Policy,
+    acting: &Acting<'_>,
+) -> Result<Option<Booked>, ApiError> {
     let phone = row.contact.phone.as_deref().ok_or_else(withdrawn)?;
     let booking = Uuid::new_v4();
     let pass = CheckinPass {
@@ -303,10 +346,14 @@ pub async fn accept(
     .sign(&state.keyring, Utc::now());
     let notification = Notification::Confirmation {
         booking_reference: reference(booking),
-        appointment: row.place.appointment(&policy.policy),
+        appointment: row.place.appointment(policy),
         qr_token: pass.clone(),
     };
-    let held: Result<i64, sqlx::Error> = sqlx::query_scalar(&BOOK)
+    let staff = match acting {
+        Acting::Staff(member) => Some(member),
+        Acting::Registrant => None,
+    };
+    let booked: Result<i64, sqlx::Error> = sqlx::query_scalar(&BOOK)
         .bind(booking)
         .bind(row.id)
         .bind(row.place.slot_pair_id)
@@ -316,9 +363,12 @@ pub async fn accept(
         .bind(&row.contact.language)
         .bind(notification.kind())
         .bind(sqlx::types::Json(&notification))
-        .fetch_one(&mut *tx)
+        .bind(staff.map(|member| member.id))
+        .bind(staff.map(|member| member.region.as_str()))
+        .bind(json!({ "offer": row.id, "booking": booking }))
+        .fetch_one(&state.pool)
         .await;
-    if let Err(sqlx::Error::Database(error)) = &held {
+    if let Err(sqlx::Error::Database(error)) = &booked {
         if error.is_unique_violation() {
             return Err(ApiError::Conflict {
                 code: "already_booked",
@@ -326,28 +376,16 @@ pub async fn accept(
             });
         }
     }
-    if held? != 1 {
-        return Err(ApiError::Internal(format!(
-            "offer {} is pending but its pair {} is not held for it",
-            row.id, row.place.slot_pair_id
-        )));
+    if booked? == 0 {
+        return Ok(None);
     }
-    audit(
-        &mut tx,
-        acting,
-        "offer.accept",
-        Some(row.registrant_id),
-        json!({ "offer": row.id, "booking": booking }),
-    )
-    .await?;
-    tx.commit().await?;
     tracing::info!(offer = %row.id, %booking, "offer accepted");
-    Ok(Booked {
+    Ok(Some(Booked {
         booking_id: booking,
         reference: reference(booking),
         place: row.place,
         checkin_pass: pass,
-    })
+    }))
 }
 
 /// Declines a pending offer; its pair goes to the next draw and the person stays in the pool.
