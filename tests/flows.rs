@@ -55,6 +55,13 @@ async fn outbox_kinds(app: &TestApp, subject: Uuid) -> Vec<(String, String)> {
         .unwrap()
 }
 
+async fn bookings(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM bookings")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn accepting_books_both_appointments_and_confirms_with_a_pass_the_centre_can_verify() {
     let app = spawn_app().await;
@@ -204,11 +211,7 @@ async fn an_expired_offer_cannot_be_accepted_and_its_pair_goes_back_to_the_draw(
         "{body}"
     );
     assert_eq!(pair_state(&app, offer).await, ("expired".into(), "open".into()));
-    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(bookings, 0);
+    assert_eq!(bookings(&app).await, 0);
     app.stop().await;
 }
 
@@ -237,11 +240,7 @@ async fn an_offer_whose_pair_is_not_held_for_it_is_not_taken_half_way() {
         2,
         "only the offer's own messages"
     );
-    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(bookings, 0);
+    assert_eq!(bookings(&app).await, 0);
     app.stop().await;
 }
 
