@@ -4,16 +4,17 @@
 //! Each operation is one transaction that first locks the row it changes (the offer, the
 //! booking, the registrant), so concurrent answers to the same offer queue up and the second
 //! sees the first's result. Acceptance, the busiest, is one statement instead: it books only
-//! while the offer is still pending, and falls back to the locked path to explain a refusal. The schema's unique indexes hold invariants 1 and 2 underneath, so
-//! even a wrong check here could not book a pair twice. Every booking and cancellation writes
+//! while the offer is still pending, and falls back to the locked path to explain a refusal.
+//! The schema's unique indexes hold invariants 1 and 2 underneath, so even a wrong check here
+//! could not book a pair twice. Every booking and cancellation writes
 //! its messages to the outbox in the same transaction (invariant 3).
 
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use std::sync::{Arc, LazyLock};
 
-use drawbridge_domain::{CheckinPass, Language, Policy};
-use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
+use drawbridge_domain::{CheckinPass, Policy};
+use drawbridge_platform::outbox::{self, Appointment, Notification};
 use drawbridge_platform::policies::PublishedPolicy;
 use serde::Serialize;
 use serde_json::json;
@@ -123,6 +124,17 @@ fn withdrawn() -> ApiError {
     ApiError::NotFound("This registration was withdrawn.".into())
 }
 
+/// Queues a notification (`$3` kind, `$4` payload, `$2` subject) to the active registrant
+/// `$1` by SMS and, if they gave one, by email, reading their contact in the same statement.
+static TELL: LazyLock<String> = LazyLock::new(|| {
+    outbox::enqueue_sql(
+        "(SELECT $2::uuid AS subject, phone, email, language FROM registrants
+          WHERE id = $1 AND status = 'active' AND phone IS NOT NULL)",
+        "$3",
+        "$4",
+    )
+});
+
 /// Queues `notification` to the person by SMS and, if they gave one, by email.
 pub(crate) async fn tell(
     tx: &mut PgConnection,
@@ -130,42 +142,16 @@ pub(crate) async fn tell(
     subject: Uuid,
     notification: Notification,
 ) -> Result<(), ApiError> {
-    let contact: Option<Contact> =
-        sqlx::query_as("SELECT phone, email, language FROM registrants WHERE id = $1 AND status = 'active'")
-            .bind(registrant)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let contact = contact.ok_or_else(withdrawn)?;
-    let phone = contact.phone.as_deref().ok_or_else(withdrawn)?;
-    let language = Language::parse(&contact.language).unwrap_or_default();
-    send(
-        tx,
-        subject,
-        (phone, contact.email.as_deref()),
-        language,
-        notification,
-    )
-    .await
-}
-
-/// Queues `notification` by SMS to `phone` and, if given, by email, in one statement.
-pub(crate) async fn send(
-    tx: &mut PgConnection,
-    subject: Uuid,
-    (phone, email): (&str, Option<&str>),
-    language: Language,
-    notification: Notification,
-) -> Result<(), ApiError> {
-    let message = |channel, recipient| Outgoing {
-        subject_id: subject,
-        channel,
-        recipient,
-        language,
-        notification: notification.clone(),
-    };
-    let mut messages = vec![message(Channel::Sms, phone)];
-    messages.extend(email.map(|email| message(Channel::Email, email)));
-    outbox::enqueue_many(tx, &messages).await?;
+    let queued = sqlx::query(&TELL)
+        .bind(registrant)
+        .bind(subject)
+        .bind(notification.kind())
+        .bind(sqlx::types::Json(&notification))
+        .execute(&mut *tx)
+        .await?;
+    if queued.rows_affected() == 0 {
+        return Err(withdrawn());
+    }
     Ok(())
 }
 

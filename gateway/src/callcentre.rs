@@ -39,15 +39,7 @@ pub async fn register(
         code.keyed_hash(&state.hash_key).as_slice(),
     )
     .await?;
-    send_booking_code(
-        &mut tx,
-        &state,
-        id,
-        &code,
-        (registration.phone.as_str(), registration.email.as_deref()),
-        registration.language,
-    )
-    .await?;
+    send_booking_code(&mut tx, &state, id, &code).await?;
     record(
         &mut tx,
         agent,

@@ -41,13 +41,12 @@ async fn pending(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Pending, ApiEr
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    still_pending(registration.as_ref().map(|r| r.status.as_str()))?;
-    Ok(registration.expect("checked above"))
+    still_pending(registration, |r| &r.status)
 }
 
-/// Refuses a registration that is gone or already verified.
-fn still_pending(status: Option<&str>) -> Result<(), ApiError> {
-    match status {
+/// What was found of a registration, unless it is gone or already verified.
+fn still_pending<T>(found: Option<T>, status: impl Fn(&T) -> &str) -> Result<T, ApiError> {
+    match found.as_ref().map(&status) {
         None | Some("withdrawn") => Err(ApiError::NotFound(
             "There is no such registration. Please register again.".into(),
         )),
@@ -55,7 +54,7 @@ fn still_pending(status: Option<&str>) -> Result<(), ApiError> {
             code: "already_verified",
             message: "This registration is already verified. Use your booking code to see its status.".into(),
         }),
-        Some(_) => Ok(()),
+        Some(_) => Ok(found.expect("found")),
     }
 }
 
@@ -143,8 +142,7 @@ pub async fn verify(
         .bind(sqlx::types::Json(&notification))
         .fetch_optional(&state.pool)
         .await?;
-    still_pending(verification.as_ref().map(|v| v.status.as_str()))?;
-    let verification = verification.expect("checked above");
+    let verification = still_pending(verification, |v| &v.status)?;
     if !verification.has_code {
         return Err(ApiError::DeadCode(
             "No code was sent yet; please request one.".into(),
@@ -225,9 +223,7 @@ pub async fn send_booking_code(
     state: &AppState,
     registrant: Uuid,
     code: &BookingCode,
-    (phone, email): (&str, Option<&str>),
-    language: Language,
 ) -> Result<(), ApiError> {
     let notification = booking_code_notification(state, code);
-    crate::bookings::send(tx, registrant, (phone, email), language, notification).await
+    crate::bookings::tell(tx, registrant, registrant, notification).await
 }

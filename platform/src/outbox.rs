@@ -124,7 +124,7 @@ impl Message {
     }
 }
 
-/// A message to add to the outbox; see [`enqueue`].
+/// A message to add to the outbox; see [`copy_many`].
 pub struct Outgoing<'a> {
     pub subject_id: Uuid,
     pub channel: Channel,
@@ -146,41 +146,10 @@ pub fn enqueue_sql(source: &str, kind: &str, payload: &str) -> String {
     )
 }
 
-/// Adds a few messages in one statement inside the caller's transaction (the gateway sends a
-/// booking code by SMS and email at once). Returns the new rows' ids, in order.
-pub async fn enqueue_many(
-    connection: &mut PgConnection,
-    messages: &[Outgoing<'_>],
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::new_v4()).collect();
-    let kinds: Vec<&str> = messages.iter().map(|m| m.notification.kind()).collect();
-    let subjects: Vec<Uuid> = messages.iter().map(|m| m.subject_id).collect();
-    let channels: Vec<&str> = messages.iter().map(|m| m.channel.as_str()).collect();
-    let recipients: Vec<&str> = messages.iter().map(|m| m.recipient).collect();
-    let languages: Vec<&str> = messages.iter().map(|m| m.language.as_str()).collect();
-    let payloads: Vec<sqlx::types::Json<&Notification>> = messages
-        .iter()
-        .map(|m| sqlx::types::Json(&m.notification))
-        .collect();
-    sqlx::query(
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::jsonb[])",
-    )
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&subjects)
-    .bind(&channels)
-    .bind(&recipients)
-    .bind(&languages)
-    .bind(&payloads)
-    .execute(connection)
-    .await?;
-    Ok(ids)
-}
-
 /// Adds a whole draw's messages with COPY inside the caller's transaction: for batches of many
-/// thousands, where binding arrays of JSON costs more than the insert itself. Returns the new
-/// rows' ids, in order.
+/// thousands, where binding arrays of JSON costs more than the insert itself (a state change
+/// with a message or two uses [`enqueue_sql`] in its own statement). Returns the new rows' ids,
+/// in order.
 pub async fn copy_many(
     connection: &mut PgConnection,
     messages: &[Outgoing<'_>],
@@ -226,13 +195,19 @@ pub async fn enqueue(
     language: Language,
     notification: &Notification,
 ) -> Result<Uuid, sqlx::Error> {
-    let message = Outgoing {
-        subject_id,
-        channel,
-        recipient,
-        language,
-        notification: notification.clone(),
-    };
-    let ids = enqueue_many(connection, std::slice::from_ref(&message)).await?;
-    Ok(ids[0])
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(notification.kind())
+    .bind(subject_id)
+    .bind(channel.as_str())
+    .bind(recipient)
+    .bind(language.as_str())
+    .bind(sqlx::types::Json(notification))
+    .execute(connection)
+    .await?;
+    Ok(id)
 }
