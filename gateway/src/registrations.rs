@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use drawbridge_domain::{evaluate, Language, Person, PhoneNumber, Policy, VerificationCode};
-use drawbridge_platform::outbox::Notification;
+use drawbridge_platform::outbox::{self, Notification};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::postgres::{PgArguments, PgQueryResult};
@@ -141,18 +141,23 @@ const INSERT_REGISTRANT: &str =
 /// verification row is the message's subject, so every code (first or resent) is one SMS.
 fn code_and_sms(first: usize) -> String {
     let p = |i: usize| format!("${}", first + i);
+    let sms = outbox::enqueue_sql(
+        &format!(
+            "(SELECT code.id AS subject, {}::text AS phone, NULL::text AS email, {}::text AS language FROM code)",
+            p(4),
+            p(5)
+        ),
+        "'verification_code'",
+        &p(6),
+    );
     format!(
         "code AS (INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
                   SELECT {}, registrant.id, {}, {}, {} FROM registrant RETURNING id)
-         INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', {}, {}, {} FROM code",
+         {sms}",
         p(0),
         p(1),
         p(2),
         p(3),
-        p(4),
-        p(5),
-        p(6)
     )
 }
 
