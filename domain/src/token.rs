@@ -49,8 +49,34 @@ impl fmt::Debug for SigningKey {
 /// all listed keys verify.
 #[derive(Debug, Clone)]
 pub struct Keyring {
-    newest: SigningKey,
-    older: Vec<SigningKey>,
+    newest: KeyedMac,
+    older: Vec<KeyedMac>,
+}
+
+/// A key's HMAC with the secret already absorbed, cloned for each token: two SHA-256 blocks
+/// fewer per token than keying it again, on every status poll of a surge.
+#[derive(Clone)]
+struct KeyedMac {
+    id: String,
+    mac: mac::HmacSha256,
+}
+
+impl KeyedMac {
+    fn new(key: SigningKey) -> KeyedMac {
+        KeyedMac {
+            mac: mac::hmac_sha256(&key.secret),
+            id: key.id,
+        }
+    }
+}
+
+impl fmt::Debug for KeyedMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedMac")
+            .field("id", &self.id)
+            .field("secret", &format_args!("<redacted>"))
+            .finish()
+    }
 }
 
 /// Why a set of signing keys cannot be used (a configuration error).
@@ -172,7 +198,7 @@ impl Keyring {
                 });
             }
         }
-        let mut older = keys;
+        let mut older: Vec<KeyedMac> = keys.into_iter().map(KeyedMac::new).collect();
         let newest = older.pop().ok_or(KeyringError::Empty)?;
         Ok(Keyring { newest, older })
     }
@@ -217,7 +243,13 @@ impl Keyring {
         let payload = serde_json::to_vec(&envelope)
             .expect("token claims must be representable as JSON (maps need string keys)");
         let signed = format!("{}.{}", self.newest.id, URL_SAFE_NO_PAD.encode(payload));
-        let mac = mac::keyed_hash(&self.newest.secret, &[signed.as_bytes()]);
+        let mac = self
+            .newest
+            .mac
+            .clone()
+            .chain_update(signed.as_bytes())
+            .finalize()
+            .into_bytes();
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(mac))
     }
 
@@ -244,7 +276,8 @@ impl Keyring {
         let mac = URL_SAFE_NO_PAD
             .decode(mac)
             .map_err(|_| TokenError::BadSignature)?;
-        mac::hmac_sha256(&key.secret)
+        key.mac
+            .clone()
             .chain_update(signed.as_bytes())
             .verify_slice(&mac)
             .map_err(|_| TokenError::BadSignature)?;
@@ -273,7 +306,7 @@ impl Keyring {
         })
     }
 
-    fn key(&self, id: &str) -> Option<&SigningKey> {
+    fn key(&self, id: &str) -> Option<&KeyedMac> {
         std::iter::once(&self.newest)
             .chain(&self.older)
             .find(|key| key.id == id)

@@ -9,7 +9,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use drawbridge_domain::room::ADMISSION_PURPOSE;
 use drawbridge_domain::{RoomMode, RoomTokenError};
 
-use super::api::ADMISSION_COOKIE;
+use super::api::{presented_token, ADMISSION_COOKIE};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -43,10 +43,12 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
     // With several rooms on one region (e.g. one per release event), any of them admits.
     let mut refusal = RoomTokenError::Missing;
     for view in &guarding {
-        match state
-            .rooms
-            .verify(request, view, ADMISSION_PURPOSE, ADMISSION_COOKIE)
-        {
+        match state.rooms.verify(
+            request,
+            view,
+            ADMISSION_PURPOSE,
+            presented_token(request, ADMISSION_COOKIE),
+        ) {
             Ok(_) => return Ok(Admitted),
             Err(RoomTokenError::ForeignRoom) => refusal = RoomTokenError::ForeignRoom,
             Err(error) => return Err(error.into()),
