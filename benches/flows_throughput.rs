@@ -5,7 +5,7 @@
 //! against `GET /healthz`, an HTTP round trip that does no work.
 //!
 //!     cargo bench --bench flows_throughput                     # 5,000 people, 64 in flight
-//!     BENCH_PEOPLE=20000 BENCH_CONCURRENCY=128 cargo bench --bench flows_throughput
+//!     BENCH_PEOPLE=20000 BENCH_CONCURRENCY=128 BENCH_CONNECTIONS=16 cargo bench --bench flows_throughput
 //!
 //! The SMS code is read from the outbox row the registration wrote (the bench plays the
 //! phone); that query runs on the same Postgres and is counted in the registration time.
@@ -33,6 +33,7 @@ fn setting(name: &str, default: usize) -> usize {
 fn main() {
     let people = setting("BENCH_PEOPLE", 5_000);
     let concurrency = setting("BENCH_CONCURRENCY", 64);
+    let connections = setting("BENCH_CONNECTIONS", 32) as u32;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +41,7 @@ fn main() {
     runtime.block_on(async {
         let app = spawn_with(Components::default(), |settings| {
             settings.gateway.workers = None;
-            settings.database.max_connections = 32;
+            settings.database.max_connections = connections;
         })
         .await;
         app.load_demo().await;
@@ -110,7 +111,7 @@ fn main() {
             .await
             .unwrap();
 
-        println!("people: {people}, clients in flight: {concurrency}");
+        println!("people: {people}, clients in flight: {concurrency}, database connections: {connections}");
         println!("baseline GET /healthz:            {:>8.0} requests/s", baseline.0);
         println!(
             "verified registrations:           {:>8.0} /s  ({:.2}x baseline requests, 3 requests each)",
