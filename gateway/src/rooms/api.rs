@@ -41,12 +41,15 @@ pub fn bearer(request: &HttpRequest) -> Option<&str> {
 /// request, which was the largest item of a status poll's own CPU time after the signature.
 pub fn cookie<'r>(request: &'r HttpRequest, name: &str) -> Option<&'r str> {
     request.headers().get_all(header::COOKIE).find_map(|header| {
-        header.as_bytes().split(|&b| b == b';').find_map(|pair| {
-            let value = pair
+        let header = header.as_bytes();
+        // Each place the name occurs, if it starts a pair and is followed by '='.
+        memchr::memmem::find_iter(header, name.as_bytes()).find_map(|at| {
+            let starts_pair = header[..at].trim_ascii_end().last().is_none_or(|&b| b == b';');
+            let value = header[at + name.len()..]
                 .trim_ascii_start()
-                .strip_prefix(name.as_bytes())?
-                .trim_ascii_start()
-                .strip_prefix(b"=")?;
+                .strip_prefix(b"=")
+                .filter(|_| starts_pair)?;
+            let value = &value[..memchr::memchr(b';', value).unwrap_or(value.len())];
             std::str::from_utf8(value.trim_ascii()).ok()
         })
     })
@@ -455,7 +458,10 @@ mod tests {
     fn finds_a_cookie_by_its_whole_name_in_any_cookie_header() {
         let request = TestRequest::default()
             .insert_header(("cookie", "drawbridge_room_ab=long; drawbridge_room_a=short"))
-            .append_header(("cookie", " drawbridge_client = secret ;other=x"))
+            .append_header((
+                "cookie",
+                "other=drawbridge_client=forged; drawbridge_client = secret ;x=y",
+            ))
             .to_http_request();
         assert_eq!(cookie(&request, "drawbridge_room_a"), Some("short"));
         assert_eq!(cookie(&request, "drawbridge_room_ab"), Some("long"));
