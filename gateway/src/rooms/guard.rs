@@ -41,14 +41,10 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
         return Ok(Admitted);
     }
     // With several rooms on one region (e.g. one per release event), any of them admits.
+    let token = presented_token(request, ADMISSION_COOKIE);
     let mut refusal = RoomTokenError::Missing;
     for view in &guarding {
-        match state.rooms.verify(
-            request,
-            view,
-            ADMISSION_PURPOSE,
-            presented_token(request, ADMISSION_COOKIE),
-        ) {
+        match state.rooms.verify(request, view, ADMISSION_PURPOSE, token) {
             Ok(_) => return Ok(Admitted),
             Err(RoomTokenError::ForeignRoom) => refusal = RoomTokenError::ForeignRoom,
             Err(error) => return Err(error.into()),
