@@ -16,7 +16,7 @@ mod support;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{Days, Utc};
 use drawbridge_domain::Role;
@@ -69,7 +69,7 @@ fn main() {
             }
         })
         .await;
-        let codes: Arc<Vec<String>> = Arc::new(registrations.1.clone());
+        let codes: Arc<Vec<String>> = Arc::new(registrations.values.clone());
 
         app.draw().await;
         // The people the draw offered a pair, by the number in their phone.
@@ -112,18 +112,36 @@ fn main() {
             .unwrap();
 
         println!("people: {people}, clients in flight: {concurrency}, database connections: {connections}");
-        println!("baseline GET /healthz:            {:>8.0} requests/s", baseline.0);
+        println!("baseline GET /healthz:            {:>8.0} requests/s", baseline.per_second);
         println!(
-            "verified registrations:           {:>8.0} /s  ({:.2}x baseline requests, 3 requests each)",
-            registrations.0,
-            registrations.0 / baseline.0
+            "verified registrations:           {:>8.0} /s  ({:.2}x baseline requests, 3 requests each; PostgreSQL CPU {} each)",
+            registrations.per_second,
+            registrations.per_second / baseline.per_second,
+            registrations.postgres(),
         );
         println!(
-            "offer acceptances:                {:>8.0} /s  ({:.2}x baseline requests; {} of {offers} offers booked, {booked} bookings in the database)",
-            accepts.0,
-            accepts.0 / baseline.0,
+            "offer acceptances:                {:>8.0} /s  ({:.2}x baseline requests; PostgreSQL CPU {} each; {} of {offers} offers booked, {booked} bookings in the database)",
+            accepts.per_second,
+            accepts.per_second / baseline.per_second,
+            accepts.postgres(),
             accepted.load(Ordering::Relaxed),
         );
+        let metrics = app.metrics(&app.address).await;
+        for statement in ["register", "verify", "accept"] {
+            let total = |series: &str| -> f64 {
+                let name = format!("drawbridge_gateway_statement_batch_requests_{series}{{statement=\"{statement}\"}} ");
+                metrics
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&name))
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            println!(
+                "{statement:>8} statements: {:>8.0}, {:.1} requests each on average",
+                total("count"),
+                total("sum") / total("count")
+            );
+        }
         Arc::into_inner(app).expect("all clients done").stop().await;
     });
 }
@@ -184,14 +202,54 @@ async fn register_and_verify(app: &TestApp, i: usize) -> String {
     verified["booking_code"].as_str().unwrap().to_owned()
 }
 
-/// Runs `task(0..count)` with `concurrency` in flight; returns tasks per second and the
-/// values the tasks returned, in order.
-async fn measure<F, Fut>(count: usize, concurrency: usize, task: F) -> (f64, Vec<String>)
+/// CPU time used so far by every process named `postgres` (backends, WAL writer,
+/// checkpointer), from `/proc`; `None` where there is no `/proc`. Backends live as long as the
+/// pool's connections, so a difference over a phase is what PostgreSQL spent on it.
+fn postgres_cpu() -> Option<Duration> {
+    // /proc counts in USER_HZ, which is 100 on Linux.
+    const TICKS_PER_SECOND: u64 = 100;
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ...": utime and stime are the 12th and 13th fields after comm.
+        let Some((head, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if head.ends_with("(postgres") {
+            let fields: Vec<&str> = rest.split(' ').collect();
+            ticks += fields.get(11).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
+                + fields.get(12).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
+}
+
+/// What one phase measured.
+struct Phase {
+    per_second: f64,
+    /// PostgreSQL's CPU time per task.
+    postgres_micros: Option<f64>,
+    values: Vec<String>,
+}
+
+impl Phase {
+    fn postgres(&self) -> String {
+        self.postgres_micros
+            .map_or("n/a".into(), |micros| format!("{micros:.0} µs"))
+    }
+}
+
+/// Runs `task(0..count)` with `concurrency` in flight; returns tasks per second, PostgreSQL's
+/// CPU time per task and the values the tasks returned, in order.
+async fn measure<F, Fut>(count: usize, concurrency: usize, task: F) -> Phase
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Option<String>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = postgres_cpu();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -213,7 +271,14 @@ where
     for worker in workers {
         values.extend(worker.await.unwrap());
     }
-    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let per_second = count as f64 / started.elapsed().as_secs_f64();
+    let postgres_micros = cpu_before
+        .zip(postgres_cpu())
+        .map(|(before, after)| (after - before).as_secs_f64() * 1e6 / count as f64);
     values.sort();
-    (rate, values.into_iter().map(|(_, v)| v).collect())
+    Phase {
+        per_second,
+        postgres_micros,
+        values: values.into_iter().map(|(_, v)| v).collect(),
+    }
 }

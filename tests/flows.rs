@@ -16,6 +16,33 @@ fn code_auth(code: &drawbridge_domain::BookingCode) -> String {
     format!("BookingCode {code}")
 }
 
+/// `count` registrants (phones `prefix` and five digits) offered a pair each by one draw: the
+/// `Authorization` header of each one's booking code, and their offer.
+async fn offered_many(app: &TestApp, prefix: &str, count: usize) -> Vec<(String, Uuid)> {
+    let mut people = Vec::new();
+    for i in 0..count {
+        people.push(app.registrant_with_code(&format!("{prefix}{i:05}")).await);
+    }
+    app.draw().await;
+    let mut offers = Vec::new();
+    for (id, code) in &people {
+        let offer = app.pending_offer(*id).await.expect("everyone is offered a pair");
+        offers.push((code_auth(code), offer));
+    }
+    offers
+}
+
+/// Opens an offer's pair again while the offer stays pending: a state no writer leaves behind.
+async fn release_pair_behind_the_offers_back(app: &TestApp, offer: Uuid) {
+    sqlx::query(
+        "UPDATE slot_pairs SET state = 'open', offer_id = NULL WHERE id = (SELECT slot_pair_id FROM offers WHERE id = $1)",
+    )
+    .bind(offer)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
 /// A registrant with a pending offer from a real draw.
 async fn offered(app: &TestApp, phone: &str) -> (Uuid, String, Uuid) {
     let (id, code) = app.registrant_with_code(phone).await;
@@ -221,13 +248,7 @@ async fn an_offer_whose_pair_is_not_held_for_it_is_not_taken_half_way() {
     app.load_demo().await;
     let (_, auth, offer) = offered(&app, "+4915120000006").await;
     // A state no writer leaves behind: the offer pending, its pair open again.
-    sqlx::query(
-        "UPDATE slot_pairs SET state = 'open', offer_id = NULL WHERE id = (SELECT slot_pair_id FROM offers WHERE id = $1)",
-    )
-    .bind(offer)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    release_pair_behind_the_offers_back(&app, offer).await;
     let (status, body) = app.call(Method::POST, "/v1/me/offer/accept", &auth, None).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(
@@ -670,15 +691,9 @@ async fn agents_register_callers_and_act_for_them_in_their_region_only_with_ever
 async fn two_hundred_clients_answering_at_once_book_every_pair_and_person_at_most_once() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let mut people = Vec::new();
-    for i in 0..100 {
-        people.push(app.registrant_with_code(&format!("+49151300{i:05}")).await);
-    }
-    app.draw().await;
     let mut offers = Vec::new();
-    for (id, code) in &people {
-        let offer = app.pending_offer(*id).await.expect("everyone is offered a pair");
-        offers.push((code_auth(code), offer, link_token(&app, offer).await));
+    for (auth, offer) in offered_many(&app, "+49151300", 100).await {
+        offers.push((auth, offer, link_token(&app, offer).await));
     }
     // Each offer is answered twice at the same moment: once with the booking code, once
     // through the link, as a person with the SMS open on two devices would.
@@ -728,5 +743,51 @@ async fn two_hundred_clients_answering_at_once_book_every_pair_and_person_at_mos
             .await
             .unwrap();
     assert_eq!(messages, 100, "one confirmation per booking");
+    assert!(
+        app.largest_batch("accept").await > 1.0,
+        "acceptances shared statements"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acceptance_that_fails_its_shared_statement_fails_alone() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let offers = offered_many(&app, "+49151310", 20).await;
+    // One offer's pair is no longer held for it (a state no writer leaves behind), so the
+    // statement that books it fails: shared with other acceptances, it must not take them down.
+    let broken = offers[7].1;
+    release_pair_behind_the_offers_back(&app, broken).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(offers.len()));
+    let clients: Vec<_> = offers
+        .iter()
+        .map(|(auth, offer)| {
+            let (http, base, barrier, auth, offer) = (
+                app.http.clone(),
+                app.address.clone(),
+                barrier.clone(),
+                auth.clone(),
+                *offer,
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let response = http
+                    .post(format!("{base}/v1/me/offer/accept"))
+                    .header("Authorization", auth)
+                    .send()
+                    .await
+                    .unwrap();
+                (offer, response.status().as_u16())
+            })
+        })
+        .collect();
+    for client in clients {
+        let (offer, status) = client.await.unwrap();
+        let expected = if offer == broken { 500 } else { 200 };
+        assert_eq!(status, expected, "offer {offer}");
+    }
+    assert_eq!(pair_state(&app, broken).await, ("pending".into(), "open".into()));
+    assert_eq!(bookings(&app).await, 19);
     app.stop().await;
 }

@@ -222,3 +222,97 @@ async fn guesses_sent_at_once_get_five_tries_in_all_and_no_more() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_and_verifications_sent_at_once_share_statements_and_each_gets_its_own_answer() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    // Forty people register at once, and three more requests reuse the first person's phone.
+    let phones: Vec<String> = (0..40).map(|n| format!("0151 66{n:05}")).collect();
+    let requests = phones
+        .iter()
+        .chain([&phones[0], &phones[0], &phones[0]])
+        .map(|phone| {
+            let app = &app;
+            async move {
+                let response = app
+                    .post_json("/v1/regions/bw/registrations", &registration(phone))
+                    .await;
+                let status = response.status().as_u16();
+                (phone.clone(), status, response.json::<Value>().await.unwrap())
+            }
+        });
+    let answers = futures_util::future::join_all(requests).await;
+    let mut ids = Vec::new();
+    for (phone, status, body) in &answers {
+        match status {
+            202 => ids.push(body["registration_id"].as_str().unwrap().parse::<Uuid>().unwrap()),
+            409 => assert_eq!(
+                (phone, body["error"]["code"].as_str()),
+                (&phones[0], Some("phone_already_registered"))
+            ),
+            _ => panic!("{phone}: {status} {body}"),
+        }
+    }
+    assert_eq!(ids.len(), 40, "one registration per phone");
+    assert!(
+        app.largest_batch("register").await > 1.0,
+        "registrations shared a statement"
+    );
+    let (codes_sent,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM outbox WHERE kind = 'verification_code' AND channel = 'sms'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(codes_sent, 40, "one SMS code per registration");
+
+    // All verify at once: even ones with the right code, odd ones with a wrong one, and a guess
+    // for a registration that does not exist.
+    let mut guesses = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let code = texted_code(&app, *id).await;
+        guesses.push((*id, if n % 2 == 0 { code } else { wrong(&code) }));
+    }
+    let unknown = Uuid::new_v4();
+    guesses.push((unknown, "123456".into()));
+    let answers = futures_util::future::join_all(guesses.iter().map(|(id, code)| {
+        let app = &app;
+        async move { verify(app, *id, code).await }
+    }))
+    .await;
+    for (n, (status, body)) in answers.iter().enumerate() {
+        let expected = match n {
+            40 => (404, Some("not_found")),
+            n if n % 2 == 0 => (200, None),
+            _ => (422, Some("wrong_code")),
+        };
+        assert_eq!(
+            (*status, body["error"]["code"].as_str()),
+            expected,
+            "guess {n}: {body}"
+        );
+        if expected.0 == 200 {
+            BookingCode::parse(body["booking_code"].as_str().unwrap()).expect("a booking code");
+        }
+        if expected.0 == 422 {
+            assert_eq!(body["error"]["attempts_left"], 4, "{body}");
+        }
+    }
+    assert!(
+        app.largest_batch("verify").await > 1.0,
+        "verifications shared a statement"
+    );
+    let (active, booking_codes): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM registrants WHERE status = 'active'),
+                (SELECT count(*) FROM outbox WHERE kind = 'booking_code' AND channel = 'sms')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (active, booking_codes),
+        (20, 20),
+        "the right codes, and only they, activated"
+    );
+    app.stop().await;
+}

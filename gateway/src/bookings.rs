@@ -3,8 +3,9 @@
 //!
 //! Each operation is one transaction that first locks the row it changes (the offer, the
 //! booking, the registrant), so concurrent answers to the same offer queue up and the second
-//! sees the first's result. Acceptance, the busiest, is one statement instead: it books only
-//! while the offer is still pending, and falls back to the locked path to explain a refusal.
+//! sees the first's result. Acceptance, the busiest, is one statement instead, shared by the
+//! acceptances waiting at that moment (see `batch`): it books only while the offer is still
+//! pending, and falls back to the locked path to explain a refusal.
 //! The schema's unique indexes hold invariants 1 and 2 underneath, so even a wrong check here
 //! could not book a pair twice. Every booking and cancellation writes
 //! its messages to the outbox in the same transaction (invariant 3).
@@ -21,6 +22,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::batch::{self, Batcher};
 use crate::error::ApiError;
 use crate::me::Registrant;
 use crate::staff::{audit, Acting};
@@ -249,37 +251,75 @@ async fn release(tx: &mut PgConnection, offer: &OfferRow, state: &str) -> Result
     Ok(())
 }
 
-/// Booking, offer, pair, the confirmation's messages and (when staff act, `$10`) the audit
-/// entry, in one statement with no transaction of its own. It takes the offer only while it is
-/// pending, unexpired and `$4`'s, locking it before the pair as every other writer does; a
-/// concurrent answer waits for that lock and then finds the offer answered, so it books
-/// nothing. An offer taken whose pair is not held for it leaves the booking without a pair,
-/// which the schema refuses: the whole statement fails and nothing changes.
-static BOOK: LazyLock<String> = LazyLock::new(|| {
+/// One acceptance: a row of [`BOOK_MANY`].
+#[derive(Clone, Serialize)]
+pub struct Acceptance {
+    booking: Uuid,
+    offer: Uuid,
+    slot_pair: Uuid,
+    registrant: Uuid,
+    phone: String,
+    email: Option<String>,
+    language: String,
+    kind: &'static str,
+    notification: Notification,
+    /// The agent accepting for the registrant, recorded in the audit log.
+    staff: Option<Uuid>,
+    staff_region: Option<String>,
+    detail: serde_json::Value,
+}
+
+/// Bookings, offers, pairs, the confirmations' messages and (when staff act) the audit entries
+/// of many acceptances in one statement (see `batch`), `$1` a JSON array of [`Acceptance`]s, no
+/// two for the same offer. It takes an offer only while it is pending, unexpired and the
+/// registrant's, locking it before its pair as every other writer does; a concurrent answer
+/// waits for that lock and then finds the offer answered, so it books nothing. An offer taken
+/// whose pair is not held for it leaves its booking without a pair, which the schema refuses:
+/// the statement fails, changes nothing, and each acceptance runs again alone, so only that one
+/// fails. Returns the bookings made.
+static BOOK_MANY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH offer AS (
-             UPDATE offers SET state = 'accepted', answered_at = now()
-             WHERE id = $2 AND registrant_id = $4 AND state = 'pending' AND expires_at > now()
-             RETURNING id),
-         pair AS (
-             UPDATE slot_pairs SET state = 'booked', offer_id = NULL, booking_id = $1
-             WHERE id = $3 AND state = 'offered' AND offer_id = (SELECT id FROM offer)
-             RETURNING id),
-         booking AS (
+        "WITH input AS (
+             SELECT i.* FROM batch_rows($1) b, jsonb_to_record(b) AS i(
+                 booking uuid, offer uuid, slot_pair uuid, registrant uuid, phone text,
+                 email text, language text, kind text, notification jsonb, staff uuid,
+                 staff_region text, detail jsonb)
+         ), offer AS (
+             UPDATE offers o SET state = 'accepted', answered_at = now()
+             FROM input i
+             WHERE o.id = i.offer AND o.registrant_id = i.registrant AND o.state = 'pending'
+               AND o.expires_at > now()
+             RETURNING o.id, i.booking, i.slot_pair
+         ), pair AS (
+             UPDATE slot_pairs p SET state = 'booked', offer_id = NULL, booking_id = o.booking
+             FROM offer o
+             WHERE p.id = o.slot_pair AND p.state = 'offered' AND p.offer_id = o.id
+             RETURNING p.id, p.booking_id
+         ), booking AS (
              INSERT INTO bookings (id, offer_id, slot_pair_id, registrant_id, state)
-             SELECT $1, id, (SELECT id FROM pair), $4, 'booked' FROM offer RETURNING id),
-         confirmation AS ({}),
+             SELECT o.booking, o.id, pair.id, i.registrant, 'booked'
+             FROM offer o JOIN input i ON i.offer = o.id LEFT JOIN pair ON pair.booking_id = o.booking
+             RETURNING id
+         ), booked AS (
+             SELECT i.* FROM booking JOIN input i ON i.booking = booking.id
+         ), confirmation AS ({}),
          audited AS (
              INSERT INTO staff_actions (staff_id, action, region_id, subject_id, detail)
-             SELECT $10, 'offer.accept', $11, $4, $12 FROM booking WHERE $10::uuid IS NOT NULL)
-         SELECT count(*) FROM booking",
+             SELECT staff, 'offer.accept', staff_region, registrant, detail
+             FROM booked WHERE staff IS NOT NULL)
+         SELECT id FROM booking",
         outbox::enqueue_sql(
-            "(SELECT id AS subject, $5::text AS phone, $6::text AS email, $7::text AS language FROM booking)",
-            "$8",
-            "$9"
+            "(SELECT booking AS subject, phone, email, language, kind, notification FROM booked)",
+            "s.kind",
+            "s.notification"
         )
     )
 });
+
+/// The batcher of acceptances: each answers whether its booking was made.
+pub fn batcher(pool: sqlx::PgPool, sizes: prometheus::Histogram) -> Batcher<Acceptance, bool> {
+    batch::made(pool, sizes, |a: &Acceptance| a.offer, &BOOK_MANY, |a| a.booking)
+}
 
 /// Books both appointments of the offered pair at once and queues the confirmation.
 /// `registrant`: who answers (`None`: the holder of a signed link for this very offer).
@@ -314,7 +354,7 @@ pub async fn accept(
     )))
 }
 
-/// [`BOOK`] for an offer read a moment ago; `None` if it could no longer be booked.
+/// [`BOOK_MANY`] for an offer read a moment ago; `None` if it could no longer be booked.
 async fn book(
     state: &AppState,
     row: OfferRow,
@@ -339,20 +379,22 @@ async fn book(
         Acting::Staff(member) => Some(member),
         Acting::Registrant => None,
     };
-    let booked: Result<i64, sqlx::Error> = sqlx::query_scalar(&BOOK)
-        .bind(booking)
-        .bind(row.id)
-        .bind(row.place.slot_pair_id)
-        .bind(row.registrant_id)
-        .bind(phone)
-        .bind(row.contact.email.as_deref())
-        .bind(&row.contact.language)
-        .bind(notification.kind())
-        .bind(sqlx::types::Json(&notification))
-        .bind(staff.map(|member| member.id))
-        .bind(staff.map(|member| member.region.as_str()))
-        .bind(json!({ "offer": row.id, "booking": booking }))
-        .fetch_one(&state.pool)
+    let booked = state
+        .acceptances
+        .submit(Acceptance {
+            booking,
+            offer: row.id,
+            slot_pair: row.place.slot_pair_id,
+            registrant: row.registrant_id,
+            phone: phone.to_owned(),
+            email: row.contact.email.clone(),
+            language: row.contact.language.clone(),
+            kind: notification.kind(),
+            notification,
+            staff: staff.map(|member| member.id),
+            staff_region: staff.map(|member| member.region.clone()),
+            detail: json!({ "offer": row.id, "booking": booking }),
+        })
         .await;
     if let Err(sqlx::Error::Database(error)) = &booked {
         if error.is_unique_violation() {
@@ -362,7 +404,7 @@ async fn book(
             });
         }
     }
-    if booked? == 0 {
+    if !booked? {
         return Ok(None);
     }
     tracing::info!(offer = %row.id, %booking, "offer accepted");

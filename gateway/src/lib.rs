@@ -2,6 +2,7 @@
 //! adapters (Postgres, Redis) and returns a bound, not yet running, server; `main` and the
 //! tests use it alike.
 
+mod batch;
 mod bookings;
 mod callcentre;
 mod centres;
@@ -28,7 +29,7 @@ use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{postgres, redis, Settings, StartupError};
-use prometheus::Registry;
+use prometheus::{HistogramOpts, HistogramVec, Registry};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +52,10 @@ pub struct AppState {
     /// For counters shared by all gateways (booking-code guesses).
     redis: deadpool_redis::Pool,
     redis_prefix: String,
+    /// Web registrations, verifications and acceptances, batched (see `batch`).
+    registrations: batch::Batcher<registrations::NewRegistration, bool>,
+    verifications: batch::Batcher<verification::Guess, verification::Verification>,
+    acceptances: batch::Batcher<bookings::Acceptance, bool>,
 }
 
 /// The OpenAPI document, kept beside the code it describes.
@@ -102,6 +107,18 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         tracing::warn!(%error, "waiting rooms: first load failed; retrying in the background");
     }
     rooms::spawn_refresh(rooms.clone(), shutdown.clone());
+    let batch_sizes = HistogramVec::new(
+        HistogramOpts::new(
+            "statement_batch_requests",
+            "Requests written by one batched statement",
+        )
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+        &["statement"],
+    )
+    .expect("valid histogram");
+    registry
+        .register(Box::new(batch_sizes.clone()))
+        .expect("metrics register once");
     let state = AppState {
         policies: PolicyCache::new(pool.clone()),
         pool: pool.clone(),
@@ -111,6 +128,9 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         rooms,
         redis: redis.clone(),
         redis_prefix: settings.redis.key_prefix.clone(),
+        registrations: registrations::batcher(pool.clone(), batch_sizes.with_label_values(&["register"])),
+        verifications: verification::batcher(pool.clone(), batch_sizes.with_label_values(&["verify"])),
+        acceptances: bookings::batcher(pool.clone(), batch_sizes.with_label_values(&["accept"])),
     };
     let readiness = Readiness::new().postgres(pool).redis(redis);
     let server = serve(listener, state, registry, readiness, settings.gateway.workers)

@@ -1,20 +1,25 @@
 //! Registration, step one: a person leaves their phone number and choices once, and we text
 //! them a code to prove the phone is theirs. Registrant, verification and the SMS are written in
-//! one statement, so a registration never exists without its code being on its way.
+//! one statement, so a registration never exists without its code being on its way; under load,
+//! the registrations waiting at that moment share the statement (see `batch`).
 
 use std::sync::LazyLock;
 
 use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use drawbridge_domain::{evaluate, Language, Person, PhoneNumber, Policy, VerificationCode};
 use drawbridge_platform::outbox::{self, Notification};
-use serde::Deserialize;
+use prometheus::Histogram;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::postgres::{PgArguments, PgQueryResult};
 use sqlx::query::Query;
-use sqlx::{PgConnection, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
+use crate::batch::{self, Batcher};
 use crate::error::ApiError;
 use crate::regions::{check_birth_year, check_postcode};
 use crate::rooms::guard::Admitted;
@@ -126,66 +131,109 @@ pub fn check_distance(km: u32) -> Result<i32, ApiError> {
     }
 }
 
-/// The registrant row, parameters `$1` to `$12` (see [`bind_registrant`]):
-/// `pending_verification` from the web, or already `active` with its booking code (`$12`) when
-/// a call-centre agent attests the phone.
-const INSERT_REGISTRANT: &str =
+/// A registrant whose phone a call-centre agent attests: active at once, with its booking code.
+/// Parameters `$1` to `$11` (see [`bind_registrant`]).
+const INSERT_ACTIVE_REGISTRANT: &str =
     "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
                               priority_group, postcode, accepted_vaccines, max_distance_km,
                               booking_code_hash, verified_at)
-     VALUES ($1, $2, CASE WHEN $12::bytea IS NULL THEN 'pending_verification' ELSE 'active' END, $3, $4, $5,
-             $6, $7, $8, $9, $10, $11, $12, CASE WHEN $12::bytea IS NULL THEN NULL ELSE now() END)";
+     VALUES ($1, $2, 'active', 'callcentre', $3, $4, $5, $6, $7, $8, $9, $10, $11, now())";
 
-/// A new SMS code and its SMS for the registrant in the `registrant` CTE, parameters `$first`
-/// to `$first + 6` (see [`bind_code`]). The code is stored only as a keyed hash; the
-/// verification row is the message's subject, so every code (first or resent) is one SMS.
-fn code_and_sms(first: usize) -> String {
-    let p = |i: usize| format!("${}", first + i);
-    let sms = outbox::enqueue_sql(
-        &format!(
-            "(SELECT code.id AS subject, {}::text AS phone, NULL::text AS email, {}::text AS language FROM code)",
-            p(4),
-            p(5)
-        ),
-        "'verification_code'",
-        &p(6),
-    );
-    format!(
-        "code AS (INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
-                  SELECT {}, registrant.id, {}, {}, {} FROM registrant RETURNING id)
-         {sms}",
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-    )
+/// A web registration with its first code: one row of [`REGISTER_MANY`].
+#[derive(Clone, Serialize)]
+pub struct NewRegistration {
+    id: Uuid,
+    region_id: String,
+    phone: String,
+    email: Option<String>,
+    language: &'static str,
+    birth_year: i32,
+    priority_group: i16,
+    postcode: String,
+    accepted_vaccines: Vec<String>,
+    max_distance_km: i32,
+    code_id: Uuid,
+    /// Base64, as JSON has no bytes.
+    code_hash: String,
+    expires_at: DateTime<Utc>,
+    notification: Notification,
 }
 
-/// A web registration, its first code and the SMS in one statement: one round trip, no
-/// `BEGIN` and `COMMIT` of their own, all or nothing.
-static REGISTER_WITH_CODE: LazyLock<String> = LazyLock::new(|| {
+/// Web registrations, each with its first code and SMS, in one statement (see `batch`); `$1` is
+/// a JSON array of [`NewRegistration`]s. A phone number that already has a live registration is
+/// skipped, and only the registrations made are returned: registrant, code and SMS are written
+/// together or not at all. The batcher never puts one phone number twice in a batch.
+static REGISTER_MANY: LazyLock<String> = LazyLock::new(|| {
+    let sms = outbox::enqueue_sql(
+        "(SELECT code.id AS subject, i.phone, NULL::text AS email, i.language, i.notification
+          FROM code JOIN input i ON i.id = code.registrant_id)",
+        "'verification_code'",
+        "s.notification",
+    );
     format!(
-        "WITH registrant AS ({INSERT_REGISTRANT} RETURNING id), {}",
-        code_and_sms(13)
+        "WITH input AS (
+            SELECT i.* FROM batch_rows($1) b, jsonb_to_record(b) AS i(
+                id uuid, region_id text, phone text, email text, language text,
+                birth_year integer, priority_group smallint, postcode text,
+                accepted_vaccines text[], max_distance_km integer,
+                code_id uuid, code_hash text, expires_at timestamptz, notification jsonb)
+        ), registrant AS (
+            INSERT INTO registrants (id, region_id, status, channel, phone, email, language,
+                                     birth_year, priority_group, postcode, accepted_vaccines,
+                                     max_distance_km)
+            SELECT id, region_id, 'pending_verification', 'web', phone, email, language,
+                   birth_year, priority_group, postcode, accepted_vaccines, max_distance_km
+            FROM input
+            ON CONFLICT (phone) WHERE status <> 'withdrawn' DO NOTHING
+            RETURNING id
+        ), code AS (
+            INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
+            SELECT i.code_id, i.id, decode(i.code_hash, 'base64'), {VERIFICATION_ATTEMPTS}, i.expires_at
+            FROM input i JOIN registrant USING (id)
+            RETURNING id, registrant_id
+        ), sms AS ({sms})
+        SELECT id FROM registrant"
     )
 });
 
-/// A further code for an existing registrant (`$1`).
-static ANOTHER_CODE: LazyLock<String> =
-    LazyLock::new(|| format!("WITH registrant AS (SELECT $1::uuid AS id), {}", code_and_sms(2)));
+/// The batcher of web registrations: each answers whether it was made (`false`: the phone number
+/// already has a live registration).
+pub fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<NewRegistration, bool> {
+    batch::made(
+        pool,
+        sizes,
+        |r: &NewRegistration| r.phone.clone(),
+        &REGISTER_MANY,
+        |r| r.id,
+    )
+}
+
+/// A further code for an existing registrant (`$1`) and its SMS, parameters `$2` to `$8` (see
+/// [`bind_code`]). The code is stored only as a keyed hash; the verification row is the
+/// message's subject, so every code (first or resent) is one SMS.
+static ANOTHER_CODE: LazyLock<String> = LazyLock::new(|| {
+    let sms = outbox::enqueue_sql(
+        "(SELECT code.id AS subject, $6::text AS phone, NULL::text AS email, $7::text AS language FROM code)",
+        "'verification_code'",
+        "$8",
+    );
+    format!(
+        "WITH code AS (INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
+                       VALUES ($2, $1, $3, $4, $5) RETURNING id)
+         {sms}"
+    )
+});
 
 fn bind_registrant<'q>(
     query: Query<'q, Postgres, PgArguments>,
     id: Uuid,
     region: &'q str,
     registration: &'q Validated,
-    channel: &'q str,
-    booking_code: Option<&'q [u8]>,
+    booking_code: &'q [u8],
 ) -> Query<'q, Postgres, PgArguments> {
     query
         .bind(id)
         .bind(region)
-        .bind(channel)
         .bind(registration.phone.as_str())
         .bind(&registration.email)
         .bind(registration.language.as_str())
@@ -238,13 +286,17 @@ fn bind_code<'q>(
 }
 
 /// A second registration for a live phone number is refused with what to do instead.
+fn phone_already_registered() -> ApiError {
+    ApiError::Conflict {
+        code: "phone_already_registered",
+        message: "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first.".into(),
+    }
+}
+
 fn refuse_known_phone(result: Result<PgQueryResult, sqlx::Error>) -> Result<(), ApiError> {
     if let Err(sqlx::Error::Database(error)) = &result {
         if error.constraint() == Some("registrants_one_live_per_phone") {
-            return Err(ApiError::Conflict {
-                code: "phone_already_registered",
-                message: "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first.".into(),
-            });
+            return Err(phone_already_registered());
         }
     }
     result?;
@@ -261,12 +313,11 @@ pub async fn insert_active(
     booking_code: &[u8],
 ) -> Result<(), ApiError> {
     let query = bind_registrant(
-        sqlx::query(INSERT_REGISTRANT),
+        sqlx::query(INSERT_ACTIVE_REGISTRANT),
         id,
         region,
         registration,
-        "callcentre",
-        Some(booking_code),
+        booking_code,
     );
     refuse_known_phone(query.execute(&mut *tx).await)
 }
@@ -282,16 +333,29 @@ pub async fn create(
     let registration = request.into_inner().validate(&state, &published.policy)?;
     let registration_id = Uuid::new_v4();
     let code = new_code(&state, registration_id);
-    let query = bind_registrant(
-        sqlx::query(&REGISTER_WITH_CODE),
-        registration_id,
-        &published.region,
-        &registration,
-        "web",
-        None,
-    );
-    let query = bind_code(query, &code, &registration.phone, registration.language);
-    refuse_known_phone(query.execute(&state.pool).await)?;
+    let expires_at = code.expires_at;
+    let made = state
+        .registrations
+        .submit(NewRegistration {
+            id: registration_id,
+            region_id: published.region.clone(),
+            phone: registration.phone.as_str().to_owned(),
+            email: registration.email.clone(),
+            language: registration.language.as_str(),
+            birth_year: registration.person.birth_year,
+            priority_group: i16::from(registration.person.priority_group),
+            postcode: registration.person.postcode.clone(),
+            accepted_vaccines: registration.person.accepted_vaccines.clone(),
+            max_distance_km: registration.max_distance_km,
+            code_id: code.id,
+            code_hash: BASE64.encode(&code.hash),
+            expires_at,
+            notification: code.notification,
+        })
+        .await?;
+    if !made {
+        return Err(phone_already_registered());
+    }
 
     tracing::info!(%registration_id, region = %published.region, "registration started");
     let eligibility = evaluate(&published.policy, &registration.person, Utc::now().date_naive());
@@ -300,7 +364,7 @@ pub async fn create(
         "status": "pending_verification",
         "verification": {
             "channel": "sms",
-            "expires_at": code.expires_at,
+            "expires_at": expires_at,
             "attempts_left": VERIFICATION_ATTEMPTS,
         },
         "eligibility": eligibility,

@@ -2,15 +2,21 @@
 //! return gets their booking code, the only credential they will ever need. Codes die after
 //! five wrong tries or when they expire; a new one can be requested, at a limited pace.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use actix_web::{web, HttpResponse};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use drawbridge_domain::{BookingCode, Language, PhoneNumber, VerificationCode};
 use drawbridge_platform::outbox::{self, Notification};
-use serde::Deserialize;
+use prometheus::Histogram;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::batch::Batcher;
 use crate::error::ApiError;
 use crate::registrations::issue_code;
 use crate::AppState;
@@ -41,12 +47,13 @@ async fn pending(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<Pending, ApiEr
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    still_pending(registration, |r| &r.status)
+    still_pending(registration.as_ref().map(|r| r.status.as_str()))?;
+    Ok(registration.expect("still pending"))
 }
 
-/// What was found of a registration, unless it is gone or already verified.
-fn still_pending<T>(found: Option<T>, status: impl Fn(&T) -> &str) -> Result<T, ApiError> {
-    match found.as_ref().map(&status) {
+/// Refuses a registration (by its status, if it exists) that is gone or already verified.
+fn still_pending(status: Option<&str>) -> Result<(), ApiError> {
+    match status {
         None | Some("withdrawn") => Err(ApiError::NotFound(
             "There is no such registration. Please register again.".into(),
         )),
@@ -54,7 +61,7 @@ fn still_pending<T>(found: Option<T>, status: impl Fn(&T) -> &str) -> Result<T, 
             code: "already_verified",
             message: "This registration is already verified. Use your booking code to see its status.".into(),
         }),
-        Some(_) => Ok(found.expect("found")),
+        Some(_) => Ok(()),
     }
 }
 
@@ -69,31 +76,49 @@ fn booking_code_notification(state: &AppState, code: &BookingCode) -> Notificati
     }
 }
 
-/// Verification in one statement (no `BEGIN`/`COMMIT` of its own). It locks the registration,
-/// then its newest code, so guesses sent at once queue on those locks and each sees the tries
-/// the ones before it used up; the right code marks the code used, activates the registrant
-/// and queues the booking code by SMS and (if given) email; a wrong one uses up a try. Both
-/// answers are one UPDATE of the code: each data-modifying step costs its own executor set-up
-/// (the table and its indexes), and two of them were a tenth of a verified registration.
+/// A code submitted for a registration: one row of [`VERIFY_MANY`]. Hashes in base64, as JSON
+/// has no bytes.
+#[derive(Clone, Serialize)]
+pub struct Guess {
+    id: Uuid,
+    code_hash: String,
+    booking_code_hash: String,
+    kind: &'static str,
+    notification: Notification,
+}
+
+/// Verification of many registrations in one statement (see `batch`), `$1` a JSON array of
+/// [`Guess`]es, no two for the same registration. It locks the registrations, then their newest
+/// codes, each in id order so that concurrent batches cannot deadlock; guesses for the same
+/// registration in different batches queue on those locks, and each sees the tries the ones
+/// before it used up. A right code marks the code used, activates the registrant and queues the
+/// booking code by SMS and (if given) email; a wrong one uses up a try. Both answers are one
+/// UPDATE of the code: each data-modifying step costs its own executor set-up (the table and its
+/// indexes), and two of them were a tenth of a verified registration.
 ///
 /// The submitted code is compared as its keyed hash: equal hashes are equal codes, and how
 /// long the comparison takes says nothing about a code without the key.
-static VERIFY: LazyLock<String> = LazyLock::new(|| {
+static VERIFY_MANY: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
-    WITH registration AS (
-        SELECT id, status FROM registrants WHERE id = $1 FOR UPDATE
+    WITH input AS (
+        SELECT i.* FROM batch_rows($1) b, jsonb_to_record(b)
+            AS i(id uuid, code_hash text, booking_code_hash text, kind text, notification jsonb)
+    ), registration AS (
+        SELECT id, status FROM registrants WHERE id IN (SELECT id FROM input) ORDER BY id FOR UPDATE
     ), code AS (
-        SELECT id, code_hash, attempts_left, expires_at FROM phone_verifications
-        WHERE id = (SELECT id FROM phone_verifications
-                    WHERE registrant_id = (SELECT id FROM registration)
-                    ORDER BY created_at DESC LIMIT 1)
-        FOR UPDATE
+        SELECT id, registrant_id, code_hash, attempts_left, expires_at FROM phone_verifications
+        WHERE id IN (SELECT (SELECT newest.id FROM phone_verifications newest
+                             WHERE newest.registrant_id = r.id
+                             ORDER BY newest.created_at DESC LIMIT 1)
+                     FROM registration r)
+        ORDER BY id FOR UPDATE
     ), checked AS MATERIALIZED (
-        SELECT r.id, r.status, c.id AS code_id,
+        SELECT i.id, r.status, c.id AS code_id,
                c.id IS NOT NULL AND c.attempts_left > 0 AND c.expires_at > now() AS live,
-               c.code_hash = $2 AS matches
-        FROM registration r LEFT JOIN code c ON true
+               c.code_hash = decode(i.code_hash, 'base64') AS matches,
+               i.booking_code_hash, i.kind, i.notification
+        FROM input i LEFT JOIN registration r ON r.id = i.id LEFT JOIN code c ON c.registrant_id = i.id
     ), answered AS (
         UPDATE phone_verifications p
         SET attempts_left = p.attempts_left - CASE WHEN c.matches THEN 0 ELSE 1 END,
@@ -102,25 +127,53 @@ static VERIFY: LazyLock<String> = LazyLock::new(|| {
         WHERE p.id = c.code_id AND c.status = 'pending_verification' AND c.live
         RETURNING p.registrant_id, c.matches, p.attempts_left
     ), activated AS (
-        UPDATE registrants SET status = 'active', verified_at = now(), booking_code_hash = $3
-        WHERE id = (SELECT registrant_id FROM answered WHERE matches)
-        RETURNING id AS subject, phone, email, language
+        UPDATE registrants r
+        SET status = 'active', verified_at = now(), booking_code_hash = decode(c.booking_code_hash, 'base64')
+        FROM checked c
+        WHERE r.id = c.id AND r.id IN (SELECT registrant_id FROM answered WHERE matches)
+        RETURNING r.id AS subject, r.phone, r.email, r.language, c.kind, c.notification
     ), sent AS ({})
-    SELECT status, code_id IS NOT NULL AS has_code, live, coalesce(matches, false) AS matches,
-           (SELECT attempts_left FROM answered WHERE NOT matches) AS attempts_left
-    FROM checked",
-        outbox::enqueue_sql("activated", "$4", "$5")
+    SELECT c.id, c.status, c.code_id IS NOT NULL AS has_code, c.live,
+           coalesce(c.matches, false) AS matches, a.attempts_left
+    FROM checked c LEFT JOIN answered a ON a.registrant_id = c.id AND NOT a.matches",
+        outbox::enqueue_sql("activated", "s.kind", "s.notification")
     )
 });
 
-/// What [`VERIFY`] found and did.
+/// What [`VERIFY_MANY`] found and did for one registration.
 #[derive(sqlx::FromRow)]
-struct Verification {
-    status: String,
+pub struct Verification {
+    id: Uuid,
+    /// None: there is no such registration.
+    status: Option<String>,
     has_code: bool,
     live: bool,
     matches: bool,
     attempts_left: Option<i16>,
+}
+
+/// The batcher of verifications: each guess is answered with what was found and done.
+pub fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<Guess, Verification> {
+    Batcher::start(
+        sizes,
+        |guess: &Guess| guess.id,
+        move |batch: Vec<Guess>| {
+            let pool = pool.clone();
+            async move {
+                let mut found: HashMap<Uuid, Verification> = sqlx::query_as(&VERIFY_MANY)
+                    .bind(sqlx::types::Json(&batch))
+                    .fetch_all(&pool)
+                    .await?
+                    .into_iter()
+                    .map(|v: Verification| (v.id, v))
+                    .collect();
+                batch
+                    .iter()
+                    .map(|guess| found.remove(&guess.id).ok_or(sqlx::Error::RowNotFound))
+                    .collect()
+            }
+        },
+    )
 }
 
 pub async fn verify(
@@ -133,15 +186,17 @@ pub async fn verify(
     let id = id.into_inner();
     let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
     let notification = booking_code_notification(&state, &booking_code);
-    let verification: Option<Verification> = sqlx::query_as(&VERIFY)
-        .bind(id)
-        .bind(code.keyed_hash(&state.hash_key, id.as_bytes()).as_slice())
-        .bind(booking_code.keyed_hash(&state.hash_key).as_slice())
-        .bind(notification.kind())
-        .bind(sqlx::types::Json(&notification))
-        .fetch_optional(&state.pool)
+    let verification = state
+        .verifications
+        .submit(Guess {
+            id,
+            code_hash: BASE64.encode(code.keyed_hash(&state.hash_key, id.as_bytes())),
+            booking_code_hash: BASE64.encode(booking_code.keyed_hash(&state.hash_key)),
+            kind: notification.kind(),
+            notification,
+        })
         .await?;
-    let verification = still_pending(verification, |v| &v.status)?;
+    still_pending(verification.status.as_deref())?;
     if !verification.has_code {
         return Err(ApiError::DeadCode(
             "No code was sent yet; please request one.".into(),

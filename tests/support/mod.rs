@@ -264,6 +264,28 @@ impl TestApp {
         response.json().await.expect("JSON")
     }
 
+    /// The most requests the gateway wrote in one batched `statement` (`register`, `verify`,
+    /// `accept`), as its `/metrics` tell: the lowest bucket bound that holds every batch.
+    pub async fn largest_batch(&self, statement: &str) -> f64 {
+        let metrics = self.metrics(&self.address).await;
+        let bucket =
+            format!("drawbridge_gateway_statement_batch_requests_bucket{{statement=\"{statement}\",le=\"");
+        let buckets: Vec<(f64, u64)> = metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix(&bucket))
+            .filter_map(|rest| {
+                let (bound, count) = rest.split_once("\"} ")?;
+                Some((bound.parse().unwrap_or(f64::INFINITY), count.parse().ok()?))
+            })
+            .collect();
+        let batches = buckets
+            .iter()
+            .map(|(_, n)| *n)
+            .max()
+            .expect("batch metric present");
+        buckets.iter().find(|(_, n)| *n == batches).expect("a bucket").0
+    }
+
     /// The Prometheus text of the component served at `address` (gateway, notifier, allocator).
     pub async fn metrics(&self, address: &str) -> String {
         let response = self
