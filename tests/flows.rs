@@ -684,6 +684,21 @@ async fn agents_register_callers_and_act_for_them_in_their_region_only_with_ever
             "booking.cancel"
         ]
     );
+    // The acceptance's entry names the offer and the booking it made.
+    let (detail, booking): (Value, Uuid) = sqlx::query_as(
+        "SELECT a.detail, b.id FROM staff_actions a JOIN bookings b ON b.registrant_id = a.subject_id
+         WHERE a.action = 'offer.accept' AND a.subject_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let offer: Uuid = sqlx::query_scalar("SELECT offer_id FROM bookings WHERE id = $1")
+        .bind(booking)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(detail, json!({ "offer": offer, "booking": booking }));
     app.stop().await;
 }
 

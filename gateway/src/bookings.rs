@@ -261,12 +261,10 @@ pub struct Acceptance {
     phone: String,
     email: Option<String>,
     language: String,
-    kind: &'static str,
     notification: Notification,
     /// The agent accepting for the registrant, recorded in the audit log.
     staff: Option<Uuid>,
     staff_region: Option<String>,
-    detail: serde_json::Value,
 }
 
 /// Bookings, offers, pairs, the confirmations' messages and (when staff act) the audit entries
@@ -282,8 +280,7 @@ static BOOK_MANY: LazyLock<String> = LazyLock::new(|| {
         "WITH input AS (
              SELECT i.* FROM batch_rows($1) b, jsonb_to_record(b) AS i(
                  booking uuid, offer uuid, slot_pair uuid, registrant uuid, phone text,
-                 email text, language text, kind text, notification jsonb, staff uuid,
-                 staff_region text, detail jsonb)
+                 email text, language text, notification jsonb, staff uuid, staff_region text)
          ), offer AS (
              UPDATE offers o SET state = 'accepted', answered_at = now()
              FROM input i
@@ -305,12 +302,13 @@ static BOOK_MANY: LazyLock<String> = LazyLock::new(|| {
          ), confirmation AS ({}),
          audited AS (
              INSERT INTO staff_actions (staff_id, action, region_id, subject_id, detail)
-             SELECT staff, 'offer.accept', staff_region, registrant, detail
+             SELECT staff, 'offer.accept', staff_region, registrant,
+                    jsonb_build_object('offer', offer, 'booking', booking)
              FROM booked WHERE staff IS NOT NULL)
          SELECT id FROM booking",
         outbox::enqueue_sql(
-            "(SELECT booking AS subject, phone, email, language, kind, notification FROM booked)",
-            "s.kind",
+            "(SELECT booking AS subject, phone, email, language, notification FROM booked)",
+            "s.notification->>'kind'",
             "s.notification"
         )
     )
@@ -389,11 +387,9 @@ async fn book(
             phone: phone.to_owned(),
             email: row.contact.email.clone(),
             language: row.contact.language.clone(),
-            kind: notification.kind(),
             notification,
             staff: staff.map(|member| member.id),
             staff_region: staff.map(|member| member.region.clone()),
-            detail: json!({ "offer": row.id, "booking": booking }),
         })
         .await;
     if let Err(sqlx::Error::Database(error)) = &booked {

@@ -83,7 +83,6 @@ pub struct Guess {
     id: Uuid,
     code_hash: String,
     booking_code_hash: String,
-    kind: &'static str,
     notification: Notification,
 }
 
@@ -103,7 +102,7 @@ static VERIFY_MANY: LazyLock<String> = LazyLock::new(|| {
         "
     WITH input AS (
         SELECT i.* FROM batch_rows($1) b, jsonb_to_record(b)
-            AS i(id uuid, code_hash text, booking_code_hash text, kind text, notification jsonb)
+            AS i(id uuid, code_hash text, booking_code_hash text, notification jsonb)
     ), registration AS (
         SELECT id, status FROM registrants WHERE id IN (SELECT id FROM input) ORDER BY id FOR UPDATE
     ), code AS (
@@ -117,7 +116,7 @@ static VERIFY_MANY: LazyLock<String> = LazyLock::new(|| {
         SELECT i.id, r.status, c.id AS code_id,
                c.id IS NOT NULL AND c.attempts_left > 0 AND c.expires_at > now() AS live,
                c.code_hash = decode(i.code_hash, 'base64') AS matches,
-               i.booking_code_hash, i.kind, i.notification
+               i.booking_code_hash, i.notification
         FROM input i LEFT JOIN registration r ON r.id = i.id LEFT JOIN code c ON c.registrant_id = i.id
     ), answered AS (
         UPDATE phone_verifications p
@@ -131,12 +130,12 @@ static VERIFY_MANY: LazyLock<String> = LazyLock::new(|| {
         SET status = 'active', verified_at = now(), booking_code_hash = decode(c.booking_code_hash, 'base64')
         FROM checked c
         WHERE r.id = c.id AND r.id IN (SELECT registrant_id FROM answered WHERE matches)
-        RETURNING r.id AS subject, r.phone, r.email, r.language, c.kind, c.notification
+        RETURNING r.id AS subject, r.phone, r.email, r.language, c.notification
     ), sent AS ({})
     SELECT c.id, c.status, c.code_id IS NOT NULL AS has_code, c.live,
            coalesce(c.matches, false) AS matches, a.attempts_left
     FROM checked c LEFT JOIN answered a ON a.registrant_id = c.id AND NOT a.matches",
-        outbox::enqueue_sql("activated", "s.kind", "s.notification")
+        outbox::enqueue_sql("activated", "s.notification->>'kind'", "s.notification")
     )
 });
 
@@ -192,7 +191,6 @@ pub async fn verify(
             id,
             code_hash: BASE64.encode(code.keyed_hash(&state.hash_key, id.as_bytes())),
             booking_code_hash: BASE64.encode(booking_code.keyed_hash(&state.hash_key)),
-            kind: notification.kind(),
             notification,
         })
         .await?;
