@@ -39,9 +39,11 @@ stop() { kill -INT "$PID"; wait "$PID" || true; PID=; }
 # The room and one visitor's cookies, as in benches/waiting_room.sh.
 start
 curl -fs -X PUT -H "Authorization: Bearer development-only-admin-token-not-a-secret" \
-    -H 'content-type: application/json' -d '{"mode":"fifo","admit_per_minute":1,"max_active":1}' \
+    -H 'content-type: application/json' \
+    -d '{"mode":"fifo","admit_per_minute":1,"max_active":1,"session_seconds":86400,"idle_seconds":3600}' \
     "$URL/v1/admin/rooms/bench" >/dev/null
 sleep 2
+curl -fs -X POST "$URL/v1/rooms/bench/join" >/dev/null # ticket 1 takes the one admission
 curl -fs -c "$WORK/jar" -X POST "$URL/v1/rooms/bench/join" >/dev/null
 COOKIE=$(awk '$6 ~ /^drawbridge_/ { printf "%s%s=%s", sep, $6, $7; sep="; " }' "$WORK/jar")
 stop

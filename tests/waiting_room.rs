@@ -12,6 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use drawbridge_domain::room::{RoomClaims, ADMISSION_PURPOSE};
 use drawbridge_domain::{pow, Draw, Keyring, SigningKey};
+use drawbridge_gateway::rooms::store::{JoinRequest, Joined};
+use drawbridge_gateway::rooms::RoomStore;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use support::{eventually, registration, spawn_app, spawn_with, Components, TestApp, ADMIN_TOKEN};
@@ -211,6 +213,13 @@ async fn concurrent_joins_get_distinct_tickets_and_are_counted() {
         metrics.contains(r#"drawbridge_gateway_room_joined_total{room="surge"} 200"#),
         "{metrics}"
     );
+    // Joins that arrived together went to Redis together.
+    let calls = metric(&metrics, "drawbridge_gateway_room_joins_per_call_count");
+    assert_eq!(
+        metric(&metrics, "drawbridge_gateway_room_joins_per_call_sum"),
+        200
+    );
+    assert!(calls < 200, "200 joins took {calls} calls to Redis");
     for name in ["room_queued", "room_active", "room_admission_rate_per_minute"] {
         assert!(
             metrics.contains(&format!("drawbridge_gateway_{name}{{room=\"surge\"}}")),
@@ -903,6 +912,130 @@ async fn joins_are_rate_limited_per_address_across_gateways() {
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     two.stop().await;
     one.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_sent_at_once_share_calls_and_keep_every_limit() {
+    let app = spawn_with(Components::default(), |s| s.rooms.joins_per_ip_per_minute = 5).await;
+    app.put_room("crowd", &open_room(json!({}))).await;
+    let visitors: Vec<Visitor> = (0..20).map(|_| Visitor::new(&app)).collect();
+    let answers = join_all(visitors.iter().map(|v| v.join("crowd"))).await;
+    let mut tickets: Vec<u64> = answers.iter().filter(|a| a.status == 200).map(ticket).collect();
+    tickets.sort_unstable();
+    assert_eq!(
+        tickets,
+        (1..=5).collect::<Vec<_>>(),
+        "five joins per address and minute"
+    );
+    for limited in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!((limited.status, error_code(limited)), (429, "too_many_requests"));
+        let retry_after: u64 = limited
+            .retry_after
+            .as_deref()
+            .expect("Retry-After")
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+    }
+    app.stop().await;
+
+    // One solved challenge sent five times at once buys one ticket.
+    let app = spawn_app().await;
+    app.put_room("hard", &open_room(json!({ "pow_difficulty": 4 })))
+        .await;
+    let visitor = Visitor::new(&app);
+    let challenge = visitor
+        .send(app.http.post(app.url("/v1/rooms/hard/challenge")))
+        .await
+        .body;
+    let challenge = challenge["challenge"].as_str().unwrap().to_owned();
+    let solved = json!({ "challenge": challenge, "nonce": pow::solve(&challenge, 4) });
+    let answers = join_all((0..5).map(|_| visitor.join_with("hard", solved.clone()))).await;
+    let codes: Vec<(u16, &str)> = answers.iter().map(|a| (a.status, error_code(a))).collect();
+    assert_eq!(
+        codes.iter().filter(|(status, _)| *status == 200).count(),
+        1,
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| **c == (403, "proof_of_work_reused"))
+            .count(),
+        4,
+        "{codes:?}"
+    );
+    app.stop().await;
+}
+
+/// Joins made on one thread while a call is out go in the next call, together; each is counted
+/// as if it came alone: the rate limit per address, a challenge used once, tickets in order, the
+/// floor, and no ticket twice when Redis loses its counter.
+#[tokio::test]
+async fn joins_waiting_together_go_in_one_call_and_count_as_if_one_by_one() {
+    let app = spawn_app().await;
+    let sizes = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "joins")).unwrap();
+    let prefix = format!("{}-store", app.settings.redis.key_prefix);
+    let redis = drawbridge_platform::redis::connect(&app.settings.redis)
+        .await
+        .unwrap();
+    let store = RoomStore::new(redis.clone(), &prefix).observing_joins(sizes.clone());
+    let request = |ip, challenge_id, floor| JoinRequest {
+        ip,
+        limit_per_minute: 5,
+        floor,
+        challenge_id,
+        now: now(),
+    };
+    // Address `a` joins eight times (five allowed); `b` four times, twice with one challenge.
+    let joins = (0..12).map(|i| {
+        let ip = if i % 3 == 2 { "b" } else { "a" };
+        let challenge = matches!(i, 5 | 8).then_some("challenge-1");
+        store.join("store", request(ip, challenge, 0))
+    });
+    let joined: Vec<Joined> = join_all(joins).await.into_iter().map(Result::unwrap).collect();
+    let limited = Joined::RateLimited {
+        retry_after_seconds: match joined[7] {
+            Joined::RateLimited { retry_after_seconds } => retry_after_seconds,
+            other => panic!("the sixth join from a was let through: {other:?}"),
+        },
+    };
+    use Joined::{ChallengeReused as Reused, Ticket};
+    assert_eq!(
+        joined,
+        [
+            Ticket(1),
+            Ticket(2),
+            Ticket(3),
+            Ticket(4),
+            Ticket(5),
+            Ticket(6),
+            Ticket(7),
+            limited,
+            Reused,
+            limited,
+            limited,
+            Ticket(8),
+        ]
+    );
+    assert_eq!((sizes.get_sample_count(), sizes.get_sample_sum()), (1, 12.0));
+
+    // A floor moves the counter past it; a counter Redis lost restarts past what was issued.
+    assert_eq!(
+        store.join("store", request("c", None, 50)).await.unwrap(),
+        Ticket(51)
+    );
+    let mut connection = redis.get().await.unwrap();
+    deadpool_redis::redis::cmd("DEL")
+        .arg(format!("{prefix}:room:store:tickets"))
+        .query_async::<()>(&mut *connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.join("store", request("c", None, 0)).await.unwrap(),
+        Ticket(52)
+    );
+    app.stop().await;
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ pub mod draw;
 pub mod eligibility;
 pub mod fairness;
 pub mod geo;
+mod json;
 pub mod language;
 pub mod lineup;
 mod mac;
@@ -23,6 +24,7 @@ pub mod pow;
 pub mod queue;
 pub mod room;
 pub mod staff;
+pub mod tickets;
 pub mod token;
 pub mod verification;
 

@@ -2,11 +2,9 @@
 //! advances, the tickets that gave up their place. From these alone it answers where a ticket
 //! stands, so a status poll needs no I/O.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
 use crate::lineup::{Lineup, Order};
 use crate::room::{estimate_wait_seconds, measured_rate_per_minute, Advance, RoomConfig};
+use crate::tickets::TicketSet;
 
 /// Seconds over which the queue's pace is measured for wait estimates.
 pub const RATE_WINDOW_SECONDS: i64 = 60;
@@ -53,14 +51,14 @@ pub struct Queue {
     /// Every place up to this was admitted before the kept advances (0: nothing trimmed).
     pub trimmed_through: u64,
     /// Tickets that left or were dropped for idleness.
-    pub dropped: Arc<HashSet<u64>>,
+    pub dropped: TicketSet,
 }
 
 impl Queue {
     /// Where `ticket` stands at `now` under `config`.
     pub fn standing(&self, ticket: u64, config: &RoomConfig, now: i64) -> Standing {
         // Ticket 0 comes from a passthrough room and has no place once the room queues.
-        if ticket == 0 || self.dropped.contains(&ticket) {
+        if ticket == 0 || self.dropped.contains(ticket) {
             return Standing::Dropped;
         }
         let order = self.order.unwrap_or(Order::Fifo);
@@ -165,7 +163,7 @@ mod tests {
             serving: 0,
             advances: Vec::new(),
             trimmed_through: 0,
-            dropped: Arc::default(),
+            dropped: TicketSet::default(),
         }
     }
 
@@ -229,7 +227,7 @@ mod tests {
     #[test]
     fn dropped_tickets_stand_nowhere() {
         let mut queue = queue(Order::Fifo);
-        queue.dropped = Arc::new([5].into_iter().collect());
+        queue.dropped = [5].into_iter().collect();
         assert_eq!(queue.standing(5, &config(), NOW), Standing::Dropped);
         assert_eq!(queue.standing(0, &config(), NOW), Standing::Dropped);
     }

@@ -9,8 +9,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::json;
 use crate::lineup::Order;
-use crate::token::{TokenError, Verified};
+use crate::token::{Keyring, TokenError, Verified};
 
 /// Token purpose of a queue ticket (from join).
 pub const TICKET_PURPOSE: &str = "room-ticket";
@@ -181,6 +182,41 @@ pub struct RoomClaims {
     pub id: String,
 }
 
+impl RoomClaims {
+    /// The claims from their JSON: by hand as serde writes them (every status poll reads
+    /// one), or else with serde.
+    pub fn read(json: &[u8]) -> Option<RoomClaims> {
+        Self::read_as_written(json).or_else(|| serde_json::from_slice(json).ok())
+    }
+
+    /// `{"r":"<room>","t":<ticket>,"c":"<binding>","j":"<id>"}`, exactly.
+    fn read_as_written(json: &[u8]) -> Option<RoomClaims> {
+        let (room, rest) = json::plain_string(json.strip_prefix(b"{\"r\":\"")?)?;
+        let (ticket, rest) = json::integer(rest.strip_prefix(b",\"t\":")?)?;
+        let (client, rest) = json::plain_string(rest.strip_prefix(b",\"c\":\"")?)?;
+        let (id, rest) = json::plain_string(rest.strip_prefix(b",\"j\":\"")?)?;
+        if rest != b"}" {
+            return None;
+        }
+        Some(RoomClaims {
+            room: room.to_owned(),
+            ticket: u64::try_from(ticket).ok()?,
+            client: client.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// Verifies a room token (ticket, admission or challenge) of `purpose`.
+pub fn verify(
+    keyring: &Keyring,
+    purpose: &str,
+    token: &str,
+    now: i64,
+) -> Result<Verified<RoomClaims>, TokenError> {
+    keyring.verify_with(purpose, token, now, RoomClaims::read)
+}
+
 /// 96 random bits, base64url: unique ids for tokens.
 pub fn random_id(rng: &mut impl RngCore) -> String {
     let mut bytes = [0u8; 12];
@@ -203,8 +239,9 @@ impl ClientSecret {
 
     /// Reads a secret back from its cookie; `None` unless it has the generated shape.
     pub fn parse(text: &str) -> Option<ClientSecret> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        (bytes.len() == 16).then(|| ClientSecret(text.to_owned()))
+        let mut bytes = [0u8; 16];
+        let len = URL_SAFE_NO_PAD.decode_slice(text, &mut bytes).ok()?;
+        (len == 16).then(|| ClientSecret(text.to_owned()))
     }
 
     /// The cookie value.
@@ -214,7 +251,21 @@ impl ClientSecret {
 
     /// What tokens carry: 128 bits of SHA-256 of the secret, base64url.
     pub fn binding(&self) -> String {
-        URL_SAFE_NO_PAD.encode(&Sha256::digest(self.0.as_bytes())[..16])
+        String::from_utf8_lossy(&self.binding_bytes()).into_owned()
+    }
+
+    /// Whether a token's `binding` is this secret's, without building a string (every status
+    /// poll asks).
+    pub fn binds(&self, binding: &str) -> bool {
+        self.binding_bytes() == binding.as_bytes()
+    }
+
+    fn binding_bytes(&self) -> [u8; 22] {
+        let mut binding = [0u8; 22];
+        URL_SAFE_NO_PAD
+            .encode_slice(&Sha256::digest(self.0.as_bytes())[..16], &mut binding)
+            .expect("16 bytes are 22 base64 characters");
+        binding
     }
 }
 
@@ -268,7 +319,7 @@ pub fn check_claims(
         return Err(RoomTokenError::ForeignRoom);
     }
     match secret {
-        Some(secret) if secret.binding() == verified.claims.client => Ok(verified),
+        Some(secret) if secret.binds(&verified.claims.client) => Ok(verified),
         _ => Err(RoomTokenError::WrongClient),
     }
 }
@@ -363,6 +414,30 @@ mod tests {
 
     use super::*;
     use crate::token::{Keyring, SigningKey};
+
+    #[test]
+    fn claims_read_back_as_serde_would_read_them() {
+        let claims = RoomClaims {
+            room: "bw-2021-05".into(),
+            ticket: 4711,
+            client: ClientSecret::generate(&mut rand::thread_rng()).binding(),
+            id: random_id(&mut rand::thread_rng()),
+        };
+        let written = serde_json::to_vec(&claims).unwrap();
+        assert_eq!(RoomClaims::read(&written), Some(claims.clone()));
+        let reordered =
+            serde_json::json!({ "j": claims.id, "c": claims.client, "t": 4711, "r": "bw-2021-05" });
+        assert_eq!(RoomClaims::read(reordered.to_string().as_bytes()), Some(claims));
+        for bad in [
+            &br#"{"r":"a","t":-1,"c":"b","j":"c"}"#[..],
+            br#"{"r":"a"}"#,
+            b"",
+            b"{}",
+            b"null",
+        ] {
+            assert_eq!(RoomClaims::read(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     fn ring() -> Keyring {
         Keyring::new(vec![SigningKey {

@@ -90,12 +90,14 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         error,
     })?;
     let registry = Registry::new_custom(Some("drawbridge_gateway".into()), None).expect("valid prefix");
+    let room_metrics = RoomMetrics::register(&registry).expect("metrics register once");
     let rooms = Arc::new(Rooms {
         cache: Arc::new(RoomCache::default()),
-        store: RoomStore::new(redis.clone(), &settings.redis.key_prefix),
+        store: RoomStore::new(redis.clone(), &settings.redis.key_prefix)
+            .observing_joins(room_metrics.joins_per_call.clone()),
         keyring: settings.secrets.keyring()?,
         settings: settings.rooms.clone(),
-        metrics: RoomMetrics::register(&registry).expect("metrics register once"),
+        metrics: room_metrics,
         secure_cookies: settings.gateway.public_url.starts_with("https:"),
     });
     // Serve with the rooms as they are now, then keep them fresh in the background.
@@ -147,7 +149,7 @@ fn serve(
     readiness: Readiness,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
-    let http_metrics = web::Data::new(HttpMetrics::register(&registry).expect("metrics register once"));
+    let http_metrics = HttpMetrics::register(&registry).expect("metrics register once");
     let state = web::Data::new(state);
     let readiness = web::Data::new(readiness);
     let registry = web::Data::new(registry);

@@ -121,7 +121,7 @@ pub fn serve(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
-    let http_metrics = web::Data::new(HttpMetrics::register(&registry).map_err(std::io::Error::other)?);
+    let http_metrics = HttpMetrics::register(&registry).map_err(std::io::Error::other)?;
     let readiness = web::Data::new(readiness);
     let registry = web::Data::new(registry);
     let server = HttpServer::new(move || {

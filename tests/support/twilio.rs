@@ -11,6 +11,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use serde_json::json;
+use tokio::sync::oneshot;
 
 pub const ACCOUNT_SID: &str = "ACtest00000000000000000000000000";
 pub const AUTH_TOKEN: &str = "test-auth-token";
@@ -32,6 +33,8 @@ struct State {
     /// Requests to leave hanging (then drop unrecorded), like a provider that stalls.
     hangs: usize,
     requests: usize,
+    /// Who waits for the next message to a number (see [`FakeTwilio::next_message_to`]).
+    subscribers: HashMap<String, oneshot::Sender<Sms>>,
 }
 
 #[derive(Clone)]
@@ -76,6 +79,18 @@ impl FakeTwilio {
     /// Leave the next `count` sends hanging for 3 s, then fail them without recording.
     pub fn hang_next(&self, count: usize) {
         self.state.lock().unwrap().hangs += count;
+    }
+
+    /// The next message accepted for `to` from now on: ask before causing it. A phone, for
+    /// tests and benchmarks that read a code the way a person would.
+    pub fn next_message_to(&self, to: &str) -> impl std::future::Future<Output = Sms> {
+        let (sender, receiver) = oneshot::channel();
+        self.state
+            .lock()
+            .unwrap()
+            .subscribers
+            .insert(to.to_owned(), sender);
+        async move { receiver.await.expect("the fake Twilio answers until it stops") }
     }
 
     pub fn accepted(&self) -> Vec<Sms> {
@@ -177,13 +192,17 @@ async fn create_message(
         );
     }
     let sid = format!("SM{:032x}", state.accepted.len() as u128 + 1);
-    state.accepted.push(Sms {
+    let sms = Sms {
         sid: sid.clone(),
         to: to.clone(),
         from: from.clone(),
         messaging_service_sid: messaging_service_sid.clone(),
         body: body.clone(),
-    });
+    };
+    if let Some(subscriber) = state.subscribers.remove(to) {
+        let _ = subscriber.send(sms.clone());
+    }
+    state.accepted.push(sms);
     HttpResponse::Created().json(json!({
         "sid": sid,
         "account_sid": ACCOUNT_SID,

@@ -4,10 +4,12 @@
 //! command per room and refresh, so idle clients can be told apart from waiting ones.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use drawbridge_domain::queue::RATE_WINDOW_SECONDS;
 use drawbridge_domain::{Queue, RoomConfig, RoomMode};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::metrics::RoomMetrics;
 use super::store::{Cursor, RoomStore, StoreError};
@@ -16,10 +18,16 @@ use super::store::{Cursor, RoomStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct RoomView {
     pub name: String,
+    /// The name of the cookie that holds the room's ticket token.
+    pub ticket_cookie: String,
     pub config: RoomConfig,
+    /// `config.opens_at` as answers write it (RFC 3339, as chrono's `Serialize` does).
+    pub opens_at: String,
     pub queue: Queue,
     /// Admitted sessions still running.
     pub active: u64,
+    /// The room's count of tickets handed out here, looked up once.
+    pub joined: prometheus::IntCounter,
     cursor: Cursor,
 }
 
@@ -29,13 +37,24 @@ impl RoomView {
     }
 }
 
+/// Shards of the polls noted, so that worker threads (each takes its own) do not wait on one
+/// lock: every status poll notes itself.
+const POLL_SHARDS: usize = 16;
+
 #[derive(Default)]
 pub struct RoomCache {
     views: RwLock<HashMap<String, Arc<RoomView>>>,
     /// Waiting tickets that polled since the last refresh, per room.
-    polled: Mutex<HashMap<String, HashSet<u64>>>,
-    /// The highest ticket this gateway handed out, per room (see `JoinRequest::floor`).
-    issued_here: Mutex<HashMap<String, u64>>,
+    polled: [Mutex<FxHashMap<String, FxHashSet<u64>>>; POLL_SHARDS],
+}
+
+/// This thread's shard of [`RoomCache::note_poll`].
+fn poll_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % POLL_SHARDS;
+    }
+    SHARD.with(|shard| *shard)
 }
 
 impl RoomCache {
@@ -54,33 +73,26 @@ impl RoomCache {
     }
 
     pub fn note_poll(&self, room: &str, ticket: u64) {
-        let mut polled = self.polled.lock().expect("poisoned");
+        let mut polled = self.polled[poll_shard()].lock().expect("poisoned");
         match polled.get_mut(room) {
             Some(tickets) => {
                 tickets.insert(ticket);
             }
             None => {
-                polled.insert(room.to_owned(), HashSet::from([ticket]));
+                polled.insert(room.to_owned(), FxHashSet::from_iter([ticket]));
             }
         }
     }
 
-    pub fn note_issued(&self, room: &str, ticket: u64) {
-        let mut issued = self.issued_here.lock().expect("poisoned");
-        let highest = issued.entry(room.to_owned()).or_default();
-        *highest = (*highest).max(ticket);
-    }
-
-    /// The least ticket counter Redis may have: nothing this gateway handed out or saw issued.
-    pub fn ticket_floor(&self, room: &str) -> u64 {
-        let here = self.issued_here.lock().expect("poisoned").get(room).copied();
-        let seen = self.view(room).map(|v| v.queue.issued);
-        here.unwrap_or(0).max(seen.unwrap_or(0))
-    }
-
     /// Writes the polls collected since the last call to Redis.
     pub async fn flush_polls(&self, store: &RoomStore, now: i64) -> Result<(), StoreError> {
-        let polled = std::mem::take(&mut *self.polled.lock().expect("poisoned"));
+        let mut polled: HashMap<String, FxHashSet<u64>> = HashMap::new();
+        for shard in &self.polled {
+            let taken = std::mem::take(&mut *shard.lock().expect("poisoned"));
+            for (room, tickets) in taken {
+                polled.entry(room).or_default().extend(tickets);
+            }
+        }
         for (room, tickets) in polled {
             let tickets: Vec<u64> = tickets.into_iter().collect();
             store.touch(&room, &tickets, now).await?;
@@ -125,7 +137,9 @@ impl RoomCache {
             Some(old) => RoomView::clone(&old),
             None => RoomView {
                 name: name.to_owned(),
+                ticket_cookie: format!("drawbridge_room_{name}"),
                 config: config.clone(),
+                opens_at: String::new(),
                 queue: Queue {
                     order: None,
                     lineup: Default::default(),
@@ -133,9 +147,10 @@ impl RoomCache {
                     serving: 0,
                     advances: Vec::new(),
                     trimmed_through: 0,
-                    dropped: Arc::default(),
+                    dropped: Default::default(),
                 },
                 active: 0,
+                joined: metrics.joined.with_label_values(&[name]),
                 cursor,
             },
         };
@@ -154,14 +169,13 @@ impl RoomCache {
         let keep_since = now - i64::from(config.session_seconds).max(RATE_WINDOW_SECONDS) - 60;
         view.queue.trim(keep_since);
         view.cursor.dropped += snapshot.dropped.len();
-        if !snapshot.dropped.is_empty() {
-            let mut dropped = HashSet::clone(&view.queue.dropped);
-            dropped.extend(snapshot.dropped);
-            view.queue.dropped = Arc::new(dropped);
-        }
+        view.queue.dropped.extend(snapshot.dropped);
         // Never backwards: a Redis that lost recent writes must not make tickets reappear.
         view.queue.issued = view.queue.issued.max(snapshot.issued);
         view.active = snapshot.active;
+        view.opens_at = config
+            .opens_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
         view.config = config;
 
         let queued = view.queue.issued.saturating_sub(view.queue.serving);

@@ -13,6 +13,9 @@ use super::cache::RoomView;
 use super::metrics::RoomMetrics;
 use super::store::{Advancement, RoomStore, StoreError};
 
+/// Idle tickets one step may drop at most.
+const MAX_DROPPED_PER_TICK: usize = 10_000;
+
 pub struct Controller {
     /// This process's name in the lease.
     holder: String,
@@ -78,9 +81,13 @@ impl Controller {
         let idle_before = now - i64::from(config.idle_seconds);
         let (mut admitted, mut dropped) = (Vec::new(), Vec::new());
         let mut through = queue.serving;
-        while admitted.len() < wanted && through < last_place {
-            // Look a little further than needed: some at the front may have gone idle.
-            let batch_end = last_place.min(through + 2 * (wanted - admitted.len()) as u64 + 16);
+        // Bounded, so a front of abandoned tickets (a crowd that joined and left) is cleared
+        // over several ticks instead of holding Redis for one enormous step.
+        while admitted.len() < wanted && through < last_place && dropped.len() < MAX_DROPPED_PER_TICK {
+            // Look a little further than needed: some at the front may have gone idle; and
+            // further each time, while they have (one Redis call per batch).
+            let look = (2 * (wanted - admitted.len()) + 16).max(dropped.len()).min(4096);
+            let batch_end = last_place.min(through + look as u64);
             let candidates: Vec<(u64, u64)> = (through + 1..=batch_end)
                 .filter_map(|place| Some((place, queue.lineup.ticket_at(order, place, queue.issued)?)))
                 .collect();
@@ -88,7 +95,7 @@ impl Controller {
             let seen = store.last_seen(name, &tickets).await?;
             for (&(place, ticket), seen) in candidates.iter().zip(seen) {
                 through = place;
-                if queue.dropped.contains(&ticket) {
+                if queue.dropped.contains(ticket) {
                     continue;
                 }
                 match seen {

@@ -43,8 +43,9 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
     // With several rooms on one region (e.g. one per release event), any of them admits.
     let token = presented_token(request, ADMISSION_COOKIE);
     let mut refusal = RoomTokenError::Missing;
+    let now = super::unix_now();
     for view in &guarding {
-        match state.rooms.verify(request, view, ADMISSION_PURPOSE, token) {
+        match state.rooms.verify(request, view, ADMISSION_PURPOSE, token, now) {
             Ok(_) => return Ok(Admitted),
             Err(RoomTokenError::ForeignRoom) => refusal = RoomTokenError::ForeignRoom,
             Err(error) => return Err(error.into()),

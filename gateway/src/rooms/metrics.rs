@@ -1,7 +1,7 @@
 //! Per-room Prometheus metrics on the gateway's registry. Counters of admissions and expiries
 //! come from the process holding the controller lease; sum them over all gateways.
 
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct RoomMetrics {
@@ -12,6 +12,8 @@ pub struct RoomMetrics {
     pub expired: IntCounterVec,
     pub rejected_tokens: IntCounterVec,
     pub admission_rate: GaugeVec,
+    /// Joins sent to Redis in one call (see `RoomStore::join`).
+    pub joins_per_call: Histogram,
 }
 
 impl RoomMetrics {
@@ -49,6 +51,10 @@ impl RoomMetrics {
                 ),
                 room,
             )?,
+            joins_per_call: Histogram::with_opts(
+                HistogramOpts::new("room_joins_per_call", "Joins sent to Redis in one call")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+            )?,
         };
         registry.register(Box::new(metrics.joined.clone()))?;
         registry.register(Box::new(metrics.queued.clone()))?;
@@ -57,6 +63,7 @@ impl RoomMetrics {
         registry.register(Box::new(metrics.expired.clone()))?;
         registry.register(Box::new(metrics.rejected_tokens.clone()))?;
         registry.register(Box::new(metrics.admission_rate.clone()))?;
+        registry.register(Box::new(metrics.joins_per_call.clone()))?;
         Ok(metrics)
     }
 }

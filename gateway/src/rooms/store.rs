@@ -8,7 +8,7 @@
 //! | `room:<r>:draws` | list | `first:count:seed:drawn_at` per draw |
 //! | `room:<r>:advances` | list | `through:at` per advance of the serving counter |
 //! | `room:<r>:dropped` | list | tickets that left or lost their place |
-//! | `room:<r>:seen` | sorted set | waiting ticket → last poll (unix seconds) |
+//! | `room:<r>:polls` | hash | waiting ticket → last poll (unix seconds) |
 //! | `room:<r>:active` | sorted set | admitted ticket → end of its session |
 //! | `room:<r>:challenge:<id>` | string | a proof-of-work challenge already used |
 //! | `ratelimit:join:<ip>` | string | joins from one address in the current minute |
@@ -19,7 +19,7 @@
 //! controller that lost its lease cannot write.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::ThreadId;
 
 use deadpool::managed::Manager as _;
@@ -27,12 +27,20 @@ use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{self, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use deadpool_redis::Pool;
 use drawbridge_domain::{Advance, Draw, RoomConfig};
+use prometheus::Histogram;
+use tokio::sync::oneshot;
 
 /// Why the room store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// A call for several joins failed; each of them gets this.
+    #[error("Redis: {0}")]
+    Batch(String),
+    /// The gateway stopped before the call came back.
+    #[error("the join was not answered: the gateway is stopping")]
+    Unanswered,
     #[error("room {room}: stored {what} cannot be read: {value:?}")]
     Corrupt {
         room: String,
@@ -53,15 +61,37 @@ pub enum Joined {
     ChallengeReused,
 }
 
+/// Joins in one call to Redis, at most.
+const MAX_JOINS_PER_CALL: usize = 128;
+
 /// A join's inputs beyond the room.
 pub struct JoinRequest<'a> {
     pub ip: &'a str,
     pub limit_per_minute: u32,
-    /// The highest ticket this gateway knows was handed out: if Redis lost recent writes (a
-    /// restart without them on disk), the counter is moved past it so no ticket is reissued.
+    /// The highest ticket the caller saw issued. If Redis lost recent writes (a restart without
+    /// them on disk), the counter is moved past it and past every ticket this store handed out,
+    /// so no ticket is issued twice.
     pub floor: u64,
     pub challenge_id: Option<&'a str>,
     pub now: i64,
+}
+
+/// Joins on one thread waiting for the next call (see [`RoomStore::join`]).
+#[derive(Default)]
+struct JoinQueue {
+    waiting: Vec<QueuedJoin>,
+    /// A task is sending; it takes whatever is waiting when its last call returns.
+    sending: bool,
+}
+
+struct QueuedJoin {
+    room: String,
+    ip: String,
+    limit_per_minute: u32,
+    floor: u64,
+    challenge_id: Option<String>,
+    now: i64,
+    answer: oneshot::Sender<Result<Joined, StoreError>>,
 }
 
 /// What changed in a room since a [`Cursor`].
@@ -106,23 +136,64 @@ pub struct Advancement<'a> {
     pub now: i64,
 }
 
-static JOIN: Script = Script::new(
+/// Every join waiting on one thread for one room, as one call. KEYS: tickets, polls, then the
+/// rate-limit keys of the joins' addresses and the keys of their proof-of-work challenges.
+/// ARGV: limit per minute, floor, now, then for each join the index in KEYS of its rate-limit
+/// key and of its challenge key (0: none). Answers one number per join, in order: its ticket
+/// (above 0), 0 if its challenge was used before, or minus the seconds until its address's
+/// rate-limit window ends (a flat array: the reply's size is most of a call). Joins from
+/// one address are counted as if they came one by one, with one `INCRBY` per address, and the
+/// tickets with one `SET` and one `HSET`: most of what Redis spends on a join is per call and
+/// per command, not per ticket. (`polls` is a hash, not a sorted set: nothing reads it by
+/// time, and a ticket's place in a sorted set of millions costs a dozen cache misses.)
+static JOIN_MANY: Script = Script::new(
     r"
-local joins = redis.call('INCR', KEYS[3])
-if joins == 1 then redis.call('EXPIRE', KEYS[3], 60) end
-if joins > tonumber(ARGV[1]) then
-  local ttl = redis.call('TTL', KEYS[3])
-  if ttl < 0 then redis.call('EXPIRE', KEYS[3], 60); ttl = 60 end
-  return {-1, ttl}
+local limit = tonumber(ARGV[1])
+local last = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), tonumber(ARGV[2]))
+local counted, added, answers, limited, polls = {}, {}, {}, {}, {}
+for i = 1, (#ARGV - 3) / 2 do
+  local key = KEYS[tonumber(ARGV[2 + 2 * i])]
+  local challenge = tonumber(ARGV[3 + 2 * i])
+  if counted[key] == nil then
+    counted[key] = tonumber(redis.call('GET', key) or '0')
+    added[key] = 0
+  end
+  counted[key] = counted[key] + 1
+  added[key] = added[key] + 1
+  if counted[key] > limit then
+    answers[i] = -1
+    limited[i] = key
+  elseif challenge > 0 and not redis.call('SET', KEYS[challenge], '1', 'NX', 'EX', 600) then
+    answers[i] = 0
+  else
+    last = last + 1
+    answers[i] = last
+    polls[#polls + 1] = last
+    polls[#polls + 1] = ARGV[3]
+  end
 end
-if ARGV[4] == '1' then
-  if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', 600) then return {-2, 0} end
+local windows = {}
+for key, n in pairs(added) do
+  redis.call('INCRBY', key, n)
+  local ttl = redis.call('TTL', key)
+  if ttl < 0 then redis.call('EXPIRE', key, 60); ttl = 60 end
+  windows[key] = ttl
 end
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if last < tonumber(ARGV[2]) then redis.call('SET', KEYS[1], ARGV[2]) end
-local ticket = redis.call('INCR', KEYS[1])
-redis.call('ZADD', KEYS[2], ARGV[3], ticket)
-return {ticket, 0}
+for i, key in pairs(limited) do answers[i] = -math.max(windows[key], 1) end
+if #polls > 0 then
+  redis.call('SET', KEYS[1], last)
+  redis.call('HSET', KEYS[2], unpack(polls))
+end
+return answers
+",
+);
+
+/// KEYS: polls. ARGV: now, tickets...: the last poll of each ticket still in `polls`.
+static TOUCH: Script = Script::new(
+    r"
+for i = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then redis.call('HSET', KEYS[1], ARGV[i], ARGV[1]) end
+end
 ",
 );
 
@@ -152,7 +223,7 @@ return count
 ",
 );
 
-/// KEYS: lease, advances, active, seen, dropped. ARGV: holder, from, through, session end,
+/// KEYS: lease, advances, active, polls, dropped. ARGV: holder, from, through, session end,
 /// now, number admitted, admitted..., dropped...
 static ADVANCE: Script = Script::new(
     r"
@@ -164,11 +235,11 @@ if serving ~= tonumber(ARGV[2]) then return 0 end
 local admitted = tonumber(ARGV[6])
 for i = 7, 6 + admitted do
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[i])
-  redis.call('ZREM', KEYS[4], ARGV[i])
+  redis.call('HDEL', KEYS[4], ARGV[i])
 end
 for i = 7 + admitted, #ARGV do
   redis.call('RPUSH', KEYS[5], ARGV[i])
-  redis.call('ZREM', KEYS[4], ARGV[i])
+  redis.call('HDEL', KEYS[4], ARGV[i])
 end
 redis.call('RPUSH', KEYS[2], ARGV[3] .. ':' .. ARGV[5])
 return 1
@@ -201,6 +272,12 @@ pub struct RoomStore {
     /// `PING`) per call, and as each actix worker is a single-threaded runtime, the connection's
     /// driver runs beside the requests, so a call wakes no other thread.
     connections: Arc<RwLock<HashMap<ThreadId, MultiplexedConnection>>>,
+    /// Each thread's joins waiting for their call (see [`RoomStore::join`]).
+    join_queues: Arc<Mutex<HashMap<ThreadId, Arc<Mutex<JoinQueue>>>>>,
+    /// The highest ticket handed out here, per room (see [`JoinRequest::floor`]).
+    issued_here: Arc<Mutex<HashMap<String, u64>>>,
+    /// Observes the joins sent in each call, if set.
+    joins_per_call: Option<Histogram>,
 }
 
 /// A thread's connection as lent to one call: an error that breaks it makes the store forget
@@ -253,7 +330,16 @@ impl RoomStore {
             pool,
             prefix: prefix.to_owned(),
             connections: Arc::default(),
+            join_queues: Arc::default(),
+            issued_here: Arc::default(),
+            joins_per_call: None,
         }
+    }
+
+    /// Observes how many joins go to Redis in each call.
+    pub fn observing_joins(mut self, joins_per_call: Histogram) -> Self {
+        self.joins_per_call = Some(joins_per_call);
+        self
     }
 
     fn key(&self, room: &str, part: &str) -> String {
@@ -420,44 +506,147 @@ impl RoomStore {
         })
     }
 
+    /// Takes a ticket. Joins arriving on one thread while its last call to Redis is out wait
+    /// for the next, and go together ([`JOIN_MANY`]): a lone join goes at once, and under a
+    /// surge Redis and this gateway do one call for many joins. The first to arrive is first in
+    /// its batch, so tickets keep the order in which this gateway got the joins.
     pub async fn join(&self, room: &str, request: JoinRequest<'_>) -> Result<Joined, StoreError> {
-        let challenge = request.challenge_id.unwrap_or("none");
-        let keys = [
-            self.key(room, "tickets"),
-            self.key(room, "seen"),
-            format!("{}:ratelimit:join:{}", self.prefix, request.ip),
-            self.key(room, &format!("challenge:{challenge}")),
-        ];
-        let (ticket, retry_after): (i64, u64) = self
-            .run(&JOIN, &keys, |command| {
-                command
-                    .arg(request.limit_per_minute)
-                    .arg(request.floor)
-                    .arg(request.now)
-                    .arg(if request.challenge_id.is_some() { "1" } else { "0" });
-            })
-            .await?;
-        Ok(match ticket {
-            -1 => Joined::RateLimited {
-                retry_after_seconds: retry_after.max(1),
-            },
-            -2 => Joined::ChallengeReused,
-            ticket => Joined::Ticket(ticket as u64),
-        })
+        let (answer, answered) = oneshot::channel();
+        let queue = self.join_queue();
+        let start = {
+            let mut queue = queue.lock().expect("poisoned");
+            queue.waiting.push(QueuedJoin {
+                room: room.to_owned(),
+                ip: request.ip.to_owned(),
+                limit_per_minute: request.limit_per_minute,
+                floor: request.floor,
+                challenge_id: request.challenge_id.map(str::to_owned),
+                now: request.now,
+                answer,
+            });
+            !std::mem::replace(&mut queue.sending, true)
+        };
+        if start {
+            // On this thread's runtime, so the answers wake nobody on another thread.
+            tokio::spawn(self.clone().send_joins(queue));
+        }
+        answered.await.map_err(|_| StoreError::Unanswered)?
     }
 
-    /// Marks waiting tickets as still polling (`XX`: tickets that were dropped stay dropped).
+    /// This thread's queue of joins.
+    fn join_queue(&self) -> Arc<Mutex<JoinQueue>> {
+        let thread = std::thread::current().id();
+        let mut queues = self.join_queues.lock().expect("poisoned");
+        queues.entry(thread).or_default().clone()
+    }
+
+    /// Sends what is waiting, again and again, until nothing is.
+    async fn send_joins(self, queue: Arc<Mutex<JoinQueue>>) {
+        loop {
+            let mut waiting = {
+                let mut queue = queue.lock().expect("poisoned");
+                if queue.waiting.is_empty() {
+                    queue.sending = false;
+                    return;
+                }
+                std::mem::take(&mut queue.waiting)
+            };
+            // One call per room (and per `MAX_JOINS_PER_CALL`), all on the wire at once.
+            let mut calls = Vec::new();
+            while let Some(first) = waiting.first() {
+                let room = first.room.clone();
+                let (mut same, rest): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|j| j.room == room);
+                waiting = rest;
+                while !same.is_empty() {
+                    let tail = same.split_off(same.len().min(MAX_JOINS_PER_CALL));
+                    calls.push(self.join_many(room.clone(), std::mem::replace(&mut same, tail)));
+                }
+            }
+            futures_util::future::join_all(calls).await;
+        }
+    }
+
+    /// One [`JOIN_MANY`] call for joins of `room`; answers each.
+    async fn join_many(&self, room: String, joins: Vec<QueuedJoin>) {
+        let room = room.as_str();
+        if let Some(sizes) = &self.joins_per_call {
+            sizes.observe(joins.len() as f64);
+        }
+        let mut keys = vec![self.key(room, "tickets"), self.key(room, "polls")];
+        // Lua's KEYS count from 1; each address's key once.
+        let mut places: Vec<(usize, usize)> = Vec::with_capacity(joins.len());
+        let mut addresses: HashMap<&str, usize> = HashMap::new();
+        for join in &joins {
+            let limited = *addresses.entry(&join.ip).or_insert_with(|| {
+                keys.push(format!("{}:ratelimit:join:{}", self.prefix, join.ip));
+                keys.len()
+            });
+            let challenge = join.challenge_id.as_deref().map_or(0, |id| {
+                keys.push(self.key(room, &format!("challenge:{id}")));
+                keys.len()
+            });
+            places.push((limited, challenge));
+        }
+        // Joins that waited together share one limit (a gateway setting), the highest floor and
+        // the latest time.
+        let limit = joins.iter().map(|j| j.limit_per_minute).min().unwrap_or_default();
+        let here = self.issued_here.lock().expect("poisoned").get(room).copied();
+        let floor = joins
+            .iter()
+            .map(|j| j.floor)
+            .chain(here)
+            .max()
+            .unwrap_or_default();
+        let now = joins.iter().map(|j| j.now).max().unwrap_or_default();
+        let answered: Result<Vec<i64>, StoreError> = self
+            .run(&JOIN_MANY, &keys, |command| {
+                command.arg(limit).arg(floor).arg(now);
+                for &(limited, challenge) in &places {
+                    command.arg(limited).arg(challenge);
+                }
+            })
+            .await;
+        match answered {
+            Ok(answers) if answers.len() == joins.len() => {
+                if let Some(&highest) = answers.iter().max().filter(|&&ticket| ticket > 0) {
+                    let mut issued = self.issued_here.lock().expect("poisoned");
+                    let entry = issued.entry(room.to_owned()).or_default();
+                    *entry = (*entry).max(highest as u64);
+                }
+                for (join, answer) in joins.into_iter().zip(answers) {
+                    let joined = match answer {
+                        0 => Joined::ChallengeReused,
+                        ticket @ 1.. => Joined::Ticket(ticket as u64),
+                        seconds => Joined::RateLimited {
+                            retry_after_seconds: seconds.unsigned_abs(),
+                        },
+                    };
+                    // The visitor may have gone; the ticket stays issued.
+                    let _ = join.answer.send(Ok(joined));
+                }
+            }
+            answered => {
+                let error = match answered {
+                    Err(error) => error.to_string(),
+                    Ok(answers) => format!("{} answers to {} joins", answers.len(), joins.len()),
+                };
+                for join in joins {
+                    let _ = join.answer.send(Err(StoreError::Batch(error.clone())));
+                }
+            }
+        }
+    }
+
+    /// Marks waiting tickets as still polling (only those still waiting: tickets that were
+    /// admitted or dropped stay out).
     pub async fn touch(&self, room: &str, tickets: &[u64], now: i64) -> Result<(), StoreError> {
         if tickets.is_empty() {
             return Ok(());
         }
-        let mut command = redis::cmd("ZADD");
-        command.arg(self.key(room, "seen")).arg("XX");
-        for ticket in tickets {
-            command.arg(now).arg(*ticket);
-        }
-        command.query_async::<()>(&mut self.connection().await?).await?;
-        Ok(())
+        self.run::<()>(&TOUCH, &[self.key(room, "polls")], |command| {
+            command.arg(now).arg(tickets);
+        })
+        .await
     }
 
     /// A client gives up its place or ends its session, freeing capacity.
@@ -465,7 +654,7 @@ impl RoomStore {
         redis::pipe()
             .atomic()
             .zrem(self.key(room, "active"), ticket)
-            .zrem(self.key(room, "seen"), ticket)
+            .hdel(self.key(room, "polls"), ticket)
             .rpush(self.key(room, "dropped"), ticket)
             .query_async::<()>(&mut self.connection().await?)
             .await?;
@@ -531,12 +720,12 @@ impl RoomStore {
         if tickets.is_empty() {
             return Ok(Vec::new());
         }
-        let seen: Vec<Option<f64>> = redis::cmd("ZMSCORE")
-            .arg(self.key(room, "seen"))
+        let seen: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(self.key(room, "polls"))
             .arg(tickets)
             .query_async(&mut self.connection().await?)
             .await?;
-        Ok(seen.into_iter().map(|s| s.map(|s| s as i64)).collect())
+        Ok(seen)
     }
 
     /// Writes one controller step; false if the lease was lost or the state moved meanwhile.
@@ -550,7 +739,7 @@ impl RoomStore {
             self.lease_key(),
             self.key(room, "advances"),
             self.key(room, "active"),
-            self.key(room, "seen"),
+            self.key(room, "polls"),
             self.key(room, "dropped"),
         ];
         let done: i64 = self
