@@ -43,7 +43,7 @@ const POLL_SHARDS: usize = 16;
 
 #[derive(Default)]
 pub struct RoomCache {
-    views: RwLock<HashMap<String, Arc<RoomView>>>,
+    views: RwLock<FxHashMap<String, Arc<RoomView>>>,
     /// Waiting tickets that polled since the last refresh, per room.
     polled: [Mutex<FxHashMap<String, FxHashSet<u64>>>; POLL_SHARDS],
 }
