@@ -193,7 +193,13 @@ pub async fn spawn_with(components: Components, adjust: impl FnOnce(&mut Setting
         settings,
         twilio,
         smtp,
-        http: reqwest::Client::new(),
+        // Idle connections are dropped before actix's keep-alive (5 s) closes them, so a
+        // request never races the server's close on a reused connection (a flow that waits
+        // for its SMS leaves its connection idle for seconds under load).
+        http: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(4))
+            .build()
+            .expect("an HTTP client"),
         notifier_address,
         allocator_address,
         shutdown,
