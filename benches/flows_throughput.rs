@@ -22,11 +22,12 @@ mod support;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{Days, Utc};
 use drawbridge_domain::Role;
 use serde_json::{json, Value};
+use support::cpu::{CpuCost, CpuTime};
 use support::{spawn_with, Components, TestApp};
 
 fn setting(name: &str, default: usize) -> usize {
@@ -130,36 +131,52 @@ fn main() {
         println!("people: {people}, clients in flight: {concurrency}, database connections: {connections}, SMS codes {sms}");
         println!("baseline GET /healthz:            {:>8.0} requests/s", baseline.per_second);
         println!(
-            "verified registrations:           {:>8.0} /s  ({:.2}x baseline requests, 3 requests each; PostgreSQL CPU {} each)",
+            "verified registrations:           {:>8.0} /s  ({:.2}x baseline requests, 3 requests each; {})",
             registrations.per_second,
             registrations.per_second / baseline.per_second,
-            registrations.postgres(),
+            registrations.cpu(),
         );
         println!(
-            "offer acceptances:                {:>8.0} /s  ({:.2}x baseline requests; PostgreSQL CPU {} each; {} of {offers} offers booked, {booked} bookings in the database)",
+            "offer acceptances:                {:>8.0} /s  ({:.2}x baseline requests; {}; {} of {offers} offers booked, {booked} bookings in the database)",
             accepts.per_second,
             accepts.per_second / baseline.per_second,
-            accepts.postgres(),
+            accepts.cpu(),
             accepted.load(Ordering::Relaxed),
         );
         let metrics = app.metrics(&app.address).await;
         for statement in ["register", "verify", "accept"] {
-            let total = |series: &str| -> f64 {
-                let name = format!("drawbridge_gateway_statement_batch_requests_{series}{{statement=\"{statement}\"}} ");
-                metrics
-                    .lines()
-                    .find_map(|line| line.strip_prefix(&name))
-                    .and_then(|value| value.parse().ok())
-                    .unwrap_or(f64::NAN)
+            let series = |part: &str| {
+                let name = format!("drawbridge_gateway_statement_batch_requests_{part}{{statement=\"{statement}\"}}");
+                sample(&metrics, &name)
             };
             println!(
                 "{statement:>8} statements: {:>8.0}, {:.1} requests each on average",
-                total("count"),
-                total("sum") / total("count")
+                series("count"),
+                series("sum") / series("count")
+            );
+        }
+        if let Some(address) = &app.notifier_address {
+            let metrics = app.metrics(address).await;
+            let series = |name: &str| sample(&metrics, &format!("drawbridge_notifier_{name}"));
+            println!(
+                "relay batches: {:>8.0}, {:.1} messages each; consumer batches: {:>8.0}, {:.1} messages each",
+                series("relay_batch_duration_seconds_count"),
+                series("outbox_published_total") / series("relay_batch_duration_seconds_count"),
+                series("send_batch_messages_count"),
+                series("send_batch_messages_sum") / series("send_batch_messages_count"),
             );
         }
         Arc::into_inner(app).expect("all clients done").stop().await;
     });
+}
+
+/// The value of the series `name` (with its labels) in a Prometheus text page; NaN if absent.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 /// Capacity for everyone in Stuttgart, published through the centres API: 20 people per
@@ -229,54 +246,29 @@ async fn register_and_verify(app: &TestApp, i: usize, delivered: bool) -> String
     verified["booking_code"].as_str().unwrap().to_owned()
 }
 
-/// CPU time used so far by every process named `postgres` (backends, WAL writer,
-/// checkpointer), from `/proc`; `None` where there is no `/proc`. Backends live as long as the
-/// pool's connections, so a difference over a phase is what PostgreSQL spent on it.
-fn postgres_cpu() -> Option<Duration> {
-    // /proc counts in USER_HZ, which is 100 on Linux.
-    const TICKS_PER_SECOND: u64 = 100;
-    let mut ticks = 0;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ...": utime and stime are the 12th and 13th fields after comm.
-        let Some((head, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        if head.ends_with("(postgres") {
-            let fields: Vec<&str> = rest.split(' ').collect();
-            ticks += fields.get(11).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
-                + fields.get(12).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-        }
-    }
-    Some(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
-}
-
 /// What one phase measured.
 struct Phase {
     per_second: f64,
-    /// PostgreSQL's CPU time per task.
-    postgres_micros: Option<f64>,
+    /// The CPU each task cost the machine and PostgreSQL.
+    cpu: Option<CpuCost>,
     values: Vec<String>,
 }
 
 impl Phase {
-    fn postgres(&self) -> String {
-        self.postgres_micros
-            .map_or("n/a".into(), |micros| format!("{micros:.0} µs"))
+    fn cpu(&self) -> String {
+        self.cpu.map_or("CPU n/a".into(), |cost| cost.to_string())
     }
 }
 
-/// Runs `task(0..count)` with `concurrency` in flight; returns tasks per second, PostgreSQL's
-/// CPU time per task and the values the tasks returned, in order.
+/// Runs `task(0..count)` with `concurrency` in flight; returns tasks per second, the CPU time
+/// per task and the values the tasks returned, in order.
 async fn measure<F, Fut>(count: usize, concurrency: usize, task: F) -> Phase
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Option<String>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu_before = postgres_cpu();
+    let cpu_before = CpuTime::now();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
@@ -298,14 +290,13 @@ where
     for worker in workers {
         values.extend(worker.await.unwrap());
     }
-    let per_second = count as f64 / started.elapsed().as_secs_f64();
-    let postgres_micros = cpu_before
-        .zip(postgres_cpu())
-        .map(|(before, after)| (after - before).as_secs_f64() * 1e6 / count as f64);
+    let elapsed = started.elapsed();
+    let per_second = count as f64 / elapsed.as_secs_f64();
+    let cpu = cpu_before.and_then(|before| before.cost_since(count, elapsed));
     values.sort();
     Phase {
         per_second,
-        postgres_micros,
+        cpu,
         values: values.into_iter().map(|(_, v)| v).collect(),
     }
 }

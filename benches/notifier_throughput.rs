@@ -18,6 +18,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
+use support::cpu::{CpuCost, CpuTime};
 use support::{spawn_with, Components};
 use uuid::Uuid;
 
@@ -39,30 +40,56 @@ fn main() {
         // swings by a fifth from one run to the next on the shared cores.
         let (mut baselines, mut ours) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
-            baselines.push(bare_lapin(messages).await);
-            ours.push(drawbridge(messages).await);
-            println!(
-                "round {round}: bare lapin {:>6.0} msg/s, drawbridge {:>6.0} msg/s",
-                baselines[round - 1],
-                ours[round - 1]
-            );
+            let (baseline, drawbridge) = (bare_lapin(messages).await, drawbridge(messages).await);
+            println!("round {round}: bare lapin {baseline}; drawbridge {drawbridge}");
+            baselines.push(baseline);
+            ours.push(drawbridge);
         }
-        let (baseline, drawbridge) = (median(&mut baselines), median(&mut ours));
+        let (baseline, drawbridge) = (Round::median(&mut baselines), Round::median(&mut ours));
         println!("messages: {messages}, rounds: {rounds} (medians)");
-        println!("bare lapin publish(confirm) + consume(ack): {baseline:>8.0} msg/s");
-        println!("drawbridge outbox -> SMS provider:          {drawbridge:>8.0} msg/s");
-        println!("ratio: {:.2}", drawbridge / baseline);
+        println!("bare lapin publish(confirm) + consume(ack): {baseline}");
+        println!("drawbridge outbox -> SMS provider:          {drawbridge}");
+        println!("ratio: {:.2}", drawbridge.per_second / baseline.per_second);
     });
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// One timed run: messages per second, and the CPU each message cost the machine.
+#[derive(Clone, Copy)]
+struct Round {
+    per_second: f64,
+    cpu: Option<CpuCost>,
+}
+
+impl Round {
+    /// Times from `started`, when `cpu` was also read.
+    fn since(count: usize, started: Instant, cpu: Option<CpuTime>) -> Round {
+        let elapsed = started.elapsed();
+        Round {
+            per_second: count as f64 / elapsed.as_secs_f64(),
+            cpu: cpu.and_then(|cpu| cpu.cost_since(count, elapsed)),
+        }
+    }
+
+    /// The round with the median rate.
+    fn median(rounds: &mut [Round]) -> Round {
+        rounds.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+        rounds[rounds.len() / 2]
+    }
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:>6.0} msg/s", self.per_second)?;
+        match self.cpu {
+            Some(cpu) => write!(f, " ({cpu})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Publishes `count` persistent messages in confirmed batches of 256 (as the relay does) while
 /// a consumer with the notifier's prefetch acknowledges each one.
-async fn bare_lapin(count: usize) -> f64 {
+async fn bare_lapin(count: usize) -> Round {
     let settings = drawbridge_platform::config::AmqpSettings::default();
     let connection = drawbridge_platform::amqp::connect_once(&settings)
         .await
@@ -96,7 +123,7 @@ async fn bare_lapin(count: usize) -> f64 {
         .await
         .unwrap();
     let body = br#"{"id":"00000000-0000-0000-0000-000000000000","channel":"sms","recipient":"+491510000000","notification":{"kind":"verification_code","code":"123456","valid_minutes":10}}"#;
-    let started = Instant::now();
+    let (cpu, started) = (CpuTime::now(), Instant::now());
     let consuming = tokio::spawn(async move {
         for _ in 0..count {
             let delivery = consumer.next().await.unwrap().unwrap();
@@ -119,18 +146,18 @@ async fn bare_lapin(count: usize) -> f64 {
         }
     }
     consuming.await.unwrap();
-    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let round = Round::since(count, started, cpu);
     publisher
         .queue_delete(&queue, QueueDeleteOptions::default())
         .await
         .unwrap();
     let _ = connection.close(200, "bench done").await;
-    rate
+    round
 }
 
 /// Inserts `count` outbox rows in one transaction and times until every one is recorded as
 /// sent by the notifier, i.e. accepted by the Twilio-compatible server.
-async fn drawbridge(count: usize) -> f64 {
+async fn drawbridge(count: usize) -> Round {
     let app = spawn_with(
         Components {
             notifier: true,
@@ -149,7 +176,7 @@ async fn drawbridge(count: usize) -> f64 {
     .await;
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
     let recipients: Vec<String> = (0..count).map(|n| format!("+49151{n:08}")).collect();
-    let started = Instant::now();
+    let (cpu, started) = (CpuTime::now(), Instant::now());
     sqlx::query(
         "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
          SELECT id, 'verification_code', id, 'sms', recipient, 'de',
@@ -173,12 +200,12 @@ async fn drawbridge(count: usize) -> f64 {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rate = count as f64 / started.elapsed().as_secs_f64();
+    let round = Round::since(count, started, cpu);
     assert_eq!(
         app.twilio.accepted().len(),
         count,
         "each message sent exactly once"
     );
     app.stop().await;
-    rate
+    round
 }

@@ -32,19 +32,23 @@ async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
     id
 }
 
-/// `count` codes to distinct phones, committed together.
-async fn enqueue_burst(app: &TestApp, count: usize) {
+/// `count` codes to distinct phones (or email addresses), committed together.
+async fn enqueue_burst(app: &TestApp, count: usize, channel: Channel) {
     let mut tx = app.pool.begin().await.unwrap();
     for n in 0..count {
         let notification = Notification::VerificationCode {
             code: format!("{n:06}"),
             valid_minutes: 10,
         };
+        let recipient = match channel {
+            Channel::Sms => format!("+4915120{n:05}"),
+            Channel::Email => format!("person{n}@example.de"),
+        };
         outbox::enqueue(
             &mut tx,
             Uuid::new_v4(),
-            Channel::Sms,
-            &format!("+4915120{n:05}"),
+            channel,
+            &recipient,
             Language::De,
             &notification,
         )
@@ -108,7 +112,7 @@ async fn a_hanging_send_does_not_hold_back_the_messages_behind_it() {
     )
     .await;
     app.twilio.hang_next(1);
-    enqueue_burst(&app, 40).await;
+    enqueue_burst(&app, 40, Channel::Sms).await;
     // The hang lasts 3 s.
     let others = eventually(Duration::from_secs(2), || async {
         (app.twilio.accepted_count() >= 39).then_some(())
@@ -252,7 +256,7 @@ async fn two_notifiers_share_a_burst_and_send_each_message_once() {
         .unwrap();
     let second = tokio::spawn(second.run_until_stopped());
 
-    enqueue_burst(&app, 300).await;
+    enqueue_burst(&app, 300, Channel::Sms).await;
     let all = eventually(Duration::from_secs(60), || async {
         (app.sent_count().await == 300).then_some(())
     })
@@ -385,5 +389,31 @@ async fn a_mail_server_that_defers_is_retried_and_one_that_refuses_is_not() {
     assert_eq!((state.as_str(), attempts), ("dead", 1));
     assert!(detail.unwrap().contains("Mailbox unavailable"));
     assert_eq!(app.smtp.accepted().len(), 1);
+    app.stop().await;
+}
+
+/// lettre's connection pool keeps ten idle connections unless told otherwise, and ends every
+/// other one with QUIT as soon as its email is sent: under a burst each email beyond the tenth
+/// would pay for a connection and its greeting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_emails_keeps_its_mail_server_connections_open() {
+    let app = spawn_notifier().await;
+    // Slow enough that the burst's sends overlap, each on a connection of its own.
+    app.smtp.delay_each(Duration::from_millis(300));
+    enqueue_burst(&app, 40, Channel::Email).await;
+    let all = eventually(Duration::from_secs(30), || async {
+        (app.sent_count().await == 40).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "all 40 emails sent");
+    // A connection is handed back (and, past the pool's limit, closed) just after its send.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (opened, quit) = app.smtp.connections();
+    assert!(opened > 10, "the sends overlapped: {opened} connections");
+    assert_eq!(
+        quit, 0,
+        "of {opened} connections, {quit} were closed while the burst went out"
+    );
+    assert_eq!(app.smtp.accepted().len(), 40);
     app.stop().await;
 }

@@ -152,6 +152,7 @@ impl Consumer {
         acks: &Mutex<Acks>,
         deliveries: Vec<Delivery>,
     ) -> Result<(), NotifierError> {
+        self.metrics.send_batch_messages.observe(deliveries.len() as f64);
         let items: Vec<Item> = deliveries
             .into_iter()
             .map(|delivery| Item {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use drawbridge_platform::config::{EmailSettings, EmailTls};
@@ -19,7 +20,8 @@ pub struct SmtpMailer {
 }
 
 impl SmtpMailer {
-    pub fn new(settings: &EmailSettings) -> Result<Self, String> {
+    /// `sends_in_flight`: the most emails the consumer sends at once.
+    pub fn new(settings: &EmailSettings, sends_in_flight: usize) -> Result<Self, String> {
         let from: Mailbox = settings
             .from
             .parse()
@@ -31,9 +33,14 @@ impl SmtpMailer {
             EmailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)
                 .map_err(|e| format!("notifier.email.host: {e}"))?,
         };
+        // The pool keeps at most `max_size` idle connections and closes any other as soon as
+        // its email is sent (default 10). Under a burst every send beyond that would pay for
+        // a connection, a greeting and a QUIT, so it keeps as many as can be busy at once;
+        // idle ones still close after a minute.
         let mut builder = builder
             .port(settings.port)
-            .timeout(Some(Duration::from_secs(settings.timeout_seconds)));
+            .timeout(Some(Duration::from_secs(settings.timeout_seconds)))
+            .pool_config(PoolConfig::new().max_size(sends_in_flight.try_into().unwrap_or(u32::MAX)));
         if !settings.username.is_empty() {
             builder = builder.credentials(Credentials::new(
                 settings.username.clone(),

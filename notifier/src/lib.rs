@@ -87,7 +87,9 @@ impl Transports {
         };
         let email = match settings.email.provider {
             EmailProvider::File => EmailTransport::Sink(sink),
-            EmailProvider::Smtp => EmailTransport::Smtp(SmtpMailer::new(&settings.email)?),
+            EmailProvider::Smtp => {
+                EmailTransport::Smtp(SmtpMailer::new(&settings.email, settings.concurrency)?)
+            }
         };
         Ok(Transports { sms, email })
     }
@@ -131,6 +133,7 @@ pub struct Metrics {
     retried: IntCounterVec,
     dead: IntCounterVec,
     send_seconds: HistogramVec,
+    send_batch_messages: Histogram,
     relay_seconds: Histogram,
 }
 
@@ -165,6 +168,13 @@ impl Metrics {
                 ),
                 &["channel"],
             )?,
+            send_batch_messages: Histogram::with_opts(
+                HistogramOpts::new(
+                    "send_batch_messages",
+                    "Messages one consumer batch carried (claimed, sent and recorded together)",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+            )?,
             relay_seconds: Histogram::with_opts(HistogramOpts::new(
                 "relay_batch_duration_seconds",
                 "Time to publish one outbox batch with confirms",
@@ -178,6 +188,7 @@ impl Metrics {
         registry.register(Box::new(metrics.retried.clone()))?;
         registry.register(Box::new(metrics.dead.clone()))?;
         registry.register(Box::new(metrics.send_seconds.clone()))?;
+        registry.register(Box::new(metrics.send_batch_messages.clone()))?;
         registry.register(Box::new(metrics.relay_seconds.clone()))?;
         Ok(metrics)
     }

@@ -3,6 +3,7 @@
 //! RabbitMQ names, so tests run in parallel; and a Twilio-compatible fake provider.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod cpu;
 pub mod smtp;
 pub mod twilio;
 

@@ -1,8 +1,10 @@
-//! A local SMTP server (RFC 5321, plain, no TLS) that records every accepted message and can
-//! be told to refuse the next recipients temporarily (451) or for good (550).
+//! A local SMTP server (RFC 5321, plain, no TLS) that records every accepted message and the
+//! connections it was sent on, and can be told to refuse the next recipients temporarily (451)
+//! or for good (550), or to take its time over each message.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -19,6 +21,11 @@ pub struct Email {
 struct State {
     accepted: Vec<Email>,
     refusals: VecDeque<u16>,
+    /// Before answering each message's DATA.
+    delay: Duration,
+    connections: usize,
+    /// Connections the client ended with QUIT.
+    quits: usize,
 }
 
 #[derive(Clone)]
@@ -49,9 +56,21 @@ impl FakeSmtp {
     pub fn refuse_next(&self, codes: &[u16]) {
         self.state.lock().unwrap().refusals.extend(codes);
     }
+
+    /// Wait this long before accepting each message.
+    pub fn delay_each(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+
+    /// Connections opened so far, and how many of them the client has closed with QUIT.
+    pub fn connections(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap();
+        (state.connections, state.quits)
+    }
 }
 
 async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    state.lock().unwrap().connections += 1;
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"220 fake.smtp.test ESMTP ready\r\n").await?;
@@ -87,6 +106,8 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 data.push('\n');
             }
+            let delay = state.lock().unwrap().delay;
+            tokio::time::sleep(delay).await;
             state.lock().unwrap().accepted.push(Email {
                 from: from.clone(),
                 to: to.clone(),
@@ -97,6 +118,7 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std
             to.clear();
             "250 OK".into()
         } else if upper == "QUIT" {
+            state.lock().unwrap().quits += 1;
             write.write_all(b"221 bye\r\n").await?;
             return Ok(());
         } else {
