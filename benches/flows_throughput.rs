@@ -147,7 +147,7 @@ fn main() {
         for statement in ["register", "verify", "accept"] {
             let series = |part: &str| {
                 let name = format!("drawbridge_gateway_statement_batch_requests_{part}{{statement=\"{statement}\"}}");
-                sample(&metrics, &name)
+                support::metric(&metrics, &name)
             };
             println!(
                 "{statement:>8} statements: {:>8.0}, {:.1} requests each on average",
@@ -157,7 +157,7 @@ fn main() {
         }
         if let Some(address) = &app.notifier_address {
             let metrics = app.metrics(address).await;
-            let series = |name: &str| sample(&metrics, &format!("drawbridge_notifier_{name}"));
+            let series = |name: &str| support::metric(&metrics, &format!("drawbridge_notifier_{name}"));
             println!(
                 "relay batches: {:>8.0}, {:.1} messages each; consumer batches: {:>8.0}, {:.1} messages each",
                 series("relay_batch_duration_seconds_count"),
@@ -168,15 +168,6 @@ fn main() {
         }
         Arc::into_inner(app).expect("all clients done").stop().await;
     });
-}
-
-/// The value of the series `name` (with its labels) in a Prometheus text page; NaN if absent.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 /// Capacity for everyone in Stuttgart, published through the centres API: 20 people per

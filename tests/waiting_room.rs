@@ -16,7 +16,7 @@ use drawbridge_gateway::rooms::store::{JoinRequest, Joined};
 use drawbridge_gateway::rooms::RoomStore;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use support::{eventually, registration, spawn_app, spawn_with, Components, TestApp, ADMIN_TOKEN};
+use support::{eventually, metric, registration, spawn_app, spawn_with, Components, TestApp, ADMIN_TOKEN};
 
 /// A browser: keeps the cookies the gateway sets and sends them back.
 struct Visitor<'a> {
@@ -166,13 +166,6 @@ fn open_room(overrides: Value) -> Value {
     config
 }
 
-/// The value of one series in Prometheus text (0 if absent).
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn error_code(answer: &Answer) -> &str {
     answer.body["error"]["code"].as_str().unwrap_or("<no code>")
 }
@@ -217,9 +210,9 @@ async fn concurrent_joins_get_distinct_tickets_and_are_counted() {
     let calls = metric(&metrics, "drawbridge_gateway_room_joins_per_call_count");
     assert_eq!(
         metric(&metrics, "drawbridge_gateway_room_joins_per_call_sum"),
-        200
+        200.0
     );
-    assert!(calls < 200, "200 joins took {calls} calls to Redis");
+    assert!(calls < 200.0, "200 joins took {calls} calls to Redis");
     for name in ["room_queued", "room_active", "room_admission_rate_per_minute"] {
         assert!(
             metrics.contains(&format!("drawbridge_gateway_{name}{{room=\"surge\"}}")),
@@ -454,7 +447,7 @@ async fn two_gateways_sharing_redis_give_one_queue() {
     assert_eq!(room["active"], 4, "{room}");
     assert_eq!(room["serving"], 4, "{room}");
     // One controller at a time: the admissions counted by both gateways add up to the cap.
-    let mut admitted = 0;
+    let mut admitted = 0.0;
     for app in [&one, &two] {
         let metrics = app.get("/metrics").await.text().await.unwrap();
         admitted += metric(
@@ -462,7 +455,7 @@ async fn two_gateways_sharing_redis_give_one_queue() {
             r#"drawbridge_gateway_room_admitted_total{room="shared"}"#,
         );
     }
-    assert_eq!(admitted, 4);
+    assert_eq!(admitted, 4.0);
 
     // A change made through one gateway reaches the other within seconds.
     one.put_room("shared", &open_room(json!({ "mode": "closed" })))
@@ -708,7 +701,7 @@ async fn the_guard_lets_only_admitted_visitors_register_and_says_why_not() {
         metric(
             &metrics,
             r#"drawbridge_gateway_room_rejected_tokens_total{code="token_expired",room="bw-release"}"#
-        ) >= 1
+        ) >= 1.0
     );
 
     // In passthrough the guard lets everyone through.

@@ -526,6 +526,13 @@ pub struct Settled {
     pub detail: Option<String>,
 }
 
+/// The value of one series (its name with any labels) in a page of Prometheus text; 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Polls `check` until it returns `Some` or `within` passes.
 pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
 where
