@@ -22,6 +22,7 @@ pub mod phone;
 pub mod policy;
 pub mod pow;
 pub mod queue;
+pub mod registrant;
 pub mod room;
 pub mod staff;
 pub mod tickets;
@@ -36,10 +37,11 @@ pub use draw::{
 };
 pub use eligibility::{eligible_vaccines, evaluate, Evaluation, Person, Reason, Rule, VaccineDecision};
 pub use language::Language;
-pub use lineup::{Draw, Lineup, Order};
+pub use lineup::{Lineup, Order, Shuffle};
 pub use phone::{PhoneError, PhoneNumber, DEFAULT_COUNTRY_CODE};
 pub use policy::{DrawSettings, IntervalWindow, Policy, PolicyError, PriorityGroup, Reserve, Vaccine};
 pub use queue::{Queue, Standing};
+pub use registrant::{BirthYear, DistanceKm, Email, FieldError, Postcode};
 pub use room::{
     AdmissionPace, Advance, ClientSecret, RoomClaims, RoomConfig, RoomConfigError, RoomMode, RoomTokenError,
 };

@@ -15,9 +15,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
-/// One recorded lottery over a contiguous range of tickets.
+/// One recorded shuffle of a contiguous range of tickets (the waiting room's pre-queue
+/// lottery; not to be confused with the allocation draw in `draw`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Draw {
+pub struct Shuffle {
     /// The first ticket (and place) the draw covers; tickets start at 1.
     pub first: u64,
     /// How many tickets it covers (may be 0: a room that opened with an empty pre-queue).
@@ -28,10 +29,10 @@ pub struct Draw {
     pub drawn_at: i64,
 }
 
-impl Draw {
+impl Shuffle {
     /// A draw over `count` tickets from `first`, with a seed of 32 bytes.
-    pub fn new(first: u64, count: u32, seed: [u8; 32], drawn_at: i64) -> Draw {
-        Draw {
+    pub fn new(first: u64, count: u32, seed: [u8; 32], drawn_at: i64) -> Shuffle {
+        Shuffle {
             first,
             count,
             seed: seed.iter().map(|b| format!("{b:02x}")).collect(),
@@ -82,7 +83,7 @@ pub enum Order {
 /// A draw with its permutation and inverse, computed once.
 #[derive(Debug, Clone)]
 struct Drawn {
-    draw: Draw,
+    draw: Shuffle,
     places: Arc<[u32]>,
     tickets: Arc<[u32]>,
 }
@@ -107,7 +108,7 @@ pub struct LineupError {
 
 impl Lineup {
     /// Adds the next recorded draw; it must start where the previous one ended.
-    pub fn push(&mut self, draw: Draw) -> Result<(), LineupError> {
+    pub fn push(&mut self, draw: Shuffle) -> Result<(), LineupError> {
         let index = self.drawn.len();
         if draw.first != self.drawn_through() + 1 {
             return Err(LineupError {
@@ -132,7 +133,7 @@ impl Lineup {
     }
 
     /// The recorded draws, oldest first.
-    pub fn draws(&self) -> impl Iterator<Item = &Draw> {
+    pub fn draws(&self) -> impl Iterator<Item = &Shuffle> {
         self.drawn.iter().map(|d| &d.draw)
     }
 
@@ -201,7 +202,7 @@ mod tests {
         let mut lineup = Lineup::default();
         for &(first, count, seed) in draws {
             lineup
-                .push(Draw::new(first, count, [seed; 32], 0))
+                .push(Shuffle::new(first, count, [seed; 32], 0))
                 .expect("contiguous");
         }
         lineup
@@ -213,7 +214,7 @@ mod tests {
         assert_eq!(a, shuffle(1000, [7; 32]));
         assert_ne!(a, shuffle(1000, [8; 32]));
         // The recorded form replays the same order.
-        let draw = Draw::new(1, 1000, [7; 32], 0);
+        let draw = Shuffle::new(1, 1000, [7; 32], 0);
         assert_eq!(draw.seed, "07".repeat(32));
         assert_eq!(draw.permutation(), Some(a));
     }
@@ -251,9 +252,9 @@ mod tests {
     #[test]
     fn draws_must_be_contiguous_with_readable_seeds() {
         let mut lineup = lineup(&[(1, 3, 1)]);
-        let gap = lineup.push(Draw::new(5, 1, [0; 32], 0)).unwrap_err();
+        let gap = lineup.push(Shuffle::new(5, 1, [0; 32], 0)).unwrap_err();
         assert_eq!(gap.index, 1);
-        let mut bad_seed = Draw::new(4, 1, [0; 32], 0);
+        let mut bad_seed = Shuffle::new(4, 1, [0; 32], 0);
         bad_seed.seed = "zz".into();
         assert!(lineup.push(bad_seed).is_err());
         assert_eq!(lineup.len(), 1);
@@ -269,7 +270,7 @@ mod tests {
             let mut sorted = order.clone();
             sorted.sort_unstable();
             prop_assert_eq!(sorted, (0..count).collect::<Vec<_>>());
-            let recorded = Draw::new(1, count, seed, 0);
+            let recorded = Shuffle::new(1, count, seed, 0);
             prop_assert_eq!(recorded.permutation(), Some(order));
         }
 
@@ -284,7 +285,7 @@ mod tests {
             let mut lineup = Lineup::default();
             let mut first = 1;
             for (i, &count) in counts.iter().enumerate() {
-                lineup.push(Draw::new(first, count, [seed.wrapping_add(i as u8); 32], 0)).unwrap();
+                lineup.push(Shuffle::new(first, count, [seed.wrapping_add(i as u8); 32], 0)).unwrap();
                 first += u64::from(count);
             }
             let issued = lineup.drawn_through() + extra;

@@ -142,7 +142,7 @@ mod tests {
     use chrono::DateTime;
 
     use super::*;
-    use crate::lineup::Draw;
+    use crate::lineup::Shuffle;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -187,7 +187,7 @@ mod tests {
     fn after_the_draw_places_are_known_and_admissions_expire() {
         let mut queue = queue(Order::Fifo);
         queue.issued = 12;
-        queue.lineup.push(Draw::new(1, 10, [9; 32], NOW)).unwrap();
+        queue.lineup.push(Shuffle::new(1, 10, [9; 32], NOW)).unwrap();
         assert_eq!(queue.draw_due(&config(), NOW + 1), None);
         assert_eq!(
             queue.standing(12, &config(), NOW),
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn a_random_room_draws_again_once_everyone_drawn_is_served() {
         let mut queue = queue(Order::Random);
-        queue.lineup.push(Draw::new(1, 3, [1; 32], NOW)).unwrap();
+        queue.lineup.push(Shuffle::new(1, 3, [1; 32], NOW)).unwrap();
         queue.issued = 5;
         assert!(matches!(
             queue.standing(5, &config(), NOW),
@@ -255,7 +255,7 @@ mod tests {
     #[test]
     fn trimming_keeps_the_newest_advance_and_ends_old_sessions() {
         let mut queue = queue(Order::Fifo);
-        queue.lineup.push(Draw::new(1, 0, [1; 32], NOW)).unwrap();
+        queue.lineup.push(Shuffle::new(1, 0, [1; 32], NOW)).unwrap();
         queue.issued = 30;
         advance(&mut queue, 10, NOW);
         advance(&mut queue, 20, NOW + 50);

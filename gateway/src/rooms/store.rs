@@ -26,7 +26,7 @@ use deadpool::managed::Manager as _;
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::{self, Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use deadpool_redis::Pool;
-use drawbridge_domain::{Advance, Draw, RoomConfig};
+use drawbridge_domain::{Advance, RoomConfig, Shuffle};
 use prometheus::Histogram;
 use tokio::sync::oneshot;
 
@@ -99,7 +99,7 @@ struct QueuedJoin {
 pub struct Snapshot {
     pub config: Option<RoomConfig>,
     pub issued: u64,
-    pub draws: Vec<Draw>,
+    pub draws: Vec<Shuffle>,
     pub advances: Vec<Advance>,
     pub dropped: Vec<u64>,
     pub active: u64,
@@ -114,7 +114,7 @@ pub struct Description {
     pub serving: u64,
     pub active: u64,
     pub dropped: u64,
-    pub draws: Vec<Draw>,
+    pub draws: Vec<Shuffle>,
 }
 
 /// How far a gateway has read a room's lists.
@@ -759,9 +759,9 @@ impl RoomStore {
     }
 }
 
-fn parse_draw(raw: &str) -> Option<Draw> {
+fn parse_draw(raw: &str) -> Option<Shuffle> {
     let mut parts = raw.split(':');
-    let draw = Draw {
+    let draw = Shuffle {
         first: parts.next()?.parse().ok()?,
         count: parts.next()?.parse().ok()?,
         seed: parts.next()?.to_owned(),
@@ -787,7 +787,7 @@ mod tests {
         let seed = "ab".repeat(32);
         assert_eq!(
             parse_draw(&format!("1:20:{seed}:1700000000")),
-            Some(Draw {
+            Some(Shuffle {
                 first: 1,
                 count: 20,
                 seed,
