@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod redis;
 pub mod retry;
 pub mod staff;
+pub mod states;
 pub mod telemetry;
 
 pub use config::{ConfigError, Settings};
