@@ -1,156 +1,535 @@
-//! Every way a request can fail, mapped to HTTP in this one place. The body is always
-//! `{"error": {"code", "message", "field"?}}`: `code` is stable for programs, `message` is a
-//! sentence a person can act on.
+//! Every way a request can fail: one table of error codes, each with its HTTP status and the
+//! message a person reads, mapped to HTTP in this one place. The body is always
+//! `{"error": {"code", "message", "field"?, "attempts_left"?, "request_id"?}}`: `code` is stable
+//! for programs (and for pages, which word it in the reader's language), `message` is a sentence
+//! a person can act on. An internal error keeps its cause and where it arose for the log, and
+//! answers only a request id that leads the operator to that log line.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::panic::Location;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+use uuid::Uuid;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// The request could not be read at all (malformed JSON, wrong types, unknown fields).
-    #[error("{0}")]
-    Malformed(String),
-    /// A field was read but its value is not acceptable.
-    #[error("{field}: {message}")]
-    InvalidField { field: &'static str, message: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
-    /// A wrong SMS code; the person may try again while attempts are left.
-    #[error("That code is not right. You have {attempts_left} more tries.")]
-    WrongCode { attempts_left: i16 },
-    /// A code that can no longer be used (expired or out of tries).
-    #[error("{0}")]
-    DeadCode(String),
-    /// A missing, bad, tampered, expired or foreign token, or missing credentials.
-    #[error("{message}")]
-    Unauthorized { code: &'static str, message: String },
-    /// Credentials that do not allow this, or a room that refuses (closed, proof of work).
-    #[error("{message}")]
-    Forbidden { code: &'static str, message: String },
-    #[error("{message}")]
-    TooManyRequests {
-        message: String,
-        retry_after_seconds: u64,
-    },
-    #[error("internal error: {0}")]
-    Internal(String),
+/// The table: `Name => STATUS, "wire_code", "default message";`. A message given where the
+/// error arises (naming the region, the field, the wait) replaces the default.
+macro_rules! error_codes {
+    ($($name:ident => $status:ident, $code:literal, $message:literal;)*) => {
+        /// Every error code the API answers.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($name,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name,)*];
+
+            /// The code as it appears in answers and in `openapi.json`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $code,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$name => StatusCode::$status,)*
+                }
+            }
+
+            /// The code answered as `code`, if the table has it.
+            pub fn from_wire(code: &str) -> Option<ErrorCode> {
+                match code {
+                    $($code => Some(ErrorCode::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// The message of the table, used when the error has none of its own.
+            pub fn message(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $message,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // Requests that cannot be read, and fields that cannot be accepted.
+    MalformedRequest => BAD_REQUEST, "malformed_request",
+        "The request could not be read. The API is described at /openapi.json.";
+    InvalidField => UNPROCESSABLE_ENTITY, "invalid_field",
+        "A field's value cannot be accepted.";
+    // Things that are not there.
+    NotFound => NOT_FOUND, "not_found",
+        "There is nothing at this address. The API is described at /openapi.json.";
+    // Registration and the SMS code.
+    PhoneAlreadyRegistered => CONFLICT, "phone_already_registered",
+        "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first.";
+    AlreadyVerified => CONFLICT, "already_verified",
+        "This registration is already verified. Use your booking code to see its status.";
+    WrongCode => UNPROCESSABLE_ENTITY, "wrong_code",
+        "That code is not right.";
+    CodeNoLongerValid => UNPROCESSABLE_ENTITY, "code_no_longer_valid",
+        "This code can no longer be used. Please request a new one (POST /v1/registrations/{id}/resend).";
+    // The booking code.
+    BookingCodeRequired => UNAUTHORIZED, "booking_code_required",
+        "Send your booking code as the header `Authorization: BookingCode XXXX-XXXX-XXXX-XXXX`.";
+    WrongBookingCode => UNAUTHORIZED, "wrong_booking_code",
+        "This booking code does not open a registration. Check it against the SMS we sent you; the last character is a check character that catches most typos.";
+    // Offers and bookings.
+    InvalidOfferLink => UNAUTHORIZED, "invalid_offer_link",
+        "This link does not open an offer. Use the link from your SMS exactly, or your booking code.";
+    OfferExpired => CONFLICT, "offer_expired",
+        "This offer has expired and its appointment went back to the draw. You stay in the pool: the next draw gives you a new chance.";
+    OfferAlreadyAccepted => CONFLICT, "offer_already_accepted",
+        "This offer was accepted already; your booking is shown under GET /v1/me.";
+    OfferAlreadyDeclined => CONFLICT, "offer_already_declined",
+        "This offer was declined already and its appointment went to the next draw.";
+    OfferWithdrawn => CONFLICT, "offer_withdrawn",
+        "This offer was withdrawn (the centre cancelled the appointment). You stay in the pool, ahead of others.";
+    AlreadyBooked => CONFLICT, "already_booked",
+        "You already have a booking, shown under GET /v1/me. Cancel it first if you want another appointment instead.";
+    AlreadyCheckedIn => CONFLICT, "already_checked_in",
+        "The first dose was given already, so the booking can no longer be cancelled here. Please talk to the centre about your second appointment.";
+    CourseInProgress => CONFLICT, "course_in_progress",
+        "Your first dose was given and your second appointment is booked. Please settle the second appointment with the centre before withdrawing.";
+    // Check-in at the door.
+    WrongCentre => CONFLICT, "wrong_centre",
+        "This pass is for another centre.";
+    BookingCancelled => CONFLICT, "booking_cancelled",
+        "This booking was cancelled.";
+    AlreadyUsed => CONFLICT, "already_used",
+        "This pass was used for every dose it books already.";
+    TooEarly => CONFLICT, "too_early",
+        "This appointment is not today.";
+    // Centres' capacity.
+    IdempotencyKeyReused => CONFLICT, "idempotency_key_reused",
+        "This Idempotency-Key was used before for a different request. Use a new key for new capacity.";
+    CapacityAlreadyCancelled => CONFLICT, "capacity_already_cancelled",
+        "This capacity was cancelled already.";
+    // Published draws.
+    DrawNotCompleted => CONFLICT, "draw_not_completed",
+        "This draw has not completed (it is running, or failed and was rolled back), so it has no manifest.";
+    // Staff.
+    StaffLoginRequired => UNAUTHORIZED, "staff_login_required",
+        "Log in with POST /v1/staff/sessions and send the token as `Authorization: Bearer <token>`.";
+    StaffSessionInvalid => UNAUTHORIZED, "staff_session_invalid",
+        "This session is not valid (expired, ended or unknown). Please log in again.";
+    WrongCredentials => UNAUTHORIZED, "wrong_credentials",
+        "Username or password is wrong.";
+    NotAllowed => FORBIDDEN, "not_allowed",
+        "Not allowed.";
+    // The rooms admin API.
+    AdminDisabled => FORBIDDEN, "admin_disabled",
+        "The rooms admin API is switched off: set rooms.admin_token to use it.";
+    AdminCredentialsMissing => UNAUTHORIZED, "admin_credentials_missing",
+        "Send the admin token as `Authorization: Bearer <token>`.";
+    AdminCredentialsWrong => FORBIDDEN, "admin_credentials_wrong",
+        "This admin token is not valid.";
+    // Waiting rooms.
+    RoomClosed => FORBIDDEN, "room_closed",
+        "This waiting room is closed. Please check the announcement for when it opens again.";
+    ProofOfWorkRequired => FORBIDDEN, "proof_of_work_required",
+        "This waiting room asks for a proof of work: get a challenge from POST /v1/rooms/{room}/challenge and send it with its nonce.";
+    ProofOfWorkInvalid => FORBIDDEN, "proof_of_work_invalid",
+        "The proof of work does not solve a current challenge of this room for this browser. Please get a new challenge.";
+    ProofOfWorkReused => FORBIDDEN, "proof_of_work_reused",
+        "This proof of work was used already. Please get a new challenge.";
+    SessionOver => UNAUTHORIZED, "session_over",
+        "Your admission has ended. Please join the waiting room again.";
+    TokenMissing => UNAUTHORIZED, "token_missing",
+        "This page is guarded by a waiting room: please join it first.";
+    TokenMalformed => UNAUTHORIZED, "token_malformed",
+        "The waiting-room token could not be read. Please join the waiting room again.";
+    TokenUnknownKey => UNAUTHORIZED, "token_unknown_key",
+        "The waiting-room token was signed with a key we no longer use. Please join again.";
+    TokenBadSignature => UNAUTHORIZED, "token_bad_signature",
+        "The waiting-room token is not genuine. Please join the waiting room again.";
+    TokenWrongPurpose => UNAUTHORIZED, "token_wrong_purpose",
+        "This token is not meant for this use.";
+    TokenExpired => UNAUTHORIZED, "token_expired",
+        "The waiting-room token has expired. Please join the waiting room again.";
+    TokenNotYetValid => UNAUTHORIZED, "token_not_yet_valid",
+        "The waiting-room token is not valid yet. Please check your device's clock.";
+    TokenBadClaims => UNAUTHORIZED, "token_bad_claims",
+        "The waiting-room token's contents are not valid. Please join the waiting room again.";
+    TokenForeignRoom => UNAUTHORIZED, "token_foreign_room",
+        "This token belongs to another waiting room.";
+    TokenWrongClient => UNAUTHORIZED, "token_wrong_client",
+        "This token belongs to another browser. Please join the waiting room from this one.";
+    TicketDropped => UNAUTHORIZED, "ticket_dropped",
+        "Your place in the waiting room lapsed because your browser stopped asking. Please join again.";
+    // Limits and our own failures.
+    TooManyRequests => TOO_MANY_REQUESTS, "too_many_requests",
+        "Too many requests. Please wait a moment and try again.";
+    Internal => INTERNAL_SERVER_ERROR, "internal",
+        "Something went wrong on our side. Your data is safe; please try again in a minute.";
+}
+
+/// The cause of an internal error, kept for the log.
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A request's failure: a code of the table, and what the person (or the log) needs beyond it.
+pub struct ApiError {
+    code: ErrorCode,
+    /// Replaces the table's message when the error knows more (the region, the wait, ...).
+    message: Option<Cow<'static, str>>,
+    field: Option<&'static str>,
+    attempts_left: Option<i16>,
+    retry_after_seconds: Option<u64>,
+    cause: Option<Cause>,
+    location: &'static Location<'static>,
 }
 
 impl ApiError {
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError::InvalidField {
-            field,
-            message: message.into(),
+    /// An error with the table's message.
+    #[track_caller]
+    pub fn new(code: ErrorCode) -> Self {
+        ApiError {
+            code,
+            message: None,
+            field: None,
+            attempts_left: None,
+            retry_after_seconds: None,
+            cause: None,
+            location: Location::caller(),
         }
     }
 
-    /// What the person is told; internals stay in the log.
+    /// The same error with a message that says more than the table's.
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// A field was read but its value is not acceptable.
+    #[track_caller]
+    pub fn invalid(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError {
+            field: Some(field),
+            ..ApiError::new(ErrorCode::InvalidField).with_message(message)
+        }
+    }
+
+    /// The request could not be read at all (malformed JSON, wrong types, unknown fields).
+    #[track_caller]
+    pub fn malformed(message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(ErrorCode::MalformedRequest).with_message(message)
+    }
+
+    /// Something that is not there, said precisely.
+    #[track_caller]
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(ErrorCode::NotFound).with_message(message)
+    }
+
+    /// A wrong SMS code; the person may try again while attempts are left.
+    #[track_caller]
+    pub fn wrong_code(attempts_left: i16) -> Self {
+        ApiError {
+            attempts_left: Some(attempts_left),
+            ..ApiError::new(ErrorCode::WrongCode)
+                .with_message(format!("That code is not right. You have {attempts_left} more tries."))
+        }
+    }
+
+    /// A limit reached: 429 with `Retry-After`.
+    #[track_caller]
+    pub fn too_many(message: impl Into<Cow<'static, str>>, retry_after_seconds: u64) -> Self {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new(ErrorCode::TooManyRequests).with_message(message)
+        }
+    }
+
+    /// Our own failure; `cause` goes to the log, never to the person.
+    #[track_caller]
+    pub fn internal(cause: impl Into<Cause>) -> Self {
+        ApiError {
+            cause: Some(cause.into()),
+            ..ApiError::new(ErrorCode::Internal)
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// What the person is told. An internal error is logged here with a fresh request id, which
+    /// the answer carries instead of any detail.
     pub fn public_message(&self) -> String {
-        match self {
-            ApiError::Internal(detail) => {
-                tracing::error!(%detail, "request failed");
-                "Something went wrong on our side. Your data is safe; please try again in a minute."
-                    .to_owned()
+        match self.code {
+            ErrorCode::Internal => {
+                let request_id = self.log();
+                format!("{} (Request id {request_id}.)", self.code.message())
             }
-            ApiError::InvalidField { message, .. } => message.clone(),
-            other => other.to_string(),
+            _ => self.message().to_owned(),
         }
     }
 
-    fn code(&self) -> &'static str {
-        match self {
-            ApiError::Malformed(_) => "malformed_request",
-            ApiError::InvalidField { .. } => "invalid_field",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Conflict { code, .. }
-            | ApiError::Unauthorized { code, .. }
-            | ApiError::Forbidden { code, .. } => code,
-            ApiError::WrongCode { .. } => "wrong_code",
-            ApiError::DeadCode(_) => "code_no_longer_valid",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::Internal(_) => "internal",
+    fn message(&self) -> &str {
+        self.message.as_deref().unwrap_or(self.code.message())
+    }
+
+    /// Logs an internal error with its cause chain and location; returns the request id.
+    fn log(&self) -> Uuid {
+        let request_id = Uuid::new_v4();
+        let cause = self.cause.as_deref().map(|cause| chain(cause)).unwrap_or_default();
+        tracing::error!(%request_id, location = %self.location, %cause, "request failed");
+        request_id
+    }
+}
+
+/// An error and its sources, outermost first.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiError")
+            .field("code", &self.code.as_str())
+            .field("message", &self.message())
+            .field("field", &self.field)
+            .field("cause", &self.cause)
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "{}: {}", self.code.as_str(), chain(cause.as_ref())),
+            None => write!(f, "{}: {}", self.code.as_str(), self.message()),
         }
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|cause| cause as &(dyn std::error::Error + 'static))
     }
 }
 
 impl From<sqlx::Error> for ApiError {
+    #[track_caller]
     fn from(error: sqlx::Error) -> Self {
-        ApiError::Internal(error.to_string())
+        ApiError::internal(error)
+    }
+}
+
+impl From<drawbridge_domain::FieldError> for ApiError {
+    #[track_caller]
+    fn from(error: drawbridge_domain::FieldError) -> Self {
+        ApiError::invalid(error.field, error.message)
     }
 }
 
 impl From<drawbridge_platform::policies::PublishError> for ApiError {
+    #[track_caller]
     fn from(error: drawbridge_platform::policies::PublishError) -> Self {
-        ApiError::Internal(error.to_string())
+        ApiError::internal(error)
     }
 }
 
-impl From<drawbridge_domain::RoomTokenError> for ApiError {
-    fn from(error: drawbridge_domain::RoomTokenError) -> Self {
-        ApiError::Unauthorized {
-            code: error.code(),
-            message: error.to_string(),
+impl ApiError {
+    /// A refusal of the domain that names its own code: the table's code with the domain's
+    /// words. A code missing from the table is our bug, answered as internal (a test lists every
+    /// refusal the domain has).
+    #[track_caller]
+    fn refusal(code: &'static str, message: String) -> Self {
+        match ErrorCode::from_wire(code) {
+            Some(code) => ApiError::new(code).with_message(message),
+            None => ApiError::internal(format!("error code {code:?} is not in the table")),
         }
     }
 }
 
+impl From<drawbridge_domain::RoomTokenError> for ApiError {
+    #[track_caller]
+    fn from(error: drawbridge_domain::RoomTokenError) -> Self {
+        ApiError::refusal(error.code(), error.to_string())
+    }
+}
+
+impl From<drawbridge_domain::booking::CheckinRefusal> for ApiError {
+    #[track_caller]
+    fn from(refusal: drawbridge_domain::booking::CheckinRefusal) -> Self {
+        ApiError::refusal(refusal.code(), format!("{refusal}."))
+    }
+}
+
 impl From<drawbridge_platform::capacity::CapacityStoreError> for ApiError {
+    #[track_caller]
     fn from(error: drawbridge_platform::capacity::CapacityStoreError) -> Self {
         use drawbridge_platform::capacity::CapacityStoreError;
         match error {
             CapacityStoreError::SkippedLocalTime(_) => ApiError::invalid("from", error.to_string()),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::internal(other),
         }
     }
 }
 
 impl From<crate::rooms::store::StoreError> for ApiError {
+    #[track_caller]
     fn from(error: crate::rooms::store::StoreError) -> Self {
-        ApiError::Internal(error.to_string())
+        ApiError::internal(error)
     }
+}
+
+/// The JSON body of every error.
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts_left: Option<i16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<Uuid>,
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidField { .. } | ApiError::WrongCode { .. } | ApiError::DeadCode(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let message = self.public_message();
-        let mut error = json!({ "code": self.code(), "message": message });
+        let request_id = (self.code == ErrorCode::Internal).then(|| self.log());
         let mut response = HttpResponse::build(self.status_code());
-        match self {
-            ApiError::InvalidField { field, .. } => error["field"] = json!(field),
-            ApiError::WrongCode { attempts_left } => error["attempts_left"] = json!(attempts_left),
-            ApiError::TooManyRequests {
-                retry_after_seconds, ..
-            } => {
-                response.insert_header(("Retry-After", retry_after_seconds.to_string()));
-            }
-            ApiError::Unauthorized { .. } => {
-                response.insert_header(("WWW-Authenticate", "Bearer"));
-            }
-            _ => {}
+        if let Some(seconds) = self.retry_after_seconds {
+            response.insert_header(("Retry-After", seconds.to_string()));
         }
-        response.json(json!({ "error": error }))
+        if self.code.status() == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(Body {
+            error: Detail {
+                code: self.code.as_str(),
+                message: self.message(),
+                field: self.field,
+                attempts_left: self.attempts_left,
+                request_id,
+            },
+        })
     }
 }
 
 /// Turns actix's extractor failures (bad JSON, bad query, bad path) into our error shape.
-pub fn malformed(error: impl std::fmt::Display) -> actix_web::Error {
-    ApiError::Malformed(format!("The request could not be read: {error}")).into()
+pub fn malformed(error: impl fmt::Display) -> actix_web::Error {
+    ApiError::malformed(format!("The request could not be read: {error}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use std::error::Error;
+
+    use super::*;
+
+    /// The codes `openapi.json` documents for the error body.
+    fn documented_codes() -> BTreeSet<String> {
+        let document: serde_json::Value =
+            serde_json::from_str(crate::http::OPENAPI).expect("openapi.json is JSON");
+        document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+            ["enum"]
+            .as_array()
+            .expect("the error code is documented as an enum")
+            .iter()
+            .map(|code| code.as_str().expect("codes are strings").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_code_of_the_table_is_documented_and_every_documented_code_is_in_the_table() {
+        let table: BTreeSet<String> = ErrorCode::ALL.iter().map(|c| c.as_str().to_owned()).collect();
+        let documented = documented_codes();
+        let undocumented: Vec<_> = table.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&table).collect();
+        assert!(undocumented.is_empty(), "not in openapi.json: {undocumented:?}");
+        assert!(unknown.is_empty(), "in openapi.json but not in the table: {unknown:?}");
+    }
+
+    #[test]
+    fn each_code_is_in_the_table_once_with_a_message_that_ends_a_sentence() {
+        let mut seen = BTreeSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+            assert!(code.message().ends_with('.'), "{}", code.as_str());
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn every_refusal_of_the_domain_has_its_code_in_the_table() {
+        use drawbridge_domain::booking::CheckinRefusal;
+        use drawbridge_domain::{RoomTokenError as R, TokenError as T};
+        let room = [
+            R::Missing,
+            R::Token(T::Malformed),
+            R::Token(T::UnknownKey),
+            R::Token(T::BadSignature),
+            R::Token(T::WrongPurpose),
+            R::Token(T::Expired),
+            R::Token(T::NotYetValid),
+            R::Token(T::BadClaims),
+            R::ForeignRoom,
+            R::WrongClient,
+            R::Dropped,
+        ];
+        let door = [
+            CheckinRefusal::WrongCentre("elsewhere".into()),
+            CheckinRefusal::Cancelled,
+            CheckinRefusal::AlreadyUsed,
+            CheckinRefusal::TooEarly(chrono::Utc::now()),
+        ];
+        let errors = room
+            .into_iter()
+            .map(ApiError::from)
+            .chain(door.into_iter().map(ApiError::from));
+        for error in errors {
+            assert_ne!(error.code(), ErrorCode::Internal, "{error}");
+        }
+    }
+
+    #[test]
+    fn an_internal_error_answers_a_request_id_and_keeps_its_cause_for_the_log() {
+        let error = ApiError::internal(std::io::Error::other("disk on fire"));
+        assert!(error.to_string().contains("disk on fire"));
+        assert!(error.source().is_some());
+        let message = error.public_message();
+        assert!(!message.contains("disk"), "{message}");
+        assert!(message.contains("Request id"), "{message}");
+        assert_eq!(error.error_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn the_location_is_where_the_error_arose() {
+        let error: ApiError = sqlx::Error::RowNotFound.into();
+        assert!(error.location.file().ends_with("error.rs"));
+        assert_eq!(error.location.line(), line!() - 2);
+    }
 }

@@ -1,47 +1,45 @@
 //! The gateway: every HTTP API and web page of Drawbridge. `build` wires configuration to the
 //! adapters (Postgres, Redis) and returns a bound, not yet running, server; `main` and the
 //! tests use it alike.
+//!
+//! Inside, three layers: `http` (handlers: parse, authorise, call one use case, render) over
+//! `use_cases` (the decisions and the transaction of each thing a person does) over `store`
+//! (every SQL statement). The waiting rooms (`rooms`) keep their own state in Redis.
 
-mod batch;
-mod bookings;
-mod callcentre;
-mod centres;
-mod draws;
 mod error;
+mod http;
 mod limits;
-mod me;
 mod offers;
 mod pages;
 mod policy_cache;
-mod regions;
-mod registrations;
 pub mod rooms;
-mod staff;
-mod verification;
+pub mod store;
+mod use_cases;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpServer};
 use drawbridge_domain::Keyring;
 use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{postgres, redis, Settings, StartupError};
 use prometheus::{HistogramOpts, HistogramVec, Registry};
-use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
+use crate::limits::Limits;
 use crate::policy_cache::PolicyCache;
 use crate::rooms::metrics::RoomMetrics;
 use crate::rooms::{RoomCache, RoomStore, Rooms};
+use crate::store::Store;
 
-/// What request handlers share.
+/// What the use cases share: the store, caches, keys and settings.
 pub struct AppState {
-    pub pool: PgPool,
+    pub store: Store,
     pub settings: GatewaySettings,
     /// Key of the keyed hashes under which codes are stored.
     pub hash_key: Vec<u8>,
@@ -49,17 +47,9 @@ pub struct AppState {
     pub rooms: Arc<Rooms>,
     /// Signs and verifies offer links and check-in passes.
     keyring: Keyring,
-    /// For counters shared by all gateways (booking-code guesses).
-    redis: deadpool_redis::Pool,
-    redis_prefix: String,
-    /// Web registrations, verifications and acceptances, batched (see `batch`).
-    registrations: batch::Batcher<registrations::NewRegistration, bool>,
-    verifications: batch::Batcher<verification::Guess, verification::Verification>,
-    acceptances: batch::Batcher<bookings::Acceptance, bool>,
+    /// Counters shared by all gateways (booking-code guesses, staff logins).
+    limits: Limits,
 }
-
-/// The OpenAPI document, kept beside the code it describes.
-const OPENAPI: &str = include_str!("../openapi.json");
 
 pub struct Application {
     server: Server,
@@ -123,16 +113,12 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         .expect("metrics register once");
     let state = AppState {
         policies: PolicyCache::new(pool.clone()),
-        pool: pool.clone(),
+        store: Store::new(pool.clone(), &batch_sizes),
         settings: settings.gateway.clone(),
         hash_key: settings.secrets.hash_key()?,
         keyring: settings.secrets.keyring()?,
         rooms,
-        redis: redis.clone(),
-        redis_prefix: settings.redis.key_prefix.clone(),
-        registrations: registrations::batcher(pool.clone(), batch_sizes.with_label_values(&["register"])),
-        verifications: verification::batcher(pool.clone(), batch_sizes.with_label_values(&["verify"])),
-        acceptances: bookings::batcher(pool.clone(), batch_sizes.with_label_values(&["accept"])),
+        limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone()),
     };
     let readiness = Readiness::new().postgres(pool).redis(redis);
     let server = serve(listener, state, registry, readiness, settings.gateway.workers)
@@ -168,7 +154,7 @@ fn serve(
             .app_data(web::PathConfig::default().error_handler(|e, _| error::malformed(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| error::malformed(e)))
             .configure(ops::routes)
-            .configure(routes)
+            .configure(http::routes)
     })
     .disable_signals()
     .listen(listener)?;
@@ -176,105 +162,4 @@ fn serve(
         server = server.workers(workers);
     }
     Ok(server.run())
-}
-
-fn routes(config: &mut web::ServiceConfig) {
-    // First, under a static prefix: status polls are the surge, and every dynamic route tried
-    // before the right one costs a regex match.
-    config.service(
-        web::scope("/v1/rooms")
-            .route("/{room}/status", web::get().to(rooms::api::status))
-            .route("/{room}/join", web::post().to(rooms::api::join))
-            .route("/{room}/leave", web::post().to(rooms::api::leave))
-            .route("/{room}/challenge", web::post().to(rooms::api::challenge))
-            .default_service(web::to(not_found)),
-    );
-    config
-        .route("/", web::get().to(pages::index))
-        .route("/regions/{region}/policy", web::get().to(pages::policy))
-        .route("/regions/{region}/check", web::get().to(pages::check))
-        .route("/openapi.json", web::get().to(openapi))
-        .route("/v1/regions", web::get().to(regions::list))
-        .route("/v1/regions/{region}/policy", web::get().to(regions::policy))
-        .route(
-            "/v1/regions/{region}/eligibility",
-            web::post().to(regions::eligibility),
-        )
-        .route(
-            "/v1/regions/{region}/registrations",
-            web::post().to(registrations::create),
-        )
-        .route("/rooms/{room}", web::get().to(rooms::page::waiting_room))
-        .route("/v1/admin/rooms", web::get().to(rooms::admin::list))
-        .route("/v1/admin/rooms/{room}", web::get().to(rooms::admin::show))
-        .route("/v1/admin/rooms/{room}", web::put().to(rooms::admin::put))
-        .route(
-            "/v1/registrations/{id}/verify",
-            web::post().to(verification::verify),
-        )
-        .route(
-            "/v1/registrations/{id}/resend",
-            web::post().to(verification::resend),
-        )
-        .route("/v1/me", web::get().to(me::show))
-        .route("/v1/me", web::patch().to(me::change))
-        .route("/v1/me", web::delete().to(me::withdraw))
-        .route("/v1/me/offer/accept", web::post().to(me::accept))
-        .route("/v1/me/offer/decline", web::post().to(me::decline))
-        .route("/v1/me/booking/cancel", web::post().to(me::cancel))
-        .route("/offers/{id}", web::get().to(offers::page))
-        .route("/offers/{id}/accept", web::post().to(offers::accept_form))
-        .route("/offers/{id}/decline", web::post().to(offers::decline_form))
-        .route("/v1/offers/{id}/accept", web::post().to(offers::accept))
-        .route("/v1/offers/{id}/decline", web::post().to(offers::decline))
-        .route("/v1/staff/sessions", web::post().to(staff::login))
-        .route("/v1/staff/sessions/current", web::delete().to(staff::logout))
-        .route("/v1/staff/me", web::get().to(staff::me))
-        .route("/v1/staff/actions", web::get().to(staff::actions))
-        .route(
-            "/v1/callcentre/registrations",
-            web::post().to(callcentre::register),
-        )
-        .route("/v1/callcentre/lookup", web::post().to(callcentre::lookup))
-        .route(
-            "/v1/callcentre/registrants/{id}",
-            web::get().to(callcentre::registrant),
-        )
-        .route(
-            "/v1/callcentre/registrants/{id}/offer/accept",
-            web::post().to(callcentre::accept),
-        )
-        .route(
-            "/v1/callcentre/registrants/{id}/offer/decline",
-            web::post().to(callcentre::decline),
-        )
-        .route(
-            "/v1/callcentre/registrants/{id}/booking/cancel",
-            web::post().to(callcentre::cancel),
-        )
-        .route(
-            "/v1/callcentre/registrants/{id}/withdraw",
-            web::post().to(callcentre::withdraw),
-        )
-        .route("/v1/centres/{centre}/capacity", web::post().to(centres::publish))
-        .route(
-            "/v1/centres/{centre}/capacity/{id}/cancel",
-            web::post().to(centres::withdraw),
-        )
-        .route("/v1/centres/{centre}/schedule", web::get().to(centres::schedule))
-        .route("/v1/centres/{centre}/checkins", web::post().to(centres::check_in))
-        .route("/v1/draws", web::get().to(draws::list))
-        .route("/v1/draws/{id}", web::get().to(draws::show))
-        .route("/v1/draws/{id}/manifest", web::get().to(draws::manifest))
-        .default_service(web::to(not_found));
-}
-
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
-}
-
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(
-        "There is nothing at this address. The API is described at /openapi.json.".into(),
-    ))
 }

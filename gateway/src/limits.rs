@@ -5,37 +5,48 @@
 use deadpool_redis::redis;
 
 use crate::error::ApiError;
-use crate::AppState;
 
-/// A set of counters checked and counted together, e.g. per client address and per code.
-pub struct FailureLimit<'a> {
-    state: &'a AppState,
-    keys: Vec<(String, i64)>,
-    window_seconds: i64,
-    refusal: &'static str,
+/// The Redis counters of this deployment (names scoped by its key prefix).
+pub struct Limits {
+    redis: deadpool_redis::Pool,
+    prefix: String,
 }
 
-impl<'a> FailureLimit<'a> {
-    /// `counters` are `(name, limit)`; names are scoped by the deployment's key prefix.
-    /// `refusal` is the message of the 429 once a limit is reached.
-    pub fn new(
-        state: &'a AppState,
+impl Limits {
+    pub fn new(redis: deadpool_redis::Pool, prefix: String) -> Self {
+        Limits { redis, prefix }
+    }
+
+    /// Counters checked and counted together, e.g. per client address and per code:
+    /// `counters` are `(name, limit)`; `refusal` is the message of the 429 once a limit is
+    /// reached.
+    pub fn failures(
+        &self,
         counters: &[(String, i64)],
         window_seconds: i64,
         refusal: &'static str,
-    ) -> FailureLimit<'a> {
-        let base = &state.redis_prefix;
+    ) -> FailureLimit<'_> {
         FailureLimit {
-            state,
+            redis: &self.redis,
             keys: counters
                 .iter()
-                .map(|(name, limit)| (format!("{base}:{name}"), *limit))
+                .map(|(name, limit)| (format!("{}:{name}", self.prefix), *limit))
                 .collect(),
             window_seconds,
             refusal,
         }
     }
+}
 
+/// A set of counters checked and counted together.
+pub struct FailureLimit<'a> {
+    redis: &'a deadpool_redis::Pool,
+    keys: Vec<(String, i64)>,
+    window_seconds: i64,
+    refusal: &'static str,
+}
+
+impl FailureLimit<'_> {
     /// 429 with `Retry-After` if any counter is at its limit.
     pub async fn check(&self) -> Result<(), ApiError> {
         let mut connection = self.connection().await?;
@@ -52,10 +63,7 @@ impl<'a> FailureLimit<'a> {
             .collect();
         for ((_, limit), (count, ttl)) in self.keys.iter().zip(answers) {
             if count.unwrap_or(0) >= *limit {
-                return Err(ApiError::TooManyRequests {
-                    message: self.refusal.into(),
-                    retry_after_seconds: ttl.max(1) as u64,
-                });
+                return Err(ApiError::too_many(self.refusal, ttl.max(1) as u64));
             }
         }
         Ok(())
@@ -80,14 +88,13 @@ impl<'a> FailureLimit<'a> {
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, ApiError> {
-        self.state
-            .redis
+        self.redis
             .get()
             .await
-            .map_err(|e| ApiError::Internal(format!("Redis: {e}")))
+            .map_err(ApiError::internal)
     }
 }
 
 fn redis_error(error: redis::RedisError) -> ApiError {
-    ApiError::Internal(format!("Redis: {error}"))
+    ApiError::internal(error)
 }

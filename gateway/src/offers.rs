@@ -13,10 +13,14 @@ use drawbridge_domain::{Language, OfferLink, TokenError};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::bookings::{self, booked_response, declined_response, Place};
-use crate::error::ApiError;
+use drawbridge_platform::states::OfferState;
+
+use crate::http::answers::{booked_answer, declined_answer};
+use crate::store::offers;
+use crate::use_cases::answer_offer;
+use crate::error::{ApiError, ErrorCode};
 use crate::pages::{escape, page_keeping, t};
-use crate::staff::Acting;
+use crate::use_cases::Acting;
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -36,20 +40,14 @@ impl LinkToken {
 /// The offer a link token opens: it must be genuine, unexpired and for this offer.
 fn check(state: &AppState, offer: Uuid, token: &str) -> Result<(), ApiError> {
     let link = OfferLink::verify(&state.keyring, token, Utc::now()).map_err(|error| match error {
-        TokenError::Expired => ApiError::Conflict {
-            code: "offer_expired",
-            message: "This offer has expired. You stay in the pool: the next draw gives you a new chance.".into(),
-        },
-        other => ApiError::Unauthorized {
-            code: "invalid_offer_link",
-            message: format!("This link does not open an offer: {other}. Use the link from your SMS exactly, or your booking code."),
-        },
+        TokenError::Expired => ApiError::new(ErrorCode::OfferExpired),
+        other => ApiError::new(ErrorCode::InvalidOfferLink).with_message(format!(
+            "This link does not open an offer: {other}. Use the link from your SMS exactly, or your booking code."
+        )),
     })?;
     if link.offer != offer {
-        return Err(ApiError::Unauthorized {
-            code: "invalid_offer_link",
-            message: "This link belongs to another offer. Use the link from your SMS exactly.".into(),
-        });
+        return Err(ApiError::new(ErrorCode::InvalidOfferLink)
+            .with_message("This link belongs to another offer. Use the link from your SMS exactly."));
     }
     Ok(())
 }
@@ -61,8 +59,8 @@ pub async fn accept(
     body: web::Json<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
     check(&state, *offer, &body.token)?;
-    let booked = bookings::accept(&state, *offer, None, &Acting::Registrant).await?;
-    Ok(booked_response(booked))
+    let booked = answer_offer::accept(&state, *offer, None, &Acting::Registrant).await?;
+    Ok(booked_answer(booked))
 }
 
 /// `POST /v1/offers/{id}/decline` with the link's token.
@@ -72,17 +70,8 @@ pub async fn decline(
     body: web::Json<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
     check(&state, *offer, &body.token)?;
-    bookings::decline(&state, *offer, None, &Acting::Registrant).await?;
-    Ok(declined_response(*offer))
-}
-
-#[derive(sqlx::FromRow)]
-struct Shown {
-    state: String,
-    expires_at: chrono::DateTime<Utc>,
-    language: String,
-    #[sqlx(flatten)]
-    place: Place,
+    answer_offer::decline(&state, *offer, None, &Acting::Registrant).await?;
+    Ok(declined_answer(*offer))
 }
 
 /// `GET /offers/{id}?token=`: the offer, with buttons to answer it.
@@ -92,20 +81,10 @@ pub async fn page(
     query: web::Query<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
     let offer = offer.into_inner();
-    let shown: Option<Shown> = sqlx::query_as(&format!(
-        "SELECT o.state, o.expires_at, r.language, {}
-         FROM offers o JOIN registrants r ON r.id = o.registrant_id
-         JOIN slot_pairs p ON p.id = o.slot_pair_id {}
-         WHERE o.id = $1",
-        bookings::PLACE,
-        bookings::PLACE_JOINS
-    ))
-    .bind(offer)
-    .fetch_optional(&state.pool)
-    .await?;
+    let shown = offers::offer(state.store.pool(), offer).await?;
     let fallback = shown
         .as_ref()
-        .and_then(|s| Language::parse(&s.language))
+        .and_then(|s| Language::parse(&s.contact.language))
         .unwrap_or_default();
     let language = query.language(fallback);
     let keep = format!("token={}&", urlencode(&query.token));
@@ -120,7 +99,7 @@ pub async fn page(
             )
             .to_owned(),
         ),
-        (Ok(()), Some(shown)) if shown.state != "pending" => Some(format!(
+        (Ok(()), Some(shown)) if shown.state != OfferState::Pending => Some(format!(
             "{} ({})",
             t(
                 language,
@@ -235,7 +214,7 @@ async fn answer_form(
         .unwrap_or_default();
     let outcome = match check(state, offer, &form.token) {
         Err(error) => Err(error),
-        Ok(()) if accept => bookings::accept(state, offer, None, &Acting::Registrant)
+        Ok(()) if accept => answer_offer::accept(state, offer, None, &Acting::Registrant)
             .await
             .map(|booked| {
                 format!(
@@ -249,7 +228,7 @@ async fn answer_form(
                     when(booked.place.first_at, &booked.place.timezone, language)
                 )
             }),
-        Ok(()) => bookings::decline(state, offer, None, &Acting::Registrant)
+        Ok(()) => answer_offer::decline(state, offer, None, &Acting::Registrant)
             .await
             .map(|()| {
                 format!(

@@ -9,7 +9,7 @@ use drawbridge_platform::policies::{self, PublishedPolicy};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::regions::{check_birth_year, check_postcode};
+use crate::use_cases::register::this_year;
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -77,7 +77,7 @@ pub async fn index(
 ) -> Result<HttpResponse, ApiError> {
     let language = query.language();
     let lang = language.as_str();
-    let regions: String = policies::all_current(&state.pool)
+    let regions: String = policies::all_current(state.store.pool())
         .await?
         .iter()
         .map(|p| {
@@ -241,12 +241,15 @@ pub async fn check(
         .collect();
     let result = match (query.birth_year, query.priority_group, &query.postcode) {
         (Some(birth_year), Some(priority_group), Some(postcode)) => {
-            match (check_birth_year(birth_year), check_postcode(postcode)) {
+            match (
+                drawbridge_domain::BirthYear::parse(birth_year, this_year()),
+                drawbridge_domain::Postcode::parse(postcode),
+            ) {
                 (Ok(birth_year), Ok(postcode)) => {
                     let person = Person {
-                        birth_year,
+                        birth_year: birth_year.get(),
                         priority_group,
-                        postcode,
+                        postcode: postcode.into_string(),
                         accepted_vaccines: query.vaccine.clone(),
                     };
                     render_evaluation(

@@ -38,7 +38,7 @@ impl PolicyCache {
             .await?
             .map(Arc::new)
             .ok_or_else(|| {
-                ApiError::NotFound(format!(
+                ApiError::not_found(format!(
                     "There is no region {region:?}. See GET /v1/regions for the list."
                 ))
             })?;

@@ -8,28 +8,19 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::api::bearer;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
     let expected = &state.rooms.settings.admin_token;
     if expected.is_empty() {
-        return Err(ApiError::Forbidden {
-            code: "admin_disabled",
-            message: "The rooms admin API is switched off: set rooms.admin_token to use it.".into(),
-        });
+        return Err(ApiError::new(ErrorCode::AdminDisabled));
     }
-    let presented = bearer(request).ok_or_else(|| ApiError::Unauthorized {
-        code: "admin_credentials_missing",
-        message: "Send the admin token as `Authorization: Bearer <token>`.".into(),
-    })?;
+    let presented = bearer(request).ok_or_else(|| ApiError::new(ErrorCode::AdminCredentialsMissing))?;
     if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden {
-            code: "admin_credentials_wrong",
-            message: "This admin token is not valid.".into(),
-        })
+        Err(ApiError::new(ErrorCode::AdminCredentialsWrong))
     }
 }
 
@@ -62,7 +53,7 @@ pub async fn show(
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &request)?;
     let described = state.rooms.store.describe(&room).await?;
-    let described = described.ok_or_else(|| ApiError::NotFound(format!("There is no room {room:?}.")))?;
+    let described = described.ok_or_else(|| ApiError::not_found(format!("There is no room {room:?}.")))?;
     Ok(HttpResponse::Ok().json(described))
 }
 
@@ -77,7 +68,7 @@ pub async fn put(
     authorize(&state, &request)?;
     check_name(&room)?;
     let config: RoomConfig = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::Malformed(format!("The room configuration could not be read: {e}")))?;
+        .map_err(|e| ApiError::malformed(format!("The room configuration could not be read: {e}")))?;
     config
         .validate()
         .map_err(|e| ApiError::invalid(e.field, e.message))?;

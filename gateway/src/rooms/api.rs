@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::store::{JoinRequest, Joined};
 use super::{unix_now, RoomView, Rooms};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 /// The client secret's cookie.
@@ -62,7 +62,7 @@ impl Rooms {
     /// The room, or 404.
     pub fn room(&self, name: &str) -> Result<std::sync::Arc<RoomView>, ApiError> {
         self.cache.view(name).ok_or_else(|| {
-            ApiError::NotFound(format!(
+            ApiError::not_found(format!(
                 "There is no waiting room {name:?}. Check the address you were given."
             ))
         })
@@ -195,10 +195,7 @@ fn answer(
             body.string("target_path", &config.target_path);
         }
         Standing::SessionOver => {
-            return Err(ApiError::Unauthorized {
-                code: "session_over",
-                message: "Your admission has ended. Please join the waiting room again.".into(),
-            })
+            return Err(ApiError::new(ErrorCode::SessionOver))
         }
         Standing::Dropped => return Err(RoomTokenError::Dropped.into()),
     }
@@ -281,14 +278,10 @@ pub async fn join(
         JoinBody::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Malformed(format!("The request could not be read: {e}")))?
+            .map_err(|e| ApiError::malformed(format!("The request could not be read: {e}")))?
     };
     if view.config.mode == RoomMode::Closed {
-        return Err(ApiError::Forbidden {
-            code: "room_closed",
-            message: "This waiting room is closed. Please check the announcement for when it opens again."
-                .into(),
-        });
+        return Err(ApiError::new(ErrorCode::RoomClosed));
     }
     let now = unix_now();
     let ticket_cookie = &view.ticket_cookie;
@@ -327,23 +320,17 @@ async fn take_ticket(
         None
     } else {
         let (Some(challenge), Some(nonce)) = (&body.challenge, &body.nonce) else {
-            return Err(ApiError::Forbidden {
-                code: "proof_of_work_required",
-                message: format!(
+            return Err(ApiError::new(ErrorCode::ProofOfWorkRequired).with_message(format!(
                     "This waiting room asks for a proof of work of {difficulty} bits: get a challenge from POST /v1/rooms/{}/challenge and send it with its nonce.",
-                    view.name
-                ),
-            });
+                view.name
+            )));
         };
         let verified = room::verify(&rooms.keyring, CHALLENGE_PURPOSE, challenge, now);
         let checked = room::check_claims(verified, &view.name, Some(secret));
         match checked {
             Ok(verified) if pow::is_solved(challenge, nonce, difficulty) => Some(verified.claims.id),
             _ => {
-                return Err(ApiError::Forbidden {
-                    code: "proof_of_work_invalid",
-                    message: "The proof of work does not solve a current challenge of this room for this browser. Please get a new challenge.".into(),
-                })
+                return Err(ApiError::new(ErrorCode::ProofOfWorkInvalid))
             }
         }
     };
@@ -365,14 +352,11 @@ async fn take_ticket(
             view.joined.inc();
             Ok(ticket)
         }
-        Joined::RateLimited { retry_after_seconds } => Err(ApiError::TooManyRequests {
-            message: "Too many joins from your network. Please wait a moment and try again.".into(),
+        Joined::RateLimited { retry_after_seconds } => Err(ApiError::too_many(
+            "Too many joins from your network. Please wait a moment and try again.",
             retry_after_seconds,
-        }),
-        Joined::ChallengeReused => Err(ApiError::Forbidden {
-            code: "proof_of_work_reused",
-            message: "This proof of work was used already. Please get a new challenge.".into(),
-        }),
+        )),
+        Joined::ChallengeReused => Err(ApiError::new(ErrorCode::ProofOfWorkReused)),
     }
 }
 

@@ -1,0 +1,88 @@
+//! `/v1/centres/{centre}/...`: publishing and withdrawing capacity, the day's schedule, and
+//! check-in at the door.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDate;
+use drawbridge_domain::CapacityRequest;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::extract::Staff;
+use crate::error::ApiError;
+use crate::use_cases::{capacity, check_in};
+use crate::AppState;
+
+/// `POST /v1/centres/{centre}/capacity` with an `Idempotency-Key` header: publishes slot pairs.
+pub async fn publish(
+    state: web::Data<AppState>,
+    staff: Staff,
+    centre: web::Path<String>,
+    http: HttpRequest,
+    request: web::Json<CapacityRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let key = http
+        .headers()
+        .get("Idempotency-Key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|key| (1..=128).contains(&key.len()));
+    let published = capacity::publish(&state, &staff.0, &centre, key, request.into_inner()).await?;
+    Ok(if published.replayed {
+        HttpResponse::Ok().json(published)
+    } else {
+        HttpResponse::Created().json(published)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Withdrawal {
+    reason: String,
+}
+
+/// `POST /v1/centres/{centre}/capacity/{id}/cancel`: withdraws a published batch.
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    staff: Staff,
+    path: web::Path<(String, Uuid)>,
+    body: web::Json<Withdrawal>,
+) -> Result<HttpResponse, ApiError> {
+    let (centre, batch) = path.into_inner();
+    let withdrawn = capacity::withdraw(&state, &staff.0, &centre, batch, &body.reason).await?;
+    Ok(HttpResponse::Ok().json(withdrawn))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleQuery {
+    date: NaiveDate,
+}
+
+/// `GET /v1/centres/{centre}/schedule?date=`.
+pub async fn schedule(
+    state: web::Data<AppState>,
+    staff: Staff,
+    centre: web::Path<String>,
+    query: web::Query<ScheduleQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let schedule = capacity::schedule(&state, &staff.0, &centre, query.date).await?;
+    Ok(HttpResponse::Ok().json(schedule))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scan {
+    /// The QR code's content.
+    pass: String,
+}
+
+/// `POST /v1/centres/{centre}/checkins`: a scanned pass.
+pub async fn check_in(
+    state: web::Data<AppState>,
+    staff: Staff,
+    centre: web::Path<String>,
+    scan: web::Json<Scan>,
+) -> Result<HttpResponse, ApiError> {
+    let checked_in = check_in::check_in(&state, &staff.0, &centre, &scan.pass).await?;
+    Ok(HttpResponse::Ok().json(checked_in))
+}

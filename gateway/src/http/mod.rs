@@ -1,0 +1,103 @@
+//! The HTTP adapters: every route, each handler thin (parse, authorise, call one use case,
+//! render). Handlers never import each other; what several share (extractors, common answers)
+//! lives in `extract` and `answers`.
+
+pub(crate) mod answers;
+mod callcentre;
+mod centres;
+mod draws;
+pub mod extract;
+mod me;
+mod regions;
+mod registrations;
+mod staff;
+mod verification;
+
+use actix_web::{web, HttpResponse};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::{offers, pages, rooms};
+
+/// The OpenAPI document, kept beside the code it describes.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    // First, under a static prefix: status polls are the surge, and every dynamic route tried
+    // before the right one costs a regex match.
+    config.service(
+        web::scope("/v1/rooms")
+            .route("/{room}/status", web::get().to(rooms::api::status))
+            .route("/{room}/join", web::post().to(rooms::api::join))
+            .route("/{room}/leave", web::post().to(rooms::api::leave))
+            .route("/{room}/challenge", web::post().to(rooms::api::challenge))
+            .default_service(web::to(not_found)),
+    );
+    config
+        .route("/", web::get().to(pages::index))
+        .route("/regions/{region}/policy", web::get().to(pages::policy))
+        .route("/regions/{region}/check", web::get().to(pages::check))
+        .route("/openapi.json", web::get().to(openapi))
+        .route("/v1/regions", web::get().to(regions::list))
+        .route("/v1/regions/{region}/policy", web::get().to(regions::policy))
+        .route("/v1/regions/{region}/eligibility", web::post().to(regions::eligibility))
+        .route("/v1/regions/{region}/registrations", web::post().to(registrations::create))
+        .route("/rooms/{room}", web::get().to(rooms::page::waiting_room))
+        .route("/v1/admin/rooms", web::get().to(rooms::admin::list))
+        .route("/v1/admin/rooms/{room}", web::get().to(rooms::admin::show))
+        .route("/v1/admin/rooms/{room}", web::put().to(rooms::admin::put))
+        .route("/v1/registrations/{id}/verify", web::post().to(verification::verify))
+        .route("/v1/registrations/{id}/resend", web::post().to(verification::resend))
+        .route("/v1/me", web::get().to(me::show))
+        .route("/v1/me", web::patch().to(me::change))
+        .route("/v1/me", web::delete().to(me::withdraw))
+        .route("/v1/me/offer/accept", web::post().to(me::accept))
+        .route("/v1/me/offer/decline", web::post().to(me::decline))
+        .route("/v1/me/booking/cancel", web::post().to(me::cancel))
+        .route("/offers/{id}", web::get().to(offers::page))
+        .route("/offers/{id}/accept", web::post().to(offers::accept_form))
+        .route("/offers/{id}/decline", web::post().to(offers::decline_form))
+        .route("/v1/offers/{id}/accept", web::post().to(offers::accept))
+        .route("/v1/offers/{id}/decline", web::post().to(offers::decline))
+        .route("/v1/staff/sessions", web::post().to(staff::login))
+        .route("/v1/staff/sessions/current", web::delete().to(staff::logout))
+        .route("/v1/staff/me", web::get().to(staff::me))
+        .route("/v1/staff/actions", web::get().to(staff::actions))
+        .route("/v1/callcentre/registrations", web::post().to(callcentre::register))
+        .route("/v1/callcentre/lookup", web::post().to(callcentre::lookup))
+        .route("/v1/callcentre/registrants/{id}", web::get().to(callcentre::registrant))
+        .route(
+            "/v1/callcentre/registrants/{id}/offer/accept",
+            web::post().to(callcentre::accept),
+        )
+        .route(
+            "/v1/callcentre/registrants/{id}/offer/decline",
+            web::post().to(callcentre::decline),
+        )
+        .route(
+            "/v1/callcentre/registrants/{id}/booking/cancel",
+            web::post().to(callcentre::cancel),
+        )
+        .route(
+            "/v1/callcentre/registrants/{id}/withdraw",
+            web::post().to(callcentre::withdraw),
+        )
+        .route("/v1/centres/{centre}/capacity", web::post().to(centres::publish))
+        .route(
+            "/v1/centres/{centre}/capacity/{id}/cancel",
+            web::post().to(centres::withdraw),
+        )
+        .route("/v1/centres/{centre}/schedule", web::get().to(centres::schedule))
+        .route("/v1/centres/{centre}/checkins", web::post().to(centres::check_in))
+        .route("/v1/draws", web::get().to(draws::list))
+        .route("/v1/draws/{id}", web::get().to(draws::show))
+        .route("/v1/draws/{id}/manifest", web::get().to(draws::manifest))
+        .default_service(web::to(not_found));
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound))
+}

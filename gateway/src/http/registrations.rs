@@ -1,0 +1,36 @@
+//! `POST /v1/regions/{region}/registrations`: registering on the web, guarded by the region's
+//! waiting rooms (see `rooms::guard`).
+
+use actix_web::{web, HttpResponse};
+use drawbridge_domain::Evaluation;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::answers::CodeSent;
+use crate::error::ApiError;
+use crate::rooms::guard::Admitted;
+use crate::use_cases::register::{self, RegistrationForm};
+use crate::AppState;
+
+#[derive(Serialize)]
+struct Started {
+    registration_id: Uuid,
+    status: &'static str,
+    verification: CodeSent,
+    eligibility: Evaluation,
+}
+
+pub async fn create(
+    _admitted: Admitted,
+    state: web::Data<AppState>,
+    region: web::Path<String>,
+    form: web::Json<RegistrationForm>,
+) -> Result<HttpResponse, ApiError> {
+    let started = register::on_the_web(&state, &region, form.into_inner()).await?;
+    Ok(HttpResponse::Accepted().json(Started {
+        registration_id: started.registration_id,
+        status: "pending_verification",
+        verification: CodeSent::by_sms(started.code_expires_at, started.attempts_left),
+        eligibility: started.eligibility,
+    }))
+}

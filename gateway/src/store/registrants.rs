@@ -1,0 +1,347 @@
+//! Registrants: registering (web, batched; call centre, in the agent's transaction), reading
+//! them by id or booking code, their choices, their part in recent draws, and withdrawal with
+//! its erasure.
+
+use chrono::{DateTime, Utc};
+use drawbridge_platform::outbox::Notification;
+use drawbridge_platform::states::{BookingState, RegistrantStatus};
+use prometheus::Histogram;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::batch::{self, Batcher};
+use super::{statements, Store};
+
+/// The registrant's own columns, with their pending offer and whether they hold a booking, so
+/// an answer needs no second lookup.
+macro_rules! registrant_columns {
+    () => {
+        "SELECT id, region_id, status, language, email, birth_year, priority_group, postcode,
+                accepted_vaccines, max_distance_km, verified_at,
+                (SELECT o.id FROM offers o WHERE o.registrant_id = registrants.id AND o.state = 'pending')
+                    AS pending_offer,
+                EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = registrants.id
+                        AND b.state <> 'cancelled') AS booked
+         FROM registrants "
+    };
+}
+
+statements! {
+    /// A web registration with its first code and SMS (batched).
+    REGISTER_MANY = include_str!("sql/register_many.sql");
+    /// A registrant whose phone a call-centre agent attests: active at once, with its booking
+    /// code.
+    INSERT_ACTIVE =
+        "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
+                                  priority_group, postcode, accepted_vaccines, max_distance_km,
+                                  booking_code_hash, verified_at)
+         VALUES ($1, $2, 'active', 'callcentre', $3, $4, $5, $6, $7, $8, $9, $10, $11, now())";
+    ACTIVE_BY_ID = concat!(registrant_columns!(), "WHERE id = $1 AND status = 'active'");
+    ACTIVE_BY_BOOKING_CODE =
+        concat!(registrant_columns!(), "WHERE booking_code_hash = $1 AND status = 'active'");
+    REGION = "SELECT region_id FROM registrants WHERE id = $1";
+    /// Locks a registration for a new SMS code.
+    LOCK_FOR_CODE = "SELECT status, phone, language FROM registrants WHERE id = $1 FOR UPDATE";
+    CHANGE_CHOICES =
+        "UPDATE registrants SET accepted_vaccines = coalesce($2, accepted_vaccines),
+                max_distance_km = coalesce($3, max_distance_km),
+                email = CASE WHEN $4 THEN $5 ELSE email END,
+                language = coalesce($6, language)
+         WHERE id = $1 AND status = 'active'";
+    /// The pending offer as the person sees it.
+    OFFER_SHOWN =
+        "SELECT o.id, o.expires_at, p.vaccine, c.name AS centre, c.address, p.first_slot_at AS first_at,
+                p.second_slot_at AS second_at
+         FROM offers o JOIN slot_pairs p ON p.id = o.slot_pair_id JOIN centres c ON c.id = p.centre_id
+         WHERE o.registrant_id = $1 AND o.state = 'pending'";
+    /// The live booking as the person sees it.
+    BOOKING_SHOWN =
+        "SELECT b.id, b.state, p.vaccine, c.name AS centre, c.address, p.first_slot_at AS first_at,
+                p.second_slot_at AS second_at
+         FROM bookings b JOIN slot_pairs p ON p.id = b.slot_pair_id JOIN centres c ON c.id = p.centre_id
+         WHERE b.registrant_id = $1 AND b.state <> 'cancelled'";
+    /// The registrant's part (by pseudonym) in the region's recent completed draws.
+    DRAWS_TAKEN_PART_IN =
+        "SELECT d.id, d.completed_at, (d.manifest->>'pool')::bigint AS pool, c.lottery_key,
+                EXISTS (SELECT 1 FROM draw_matches m WHERE m.draw_id = d.id AND m.pseudonym = $2) AS offered
+         FROM draws d LEFT JOIN draw_candidates c ON c.draw_id = d.id AND c.pseudonym = $2
+         WHERE d.region_id = $1 AND d.state = 'completed'
+         ORDER BY d.started_at DESC LIMIT $3";
+    /// Puts a person whose appointment a centre withdrew ahead of others in the next draws.
+    PUT_AHEAD =
+        "UPDATE registrants SET ahead_since = coalesce(ahead_since, now()) WHERE id = $1 AND status = 'active'";
+    LOCK_STATUS = "SELECT status FROM registrants WHERE id = $1 FOR UPDATE";
+    HAS_DOSE_GIVEN =
+        "SELECT EXISTS (SELECT 1 FROM bookings WHERE registrant_id = $1 AND state = 'first_dose_given')";
+    /// Reopens the pair of the registrant's pending offer; first of the two steps that withdraw it.
+    REOPEN_PENDING_OFFERS_PAIR =
+        "UPDATE slot_pairs p SET state = 'open', offer_id = NULL FROM offers o
+         WHERE o.registrant_id = $1 AND o.state = 'pending' AND p.offer_id = o.id";
+    WITHDRAW_PENDING_OFFER =
+        "UPDATE offers SET state = 'withdrawn', answered_at = now() WHERE registrant_id = $1 AND state = 'pending'";
+    /// Messages already handed to the notifier carry their own copy; the stored rows need not
+    /// keep the number or address any longer. Unsent ones are dropped with the registration.
+    ERASE_MESSAGES =
+        "UPDATE outbox SET recipient = 'erased', payload = jsonb_build_object('kind', kind, 'erased', true),
+                           published_at = coalesce(published_at, now())
+         WHERE subject_id = $1
+            OR subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = $1)
+            OR subject_id IN (SELECT id FROM offers WHERE registrant_id = $1)
+            OR subject_id IN (SELECT id FROM bookings WHERE registrant_id = $1)";
+    /// Withdraws and erases every personal field; the row stays, pseudonymous, because
+    /// published draws refer to it.
+    ERASE =
+        "UPDATE registrants SET status = 'withdrawn', withdrawn_at = now(), phone = NULL, email = NULL,
+                birth_year = NULL, priority_group = NULL, postcode = NULL, accepted_vaccines = '{}',
+                max_distance_km = NULL, booking_code_hash = NULL, ahead_since = NULL
+         WHERE id = $1";
+}
+
+/// An active registrant as the citizen and call-centre routes need them.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Registrant {
+    pub id: Uuid,
+    pub region_id: String,
+    pub status: RegistrantStatus,
+    pub language: String,
+    pub email: Option<String>,
+    pub birth_year: i32,
+    pub priority_group: i16,
+    pub postcode: String,
+    pub accepted_vaccines: Vec<String>,
+    pub max_distance_km: i32,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub pending_offer: Option<Uuid>,
+    pub booked: bool,
+}
+
+/// A web registration with its first code: one row of `REGISTER_MANY`.
+#[derive(Clone, Serialize)]
+pub struct NewRegistration {
+    pub id: Uuid,
+    pub region_id: String,
+    pub phone: String,
+    pub email: Option<String>,
+    pub language: &'static str,
+    pub birth_year: i32,
+    pub priority_group: i16,
+    pub postcode: String,
+    pub accepted_vaccines: Vec<String>,
+    pub max_distance_km: i32,
+    pub code_id: Uuid,
+    /// Base64, as JSON has no bytes.
+    pub code_hash: String,
+    pub attempts_left: i16,
+    pub expires_at: DateTime<Utc>,
+    pub notification: Notification,
+}
+
+/// Wrong SMS codes allowed before a code is dead.
+pub const VERIFICATION_ATTEMPTS: i16 = 5;
+
+/// The batcher of web registrations: each answers whether it was made (`false`: the phone
+/// number already has a live registration). The batcher never puts one phone twice in a batch.
+pub(super) fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<NewRegistration, bool> {
+    batch::made(
+        pool,
+        sizes,
+        |r: &NewRegistration| r.phone.clone(),
+        REGISTER_MANY,
+        |r| r.id,
+    )
+}
+
+impl Store {
+    /// Registers on the web, with the first code and its SMS; `false` if the phone number
+    /// already has a live registration.
+    pub async fn register(&self, registration: NewRegistration) -> Result<bool, sqlx::Error> {
+        self.registrations.submit(registration).await
+    }
+}
+
+/// A caller's registration as an agent enters it.
+pub struct NewCaller<'a> {
+    pub id: Uuid,
+    pub region: &'a str,
+    pub phone: &'a str,
+    pub email: Option<&'a str>,
+    pub language: &'a str,
+    pub birth_year: i32,
+    pub priority_group: i16,
+    pub postcode: &'a str,
+    pub accepted_vaccines: &'a [String],
+    pub max_distance_km: i32,
+    pub booking_code_hash: &'a [u8],
+}
+
+/// Whether an insert found the phone number free.
+pub enum Inserted {
+    Yes,
+    PhoneTaken,
+}
+
+/// Inserts an active registrant, in the caller's transaction.
+pub async fn insert_active(tx: &mut PgConnection, caller: &NewCaller<'_>) -> Result<Inserted, sqlx::Error> {
+    let result = sqlx::query(INSERT_ACTIVE)
+        .bind(caller.id)
+        .bind(caller.region)
+        .bind(caller.phone)
+        .bind(caller.email)
+        .bind(caller.language)
+        .bind(caller.birth_year)
+        .bind(caller.priority_group)
+        .bind(caller.postcode)
+        .bind(caller.accepted_vaccines)
+        .bind(caller.max_distance_km)
+        .bind(caller.booking_code_hash)
+        .execute(&mut *tx)
+        .await;
+    match result {
+        Err(sqlx::Error::Database(error)) if error.constraint() == Some("registrants_one_live_per_phone") => {
+            Ok(Inserted::PhoneTaken)
+        }
+        Err(error) => Err(error),
+        Ok(_) => Ok(Inserted::Yes),
+    }
+}
+
+pub async fn active_by_id(pool: &PgPool, id: Uuid) -> Result<Option<Registrant>, sqlx::Error> {
+    sqlx::query_as(ACTIVE_BY_ID).bind(id).fetch_optional(pool).await
+}
+
+/// The active registrant whose booking code has this keyed hash.
+pub async fn active_by_booking_code(pool: &PgPool, hash: &[u8]) -> Result<Option<Registrant>, sqlx::Error> {
+    sqlx::query_as(ACTIVE_BY_BOOKING_CODE)
+        .bind(hash)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The region of any registrant, withdrawn ones too.
+pub async fn region(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(REGION).bind(id).fetch_optional(pool).await
+}
+
+/// A registration as far as a new SMS code is concerned.
+#[derive(sqlx::FromRow)]
+pub struct ForCode {
+    pub status: RegistrantStatus,
+    pub phone: Option<String>,
+    pub language: String,
+}
+
+/// Locks a registration for a new SMS code.
+pub async fn lock_for_code(tx: &mut PgConnection, id: Uuid) -> Result<Option<ForCode>, sqlx::Error> {
+    sqlx::query_as(LOCK_FOR_CODE).bind(id).fetch_optional(tx).await
+}
+
+/// New choices; `None` keeps a choice, `email: Some(None)` removes the address.
+pub struct Choices<'a> {
+    pub accepted_vaccines: Option<&'a [String]>,
+    pub max_distance_km: Option<i32>,
+    pub email: Option<Option<&'a str>>,
+    pub language: Option<&'a str>,
+}
+
+pub async fn change_choices(pool: &PgPool, id: Uuid, choices: &Choices<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(CHANGE_CHOICES)
+        .bind(id)
+        .bind(choices.accepted_vaccines)
+        .bind(choices.max_distance_km)
+        .bind(choices.email.is_some())
+        .bind(choices.email.flatten())
+        .bind(choices.language)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The pending offer as its holder sees it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct OfferShown {
+    pub id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub vaccine: String,
+    pub centre: String,
+    pub address: String,
+    pub first_at: DateTime<Utc>,
+    pub second_at: Option<DateTime<Utc>>,
+}
+
+/// The live booking as its holder sees it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct BookingShown {
+    pub id: Uuid,
+    pub state: BookingState,
+    pub vaccine: String,
+    pub centre: String,
+    pub address: String,
+    pub first_at: DateTime<Utc>,
+    pub second_at: Option<DateTime<Utc>>,
+}
+
+pub async fn offer_shown(pool: &PgPool, registrant: Uuid) -> Result<Option<OfferShown>, sqlx::Error> {
+    sqlx::query_as(OFFER_SHOWN).bind(registrant).fetch_optional(pool).await
+}
+
+pub async fn booking_shown(pool: &PgPool, registrant: Uuid) -> Result<Option<BookingShown>, sqlx::Error> {
+    sqlx::query_as(BOOKING_SHOWN).bind(registrant).fetch_optional(pool).await
+}
+
+/// A registrant's part in one draw.
+#[derive(sqlx::FromRow)]
+pub struct DrawTakenPartIn {
+    pub id: Uuid,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub pool: Option<i64>,
+    /// `None` when they were not in that draw's pool.
+    pub lottery_key: Option<f64>,
+    pub offered: bool,
+}
+
+/// The `limit` newest completed draws of `region`, with the part of the person whose
+/// pseudonym is `pseudonym` in each.
+pub async fn draws_taken_part_in(
+    pool: &PgPool,
+    region: &str,
+    pseudonym: &[u8],
+    limit: i64,
+) -> Result<Vec<DrawTakenPartIn>, sqlx::Error> {
+    sqlx::query_as(DRAWS_TAKEN_PART_IN)
+        .bind(region)
+        .bind(pseudonym)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn put_ahead(tx: &mut PgConnection, registrant: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(PUT_AHEAD).bind(registrant).execute(tx).await?;
+    Ok(())
+}
+
+/// Locks a registration to withdraw it; its status, if it exists.
+pub async fn lock_status(tx: &mut PgConnection, id: Uuid) -> Result<Option<RegistrantStatus>, sqlx::Error> {
+    sqlx::query_scalar(LOCK_STATUS).bind(id).fetch_optional(tx).await
+}
+
+/// Whether the registrant's first dose was given and the second is still to come.
+pub async fn has_dose_given(tx: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(HAS_DOSE_GIVEN).bind(id).fetch_one(tx).await
+}
+
+/// Withdraws the registrant's pending offer, if any, and reopens its pair.
+pub async fn withdraw_pending_offer(tx: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(REOPEN_PENDING_OFFERS_PAIR).bind(id).execute(&mut *tx).await?;
+    sqlx::query(WITHDRAW_PENDING_OFFER).bind(id).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Erases every personal field of a registrant and of the messages about them, and marks them
+/// withdrawn.
+pub async fn erase(tx: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(ERASE_MESSAGES).bind(id).execute(&mut *tx).await?;
+    sqlx::query(ERASE).bind(id).execute(&mut *tx).await?;
+    Ok(())
+}

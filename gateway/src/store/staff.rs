@@ -1,0 +1,130 @@
+//! Staff: accounts, sessions (kept as the token's hash), and the audit log of what staff do.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::statements;
+
+statements! {
+    RECORD_ACTION =
+        "INSERT INTO staff_actions (staff_id, action, region_id, centre_id, subject_id, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)";
+    /// The staff member a live session token (by its hash) belongs to.
+    SESSION_HOLDER =
+        "SELECT s.id, s.username, s.role, s.region_id, s.centre_id
+         FROM staff_sessions t JOIN staff s ON s.id = t.staff_id
+         WHERE t.token_hash = $1 AND t.ended_at IS NULL AND t.expires_at > now() AND s.disabled_at IS NULL";
+    ACCOUNT =
+        "SELECT id, username, role, region_id, centre_id, password_hash FROM staff
+         WHERE username = $1 AND disabled_at IS NULL";
+    START_SESSION = "INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)";
+    END_SESSION = "UPDATE staff_sessions SET ended_at = now() WHERE token_hash = $1";
+    /// A region's audit log, newest first, optionally about one subject.
+    ACTIONS =
+        "SELECT a.at, s.username AS staff, s.role, a.action, a.centre_id AS centre, a.subject_id AS subject,
+                a.detail
+         FROM staff_actions a JOIN staff s ON s.id = a.staff_id
+         WHERE a.region_id = $1 AND ($2::uuid IS NULL OR a.subject_id = $2)
+         ORDER BY a.id DESC LIMIT $3";
+}
+
+/// One entry of the audit log, as written.
+pub struct Action<'a> {
+    pub staff: Uuid,
+    pub action: &'a str,
+    pub region: &'a str,
+    pub centre: Option<&'a str>,
+    pub subject: Option<Uuid>,
+    pub detail: serde_json::Value,
+}
+
+/// Writes an audit entry in the caller's transaction, so an action and its record are one.
+pub async fn record(tx: &mut PgConnection, action: Action<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(RECORD_ACTION)
+        .bind(action.staff)
+        .bind(action.action)
+        .bind(action.region)
+        .bind(action.centre)
+        .bind(action.subject)
+        .bind(action.detail)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// A staff member as stored.
+#[derive(sqlx::FromRow)]
+pub struct StaffRow {
+    pub id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub region_id: String,
+    pub centre_id: Option<String>,
+}
+
+/// A staff row with its password hash, for logging in.
+#[derive(sqlx::FromRow)]
+pub struct Account {
+    #[sqlx(flatten)]
+    pub row: StaffRow,
+    pub password_hash: String,
+}
+
+pub async fn session_holder(pool: &PgPool, token_hash: &[u8]) -> Result<Option<StaffRow>, sqlx::Error> {
+    sqlx::query_as(SESSION_HOLDER)
+        .bind(token_hash)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The enabled account with this username.
+pub async fn account(pool: &PgPool, username: &str) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as(ACCOUNT).bind(username).fetch_optional(pool).await
+}
+
+pub async fn start_session(
+    tx: &mut PgConnection,
+    token_hash: &[u8],
+    staff: Uuid,
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(START_SESSION)
+        .bind(token_hash)
+        .bind(staff)
+        .bind(expires_at)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn end_session(tx: &mut PgConnection, token_hash: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query(END_SESSION).bind(token_hash).execute(tx).await?;
+    Ok(())
+}
+
+/// One entry of the audit log, as read.
+#[derive(serde::Serialize, sqlx::FromRow)]
+pub struct LoggedAction {
+    pub at: DateTime<Utc>,
+    pub staff: String,
+    pub role: String,
+    pub action: String,
+    pub centre: Option<String>,
+    pub subject: Option<Uuid>,
+    pub detail: serde_json::Value,
+}
+
+pub async fn actions(
+    pool: &PgPool,
+    region: &str,
+    subject: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<LoggedAction>, sqlx::Error> {
+    sqlx::query_as(ACTIONS)
+        .bind(region)
+        .bind(subject)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}

@@ -1,0 +1,140 @@
+//! SMS codes: checking them (batched), and sending another one at a limited pace.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use drawbridge_platform::outbox::Notification;
+use drawbridge_platform::states::RegistrantStatus;
+use prometheus::Histogram;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::batch::Batcher;
+use super::{statements, Store};
+
+statements! {
+    /// Checks codes of many registrations in one statement (batched).
+    VERIFY_MANY = include_str!("sql/verify_many.sql");
+    /// How many codes a registration was sent, and how long ago the last one.
+    CODES_SENT =
+        "SELECT count(*), EXTRACT(EPOCH FROM now() - max(created_at))::float8
+         FROM phone_verifications WHERE registrant_id = $1";
+    /// Earlier codes die when a new one is sent, so only the newest SMS counts.
+    KILL_UNUSED_CODES =
+        "UPDATE phone_verifications SET attempts_left = 0 WHERE registrant_id = $1 AND verified_at IS NULL";
+    /// A further code for a registrant and its SMS. The code is stored only as a keyed hash;
+    /// the verification row is the message's subject, so every code (first or resent) is one
+    /// SMS.
+    ANOTHER_CODE =
+        "WITH code AS (
+             INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
+             VALUES ($2, $1, $3, $4, $5) RETURNING id
+         )
+         INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', $6, $7, $8 FROM code";
+}
+
+/// A code submitted for a registration: one row of `VERIFY_MANY`. Hashes in base64, as JSON
+/// has no bytes.
+#[derive(Clone, Serialize)]
+pub struct Guess {
+    pub id: Uuid,
+    pub code_hash: String,
+    /// The booking code the registrant gets if the code is right.
+    pub booking_code_hash: String,
+    pub notification: Notification,
+}
+
+/// What `VERIFY_MANY` found and did for one registration.
+#[derive(sqlx::FromRow)]
+pub struct Verification {
+    id: Uuid,
+    /// None: there is no such registration.
+    pub status: Option<RegistrantStatus>,
+    pub has_code: bool,
+    pub live: bool,
+    pub matches: bool,
+    pub attempts_left: Option<i16>,
+}
+
+/// The batcher of verifications: each guess is answered with what was found and done. Guesses
+/// for the same registration never share a batch.
+pub(super) fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<Guess, Verification> {
+    Batcher::start(
+        sizes,
+        |guess: &Guess| guess.id,
+        move |batch: Vec<Guess>| {
+            let pool = pool.clone();
+            async move {
+                let mut found: HashMap<Uuid, Verification> = sqlx::query_as(VERIFY_MANY)
+                    .bind(sqlx::types::Json(&batch))
+                    .fetch_all(&pool)
+                    .await?
+                    .into_iter()
+                    .map(|v: Verification| (v.id, v))
+                    .collect();
+                batch
+                    .iter()
+                    .map(|guess| found.remove(&guess.id).ok_or(sqlx::Error::RowNotFound))
+                    .collect()
+            }
+        },
+    )
+}
+
+impl Store {
+    /// Checks a code; a right one activates the registrant and queues their booking code.
+    pub async fn verify(&self, guess: Guess) -> Result<Verification, sqlx::Error> {
+        self.verifications.submit(guess).await
+    }
+}
+
+/// Codes sent to a registration so far.
+pub struct CodesSent {
+    pub count: i64,
+    pub seconds_since_last: Option<f64>,
+}
+
+pub async fn codes_sent(tx: &mut PgConnection, registrant: Uuid) -> Result<CodesSent, sqlx::Error> {
+    let (count, seconds_since_last) = sqlx::query_as(CODES_SENT)
+        .bind(registrant)
+        .fetch_one(tx)
+        .await?;
+    Ok(CodesSent {
+        count,
+        seconds_since_last,
+    })
+}
+
+/// A new code, not yet stored.
+pub struct NewCode<'a> {
+    pub id: Uuid,
+    pub registrant: Uuid,
+    pub hash: &'a [u8],
+    pub attempts: i16,
+    pub expires_at: DateTime<Utc>,
+    pub phone: &'a str,
+    pub language: &'a str,
+    pub notification: &'a Notification,
+}
+
+/// Kills the registrant's unused codes and stores a new one with its SMS.
+pub async fn replace_code(tx: &mut PgConnection, code: &NewCode<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(KILL_UNUSED_CODES)
+        .bind(code.registrant)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(ANOTHER_CODE)
+        .bind(code.registrant)
+        .bind(code.id)
+        .bind(code.hash)
+        .bind(code.attempts)
+        .bind(code.expires_at)
+        .bind(code.phone)
+        .bind(code.language)
+        .bind(sqlx::types::Json(code.notification))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! A registrant's own view, opened with their booking code: status, the reasons for their
+//! eligibility, the current offer, the booking, and their pseudonym and lottery key in every
+//! recent draw, so they can check each draw themselves against its published manifest; and
+//! changing their choices.
+//!
+//! Booking codes carry 75 random bits, but guessing is still rate-limited in Redis (shared by
+//! all gateways): per client address and per code prefix, counting only failures. A wrong code
+//! gets the same answer whether or not such a registration exists.
+
+use chrono::{DateTime, Utc};
+use drawbridge_domain::draw::Pseudonym;
+use drawbridge_domain::{evaluate, BookingCode, DistanceKm, Email, Evaluation, Language, Person};
+use drawbridge_platform::states::RegistrantStatus;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::register::check_vaccines;
+use crate::error::{ApiError, ErrorCode};
+use crate::store::registrants::{self, BookingShown, Choices, OfferShown, Registrant};
+use crate::AppState;
+
+/// Failed booking codes allowed per client address, and per code prefix, within the window.
+const GUESSES_PER_ADDRESS: i64 = 20;
+const GUESSES_PER_PREFIX: i64 = 10;
+const GUESS_WINDOW_SECONDS: i64 = 15 * 60;
+
+/// How many recent draws of the region the status reports on.
+const DRAWS_SHOWN: i64 = 10;
+
+/// The registrant whose booking code is `presented`, within the guessing limits of `address`.
+pub async fn sign_in(state: &AppState, presented: &str, address: &str) -> Result<Registrant, ApiError> {
+    let prefix: String = presented
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(4)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let limits = state.limits.failures(
+        &[
+            (format!("guesses:address:{address}"), GUESSES_PER_ADDRESS),
+            (format!("guesses:prefix:{prefix}"), GUESSES_PER_PREFIX),
+        ],
+        GUESS_WINDOW_SECONDS,
+        "Too many wrong booking codes from here or for this code. Please wait and check the code in your SMS.",
+    );
+    limits.check().await?;
+    let found = match BookingCode::parse(presented) {
+        Ok(code) => by_booking_code(state, &code).await?,
+        Err(_) => None,
+    };
+    match found {
+        Some(registrant) => Ok(registrant),
+        None => {
+            limits.count_failure().await?;
+            Err(ApiError::new(ErrorCode::WrongBookingCode))
+        }
+    }
+}
+
+/// An active registrant by id (for call-centre agents, who look people up by booking code).
+pub async fn load(state: &AppState, id: Uuid) -> Result<Registrant, ApiError> {
+    registrants::active_by_id(state.store.pool(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("There is no active registration with this id."))
+}
+
+/// The active registrant a booking code opens. No guessing limits here: citizens come through
+/// [`sign_in`], staff lookups are audited.
+pub async fn by_booking_code(state: &AppState, code: &BookingCode) -> Result<Option<Registrant>, ApiError> {
+    let hash = code.keyed_hash(&state.hash_key);
+    Ok(registrants::active_by_booking_code(state.store.pool(), hash.as_slice()).await?)
+}
+
+/// Everything a registrant (or an agent on the phone with them) needs to know.
+#[derive(Serialize)]
+pub struct MyStatus {
+    pub registration_id: Uuid,
+    pub region: String,
+    pub status: RegistrantStatus,
+    pub language: String,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub choices: MyChoices,
+    pub eligibility: Evaluation,
+    pub offer: Option<OfferShown>,
+    pub booking: Option<BookingShown>,
+    pub pseudonym: String,
+    pub draws: Vec<MyDraw>,
+    /// What happens next, in a sentence.
+    pub next: &'static str,
+}
+
+#[derive(Serialize)]
+pub struct MyChoices {
+    pub birth_year: i32,
+    pub priority_group: i16,
+    pub postcode: String,
+    pub accepted_vaccines: Vec<String>,
+    pub max_distance_km: i32,
+    pub email: Option<String>,
+}
+
+/// The person's part in one recent draw.
+#[derive(Serialize)]
+pub struct MyDraw {
+    pub draw: Uuid,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub pool: Option<i64>,
+    pub in_pool: bool,
+    pub lottery_key: Option<f64>,
+    pub offered: bool,
+    /// Where to check the draw.
+    pub manifest: String,
+}
+
+/// The registrant's status: reasons, offer, booking, and their part in recent draws.
+pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiError> {
+    let published = state.policies.current(&me.region_id).await?;
+    let person = Person {
+        birth_year: me.birth_year,
+        priority_group: u8::try_from(me.priority_group).unwrap_or(0),
+        postcode: me.postcode.clone(),
+        accepted_vaccines: me.accepted_vaccines.clone(),
+    };
+    let evaluation = evaluate(&published.policy, &person, Utc::now().date_naive());
+    let pool = state.store.pool();
+    let offer = registrants::offer_shown(pool, me.id).await?;
+    let booking = registrants::booking_shown(pool, me.id).await?;
+    let pseudonym = Pseudonym::of(&state.hash_key, me.id.as_bytes());
+    let draws = registrants::draws_taken_part_in(pool, &me.region_id, pseudonym.as_bytes(), DRAWS_SHOWN)
+        .await?
+        .into_iter()
+        .map(|entry| MyDraw {
+            draw: entry.id,
+            completed_at: entry.completed_at,
+            pool: entry.pool,
+            in_pool: entry.lottery_key.is_some(),
+            lottery_key: entry.lottery_key,
+            offered: entry.offered,
+            manifest: format!("/v1/draws/{}/manifest", entry.id),
+        })
+        .collect();
+    let next = match (&offer, &booking) {
+        (_, Some(_)) => "You have a booking. Please come to both appointments with your QR code.",
+        (Some(_), None) => "You have an offer: accept or decline it before it expires.",
+        (None, None) if evaluation.eligible => {
+            "You are in the pool: every draw gives you a new chance, and we text you when you are offered an appointment."
+        }
+        (None, None) => "You cannot be offered an appointment yet; the reasons below say why and what would change it.",
+    };
+    Ok(MyStatus {
+        registration_id: me.id,
+        region: me.region_id,
+        status: me.status,
+        language: me.language,
+        verified_at: me.verified_at,
+        choices: MyChoices {
+            birth_year: me.birth_year,
+            priority_group: me.priority_group,
+            postcode: me.postcode,
+            accepted_vaccines: me.accepted_vaccines,
+            max_distance_km: me.max_distance_km,
+            email: me.email,
+        },
+        eligibility: evaluation,
+        offer,
+        booking,
+        pseudonym: pseudonym.to_string(),
+        draws,
+        next,
+    })
+}
+
+/// What a registrant may change; absent fields stay as they are, `email: null` removes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Changes {
+    #[serde(default)]
+    accepted_vaccines: Option<Vec<String>>,
+    #[serde(default)]
+    max_distance_km: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default)]
+    language: Option<Language>,
+}
+
+/// Tells `"email": null` (remove it) from no `email` at all (keep it).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// Changes the registrant's choices; they count from the next draw on. Answers the new status.
+pub async fn change(state: &AppState, me: Registrant, changes: Changes) -> Result<MyStatus, ApiError> {
+    let published = state.policies.current(&me.region_id).await?;
+    if let Some(vaccines) = &changes.accepted_vaccines {
+        check_vaccines(&published.policy, vaccines)?;
+    }
+    let distance = changes.max_distance_km.map(DistanceKm::parse).transpose()?;
+    let email = changes
+        .email
+        .map(|email| email.as_deref().map(Email::parse).transpose())
+        .transpose()?;
+    registrants::change_choices(
+        state.store.pool(),
+        me.id,
+        &Choices {
+            accepted_vaccines: changes.accepted_vaccines.as_deref(),
+            max_distance_km: distance.map(DistanceKm::get),
+            email: email.as_ref().map(|email| email.as_ref().map(Email::as_str)),
+            language: changes.language.map(Language::as_str),
+        },
+    )
+    .await?;
+    let me = load(state, me.id).await?;
+    status(state, me).await
+}

@@ -1,0 +1,259 @@
+//! Registration: a person leaves their phone number and choices once. On the web we text them
+//! a code to prove the phone is theirs (registrant, code and SMS in one statement, shared with
+//! the registrations waiting at that moment); an agent on the phone attests the number, so the
+//! caller is active at once and gets their booking code.
+
+use chrono::{DateTime, Datelike, Duration, Utc};
+use drawbridge_domain::{
+    evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Language, Person, PhoneNumber,
+    Policy, Postcode, StaffMember, VerificationCode,
+};
+use drawbridge_platform::outbox::Notification;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{audit, forbidden};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::registrants::{self, Inserted, NewCaller, NewRegistration, VERIFICATION_ATTEMPTS};
+use crate::store::messages::tell;
+use crate::AppState;
+
+/// What a person (or an agent for them) submits to register.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationForm {
+    pub phone: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub birth_year: i32,
+    pub priority_group: u8,
+    pub postcode: String,
+    pub accepted_vaccines: Vec<String>,
+    pub max_distance_km: u32,
+    #[serde(default)]
+    pub language: Language,
+}
+
+/// A registration that passed every check.
+pub struct Registration {
+    pub phone: PhoneNumber,
+    pub email: Option<Email>,
+    pub person: Person,
+    pub max_distance_km: DistanceKm,
+    pub language: Language,
+}
+
+/// The current year, for birth years.
+pub fn this_year() -> i32 {
+    Utc::now().year()
+}
+
+impl RegistrationForm {
+    /// Checks every field against the region's policy, naming the first one at fault.
+    pub fn validate(self, policy: &Policy, default_country: &str) -> Result<Registration, ApiError> {
+        let phone =
+            PhoneNumber::parse(&self.phone, default_country).map_err(|e| ApiError::invalid("phone", e.to_string()))?;
+        let email = self.email.as_deref().map(Email::parse).transpose()?;
+        let person = Person {
+            birth_year: BirthYear::parse(self.birth_year, this_year())?.get(),
+            priority_group: self.priority_group,
+            postcode: Postcode::parse(&self.postcode)?.into_string(),
+            accepted_vaccines: self.accepted_vaccines,
+        };
+        if policy.group(person.priority_group).is_none() {
+            let known: Vec<String> = policy
+                .groups
+                .iter()
+                .map(|g| format!("{} ({})", g.id, g.name))
+                .collect();
+            return Err(ApiError::invalid(
+                "priority_group",
+                format!(
+                    "There is no priority group {} in this region. The groups are: {}.",
+                    person.priority_group,
+                    known.join(", ")
+                ),
+            ));
+        }
+        if !policy.covers_postcode(&person.postcode) {
+            return Err(ApiError::invalid(
+                "postcode",
+                format!(
+                    "Postcode {} is not in {}. Please register in the region where you live.",
+                    person.postcode, policy.name
+                ),
+            ));
+        }
+        check_vaccines(policy, &person.accepted_vaccines)?;
+        Ok(Registration {
+            phone,
+            email,
+            person,
+            max_distance_km: DistanceKm::parse(self.max_distance_km)?,
+            language: self.language,
+        })
+    }
+}
+
+/// At least one vaccine, and only vaccines the region has.
+pub fn check_vaccines(policy: &Policy, accepted: &[String]) -> Result<(), ApiError> {
+    if accepted.is_empty() {
+        return Err(ApiError::invalid(
+            "accepted_vaccines",
+            "Please accept at least one vaccine.",
+        ));
+    }
+    if let Some(unknown) = accepted.iter().find(|code| policy.vaccine(code).is_none()) {
+        let known: Vec<&str> = policy.vaccines.iter().map(|v| v.code.as_str()).collect();
+        return Err(ApiError::invalid(
+            "accepted_vaccines",
+            format!(
+                "There is no vaccine {unknown:?} in this region. The vaccines are: {}.",
+                known.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh SMS code for a registrant, not yet stored.
+pub(super) struct SmsCode {
+    pub id: Uuid,
+    pub hash: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub notification: Notification,
+}
+
+impl SmsCode {
+    pub(super) fn generate(state: &AppState, registrant: Uuid) -> Self {
+        let code = VerificationCode::generate(&mut rand::rngs::OsRng);
+        let valid_minutes = state.settings.verification_code_minutes;
+        SmsCode {
+            id: Uuid::new_v4(),
+            hash: code.keyed_hash(&state.hash_key, registrant.as_bytes()).to_vec(),
+            expires_at: Utc::now() + Duration::minutes(valid_minutes.into()),
+            notification: Notification::VerificationCode {
+                code: code.as_str().to_owned(),
+                valid_minutes,
+            },
+        }
+    }
+}
+
+/// The message that carries a booking code, with the address of the status page.
+pub(super) fn booking_code_message(state: &AppState, code: &BookingCode) -> Notification {
+    Notification::BookingCode {
+        booking_code: code.to_string(),
+        status_url: format!("{}/me", state.settings.public_url.trim_end_matches('/')),
+    }
+}
+
+/// A web registration waiting for its SMS code.
+pub struct Started {
+    pub registration_id: Uuid,
+    pub code_expires_at: DateTime<Utc>,
+    pub attempts_left: i16,
+    pub eligibility: Evaluation,
+}
+
+/// Registers on the web and texts the first code.
+pub async fn on_the_web(state: &AppState, region: &str, form: RegistrationForm) -> Result<Started, ApiError> {
+    let published = state.policies.current(region).await?;
+    let registration = form.validate(&published.policy, &state.settings.default_country_code)?;
+    let registration_id = Uuid::new_v4();
+    let code = SmsCode::generate(state, registration_id);
+    let made = state
+        .store
+        .register(NewRegistration {
+            id: registration_id,
+            region_id: published.region.clone(),
+            phone: registration.phone.as_str().to_owned(),
+            email: registration.email.map(Email::into_string),
+            language: registration.language.as_str(),
+            birth_year: registration.person.birth_year,
+            priority_group: i16::from(registration.person.priority_group),
+            postcode: registration.person.postcode.clone(),
+            accepted_vaccines: registration.person.accepted_vaccines.clone(),
+            max_distance_km: registration.max_distance_km.get(),
+            code_id: code.id,
+            code_hash: base64_of(&code.hash),
+            attempts_left: VERIFICATION_ATTEMPTS,
+            expires_at: code.expires_at,
+            notification: code.notification,
+        })
+        .await?;
+    if !made {
+        return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered));
+    }
+    tracing::info!(%registration_id, region = %published.region, "registration started");
+    Ok(Started {
+        registration_id,
+        code_expires_at: code.expires_at,
+        attempts_left: VERIFICATION_ATTEMPTS,
+        eligibility: evaluate(&published.policy, &registration.person, Utc::now().date_naive()),
+    })
+}
+
+/// A caller registered by an agent.
+pub struct CallerRegistered {
+    pub registration_id: Uuid,
+    /// To read out to the caller; it is also on its way by SMS.
+    pub booking_code: BookingCode,
+    pub eligibility: Evaluation,
+}
+
+/// Registers a caller in the agent's region: active at once, the booking code queued by SMS
+/// (and email) and the action audited, in one transaction.
+pub async fn by_phone(
+    state: &AppState,
+    agent: &StaffMember,
+    form: RegistrationForm,
+) -> Result<CallerRegistered, ApiError> {
+    agent.may_act_for_callers(&agent.region).map_err(forbidden)?;
+    let published = state.policies.current(&agent.region).await?;
+    let registration = form.validate(&published.policy, &state.settings.default_country_code)?;
+    let id = Uuid::new_v4();
+    let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
+    let booking_code_hash = booking_code.keyed_hash(&state.hash_key);
+    let mut tx = state.store.begin().await?;
+    let caller = NewCaller {
+        id,
+        region: &published.region,
+        phone: registration.phone.as_str(),
+        email: registration.email.as_ref().map(Email::as_str),
+        language: registration.language.as_str(),
+        birth_year: registration.person.birth_year,
+        priority_group: i16::from(registration.person.priority_group),
+        postcode: &registration.person.postcode,
+        accepted_vaccines: &registration.person.accepted_vaccines,
+        max_distance_km: registration.max_distance_km.get(),
+        booking_code_hash: booking_code_hash.as_slice(),
+    };
+    if let Inserted::PhoneTaken = registrants::insert_active(&mut tx, &caller).await? {
+        return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered));
+    }
+    // The registrant is the message's subject, so each registration gets its code once.
+    tell(&mut tx, id, id, &booking_code_message(state, &booking_code)).await?;
+    audit(
+        &mut tx,
+        agent,
+        "registration.create",
+        None,
+        Some(id),
+        serde_json::json!({ "channel": "callcentre" }),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(registration_id = %id, agent = %agent.username, "caller registered");
+    Ok(CallerRegistered {
+        registration_id: id,
+        booking_code,
+        eligibility: evaluate(&published.policy, &registration.person, Utc::now().date_naive()),
+    })
+}
+
+/// Hashes travel in batched statements' JSON as base64, as JSON has no bytes.
+pub(super) fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,141 @@
+//! Staff sessions and the audit log. Logging in trades a username and password for a bearer
+//! token (kept only as its SHA-256) that expires; every request turns the token back into the
+//! staff member. Every action staff take for someone else is written to the audit log in the
+//! same transaction as the action itself.
+
+use std::sync::LazyLock;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use drawbridge_domain::{Role, StaffMember, StaffRefusal};
+use drawbridge_platform::staff::{hash_password, verify_password};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{audit, forbidden};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::staff::{self, Account, LoggedAction, StaffRow};
+use crate::AppState;
+
+/// How long a staff login lasts: one working shift.
+const SESSION_HOURS: i64 = 10;
+/// Failed logins allowed per username and per client address within the window.
+const LOGINS_PER_USERNAME: i64 = 10;
+const LOGINS_PER_ADDRESS: i64 = 50;
+const LOGIN_WINDOW_SECONDS: i64 = 15 * 60;
+/// Prefix of session tokens, so a leaked one is recognisable in logs and scanners.
+const TOKEN_PREFIX: &str = "dbs_";
+/// Most audit entries one read answers.
+const MAX_ACTIONS: i64 = 1000;
+
+fn member(row: StaffRow) -> Result<StaffMember, ApiError> {
+    Ok(StaffMember {
+        role: Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("unknown staff role {:?}", row.role)))?,
+        id: row.id,
+        username: row.username,
+        region: row.region_id,
+        centre: row.centre_id,
+    })
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The staff member whose live session `token` is.
+pub async fn session_holder(state: &AppState, token: &str) -> Result<StaffMember, ApiError> {
+    let row = staff::session_holder(state.store.pool(), &token_hash(token))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::StaffSessionInvalid))?;
+    member(row)
+}
+
+/// A session just started.
+pub struct Session {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub staff: StaffMember,
+}
+
+/// The hash of a random password, checked against when the username is unknown.
+static UNKNOWN_USER_HASH: LazyLock<String> = LazyLock::new(|| {
+    let mut password = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut password);
+    hash_password(&URL_SAFE_NO_PAD.encode(password)).expect("argon2 hashes a random password")
+});
+
+/// Logs in from `address`, within the failure limits per username and per address.
+pub async fn log_in(state: &AppState, username: &str, password: String, address: &str) -> Result<Session, ApiError> {
+    let limits = state.limits.failures(
+        &[
+            (format!("logins:user:{username}"), LOGINS_PER_USERNAME),
+            (format!("logins:address:{address}"), LOGINS_PER_ADDRESS),
+        ],
+        LOGIN_WINDOW_SECONDS,
+        "Too many failed logins for this account or from here. Please wait, or ask an administrator.",
+    );
+    limits.check().await?;
+    let account = staff::account(state.store.pool(), username).await?;
+    // Unknown users cost a hash check too, so timing does not tell which usernames exist.
+    let (row, hash) = match account {
+        Some(Account { row, password_hash }) => (Some(row), password_hash),
+        None => (None, UNKNOWN_USER_HASH.clone()),
+    };
+    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(row) = row.filter(|_| matches) else {
+        limits.count_failure().await?;
+        return Err(ApiError::new(ErrorCode::WrongCredentials));
+    };
+    let member = member(row)?;
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
+    let expires_at = Utc::now() + Duration::hours(SESSION_HOURS);
+    let mut tx = state.store.begin().await?;
+    staff::start_session(&mut tx, &token_hash(&token), member.id, expires_at).await?;
+    audit(
+        &mut tx,
+        &member,
+        "session.start",
+        None,
+        None,
+        serde_json::json!({ "address": address }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Session {
+        token,
+        expires_at,
+        staff: member,
+    })
+}
+
+/// Ends the session `token` of `member`.
+pub async fn log_out(state: &AppState, member: &StaffMember, token: &str) -> Result<(), ApiError> {
+    let mut tx = state.store.begin().await?;
+    staff::end_session(&mut tx, &token_hash(token)).await?;
+    audit(&mut tx, member, "session.end", None, None, serde_json::json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The audit log of the admin's region, newest first, optionally about one subject.
+pub async fn audit_log(
+    state: &AppState,
+    member: &StaffMember,
+    subject: Option<Uuid>,
+    limit: Option<i64>,
+) -> Result<Vec<LoggedAction>, ApiError> {
+    if member.role != Role::RegionAdmin {
+        return Err(forbidden(StaffRefusal::Role {
+            role: member.role.as_str(),
+            action: "read the audit log",
+        }));
+    }
+    let limit = limit.unwrap_or(100).clamp(1, MAX_ACTIONS);
+    Ok(staff::actions(state.store.pool(), &member.region, subject, limit).await?)
+}

@@ -1,0 +1,116 @@
+//! Registration, step two: the person proves the phone is theirs with the SMS code, and in
+//! return gets their booking code, the only credential they will ever need. Codes die after
+//! five wrong tries or when they expire; a new one can be requested, at a limited pace.
+
+use chrono::{DateTime, Utc};
+use drawbridge_domain::{BookingCode, Language, VerificationCode};
+use drawbridge_platform::states::RegistrantStatus;
+use uuid::Uuid;
+
+use super::register::{base64_of, booking_code_message, SmsCode};
+use crate::error::{ApiError, ErrorCode};
+use crate::store::registrants::{self, VERIFICATION_ATTEMPTS};
+use crate::store::verifications::{self, Guess, NewCode};
+use crate::AppState;
+
+/// Seconds between two codes for the same registration.
+const RESEND_INTERVAL_SECONDS: i64 = 60;
+/// Codes one registration may receive in all, so a number cannot be used to spam someone.
+const MAX_CODES: i64 = 5;
+
+/// Refuses a registration (by its status, if it exists) that is gone or already verified.
+fn still_pending(status: Option<RegistrantStatus>) -> Result<(), ApiError> {
+    match status {
+        None | Some(RegistrantStatus::Withdrawn) => Err(ApiError::not_found(
+            "There is no such registration. Please register again.",
+        )),
+        Some(RegistrantStatus::Active) => Err(ApiError::new(ErrorCode::AlreadyVerified)),
+        Some(RegistrantStatus::PendingVerification) => Ok(()),
+    }
+}
+
+/// Checks the SMS code of registration `id`; the right one activates it and answers the
+/// booking code, which is also sent by SMS (and email).
+pub async fn verify(state: &AppState, id: Uuid, code: &str) -> Result<BookingCode, ApiError> {
+    let code = VerificationCode::parse(code).map_err(|e| ApiError::invalid("code", e.to_string()))?;
+    let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
+    let verification = state
+        .store
+        .verify(Guess {
+            id,
+            code_hash: base64_of(&code.keyed_hash(&state.hash_key, id.as_bytes())),
+            booking_code_hash: base64_of(&booking_code.keyed_hash(&state.hash_key)),
+            notification: booking_code_message(state, &booking_code),
+        })
+        .await?;
+    still_pending(verification.status)?;
+    if !verification.has_code {
+        return Err(ApiError::new(ErrorCode::CodeNoLongerValid).with_message("No code was sent yet; please request one."));
+    }
+    if !verification.live {
+        return Err(ApiError::new(ErrorCode::CodeNoLongerValid));
+    }
+    if !verification.matches {
+        let attempts_left = verification
+            .attempts_left
+            .ok_or_else(|| ApiError::internal("a wrong code used up no try"))?;
+        return Err(ApiError::wrong_code(attempts_left));
+    }
+    tracing::info!(registration_id = %id, "phone verified; booking code issued");
+    Ok(booking_code)
+}
+
+/// A code just sent.
+pub struct CodeSent {
+    pub expires_at: DateTime<Utc>,
+    pub attempts_left: i16,
+}
+
+/// Sends registration `id` a new code (earlier ones die), within the pace and count limits.
+pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let registration = registrants::lock_for_code(&mut tx, id).await?;
+    still_pending(registration.as_ref().map(|r| r.status))?;
+    let registration = registration.ok_or_else(|| ApiError::internal("a pending registration vanished"))?;
+    let sent = verifications::codes_sent(&mut tx, id).await?;
+    if sent.count >= MAX_CODES {
+        return Err(ApiError::too_many(
+            format!("{MAX_CODES} codes were sent for this registration already. Please call the hotline to register by phone."),
+            86_400,
+        ));
+    }
+    if let Some(elapsed) = sent
+        .seconds_since_last
+        .filter(|s| *s < RESEND_INTERVAL_SECONDS as f64)
+    {
+        let wait = (RESEND_INTERVAL_SECONDS as f64 - elapsed).ceil() as u64;
+        return Err(ApiError::too_many(
+            format!("A code was sent moments ago. Please wait {wait} seconds before asking for another."),
+            wait,
+        ));
+    }
+    let phone = registration
+        .phone
+        .ok_or_else(|| ApiError::internal("a pending registration has no phone number"))?;
+    let language = Language::parse(&registration.language).unwrap_or_default();
+    let code = SmsCode::generate(state, id);
+    verifications::replace_code(
+        &mut tx,
+        &NewCode {
+            id: code.id,
+            registrant: id,
+            hash: &code.hash,
+            attempts: VERIFICATION_ATTEMPTS,
+            expires_at: code.expires_at,
+            phone: &phone,
+            language: language.as_str(),
+            notification: &code.notification,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CodeSent {
+        expires_at: code.expires_at,
+        attempts_left: VERIFICATION_ATTEMPTS,
+    })
+}
