@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use drawbridge_domain::room::{RoomClaims, ADMISSION_PURPOSE};
-use drawbridge_domain::{pow, Draw, Keyring, SigningKey};
+use drawbridge_domain::{pow, Keyring, Shuffle, SigningKey};
 use drawbridge_gateway::rooms::store::{JoinRequest, Joined};
 use drawbridge_gateway::rooms::RoomStore;
 use futures_util::future::join_all;
@@ -258,7 +258,7 @@ async fn the_prequeue_is_a_permutation_drawn_at_opening_and_replayable_from_its_
 
     // The recorded draw replays the same places.
     let room = app.describe_room("release").await;
-    let draw: Draw = serde_json::from_value(room["draws"][0].clone()).unwrap();
+    let draw: Shuffle = serde_json::from_value(room["draws"][0].clone()).unwrap();
     assert_eq!((draw.first, draw.count), (1, 30));
     assert!(draw.drawn_at >= opens_at);
     let replayed = draw.permutation().unwrap();
