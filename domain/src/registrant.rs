@@ -152,7 +152,10 @@ mod tests {
 
     #[test]
     fn email_check_catches_typos() {
-        assert_eq!(Email::parse(" anna@example.de ").map(Email::into_string), Ok("anna@example.de".into()));
+        assert_eq!(
+            Email::parse(" anna@example.de ").map(Email::into_string),
+            Ok("anna@example.de".into())
+        );
         for bad in [
             "",
             "anna",
@@ -162,7 +165,11 @@ mod tests {
             "an na@example.de",
             "anna@example.",
         ] {
-            assert_eq!(Email::parse(bad).map_err(|e| e.field), Err("email"), "{bad:?} accepted");
+            assert_eq!(
+                Email::parse(bad).map_err(|e| e.field),
+                Err("email"),
+                "{bad:?} accepted"
+            );
         }
     }
 
@@ -170,15 +177,28 @@ mod tests {
     fn birth_years_run_from_1900_to_this_year() {
         assert!(BirthYear::parse(1900, 2026).is_ok());
         assert!(BirthYear::parse(2026, 2026).is_ok());
-        assert_eq!(BirthYear::parse(1899, 2026).map_err(|e| e.field), Err("birth_year"));
-        assert_eq!(BirthYear::parse(2027, 2026).map_err(|e| e.field), Err("birth_year"));
+        assert_eq!(
+            BirthYear::parse(1899, 2026).map_err(|e| e.field),
+            Err("birth_year")
+        );
+        assert_eq!(
+            BirthYear::parse(2027, 2026).map_err(|e| e.field),
+            Err("birth_year")
+        );
     }
 
     #[test]
     fn postcodes_are_five_digits_with_spaces_forgiven() {
-        assert_eq!(Postcode::parse(" 70173 ").map(Postcode::into_string), Ok("70173".into()));
+        assert_eq!(
+            Postcode::parse(" 70173 ").map(Postcode::into_string),
+            Ok("70173".into())
+        );
         for bad in ["7017", "701733", "7017a", "", "70 173"] {
-            assert_eq!(Postcode::parse(bad).map_err(|e| e.field), Err("postcode"), "{bad:?}");
+            assert_eq!(
+                Postcode::parse(bad).map_err(|e| e.field),
+                Err("postcode"),
+                "{bad:?}"
+            );
         }
     }
 

@@ -234,8 +234,9 @@ impl ApiError {
     pub fn wrong_code(attempts_left: i16) -> Self {
         ApiError {
             attempts_left: Some(attempts_left),
-            ..ApiError::new(ErrorCode::WrongCode)
-                .with_message(format!("That code is not right. You have {attempts_left} more tries."))
+            ..ApiError::new(ErrorCode::WrongCode).with_message(format!(
+                "That code is not right. You have {attempts_left} more tries."
+            ))
         }
     }
 
@@ -280,7 +281,11 @@ impl ApiError {
     /// Logs an internal error with its cause chain and location; returns the request id.
     fn log(&self) -> Uuid {
         let request_id = Uuid::new_v4();
-        let cause = self.cause.as_deref().map(|cause| chain(cause)).unwrap_or_default();
+        let cause = self
+            .cause
+            .as_deref()
+            .map(|cause| chain(cause))
+            .unwrap_or_default();
         tracing::error!(%request_id, location = %self.location, %cause, "request failed");
         request_id
     }
@@ -454,8 +459,7 @@ mod tests {
     fn documented_codes() -> BTreeSet<String> {
         let document: serde_json::Value =
             serde_json::from_str(crate::http::OPENAPI).expect("openapi.json is JSON");
-        document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
-            ["enum"]
+        document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
             .as_array()
             .expect("the error code is documented as an enum")
             .iter()
@@ -470,7 +474,10 @@ mod tests {
         let undocumented: Vec<_> = table.difference(&documented).collect();
         let unknown: Vec<_> = documented.difference(&table).collect();
         assert!(undocumented.is_empty(), "not in openapi.json: {undocumented:?}");
-        assert!(unknown.is_empty(), "in openapi.json but not in the table: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "in openapi.json but not in the table: {unknown:?}"
+        );
     }
 
     #[test]

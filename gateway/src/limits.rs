@@ -88,10 +88,7 @@ impl FailureLimit<'_> {
     }
 
     async fn connection(&self) -> Result<deadpool_redis::Connection, ApiError> {
-        self.redis
-            .get()
-            .await
-            .map_err(ApiError::internal)
+        self.redis.get().await.map_err(ApiError::internal)
     }
 }
 

@@ -11,8 +11,15 @@ fn sources(dir: &Path, root: &Path, found: &mut Vec<(String, String)>) {
         if path.is_dir() {
             sources(&path, root, found);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            let relative = path.strip_prefix(root).expect("under src").to_string_lossy().into_owned();
-            found.push((relative, std::fs::read_to_string(&path).expect("read a source file")));
+            let relative = path
+                .strip_prefix(root)
+                .expect("under src")
+                .to_string_lossy()
+                .into_owned();
+            found.push((
+                relative,
+                std::fs::read_to_string(&path).expect("read a source file"),
+            ));
         }
     }
 }
@@ -39,13 +46,22 @@ fn handler_module(file: &str) -> Option<&str> {
 #[test]
 fn handlers_never_import_each_other() {
     let sources = gateway_sources();
-    let handlers: Vec<&str> = sources.iter().filter_map(|(file, _)| handler_module(file)).collect();
+    let handlers: Vec<&str> = sources
+        .iter()
+        .filter_map(|(file, _)| handler_module(file))
+        .collect();
     assert!(handlers.len() >= 8, "{handlers:?}");
     let mut found = Vec::new();
     for (file, text) in &sources {
-        let Some(this) = handler_module(file) else { continue };
+        let Some(this) = handler_module(file) else {
+            continue;
+        };
         for other in handlers.iter().filter(|other| **other != this) {
-            for pattern in [format!("super::{other}"), format!("crate::http::{other}"), format!("http::{other}::")] {
+            for pattern in [
+                format!("super::{other}"),
+                format!("crate::http::{other}"),
+                format!("http::{other}::"),
+            ] {
                 if code(text).contains(&pattern) {
                     found.push(format!("{file} uses {pattern}"));
                 }
@@ -58,8 +74,14 @@ fn handlers_never_import_each_other() {
 #[test]
 fn each_layer_uses_only_the_layers_below_it() {
     let forbidden: [(&str, &[&str]); 2] = [
-        ("use_cases/", &["crate::http", "HttpResponse", "HttpRequest", "sqlx::query"]),
-        ("store/", &["crate::http", "crate::use_cases", "HttpResponse", "crate::error"]),
+        (
+            "use_cases/",
+            &["crate::http", "HttpResponse", "HttpRequest", "sqlx::query"],
+        ),
+        (
+            "store/",
+            &["crate::http", "crate::use_cases", "HttpResponse", "crate::error"],
+        ),
     ];
     let mut found = Vec::new();
     for (file, text) in gateway_sources() {
@@ -100,8 +122,14 @@ fn the_store_runs_only_statements_it_declares() {
         for call in ["query(", "query_as(", "query_scalar("] {
             for (at, _) in code(&text).match_indices(call) {
                 let argument = code(&text)[at + call.len()..].trim_start();
-                if argument.starts_with('"') || argument.starts_with("&format!") || argument.starts_with("format!") {
-                    found.push(format!("{file}: {}", &code(&text)[at..(at + 60).min(code(&text).len())]));
+                if argument.starts_with('"')
+                    || argument.starts_with("&format!")
+                    || argument.starts_with("format!")
+                {
+                    found.push(format!(
+                        "{file}: {}",
+                        &code(&text)[at..(at + 60).min(code(&text).len())]
+                    ));
                 }
             }
         }

@@ -31,21 +31,32 @@ async fn migrated_database() -> PgPool {
 async fn every_statement_of_the_gateway_prepares_against_the_schema() {
     let pool = migrated_database().await;
     let statements = drawbridge_gateway::store::all_statements();
-    assert!(statements.len() > 40, "only {} statements found", statements.len());
+    assert!(
+        statements.len() > 40,
+        "only {} statements found",
+        statements.len()
+    );
     let mut failures = Vec::new();
     for (name, sql) in &statements {
         if let Err(error) = pool.describe(sql).await {
             failures.push(format!("{name}: {error}"));
         }
     }
-    assert!(failures.is_empty(), "statements the schema refuses:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "statements the schema refuses:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
 async fn a_statement_naming_a_column_that_does_not_exist_is_refused() {
     // The check above can fail: a misspelt column is caught when the statement is prepared.
     let pool = migrated_database().await;
-    assert!(pool.describe("SELECT phone_number FROM registrants").await.is_err());
+    assert!(pool
+        .describe("SELECT phone_number FROM registrants")
+        .await
+        .is_err());
     assert!(pool.describe("SELECT phone FROM registrants").await.is_ok());
 }
 

@@ -66,26 +66,49 @@ pub async fn registrant(
 }
 
 /// `POST /v1/callcentre/registrants/{id}/offer/accept`.
-pub async fn accept(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn accept(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     answer(&state, &staff, *id, Request::Accept).await
 }
 
 /// `POST /v1/callcentre/registrants/{id}/offer/decline`.
-pub async fn decline(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn decline(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     answer(&state, &staff, *id, Request::Decline).await
 }
 
 /// `POST /v1/callcentre/registrants/{id}/booking/cancel`.
-pub async fn cancel(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn cancel(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     answer(&state, &staff, *id, Request::Cancel).await
 }
 
 /// `POST /v1/callcentre/registrants/{id}/withdraw`: withdraws and erases, at the caller's request.
-pub async fn withdraw(state: web::Data<AppState>, staff: Staff, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    staff: Staff,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     answer(&state, &staff, *id, Request::Withdraw).await
 }
 
-async fn answer(state: &AppState, staff: &Staff, id: Uuid, request: Request) -> Result<HttpResponse, ApiError> {
+async fn answer(
+    state: &AppState,
+    staff: &Staff,
+    id: Uuid,
+    request: Request,
+) -> Result<HttpResponse, ApiError> {
     let caller = call_centre::caller(state, &staff.0, id).await?;
-    Ok(outcome(act(state, &caller, &Acting::Staff(&staff.0), request).await?))
+    Ok(outcome(
+        act(state, &caller, &Acting::Staff(&staff.0), request).await?,
+    ))
 }

@@ -21,7 +21,10 @@ struct Draws {
     draws: Vec<DrawSummary>,
 }
 
-pub async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let draws = draws::list(&state, query.region.as_deref(), query.limit).await?;
     Ok(HttpResponse::Ok().json(Draws { draws }))
 }

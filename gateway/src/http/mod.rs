@@ -39,14 +39,26 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/openapi.json", web::get().to(openapi))
         .route("/v1/regions", web::get().to(regions::list))
         .route("/v1/regions/{region}/policy", web::get().to(regions::policy))
-        .route("/v1/regions/{region}/eligibility", web::post().to(regions::eligibility))
-        .route("/v1/regions/{region}/registrations", web::post().to(registrations::create))
+        .route(
+            "/v1/regions/{region}/eligibility",
+            web::post().to(regions::eligibility),
+        )
+        .route(
+            "/v1/regions/{region}/registrations",
+            web::post().to(registrations::create),
+        )
         .route("/rooms/{room}", web::get().to(rooms::page::waiting_room))
         .route("/v1/admin/rooms", web::get().to(rooms::admin::list))
         .route("/v1/admin/rooms/{room}", web::get().to(rooms::admin::show))
         .route("/v1/admin/rooms/{room}", web::put().to(rooms::admin::put))
-        .route("/v1/registrations/{id}/verify", web::post().to(verification::verify))
-        .route("/v1/registrations/{id}/resend", web::post().to(verification::resend))
+        .route(
+            "/v1/registrations/{id}/verify",
+            web::post().to(verification::verify),
+        )
+        .route(
+            "/v1/registrations/{id}/resend",
+            web::post().to(verification::resend),
+        )
         .route("/v1/me", web::get().to(me::show))
         .route("/v1/me", web::patch().to(me::change))
         .route("/v1/me", web::delete().to(me::withdraw))
@@ -62,9 +74,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/staff/sessions/current", web::delete().to(staff::logout))
         .route("/v1/staff/me", web::get().to(staff::me))
         .route("/v1/staff/actions", web::get().to(staff::actions))
-        .route("/v1/callcentre/registrations", web::post().to(callcentre::register))
+        .route(
+            "/v1/callcentre/registrations",
+            web::post().to(callcentre::register),
+        )
         .route("/v1/callcentre/lookup", web::post().to(callcentre::lookup))
-        .route("/v1/callcentre/registrants/{id}", web::get().to(callcentre::registrant))
+        .route(
+            "/v1/callcentre/registrants/{id}",
+            web::get().to(callcentre::registrant),
+        )
         .route(
             "/v1/callcentre/registrants/{id}/offer/accept",
             web::post().to(callcentre::accept),

@@ -33,7 +33,8 @@ pub async fn verify(
         registration_id: *id,
         status: "active",
         booking_code: booking_code.to_string(),
-        message: "Keep this booking code safe: it is the only key to your registration. We also sent it by SMS.",
+        message:
+            "Keep this booking code safe: it is the only key to your registration. We also sent it by SMS.",
     }))
 }
 

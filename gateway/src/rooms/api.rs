@@ -194,9 +194,7 @@ fn answer(
             body.number("session_ends_at", session_ends_at);
             body.string("target_path", &config.target_path);
         }
-        Standing::SessionOver => {
-            return Err(ApiError::new(ErrorCode::SessionOver))
-        }
+        Standing::SessionOver => return Err(ApiError::new(ErrorCode::SessionOver)),
         Standing::Dropped => return Err(RoomTokenError::Dropped.into()),
     }
     Ok(response
@@ -329,9 +327,7 @@ async fn take_ticket(
         let checked = room::check_claims(verified, &view.name, Some(secret));
         match checked {
             Ok(verified) if pow::is_solved(challenge, nonce, difficulty) => Some(verified.claims.id),
-            _ => {
-                return Err(ApiError::new(ErrorCode::ProofOfWorkInvalid))
-            }
+            _ => return Err(ApiError::new(ErrorCode::ProofOfWorkInvalid)),
         }
     };
     let joined = rooms

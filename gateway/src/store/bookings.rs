@@ -43,7 +43,10 @@ pub struct LiveBooking {
     pub place: Place,
 }
 
-pub async fn lock_live_booking(tx: &mut PgConnection, registrant: Uuid) -> Result<Option<LiveBooking>, sqlx::Error> {
+pub async fn lock_live_booking(
+    tx: &mut PgConnection,
+    registrant: Uuid,
+) -> Result<Option<LiveBooking>, sqlx::Error> {
     sqlx::query_as(LOCK_LIVE_BOOKING)
         .bind(registrant)
         .fetch_optional(tx)
@@ -51,7 +54,10 @@ pub async fn lock_live_booking(tx: &mut PgConnection, registrant: Uuid) -> Resul
 }
 
 /// The registrant's booking no dose of which was given yet: (booking, pair).
-pub async fn unused_booking(tx: &mut PgConnection, registrant: Uuid) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
+pub async fn unused_booking(
+    tx: &mut PgConnection,
+    registrant: Uuid,
+) -> Result<Option<(Uuid, Uuid)>, sqlx::Error> {
     sqlx::query_as(UNUSED_BOOKING)
         .bind(registrant)
         .fetch_optional(tx)
@@ -60,7 +66,12 @@ pub async fn unused_booking(tx: &mut PgConnection, registrant: Uuid) -> Result<O
 
 /// Marks a booking cancelled for `reason` and reopens its pair (when `pair` is given; a centre
 /// that withdraws capacity cancels the pairs themselves).
-pub async fn cancel(tx: &mut PgConnection, booking: Uuid, pair: Option<Uuid>, reason: &str) -> Result<(), sqlx::Error> {
+pub async fn cancel(
+    tx: &mut PgConnection,
+    booking: Uuid,
+    pair: Option<Uuid>,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(CANCEL_BOOKING)
         .bind(booking)
         .bind(reason)
@@ -87,7 +98,10 @@ pub struct AtDoor {
 }
 
 pub async fn lock_at_door(tx: &mut PgConnection, booking: Uuid) -> Result<Option<AtDoor>, sqlx::Error> {
-    sqlx::query_as(LOCK_AT_DOOR).bind(booking).fetch_optional(tx).await
+    sqlx::query_as(LOCK_AT_DOOR)
+        .bind(booking)
+        .fetch_optional(tx)
+        .await
 }
 
 /// Records a dose given at `at`, the booking now in `next`; a completed course uses up its pair.
@@ -109,7 +123,10 @@ pub async fn record_dose(
         .execute(&mut *tx)
         .await?;
     if next == BookingState::Completed {
-        sqlx::query(MARK_PAIR_USED).bind(booking).execute(&mut *tx).await?;
+        sqlx::query(MARK_PAIR_USED)
+            .bind(booking)
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }

@@ -82,7 +82,10 @@ pub struct Published {
 }
 
 /// Inserts the batch, or returns the one published under its key before.
-pub async fn insert_batch(tx: &mut PgConnection, batch: &NewBatch<'_>) -> Result<Option<Published>, sqlx::Error> {
+pub async fn insert_batch(
+    tx: &mut PgConnection,
+    batch: &NewBatch<'_>,
+) -> Result<Option<Published>, sqlx::Error> {
     let inserted: Option<Uuid> = sqlx::query_scalar(INSERT_BATCH)
         .bind(batch.id)
         .bind(batch.centre)
@@ -131,8 +134,14 @@ pub async fn cancel_open_pairs(tx: &mut PgConnection, batch: Uuid) -> Result<u64
 /// either finishes first and is seen, or waits and then finds its offer withdrawn or its
 /// booking cancelled; never a deadlock.
 pub async fn lock_holders(tx: &mut PgConnection, batch: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(LOCK_PENDING_OFFERS).bind(batch).execute(&mut *tx).await?;
-    sqlx::query(LOCK_LIVE_BOOKINGS).bind(batch).execute(&mut *tx).await?;
+    sqlx::query(LOCK_PENDING_OFFERS)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(LOCK_LIVE_BOOKINGS)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

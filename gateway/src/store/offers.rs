@@ -90,7 +90,10 @@ pub async fn lock_offer(tx: &mut PgConnection, id: Uuid) -> Result<Option<Offer>
 }
 
 pub async fn offer_region(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(OFFER_REGION).bind(id).fetch_optional(pool).await
+    sqlx::query_scalar(OFFER_REGION)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Ends a pending offer in `state` and reopens its pair for the next draw.

@@ -282,11 +282,17 @@ pub struct BookingShown {
 }
 
 pub async fn offer_shown(pool: &PgPool, registrant: Uuid) -> Result<Option<OfferShown>, sqlx::Error> {
-    sqlx::query_as(OFFER_SHOWN).bind(registrant).fetch_optional(pool).await
+    sqlx::query_as(OFFER_SHOWN)
+        .bind(registrant)
+        .fetch_optional(pool)
+        .await
 }
 
 pub async fn booking_shown(pool: &PgPool, registrant: Uuid) -> Result<Option<BookingShown>, sqlx::Error> {
-    sqlx::query_as(BOOKING_SHOWN).bind(registrant).fetch_optional(pool).await
+    sqlx::query_as(BOOKING_SHOWN)
+        .bind(registrant)
+        .fetch_optional(pool)
+        .await
 }
 
 /// A registrant's part in one draw.
@@ -333,8 +339,14 @@ pub async fn has_dose_given(tx: &mut PgConnection, id: Uuid) -> Result<bool, sql
 
 /// Withdraws the registrant's pending offer, if any, and reopens its pair.
 pub async fn withdraw_pending_offer(tx: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(REOPEN_PENDING_OFFERS_PAIR).bind(id).execute(&mut *tx).await?;
-    sqlx::query(WITHDRAW_PENDING_OFFER).bind(id).execute(&mut *tx).await?;
+    sqlx::query(REOPEN_PENDING_OFFERS_PAIR)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(WITHDRAW_PENDING_OFFER)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

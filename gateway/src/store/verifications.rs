@@ -97,10 +97,7 @@ pub struct CodesSent {
 }
 
 pub async fn codes_sent(tx: &mut PgConnection, registrant: Uuid) -> Result<CodesSent, sqlx::Error> {
-    let (count, seconds_since_last) = sqlx::query_as(CODES_SENT)
-        .bind(registrant)
-        .fetch_one(tx)
-        .await?;
+    let (count, seconds_since_last) = sqlx::query_as(CODES_SENT).bind(registrant).fetch_one(tx).await?;
     Ok(CodesSent {
         count,
         seconds_since_last,

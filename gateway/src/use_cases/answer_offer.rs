@@ -156,7 +156,12 @@ pub async fn accept(
 }
 
 /// Books an offer read a moment ago; `None` if it could no longer be booked.
-async fn book(state: &AppState, row: Offer, policy: &Policy, acting: &Acting<'_>) -> Result<Option<Booked>, ApiError> {
+async fn book(
+    state: &AppState,
+    row: Offer,
+    policy: &Policy,
+    acting: &Acting<'_>,
+) -> Result<Option<Booked>, ApiError> {
     let phone = row.contact.phone.clone().ok_or_else(withdrawn)?;
     let booking = Uuid::new_v4();
     let pass = CheckinPass {

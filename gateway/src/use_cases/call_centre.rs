@@ -13,8 +13,13 @@ use crate::store::registrants::Registrant;
 use crate::AppState;
 
 /// The caller whose booking code the agent typed.
-pub async fn look_up(state: &AppState, agent: &StaffMember, booking_code: &str) -> Result<MyStatus, ApiError> {
-    let code = BookingCode::parse(booking_code).map_err(|e| ApiError::invalid("booking_code", e.to_string()))?;
+pub async fn look_up(
+    state: &AppState,
+    agent: &StaffMember,
+    booking_code: &str,
+) -> Result<MyStatus, ApiError> {
+    let code =
+        BookingCode::parse(booking_code).map_err(|e| ApiError::invalid("booking_code", e.to_string()))?;
     let registrant = my_status::by_booking_code(state, &code).await?.ok_or_else(|| {
         ApiError::not_found("No active registration has this booking code. Ask the caller to read it again.")
     })?;
@@ -34,7 +39,12 @@ pub async fn caller(state: &AppState, agent: &StaffMember, id: Uuid) -> Result<R
     Ok(caller)
 }
 
-async fn show(state: &AppState, agent: &StaffMember, registrant: Registrant, action: &str) -> Result<MyStatus, ApiError> {
+async fn show(
+    state: &AppState,
+    agent: &StaffMember,
+    registrant: Registrant,
+    action: &str,
+) -> Result<MyStatus, ApiError> {
     agent
         .may_act_for_callers(&registrant.region_id)
         .map_err(forbidden)?;

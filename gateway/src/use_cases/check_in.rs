@@ -53,7 +53,8 @@ pub async fn check_in(
     };
     let dose = checkin(&door, &centre.id, now)?;
     let next = after_dose(dose, second_at.is_some());
-    let next = BookingState::parse(next).ok_or_else(|| ApiError::internal(format!("no booking state {next:?}")))?;
+    let next =
+        BookingState::parse(next).ok_or_else(|| ApiError::internal(format!("no booking state {next:?}")))?;
     bookings::record_dose(&mut tx, pass.booking, dose, next, now).await?;
     audit(
         &mut tx,

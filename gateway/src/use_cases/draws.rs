@@ -11,7 +11,11 @@ use crate::AppState;
 /// Most draws one list answers.
 pub const MAX_LIST: i64 = 100;
 
-pub async fn list(state: &AppState, region: Option<&str>, limit: Option<i64>) -> Result<Vec<DrawSummary>, ApiError> {
+pub async fn list(
+    state: &AppState,
+    region: Option<&str>,
+    limit: Option<i64>,
+) -> Result<Vec<DrawSummary>, ApiError> {
     let limit = limit.unwrap_or(20);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::invalid(
@@ -33,14 +37,18 @@ pub async fn manifest(state: &AppState, id: Uuid) -> Result<Manifest, ApiError> 
     match draws::manifest(state.store.pool(), id).await {
         Ok(Some(manifest)) => Ok(manifest),
         Ok(None) => Err(unknown(id)),
-        Err(ManifestError::NotCompleted(id)) => Err(ApiError::new(ErrorCode::DrawNotCompleted).with_message(format!(
-            "Draw {id} has not completed (it is running, or failed and was rolled back), so \
+        Err(ManifestError::NotCompleted(id)) => {
+            Err(ApiError::new(ErrorCode::DrawNotCompleted).with_message(format!(
+                "Draw {id} has not completed (it is running, or failed and was rolled back), so \
              its seed and outcome are not published. Its seed commitment is at /v1/draws/{id}."
-        ))),
+            )))
+        }
         Err(error) => Err(ApiError::internal(error)),
     }
 }
 
 fn unknown(id: Uuid) -> ApiError {
-    ApiError::not_found(format!("There is no draw {id}. Recent draws are listed at /v1/draws."))
+    ApiError::not_found(format!(
+        "There is no draw {id}. Recent draws are listed at /v1/draws."
+    ))
 }

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use drawbridge_domain::{
-    evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Language, Person, PhoneNumber,
-    Policy, Postcode, StaffMember, VerificationCode,
+    evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Language, Person, PhoneNumber, Policy,
+    Postcode, StaffMember, VerificationCode,
 };
 use drawbridge_platform::outbox::Notification;
 use serde::Deserialize;
@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
-use crate::store::registrants::{self, Inserted, NewCaller, NewRegistration, VERIFICATION_ATTEMPTS};
 use crate::store::messages::tell;
+use crate::store::registrants::{self, Inserted, NewCaller, NewRegistration, VERIFICATION_ATTEMPTS};
 use crate::AppState;
 
 /// What a person (or an agent for them) submits to register.
@@ -51,8 +51,8 @@ pub fn this_year() -> i32 {
 impl RegistrationForm {
     /// Checks every field against the region's policy, naming the first one at fault.
     pub fn validate(self, policy: &Policy, default_country: &str) -> Result<Registration, ApiError> {
-        let phone =
-            PhoneNumber::parse(&self.phone, default_country).map_err(|e| ApiError::invalid("phone", e.to_string()))?;
+        let phone = PhoneNumber::parse(&self.phone, default_country)
+            .map_err(|e| ApiError::invalid("phone", e.to_string()))?;
         let email = self.email.as_deref().map(Email::parse).transpose()?;
         let person = Person {
             birth_year: BirthYear::parse(self.birth_year, this_year())?.get(),

@@ -52,7 +52,11 @@ pub struct EligibilityQuestion {
 }
 
 /// The person's eligibility in the region on the day asked, rule by rule.
-pub async fn eligibility(state: &AppState, region: &str, question: EligibilityQuestion) -> Result<Evaluation, ApiError> {
+pub async fn eligibility(
+    state: &AppState,
+    region: &str,
+    question: EligibilityQuestion,
+) -> Result<Evaluation, ApiError> {
     let published = state.policies.current(region).await?;
     let person = Person {
         birth_year: BirthYear::parse(question.birth_year, this_year())?.get(),

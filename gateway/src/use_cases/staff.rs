@@ -32,7 +32,8 @@ const MAX_ACTIONS: i64 = 1000;
 
 fn member(row: StaffRow) -> Result<StaffMember, ApiError> {
     Ok(StaffMember {
-        role: Role::parse(&row.role).ok_or_else(|| ApiError::internal(format!("unknown staff role {:?}", row.role)))?,
+        role: Role::parse(&row.role)
+            .ok_or_else(|| ApiError::internal(format!("unknown staff role {:?}", row.role)))?,
         id: row.id,
         username: row.username,
         region: row.region_id,
@@ -67,7 +68,12 @@ static UNKNOWN_USER_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Logs in from `address`, within the failure limits per username and per address.
-pub async fn log_in(state: &AppState, username: &str, password: String, address: &str) -> Result<Session, ApiError> {
+pub async fn log_in(
+    state: &AppState,
+    username: &str,
+    password: String,
+    address: &str,
+) -> Result<Session, ApiError> {
     let limits = state.limits.failures(
         &[
             (format!("logins:user:{username}"), LOGINS_PER_USERNAME),

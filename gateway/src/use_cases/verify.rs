@@ -45,7 +45,8 @@ pub async fn verify(state: &AppState, id: Uuid, code: &str) -> Result<BookingCod
         .await?;
     still_pending(verification.status)?;
     if !verification.has_code {
-        return Err(ApiError::new(ErrorCode::CodeNoLongerValid).with_message("No code was sent yet; please request one."));
+        return Err(ApiError::new(ErrorCode::CodeNoLongerValid)
+            .with_message("No code was sent yet; please request one."));
     }
     if !verification.live {
         return Err(ApiError::new(ErrorCode::CodeNoLongerValid));

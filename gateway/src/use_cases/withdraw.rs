@@ -25,7 +25,12 @@ pub async fn withdraw(state: &AppState, registrant: Uuid, acting: &Acting<'_>) -
     }
     registrants::erase(&mut tx, registrant).await?;
     acting
-        .audit(&mut tx, "registration.withdraw", Some(registrant), serde_json::json!({}))
+        .audit(
+            &mut tx,
+            "registration.withdraw",
+            Some(registrant),
+            serde_json::json!({}),
+        )
         .await?;
     tx.commit().await?;
     tracing::info!(%registrant, "registration withdrawn and erased");
