@@ -14,6 +14,7 @@ mod pages;
 mod policy_cache;
 pub mod rooms;
 pub mod store;
+mod templates;
 mod use_cases;
 
 use std::net::{SocketAddr, TcpListener};
@@ -49,6 +50,8 @@ pub struct AppState {
     keyring: Keyring,
     /// Counters shared by all gateways (booking-code guesses, staff logins).
     limits: Limits,
+    /// The web pages' templates, texts and static files.
+    templates: templates::Templates,
 }
 
 pub struct Application {
@@ -119,6 +122,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         keyring: settings.secrets.keyring()?,
         rooms,
         limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone()),
+        templates: templates::Templates::load(),
     };
     let readiness = Readiness::new().postgres(pool).redis(redis);
     let server = serve(listener, state, registry, readiness, settings.gateway.workers)

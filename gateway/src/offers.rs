@@ -6,11 +6,12 @@
 //! plain forms (`/offers/{id}/accept`, `/offers/{id}/decline`), so it works without JavaScript.
 //! Programs use `POST /v1/offers/{id}/accept` and `/decline` with `{"token": ...}`.
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use drawbridge_domain::language::when;
 use drawbridge_domain::{Language, OfferLink, TokenError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use drawbridge_platform::states::OfferState;
@@ -74,6 +75,26 @@ pub async fn decline(
     Ok(declined_answer(*offer))
 }
 
+/// The offer page: the offer with its buttons, or why it cannot be answered here.
+#[derive(Serialize, Default)]
+struct OfferView {
+    /// The query the language switch keeps (`token=...&`), already encoded for a URL.
+    keep: String,
+    /// Why the link does not open the offer.
+    refusal: Option<String>,
+    missing: bool,
+    /// The state of an offer answered already or expired.
+    answered: Option<String>,
+    offer: Option<Uuid>,
+    token: Option<String>,
+    vaccine: Option<String>,
+    first: Option<String>,
+    second: Option<String>,
+    centre: Option<String>,
+    address: Option<String>,
+    expires: Option<String>,
+}
+
 /// `GET /offers/{id}?token=`: the offer, with buttons to answer it.
 pub async fn page(
     state: web::Data<AppState>,
@@ -87,86 +108,36 @@ pub async fn page(
         .and_then(|s| Language::parse(&s.contact.language))
         .unwrap_or_default();
     let language = query.language(fallback);
-    let keep = format!("token={}&", urlencode(&query.token));
-    let title = t(language, "Ihr Terminangebot", "Your appointment offer");
-    let refusal = match (check(&state, offer, &query.token), &shown) {
-        (Err(error), _) => Some(error.public_message()),
-        (Ok(()), None) => Some(
-            t(
-                language,
-                "Dieses Angebot gibt es nicht.",
-                "There is no such offer.",
-            )
-            .to_owned(),
-        ),
-        (Ok(()), Some(shown)) if shown.state != OfferState::Pending => Some(format!(
-            "{} ({})",
-            t(
-                language,
-                "Dieses Angebot ist bereits beantwortet oder abgelaufen",
-                "This offer was answered already or has expired"
-            ),
-            shown.state
-        )),
-        _ => None,
+    let mut view = OfferView {
+        keep: format!("token={}&", urlencode(&query.token)),
+        ..OfferView::default()
     };
-    if let Some(refusal) = refusal {
-        let body = format!(
-            "<p role=\"alert\">{}</p><p>{}</p>",
-            escape(&refusal),
-            t(
-                language,
-                "Mit Ihrem Buchungscode sehen Sie jederzeit Ihren Stand.",
-                "Your booking code always shows where you stand."
-            )
-        );
-        return Ok(page_keeping(language, title, &body, &keep));
+    match (check(&state, offer, &query.token), shown) {
+        (Err(error), _) => view.refusal = Some(error.public_message()),
+        (Ok(()), None) => view.missing = true,
+        (Ok(()), Some(shown)) if shown.state != OfferState::Pending => {
+            view.answered = Some(shown.state.as_str().to_owned())
+        }
+        (Ok(()), Some(shown)) => {
+            let place = &shown.place;
+            let zone = &place.timezone;
+            let policy = state.policies.current(&place.region_id).await?;
+            view.vaccine = Some(
+                policy
+                    .policy
+                    .vaccine(&place.vaccine)
+                    .map_or_else(|| place.vaccine.clone(), |v| v.name.clone()),
+            );
+            view.offer = Some(offer);
+            view.token = Some(query.token.clone());
+            view.first = Some(when(place.first_at, zone, language));
+            view.second = place.second_at.map(|at| when(at, zone, language));
+            view.centre = Some(place.centre.clone());
+            view.address = Some(place.address.clone());
+            view.expires = Some(when(shown.expires_at, zone, language));
+        }
     }
-    let shown = shown.expect("checked above");
-    let place = &shown.place;
-    let zone = &place.timezone;
-    let policy = state.policies.current(&place.region_id).await?;
-    let vaccine = policy
-        .policy
-        .vaccine(&place.vaccine)
-        .map_or_else(|| place.vaccine.clone(), |v| v.name.clone());
-    let second = place.second_at.map_or_else(String::new, |at| {
-        format!(
-            "<tr><th>{}</th><td>{}</td></tr>",
-            t(language, "2. Termin", "2nd appointment"),
-            when(at, zone, language)
-        )
-    });
-    let token = escape(&query.token);
-    let lang = language.as_str();
-    let body = format!(
-        r#"<table>
-<tr><th>{vaccine_label}</th><td>{vaccine}</td></tr>
-<tr><th>{first_label}</th><td>{first}</td></tr>{second}
-<tr><th>{where_label}</th><td>{centre}<br>{address}</td></tr>
-<tr><th>{until_label}</th><td><strong>{expires}</strong></td></tr>
-</table>
-<p>{explain}</p>
-<form method="post" action="/offers/{offer}/accept?lang={lang}"><input type="hidden" name="token" value="{token}"><button type="submit">{accept}</button></form>
-<form method="post" action="/offers/{offer}/decline?lang={lang}"><input type="hidden" name="token" value="{token}"><button type="submit">{decline}</button></form>"#,
-        vaccine_label = t(language, "Impfstoff", "Vaccine"),
-        vaccine = escape(&vaccine),
-        first_label = t(language, "1. Termin", "1st appointment"),
-        first = when(place.first_at, zone, language),
-        where_label = t(language, "Ort", "Where"),
-        centre = escape(&place.centre),
-        address = escape(&place.address),
-        until_label = t(language, "Antworten bis", "Answer by"),
-        expires = when(shown.expires_at, zone, language),
-        explain = t(
-            language,
-            "Mit „Annehmen“ buchen Sie beide Termine zugleich. Wenn Sie ablehnen, bleiben Sie in der Auslosung.",
-            "Accepting books both appointments at once. If you decline, you stay in the draw."
-        ),
-        accept = t(language, "Annehmen", "Accept"),
-        decline = t(language, "Ablehnen", "Decline"),
-    );
-    Ok(page_keeping(language, title, &body, &keep))
+    state.templates.page("offer.html", language, view)
 }
 
 #[derive(Deserialize)]
@@ -200,6 +171,19 @@ pub async fn decline_form(
     answer_form(&state, *offer, &query, &form, false).await
 }
 
+/// The answer to an offer's form: booked, declined, or why not.
+#[derive(Serialize)]
+struct AnsweredView {
+    refusal: Option<String>,
+    booked: Option<BookedView>,
+}
+
+#[derive(Serialize)]
+struct BookedView {
+    reference: String,
+    first: String,
+}
+
 async fn answer_form(
     state: &AppState,
     offer: Uuid,
@@ -217,47 +201,37 @@ async fn answer_form(
         Ok(()) if accept => answer_offer::accept(state, offer, None, &Acting::Registrant)
             .await
             .map(|booked| {
-                format!(
-                    "<p role=\"status\">{} {} ({}).</p>",
-                    t(
-                        language,
-                        "Gebucht! Die Bestätigung mit Ihrem QR-Code kommt per SMS und E-Mail. Buchung",
-                        "Booked! The confirmation with your QR code comes by SMS and email. Booking"
-                    ),
-                    escape(&booked.reference),
-                    when(booked.place.first_at, &booked.place.timezone, language)
-                )
+                Some(BookedView {
+                    first: when(booked.place.first_at, &booked.place.timezone, language),
+                    reference: booked.reference,
+                })
             }),
         Ok(()) => answer_offer::decline(state, offer, None, &Acting::Registrant)
             .await
-            .map(|()| {
-                format!(
-                    "<p role=\"status\">{}</p>",
-                    t(
-                        language,
-                        "Abgelehnt. Sie bleiben in der Auslosung und bekommen bei einer der nächsten Ziehungen eine neue Chance.",
-                        "Declined. You stay in the draw and get a new chance in the next draws."
-                    )
-                )
-            }),
+            .map(|()| None),
     };
-    result_page(language, outcome)
-}
-
-fn result_page(language: Language, outcome: Result<String, ApiError>) -> HttpResponse {
-    let title = t(language, "Ihr Terminangebot", "Your appointment offer");
-    match outcome {
-        Ok(body) => crate::pages::page(language, title, &body),
-        Err(error) => {
-            let status = actix_web::ResponseError::status_code(&error);
-            let mut response = crate::pages::page(
-                language,
-                title,
-                &format!("<p role=\"alert\">{}</p>", escape(&error.public_message())),
-            );
+    let (status, view) = match outcome {
+        Ok(booked) => (
+            StatusCode::OK,
+            AnsweredView {
+                refusal: None,
+                booked,
+            },
+        ),
+        Err(error) => (
+            actix_web::ResponseError::status_code(&error),
+            AnsweredView {
+                refusal: Some(error.public_message()),
+                booked: None,
+            },
+        ),
+    };
+    match state.templates.page("offer_answered.html", language, view) {
+        Ok(mut response) => {
             *response.status_mut() = status;
             response
         }
+        Err(error) => actix_web::ResponseError::error_response(&error),
     }
 }
 

@@ -36,6 +36,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/", web::get().to(pages::index))
         .route("/regions/{region}/policy", web::get().to(pages::policy))
         .route("/regions/{region}/check", web::get().to(pages::check))
+        .route("/static/{file}", web::get().to(pages::static_file))
         .route("/openapi.json", web::get().to(openapi))
         .route("/v1/regions", web::get().to(regions::list))
         .route("/v1/regions/{region}/policy", web::get().to(regions::policy))

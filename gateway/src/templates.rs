@@ -1,0 +1,262 @@
+//! The web pages' templates, texts and static files: compiled into the binary and loaded once
+//! at start-up. Pages are `templates/*.html` (minijinja, HTML-escaped, all extending
+//! `layout.html`); their words come from `templates/lang/<language>.toml`, given to every
+//! template as `t`. Stylesheets and scripts in `static/` are served under a name that carries
+//! a hash of their content, so browsers may keep them for a year; templates link them with
+//! `static_url('name.ext')`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use drawbridge_domain::Language;
+use minijinja::value::Kwargs;
+use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// The page templates, by the name pages render them by.
+const TEMPLATES: [(&str, &str); 7] = [
+    ("layout.html", include_str!("../templates/layout.html")),
+    ("index.html", include_str!("../templates/index.html")),
+    ("policy.html", include_str!("../templates/policy.html")),
+    ("check.html", include_str!("../templates/check.html")),
+    ("room.html", include_str!("../templates/room.html")),
+    ("offer.html", include_str!("../templates/offer.html")),
+    (
+        "offer_answered.html",
+        include_str!("../templates/offer_answered.html"),
+    ),
+];
+
+/// The pages' words, one file per language with the same keys.
+const TEXTS: [(Language, &str); 2] = [
+    (Language::De, include_str!("../templates/lang/de.toml")),
+    (Language::En, include_str!("../templates/lang/en.toml")),
+];
+
+/// The files served under `/static/`.
+const STATIC: [(&str, &str); 2] = [
+    ("site.css", include_str!("../static/site.css")),
+    ("waiting-room.js", include_str!("../static/waiting-room.js")),
+];
+
+/// Static files never change under one name: a new content gets a new name.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// A static file as served.
+pub struct Asset {
+    pub body: &'static str,
+    pub content_type: &'static str,
+}
+
+pub struct Templates {
+    environment: Environment<'static>,
+    de: Value,
+    en: Value,
+    /// By the hashed file name they are served under.
+    assets: HashMap<String, Asset>,
+}
+
+impl Templates {
+    /// Compiles every template and hashes every static file; a broken template stops the
+    /// gateway at start-up rather than on the first visit.
+    pub fn load() -> Self {
+        let mut urls = HashMap::new();
+        let mut assets = HashMap::new();
+        for (name, body) in STATIC {
+            let file = hashed_name(name, body);
+            urls.insert(name, format!("/static/{file}"));
+            assets.insert(
+                file,
+                Asset {
+                    body,
+                    content_type: content_type(name),
+                },
+            );
+        }
+        let mut environment = Environment::new();
+        environment.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        // A misspelt value or text key fails the page (and its tests) instead of showing nothing.
+        environment.set_undefined_behavior(UndefinedBehavior::Strict);
+        // The URLs are ours and hold nothing to escape.
+        environment.add_function("static_url", move |name: &str| {
+            urls.get(name)
+                .cloned()
+                .map(Value::from_safe_string)
+                .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, format!("no static file {name}")))
+        });
+        environment.add_filter("fill", fill);
+        for (name, source) in TEMPLATES {
+            environment
+                .add_template(name, source)
+                .unwrap_or_else(|error| panic!("template {name}: {error:#}"));
+        }
+        let text = |wanted: Language| {
+            let (_, source) = TEXTS
+                .iter()
+                .find(|(language, _)| *language == wanted)
+                .expect("a text file per language");
+            let table: toml::Table =
+                toml::from_str(source).unwrap_or_else(|error| panic!("texts {}: {error}", wanted.as_str()));
+            Value::from_serialize(table)
+        };
+        Templates {
+            de: text(Language::De),
+            en: text(Language::En),
+            environment,
+            assets,
+        }
+    }
+
+    /// The page `template` shows `view` in `language`.
+    pub fn render(&self, template: &str, language: Language, view: impl Serialize) -> Result<String, Error> {
+        let texts = match language {
+            Language::De => &self.de,
+            Language::En => &self.en,
+        };
+        self.environment.get_template(template)?.render(context! {
+            lang => language.as_str(),
+            t => texts,
+            ..Value::from_serialize(view)
+        })
+    }
+
+    /// A `200 OK` with the page `template` showing `view`.
+    pub fn page(
+        &self,
+        template: &str,
+        language: Language,
+        view: impl Serialize,
+    ) -> Result<HttpResponse, ApiError> {
+        let html = self
+            .render(template, language, view)
+            .map_err(|error| ApiError::internal(format!("page {template}: {error:#}")))?;
+        Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(html))
+    }
+
+    /// The static file served as `file` (`name.hash.ext`).
+    pub fn asset(&self, file: &str) -> Option<&Asset> {
+        self.assets.get(file)
+    }
+
+    /// A static file's response, with the headers that let browsers keep it.
+    pub fn asset_response(asset: &Asset) -> HttpResponse {
+        HttpResponse::Ok()
+            .content_type(asset.content_type)
+            .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+            .body(asset.body)
+    }
+}
+
+/// `site.css` → `site.0123456789ab.css`, from the SHA-256 of the content.
+fn hashed_name(name: &str, body: &str) -> String {
+    let (stem, extension) = name.rsplit_once('.').expect("static files have an extension");
+    let digest = Sha256::digest(body.as_bytes());
+    let mut hash = String::with_capacity(12);
+    for byte in &digest[..6] {
+        write!(hash, "{byte:02x}").expect("writing to a string");
+    }
+    format!("{stem}.{hash}.{extension}")
+}
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, extension)| extension) {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        _ => panic!("no content type known for static file {name}"),
+    }
+}
+
+/// `{{ t.index.rules | fill(version=3) }}`: puts each value in the text's `{name}`. The result
+/// is plain text, escaped where it is printed like any other value.
+fn fill(text: String, values: Kwargs) -> Result<String, Error> {
+    let mut filled = text;
+    for name in values.args() {
+        let value: Value = values.get(name)?;
+        filled = filled.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    values.assert_all_used()?;
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(table: &toml::Table, prefix: &str, into: &mut Vec<String>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(inner) => keys(inner, &format!("{path}."), into),
+                _ => into.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn every_language_has_every_text() {
+        let [de, en] = TEXTS.map(|(_, source)| {
+            let mut found = Vec::new();
+            keys(&toml::from_str(source).unwrap(), "", &mut found);
+            found.sort();
+            found
+        });
+        assert_eq!(de, en);
+    }
+
+    #[test]
+    fn values_are_escaped_once() {
+        let templates = Templates::load();
+        let html = templates
+            .render(
+                "offer_answered.html",
+                Language::En,
+                context! { refusal => "<b>&</b>" },
+            )
+            .unwrap();
+        assert!(html.contains("&lt;b&gt;&amp;&lt;&#x2f;b&gt;"), "{html}");
+        assert!(!html.contains("<b>") && !html.contains("&amp;lt;"), "{html}");
+    }
+
+    #[test]
+    fn fill_escapes_what_it_fills_in() {
+        let templates = Templates::load();
+        let booked = context! { reference => "<A&B>", first => "Mo" };
+        let html = templates
+            .render(
+                "offer_answered.html",
+                Language::De,
+                context! { refusal => Value::from(()), booked },
+            )
+            .unwrap();
+        assert!(html.contains("Buchung &lt;A&amp;B&gt; (Mo)."), "{html}");
+    }
+
+    #[test]
+    fn static_files_are_named_by_their_content() {
+        assert_eq!(hashed_name("site.css", ""), "site.e3b0c44298fc.css");
+        let templates = Templates::load();
+        let html = templates
+            .render("offer_answered.html", Language::En, context! { refusal => "x" })
+            .unwrap();
+        let css = hashed_name("site.css", STATIC[0].1);
+        assert!(html.contains(&format!("href=\"/static/{css}\"")), "{html}");
+        assert_eq!(
+            templates.asset(&css).unwrap().content_type,
+            "text/css; charset=utf-8"
+        );
+        assert!(templates.asset("site.css").is_none());
+    }
+}

@@ -1,0 +1,107 @@
+//! The server-rendered pages: values escaped by the template engine, and the stylesheet and
+//! script as static files under content-hashed names that browsers may keep.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::spawn_app;
+
+/// The first `/static/...` URL in `page` whose file name starts with `name.`.
+fn linked(page: &str, name: &str) -> String {
+    let start = page
+        .find(&format!("\"/static/{name}."))
+        .unwrap_or_else(|| panic!("{name} linked in {page}"))
+        + 1;
+    let end = start + page[start..].find('"').unwrap();
+    page[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn a_value_with_a_script_tag_is_shown_escaped() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let page = app
+        .get("/regions/bw/check?lang=en&birth_year=1956&priority_group=3&postcode=%3Cscript%3Ealert(%22x%22)%3C%2Fscript%3E")
+        .await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("value=\"&lt;script&gt;alert(&quot;x&quot;)&lt;&#x2f;script&gt;\""),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(!html.contains("&amp;lt;"), "escaped twice: {html}");
+    assert!(html.contains("role=\"alert\""), "{html}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_waiting_page_links_its_script_and_stylesheet_as_immutable_static_files() {
+    let app = spawn_app().await;
+    let opens_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 60, 0)
+        .unwrap()
+        .to_rfc3339();
+    app.put_room(
+        "pages",
+        &json!({ "mode": "fifo", "opens_at": opens_at, "pow_difficulty": 4 }),
+    )
+    .await;
+    let page = app.get("/rooms/pages?lang=en").await.text().await.unwrap();
+    assert!(
+        page.contains("data-room=\"pages\"") && page.contains("data-difficulty=\"4\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("data-text-queued=\"You are in the queue.\""),
+        "{page}"
+    );
+
+    let script = linked(&page, "waiting-room");
+    let response = app.get(&script).await;
+    assert_eq!(response.status(), 200, "{script}");
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+    let body = response.text().await.unwrap();
+    for code in [
+        "/v1/rooms/${room}/join",
+        "/v1/rooms/${room}/status",
+        "crypto.subtle.digest",
+        "poll_after_seconds",
+        "target_path",
+        "page.difficulty",
+    ] {
+        assert!(body.contains(code), "{code}");
+    }
+
+    let stylesheet = linked(&page, "site");
+    let response = app.get(&stylesheet).await;
+    assert_eq!(response.status(), 200, "{stylesheet}");
+    assert_eq!(response.headers()["content-type"], "text/css; charset=utf-8");
+    assert_eq!(
+        response.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_static_file_under_a_wrong_hash_is_not_found() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let page = app.get("/").await.text().await.unwrap();
+    let stylesheet = linked(&page, "site");
+    assert_eq!(app.get(&stylesheet).await.status(), 200);
+    for wrong in [
+        "/static/site.000000000000.css",
+        "/static/site.css",
+        "/static/nothing.js",
+    ] {
+        let response = app.get(wrong).await;
+        assert_eq!(response.status(), 404, "{wrong}");
+        assert!(response.headers().get("cache-control").is_none(), "{wrong}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{wrong}: {body}");
+    }
+    app.stop().await;
+}
