@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Full allocator tick against real Postgres: N waiting registrants, N/10 free slot pairs.
-# Loads a fresh database, then times `drawbridge allocator --once` (release build): expiry
+# Loads a fresh database, then times `drawbridge allocator --once` (production build): expiry
 # sweep, seed commitment, reading the pool, eligibility and distances, the draw, writing the
 # record (COPY of every candidate), offers, pair states and offer messages, in one transaction.
 #
@@ -15,8 +15,8 @@ DB=drawbridge_bench_tick
 URL="postgres://postgres@127.0.0.1:5432/$DB"
 psql() { command psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
 
-cargo build --release --quiet
-BIN=target/release/drawbridge
+cargo build --profile production --locked --quiet --bin drawbridge
+BIN=${CARGO_TARGET_DIR:-target}/production/drawbridge
 export DRAWBRIDGE_DATABASE__URL="$URL" DRAWBRIDGE_ALLOCATOR__LISTEN=127.0.0.1:0 RUST_LOG=warn,drawbridge_allocator=info
 psql -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
 $BIN --config deploy/local.toml demo

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The citizen flows under load, through the gateway's HTTP API on real Postgres and Redis:
 //! verified registrations per second (register, read the SMS code, verify) and offer
 //! acceptances per second (booking code, both appointments booked, confirmation queued),

@@ -6,16 +6,16 @@
 # difference is divided by 3,000, which leaves out start-up and shutdown. Valgrind runs SHA-256
 # without the CPU's SHA extensions, so the tokens' HMAC weighs more here than on the machine.
 #
-#   benches/gateway_instructions.sh          # BIN=target/release/drawbridge by default
+#   benches/gateway_instructions.sh          # BIN=target/production/drawbridge by default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${BIN:-target/release/drawbridge}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/production/drawbridge}
 PORT=18082
 URL="http://127.0.0.1:$PORT"
 PREFIX="instructions-$(date +%s)"
 WORK=$(mktemp -d)
-[ -x "$BIN" ] || cargo build --release --locked --bin drawbridge
+[ -x "$BIN" ] || cargo build --profile production --locked --bin drawbridge
 
 cleanup() {
     [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! End-to-end notifier throughput: outbox rows -> relay (publisher confirms) -> RabbitMQ ->
 //! consumer -> the local Twilio-compatible server, against a bare lapin baseline (persistent
 //! publish with confirms, consume with manual acks) on the same broker in the same run.

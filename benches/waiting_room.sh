@@ -5,7 +5,8 @@
 #   - POST /v1/rooms/bench/join without cookies: a new client and ticket every request;
 #   - the gateway's resident memory with 10,000 connections open and polling.
 # Same tool (wrk), threads and connections for every pair. Needs nginx, wrk, curl, python3, the local
-# PostgreSQL and Redis (see README), and a release build (built if missing).
+# PostgreSQL and Redis (see README), and a production build (`--profile production`, built if
+# missing; BIN=... measures another binary).
 #
 #   benches/waiting_room.sh            # DURATION=10s CONNECTIONS=64 ROUNDS=3 by default
 set -euo pipefail
@@ -17,13 +18,13 @@ ROUNDS=${ROUNDS:-3}
 THREADS=2
 NGINX_PORT=18080
 GATEWAY_PORT=18081
-BIN=${BIN:-target/release/drawbridge}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/production/drawbridge}
 ADMIN_TOKEN="development-only-admin-token-not-a-secret" # from deploy/local.toml
 PREFIX="bench-$(date +%s)"
 WORK=$(mktemp -d)
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"
 
-[ -x "$BIN" ] || cargo build --release --locked --bin drawbridge
+[ -x "$BIN" ] || cargo build --profile production --locked --bin drawbridge
 
 cleanup() {
     [ -n "${GATEWAY_PID:-}" ] && kill "$GATEWAY_PID" 2>/dev/null && wait "$GATEWAY_PID" 2>/dev/null

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The invariants of DESIGN.md that the database itself holds, checked against real Postgres:
 //! whatever the code does, these writes must be refused.
 

@@ -42,7 +42,7 @@ pub async fn candidates(
     pool: &RegionPool,
     keys: &[f64],
 ) -> Result<(), sqlx::Error> {
-    let mut profiles: HashMap<Profile, i32> = HashMap::new();
+    let mut profiles: HashMap<Profile<'_>, i32> = HashMap::new();
     let mut rows: Vec<(&Candidate, f64, i32)> = Vec::with_capacity(keys.len());
     for (candidate, key) in pool.input.candidates.iter().zip(keys) {
         let next = profiles.len() as i32;
@@ -51,7 +51,7 @@ pub async fn candidates(
             .or_insert(next);
         rows.push((candidate, *key, profile));
     }
-    let mut by_number: Vec<(&Profile, &i32)> = profiles.iter().collect();
+    let mut by_number: Vec<(&Profile<'_>, &i32)> = profiles.iter().collect();
     by_number.sort_unstable_by_key(|(_, n)| **n);
     sqlx::query(
         "INSERT INTO draw_profiles (draw_id, profile, vaccines, centres)

@@ -61,19 +61,22 @@ fn input(candidates: usize, pairs: usize) -> DrawInput {
 }
 
 fn bench(c: &mut Criterion) {
-    let policy = Policy::from_toml(POLICY).unwrap();
+    let policy = Policy::from_toml(POLICY).expect("the bench policy is valid");
     let seed = Seed::from_bytes([7; 32]);
     let mut group = c.benchmark_group("draw");
     group.sample_size(10);
     for candidates in [10_000, 100_000, 1_000_000] {
         let input = input(candidates, candidates / 10);
-        let offers = draw(&policy, &seed, &input).unwrap().matches.len();
+        let offers = draw(&policy, &seed, &input)
+            .expect("a generated input draws")
+            .matches
+            .len();
         eprintln!(
             "{candidates} candidates, {} pairs: {offers} offers",
             input.pairs.len()
         );
         group.bench_with_input(BenchmarkId::from_parameter(candidates), &input, |b, input| {
-            b.iter(|| draw(&policy, &seed, input).unwrap())
+            b.iter(|| draw(&policy, &seed, input).expect("a generated input draws"))
         });
     }
     group.finish();

@@ -462,7 +462,7 @@ mod date {
     impl<'de> Visitor<'de> for DateVisitor {
         type Value = NaiveDate;
 
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a date like 2021-02-24")
         }
 

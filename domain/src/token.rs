@@ -189,7 +189,7 @@ impl<'a> Opened<'a> {
     /// takes, on every status poll), or else as any JSON object with those fields.
     fn read(payload: &'a [u8]) -> Option<Opened<'a>> {
         Self::read_as_written(payload).or_else(|| {
-            let envelope: OpenedEnvelope = serde_json::from_slice(payload).ok()?;
+            let envelope: OpenedEnvelope<'_> = serde_json::from_slice(payload).ok()?;
             Some(Opened {
                 purpose: envelope.p,
                 iat: envelope.iat,

@@ -9,7 +9,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use drawbridge_platform::config::{EmailSettings, EmailTls};
+use drawbridge_platform::config::{EmailSettings, EmailTls, ExposeSecret};
 
 use crate::render::{Rendered, QR_CONTENT_ID};
 use crate::SendError;
@@ -44,7 +44,7 @@ impl SmtpMailer {
         if !settings.username.is_empty() {
             builder = builder.credentials(Credentials::new(
                 settings.username.clone(),
-                settings.password.clone(),
+                settings.password.expose_secret().to_owned(),
             ));
         }
         Ok(SmtpMailer {

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use drawbridge_platform::config::{EmailProvider, NotifierSettings, SmsProvider};
+use drawbridge_platform::config::{EmailProvider, ExposeSecret, NotifierSettings, SmsProvider};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::outbox::Channel;
 use drawbridge_platform::{amqp, postgres, Settings, StartupError};
@@ -231,7 +231,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
     };
     declared.await.map_err(|e| StartupError::Unreachable {
         service: "RabbitMQ",
-        target: drawbridge_platform::retry::redact_url(&settings.amqp.url),
+        target: drawbridge_platform::retry::redact_url(settings.amqp.url.expose_secret()),
         waited_seconds: 0,
         detail: format!("declaring the topology failed: {e}"),
     })?;

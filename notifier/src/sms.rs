@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use drawbridge_platform::config::SmsSettings;
+use drawbridge_platform::config::{ExposeSecret, SecretString, SmsSettings};
 
 use crate::SendError;
 
@@ -16,7 +16,7 @@ pub struct TwilioClient {
     http: reqwest::Client,
     messages_url: String,
     account_sid: String,
-    auth_token: String,
+    auth_token: SecretString,
     from: String,
     messaging_service_sid: String,
     pacer: Pacer,
@@ -79,7 +79,7 @@ impl TwilioClient {
         let response = self
             .http
             .post(&self.messages_url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .form(&form)
             .send()
             .await
@@ -116,7 +116,7 @@ impl TwilioClient {
         let response = self
             .http
             .get(&self.messages_url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
             .query(&[("To", to), ("PageSize", "50")])
             .send()
             .await

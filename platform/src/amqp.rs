@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
 
-use crate::config::AmqpSettings;
+use crate::config::{AmqpSettings, ExposeSecret};
 use crate::retry::{redact_url, with_backoff};
 use crate::StartupError;
 
@@ -15,14 +15,17 @@ pub async fn connect_once(settings: &AmqpSettings) -> Result<Connection, lapin::
         .with_connection_name(format!("drawbridge/{}", settings.prefix).into())
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
-    Connection::connect(&settings.url, properties).await
+    Connection::connect(settings.url.expose_secret(), properties).await
 }
 
 /// Connects at start-up, retrying with backoff while the broker is not up yet.
 pub async fn connect(settings: &AmqpSettings) -> Result<Connection, StartupError> {
     let budget = Duration::from_secs(settings.startup_retry_seconds);
-    with_backoff("RabbitMQ", &redact_url(&settings.url), budget, || {
-        connect_once(settings)
-    })
+    with_backoff(
+        "RabbitMQ",
+        &redact_url(settings.url.expose_secret()),
+        budget,
+        || connect_once(settings),
+    )
     .await
 }

@@ -12,6 +12,7 @@ use drawbridge_domain::{Keyring, SigningKey};
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
+pub use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Environment variables that belong to the command line, not to configuration keys.
@@ -91,6 +92,10 @@ fn insert_at(dict: &mut Dict, path: &[&str], value: Value) {
 }
 
 /// The whole configuration file. Each service reads the shared connection sections plus its own.
+///
+/// Every value that grants access (connection URLs, which may carry a password, keys, tokens,
+/// provider credentials) is a [`SecretString`]: `Debug` prints it as `[REDACTED]`, and reading
+/// it takes an explicit `expose_secret()` where it is used.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
@@ -108,8 +113,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// `postgres://user@host:port/database`; the database is created if it does not exist.
-    pub url: String,
+    /// `postgres://user:password@host:port/database`; the database is created if it does not
+    /// exist.
+    pub url: SecretString,
     pub max_connections: u32,
     /// How long start-up keeps retrying an unreachable database before giving up.
     pub startup_retry_seconds: u64,
@@ -128,7 +134,8 @@ impl Default for DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    pub url: String,
+    /// `redis://[:password@]host:port`.
+    pub url: SecretString,
     /// Every key this deployment writes starts with this, so deployments (and tests) can share
     /// one Redis.
     pub key_prefix: String,
@@ -150,7 +157,8 @@ impl Default for RedisSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpSettings {
-    pub url: String,
+    /// `amqp://user:password@host:port/vhost`.
+    pub url: SecretString,
     /// Prefix of every exchange and queue name, so deployments (and tests) can share a vhost.
     pub prefix: String,
     /// Quorum queues survive a broker node loss; classic queues are for tests and laptops.
@@ -174,31 +182,21 @@ impl Default for AmqpSettings {
 
 /// Keys for signed tokens and keyed hashes. There are deliberately no defaults: a deployment
 /// that forgot its keys must not start with guessable ones.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretSettings {
     /// Token signing keys, oldest first; the last one signs, all of them verify (rotation).
     pub token_keys: Vec<TokenKeySetting>,
     /// Base64 key for the keyed hashes of booking codes and SMS codes (at least 32 bytes).
-    pub hash_key: String,
+    pub hash_key: SecretString,
 }
 
-impl std::fmt::Debug for SecretSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.token_keys.iter().map(|k| k.id.as_str()).collect();
-        f.debug_struct("SecretSettings")
-            .field("token_key_ids", &ids)
-            .field("hash_key", &"<redacted>")
-            .finish()
-    }
-}
-
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenKeySetting {
     pub id: String,
     /// Base64 (standard alphabet) of at least 32 random bytes.
-    pub secret: String,
+    pub secret: SecretString,
 }
 
 impl SecretSettings {
@@ -215,7 +213,7 @@ impl SecretSettings {
             .map(|key| {
                 Ok(SigningKey {
                     id: key.id.clone(),
-                    secret: decode_base64("secrets.token_keys.secret", &key.secret)?,
+                    secret: decode_base64("secrets.token_keys.secret", key.secret.expose_secret())?,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -223,13 +221,14 @@ impl SecretSettings {
     }
 
     pub fn hash_key(&self) -> Result<Vec<u8>, ConfigError> {
-        if self.hash_key.is_empty() {
+        let hash_key = self.hash_key.expose_secret();
+        if hash_key.is_empty() {
             return Err(ConfigError::key(
                 "secrets.hash_key",
                 "required: base64 of at least 32 random bytes (e.g. `openssl rand -base64 32`)",
             ));
         }
-        let key = decode_base64("secrets.hash_key", &self.hash_key)?;
+        let key = decode_base64("secrets.hash_key", hash_key)?;
         if key.len() < 32 {
             return Err(ConfigError::key(
                 "secrets.hash_key",
@@ -292,11 +291,11 @@ impl Default for GatewaySettings {
 }
 
 /// Static knobs of the waiting rooms; the rooms themselves are run-time data in Redis.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoomsSettings {
     /// Bearer token of the admin API (`/v1/admin/rooms`); empty switches the admin API off.
-    pub admin_token: String,
+    pub admin_token: SecretString,
     /// How often each gateway reloads room configuration and queue state from Redis (changes
     /// reach every gateway within this time) and, if it holds the lease, advances the queues.
     pub refresh_millis: u64,
@@ -311,7 +310,7 @@ pub struct RoomsSettings {
 impl Default for RoomsSettings {
     fn default() -> Self {
         RoomsSettings {
-            admin_token: String::new(),
+            admin_token: SecretString::default(),
             refresh_millis: 1000,
             lease_millis: 5000,
             joins_per_ip_per_minute: 60,
@@ -320,21 +319,10 @@ impl Default for RoomsSettings {
     }
 }
 
-impl std::fmt::Debug for RoomsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomsSettings")
-            .field("admin_token", &"<redacted>")
-            .field("refresh_millis", &self.refresh_millis)
-            .field("lease_millis", &self.lease_millis)
-            .field("joins_per_ip_per_minute", &self.joins_per_ip_per_minute)
-            .field("trust_forwarded_for", &self.trust_forwarded_for)
-            .finish()
-    }
-}
-
 impl RoomsSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        if !self.admin_token.is_empty() && self.admin_token.len() < 32 {
+        let admin_token = self.admin_token.expose_secret();
+        if !admin_token.is_empty() && admin_token.len() < 32 {
             return Err(ConfigError::key(
                 "rooms.admin_token",
                 "must be at least 32 characters (e.g. `openssl rand -base64 32`), or empty to switch the admin API off",
@@ -461,7 +449,7 @@ pub struct SmsSettings {
     /// Base URL of the Twilio-compatible API; a test server or another provider by config only.
     pub base_url: String,
     pub account_sid: String,
-    pub auth_token: String,
+    pub auth_token: SecretString,
     /// Sender number (E.164) or alphanumeric sender id; or set `messaging_service_sid`.
     pub from: String,
     pub messaging_service_sid: String,
@@ -476,7 +464,7 @@ impl Default for SmsSettings {
             provider: SmsProvider::File,
             base_url: "https://api.twilio.com".into(),
             account_sid: String::new(),
-            auth_token: String::new(),
+            auth_token: SecretString::default(),
             from: "Drawbridge".into(),
             messaging_service_sid: String::new(),
             timeout_seconds: 10,
@@ -513,7 +501,7 @@ pub struct EmailSettings {
     pub port: u16,
     pub tls: EmailTls,
     pub username: String,
-    pub password: String,
+    pub password: SecretString,
     pub timeout_seconds: u64,
 }
 
@@ -526,7 +514,7 @@ impl Default for EmailSettings {
             port: 587,
             tls: EmailTls::Starttls,
             username: String::new(),
-            password: String::new(),
+            password: SecretString::default(),
             timeout_seconds: 10,
         }
     }
@@ -550,9 +538,13 @@ impl Settings {
 
     /// Checks what types alone cannot: URL schemes, secrets, sizes, provider credentials.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_url("database.url", &self.database.url, &["postgres", "postgresql"])?;
-        check_url("redis.url", &self.redis.url, &["redis", "rediss"])?;
-        check_url("amqp.url", &self.amqp.url, &["amqp", "amqps"])?;
+        check_url(
+            "database.url",
+            self.database.url.expose_secret(),
+            &["postgres", "postgresql"],
+        )?;
+        check_url("redis.url", self.redis.url.expose_secret(), &["redis", "rediss"])?;
+        check_url("amqp.url", self.amqp.url.expose_secret(), &["amqp", "amqps"])?;
         check_url("gateway.public_url", &self.gateway.public_url, &["http", "https"])?;
         if self.database.max_connections == 0 {
             return Err(ConfigError::key("database.max_connections", "must be at least 1"));
@@ -646,7 +638,7 @@ impl Settings {
                 &notifier.sms.base_url,
                 &["http", "https"],
             )?;
-            if notifier.sms.account_sid.is_empty() || notifier.sms.auth_token.is_empty() {
+            if notifier.sms.account_sid.is_empty() || notifier.sms.auth_token.expose_secret().is_empty() {
                 return Err(ConfigError::key(
                     "notifier.sms.account_sid",
                     "provider = \"twilio\" needs account_sid and auth_token",
@@ -730,9 +722,15 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
     fn defaults_point_at_local_services() {
         let s = load(SECRETS).unwrap();
         assert_eq!(s.gateway.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.database.url, "postgres://postgres@127.0.0.1:5432/drawbridge");
-        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
-        assert_eq!(s.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(
+            s.database.url.expose_secret(),
+            "postgres://postgres@127.0.0.1:5432/drawbridge"
+        );
+        assert_eq!(s.redis.url.expose_secret(), "redis://127.0.0.1:6379");
+        assert_eq!(
+            s.amqp.url.expose_secret(),
+            "amqp://guest:guest@127.0.0.1:5672/%2f"
+        );
         assert_eq!(s.notifier.sms.provider, SmsProvider::File);
     }
 
@@ -822,6 +820,54 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
         assert!(
             !format!("{:?}", ok.rooms).contains("aaaa"),
             "the token is never printed"
+        );
+    }
+
+    #[test]
+    fn debug_output_of_loaded_settings_contains_no_secret() {
+        let file = r#"
+[database]
+url = "postgres://app:database-password-1@db.internal:5432/drawbridge"
+[redis]
+url = "redis://:redis-password-2@cache.internal:6379"
+[amqp]
+url = "amqp://app:amqp-password-3@broker.internal:5672/%2f"
+[secrets]
+token_keys = [{ id = "k1", secret = "dG9rZW4ta2V5LXNlY3JldC00LTAxMjM0NTY3ODlhYmNkZWY=" }]
+hash_key = "aGFzaC1rZXktc2VjcmV0LTUtMDEyMzQ1Njc4OWFiY2RlZg=="
+[rooms]
+admin_token = "rooms-admin-token-6-0123456789abcdef"
+[notifier.sms]
+provider = "twilio"
+account_sid = "AC0123"
+auth_token = "sms-auth-token-7"
+[notifier.email]
+provider = "smtp"
+username = "mailer"
+password = "smtp-password-8"
+"#;
+        let settings = load(file).unwrap();
+        let printed = format!("{settings:?} {:#?}", settings);
+        for secret in [
+            "database-password-1",
+            "redis-password-2",
+            "amqp-password-3",
+            "dG9rZW4ta2V5LXNlY3JldC00",
+            "aGFzaC1rZXktc2VjcmV0LTUt",
+            "rooms-admin-token-6",
+            "sms-auth-token-7",
+            "smtp-password-8",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed in {printed}");
+        }
+        assert!(
+            printed.contains("k1") && printed.contains("mailer"),
+            "non-secrets stay readable"
+        );
+        assert_eq!(
+            settings.notifier.email.password.expose_secret(),
+            "smtp-password-8",
+            "the value itself is kept"
         );
     }
 

@@ -8,7 +8,7 @@ use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres};
 
-use crate::config::{ConfigError, DatabaseSettings};
+use crate::config::{ConfigError, DatabaseSettings, ExposeSecret};
 use crate::retry::{redact_url, with_backoff};
 use crate::StartupError;
 
@@ -28,16 +28,17 @@ pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<PgPool, 
 
 /// Connects without migrating (for tools that must not change the schema).
 pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
-    let options = PgConnectOptions::from_str(&settings.url).map_err(|e| ConfigError::Key {
+    let url = settings.url.expose_secret();
+    let options = PgConnectOptions::from_str(url).map_err(|e| ConfigError::Key {
         key: "database.url",
         message: e.to_string(),
     })?;
-    let target = redact_url(&settings.url);
+    let target = redact_url(url);
     let budget = Duration::from_secs(settings.startup_retry_seconds);
     with_backoff("Postgres", &target, budget, || async {
-        if !Postgres::database_exists(&settings.url).await? {
+        if !Postgres::database_exists(url).await? {
             // Another process may create it at the same moment; the next try then connects.
-            Postgres::create_database(&settings.url).await?;
+            Postgres::create_database(url).await?;
             tracing::info!(database = %target, "created database");
         }
         PgPoolOptions::new()

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use deadpool_redis::{Config, Pool, PoolConfig, Runtime};
 
-use crate::config::{ConfigError, RedisSettings};
+use crate::config::{ConfigError, ExposeSecret, RedisSettings};
 use crate::retry::{redact_url, with_backoff};
 use crate::StartupError;
 
 pub async fn connect(settings: &RedisSettings) -> Result<Pool, StartupError> {
-    let mut config = Config::from_url(settings.url.clone());
+    let mut config = Config::from_url(settings.url.expose_secret());
     config.pool = Some(PoolConfig::new(settings.pool_size));
     let pool = config
         .create_pool(Some(Runtime::Tokio1))
@@ -19,7 +19,10 @@ pub async fn connect(settings: &RedisSettings) -> Result<Pool, StartupError> {
             message: e.to_string(),
         })?;
     let budget = Duration::from_secs(settings.startup_retry_seconds);
-    with_backoff("Redis", &redact_url(&settings.url), budget, || ping(&pool)).await?;
+    with_backoff("Redis", &redact_url(settings.url.expose_secret()), budget, || {
+        ping(&pool)
+    })
+    .await?;
     Ok(pool)
 }
 

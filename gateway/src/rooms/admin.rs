@@ -12,7 +12,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
-    let expected = &state.rooms.settings.admin_token;
+    let expected =
+        drawbridge_platform::config::ExposeSecret::expose_secret(&state.rooms.settings.admin_token);
     if expected.is_empty() {
         return Err(ApiError::new(ErrorCode::AdminDisabled));
     }
