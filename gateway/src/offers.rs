@@ -18,7 +18,6 @@ use drawbridge_platform::states::OfferState;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::http::answers::{booked_answer, declined_answer};
-use crate::pages::{escape, page_keeping, t};
 use crate::store::offers;
 use crate::use_cases::answer_offer;
 use crate::use_cases::Acting;
