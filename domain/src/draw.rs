@@ -551,8 +551,7 @@ fn first_words(seed: &Seed, streams: &[u64; LANES]) -> [u64; LANES] {
             initial[w][lane] = *c;
         }
         for k in 0..8 {
-            initial[4 + k][lane] =
-                u32::from_le_bytes(seed.0[4 * k..4 * k + 4].try_into().expect("4 bytes"));
+            initial[4 + k][lane] = u32::from_le_bytes(seed.0[4 * k..4 * k + 4].try_into().expect("4 bytes"));
         }
         // Words 12 and 13: block counter 0; 14 and 15: the stream.
         initial[14][lane] = streams[lane] as u32;
@@ -1449,7 +1448,10 @@ waiting_time_weight_per_week = 0.0
             let (order, keys) = lottery_order(&policy, &seed(s), &candidates).unwrap();
             assert_eq!(order, fully_sorted(&policy, &seed(s), &candidates));
             for (c, key) in candidates.iter().zip(&keys) {
-                assert_eq!(key.to_bits(), lottery_key(&seed(s), &c.pseudonym, weight(&policy, c).unwrap()).to_bits());
+                assert_eq!(
+                    key.to_bits(),
+                    lottery_key(&seed(s), &c.pseudonym, weight(&policy, c).unwrap()).to_bits()
+                );
             }
         }
     }
@@ -1468,7 +1470,11 @@ waiting_time_weight_per_week = 0.0
             for (stream, word) in streams.iter().zip(words) {
                 let mut rng = ChaCha20Rng::from_seed(seed.0);
                 rng.set_stream(*stream);
-                assert_eq!(word, rand::RngCore::next_u64(&mut rng), "seed {n}, stream {stream:x}");
+                assert_eq!(
+                    word,
+                    rand::RngCore::next_u64(&mut rng),
+                    "seed {n}, stream {stream:x}"
+                );
             }
         }
     }

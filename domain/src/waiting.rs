@@ -135,8 +135,14 @@ mod tests {
 
     #[test]
     fn reachable_centres_are_nearest_first_within_the_distance() {
-        let stuttgart = Place { latitude: 48.7784, longitude: 9.1730 };
-        let karlsruhe = Place { latitude: 49.0040, longitude: 8.4037 };
+        let stuttgart = Place {
+            latitude: 48.7784,
+            longitude: 9.1730,
+        };
+        let karlsruhe = Place {
+            latitude: 49.0040,
+            longitude: 8.4037,
+        };
         let centres = [("ka", karlsruhe), ("s", stuttgart)];
         assert_eq!(reachable(stuttgart, centres, 100.0), ["s", "ka"]);
         assert_eq!(reachable(stuttgart, centres, 10.0), ["s"]);
