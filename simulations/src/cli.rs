@@ -46,7 +46,8 @@ pub struct SimulateArgs {
     /// Run the audit's bias tests on every simulated draw (slower: every key is needed).
     #[arg(long)]
     pub audit: bool,
-    /// Override the scenario's population size (for scaling runs).
+    /// Run the scenario at this population size, with deliveries scaled alike so that
+    /// scarcity stays the same (for quick looks and scaling runs).
     #[arg(long)]
     pub population: Option<u64>,
 }
@@ -72,7 +73,11 @@ pub struct Seeds(pub Vec<u64>);
 impl FromStr for Seeds {
     type Err = String;
     fn from_str(text: &str) -> Result<Seeds, String> {
-        let number = |t: &str| t.trim().parse::<u64>().map_err(|_| format!("{t:?} is not a seed"));
+        let number = |t: &str| {
+            t.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{t:?} is not a seed"))
+        };
         match text.split_once("..") {
             Some((a, b)) => {
                 let (a, b) = (number(a)?, number(b)?);
@@ -99,7 +104,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let mut scenario = Scenario::load(path)?;
     if let Some(size) = args.population {
-        scenario.file.population.size = size;
+        scenario.scale_population(size);
     }
     let seeds = args
         .seeds
@@ -196,11 +201,18 @@ pub fn differences(
     Ok((a, b, differences))
 }
 
-fn compare(scenario: &Scenario, a: &Path, b: &Path, seeds: &[u64], args: &SimulateArgs) -> anyhow::Result<()> {
+fn compare(
+    scenario: &Scenario,
+    a: &Path,
+    b: &Path,
+    seeds: &[u64],
+    args: &SimulateArgs,
+) -> anyhow::Result<()> {
     let scenario_a = scenario.with_policies(vec![policy_file(a)?])?;
     let scenario_b = scenario.with_policies(vec![policy_file(b)?])?;
     let bar = progress_bar(2 * seeds.len() as u64 * u64::from(scenario.file.days));
-    let (runs_a, runs_b, diffs) = differences(&scenario_a, &scenario_b, seeds, args.threads, &|_| bar.inc(1))?;
+    let (runs_a, runs_b, diffs) =
+        differences(&scenario_a, &scenario_b, seeds, args.threads, &|_| bar.inc(1))?;
     bar.finish_and_clear();
     for (name, scenario, runs) in [("a", &scenario_a, runs_a), ("b", &scenario_b, runs_b)] {
         let (report, rows, pair_rows) = crate::report(scenario, runs);
@@ -260,9 +272,16 @@ fn from_manifests(dir: &Path, policy: Option<&Path>, out: &Path) -> anyhow::Resu
         .collect();
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("replay.csv"), crate::replay::csv(&replays))?;
-    std::fs::write(out.join("replay.json"), serde_json::to_string_pretty(&replays)? + "\n")?;
+    std::fs::write(
+        out.join("replay.json"),
+        serde_json::to_string_pretty(&replays)? + "\n",
+    )?;
     for r in &replays {
-        let verdict = if r.reproduced { "reproduced" } else { "NOT reproduced" };
+        let verdict = if r.reproduced {
+            "reproduced"
+        } else {
+            "NOT reproduced"
+        };
         println!("draw {} ({}, {}): {verdict}", r.draw, r.region, r.drawn_at);
         for problem in &r.problems {
             println!("  problem: {problem}");

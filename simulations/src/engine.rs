@@ -233,8 +233,11 @@ pub(crate) struct Sim<'a> {
     slot: Vec<u32>,
     /// Where each pair sits in `input.pairs`.
     pair_slot: Vec<u32>,
-    /// Waiting people who may not be offered anything yet.
-    ineligible: Vec<u32>,
+    /// Waiting people who may not be offered anything yet, with their group.
+    ineligible: Vec<(u32, u8)>,
+    /// The registration time of each candidate, aligned with `input.candidates` (read every
+    /// tick, so kept beside the pool rather than looked up person by person).
+    arrivals_of_pool: Vec<i64>,
     /// People holding a pending offer: (person, pair, expires_at).
     pending: Vec<(u32, u32, i64)>,
     events: BinaryHeap<Reverse<(i64, u64, Event)>>,
@@ -322,6 +325,7 @@ impl<'a> Sim<'a> {
             slot: vec![u32::MAX; n],
             pair_slot: Vec::new(),
             ineligible: Vec::new(),
+            arrivals_of_pool: Vec::new(),
             pending: Vec::new(),
             events: BinaryHeap::new(),
             sequence: 0,
@@ -385,10 +389,7 @@ impl<'a> Sim<'a> {
                 .get(self.arrived)
                 .map(|&p| self.people[p as usize].arrival);
             let next_batch = self.batches.get(self.published).map(|b| b.publish_at);
-            let next = [next_event, next_arrival, next_batch]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [next_event, next_arrival, next_batch].into_iter().flatten().min();
             let Some(at) = next.filter(|&at| at < until) else {
                 break;
             };
@@ -398,7 +399,8 @@ impl<'a> Sim<'a> {
             } else if next_arrival == Some(at) {
                 let person = self.arrivals[self.arrived];
                 self.arrived += 1;
-                self.recorder.registered(self.day_of(at), self.people[person as usize].group);
+                self.recorder
+                    .registered(self.day_of(at), self.people[person as usize].group);
                 self.enter(person, at);
             } else {
                 let Reverse((at, _, event)) = self.events.pop().expect("peeked");
@@ -433,7 +435,12 @@ impl<'a> Sim<'a> {
             };
             let planned = capacity::plan(policy, &request).expect("the scenario's capacity is valid");
             let local = |at: chrono::NaiveDateTime| {
-                secs(tz.from_local_datetime(&at).earliest().expect("a local time").with_timezone(&Utc))
+                secs(
+                    tz.from_local_datetime(&at)
+                        .earliest()
+                        .expect("a local time")
+                        .with_timezone(&Utc),
+                )
             };
             for pair in planned {
                 let id = self.pairs.len() as u32;
@@ -504,10 +511,11 @@ impl<'a> Sim<'a> {
                 }
                 self.slot[person as usize] = self.input.candidates.len() as u32;
                 self.input.candidates.push(candidate);
+                self.arrivals_of_pool.push(self.people[person as usize].arrival);
             }
             None => {
                 self.people[person as usize].state = PersonState::Ineligible;
-                self.ineligible.push(person);
+                self.ineligible.push((person, self.people[person as usize].group));
             }
         }
     }
@@ -517,6 +525,7 @@ impl<'a> Sim<'a> {
         let at = self.slot[person as usize] as usize;
         self.slot[person as usize] = u32::MAX;
         self.input.candidates.swap_remove(at);
+        self.arrivals_of_pool.swap_remove(at);
         if let Some(moved) = self.input.candidates.get(at) {
             self.slot[Sim::person_of(&moved.pseudonym) as usize] = at as u32;
         }
@@ -575,7 +584,13 @@ impl<'a> Sim<'a> {
             ahead: false,
             centres,
         };
-        waiting::candidate(policy, &domain_person, waiting, time(drawn_at), self.today(drawn_at))
+        waiting::candidate(
+            policy,
+            &domain_person,
+            waiting,
+            time(drawn_at),
+            self.today(drawn_at),
+        )
     }
 
     fn reach_index(&self, p: &Person) -> usize {
@@ -610,15 +625,14 @@ impl<'a> Sim<'a> {
         }
         self.epoch = epoch;
         self.profiles.clear();
-        let mut everyone: Vec<u32> = std::mem::take(&mut self.ineligible);
-        everyone.extend(
-            self.input
-                .candidates
-                .iter()
-                .map(|c| Sim::person_of(&c.pseudonym)),
-        );
+        let mut everyone: Vec<u32> = std::mem::take(&mut self.ineligible)
+            .into_iter()
+            .map(|(person, _)| person)
+            .collect();
+        everyone.extend(self.input.candidates.iter().map(|c| Sim::person_of(&c.pseudonym)));
         everyone.sort_unstable();
         self.input.candidates.clear();
+        self.arrivals_of_pool.clear();
         for &person in &everyone {
             self.slot[person as usize] = u32::MAX;
         }
@@ -657,8 +671,7 @@ impl<'a> Sim<'a> {
             let first_at = self.pairs[pair as usize].first_at;
             self.recorder.unused(self.day_of(first_at));
         }
-        for candidate in &mut self.input.candidates {
-            let arrival = self.people[Sim::person_of(&candidate.pseudonym) as usize].arrival;
+        for (candidate, &arrival) in self.input.candidates.iter_mut().zip(&self.arrivals_of_pool) {
             candidate.waited_weeks = waiting::waited_weeks(time(arrival), time(at));
         }
         self.input.drawn_at = time(at);
@@ -667,8 +680,8 @@ impl<'a> Sim<'a> {
             for c in &self.input.candidates {
                 self.recorder.pool(day, c.group);
             }
-            for &p in &self.ineligible {
-                self.recorder.ineligible(day, self.people[p as usize].group);
+            for &(_, group) in &self.ineligible {
+                self.recorder.ineligible(day, group);
             }
         }
         if self.input.candidates.is_empty() || self.input.pairs.is_empty() {
@@ -737,7 +750,8 @@ impl<'a> Sim<'a> {
             self.open(pair);
         } else {
             self.pairs[pair as usize].state = PairState::Unused;
-            self.recorder.unused(self.day_of(self.pairs[pair as usize].first_at));
+            self.recorder
+                .unused(self.day_of(self.pairs[pair as usize].first_at));
         }
     }
 
@@ -755,12 +769,17 @@ impl<'a> Sim<'a> {
                 p.state = PersonState::Booked;
                 p.booked_at = at;
                 let (group, arrival, offers) = (p.group, p.arrival, p.offers);
-                let since = if p.eligible_since == i64::MIN { arrival } else { p.eligible_since };
+                let since = if p.eligible_since == i64::MIN {
+                    arrival
+                } else {
+                    p.eligible_since
+                };
                 self.recorder.booked(day, group, at - arrival, at - since);
                 self.pairs[pair as usize].state = PairState::Booked;
                 let first_at = self.pairs[pair as usize].first_at;
                 let conduct = self.scenario.file.behaviour.of(group);
-                let mut stream = Stream::new(self.options.seed ^ 0xb00c, u64::from(person), u64::from(offers));
+                let mut stream =
+                    Stream::new(self.options.seed ^ 0xb00c, u64::from(person), u64::from(offers));
                 if stream.uniform() < conduct.cancel {
                     let when = at + ((first_at - at) as f64 * stream.uniform()) as i64;
                     self.push_event(when, Event::Cancel { person, pair });
@@ -921,7 +940,10 @@ fn population(scenario: &Scenario, seed: u64, t0: i64, vaccines: &[String]) -> V
             let birth_year = group.born[0] + (s.uniform() * span) as i32;
             let a = pick(&arrival_cdf, s.uniform());
             let from = i64::from(pop.arrivals[a].day);
-            let to = pop.arrivals.get(a + 1).map_or(horizon, |next| i64::from(next.day));
+            let to = pop
+                .arrivals
+                .get(a + 1)
+                .map_or(horizon, |next| i64::from(next.day));
             let arrival = t0 + from * 86_400 + (s.uniform() * ((to - from).max(1) * 86_400) as f64) as i64;
             let mut refuses = 0u8;
             for (k, &share) in refuse.iter().enumerate().take(8) {
@@ -955,7 +977,10 @@ fn schedule(scenario: &Scenario, seed: u64, t0: i64, vaccines: &[String]) -> Vec
     let file = &scenario.file;
     let mut batches = Vec::new();
     for (s, supply) in file.supply.iter().enumerate() {
-        let vaccine = vaccines.iter().position(|v| *v == supply.vaccine).expect("checked") as u8;
+        let vaccine = vaccines
+            .iter()
+            .position(|v| *v == supply.vaccine)
+            .expect("checked") as u8;
         let second_after = scenario
             .policy_on(0)
             .0

@@ -10,40 +10,46 @@ use rustc_hash::{FxHashMap, FxHashSet};
 /// For each offer of `outcome`, in order: whether it is envied.
 pub fn envied(policy: &Policy, input: &DrawInput, outcome: &DrawOutcome) -> Vec<bool> {
     let tier = |group: u8| policy.group(group).map_or(u32::MAX, |g| g.tier);
-    let by_pseudonym: FxHashMap<Pseudonym, usize> = input
-        .candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.pseudonym, i))
-        .collect();
+    let lowest = policy.groups.iter().map(|g| g.tier).max().unwrap_or(0);
+    let served: FxHashSet<Pseudonym> = outcome.matches.iter().map(|m| m.pseudonym).collect();
+    // One pass: the tiers of those served, and who else might envy them (not the last tier).
+    let mut tier_of: FxHashMap<Pseudonym, u32> = FxHashMap::default();
+    let mut others = Vec::new();
+    for c in &input.candidates {
+        let t = tier(c.group);
+        if served.contains(&c.pseudonym) {
+            tier_of.insert(c.pseudonym, t);
+        } else if t < lowest {
+            others.push((t, c));
+        }
+    }
+    let tier_of_match = |m: &drawbridge_domain::Match| tier_of.get(&m.pseudonym).copied().unwrap_or(u32::MAX);
+    let Some(worst) = outcome.matches.iter().map(tier_of_match).max() else {
+        return Vec::new();
+    };
+    // Per (centre, vaccine): the best tier left unserved who could use it.
+    let mut best: FxHashMap<(&str, &str), u32> = FxHashMap::default();
+    for (t, c) in others {
+        if t >= worst {
+            continue;
+        }
+        for centre in &c.centres {
+            for vaccine in &c.vaccines {
+                let cell = best
+                    .entry((centre.as_str(), vaccine.as_str()))
+                    .or_insert(u32::MAX);
+                *cell = (*cell).min(t);
+            }
+        }
+    }
+    if best.is_empty() {
+        return vec![false; outcome.matches.len()];
+    }
     let pairs: FxHashMap<uuid::Uuid, (&str, &str)> = input
         .pairs
         .iter()
         .map(|p| (p.id, (p.centre.as_str(), p.vaccine.as_str())))
         .collect();
-    let tier_of_match = |m: &drawbridge_domain::Match| {
-        by_pseudonym
-            .get(&m.pseudonym)
-            .map_or(u32::MAX, |&i| tier(input.candidates[i].group))
-    };
-    let Some(worst) = outcome.matches.iter().map(tier_of_match).max() else {
-        return Vec::new();
-    };
-    let served: FxHashSet<Pseudonym> = outcome.matches.iter().map(|m| m.pseudonym).collect();
-    // Per (centre, vaccine): the best tier left unserved who could use it.
-    let mut best: FxHashMap<(&str, &str), u32> = FxHashMap::default();
-    for c in &input.candidates {
-        let t = tier(c.group);
-        if t >= worst || served.contains(&c.pseudonym) {
-            continue;
-        }
-        for centre in &c.centres {
-            for vaccine in &c.vaccines {
-                let cell = best.entry((centre.as_str(), vaccine.as_str())).or_insert(u32::MAX);
-                *cell = (*cell).min(t);
-            }
-        }
-    }
     outcome
         .matches
         .iter()

@@ -59,8 +59,16 @@ pub fn report(report: &Report, rows: &[GroupDayRow], pair_rows: &[PairDayRow]) -
             first.wasted_pairs
         );
     }
-    html.push_str(&chart("People in the draw's pool", "people", &per_group(&|r| r.pool as f64)));
-    html.push_str(&chart("Offers per day", "offers", &per_group(&|r| r.offers as f64)));
+    html.push_str(&chart(
+        "People in the draw's pool",
+        "people",
+        &per_group(&|r| r.pool as f64),
+    ));
+    html.push_str(&chart(
+        "Offers per day",
+        "offers",
+        &per_group(&|r| r.offers as f64),
+    ));
     html.push_str(&chart(
         "Share of the eligible reached by an offer",
         "share",
@@ -72,13 +80,24 @@ pub fn report(report: &Report, rows: &[GroupDayRow], pair_rows: &[PairDayRow]) -
         &per_group(&|r| r.time_to_booking_p50_days),
     ));
     let pairs = vec![
-        ("used".to_owned(), pair_rows.iter().map(|p| p.used as f64).collect()),
-        ("wasted".to_owned(), pair_rows.iter().map(|p| p.wasted as f64).collect()),
-        ("appointments".to_owned(), pair_rows.iter().map(|p| p.appointments as f64).collect()),
+        (
+            "used".to_owned(),
+            pair_rows.iter().map(|p| p.used as f64).collect(),
+        ),
+        (
+            "wasted".to_owned(),
+            pair_rows.iter().map(|p| p.wasted as f64).collect(),
+        ),
+        (
+            "appointments".to_owned(),
+            pair_rows.iter().map(|p| p.appointments as f64).collect(),
+        ),
     ];
     html.push_str(&chart("Pairs by their first appointment's day", "pairs", &pairs));
     if report.runs.len() > 1 {
-        html.push_str("<h2>Over all seeds</h2>\n<table><tr><th>metric</th><th>mean</th><th>95% interval</th></tr>\n");
+        html.push_str(
+            "<h2>Over all seeds</h2>\n<table><tr><th>metric</th><th>mean</th><th>95% interval</th></tr>\n",
+        );
         for (name, e) in &report.metrics {
             let _ = writeln!(
                 html,

@@ -58,10 +58,7 @@ pub fn run_seeds(
 }
 
 /// The report of some runs of one scenario, and their tables.
-pub fn report(
-    scenario: &Scenario,
-    results: Vec<RunResult>,
-) -> (Report, Vec<GroupDayRow>, Vec<PairDayRow>) {
+pub fn report(scenario: &Scenario, results: Vec<RunResult>) -> (Report, Vec<GroupDayRow>, Vec<PairDayRow>) {
     let mut rows = Vec::new();
     let mut pair_rows = Vec::new();
     let mut runs = Vec::new();

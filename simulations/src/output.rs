@@ -52,17 +52,43 @@ macro_rules! row {
 }
 
 row!(GroupDayRow {
-    seed: n, day: n, date: s, group: n, registered: n, ever_eligible: n, pool: n,
-    ineligible: n, offers: n, offer_rate: f, bookings: n, declines: n, expiries: n,
-    cancellations: n, time_to_offer_p50_days: f, time_to_offer_p90_days: f,
-    time_to_booking_p50_days: f, time_to_booking_p90_days: f, reached_share: f, envy: n,
+    seed: n,
+    day: n,
+    date: s,
+    group: n,
+    registered: n,
+    ever_eligible: n,
+    pool: n,
+    ineligible: n,
+    offers: n,
+    offer_rate: f,
+    bookings: n,
+    declines: n,
+    expiries: n,
+    cancellations: n,
+    time_to_offer_p50_days: f,
+    time_to_offer_p90_days: f,
+    time_to_booking_p50_days: f,
+    time_to_booking_p90_days: f,
+    reached_share: f,
+    envy: n,
     booking_wait_gini: f,
 });
 
 row!(PairDayRow {
-    seed: n, day: n, date: s, appointments: n, used: n, no_show: n, unused: n,
-    utilisation: f, wasted: n, unmatched_too_soon: n, unmatched_no_one_eligible: n,
-    unmatched_out_of_reach: n, unmatched_pool_served: n,
+    seed: n,
+    day: n,
+    date: s,
+    appointments: n,
+    used: n,
+    no_show: n,
+    unused: n,
+    utilisation: f,
+    wasted: n,
+    unmatched_too_soon: n,
+    unmatched_no_one_eligible: n,
+    unmatched_out_of_reach: n,
+    unmatched_pool_served: n,
 });
 
 /// The rows as CSV text (no cell needs quoting: numbers and ISO dates).
@@ -122,7 +148,10 @@ pub fn write_all(
     let mut json = serde_json::to_string_pretty(report)?;
     json.push('\n');
     write("summary.json", json.as_bytes())?;
-    write("report.html", crate::html::report(report, rows, pair_rows).as_bytes())?;
+    write(
+        "report.html",
+        crate::html::report(report, rows, pair_rows).as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -146,8 +175,18 @@ pub fn terminal(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{:>5} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>6} {:>7} {:>8} {:>8}",
-        "group", "people", "eligible", "reached", "vacc.", "offer p50", "book p50", "book p90", "gini",
-        "envy", "declines", "expiries"
+        "group",
+        "people",
+        "eligible",
+        "reached",
+        "vacc.",
+        "offer p50",
+        "book p50",
+        "book p90",
+        "gini",
+        "envy",
+        "declines",
+        "expiries"
     );
     for g in &first.groups {
         let _ = writeln!(
@@ -189,7 +228,11 @@ pub fn terminal(report: &Report) -> String {
         );
     }
     if report.runs.len() > 1 {
-        let _ = writeln!(out, "over {} seeds (mean, 95% confidence interval):", report.runs.len());
+        let _ = writeln!(
+            out,
+            "over {} seeds (mean, 95% confidence interval):",
+            report.runs.len()
+        );
         for (name, e) in &report.metrics {
             let _ = writeln!(
                 out,

@@ -98,11 +98,8 @@ pub fn replay(manifest: &Manifest, other: Option<(&Policy, &str)>) -> DrawReplay
     };
     result.tests = bias_tests(&policy, manifest);
     let mut groups: BTreeMap<u8, ReplayGroup> = BTreeMap::new();
-    let group_of: rustc_hash::FxHashMap<_, u8> = input
-        .candidates
-        .iter()
-        .map(|c| (c.pseudonym, c.group))
-        .collect();
+    let group_of: rustc_hash::FxHashMap<_, u8> =
+        input.candidates.iter().map(|c| (c.pseudonym, c.group)).collect();
     for c in &input.candidates {
         groups
             .entry(c.group)
@@ -127,10 +124,11 @@ pub fn replay(manifest: &Manifest, other: Option<(&Policy, &str)>) -> DrawReplay
         let seed = Seed::from_bytes(seed.try_into().unwrap_or([0; 32]));
         match draw::draw(other_policy, &seed, &input) {
             Ok(counterfactual) => {
-                for (m, envied) in counterfactual
-                    .matches
-                    .iter()
-                    .zip(envied(other_policy, &input, &counterfactual))
+                for (m, envied) in
+                    counterfactual
+                        .matches
+                        .iter()
+                        .zip(envied(other_policy, &input, &counterfactual))
                 {
                     if let Some(g) = group_of.get(&m.pseudonym).and_then(|g| groups.get_mut(g)) {
                         *g.counterfactual_offers.get_or_insert(0) += 1;
@@ -139,8 +137,11 @@ pub fn replay(manifest: &Manifest, other: Option<(&Policy, &str)>) -> DrawReplay
                 }
                 let recorded: rustc_hash::FxHashMap<_, _> =
                     outcome.matches.iter().map(|m| (m.pseudonym, m.pair)).collect();
-                let other: rustc_hash::FxHashMap<_, _> =
-                    counterfactual.matches.iter().map(|m| (m.pseudonym, m.pair)).collect();
+                let other: rustc_hash::FxHashMap<_, _> = counterfactual
+                    .matches
+                    .iter()
+                    .map(|m| (m.pseudonym, m.pair))
+                    .collect();
                 let changed = input
                     .candidates
                     .iter()
@@ -148,9 +149,9 @@ pub fn replay(manifest: &Manifest, other: Option<(&Policy, &str)>) -> DrawReplay
                     .count();
                 result.counterfactual_changed = Some(changed as u64);
             }
-            Err(error) => result
-                .problems
-                .push(format!("the counterfactual policy cannot draw this pool: {error}")),
+            Err(error) => result.problems.push(format!(
+                "the counterfactual policy cannot draw this pool: {error}"
+            )),
         }
     }
     for g in groups.values_mut() {
@@ -166,8 +167,10 @@ pub fn bias_tests(policy: &Policy, manifest: &Manifest) -> Vec<TestResult> {
     let mut groups = Vec::new();
     let mut waited = Vec::new();
     for c in &manifest.candidates {
-        let (Some(group), Some(weight)) = (policy.group(c.candidate.group), draw::weight(policy, &c.candidate))
-        else {
+        let (Some(group), Some(weight)) = (
+            policy.group(c.candidate.group),
+            draw::weight(policy, &c.candidate),
+        ) else {
             continue;
         };
         contenders.push(Contender {

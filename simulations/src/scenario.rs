@@ -318,8 +318,8 @@ impl Scenario {
             let policy_path = base.join(&entry.file);
             let document = std::fs::read_to_string(&policy_path)
                 .with_context(|| format!("cannot read policy {}", policy_path.display()))?;
-            let policy = Policy::from_toml(&document)
-                .with_context(|| format!("policy {}", policy_path.display()))?;
+            let policy =
+                Policy::from_toml(&document).with_context(|| format!("policy {}", policy_path.display()))?;
             policies.push((entry.from_day, policy, document));
         }
         Scenario::new(file, policies, path.to_owned())
@@ -333,7 +333,10 @@ impl Scenario {
     ) -> anyhow::Result<Scenario> {
         policies.sort_by_key(|(day, _, _)| *day);
         ensure!(!policies.is_empty(), "policies: name at least one policy file");
-        ensure!(policies[0].0 == 0, "policies: the first policy must apply from day 0");
+        ensure!(
+            policies[0].0 == 0,
+            "policies: the first policy must apply from day 0"
+        );
         ensure!(file.days >= 1, "days: must be at least 1");
         ensure!(
             (1..=24).contains(&file.draws_per_day),
@@ -346,17 +349,26 @@ impl Scenario {
             .map_err(|_| anyhow::anyhow!("timezone: unknown time zone {:?}", file.timezone))?;
         let population = &file.population;
         ensure!(population.size >= 1, "population.size: must be at least 1");
-        ensure!(population.size <= u32::MAX as u64, "population.size: at most 4294967295");
+        ensure!(
+            population.size <= u32::MAX as u64,
+            "population.size: at most 4294967295"
+        );
         shares("population.groups", population.groups.iter().map(|g| g.share))?;
         shares("population.areas", population.areas.iter().map(|a| a.share))?;
-        shares("population.travel_km", population.travel_km.iter().map(|t| t.share))?;
+        shares(
+            "population.travel_km",
+            population.travel_km.iter().map(|t| t.share),
+        )?;
         shares("population.arrivals", population.arrivals.iter().map(|a| a.share))?;
         ensure!(
             population.arrivals.windows(2).all(|w| w[0].day < w[1].day),
             "population.arrivals: days must increase"
         );
         for group in &population.groups {
-            ensure!(group.born[0] <= group.born[1], "population.groups: born = [first, last]");
+            ensure!(
+                group.born[0] <= group.born[1],
+                "population.groups: born = [first, last]"
+            );
             for (_, policy, _) in &policies {
                 ensure!(
                     policy.group(group.id).is_some(),
@@ -375,7 +387,10 @@ impl Scenario {
             );
         }
         for (code, share) in &population.refuses {
-            ensure!((0.0..=1.0).contains(share), "population.refuses.{code}: a share 0 to 1");
+            ensure!(
+                (0.0..=1.0).contains(share),
+                "population.refuses.{code}: a share 0 to 1"
+            );
         }
         ensure!(!file.centres.is_empty(), "centres: name at least one centre");
         for supply in &file.supply {
@@ -416,6 +431,16 @@ impl Scenario {
         })
     }
 
+    /// The same scenario at `size` people, with every delivery scaled alike (at least one
+    /// pair a day), so that scarcity stays the same.
+    pub fn scale_population(&mut self, size: u64) {
+        let scale = size as f64 / self.file.population.size as f64;
+        self.file.population.size = size;
+        for supply in &mut self.file.supply {
+            supply.pairs_per_day = ((f64::from(supply.pairs_per_day) * scale).round() as u32).max(1);
+        }
+    }
+
     /// The policy in force on `day`, with its document.
     pub fn policy_on(&self, day: u32) -> (&Policy, &str) {
         let (_, policy, document) = self
@@ -442,11 +467,17 @@ fn shares(name: &str, shares: impl Iterator<Item = f64>) -> anyhow::Result<()> {
     let mut total = 0.0;
     let mut any = false;
     for share in shares {
-        ensure!(share >= 0.0 && share.is_finite(), "{name}: shares must be 0 or more");
+        ensure!(
+            share >= 0.0 && share.is_finite(),
+            "{name}: shares must be 0 or more"
+        );
         total += share;
         any = true;
     }
     ensure!(any, "{name}: name at least one entry");
-    ensure!((total - 1.0).abs() < 1e-6, "{name}: the shares add up to {total}, not 1");
+    ensure!(
+        (total - 1.0).abs() < 1e-6,
+        "{name}: the shares add up to {total}, not 1"
+    );
     Ok(())
 }

@@ -20,11 +20,21 @@ impl Estimate {
     pub fn of(values: &[f64]) -> Estimate {
         let n = values.len();
         if n == 0 {
-            return Estimate { n, mean: 0.0, low: 0.0, high: 0.0 };
+            return Estimate {
+                n,
+                mean: 0.0,
+                low: 0.0,
+                high: 0.0,
+            };
         }
         let mean = values.iter().sum::<f64>() / n as f64;
         if n == 1 {
-            return Estimate { n, mean, low: mean, high: mean };
+            return Estimate {
+                n,
+                mean,
+                low: mean,
+                high: mean,
+            };
         }
         let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         let half = t_975(n - 1) * (variance / n as f64).sqrt();
@@ -45,9 +55,9 @@ impl Estimate {
 /// The 97.5% quantile of Student's t with `df` degrees of freedom.
 pub fn t_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042,
     ];
     match df {
         0 => f64::INFINITY,

@@ -19,11 +19,7 @@ fn scenarios() -> PathBuf {
 /// The small county, at `people` registrants and as scarce as with its 40,000.
 fn county(people: u64) -> Scenario {
     let mut scenario = Scenario::load(&scenarios().join("small-county.toml")).expect("a valid scenario");
-    let scale = people as f64 / scenario.file.population.size as f64;
-    scenario.file.population.size = people;
-    for supply in &mut scenario.file.supply {
-        supply.pairs_per_day = ((f64::from(supply.pairs_per_day) * scale).round() as u32).max(1);
-    }
+    scenario.scale_population(people);
     scenario
 }
 
@@ -54,7 +50,8 @@ fn the_same_seeds_give_byte_identical_outputs_on_one_and_on_four_threads() {
     let seeds = [3, 4, 5, 6];
     let mut outputs = Vec::new();
     for threads in [1, 4] {
-        let results = drawbridge_simulations::run_seeds(&scenario, &seeds, Some(threads), false, &|_| {}).unwrap();
+        let results =
+            drawbridge_simulations::run_seeds(&scenario, &seeds, Some(threads), false, &|_| {}).unwrap();
         let (report, rows, pair_rows) = drawbridge_simulations::report(&scenario, results);
         let dir = temp_dir(&format!("threads-{threads}"));
         output::write_all(&dir, &report, &rows, &pair_rows).unwrap();
@@ -76,10 +73,24 @@ fn every_pair_and_every_person_ends_in_exactly_one_state() {
     // Pairs: every published pair is open, offered, booked, used, not used, or a no-show.
     assert_eq!(s.pair_states.values().sum::<u64>(), s.pairs_published);
     let by_day: u64 = result.pair_rows.iter().map(|p| p.appointments).sum();
-    assert_eq!(by_day, s.pairs_published, "every pair has one first appointment day");
-    let ended: u64 = result.pair_rows.iter().map(|p| p.used + p.no_show + p.unused).sum();
-    assert_eq!(ended, s.pair_states["used"] + s.pair_states["no_show"] + s.pair_states["unused"]);
-    assert!(s.pair_states["used"] > 0 && s.pair_states["unused"] > 0, "{:?}", s.pair_states);
+    assert_eq!(
+        by_day, s.pairs_published,
+        "every pair has one first appointment day"
+    );
+    let ended: u64 = result
+        .pair_rows
+        .iter()
+        .map(|p| p.used + p.no_show + p.unused)
+        .sum();
+    assert_eq!(
+        ended,
+        s.pair_states["used"] + s.pair_states["no_show"] + s.pair_states["unused"]
+    );
+    assert!(
+        s.pair_states["used"] > 0 && s.pair_states["unused"] > 0,
+        "{:?}",
+        s.pair_states
+    );
     // People: every registrant is in exactly one state, and the states agree with the pairs.
     let people: u64 = s.groups.iter().map(|g| g.states.values().sum::<u64>()).sum();
     assert_eq!(people, 8_000);
@@ -91,7 +102,12 @@ fn every_pair_and_every_person_ends_in_exactly_one_state() {
     // Each group's offers end as bookings, declines, expiries or are still pending.
     for g in &s.groups {
         let pending = g.states["offered"];
-        assert_eq!(g.offers, g.bookings + g.declines + g.expiries + pending, "group {}", g.group);
+        assert_eq!(
+            g.offers,
+            g.bookings + g.declines + g.expiries + pending,
+            "group {}",
+            g.group
+        );
     }
 }
 
@@ -111,14 +127,22 @@ fn a_policy_that_favours_a_group_measurably_favours_it() {
     let (_, _, diffs) = cli::differences(&base, &favoured, &seeds, None, &|_| {}).unwrap();
     let diff = |metric: &str| diffs.iter().find(|d| d.metric == metric).unwrap().difference;
     let group3 = diff("group3.reached_share");
-    assert!(group3.low > 0.02, "group 3 is reached more with its reserve: {group3:?}");
+    assert!(
+        group3.low > 0.02,
+        "group 3 is reached more with its reserve: {group3:?}"
+    );
     let group2 = diff("group2.time_to_offer_p50_days");
     assert!(group2.low > 0.0, "and group 2 waits longer for it: {group2:?}");
     let envy = diff("envy");
-    assert!(envy.low > 0.0, "a reserve makes offers a better tier envies: {envy:?}");
+    assert!(
+        envy.low > 0.0,
+        "a reserve makes offers a better tier envies: {envy:?}"
+    );
     // The same policy on both sides makes no difference at all (common random numbers).
     let (_, _, none) = cli::differences(&base, &base, &seeds[..2], None, &|_| {}).unwrap();
-    assert!(none.iter().all(|d| d.difference.mean == 0.0 && d.difference.high == 0.0));
+    assert!(none
+        .iter()
+        .all(|d| d.difference.mean == 0.0 && d.difference.high == 0.0));
 }
 
 /// A deliberately broken draw, like the 2012 diversity visa lottery: people who registered
@@ -151,14 +175,23 @@ fn an_arrival_order_biased_draw_is_flagged_by_the_audit() {
     let fair = audited(production_draw);
     let broken = audited(early_registrants_first);
     let flagged = |audit: &[drawbridge_simulations::metrics::AuditSummary], test: &str| {
-        let a = audit.iter().find(|a| a.test.starts_with(test)).expect("the test ran");
+        let a = audit
+            .iter()
+            .find(|a| a.test.starts_with(test))
+            .expect("the test ran");
         (a.failures, a.runs)
     };
     let (fair_failures, runs) = flagged(&fair, "any of the tests");
     assert!(runs >= 30, "{fair:?}");
-    assert!(fair_failures <= 1, "each test fails a fair draw once in 1000: {fair:?}");
+    assert!(
+        fair_failures <= 1,
+        "each test fails a fair draw once in 1000: {fair:?}"
+    );
     let (broken_failures, runs) = flagged(&broken, "any of the tests");
-    assert!(broken_failures * 2 > runs, "the broken draw is flagged in most draws: {broken:?}");
+    assert!(
+        broken_failures * 2 > runs,
+        "the broken draw is flagged in most draws: {broken:?}"
+    );
     let (by_time, _) = flagged(&broken, "registration time");
     assert!(by_time > 0, "and registration time is named: {broken:?}");
 }
@@ -255,8 +288,12 @@ fn a_sweep_split_by_seed_ranges_merges_into_the_report_of_one_run() {
         };
         cli::run(args).unwrap();
     };
-    let (whole, first, second, merged) =
-        (temp_dir("whole"), temp_dir("part-a"), temp_dir("part-b"), temp_dir("merged"));
+    let (whole, first, second, merged) = (
+        temp_dir("whole"),
+        temp_dir("part-a"),
+        temp_dir("part-b"),
+        temp_dir("merged"),
+    );
     run("0..4", &whole);
     run("0..2", &first);
     run("2..4", &second);

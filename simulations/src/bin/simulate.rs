@@ -4,7 +4,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "drawbridge-simulate", version, about = "What-if scenarios and replays of draws")]
+#[command(
+    name = "drawbridge-simulate",
+    version,
+    about = "What-if scenarios and replays of draws"
+)]
 struct Cli {
     #[command(flatten)]
     args: drawbridge_simulations::cli::SimulateArgs,
