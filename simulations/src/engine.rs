@@ -536,24 +536,27 @@ impl<'a> Sim<'a> {
     /// and eligibility epoch.
     fn candidate(&mut self, person: u32, drawn_at: i64) -> Option<Candidate> {
         let p = &self.people[person as usize];
+        let (arrival, declines) = (p.arrival, p.declines);
+        let mut candidate = self.template(person, drawn_at)?.clone();
+        candidate.pseudonym = self.pseudonym(person);
+        candidate.waited_weeks = waiting::waited_weeks(time(arrival), time(drawn_at));
+        candidate.declines = declines;
+        Some(candidate)
+    }
+
+    /// The candidate the domain makes of anyone with this person's profile.
+    fn template(&mut self, person: u32, drawn_at: i64) -> Option<&Candidate> {
+        let p = &self.people[person as usize];
         let key = u64::from(p.group)
             | u64::from(p.birth_year as u16) << 8
             | u64::from(p.refuses) << 24
             | u64::from(p.area) << 32
             | u64::from(p.travel) << 48;
-        let (arrival, declines) = (p.arrival, p.declines);
-        let template = match self.profiles.get(&key) {
-            Some(template) => template.as_ref(),
-            None => {
-                let made = self.profile(person, drawn_at);
-                self.profiles.entry(key).or_insert(made).as_ref()
-            }
-        }?;
-        let mut candidate = template.clone();
-        candidate.pseudonym = self.pseudonym(person);
-        candidate.waited_weeks = waiting::waited_weeks(time(arrival), time(drawn_at));
-        candidate.declines = declines;
-        Some(candidate)
+        if !self.profiles.contains_key(&key) {
+            let made = self.profile(person, drawn_at);
+            self.profiles.insert(key, made);
+        }
+        self.profiles[&key].as_ref()
     }
 
     fn profile(&self, person: u32, drawn_at: i64) -> Option<Candidate> {
@@ -625,17 +628,30 @@ impl<'a> Sim<'a> {
         }
         self.epoch = epoch;
         self.profiles.clear();
+        // Candidates whom the rule still makes the same candidate stay as they are.
+        let pool = std::mem::take(&mut self.input.candidates);
+        let arrivals = std::mem::take(&mut self.arrivals_of_pool);
         let mut everyone: Vec<u32> = std::mem::take(&mut self.ineligible)
             .into_iter()
             .map(|(person, _)| person)
             .collect();
-        everyone.extend(self.input.candidates.iter().map(|c| Sim::person_of(&c.pseudonym)));
-        everyone.sort_unstable();
-        self.input.candidates.clear();
-        self.arrivals_of_pool.clear();
-        for &person in &everyone {
-            self.slot[person as usize] = u32::MAX;
+        for (candidate, arrival) in pool.into_iter().zip(arrivals) {
+            let person = Sim::person_of(&candidate.pseudonym);
+            let same = self.template(person, at).is_some_and(|t| {
+                t.vaccines == candidate.vaccines
+                    && t.age_band == candidate.age_band
+                    && t.centres == candidate.centres
+            });
+            if same {
+                self.slot[person as usize] = self.input.candidates.len() as u32;
+                self.input.candidates.push(candidate);
+                self.arrivals_of_pool.push(arrival);
+            } else {
+                self.slot[person as usize] = u32::MAX;
+                everyone.push(person);
+            }
         }
+        everyone.sort_unstable();
         for person in everyone {
             self.enter(person, at);
         }
