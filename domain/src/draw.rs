@@ -310,7 +310,7 @@ fn run(
     input: &DrawInput,
     all_keys: bool,
 ) -> Result<(DrawOutcome, Vec<f64>), DrawError> {
-    let mut order = Order::new(policy, seed, &input.candidates)?;
+    let mut order = Order::new(policy, seed, &input.candidates, all_keys)?;
     let mut round = Round {
         shelves: Shelves::stock(&policy.draw, input)?,
         settings: &policy.draw,
@@ -400,16 +400,23 @@ struct Order<'a> {
     /// Candidate indices per rank, in rank order; the ones not reached yet.
     buckets: Vec<Vec<u32>>,
     next_bucket: usize,
-    /// The reached bucket's candidates not placed yet, with their keys.
+    /// The reached bucket's candidates with their keys; those from `rest_start` on are not
+    /// placed yet.
     rest: Vec<(f64, u32)>,
+    rest_start: usize,
     /// The order so far.
     placed: Vec<u32>,
-    /// Keys computed so far, by candidate.
+    /// Keys computed so far, by candidate, when they are to be recorded (else empty).
     keys: Vec<f64>,
 }
 
 impl<'a> Order<'a> {
-    fn new(policy: &'a Policy, seed: &'a Seed, candidates: &'a [Candidate]) -> Result<Order<'a>, DrawError> {
+    fn new(
+        policy: &'a Policy,
+        seed: &'a Seed,
+        candidates: &'a [Candidate],
+        record_keys: bool,
+    ) -> Result<Order<'a>, DrawError> {
         let mut seen: FxHashSet<Pseudonym> = FxHashSet::default();
         seen.reserve(candidates.len());
         let mut twice: Option<Pseudonym> = None;
@@ -459,8 +466,13 @@ impl<'a> Order<'a> {
             buckets,
             next_bucket: 0,
             rest: Vec::new(),
+            rest_start: 0,
             placed: Vec::new(),
-            keys: vec![f64::NAN; candidates.len()],
+            keys: if record_keys {
+                vec![f64::NAN; candidates.len()]
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -468,10 +480,11 @@ impl<'a> Order<'a> {
     /// left) sizes the next chunk to place.
     fn at(&mut self, position: usize, wanted: usize) -> Option<usize> {
         while self.placed.len() <= position {
-            if self.rest.is_empty() {
+            if self.rest_start == self.rest.len() {
                 let bucket = std::mem::take(self.buckets.get_mut(self.next_bucket)?);
                 self.next_bucket += 1;
                 self.rest = self.keyed(&bucket);
+                self.rest_start = 0;
                 continue;
             }
             let chunk = (2 * wanted).max(self.placed.len() / 2).max(256);
@@ -482,17 +495,15 @@ impl<'a> Order<'a> {
                         .cmp(&self.candidates[b.1 as usize].pseudonym)
                 })
             };
-            let mut rest = std::mem::take(&mut self.rest);
+            let rest = &mut self.rest[self.rest_start..];
+            let chunk = chunk.min(rest.len());
             if chunk < rest.len() {
                 rest.select_nth_unstable_by(chunk - 1, descending);
-                let later = rest.split_off(chunk);
-                rest.sort_unstable_by(descending);
-                self.placed.extend(rest.iter().map(|&(_, i)| i));
-                self.rest = later;
-            } else {
-                rest.sort_unstable_by(descending);
-                self.placed.extend(rest.iter().map(|&(_, i)| i));
             }
+            let best = &mut rest[..chunk];
+            best.sort_unstable_by(descending);
+            self.placed.extend(best.iter().map(|&(_, i)| i));
+            self.rest_start += chunk;
         }
         Some(self.placed[position] as usize)
     }
@@ -510,7 +521,9 @@ impl<'a> Order<'a> {
                 let candidate = &self.candidates[i as usize];
                 let weight = weight(self.policy, candidate).expect("groups checked in Order::new");
                 let key = key_of(word, weight);
-                self.keys[i as usize] = key;
+                if let Some(slot) = self.keys.get_mut(i as usize) {
+                    *slot = key;
+                }
                 keyed.push((key, i));
             }
         }
@@ -558,6 +571,8 @@ fn first_words(seed: &Seed, streams: &[u64; LANES]) -> [u64; LANES] {
         initial[15][lane] = (streams[lane] >> 32) as u32;
     }
     let mut x = initial;
+    // Lane `l` of four different rows per step: an index loop is the clear form here.
+    #[allow(clippy::needless_range_loop)]
     fn quarter(x: &mut [[u32; LANES]; 16], a: usize, b: usize, c: usize, d: usize) {
         for l in 0..LANES {
             x[a][l] = x[a][l].wrapping_add(x[b][l]);
@@ -1408,7 +1423,7 @@ waiting_time_weight_per_week = 0.0
         seed: &Seed,
         candidates: &[Candidate],
     ) -> Result<(Vec<usize>, Vec<f64>), DrawError> {
-        let mut order = Order::new(policy, seed, candidates)?;
+        let mut order = Order::new(policy, seed, candidates, true)?;
         let mut placed = Vec::new();
         while let Some(i) = order.at(placed.len(), 1) {
             placed.push(i);
