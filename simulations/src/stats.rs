@@ -77,7 +77,7 @@ mod tests {
         let e = Estimate::of(&[1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!(e.mean, 3.0);
         // sd = 1.5811, se = 0.7071, t(4) = 2.776.
-        assert!((e.high - 3.0 - 2.776 * 0.707_106_8).abs() < 1e-6, "{e:?}");
+        assert!((e.high - 3.0 - 2.776 * 0.5f64.sqrt()).abs() < 1e-6, "{e:?}");
         assert!(e.excludes_zero());
         assert!(!Estimate::of(&[-1.0, 1.0, -1.0, 1.0]).excludes_zero());
     }
