@@ -58,6 +58,9 @@ enum Command {
     /// Re-run a draw from its manifest (a file from GET /v1/draws/{id}/manifest, or - for
     /// standard input) and say whether it reproduces the recorded outcome exactly.
     Replay { manifest: PathBuf },
+    /// What-if scenarios on the production allocation code, policy comparisons and replays of
+    /// published draws (see simulations/README.md). Needs no configuration or services.
+    Simulate(drawbridge_simulations::cli::SimulateArgs),
     /// Replay recorded draws and test them for bias (chi-square, significance 0.001).
     Audit {
         /// Only this region.
@@ -169,6 +172,15 @@ enum PolicyAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Simulate(args) = cli.command {
+        return match drawbridge_simulations::cli::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -286,7 +298,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy {
             action: PolicyAction::Check { .. },
         }
-        | Command::Replay { .. } => unreachable!("handled before loading configuration"),
+        | Command::Replay { .. }
+        | Command::Simulate(_) => unreachable!("handled before loading configuration"),
         Command::Rooms { action } => rooms(&settings, action).await?,
         Command::Staff {
             action:

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use drawbridge_domain::draw::{Candidate, DrawInput, FreePair, Pseudonym};
+use drawbridge_domain::draw::{DrawInput, FreePair, Pseudonym};
 use drawbridge_domain::geo::Place;
+use drawbridge_domain::waiting::{self, Waiting};
 use drawbridge_domain::{eligible_vaccines, Person, Policy};
 use futures_util::TryStreamExt;
 use sqlx::PgConnection;
@@ -38,7 +39,7 @@ struct PairRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct Waiting {
+struct WaitingRow {
     id: Uuid,
     priority_group: i16,
     birth_year: i32,
@@ -51,7 +52,7 @@ struct Waiting {
 }
 
 /// Reads the region's free future pairs and its waiting pool: active registrants without a
-/// pending offer or a live booking.
+/// pending offer or a live booking, entered as the domain's [`waiting::candidate`] says.
 pub async fn load(
     connection: &mut PgConnection,
     region: &str,
@@ -93,7 +94,7 @@ pub async fn load(
                     WHERE state IN ('declined', 'expired') GROUP BY registrant_id) d ON d.registrant_id = r.id
          WHERE {WAITING}"
     );
-    let mut rows = sqlx::query_as::<_, Waiting>(&query)
+    let mut rows = sqlx::query_as::<_, WaitingRow>(&query)
         .bind(region)
         .fetch(&mut *connection);
     while let Some(row) = rows.try_next().await? {
@@ -103,10 +104,7 @@ pub async fn load(
             postcode: row.postcode,
             accepted_vaccines: row.accepted_vaccines,
         };
-        let vaccines: Vec<String> = eligible_vaccines(policy, &person, today)
-            .map(|v| v.code.clone())
-            .collect();
-        if vaccines.is_empty() {
+        if eligible_vaccines(policy, &person, today).next().is_none() {
             ineligible += 1;
             continue;
         }
@@ -115,18 +113,17 @@ pub async fn load(
             .or_insert_with(|| map.reachable(&person.postcode, f64::from(row.max_distance_km)))
             .clone();
         let pseudonym = Pseudonym::of(hash_key, row.id.as_bytes());
-        registrants.insert(pseudonym, row.id);
-        let age = person.age_in_year(today.year()).max(0);
-        candidates.push(Candidate {
+        let waiting = Waiting {
             pseudonym,
-            group: person.priority_group,
-            age_band: format!("{}-{}", age / 10 * 10, age / 10 * 10 + 9),
-            waited_weeks: ((drawn_at - row.verified_at).num_weeks()).max(0) as u32,
+            verified_at: row.verified_at,
             declines: row.declines as u32,
-            vaccines,
-            centres,
             ahead: row.ahead,
-        });
+            centres,
+        };
+        let candidate = waiting::candidate(policy, &person, waiting, drawn_at, today)
+            .expect("eligible for a vaccine, checked above");
+        registrants.insert(pseudonym, row.id);
+        candidates.push(candidate);
     }
     Ok(RegionPool {
         input: DrawInput {
@@ -191,13 +188,10 @@ impl Map {
         let Some(home) = home else {
             return Vec::new();
         };
-        let mut near: Vec<(f64, &str)> = self
-            .centres
-            .iter()
-            .map(|(id, place)| (home.distance_km(*place), id.as_str()))
-            .filter(|(km, _)| *km <= max_km)
-            .collect();
-        near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
-        near.into_iter().map(|(_, id)| id.to_owned()).collect()
+        waiting::reachable(
+            home,
+            self.centres.iter().map(|(id, place)| (id.as_str(), *place)),
+            max_km,
+        )
     }
 }

@@ -284,15 +284,13 @@ pub fn lottery_key(seed: &Seed, pseudonym: &Pseudonym, weight: f64) -> f64 {
     // candidates sharing a stream (odds ~1e-8 in a pool of a million) would merely tie.
     let stream: [u8; 8] = pseudonym.0[..8].try_into().expect("16 > 8");
     rng.set_stream(u64::from_le_bytes(stream));
-    // 53 random bits, shifted into (0, 1] so that ln never sees zero.
-    let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
-    u.ln() / weight
+    key_of(rng.next_u64(), weight)
 }
 
 /// Runs the draw. The output depends only on the policy, the seed and the contents of `input`,
 /// never on the order of its lists.
 pub fn draw(policy: &Policy, seed: &Seed, input: &DrawInput) -> Result<DrawOutcome, DrawError> {
-    draw_with_keys(policy, seed, input).map(|(outcome, _)| outcome)
+    run(policy, seed, input, false).map(|(outcome, _)| outcome)
 }
 
 /// [`draw`], also returning each candidate's lottery key (in input order) for the record.
@@ -301,7 +299,18 @@ pub fn draw_with_keys(
     seed: &Seed,
     input: &DrawInput,
 ) -> Result<(DrawOutcome, Vec<f64>), DrawError> {
-    let (order, keys) = lottery_order(policy, seed, &input.candidates)?;
+    run(policy, seed, input, true)
+}
+
+/// The draw; every key is computed only when `all_keys` is asked for, otherwise only as far as
+/// the order is needed (the keys of tiers nobody reaches decide nothing).
+fn run(
+    policy: &Policy,
+    seed: &Seed,
+    input: &DrawInput,
+    all_keys: bool,
+) -> Result<(DrawOutcome, Vec<f64>), DrawError> {
+    let mut order = Order::new(policy, seed, &input.candidates, all_keys)?;
     let mut round = Round {
         shelves: Shelves::stock(&policy.draw, input)?,
         settings: &policy.draw,
@@ -314,22 +323,27 @@ pub fn draw_with_keys(
         // Shares are of the pairs on offer; flooring keeps the reserves' sum within them.
         let quota = (reserve.share * stocked as f64).floor() as usize;
         let mut given = 0;
-        for &candidate in &order {
-            if given == quota || round.shelves.remaining == 0 {
+        let mut position = 0;
+        while given < quota && round.shelves.remaining > 0 {
+            let Some(candidate) = order.at(position, round.shelves.remaining) else {
                 break;
-            }
+            };
+            position += 1;
             if reserve.groups.contains(&input.candidates[candidate].group) && round.offer(candidate, Some(r))
             {
                 given += 1;
             }
         }
     }
-    for &candidate in &order {
-        if round.shelves.remaining == 0 {
+    let mut position = 0;
+    while round.shelves.remaining > 0 {
+        let Some(candidate) = order.at(position, round.shelves.remaining) else {
             break;
-        }
+        };
+        position += 1;
         round.offer(candidate, None);
     }
+    let keys = if all_keys { order.all_keys() } else { Vec::new() };
     let mut unmatched = round.shelves.leftovers();
     unmatched.extend(round.shelves.too_soon);
     unmatched.sort_unstable_by_key(|u| u.pair);
@@ -355,7 +369,7 @@ impl Round<'_> {
         if self.served[candidate] {
             return false;
         }
-        let Some(pair) = self.shelves.take_best(candidate) else {
+        let Some(pair) = self.shelves.take_best(&self.input.candidates[candidate]) else {
             return false;
         };
         self.served[candidate] = true;
@@ -371,61 +385,245 @@ impl Round<'_> {
     }
 }
 
-/// Indices of the candidates in draw order: those `ahead` first, then tier ascending, then
-/// lottery key descending; the
-/// pseudonym breaks exact ties so the order is total. Also the keys, in input order.
-fn lottery_order(
-    policy: &Policy,
-    seed: &Seed,
-    candidates: &[Candidate],
-) -> Result<(Vec<usize>, Vec<f64>), DrawError> {
-    let mut pseudonyms: Vec<Pseudonym> = candidates.iter().map(|c| c.pseudonym).collect();
-    pseudonyms.sort_unstable();
-    if let Some(twice) = pseudonyms.windows(2).find(|w| w[0] == w[1]) {
-        return Err(DrawError::DuplicateCandidate(twice[0]));
+/// The candidates in draw order: those `ahead` first, then tier ascending, then lottery key
+/// descending; the pseudonym breaks exact ties so the order is total.
+///
+/// The order is worked out only as far as the draw reads it: a tier's keys are computed when
+/// the draw reaches the tier, and within a tier the best keys are selected a chunk at a time
+/// (a partial selection, then a sort of the chunk) instead of sorting the whole tier. With a
+/// few thousand pairs for a million candidates, most keys of the last tier reached are never
+/// sorted and tiers beyond it never keyed. The order read is exactly the fully sorted one.
+struct Order<'a> {
+    policy: &'a Policy,
+    seed: &'a Seed,
+    candidates: &'a [Candidate],
+    /// Candidate indices per rank, in rank order; the ones not reached yet.
+    buckets: Vec<Vec<u32>>,
+    next_bucket: usize,
+    /// The reached bucket's candidates with their keys; those from `rest_start` on are not
+    /// placed yet.
+    rest: Vec<(f64, u32)>,
+    rest_start: usize,
+    /// The order so far.
+    placed: Vec<u32>,
+    /// Keys computed so far, by candidate, when they are to be recorded (else empty).
+    keys: Vec<f64>,
+}
+
+impl<'a> Order<'a> {
+    fn new(
+        policy: &'a Policy,
+        seed: &'a Seed,
+        candidates: &'a [Candidate],
+        record_keys: bool,
+    ) -> Result<Order<'a>, DrawError> {
+        let mut seen: FxHashSet<Pseudonym> = FxHashSet::default();
+        seen.reserve(candidates.len());
+        let mut twice: Option<Pseudonym> = None;
+        for c in candidates {
+            if !seen.insert(c.pseudonym) {
+                twice = Some(twice.map_or(c.pseudonym, |t| t.min(c.pseudonym)));
+            }
+        }
+        drop(seen);
+        if let Some(twice) = twice {
+            return Err(DrawError::DuplicateCandidate(twice));
+        }
+        let mut ranks: Vec<(bool, u32)> = Vec::new();
+        let mut rank_of = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let Some(group) = policy.group(candidate.group) else {
+                return Err(DrawError::UnknownGroup {
+                    pseudonym: candidate.pseudonym,
+                    group: candidate.group,
+                });
+            };
+            // `false` sorts first: those sent back by a centre go before every tier.
+            let rank = (!candidate.ahead, group.tier);
+            let r = match ranks.iter().position(|&known| known == rank) {
+                Some(r) => r,
+                None => {
+                    ranks.push(rank);
+                    ranks.len() - 1
+                }
+            };
+            rank_of.push(r);
+        }
+        let mut by_rank: Vec<usize> = (0..ranks.len()).collect();
+        by_rank.sort_unstable_by_key(|&r| ranks[r]);
+        let mut position = vec![0; ranks.len()];
+        for (p, &r) in by_rank.iter().enumerate() {
+            position[r] = p;
+        }
+        let mut buckets = vec![Vec::new(); ranks.len()];
+        for (i, &r) in rank_of.iter().enumerate() {
+            buckets[position[r]].push(i as u32);
+        }
+        Ok(Order {
+            policy,
+            seed,
+            candidates,
+            buckets,
+            next_bucket: 0,
+            rest: Vec::new(),
+            rest_start: 0,
+            placed: Vec::new(),
+            keys: if record_keys {
+                vec![f64::NAN; candidates.len()]
+            } else {
+                Vec::new()
+            },
+        })
     }
-    let mut ranked = Vec::with_capacity(candidates.len());
-    for (i, candidate) in candidates.iter().enumerate() {
-        let unknown = || DrawError::UnknownGroup {
-            pseudonym: candidate.pseudonym,
-            group: candidate.group,
-        };
-        let tier = policy.group(candidate.group).ok_or_else(unknown)?.tier;
-        let weight = weight(policy, candidate).ok_or_else(unknown)?;
-        // `false` sorts first: those sent back by a centre go before every tier.
-        let rank = (!candidate.ahead, tier);
-        ranked.push((rank, lottery_key(seed, &candidate.pseudonym, weight), i));
+
+    /// The candidate at `position` of the order, if the pool is that large; `wanted` (the pairs
+    /// left) sizes the next chunk to place.
+    fn at(&mut self, position: usize, wanted: usize) -> Option<usize> {
+        while self.placed.len() <= position {
+            if self.rest_start == self.rest.len() {
+                let bucket = std::mem::take(self.buckets.get_mut(self.next_bucket)?);
+                self.next_bucket += 1;
+                self.rest = self.keyed(&bucket);
+                self.rest_start = 0;
+                continue;
+            }
+            let chunk = (2 * wanted).max(self.placed.len() / 2).max(256);
+            let descending = |a: &(f64, u32), b: &(f64, u32)| {
+                b.0.total_cmp(&a.0).then_with(|| {
+                    self.candidates[a.1 as usize]
+                        .pseudonym
+                        .cmp(&self.candidates[b.1 as usize].pseudonym)
+                })
+            };
+            let rest = &mut self.rest[self.rest_start..];
+            let chunk = chunk.min(rest.len());
+            if chunk < rest.len() {
+                rest.select_nth_unstable_by(chunk - 1, descending);
+            }
+            let best = &mut rest[..chunk];
+            best.sort_unstable_by(descending);
+            self.placed.extend(best.iter().map(|&(_, i)| i));
+            self.rest_start += chunk;
+        }
+        Some(self.placed[position] as usize)
     }
-    ranked.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(b.1.total_cmp(&a.1))
-            .then_with(|| candidates[a.2].pseudonym.cmp(&candidates[b.2].pseudonym))
-    });
-    let mut keys = vec![0.0; candidates.len()];
-    for &(_, key, i) in &ranked {
-        keys[i] = key;
+
+    /// The candidates' keys, computed eight streams at a time.
+    fn keyed(&mut self, bucket: &[u32]) -> Vec<(f64, u32)> {
+        let mut keyed = Vec::with_capacity(bucket.len());
+        for chunk in bucket.chunks(LANES) {
+            let mut streams = [0u64; LANES];
+            for (stream, &i) in streams.iter_mut().zip(chunk) {
+                *stream = stream_of(&self.candidates[i as usize].pseudonym);
+            }
+            let words = first_words(self.seed, &streams);
+            for (&word, &i) in words.iter().zip(chunk) {
+                let candidate = &self.candidates[i as usize];
+                let weight = weight(self.policy, candidate).expect("groups checked in Order::new");
+                let key = key_of(word, weight);
+                if let Some(slot) = self.keys.get_mut(i as usize) {
+                    *slot = key;
+                }
+                keyed.push((key, i));
+            }
+        }
+        keyed
     }
-    Ok((ranked.into_iter().map(|(_, _, i)| i).collect(), keys))
+
+    /// Every candidate's key, in input order.
+    fn all_keys(mut self) -> Vec<f64> {
+        let unreached: Vec<u32> = self.buckets[self.next_bucket..].concat();
+        self.keyed(&unreached);
+        self.keys
+    }
+}
+
+/// ChaCha20 streams computed side by side, so the compiler can use vector instructions.
+const LANES: usize = 8;
+
+/// The stream a pseudonym's lottery number is drawn from: 64 of its bits.
+fn stream_of(pseudonym: &Pseudonym) -> u64 {
+    u64::from_le_bytes(pseudonym.0[..8].try_into().expect("16 > 8"))
+}
+
+/// The key `ln(u)/w` from the first 64 bits of the candidate's stream.
+fn key_of(word: u64, weight: f64) -> f64 {
+    // 53 random bits, shifted into (0, 1] so that ln never sees zero.
+    let u = ((word >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    u.ln() / weight
+}
+
+/// The first 64 bits of ChaCha20 keyed with the seed, block 0, on each of the `streams`:
+/// exactly what `ChaCha20Rng::from_seed(seed)`, `set_stream(stream)`, `next_u64()` return
+/// ([`lottery_key`]), one block per stream instead of the four that the generator fills.
+fn first_words(seed: &Seed, streams: &[u64; LANES]) -> [u64; LANES] {
+    let mut initial = [[0u32; LANES]; 16];
+    let constants = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
+    for lane in 0..LANES {
+        for (w, c) in constants.iter().enumerate() {
+            initial[w][lane] = *c;
+        }
+        for k in 0..8 {
+            initial[4 + k][lane] = u32::from_le_bytes(seed.0[4 * k..4 * k + 4].try_into().expect("4 bytes"));
+        }
+        // Words 12 and 13: block counter 0; 14 and 15: the stream.
+        initial[14][lane] = streams[lane] as u32;
+        initial[15][lane] = (streams[lane] >> 32) as u32;
+    }
+    let mut x = initial;
+    // Lane `l` of four different rows per step: an index loop is the clear form here.
+    #[allow(clippy::needless_range_loop)]
+    fn quarter(x: &mut [[u32; LANES]; 16], a: usize, b: usize, c: usize, d: usize) {
+        for l in 0..LANES {
+            x[a][l] = x[a][l].wrapping_add(x[b][l]);
+            x[d][l] = (x[d][l] ^ x[a][l]).rotate_left(16);
+            x[c][l] = x[c][l].wrapping_add(x[d][l]);
+            x[b][l] = (x[b][l] ^ x[c][l]).rotate_left(12);
+            x[a][l] = x[a][l].wrapping_add(x[b][l]);
+            x[d][l] = (x[d][l] ^ x[a][l]).rotate_left(8);
+            x[c][l] = x[c][l].wrapping_add(x[d][l]);
+            x[b][l] = (x[b][l] ^ x[c][l]).rotate_left(7);
+        }
+    }
+    for _ in 0..10 {
+        quarter(&mut x, 0, 4, 8, 12);
+        quarter(&mut x, 1, 5, 9, 13);
+        quarter(&mut x, 2, 6, 10, 14);
+        quarter(&mut x, 3, 7, 11, 15);
+        quarter(&mut x, 0, 5, 10, 15);
+        quarter(&mut x, 1, 6, 11, 12);
+        quarter(&mut x, 2, 7, 8, 13);
+        quarter(&mut x, 3, 4, 9, 14);
+    }
+    let mut words = [0u64; LANES];
+    for (lane, word) in words.iter_mut().enumerate() {
+        let low = x[0][lane].wrapping_add(initial[0][lane]);
+        let high = x[1][lane].wrapping_add(initial[1][lane]);
+        *word = u64::from(low) | u64::from(high) << 32;
+    }
+    words
 }
 
 /// The free pairs, one shelf per (centre, vaccine), each sorted earliest first, so that the
 /// best pair of a shelf is always at its front.
 ///
-/// A million candidates are served in random order, so everything touched per candidate is
-/// kept small and flat: names are interned up front, and each candidate's usable shelves are
-/// listed once, in preference order (nearest centre first, then vaccines in policy order).
+/// Only the candidates the draw reaches are looked at: names are interned up front, and a
+/// candidate's usable shelves are found when their turn comes, in preference order (nearest
+/// centre first, then vaccines in policy order). Who could have used the leftovers is worked
+/// out at the end, and only if there are any.
 struct Shelves<'a> {
-    pairs: &'a [FreePair],
+    input: &'a DrawInput,
     /// Per shelf: pair indices sorted by appointment, and how many are gone from the front.
     shelves: Vec<(Vec<usize>, usize)>,
     /// Per shelf: the first appointment of its front pair, `None` once it is empty.
     fronts: Vec<Option<DateTime<Utc>>>,
-    /// Candidate `i` may use the shelves `usable[starts[i]..starts[i + 1]]`.
-    usable: Vec<u32>,
-    starts: Vec<usize>,
-    /// Per shelf: someone in the pool wants its vaccine / can also reach its centre.
-    wanted: Vec<bool>,
-    reachable: Vec<bool>,
+    centres: FxHashMap<&'a str, usize>,
+    vaccines: FxHashMap<&'a str, usize>,
+    /// The shelf of (centre, vaccine), at `centre * vaccines + vaccine`.
+    grid: Vec<Option<usize>>,
+    vaccine_of: Vec<usize>,
+    /// A candidate's interned vaccines (reused).
+    own: Vec<usize>,
     remaining: usize,
     too_soon: Vec<Unmatched>,
 }
@@ -475,91 +673,101 @@ impl<'a> Shelves<'a> {
             grid[centres[centre] * vaccines.len() + vaccines[vaccine]] = Some(shelf);
             vaccine_of[shelf] = vaccines[vaccine];
         }
-        let mut wanted_vaccine = vec![false; vaccines.len()];
-        let mut reachable = vec![false; shelves.len()];
-        let mut usable = Vec::new();
-        let mut starts = Vec::with_capacity(input.candidates.len() + 1);
-        let mut own: Vec<usize> = Vec::new();
-        for candidate in &input.candidates {
-            starts.push(usable.len());
-            own.clear();
-            own.extend(
-                candidate
-                    .vaccines
-                    .iter()
-                    .filter_map(|v| vaccines.get(v.as_str()).copied()),
-            );
-            for &v in &own {
-                wanted_vaccine[v] = true;
-            }
-            for centre in &candidate.centres {
-                let Some(&c) = centres.get(centre.as_str()) else {
-                    continue;
-                };
-                for &v in &own {
-                    if let Some(shelf) = grid[c * vaccines.len() + v] {
-                        reachable[shelf] = true;
-                        usable.push(shelf as u32);
-                    }
-                }
-            }
-        }
-        starts.push(usable.len());
         let fronts = shelves
             .iter()
             .map(|(s, _)| s.first().map(|&i| pairs[i].first_at))
             .collect();
         let remaining = shelves.iter().map(|(s, _)| s.len()).sum();
         Ok(Shelves {
-            pairs,
-            wanted: vaccine_of.iter().map(|&v| wanted_vaccine[v]).collect(),
+            input,
             shelves,
             fronts,
-            usable,
-            starts,
-            reachable,
+            centres,
+            vaccines,
+            grid,
+            vaccine_of,
+            own: Vec::new(),
             remaining,
             too_soon,
         })
     }
 
-    /// Takes candidate `i`'s best pair (earliest first appointment; on a tie the nearer
+    /// Calls `usable` with each shelf the candidate may use, in preference order.
+    fn each_usable(&mut self, candidate: &Candidate, mut usable: impl FnMut(&Self, usize)) {
+        let mut own = std::mem::take(&mut self.own);
+        own.clear();
+        own.extend(
+            candidate
+                .vaccines
+                .iter()
+                .filter_map(|v| self.vaccines.get(v.as_str()).copied()),
+        );
+        if !own.is_empty() {
+            for centre in &candidate.centres {
+                let Some(&c) = self.centres.get(centre.as_str()) else {
+                    continue;
+                };
+                for &v in &own {
+                    if let Some(shelf) = self.grid[c * self.vaccines.len() + v] {
+                        usable(self, shelf);
+                    }
+                }
+            }
+        }
+        self.own = own;
+    }
+
+    /// Takes the candidate's best pair (earliest first appointment; on a tie the nearer
     /// centre, then the vaccine first in policy order), if any is left.
-    fn take_best(&mut self, candidate: usize) -> Option<usize> {
+    fn take_best(&mut self, candidate: &Candidate) -> Option<usize> {
         let mut best: Option<(DateTime<Utc>, usize)> = None;
-        for &shelf in &self.usable[self.starts[candidate]..self.starts[candidate + 1]] {
-            let shelf = shelf as usize;
-            if let Some(first_at) = self.fronts[shelf] {
+        self.each_usable(candidate, |shelves, shelf| {
+            if let Some(first_at) = shelves.fronts[shelf] {
                 if best.is_none_or(|(at, _)| first_at < at) {
                     best = Some((first_at, shelf));
                 }
             }
-        }
+        });
         let (_, shelf) = best?;
         let (pairs, taken) = &mut self.shelves[shelf];
         let pair = pairs[*taken];
         *taken += 1;
-        self.fronts[shelf] = pairs.get(*taken).map(|&i| self.pairs[i].first_at);
+        self.fronts[shelf] = pairs.get(*taken).map(|&i| self.input.pairs[i].first_at);
         self.remaining -= 1;
         Some(pair)
     }
 
     /// The pairs nobody took, each with the reason.
-    fn leftovers(&self) -> Vec<Unmatched> {
+    fn leftovers(&mut self) -> Vec<Unmatched> {
+        if self.remaining == 0 {
+            return Vec::new();
+        }
+        // Per vaccine: someone in the pool may have it; per shelf: someone can also reach it.
+        let mut wanted_vaccine = vec![false; self.vaccines.len()];
+        let mut reachable = vec![false; self.shelves.len()];
+        let input = self.input;
+        for candidate in &input.candidates {
+            for v in &candidate.vaccines {
+                if let Some(&v) = self.vaccines.get(v.as_str()) {
+                    wanted_vaccine[v] = true;
+                }
+            }
+            self.each_usable(candidate, |_, shelf| reachable[shelf] = true);
+        }
         self.shelves
             .iter()
             .enumerate()
             .flat_map(|(shelf, (pairs, taken))| pairs[*taken..].iter().map(move |&i| (shelf, i)))
             .map(|(shelf, i)| {
-                let reason = if !self.wanted[shelf] {
+                let reason = if !wanted_vaccine[self.vaccine_of[shelf]] {
                     UnmatchedReason::NoOneEligible
-                } else if !self.reachable[shelf] {
+                } else if !reachable[shelf] {
                     UnmatchedReason::OutOfReach
                 } else {
                     UnmatchedReason::PoolServed
                 };
                 Unmatched {
-                    pair: self.pairs[i].id,
+                    pair: self.input.pairs[i].id,
                     reason,
                 }
             })
@@ -1132,6 +1340,7 @@ waiting_time_weight_per_week = 0.0
             prop_assert_eq!(sorted, (0..input.candidates.len()).collect::<Vec<_>>());
             let tiers: Vec<u8> = order.iter().map(|&i| u8::from(input.candidates[i].group != 1)).collect();
             prop_assert!(tiers.windows(2).all(|w| w[0] <= w[1]), "tiers are drawn in order");
+            prop_assert_eq!(order, fully_sorted(&policy(), &seed(seed_byte), &input.candidates));
         }
 
         #[test]
@@ -1205,6 +1414,83 @@ waiting_time_weight_per_week = 0.0
             pairs: input.pairs,
             matches: outcome.matches,
             unmatched: outcome.unmatched,
+        }
+    }
+
+    /// The order as the draw reads it, a little at a time, and every key.
+    fn lottery_order(
+        policy: &Policy,
+        seed: &Seed,
+        candidates: &[Candidate],
+    ) -> Result<(Vec<usize>, Vec<f64>), DrawError> {
+        let mut order = Order::new(policy, seed, candidates, true)?;
+        let mut placed = Vec::new();
+        while let Some(i) = order.at(placed.len(), 1) {
+            placed.push(i);
+        }
+        Ok((placed, order.all_keys()))
+    }
+
+    /// The order by sorting everyone: ahead first, tier, key descending, pseudonym.
+    fn fully_sorted(policy: &Policy, seed: &Seed, candidates: &[Candidate]) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        let rank = |c: &Candidate| {
+            let key = lottery_key(seed, &c.pseudonym, weight(policy, c).unwrap());
+            ((!c.ahead, policy.group(c.group).unwrap().tier), key)
+        };
+        order.sort_by(|&a, &b| {
+            let (ra, ka) = rank(&candidates[a]);
+            let (rb, kb) = rank(&candidates[b]);
+            ra.cmp(&rb)
+                .then(kb.total_cmp(&ka))
+                .then(candidates[a].pseudonym.cmp(&candidates[b].pseudonym))
+        });
+        order
+    }
+
+    #[test]
+    fn the_order_read_a_chunk_at_a_time_is_the_fully_sorted_order() {
+        let policy = policy_with("weight_after_decline = 0.5");
+        let candidates: Vec<Candidate> = (0..5_000u64)
+            .map(|n| {
+                let mut c = candidate(n, 1 + (n % 3) as u8, &["a"], &["x"]);
+                c.declines = (n % 4) as u32;
+                c.ahead = n % 97 == 0;
+                c
+            })
+            .collect();
+        for s in 0..3 {
+            let (order, keys) = lottery_order(&policy, &seed(s), &candidates).unwrap();
+            assert_eq!(order, fully_sorted(&policy, &seed(s), &candidates));
+            for (c, key) in candidates.iter().zip(&keys) {
+                assert_eq!(
+                    key.to_bits(),
+                    lottery_key(&seed(s), &c.pseudonym, weight(&policy, c).unwrap()).to_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_batched_chacha_gives_the_generators_first_word_on_every_stream() {
+        for n in 0..64u64 {
+            let mut bytes = [0u8; 32];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = (n as u8).wrapping_mul(31).wrapping_add(i as u8 * 7);
+            }
+            let seed = Seed(bytes);
+            let streams: [u64; LANES] =
+                std::array::from_fn(|l| (n << 40) ^ (l as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let words = first_words(&seed, &streams);
+            for (stream, word) in streams.iter().zip(words) {
+                let mut rng = ChaCha20Rng::from_seed(seed.0);
+                rng.set_stream(*stream);
+                assert_eq!(
+                    word,
+                    rand::RngCore::next_u64(&mut rng),
+                    "seed {n}, stream {stream:x}"
+                );
+            }
         }
     }
 

@@ -28,6 +28,7 @@ pub mod staff;
 pub mod tickets;
 pub mod token;
 pub mod verification;
+pub mod waiting;
 
 pub use booking::{checkin, BookingAtDoor, CheckinPass, CheckinRefusal, Dose, OfferLink};
 pub use booking_code::{BookingCode, BookingCodeError};

@@ -1,0 +1,317 @@
+//! The simulations' guarantees, checked from the outside: determinism whatever the thread
+//! count, conservation of people and pairs, policies that favour a group showing it, a broken
+//! draw caught by the audit, and the simulated draw being the allocator's draw.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use drawbridge_domain::draw::{self, DrawError, DrawInput, DrawOutcome, Manifest, PublishedCandidate, Seed};
+use drawbridge_domain::Policy;
+use drawbridge_simulations::engine::{self, production_draw, RunOptions};
+use drawbridge_simulations::output;
+use drawbridge_simulations::{cli, Scenario};
+use sha2::{Digest, Sha256};
+
+fn scenarios() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// The small county, at `people` registrants and as scarce as with its 40,000.
+fn county(people: u64) -> Scenario {
+    let mut scenario = Scenario::load(&scenarios().join("small-county.toml")).expect("a valid scenario");
+    scenario.scale_population(people);
+    scenario
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("drawbridge-sim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_seeds_give_byte_identical_outputs_on_one_and_on_four_threads() {
+    let scenario = county(6_000);
+    let seeds = [3, 4, 5, 6];
+    let mut outputs = Vec::new();
+    for threads in [1, 4] {
+        let results =
+            drawbridge_simulations::run_seeds(&scenario, &seeds, Some(threads), false, &|_| {}).unwrap();
+        let (report, rows, pair_rows) = drawbridge_simulations::report(&scenario, results);
+        let dir = temp_dir(&format!("threads-{threads}"));
+        output::write_all(&dir, &report, &rows, &pair_rows).unwrap();
+        outputs.push(files(&dir));
+    }
+    assert_eq!(outputs[0].len(), 6, "csv, parquet, json and html files");
+    assert_eq!(outputs[0], outputs[1]);
+    // Different seeds do give different results: the comparison above can fail.
+    let one = engine::run(&scenario, RunOptions::new(3), &|_| {}).unwrap();
+    let other = engine::run(&scenario, RunOptions::new(4), &|_| {}).unwrap();
+    assert_ne!(one.summary.metrics, other.summary.metrics);
+}
+
+#[test]
+fn every_pair_and_every_person_ends_in_exactly_one_state() {
+    let scenario = county(8_000);
+    let result = engine::run(&scenario, RunOptions::new(11), &|_| {}).unwrap();
+    let s = &result.summary;
+    // Pairs: every published pair is open, offered, booked, used, not used, or a no-show.
+    assert_eq!(s.pair_states.values().sum::<u64>(), s.pairs_published);
+    let by_day: u64 = result.pair_rows.iter().map(|p| p.appointments).sum();
+    assert_eq!(
+        by_day, s.pairs_published,
+        "every pair has one first appointment day"
+    );
+    let ended: u64 = result
+        .pair_rows
+        .iter()
+        .map(|p| p.used + p.no_show + p.unused)
+        .sum();
+    assert_eq!(
+        ended,
+        s.pair_states["used"] + s.pair_states["no_show"] + s.pair_states["unused"]
+    );
+    assert!(
+        s.pair_states["used"] > 0 && s.pair_states["unused"] > 0,
+        "{:?}",
+        s.pair_states
+    );
+    // People: every registrant is in exactly one state, and the states agree with the pairs.
+    let people: u64 = s.groups.iter().map(|g| g.states.values().sum::<u64>()).sum();
+    assert_eq!(people, 8_000);
+    let state = |name: &str| s.groups.iter().map(|g| g.states[name]).sum::<u64>();
+    assert_eq!(state("vaccinated"), s.pair_states["used"]);
+    assert_eq!(state("no_show"), s.pair_states["no_show"]);
+    assert_eq!(state("booked"), s.pair_states["booked"]);
+    assert_eq!(state("offered"), s.pair_states["offered"]);
+    // Each group's offers end as bookings, declines, expiries or are still pending.
+    for g in &s.groups {
+        let pending = g.states["offered"];
+        assert_eq!(
+            g.offers,
+            g.bookings + g.declines + g.expiries + pending,
+            "group {}",
+            g.group
+        );
+    }
+}
+
+/// The county's policy with a reserve of `share` of each draw for group 3.
+fn reserve_for_group_3(share: f64) -> (u32, Policy, String) {
+    let base = scenarios().join("policies/bw-group3-monday.toml");
+    let document = std::fs::read_to_string(base).unwrap().trim_end().to_owned()
+        + &format!("\nreserves = [{{ groups = [3], share = {share} }}]\n");
+    (0, Policy::from_toml(&document).expect("valid"), document)
+}
+
+#[test]
+fn a_policy_that_favours_a_group_measurably_favours_it() {
+    let base = county(6_000);
+    let favoured = base.with_policies(vec![reserve_for_group_3(0.4)]).unwrap();
+    let seeds: Vec<u64> = (0..6).collect();
+    let (_, _, diffs) = cli::differences(&base, &favoured, &seeds, None, &|_| {}).unwrap();
+    let diff = |metric: &str| diffs.iter().find(|d| d.metric == metric).unwrap().difference;
+    let group3 = diff("group3.reached_share");
+    assert!(
+        group3.low > 0.02,
+        "group 3 is reached more with its reserve: {group3:?}"
+    );
+    let group2 = diff("group2.time_to_offer_p50_days");
+    assert!(group2.low > 0.0, "and group 2 waits longer for it: {group2:?}");
+    let envy = diff("envy");
+    assert!(
+        envy.low > 0.0,
+        "a reserve makes offers a better tier envies: {envy:?}"
+    );
+    // The same policy on both sides makes no difference at all (common random numbers).
+    let (_, _, none) = cli::differences(&base, &base, &seeds[..2], None, &|_| {}).unwrap();
+    assert!(none
+        .iter()
+        .all(|d| d.difference.mean == 0.0 && d.difference.high == 0.0));
+}
+
+/// A deliberately broken draw, like the 2012 diversity visa lottery: people who registered
+/// early weigh three times what the policy says (their waiting weeks are tripled inside the
+/// draw), while the record shows the true weights.
+fn early_registrants_first(
+    policy: &Policy,
+    seed: &Seed,
+    input: &DrawInput,
+    _keys: bool,
+) -> Result<(DrawOutcome, Vec<f64>), DrawError> {
+    let mut rigged = input.clone();
+    for c in &mut rigged.candidates {
+        c.waited_weeks = c.waited_weeks * 3 + 3;
+    }
+    draw::draw_with_keys(policy, seed, &rigged)
+}
+
+#[test]
+fn an_arrival_order_biased_draw_is_flagged_by_the_audit() {
+    let scenario = county(20_000);
+    let audited = |draw: engine::DrawFn| {
+        let options = RunOptions {
+            audit: true,
+            draw,
+            ..RunOptions::new(5)
+        };
+        engine::run(&scenario, options, &|_| {}).unwrap().summary.audit
+    };
+    let fair = audited(production_draw);
+    let broken = audited(early_registrants_first);
+    let flagged = |audit: &[drawbridge_simulations::metrics::AuditSummary], test: &str| {
+        let a = audit
+            .iter()
+            .find(|a| a.test.starts_with(test))
+            .expect("the test ran");
+        (a.failures, a.runs)
+    };
+    let (fair_failures, runs) = flagged(&fair, "any of the tests");
+    assert!(runs >= 30, "{fair:?}");
+    assert!(
+        fair_failures <= 1,
+        "each test fails a fair draw once in 1000: {fair:?}"
+    );
+    let (broken_failures, runs) = flagged(&broken, "any of the tests");
+    assert!(
+        broken_failures * 2 > runs,
+        "the broken draw is flagged in most draws: {broken:?}"
+    );
+    let (by_time, _) = flagged(&broken, "registration time");
+    assert!(by_time > 0, "and registration time is named: {broken:?}");
+}
+
+thread_local! {
+    static INPUTS: RefCell<Vec<(Seed, DrawInput)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn recording_draw(
+    policy: &Policy,
+    seed: &Seed,
+    input: &DrawInput,
+    keys: bool,
+) -> Result<(DrawOutcome, Vec<f64>), DrawError> {
+    INPUTS.with(|inputs| inputs.borrow_mut().push((*seed, input.clone())));
+    production_draw(policy, seed, input, keys)
+}
+
+/// The allocator's draw needs Postgres for its inputs and records; what it does with them
+/// between reading and writing is `draw::draw_with_keys` on the pool built by the domain's
+/// `waiting::candidate` (allocator/src/pool.rs, lib.rs). This test takes pools the simulation
+/// built, draws them the allocator's way, publishes the manifest the allocator would publish
+/// (same digests), and checks that `drawbridge replay`'s check reproduces it and that the
+/// offers are exactly the simulation's.
+#[test]
+fn a_simulated_draw_and_the_allocators_draw_on_the_same_pool_and_seed_give_the_same_offers() {
+    let scenario = county(5_000);
+    let options = RunOptions {
+        draw: recording_draw,
+        ..RunOptions::new(9)
+    };
+    INPUTS.with(|inputs| inputs.borrow_mut().clear());
+    engine::run(&scenario, options, &|_| {}).unwrap();
+    let inputs = INPUTS.with(|inputs| inputs.take());
+    assert!(inputs.len() >= 30);
+    let (policy, document) = scenario.policy_on(0);
+    let policy_digest: [u8; 32] = Sha256::digest(document.as_bytes()).into();
+    let mut offers = 0;
+    for (seed, input) in inputs.iter().step_by(5) {
+        let simulated = draw::draw(policy, seed, input).unwrap();
+        let (allocated, keys) = draw::draw_with_keys(policy, seed, input).unwrap();
+        assert_eq!(simulated, allocated);
+        offers += allocated.matches.len();
+        let manifest = Manifest {
+            draw: uuid::Uuid::from_u128(1),
+            region: policy.region.clone(),
+            policy_version: policy.version,
+            policy_digest: draw::hex(&policy_digest),
+            policy: document.to_owned(),
+            seed_commitment: draw::hex(&seed.commitment()),
+            seed: draw::hex(seed.as_bytes()),
+            beacon: None,
+            drawn_at: input.drawn_at,
+            inputs_digest: draw::hex(&input.digest(&policy_digest)),
+            outputs_digest: draw::hex(&allocated.digest()),
+            pairs: input.pairs.clone(),
+            candidates: input
+                .candidates
+                .iter()
+                .zip(&keys)
+                .map(|(c, &k)| PublishedCandidate {
+                    candidate: c.clone(),
+                    lottery_key: k,
+                })
+                .collect(),
+            matches: allocated.matches.clone(),
+            unmatched: allocated.unmatched.clone(),
+        };
+        let verdict = manifest.replay();
+        assert!(verdict.reproduced(), "{:?}", verdict.problems);
+        // And through the JSON the gateway serves.
+        let served: Manifest = serde_json::from_str(&serde_json::to_string(&manifest).unwrap()).unwrap();
+        let replayed = drawbridge_simulations::replay::replay(&served, None);
+        assert!(replayed.reproduced, "{:?}", replayed.problems);
+    }
+    assert!(offers > 100, "{offers}");
+}
+
+#[test]
+fn a_sweep_split_by_seed_ranges_merges_into_the_report_of_one_run() {
+    let scenario_path = scenarios().join("small-county.toml");
+    let run = |seeds: &str, out: &Path| {
+        let args = cli::SimulateArgs {
+            action: None,
+            scenario: Some(scenario_path.clone()),
+            compare: None,
+            from_manifests: None,
+            policy: None,
+            seeds: Some(seeds.parse().unwrap()),
+            out: out.to_owned(),
+            threads: Some(2),
+            audit: false,
+            population: Some(3_000),
+        };
+        cli::run(args).unwrap();
+    };
+    let (whole, first, second, merged) = (
+        temp_dir("whole"),
+        temp_dir("part-a"),
+        temp_dir("part-b"),
+        temp_dir("merged"),
+    );
+    run("0..4", &whole);
+    run("0..2", &first);
+    run("2..4", &second);
+    cli::run(cli::SimulateArgs {
+        action: Some(cli::Action::Merge {
+            out: merged.clone(),
+            parts: vec![second, first],
+        }),
+        scenario: None,
+        compare: None,
+        from_manifests: None,
+        policy: None,
+        seeds: None,
+        out: PathBuf::from("unused"),
+        threads: None,
+        audit: false,
+        population: None,
+    })
+    .unwrap();
+    assert_eq!(files(&whole), files(&merged));
+}
