@@ -2,8 +2,6 @@
 //! expiry and re-offer, one allocator per region at a time, and a crash test that kills the
 //! allocator process mid-draw again and again.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,11 +9,17 @@ use drawbridge_allocator::{Allocator, RegionTick, LOCK_CLASS};
 use drawbridge_domain::draw::Manifest;
 use drawbridge_platform::draws;
 use drawbridge_platform::outbox::Notification;
+use drawbridge_test_support::{eventually, spawn_app, spawn_with, Components, TestApp};
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
-use support::{drawbridge, eventually, spawn_app, spawn_with, Components, TestApp};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// Runs the `drawbridge` binary Cargo built for these tests, from the repository root, with
+/// `env` added and no RUST_LOG.
+fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
+}
 
 async fn allocator(app: &TestApp) -> Allocator {
     drawbridge_allocator::build(&app.settings, CancellationToken::new())

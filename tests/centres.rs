@@ -18,13 +18,11 @@
 //! so most tests withdraw it first (see [`app_with_demo_centres`]) and publish exactly the
 //! pairs they need through the API.
 
-mod support;
-
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use drawbridge_domain::{BookingCode, Role};
+use drawbridge_test_support::{eventually, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{spawn_app, TestApp};
 use uuid::Uuid;
 
 const STUTTGART: &str = "stuttgart-liederhalle";
@@ -1213,7 +1211,7 @@ async fn every_centre_action_is_audited_and_the_log_is_for_region_admins_only() 
 
 /// Waits until at least `n` backends of the test's database wait for a lock.
 async fn lock_waiters(app: &TestApp, n: i64) {
-    let seen = support::eventually(std::time::Duration::from_secs(10), move || async move {
+    let seen = eventually(std::time::Duration::from_secs(10), move || async move {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         )

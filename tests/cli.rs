@@ -2,13 +2,16 @@
 //! saying what to fix, unreachable services are retried then reported, and the operator
 //! commands work against a real database.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::drawbridge;
 use uuid::Uuid;
+
+/// Runs the `drawbridge` binary Cargo built for these tests, from the repository root, with
+/// `env` added and no RUST_LOG.
+fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
+}
 
 /// Exits non-zero with `error: ...` as the last line; returns that line.
 fn fails(output: &Output) -> String {

@@ -3,14 +3,18 @@
 //! changing choices, withdrawing, staff logins, agents acting for callers (and only in their
 //! region), and 200 clients answering at once without any pair or person booked twice.
 
-mod support;
-
 use chrono::{Duration, Utc};
 use drawbridge_domain::{CheckinPass, OfferLink, Role};
+use drawbridge_test_support::{registration, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{drawbridge, spawn_app, TestApp};
 use uuid::Uuid;
+
+/// Runs the `drawbridge` binary Cargo built for these tests, from the repository root, with
+/// `env` added and no RUST_LOG.
+fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
+}
 
 fn code_auth(code: &drawbridge_domain::BookingCode) -> String {
     format!("BookingCode {code}")
@@ -563,7 +567,7 @@ async fn agents_register_callers_and_act_for_them_in_their_region_only_with_ever
         app.staff_token("agent.ben", Role::CallcentreAgent, "bw", None)
             .await
     );
-    let mut caller = support::registration("+49 151 2000 0009");
+    let mut caller = registration("+49 151 2000 0009");
     caller.as_object_mut().unwrap().remove("email");
     let (status, registered) = app
         .call(

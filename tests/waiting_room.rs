@@ -2,8 +2,6 @@
 //! the pre-queue draw, the pace and the cap, idle clients, two gateways on one queue, a Redis
 //! restart, the guard, and every way a request can be refused.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -14,9 +12,11 @@ use drawbridge_domain::room::{RoomClaims, ADMISSION_PURPOSE};
 use drawbridge_domain::{pow, Draw, Keyring, SigningKey};
 use drawbridge_gateway::rooms::store::{JoinRequest, Joined};
 use drawbridge_gateway::rooms::RoomStore;
+use drawbridge_test_support::{
+    eventually, metric, registration, spawn_app, spawn_with, Components, TestApp, ADMIN_TOKEN,
+};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use support::{eventually, metric, registration, spawn_app, spawn_with, Components, TestApp, ADMIN_TOKEN};
 
 /// A browser: keeps the cookies the gateway sets and sends them back.
 struct Visitor<'a> {
