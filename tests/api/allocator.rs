@@ -15,11 +15,7 @@ use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Runs the `drawbridge` binary Cargo built for these tests, from the repository root, with
-/// `env` added and no RUST_LOG.
-fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
-}
+use crate::drawbridge;
 
 async fn allocator(app: &TestApp) -> Allocator {
     drawbridge_allocator::build(&app.settings, CancellationToken::new())

@@ -10,11 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-/// Runs the `drawbridge` binary Cargo built for these tests, from the repository root, with
-/// `env` added and no RUST_LOG.
-fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
-}
+use crate::drawbridge;
 
 fn code_auth(code: &drawbridge_domain::BookingCode) -> String {
     format!("BookingCode {code}")

@@ -7,11 +7,7 @@ use std::process::{Command, Output};
 
 use uuid::Uuid;
 
-/// Runs the `drawbridge` binary Cargo built for these tests, from the repository root, with
-/// `env` added and no RUST_LOG.
-fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
-}
+use crate::drawbridge;
 
 /// Exits non-zero with `error: ...` as the last line; returns that line.
 fn fails(output: &Output) -> String {
