@@ -17,9 +17,6 @@
 //! code from the SMS the provider received, so each flow waits for its SMS, and the notifier,
 //! RabbitMQ and the provider share the two cores with everything else.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,9 +24,9 @@ use std::time::Instant;
 
 use chrono::{Days, Utc};
 use drawbridge_domain::Role;
+use drawbridge_test_support::cpu::{CpuCost, CpuTime};
+use drawbridge_test_support::{metric, registration, spawn_with, Components, TestApp};
 use serde_json::{json, Value};
-use support::cpu::{CpuCost, CpuTime};
-use support::{spawn_with, Components, TestApp};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -148,7 +145,7 @@ fn main() {
         for statement in ["register", "verify", "accept"] {
             let series = |part: &str| {
                 let name = format!("drawbridge_gateway_statement_batch_requests_{part}{{statement=\"{statement}\"}}");
-                support::metric(&metrics, &name)
+                metric(&metrics, &name)
             };
             println!(
                 "{statement:>8} statements: {:>8.0}, {:.1} requests each on average",
@@ -158,7 +155,7 @@ fn main() {
         }
         if let Some(address) = &app.notifier_address {
             let metrics = app.metrics(address).await;
-            let series = |name: &str| support::metric(&metrics, &format!("drawbridge_notifier_{name}"));
+            let series = |name: &str| metric(&metrics, &format!("drawbridge_notifier_{name}"));
             println!(
                 "relay batches: {:>8.0}, {:.1} messages each; consumer batches: {:>8.0}, {:.1} messages each",
                 series("relay_batch_duration_seconds_count"),
@@ -204,7 +201,7 @@ async fn register_and_verify(app: &TestApp, i: usize, delivered: bool) -> String
     let phone = format!("+4915140{i:06}");
     let sms = delivered.then(|| app.twilio.next_message_to(&phone));
     let response = app
-        .post_json("/v1/regions/bw/registrations", &support::registration(&phone))
+        .post_json("/v1/regions/bw/registrations", &registration(&phone))
         .await;
     assert_eq!(response.status(), 202);
     let started: Value = response.json().await.unwrap();

@@ -7,11 +7,10 @@
 //!     BENCH_MESSAGES=100000 BENCH_ROUNDS=5 cargo bench --bench notifier_throughput
 //!     BENCH_CONCURRENCY=64 cargo bench --bench notifier_throughput   # sends in flight
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
+use drawbridge_test_support::cpu::{CpuCost, CpuTime};
+use drawbridge_test_support::{spawn_with, Components};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -19,8 +18,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
-use support::cpu::{CpuCost, CpuTime};
-use support::{spawn_with, Components};
 use uuid::Uuid;
 
 fn main() {

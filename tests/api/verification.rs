@@ -3,11 +3,9 @@
 //! count down; dead codes must be replaced; new codes come at a limited pace; success issues a
 //! booking code, stored only as a keyed hash and sent by SMS and email through the outbox.
 
-mod support;
-
 use drawbridge_domain::BookingCode;
+use drawbridge_test_support::{registration, spawn_app, TestApp};
 use serde_json::{json, Value};
-use support::{registration, spawn_app, TestApp};
 use uuid::Uuid;
 
 async fn register(app: &TestApp, phone: &str) -> Uuid {

@@ -1,17 +1,37 @@
-//! The shared harness of the end-to-end tests: `spawn_app` starts an isolated Drawbridge on the
-//! real local Postgres, Redis and RabbitMQ, with its own database, Redis key prefix and
-//! RabbitMQ names, so tests run in parallel; and a Twilio-compatible fake provider.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+//! The harness shared by Drawbridge's integration tests (`tests/api`) and benchmarks
+//! (`benches/*.rs`).
+//!
+//! [`spawn_app`] (and [`spawn_notifier`], [`spawn_system`], [`spawn_with`]) starts Drawbridge's
+//! components in the calling process on the real local PostgreSQL (127.0.0.1:5432), Redis
+//! (6379) and RabbitMQ (5672). Each [`TestApp`] has a database, a Redis key prefix, RabbitMQ
+//! exchange and queue names, a message sink directory and listening ports of its own, and its
+//! own [`FakeTwilio`] and [`FakeSmtp`] servers: nothing is process-wide, so any number of tests
+//! run in parallel threads of one test binary. [`TestApp::stop`] shuts the components down and
+//! removes the database and the queues.
+//!
+//! Besides the app:
+//!
+//! - [`twilio`]: a local server speaking Twilio's Messages API, with an inbox and failures on
+//!   demand;
+//! - [`smtp`]: a local SMTP server, with an inbox, refusals and delays on demand;
+//! - [`cpu`]: CPU time read from `/proc`, for the benchmarks' cost per unit of work;
+//! - [`metric`]: one series read from a page of Prometheus text;
+//! - [`eventually`], [`registration`], and helpers on [`TestApp`] that act the way a person,
+//!   a member of staff or a component would.
+//!
+//! The `drawbridge` binary itself is known only to the root package's tests and benches
+//! (Cargo's `CARGO_BIN_EXE_drawbridge`); they pass it to [`run_drawbridge`].
 
 pub mod cpu;
 pub mod smtp;
 pub mod twilio;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drawbridge_platform::config::{EmailProvider, EmailTls, SmsProvider, TokenKeySetting};
 use drawbridge_platform::Settings;
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -46,11 +66,20 @@ pub struct TestApp {
     sink_dir: PathBuf,
 }
 
-/// Runs the `drawbridge` binary from the repository root, with `env` added and no RUST_LOG.
-pub fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_drawbridge"));
+/// The repository root: the working directory of the `drawbridge` processes tests start, so
+/// that `deploy/local.toml` and `deploy/policies/` resolve as they do for an operator.
+pub fn repository_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("test-support lives in the repository root")
+}
+
+/// Runs the `drawbridge` binary at `binary` (the caller's `env!("CARGO_BIN_EXE_drawbridge")`)
+/// from the repository root, with `env` added and no RUST_LOG.
+pub fn run_drawbridge(binary: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(binary);
     command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(repository_root())
         .args(args)
         .env_remove("RUST_LOG");
     for (key, value) in env {
@@ -63,7 +92,7 @@ pub fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     let id = Uuid::new_v4().simple().to_string();
     let mut settings = Settings::default();
-    settings.database.url = format!("postgres://postgres@127.0.0.1:5432/drawbridge_test_{id}");
+    settings.database.url = format!("postgres://postgres@127.0.0.1:5432/drawbridge_test_{id}").into();
     settings.database.startup_retry_seconds = 5;
     settings.redis.key_prefix = format!("test-{id}");
     settings.redis.startup_retry_seconds = 5;
@@ -210,6 +239,11 @@ pub async fn spawn_with(components: Components, adjust: impl FnOnce(&mut Setting
 }
 
 impl TestApp {
+    /// The URL of this test's own database, for the processes and tools a test starts.
+    pub fn database_url(&self) -> &str {
+        self.settings.database.url.expose_secret()
+    }
+
     pub async fn load_demo(&self) {
         drawbridge::demo::load(&self.pool).await.expect("demo data loads");
     }
@@ -489,7 +523,15 @@ impl TestApp {
             &self.settings.notifier.retry_delays_seconds,
         );
         delete_queues(&self.settings, &topology).await;
-        let database = self.settings.database.url.rsplit('/').next().unwrap().to_owned();
+        let database = self
+            .settings
+            .database
+            .url
+            .expose_secret()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
         let admin = PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
             .await
             .expect("admin connection");

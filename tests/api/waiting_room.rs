@@ -3,8 +3,6 @@
 //! the pre-queue draw, the pace and the cap, idle clients, two gateways on one queue, a Redis
 //! restart, the guard, and every way a request can be refused.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,9 +13,11 @@ use drawbridge_domain::room::{RoomClaims, ADMISSION_PURPOSE};
 use drawbridge_domain::{pow, Keyring, Shuffle, SigningKey};
 use drawbridge_gateway::rooms::store::{JoinRequest, Joined};
 use drawbridge_gateway::rooms::RoomStore;
+use drawbridge_test_support::{
+    eventually, metric, registration, spawn_app, spawn_with, Components, TestApp, ADMIN_TOKEN,
+};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use support::{eventually, metric, registration, spawn_app, spawn_with, Components, TestApp, ADMIN_TOKEN};
 
 /// A browser: keeps the cookies the gateway sets and sends them back.
 struct Visitor<'a> {
@@ -176,7 +176,7 @@ async fn concurrent_joins_get_distinct_tickets_and_are_counted() {
     let app = spawn_app().await;
     app.put_room("surge", &open_room(json!({ "admit_per_minute": 1 })))
         .await;
-    let visitors: Vec<Visitor> = (0..200).map(|_| Visitor::new(&app)).collect();
+    let visitors: Vec<Visitor<'_>> = (0..200).map(|_| Visitor::new(&app)).collect();
     let answers = join_all(visitors.iter().map(|v| v.join("surge"))).await;
     let mut tickets: Vec<u64> = answers
         .iter()
@@ -232,7 +232,7 @@ async fn the_prequeue_is_a_permutation_drawn_at_opening_and_replayable_from_its_
         &json!({ "mode": "fifo", "opens_at": rfc3339(opens_at), "admit_per_minute": 1 }),
     )
     .await;
-    let visitors: Vec<Visitor> = (0..30).map(|_| Visitor::new(&app)).collect();
+    let visitors: Vec<Visitor<'_>> = (0..30).map(|_| Visitor::new(&app)).collect();
     let mut tickets = Vec::new();
     for visitor in &visitors {
         let joined = visitor.join("release").await;
@@ -281,7 +281,7 @@ async fn a_random_room_draws_everyone_waiting() {
         &json!({ "mode": "random", "opens_at": rfc3339(now() + 2), "admit_per_minute": 1 }),
     )
     .await;
-    let visitors: Vec<Visitor> = (0..12).map(|_| Visitor::new(&app)).collect();
+    let visitors: Vec<Visitor<'_>> = (0..12).map(|_| Visitor::new(&app)).collect();
     join_all(visitors.iter().map(|v| v.join("lottery"))).await;
     let mut positions = Vec::new();
     for visitor in &visitors {
@@ -314,8 +314,8 @@ async fn admissions_respect_max_active_and_the_rate_over_time() {
     let paced_since = Instant::now();
     app.put_room("paced", &open_room(json!({ "admit_per_minute": 120 })))
         .await;
-    let capped: Vec<Visitor> = (0..20).map(|_| Visitor::new(&app)).collect();
-    let paced: Vec<Visitor> = (0..20).map(|_| Visitor::new(&app)).collect();
+    let capped: Vec<Visitor<'_>> = (0..20).map(|_| Visitor::new(&app)).collect();
+    let paced: Vec<Visitor<'_>> = (0..20).map(|_| Visitor::new(&app)).collect();
     join_all(capped.iter().map(|v| v.join("capped"))).await;
     join_all(paced.iter().map(|v| v.join("paced"))).await;
 
@@ -424,7 +424,7 @@ async fn two_gateways_sharing_redis_give_one_queue() {
     .await
     .expect("the second gateway sees the room");
 
-    let visitors: Vec<Visitor> = (0..20)
+    let visitors: Vec<Visitor<'_>> = (0..20)
         .map(|i| Visitor::new(if i % 2 == 0 { &one } else { &two }))
         .collect();
     let answers = join_all(visitors.iter().map(|v| v.join("shared"))).await;
@@ -558,14 +558,14 @@ impl Drop for PrivateRedis {
 async fn a_redis_restart_neither_repeats_tickets_nor_ends_admissions() {
     let mut redis = PrivateRedis::start().await;
     let url = redis.url();
-    let app = spawn_with(Components::default(), |s| s.redis.url = url).await;
+    let app = spawn_with(Components::default(), |s| s.redis.url = url.into()).await;
     app.load_demo().await;
     app.put_room(
         "restart",
         &open_room(json!({ "max_active": 1, "guards": ["bw"], "session_seconds": 600 })),
     )
     .await;
-    let visitors: Vec<Visitor> = (0..3).map(|_| Visitor::new(&app)).collect();
+    let visitors: Vec<Visitor<'_>> = (0..3).map(|_| Visitor::new(&app)).collect();
     for visitor in &visitors {
         visitor.join("restart").await;
     }
@@ -872,7 +872,7 @@ async fn the_admin_api_needs_its_token_and_valid_input() {
 async fn joins_are_rate_limited_per_address_across_gateways() {
     let one = spawn_with(Components::default(), |s| {
         s.rooms.joins_per_ip_per_minute = 3;
-        s.rooms.admin_token = String::new();
+        s.rooms.admin_token = "".into();
     })
     .await;
     let prefix = one.settings.redis.key_prefix.clone();
@@ -912,7 +912,7 @@ async fn joins_are_rate_limited_per_address_across_gateways() {
 async fn joins_sent_at_once_share_calls_and_keep_every_limit() {
     let app = spawn_with(Components::default(), |s| s.rooms.joins_per_ip_per_minute = 5).await;
     app.put_room("crowd", &open_room(json!({}))).await;
-    let visitors: Vec<Visitor> = (0..20).map(|_| Visitor::new(&app)).collect();
+    let visitors: Vec<Visitor<'_>> = (0..20).map(|_| Visitor::new(&app)).collect();
     let answers = join_all(visitors.iter().map(|v| v.join("crowd"))).await;
     let mut tickets: Vec<u64> = answers.iter().filter(|a| a.status == 200).map(ticket).collect();
     tickets.sort_unstable();
@@ -1091,7 +1091,10 @@ async fn the_waiting_page_explains_fairness_in_german_and_english() {
     assert!(english.contains("The queue is fair"), "{english}");
     // The script is a static file (its content is checked in tests/pages.rs); it reads the
     // room's difficulty from the page.
-    assert!(english.contains("<script src=\"/static/waiting-room."), "{english}");
+    assert!(
+        english.contains("<script src=\"/static/waiting-room."),
+        "{english}"
+    );
     assert!(english.contains("data-difficulty=\"4\""), "{english}");
     app.stop().await;
 }

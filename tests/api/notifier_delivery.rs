@@ -3,14 +3,12 @@
 //! failures are retried until the provider recovers, permanent ones are dead-lettered with
 //! their reason, and a message published twice reaches the person once.
 
-mod support;
-
 use std::time::Duration;
 
 use drawbridge_domain::Language;
 use drawbridge_platform::outbox::{self, Channel, Message, Notification};
+use drawbridge_test_support::{eventually, spawn_notifier, spawn_with, Components, Settled, TestApp};
 use lapin::options::BasicGetOptions;
-use support::{eventually, spawn_notifier, spawn_with, Components, Settled, TestApp};
 use uuid::Uuid;
 
 async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {

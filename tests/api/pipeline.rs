@@ -4,12 +4,10 @@
 //! RabbitMQ with publisher confirms, the notifier consumes it and the Twilio-compatible
 //! provider receives the SMS, whose code is the one stored (as a keyed hash) for verification.
 
-mod support;
-
 use std::time::Duration;
 
 use drawbridge_domain::VerificationCode;
-use support::{eventually, registration, spawn_system};
+use drawbridge_test_support::{eventually, registration, spawn_system};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,12 +3,10 @@
 //! their pseudonym and lottery key per draw, matching the published manifest; wrong codes are
 //! refused alike whether or not they exist, and guessing is rate-limited.
 
-mod support;
-
 use drawbridge_domain::draw::Pseudonym;
 use drawbridge_domain::BookingCode;
+use drawbridge_test_support::{spawn_app, TestApp};
 use serde_json::Value;
-use support::{spawn_app, TestApp};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -19,13 +19,11 @@
 //! so most tests withdraw it first (see [`app_with_demo_centres`]) and publish exactly the
 //! pairs they need through the API.
 
-mod support;
-
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use drawbridge_domain::{BookingCode, Role};
+use drawbridge_test_support::{eventually, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{spawn_app, TestApp};
 use uuid::Uuid;
 
 const STUTTGART: &str = "stuttgart-liederhalle";
@@ -616,7 +614,7 @@ async fn the_schedule_counts_each_slot_and_shows_bookings_by_reference_only() {
     assert_eq!(body["date"], day.to_string());
     assert_eq!(body["timezone"], "Europe/Berlin");
     let slots = body["slots"].as_array().expect("slots");
-    let summary: Vec<SlotCounts> = slots
+    let summary: Vec<SlotCounts<'_>> = slots
         .iter()
         .map(|s| {
             let n = |k: &str| s[k].as_i64().unwrap_or_else(|| panic!("{k} in {s}"));
@@ -1214,7 +1212,7 @@ async fn every_centre_action_is_audited_and_the_log_is_for_region_admins_only() 
 
 /// Waits until at least `n` backends of the test's database wait for a lock.
 async fn lock_waiters(app: &TestApp, n: i64) {
-    let seen = support::eventually(std::time::Duration::from_secs(10), move || async move {
+    let seen = eventually(std::time::Duration::from_secs(10), move || async move {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         )

@@ -3,8 +3,6 @@
 //! expiry and re-offer, one allocator per region at a time, and a crash test that kills the
 //! allocator process mid-draw again and again.
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -12,11 +10,13 @@ use drawbridge_allocator::{Allocator, RegionTick, LOCK_CLASS};
 use drawbridge_domain::draw::Manifest;
 use drawbridge_platform::draws;
 use drawbridge_platform::outbox::Notification;
+use drawbridge_test_support::{eventually, spawn_app, spawn_with, Components, TestApp};
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
-use support::{drawbridge, eventually, spawn_app, spawn_with, Components, TestApp};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::drawbridge;
 
 async fn allocator(app: &TestApp) -> Allocator {
     drawbridge_allocator::build(&app.settings, CancellationToken::new())
@@ -370,9 +370,7 @@ async fn only_one_allocator_draws_a_region_and_another_takes_over_when_it_dies()
     let (first, second) = (allocator(&app).await, allocator(&app).await);
 
     // Another allocator is mid-draw: it holds the region's lock on its own connection.
-    let mut other = sqlx::PgConnection::connect(&app.settings.database.url)
-        .await
-        .unwrap();
+    let mut other = sqlx::PgConnection::connect(app.database_url()).await.unwrap();
     sqlx::query("SELECT pg_advisory_lock($1, hashtext('bw'))")
         .bind(LOCK_CLASS)
         .execute(&mut other)
@@ -436,7 +434,7 @@ fn allocator_process(app: &TestApp, once: bool) -> Child {
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["--config", "deploy/local.toml", "allocator"])
-        .env("DRAWBRIDGE_DATABASE__URL", &app.settings.database.url)
+        .env("DRAWBRIDGE_DATABASE__URL", app.database_url())
         .env("DRAWBRIDGE_ALLOCATOR__LISTEN", "127.0.0.1:0")
         .env("DRAWBRIDGE_ALLOCATOR__TICK_SECONDS", "1")
         .env("RUST_LOG", "warn")
@@ -586,7 +584,7 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
         .unwrap();
     let audit = drawbridge(
         &["--config", "deploy/local.toml", "audit", "--region", "bw"],
-        &[("DRAWBRIDGE_DATABASE__URL", &app.settings.database.url)],
+        &[("DRAWBRIDGE_DATABASE__URL", app.database_url())],
     );
     assert!(!audit.status.success());
     assert!(String::from_utf8_lossy(&audit.stderr).contains("1 of 1 audited draws failed"));

@@ -2,10 +2,8 @@
 //! The gateway's public endpoints against real Postgres and Redis: operations endpoints, the
 //! published policy, eligibility with reasons, and every way a registration can be refused.
 
-mod support;
-
+use drawbridge_test_support::{registration, spawn_app, TestApp};
 use serde_json::{json, Value};
-use support::{registration, spawn_app};
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
@@ -164,7 +162,7 @@ async fn a_65_year_old_accepting_only_mrna_is_eligible_for_mrna_and_told_why() {
     app.stop().await;
 }
 
-async fn refused(app: &support::TestApp, body: Value) -> (u16, Value) {
+async fn refused(app: &TestApp, body: Value) -> (u16, Value) {
     let response = app.post_json("/v1/regions/bw/registrations", &body).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())

@@ -3,13 +3,12 @@
 //! saying what to fix, unreachable services are retried then reported, and the operator
 //! commands work against a real database.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::drawbridge;
 use uuid::Uuid;
+
+use crate::drawbridge;
 
 /// Exits non-zero with `error: ...` as the last line; returns that line.
 fn fails(output: &Output) -> String {

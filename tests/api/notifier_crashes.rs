@@ -4,15 +4,16 @@
 //! killed with SIGKILL mid-burst and restarted delivers everything exactly once; and connections
 //! closed by the broker mid-burst are re-established without losing anything.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
 use drawbridge_domain::Language;
 use drawbridge_notifier::render::Templates;
 use drawbridge_platform::outbox::{self, Channel, Message, Notification};
-use support::{eventually, spawn_app, spawn_notifier, spawn_with, Components, Settled, TestApp};
+use drawbridge_test_support::twilio;
+use drawbridge_test_support::{
+    eventually, spawn_app, spawn_notifier, spawn_with, Components, Settled, TestApp,
+};
 use uuid::Uuid;
 
 fn code(n: u32) -> Notification {
@@ -55,9 +56,9 @@ async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uui
             .post(format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
                 app.twilio.base_url,
-                support::twilio::ACCOUNT_SID
+                twilio::ACCOUNT_SID
             ))
-            .basic_auth(support::twilio::ACCOUNT_SID, Some(support::twilio::AUTH_TOKEN))
+            .basic_auth(twilio::ACCOUNT_SID, Some(twilio::AUTH_TOKEN))
             .form(&[("To", phone), ("From", "+4915100000000"), ("Body", &body)])
             .send()
             .await
@@ -123,22 +124,31 @@ async fn an_interrupted_send_that_never_reached_the_provider_is_sent_once() {
 fn process_env(app: &TestApp, messages_per_second: u32) -> Vec<(String, String)> {
     let s = &app.settings;
     [
-        ("DATABASE__URL", s.database.url.clone()),
+        (
+            "DATABASE__URL",
+            drawbridge_platform::config::ExposeSecret::expose_secret(&s.database.url).to_owned(),
+        ),
         ("AMQP__PREFIX", s.amqp.prefix.clone()),
         ("AMQP__QUORUM_QUEUES", "false".into()),
         (
             "SECRETS__TOKEN_KEYS",
-            format!("[{{id=\"test\",secret=\"{}\"}}]", s.secrets.token_keys[0].secret),
+            format!(
+                "[{{id=\"test\",secret=\"{}\"}}]",
+                drawbridge_platform::config::ExposeSecret::expose_secret(&s.secrets.token_keys[0].secret)
+            ),
         ),
-        ("SECRETS__HASH_KEY", s.secrets.hash_key.clone()),
+        (
+            "SECRETS__HASH_KEY",
+            drawbridge_platform::config::ExposeSecret::expose_secret(&s.secrets.hash_key).to_owned(),
+        ),
         ("NOTIFIER__LISTEN", "127.0.0.1:0".into()),
         ("NOTIFIER__RELAY_IDLE_MILLIS", "20".into()),
         ("NOTIFIER__RETRY_DELAYS_SECONDS", "[1, 1, 1]".into()),
         ("NOTIFIER__SINK_FILE", s.notifier.sink_file.display().to_string()),
         ("NOTIFIER__SMS__PROVIDER", "twilio".into()),
         ("NOTIFIER__SMS__BASE_URL", app.twilio.base_url.clone()),
-        ("NOTIFIER__SMS__ACCOUNT_SID", support::twilio::ACCOUNT_SID.into()),
-        ("NOTIFIER__SMS__AUTH_TOKEN", support::twilio::AUTH_TOKEN.into()),
+        ("NOTIFIER__SMS__ACCOUNT_SID", twilio::ACCOUNT_SID.into()),
+        ("NOTIFIER__SMS__AUTH_TOKEN", twilio::AUTH_TOKEN.into()),
         ("NOTIFIER__SMS__FROM", "+4915100000000".into()),
         (
             "NOTIFIER__SMS__MESSAGES_PER_SECOND",

@@ -1,10 +1,8 @@
 //! The server-rendered pages: values escaped by the template engine, and the stylesheet and
 //! script as static files under content-hashed names that browsers may keep.
 
-mod support;
-
+use drawbridge_test_support::spawn_app;
 use serde_json::{json, Value};
-use support::spawn_app;
 
 /// The first `/static/...` URL in `page` whose file name starts with `name.`.
 fn linked(page: &str, name: &str) -> String {

@@ -2,10 +2,8 @@
 //! The invariants of DESIGN.md that the database itself holds, checked against real Postgres:
 //! whatever the code does, these writes must be refused.
 
-mod support;
-
+use drawbridge_test_support::spawn_app;
 use sqlx::PgPool;
-use support::spawn_app;
 use uuid::Uuid;
 
 async fn registrant(pool: &PgPool, phone: &str) -> Uuid {

@@ -4,14 +4,14 @@
 //! changing choices, withdrawing, staff logins, agents acting for callers (and only in their
 //! region), and 200 clients answering at once without any pair or person booked twice.
 
-mod support;
-
 use chrono::{Duration, Utc};
 use drawbridge_domain::{CheckinPass, OfferLink, Role};
+use drawbridge_test_support::{registration, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{drawbridge, spawn_app, TestApp};
 use uuid::Uuid;
+
+use crate::drawbridge;
 
 fn code_auth(code: &drawbridge_domain::BookingCode) -> String {
     format!("BookingCode {code}")
@@ -478,7 +478,7 @@ async fn staff_log_in_with_their_password_and_out_again() {
 async fn staff_accounts_are_created_on_the_command_line_with_the_password_kept_hashed() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let url = app.settings.database.url.clone();
+    let url = app.database_url().to_owned();
     let env = [("DRAWBRIDGE_DATABASE__URL", url.as_str())];
     let file = std::env::temp_dir().join(format!("drawbridge-password-{}", Uuid::new_v4()));
     std::fs::write(&file, "centre staff password\n").unwrap();
@@ -564,7 +564,7 @@ async fn agents_register_callers_and_act_for_them_in_their_region_only_with_ever
         app.staff_token("agent.ben", Role::CallcentreAgent, "bw", None)
             .await
     );
-    let mut caller = support::registration("+49 151 2000 0009");
+    let mut caller = registration("+49 151 2000 0009");
     caller.as_object_mut().unwrap().remove("email");
     let (status, registered) = app
         .call(

@@ -1,0 +1,24 @@
+//! Drawbridge end to end, against the real local PostgreSQL, Redis and RabbitMQ: one test
+//! binary, one module per area. Every test starts its own isolated app with
+//! [`drawbridge_test_support::spawn_app`] (or a sibling), so the tests of all areas run in
+//! parallel in this one process; a few also run the `drawbridge` binary, see [`drawbridge`].
+
+mod allocator;
+mod centres;
+mod cli;
+mod flows;
+mod gateway_api;
+mod me;
+mod notifier_crashes;
+mod notifier_delivery;
+mod pages;
+mod pipeline;
+mod schema_invariants;
+mod verification;
+mod waiting_room;
+
+/// Runs the `drawbridge` binary Cargo built for these tests, from the repository root, with
+/// `env` added and no RUST_LOG.
+fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
+}
