@@ -22,6 +22,9 @@
 //! The `drawbridge` binary itself is known only to the root package's tests and benches
 //! (Cargo's `CARGO_BIN_EXE_drawbridge`); they pass it to [`run_drawbridge`].
 
+// This crate runs only inside tests and benchmarks, where a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 pub mod cpu;
 pub mod smtp;
 pub mod twilio;
