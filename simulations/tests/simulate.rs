@@ -2,6 +2,9 @@
 //! count, conservation of people and pairs, policies that favour a group showing it, a broken
 //! draw caught by the audit, and the simulated draw being the allocator's draw.
 
+// Helpers outside #[test] functions unwrap too: in a test a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 

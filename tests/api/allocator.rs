@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The allocator against real Postgres: draws end to end with their published manifests,
 //! expiry and re-offer, one allocator per region at a time, and a crash test that kills the
 //! allocator process mid-draw again and again.

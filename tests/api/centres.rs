@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! What vaccination centres do, end to end through the HTTP API against the real database:
 //!
 //! - publishing capacity: idempotent per `Idempotency-Key` (a retry creates nothing, the same

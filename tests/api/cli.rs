@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The `drawbridge` binary as an operator meets it: bad configuration stops it with one line
 //! saying what to fix, unreachable services are retried then reported, and the operator
 //! commands work against a real database.

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The citizen and call-centre flows end to end: answering offers with the booking code or
 //! the signed link in the message, the confirmation and its check-in pass, cancelling,
 //! changing choices, withdrawing, staff logins, agents acting for callers (and only in their

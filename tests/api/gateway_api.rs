@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The gateway's public endpoints against real Postgres and Redis: operations endpoints, the
 //! published policy, eligibility with reasons, and every way a registration can be refused.
 

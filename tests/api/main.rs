@@ -3,6 +3,9 @@
 //! [`drawbridge_test_support::spawn_app`] (or a sibling), so the tests of all areas run in
 //! parallel in this one process; a few also run the `drawbridge` binary, see [`drawbridge`].
 
+// Helpers outside #[test] functions unwrap too: in a test binary a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod allocator;
 mod centres;
 mod cli;

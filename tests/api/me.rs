@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! `GET /v1/me` with the booking code: the registrant's status and reasons, their offer, and
 //! their pseudonym and lottery key per draw, matching the published manifest; wrong codes are
 //! refused alike whether or not they exist, and guessing is rate-limited.

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The notifier under crashes, against real RabbitMQ and Postgres: a message whose send was
 //! interrupted is reconciled with the provider instead of being sent twice; a notifier process
 //! killed with SIGKILL mid-burst and restarted delivers everything exactly once; and connections

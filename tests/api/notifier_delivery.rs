@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! Delivery through real RabbitMQ and Postgres to the Twilio-compatible server: temporary
 //! failures are retried until the provider recovers, permanent ones are dead-lettered with
 //! their reason, and a message published twice reaches the person once.

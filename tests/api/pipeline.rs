@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The walking skeleton, end to end through real services: an HTTP request to the gateway
 //! writes a registrant and an outbox row in one transaction, the relay publishes the row to
 //! RabbitMQ with publisher confirms, the notifier consumes it and the Twilio-compatible

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The invariants of DESIGN.md that the database itself holds, checked against real Postgres:
 //! whatever the code does, these writes must be refused.
 

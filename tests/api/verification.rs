@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! Registration, step two, against real Postgres: the SMS code proves the phone; wrong codes
 //! count down; dead codes must be replaced; new codes come at a limited pace; success issues a
 //! booking code, stored only as a keyed hash and sent by SMS and email through the outbox.

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The waiting room against real Redis (and Postgres for the guarded registrations): tickets,
 //! the pre-queue draw, the pace and the cap, idle clients, two gateways on one queue, a Redis
 //! restart, the guard, and every way a request can be refused.
