@@ -17,6 +17,14 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use drawbridge_platform::statements;
+use drawbridge_platform::states::DrawState;
+
+statements! {
+    REGISTRANTS_IN_STORAGE_ORDER =
+        "SELECT id, created_at FROM registrants WHERE region_id = $1 ORDER BY ctid";
+}
+
 /// Registration-time and row-order cells: quintiles.
 const QUANTILES: usize = 5;
 
@@ -55,11 +63,10 @@ struct Ranks {
 
 impl Ranks {
     async fn load(pool: &PgPool, hash_key: &[u8], region: &str) -> Result<Ranks, sqlx::Error> {
-        let rows: Vec<(Uuid, DateTime<Utc>)> =
-            sqlx::query_as("SELECT id, created_at FROM registrants WHERE region_id = $1 ORDER BY ctid")
-                .bind(region)
-                .fetch_all(pool)
-                .await?;
+        let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(REGISTRANTS_IN_STORAGE_ORDER)
+            .bind(region)
+            .fetch_all(pool)
+            .await?;
         let pseudonyms: Vec<Pseudonym> = rows
             .iter()
             .map(|(id, _)| Pseudonym::of(hash_key, id.as_bytes()))
@@ -90,7 +97,7 @@ pub async fn run(
     let mut ranks: HashMap<String, Ranks> = HashMap::new();
     let mut audits = Vec::new();
     for summary in draws::list(pool, region, i64::MAX).await? {
-        if summary.state != "completed" {
+        if summary.state != DrawState::Completed {
             continue;
         }
         if audits.len() as i64 >= last {

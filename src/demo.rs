@@ -6,6 +6,18 @@ use drawbridge_domain::{plan, CapacityRequest, Policy};
 use drawbridge_platform::{capacity, policies};
 use sqlx::PgPool;
 
+use drawbridge_platform::statements;
+
+statements! {
+    INSERT_POSTCODE_AREA =
+        "INSERT INTO postcode_areas (postcode, latitude, longitude) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+    REGION_TIMEZONE = "SELECT timezone FROM regions WHERE id = $1";
+    INSERT_CENTRE =
+        "INSERT INTO centres (id, region_id, name, address, postcode, latitude, longitude)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+    FUTURE_PAIRS_AT_CENTRE = "SELECT count(*) FROM slot_pairs WHERE centre_id = $1 AND first_slot_at > now()";
+}
+
 /// The example policy shipped in `deploy/policies/`.
 pub const POLICY: &str = include_str!("../deploy/policies/bw.toml");
 
@@ -91,38 +103,34 @@ pub async fn load(pool: &PgPool) -> Result<DemoSummary, DemoError> {
         ..DemoSummary::default()
     };
     for (postcode, latitude, longitude) in POSTCODES {
-        sqlx::query("INSERT INTO postcode_areas (postcode, latitude, longitude) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        sqlx::query(INSERT_POSTCODE_AREA)
             .bind(postcode)
             .bind(latitude)
             .bind(longitude)
             .execute(&mut *tx)
             .await?;
     }
-    let (timezone,): (String,) = sqlx::query_as("SELECT timezone FROM regions WHERE id = $1")
+    let (timezone,): (String,) = sqlx::query_as(REGION_TIMEZONE)
         .bind(&published.region)
         .fetch_one(&mut *tx)
         .await?;
     for centre in &CENTRES {
-        let created = sqlx::query(
-            "INSERT INTO centres (id, region_id, name, address, postcode, latitude, longitude)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(centre.id)
-        .bind(&published.region)
-        .bind(centre.name)
-        .bind(centre.address)
-        .bind(centre.postcode)
-        .bind(centre.latitude)
-        .bind(centre.longitude)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let created = sqlx::query(INSERT_CENTRE)
+            .bind(centre.id)
+            .bind(&published.region)
+            .bind(centre.name)
+            .bind(centre.address)
+            .bind(centre.postcode)
+            .bind(centre.latitude)
+            .bind(centre.longitude)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         summary.centres += created as usize;
-        let (upcoming,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM slot_pairs WHERE centre_id = $1 AND first_slot_at > now()")
-                .bind(centre.id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let (upcoming,): (i64,) = sqlx::query_as(FUTURE_PAIRS_AT_CENTRE)
+            .bind(centre.id)
+            .fetch_one(&mut *tx)
+            .await?;
         if upcoming == 0 {
             summary.slot_pairs += add_week_of_capacity(&mut tx, &published.policy, centre, &timezone).await?;
         }

@@ -3,3 +3,25 @@
 
 pub mod audit;
 pub mod demo;
+
+/// Every SQL statement of every component, `crate::module::NAME` and its text: the schema test
+/// prepares each one against a freshly migrated database.
+pub fn all_statements() -> Vec<(String, &'static str)> {
+    let crates = [
+        ("platform", drawbridge_platform::all_statements()),
+        ("gateway", drawbridge_gateway::store::all_statements()),
+        ("allocator", drawbridge_allocator::all_statements()),
+        (
+            "drawbridge",
+            drawbridge_platform::list_statements(&[("audit", audit::STATEMENTS), ("demo", demo::STATEMENTS)]),
+        ),
+    ];
+    crates
+        .into_iter()
+        .flat_map(|(name, statements)| {
+            statements
+                .into_iter()
+                .map(move |(statement, sql)| (format!("{name}::{statement}"), sql))
+        })
+        .collect()
+}

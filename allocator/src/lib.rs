@@ -36,6 +36,60 @@ use drawbridge_platform::{policies, postgres, Settings, StartupError};
 use crate::metrics::Metrics;
 use crate::record::{Notices, RecordError};
 
+use drawbridge_platform::statements;
+
+/// Every SQL statement of the allocator, for the schema check.
+pub fn all_statements() -> Vec<(String, &'static str)> {
+    drawbridge_platform::list_statements(&[
+        ("allocator", STATEMENTS),
+        ("pool", pool::STATEMENTS),
+        ("record", record::STATEMENTS),
+    ])
+}
+
+statements! {
+    /// The region's free pairs, and whether anyone waits.
+    DRAWABLE = concat!(
+        "SELECT (SELECT count(*) FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
+                 WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > now()),
+                EXISTS (SELECT 1 FROM registrants r WHERE ",
+        pool::waiting_registrants!(),
+        ")"
+    );
+    REGIONS = "SELECT id, timezone FROM regions WHERE $1::text IS NULL OR id = $1 ORDER BY id";
+    TRY_TICK_LOCK = "SELECT pg_try_advisory_xact_lock($1, hashtext($2))";
+    FAIL_UNFINISHED_DRAWS = "UPDATE draws SET state = 'failed' WHERE region_id = $1 AND state = 'committed'";
+    START_DRAW =
+        "INSERT INTO draws (id, region_id, policy_version, state, seed_commitment, beacon_round, beacon_randomness)
+         VALUES ($1, $2, $3, 'committed', $4, $5, $6)";
+    COMPLETE_DRAW =
+        "UPDATE draws SET state = 'completed', seed = $2, inputs_digest = $3, outputs_digest = $4,
+                          manifest = $5, completed_at = clock_timestamp()
+         WHERE id = $1";
+    EXPIRE_OFFERS =
+        "WITH lapsed AS (
+             UPDATE offers o SET state = 'expired', answered_at = now()
+             FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
+             WHERE o.slot_pair_id = p.id AND c.region_id = $1 AND o.state = 'pending' AND o.expires_at <= now()
+             RETURNING o.id, o.slot_pair_id)
+         UPDATE slot_pairs p SET state = 'open', offer_id = NULL
+         FROM lapsed WHERE p.id = lapsed.slot_pair_id AND p.offer_id = lapsed.id";
+    REMIND_EXPIRING =
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         SELECT gen_random_uuid(), 'offer_expiring', o.id, m.channel, to_whom.recipient, r.language,
+                m.payload || '{\"kind\": \"offer_expiring\"}'
+         FROM offers o
+         JOIN slot_pairs p ON p.id = o.slot_pair_id
+         JOIN centres c ON c.id = p.centre_id
+         JOIN registrants r ON r.id = o.registrant_id
+         JOIN outbox m ON m.kind = 'offer' AND m.subject_id = o.id
+         CROSS JOIN LATERAL (SELECT CASE m.channel WHEN 'sms' THEN r.phone ELSE r.email END AS recipient) to_whom
+         WHERE c.region_id = $1 AND o.state = 'pending' AND to_whom.recipient IS NOT NULL
+           AND o.expires_at > now() AND o.expires_at <= now() + make_interval(mins => $2)
+           AND o.expires_at - o.offered_at > make_interval(mins => $2)
+         ON CONFLICT (kind, subject_id, channel) DO NOTHING";
+}
+
 /// Namespace of the allocator's advisory locks (the first of the two-key form).
 pub const LOCK_CLASS: i32 = 0x0d8a_0001;
 
@@ -207,11 +261,7 @@ impl Allocator {
         only: Option<&str>,
         beacon: Option<&BeaconValue>,
     ) -> Result<Vec<RegionTick>, TickError> {
-        let regions: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, timezone FROM regions WHERE $1::text IS NULL OR id = $1 ORDER BY id")
-                .bind(only)
-                .fetch_all(&self.pool)
-                .await?;
+        let regions: Vec<(String, String)> = sqlx::query_as(REGIONS).bind(only).fetch_all(&self.pool).await?;
         let mut ticks = Vec::with_capacity(regions.len());
         for (region, timezone) in regions {
             let timezone: Tz = timezone.parse().map_err(|_| TickError::TimeZone {
@@ -235,7 +285,7 @@ impl Allocator {
     ) -> Result<RegionTick, TickError> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let (ticked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1, hashtext($2))")
+        let (ticked,): (bool,) = sqlx::query_as(TRY_TICK_LOCK)
             .bind(LOCK_CLASS)
             .bind(region)
             .fetch_one(&mut *tx)
@@ -254,21 +304,14 @@ impl Allocator {
         }
         tick.expired = expire_offers(&mut tx, region).await?;
         // A draw left `committed` died before completing; under the lock nobody else is drawing.
-        sqlx::query("UPDATE draws SET state = 'failed' WHERE region_id = $1 AND state = 'committed'")
+        sqlx::query(FAIL_UNFINISHED_DRAWS)
             .bind(region)
             .execute(&mut *tx)
             .await?;
         // Whether there is anything to draw says nothing about who would win, so it may be
         // looked at before the seed is committed.
-        let (free_pairs, anyone_waiting): (i64, bool) = sqlx::query_as(&format!(
-            "SELECT (SELECT count(*) FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
-                     WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > now()),
-                    EXISTS (SELECT 1 FROM registrants r WHERE {})",
-            pool::WAITING
-        ))
-        .bind(region)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (free_pairs, anyone_waiting): (i64, bool) =
+            sqlx::query_as(DRAWABLE).bind(region).fetch_one(&mut *tx).await?;
         tick.free_pairs = free_pairs;
         let policy = policies::current(&mut tx, region).await?;
         if let Some(policy) = &policy {
@@ -283,18 +326,15 @@ impl Allocator {
         let seed = beacon.map_or_else(Seed::generate, |b| Seed::from_beacon(&b.randomness));
         let draw_id = Uuid::new_v4();
         // The commitment is committed on its own before any input is read.
-        sqlx::query(
-            "INSERT INTO draws (id, region_id, policy_version, state, seed_commitment, beacon_round, beacon_randomness)
-             VALUES ($1, $2, $3, 'committed', $4, $5, $6)",
-        )
-        .bind(draw_id)
-        .bind(region)
-        .bind(policy.version as i32)
-        .bind(seed.commitment().as_slice())
-        .bind(beacon.map(|b| b.round as i64))
-        .bind(beacon.map(|b| b.randomness.as_slice()))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(START_DRAW)
+            .bind(draw_id)
+            .bind(region)
+            .bind(policy.version as i32)
+            .bind(seed.commitment().as_slice())
+            .bind(beacon.map(|b| b.round as i64))
+            .bind(beacon.map(|b| b.randomness.as_slice()))
+            .execute(&self.pool)
+            .await?;
         // Postgres keeps microseconds; the draw must see the time exactly as it is stored.
         let now = Utc::now();
         let drawn_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
@@ -352,18 +392,14 @@ impl Allocator {
             unmatched,
             duration_ms: started.elapsed().as_millis() as u64,
         };
-        sqlx::query(
-            "UPDATE draws SET state = 'completed', seed = $2, inputs_digest = $3, outputs_digest = $4,
-                              manifest = $5, completed_at = clock_timestamp()
-             WHERE id = $1",
-        )
-        .bind(draw_id)
-        .bind(seed.as_bytes().as_slice())
-        .bind(inputs_digest.as_slice())
-        .bind(outcome.digest().as_slice())
-        .bind(sqlx::types::Json(&figures))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(COMPLETE_DRAW)
+            .bind(draw_id)
+            .bind(seed.as_bytes().as_slice())
+            .bind(inputs_digest.as_slice())
+            .bind(outcome.digest().as_slice())
+            .bind(sqlx::types::Json(&figures))
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         phases.mark_now("commit");
         self.metrics.record(region, &figures, started.elapsed());
@@ -404,19 +440,11 @@ impl Phases {
 /// Lapses the region's pending offers whose time is up and frees their pairs; the registrants
 /// are back in the pool for this very draw.
 async fn expire_offers(connection: &mut PgConnection, region: &str) -> Result<u64, sqlx::Error> {
-    let expired = sqlx::query(
-        "WITH lapsed AS (
-             UPDATE offers o SET state = 'expired', answered_at = now()
-             FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
-             WHERE o.slot_pair_id = p.id AND c.region_id = $1 AND o.state = 'pending' AND o.expires_at <= now()
-             RETURNING o.id, o.slot_pair_id)
-         UPDATE slot_pairs p SET state = 'open', offer_id = NULL
-         FROM lapsed WHERE p.id = lapsed.slot_pair_id AND p.offer_id = lapsed.id",
-    )
-    .bind(region)
-    .execute(connection)
-    .await?
-    .rows_affected();
+    let expired = sqlx::query(EXPIRE_OFFERS)
+        .bind(region)
+        .execute(connection)
+        .await?
+        .rows_affected();
     Ok(expired)
 }
 
@@ -432,26 +460,12 @@ async fn remind_expiring(
     if minutes == 0 {
         return Ok(0);
     }
-    let reminded = sqlx::query(
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT gen_random_uuid(), 'offer_expiring', o.id, m.channel, to_whom.recipient, r.language,
-                m.payload || '{\"kind\": \"offer_expiring\"}'
-         FROM offers o
-         JOIN slot_pairs p ON p.id = o.slot_pair_id
-         JOIN centres c ON c.id = p.centre_id
-         JOIN registrants r ON r.id = o.registrant_id
-         JOIN outbox m ON m.kind = 'offer' AND m.subject_id = o.id
-         CROSS JOIN LATERAL (SELECT CASE m.channel WHEN 'sms' THEN r.phone ELSE r.email END AS recipient) to_whom
-         WHERE c.region_id = $1 AND o.state = 'pending' AND to_whom.recipient IS NOT NULL
-           AND o.expires_at > now() AND o.expires_at <= now() + make_interval(mins => $2)
-           AND o.expires_at - o.offered_at > make_interval(mins => $2)
-         ON CONFLICT (kind, subject_id, channel) DO NOTHING",
-    )
-    .bind(region)
-    .bind(minutes as i32)
-    .execute(connection)
-    .await?
-    .rows_affected();
+    let reminded = sqlx::query(REMIND_EXPIRING)
+        .bind(region)
+        .bind(minutes as i32)
+        .execute(connection)
+        .await?
+        .rows_affected();
     Ok(reminded)
 }
 

@@ -13,6 +13,8 @@ use futures_util::TryStreamExt;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use drawbridge_platform::statements;
+
 /// A region's inputs for one draw, and what is needed to act on its outcome.
 pub struct RegionPool {
     pub input: DrawInput,
@@ -24,10 +26,35 @@ pub struct RegionPool {
 }
 
 /// Who is waiting in region `$1`: registrants `r` who are active and hold neither a pending
-/// offer nor a live booking.
-pub(crate) const WAITING: &str = "r.region_id = $1 AND r.status = 'active'
-    AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
-    AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id AND b.state <> 'cancelled')";
+/// offer nor a live booking. A macro, so that the statements using it stay whole literals.
+macro_rules! waiting_registrants {
+    () => {
+        "r.region_id = $1 AND r.status = 'active'
+         AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.registrant_id = r.id AND o.state = 'pending')
+         AND NOT EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = r.id AND b.state <> 'cancelled')"
+    };
+}
+pub(crate) use waiting_registrants;
+
+statements! {
+    /// The waiting registrants of region `$1`, with what the draw needs of each. Declines count
+    /// offers declined or left to expire: both leave a pair unused for a while.
+    WAITING = concat!(
+        "SELECT r.id, r.priority_group, r.birth_year, r.postcode, r.accepted_vaccines, r.max_distance_km,
+                    r.verified_at, coalesce(d.declines, 0) AS declines, r.ahead_since IS NOT NULL AS ahead
+             FROM registrants r
+             LEFT JOIN (SELECT registrant_id, count(*) AS declines FROM offers
+                        WHERE state IN ('declined', 'expired') GROUP BY registrant_id) d ON d.registrant_id = r.id
+         WHERE ",
+        waiting_registrants!()
+    );
+    FREE_PAIRS =
+        "SELECT p.id, p.centre_id, p.vaccine, p.first_slot_at, p.second_slot_at
+         FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
+         WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > $2";
+    CENTRES = "SELECT id, latitude, longitude FROM centres WHERE region_id = $1 ORDER BY id";
+    POSTCODE_AREAS = "SELECT postcode, latitude, longitude FROM postcode_areas";
+}
 
 #[derive(sqlx::FromRow)]
 struct PairRow {
@@ -61,40 +88,27 @@ pub async fn load(
     drawn_at: DateTime<Utc>,
     hash_key: &[u8],
 ) -> Result<RegionPool, sqlx::Error> {
-    let pairs: Vec<FreePair> = sqlx::query_as::<_, PairRow>(
-        "SELECT p.id, p.centre_id, p.vaccine, p.first_slot_at, p.second_slot_at
-         FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
-         WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > $2",
-    )
-    .bind(region)
-    .bind(drawn_at)
-    .fetch_all(&mut *connection)
-    .await?
-    .into_iter()
-    .map(|row| FreePair {
-        id: row.id,
-        centre: row.centre_id,
-        vaccine: row.vaccine,
-        first_at: row.first_slot_at,
-        second_at: row.second_slot_at,
-    })
-    .collect();
+    let pairs: Vec<FreePair> = sqlx::query_as::<_, PairRow>(FREE_PAIRS)
+        .bind(region)
+        .bind(drawn_at)
+        .fetch_all(&mut *connection)
+        .await?
+        .into_iter()
+        .map(|row| FreePair {
+            id: row.id,
+            centre: row.centre_id,
+            vaccine: row.vaccine,
+            first_at: row.first_slot_at,
+            second_at: row.second_slot_at,
+        })
+        .collect();
     let map = Map::load(connection, region).await?;
     let today = drawn_at.with_timezone(&timezone).date_naive();
     let mut reach = HashMap::new();
     let mut registrants = HashMap::new();
     let mut candidates = Vec::new();
     let mut ineligible = 0;
-    // Declines count offers declined or left to expire: both leave a pair unused for a while.
-    let query = format!(
-        "SELECT r.id, r.priority_group, r.birth_year, r.postcode, r.accepted_vaccines, r.max_distance_km,
-                r.verified_at, coalesce(d.declines, 0) AS declines, r.ahead_since IS NOT NULL AS ahead
-         FROM registrants r
-         LEFT JOIN (SELECT registrant_id, count(*) AS declines FROM offers
-                    WHERE state IN ('declined', 'expired') GROUP BY registrant_id) d ON d.registrant_id = r.id
-         WHERE {WAITING}"
-    );
-    let mut rows = sqlx::query_as::<_, WaitingRow>(&query)
+    let mut rows = sqlx::query_as::<_, WaitingRow>(WAITING)
         .bind(region)
         .fetch(&mut *connection);
     while let Some(row) = rows.try_next().await? {
@@ -144,15 +158,12 @@ struct Map {
 
 impl Map {
     async fn load(connection: &mut PgConnection, region: &str) -> Result<Map, sqlx::Error> {
-        let centres: Vec<(String, f64, f64)> =
-            sqlx::query_as("SELECT id, latitude, longitude FROM centres WHERE region_id = $1 ORDER BY id")
-                .bind(region)
-                .fetch_all(&mut *connection)
-                .await?;
+        let centres: Vec<(String, f64, f64)> = sqlx::query_as(CENTRES)
+            .bind(region)
+            .fetch_all(&mut *connection)
+            .await?;
         let areas: Vec<(String, f64, f64)> =
-            sqlx::query_as("SELECT postcode, latitude, longitude FROM postcode_areas")
-                .fetch_all(&mut *connection)
-                .await?;
+            sqlx::query_as(POSTCODE_AREAS).fetch_all(&mut *connection).await?;
         let place = |latitude, longitude| Place { latitude, longitude };
         Ok(Map {
             centres: centres

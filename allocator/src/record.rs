@@ -14,6 +14,33 @@ use uuid::Uuid;
 
 use crate::pool::RegionPool;
 
+use drawbridge_platform::statements;
+
+statements! {
+    INSERT_PROFILES =
+        "INSERT INTO draw_profiles (draw_id, profile, vaccines, centres)
+         SELECT $1, n, string_to_array(v, ','), string_to_array(c, ',')
+         FROM UNNEST($2::int[], $3::text[], $4::text[]) AS p(n, v, c)";
+    INSERT_PAIRS =
+        "INSERT INTO draw_pairs (draw_id, slot_pair_id, centre_id, vaccine, first_slot_at, second_slot_at, unmatched_reason)
+         SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[])";
+    INSERT_MATCHES =
+        "INSERT INTO draw_matches (draw_id, position, pseudonym, slot_pair_id, expires_at, reserve)
+         SELECT $1, * FROM UNNEST($2::int[], $3::bytea[], $4::uuid[], $5::timestamptz[], $6::smallint[])";
+    CONTACTS = "SELECT id, phone, email, language FROM registrants WHERE id = ANY($1) AND status = 'active'";
+    INSERT_OFFERS =
+        "INSERT INTO offers (id, draw_id, slot_pair_id, registrant_id, state, offered_at, expires_at)
+         SELECT m.id, $1, m.pair, m.registrant, 'pending', $2, m.expires_at
+         FROM UNNEST($3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[]) AS m(id, pair, registrant, expires_at)";
+    HOLD_PAIRS =
+        "UPDATE slot_pairs p SET state = 'offered', offer_id = m.offer
+         FROM UNNEST($1::uuid[], $2::uuid[]) AS m(pair, offer)
+         WHERE p.id = m.pair AND p.state = 'open'";
+    CLEAR_AHEAD = "UPDATE registrants SET ahead_since = NULL WHERE id = ANY($1)";
+    CENTRE_PLACES =
+        "SELECT id, name, address FROM centres WHERE region_id = (SELECT region_id FROM draws WHERE id = $1)";
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// Something changed under the draw (a centre cancelled a pair, a registrant withdrew);
@@ -53,27 +80,23 @@ pub async fn candidates(
     }
     let mut by_number: Vec<(&Profile<'_>, &i32)> = profiles.iter().collect();
     by_number.sort_unstable_by_key(|(_, n)| **n);
-    sqlx::query(
-        "INSERT INTO draw_profiles (draw_id, profile, vaccines, centres)
-         SELECT $1, n, string_to_array(v, ','), string_to_array(c, ',')
-         FROM UNNEST($2::int[], $3::text[], $4::text[]) AS p(n, v, c)",
-    )
-    .bind(draw)
-    .bind(by_number.iter().map(|(_, n)| **n).collect::<Vec<_>>())
-    .bind(
-        by_number
-            .iter()
-            .map(|((v, _), _)| v.join(","))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        by_number
-            .iter()
-            .map(|((_, c), _)| c.join(","))
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *connection)
-    .await?;
+    sqlx::query(INSERT_PROFILES)
+        .bind(draw)
+        .bind(by_number.iter().map(|(_, n)| **n).collect::<Vec<_>>())
+        .bind(
+            by_number
+                .iter()
+                .map(|((v, _), _)| v.join(","))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            by_number
+                .iter()
+                .map(|((_, c), _)| c.join(","))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *connection)
+        .await?;
     let mut copy = CopyRows::start(
         connection,
         "COPY draw_candidates (draw_id, pseudonym, group_id, age_band, waited_weeks, declines, profile,
@@ -113,42 +136,41 @@ pub async fn decisions(
         .map(|u| (u.pair, u.reason.as_str()))
         .collect();
     let pairs = &pool.input.pairs;
-    sqlx::query(
-        "INSERT INTO draw_pairs (draw_id, slot_pair_id, centre_id, vaccine, first_slot_at, second_slot_at, unmatched_reason)
-         SELECT $1, * FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[])",
-    )
-    .bind(draw)
-    .bind(pairs.iter().map(|p| p.id).collect::<Vec<_>>())
-    .bind(pairs.iter().map(|p| p.centre.as_str()).collect::<Vec<_>>())
-    .bind(pairs.iter().map(|p| p.vaccine.as_str()).collect::<Vec<_>>())
-    .bind(pairs.iter().map(|p| p.first_at).collect::<Vec<_>>())
-    .bind(pairs.iter().map(|p| p.second_at).collect::<Vec<_>>())
-    .bind(pairs.iter().map(|p| reasons.get(&p.id).copied()).collect::<Vec<_>>())
-    .execute(&mut *connection)
-    .await?;
+    sqlx::query(INSERT_PAIRS)
+        .bind(draw)
+        .bind(pairs.iter().map(|p| p.id).collect::<Vec<_>>())
+        .bind(pairs.iter().map(|p| p.centre.as_str()).collect::<Vec<_>>())
+        .bind(pairs.iter().map(|p| p.vaccine.as_str()).collect::<Vec<_>>())
+        .bind(pairs.iter().map(|p| p.first_at).collect::<Vec<_>>())
+        .bind(pairs.iter().map(|p| p.second_at).collect::<Vec<_>>())
+        .bind(
+            pairs
+                .iter()
+                .map(|p| reasons.get(&p.id).copied())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *connection)
+        .await?;
     let matches = &outcome.matches;
-    sqlx::query(
-        "INSERT INTO draw_matches (draw_id, position, pseudonym, slot_pair_id, expires_at, reserve)
-         SELECT $1, * FROM UNNEST($2::int[], $3::bytea[], $4::uuid[], $5::timestamptz[], $6::smallint[])",
-    )
-    .bind(draw)
-    .bind((1..=matches.len() as i32).collect::<Vec<_>>())
-    .bind(
-        matches
-            .iter()
-            .map(|m| m.pseudonym.as_bytes().to_vec())
-            .collect::<Vec<_>>(),
-    )
-    .bind(matches.iter().map(|m| m.pair).collect::<Vec<_>>())
-    .bind(matches.iter().map(|m| m.expires_at).collect::<Vec<_>>())
-    .bind(
-        matches
-            .iter()
-            .map(|m| m.reserve.map(|r| r as i16))
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *connection)
-    .await?;
+    sqlx::query(INSERT_MATCHES)
+        .bind(draw)
+        .bind((1..=matches.len() as i32).collect::<Vec<_>>())
+        .bind(
+            matches
+                .iter()
+                .map(|m| m.pseudonym.as_bytes().to_vec())
+                .collect::<Vec<_>>(),
+        )
+        .bind(matches.iter().map(|m| m.pair).collect::<Vec<_>>())
+        .bind(matches.iter().map(|m| m.expires_at).collect::<Vec<_>>())
+        .bind(
+            matches
+                .iter()
+                .map(|m| m.reserve.map(|r| r as i16))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *connection)
+        .await?;
     Ok(())
 }
 
@@ -177,12 +199,10 @@ pub async fn offers(
     let registrants: Vec<Uuid> = matches.iter().map(|m| pool.registrants[&m.pseudonym]).collect();
     // Only registrants still active get an offer; anyone who withdrew since the pool was read
     // makes the counts differ and the draw is retried.
-    let contacts: Vec<Contact> = sqlx::query_as(
-        "SELECT id, phone, email, language FROM registrants WHERE id = ANY($1) AND status = 'active'",
-    )
-    .bind(&registrants)
-    .fetch_all(&mut *connection)
-    .await?;
+    let contacts: Vec<Contact> = sqlx::query_as(CONTACTS)
+        .bind(&registrants)
+        .fetch_all(&mut *connection)
+        .await?;
     if contacts.len() != matches.len() {
         return Err(RecordError::Changed(format!(
             "{} of {} matched registrants are no longer active",
@@ -192,29 +212,21 @@ pub async fn offers(
     }
     let offer_ids: Vec<Uuid> = matches.iter().map(|_| Uuid::new_v4()).collect();
     let pair_ids: Vec<Uuid> = matches.iter().map(|m| m.pair).collect();
-    sqlx::query(
-        "INSERT INTO offers (id, draw_id, slot_pair_id, registrant_id, state, offered_at, expires_at)
-         SELECT m.id, $1, m.pair, m.registrant, 'pending', $2, m.expires_at
-         FROM UNNEST($3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[]) AS m(id, pair, registrant, expires_at)",
-    )
-    .bind(draw)
-    .bind(pool.input.drawn_at)
-    .bind(&offer_ids)
-    .bind(&pair_ids)
-    .bind(&registrants)
-    .bind(matches.iter().map(|m| m.expires_at).collect::<Vec<_>>())
-    .execute(&mut *connection)
-    .await?;
-    let held = sqlx::query(
-        "UPDATE slot_pairs p SET state = 'offered', offer_id = m.offer
-         FROM UNNEST($1::uuid[], $2::uuid[]) AS m(pair, offer)
-         WHERE p.id = m.pair AND p.state = 'open'",
-    )
-    .bind(&pair_ids)
-    .bind(&offer_ids)
-    .execute(&mut *connection)
-    .await?
-    .rows_affected();
+    sqlx::query(INSERT_OFFERS)
+        .bind(draw)
+        .bind(pool.input.drawn_at)
+        .bind(&offer_ids)
+        .bind(&pair_ids)
+        .bind(&registrants)
+        .bind(matches.iter().map(|m| m.expires_at).collect::<Vec<_>>())
+        .execute(&mut *connection)
+        .await?;
+    let held = sqlx::query(HOLD_PAIRS)
+        .bind(&pair_ids)
+        .bind(&offer_ids)
+        .execute(&mut *connection)
+        .await?
+        .rows_affected();
     if held as usize != matches.len() {
         return Err(RecordError::Changed(format!(
             "{} of {} drawn pairs are no longer open",
@@ -236,20 +248,19 @@ pub async fn offers(
         .map(|m| pool.registrants[&m.pseudonym])
         .collect();
     if !served_ahead.is_empty() {
-        sqlx::query("UPDATE registrants SET ahead_since = NULL WHERE id = ANY($1)")
+        sqlx::query(CLEAR_AHEAD)
             .bind(&served_ahead)
             .execute(&mut *connection)
             .await?;
     }
-    let centres: HashMap<String, (String, String)> = sqlx::query_as::<_, (String, String, String)>(
-        "SELECT id, name, address FROM centres WHERE region_id = (SELECT region_id FROM draws WHERE id = $1)",
-    )
-    .bind(draw)
-    .fetch_all(&mut *connection)
-    .await?
-    .into_iter()
-    .map(|(id, name, address)| (id, (name, address)))
-    .collect();
+    let centres: HashMap<String, (String, String)> =
+        sqlx::query_as::<_, (String, String, String)>(CENTRE_PLACES)
+            .bind(draw)
+            .fetch_all(&mut *connection)
+            .await?
+            .into_iter()
+            .map(|(id, name, address)| (id, (name, address)))
+            .collect();
     let pairs: HashMap<Uuid, &FreePair> = pool.input.pairs.iter().map(|p| (p.id, p)).collect();
     let contacts: HashMap<Uuid, Contact> = contacts.into_iter().map(|c| (c.id, c)).collect();
     let base = notices.public_url.trim_end_matches('/');

@@ -7,6 +7,15 @@ use drawbridge_domain::PlannedPair;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::statements;
+
+statements! {
+    INSERT_SLOT_PAIRS =
+        "INSERT INTO slot_pairs (id, centre_id, vaccine, first_slot_at, second_slot_at, batch_id)
+         SELECT id, $2, $3, first_at, second_at, $6
+         FROM UNNEST($1::uuid[], $4::timestamptz[], $5::timestamptz[]) AS t(id, first_at, second_at)";
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CapacityStoreError {
     #[error("unknown time zone {0:?}")]
@@ -48,19 +57,15 @@ pub async fn insert_pairs(
         .iter()
         .map(|p| p.second.map(|s| instant(tz, s)).transpose())
         .collect::<Result<Vec<_>, _>>()?;
-    sqlx::query(
-        "INSERT INTO slot_pairs (id, centre_id, vaccine, first_slot_at, second_slot_at, batch_id)
-         SELECT id, $2, $3, first_at, second_at, $6
-         FROM UNNEST($1::uuid[], $4::timestamptz[], $5::timestamptz[]) AS t(id, first_at, second_at)",
-    )
-    .bind(&ids)
-    .bind(centre_id)
-    .bind(vaccine)
-    .bind(&firsts)
-    .bind(&seconds)
-    .bind(batch)
-    .execute(connection)
-    .await?;
+    sqlx::query(INSERT_SLOT_PAIRS)
+        .bind(&ids)
+        .bind(centre_id)
+        .bind(vaccine)
+        .bind(&firsts)
+        .bind(&seconds)
+        .bind(batch)
+        .execute(connection)
+        .await?;
     Ok(ids)
 }
 

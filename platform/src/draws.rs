@@ -11,14 +11,55 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::statements;
+use crate::states::DrawState;
+
+/// The columns of a [`DrawSummary`], for the statements that list draws.
+macro_rules! summary {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, region_id AS region, policy_version, state,
+                    encode(seed_commitment, 'hex') AS seed_commitment, encode(seed, 'hex') AS seed,
+                    beacon_round, encode(inputs_digest, 'hex') AS inputs_digest,
+                    encode(outputs_digest, 'hex') AS outputs_digest, manifest AS figures, started_at,
+                    completed_at
+             FROM draws ",
+            $where
+        )
+    };
+}
+
+statements! {
+    /// The newest draws first, optionally of one region (`$1`), at most `$2`.
+    NEWEST = summary!("WHERE $1::text IS NULL OR region_id = $1 ORDER BY started_at DESC, id LIMIT $2");
+    SUMMARY = summary!("WHERE id = $1");
+    MANIFEST_HEADER =
+        "SELECT d.region_id, d.policy_version, d.state, d.seed_commitment, d.seed, d.beacon_round,
+                d.beacon_randomness, d.inputs_digest, d.outputs_digest, d.completed_at,
+                d.manifest->>'drawn_at' AS drawn_at, p.document, p.digest
+         FROM draws d JOIN policies p ON p.region_id = d.region_id AND p.version = d.policy_version
+         WHERE d.id = $1";
+    MANIFEST_PAIRS =
+        "SELECT slot_pair_id, centre_id, vaccine, first_slot_at, second_slot_at, unmatched_reason
+         FROM draw_pairs WHERE draw_id = $1 ORDER BY slot_pair_id";
+    MANIFEST_CANDIDATES =
+        "SELECT c.pseudonym, c.group_id, c.age_band, c.waited_weeks, c.declines, p.vaccines, p.centres,
+                c.lottery_key, c.ahead
+         FROM draw_candidates c JOIN draw_profiles p ON p.draw_id = c.draw_id AND p.profile = c.profile
+         WHERE c.draw_id = $1 ORDER BY c.pseudonym";
+    MANIFEST_MATCHES =
+        "SELECT pseudonym, slot_pair_id, expires_at, reserve FROM draw_matches
+         WHERE draw_id = $1 ORDER BY position";
+}
+
 /// One draw as listed: its commitments, and once completed its seed, digests and figures.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DrawSummary {
     pub id: Uuid,
     pub region: String,
     pub policy_version: i32,
-    /// `committed` (running, or died before completing), `completed` or `failed`.
-    pub state: String,
+    /// Committed while running (or if it died before completing), then completed or failed.
+    pub state: DrawState,
     pub seed_commitment: String,
     pub seed: Option<String>,
     pub beacon_round: Option<i64>,
@@ -30,28 +71,17 @@ pub struct DrawSummary {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-const SUMMARY: &str = "SELECT id, region_id AS region, policy_version, state,
-        encode(seed_commitment, 'hex') AS seed_commitment, encode(seed, 'hex') AS seed, beacon_round,
-        encode(inputs_digest, 'hex') AS inputs_digest, encode(outputs_digest, 'hex') AS outputs_digest,
-        manifest AS figures, started_at, completed_at
-    FROM draws";
-
 /// The newest draws first, optionally of one region, at most `limit`.
 pub async fn list(pool: &PgPool, region: Option<&str>, limit: i64) -> Result<Vec<DrawSummary>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{SUMMARY} WHERE $1::text IS NULL OR region_id = $1 ORDER BY started_at DESC, id LIMIT $2"
-    ))
-    .bind(region)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(NEWEST)
+        .bind(region)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
 
 pub async fn summary(pool: &PgPool, id: Uuid) -> Result<Option<DrawSummary>, sqlx::Error> {
-    sqlx::query_as(&format!("{SUMMARY} WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(SUMMARY).bind(id).fetch_optional(pool).await
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +98,7 @@ pub enum ManifestError {
 struct Header {
     region_id: String,
     policy_version: i32,
-    state: String,
+    state: DrawState,
     seed_commitment: Vec<u8>,
     seed: Option<Vec<u8>>,
     beacon_round: Option<i64>,
@@ -114,16 +144,10 @@ struct MatchRow {
 
 /// The full, pseudonymised manifest of a completed draw, or `None` for an unknown id.
 pub async fn manifest(pool: &PgPool, id: Uuid) -> Result<Option<Manifest>, ManifestError> {
-    let header: Option<Header> = sqlx::query_as(
-        "SELECT d.region_id, d.policy_version, d.state, d.seed_commitment, d.seed, d.beacon_round,
-                d.beacon_randomness, d.inputs_digest, d.outputs_digest, d.completed_at,
-                d.manifest->>'drawn_at' AS drawn_at, p.document, p.digest
-         FROM draws d JOIN policies p ON p.region_id = d.region_id AND p.version = d.policy_version
-         WHERE d.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    let header: Option<Header> = sqlx::query_as(MANIFEST_HEADER)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     let Some(header) = header else {
         return Ok(None);
     };
@@ -139,7 +163,7 @@ pub async fn manifest(pool: &PgPool, id: Uuid) -> Result<Option<Manifest>, Manif
     ) else {
         return Err(ManifestError::NotCompleted(id));
     };
-    if header.state != "completed" {
+    if header.state != DrawState::Completed {
         return Err(ManifestError::NotCompleted(id));
     }
     let drawn_at: DateTime<Utc> = header
@@ -147,29 +171,12 @@ pub async fn manifest(pool: &PgPool, id: Uuid) -> Result<Option<Manifest>, Manif
         .as_deref()
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| damaged("no drawing time"))?;
-    let pair_rows: Vec<PairRow> = sqlx::query_as(
-        "SELECT slot_pair_id, centre_id, vaccine, first_slot_at, second_slot_at, unmatched_reason
-         FROM draw_pairs WHERE draw_id = $1 ORDER BY slot_pair_id",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    let candidate_rows: Vec<CandidateRow> = sqlx::query_as(
-        "SELECT c.pseudonym, c.group_id, c.age_band, c.waited_weeks, c.declines, p.vaccines, p.centres,
-                c.lottery_key, c.ahead
-         FROM draw_candidates c JOIN draw_profiles p ON p.draw_id = c.draw_id AND p.profile = c.profile
-         WHERE c.draw_id = $1 ORDER BY c.pseudonym",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
-    let match_rows: Vec<MatchRow> = sqlx::query_as(
-        "SELECT pseudonym, slot_pair_id, expires_at, reserve FROM draw_matches
-         WHERE draw_id = $1 ORDER BY position",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await?;
+    let pair_rows: Vec<PairRow> = sqlx::query_as(MANIFEST_PAIRS).bind(id).fetch_all(pool).await?;
+    let candidate_rows: Vec<CandidateRow> = sqlx::query_as(MANIFEST_CANDIDATES)
+        .bind(id)
+        .fetch_all(pool)
+        .await?;
+    let match_rows: Vec<MatchRow> = sqlx::query_as(MANIFEST_MATCHES).bind(id).fetch_all(pool).await?;
     let pseudonym = |bytes: Vec<u8>| -> Result<Pseudonym, ManifestError> {
         Ok(Pseudonym::from_bytes(
             bytes

@@ -40,3 +40,41 @@ pub enum StartupError {
         error: std::io::Error,
     },
 }
+
+/// Declares a module's SQL statements as constants, each whole and static, and lists them in
+/// `STATEMENTS` so that a test prepares every one against the migrated schema: a renamed column
+/// fails CI, not production.
+#[macro_export]
+macro_rules! statements {
+    ($($(#[$doc:meta])* $name:ident = $sql:expr;)*) => {
+        $($(#[$doc])* pub(crate) const $name: &str = $sql;)*
+
+        /// Every statement of this module, by name, for the schema check.
+        pub const STATEMENTS: &[(&str, &str)] = &[$((stringify!($name), $name),)*];
+    };
+}
+
+/// The statements of several modules as `module::NAME` and text: what a crate hands to the
+/// schema check.
+pub fn list_statements(modules: &[(&str, &[(&str, &'static str)])]) -> Vec<(String, &'static str)> {
+    modules
+        .iter()
+        .flat_map(|(module, statements)| {
+            statements
+                .iter()
+                .map(move |(name, sql)| (format!("{module}::{name}"), *sql))
+        })
+        .collect()
+}
+
+/// Every SQL statement of the platform, for the schema check.
+pub fn all_statements() -> Vec<(String, &'static str)> {
+    list_statements(&[
+        ("capacity", capacity::STATEMENTS),
+        ("draws", draws::STATEMENTS),
+        ("outbox", outbox::STATEMENTS),
+        ("policies", policies::STATEMENTS),
+        ("postgres", postgres::STATEMENTS),
+        ("staff", staff::STATEMENTS),
+    ])
+}

@@ -12,6 +12,14 @@ use uuid::Uuid;
 
 use crate::copy::{self, CopyRows};
 
+use crate::statements;
+
+statements! {
+    ENQUEUE =
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
@@ -133,22 +141,8 @@ pub struct Outgoing<'a> {
     pub notification: Notification,
 }
 
-/// SQL for a data-modifying step that queues one notification by SMS and, where the email is
-/// not null, by email, for each row of `source` (with columns `subject`, `phone`, `email` and
-/// `language`); `kind` and `payload` are SQL expressions, usually parameters. It lets a state
-/// change and its messages be one statement, as the outbox requires them to be one transaction.
-pub fn enqueue_sql(source: &str, kind: &str, payload: &str) -> String {
-    format!(
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT gen_random_uuid(), {kind}, s.subject, m.channel, m.recipient, s.language, {payload}
-         FROM {source} s, LATERAL (VALUES ('sms', s.phone), ('email', s.email)) AS m(channel, recipient)
-         WHERE m.recipient IS NOT NULL"
-    )
-}
-
 /// Adds a whole draw's messages with COPY inside the caller's transaction: for batches of many
-/// thousands, where binding arrays of JSON costs more than the insert itself (a state change
-/// with a message or two uses [`enqueue_sql`] in its own statement). Returns the new rows' ids,
+/// thousands, where binding arrays of JSON costs more than the insert itself. Returns the new rows' ids,
 /// in order.
 pub async fn copy_many(
     connection: &mut PgConnection,
@@ -196,18 +190,15 @@ pub async fn enqueue(
     notification: &Notification,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id)
-    .bind(notification.kind())
-    .bind(subject_id)
-    .bind(channel.as_str())
-    .bind(recipient)
-    .bind(language.as_str())
-    .bind(sqlx::types::Json(notification))
-    .execute(connection)
-    .await?;
+    sqlx::query(ENQUEUE)
+        .bind(id)
+        .bind(notification.kind())
+        .bind(subject_id)
+        .bind(channel.as_str())
+        .bind(recipient)
+        .bind(language.as_str())
+        .bind(sqlx::types::Json(notification))
+        .execute(connection)
+        .await?;
     Ok(id)
 }

@@ -8,6 +8,22 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
+use crate::statements;
+
+statements! {
+    CREATE_REGION = "INSERT INTO regions (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+    LOCK_REGION = "SELECT id FROM regions WHERE id = $1 FOR UPDATE";
+    LATEST_VERSION =
+        "SELECT version, digest FROM policies WHERE region_id = $1 ORDER BY version DESC LIMIT 1";
+    INSERT_POLICY = "INSERT INTO policies (region_id, version, document, digest) VALUES ($1, $2, $3, $4)";
+    CURRENT_POLICY =
+        "SELECT region_id, version, document, digest, published_at FROM policies
+         WHERE region_id = $1 ORDER BY version DESC LIMIT 1";
+    ALL_CURRENT_POLICIES =
+        "SELECT DISTINCT ON (region_id) region_id, version, document, digest, published_at
+         FROM policies ORDER BY region_id, version DESC";
+}
+
 /// A policy as published: the parsed rules plus the exact document and its digest.
 #[derive(Debug, Clone, Serialize)]
 pub struct PublishedPolicy {
@@ -38,22 +54,20 @@ pub enum PublishError {
 pub async fn publish(connection: &mut PgConnection, document: &str) -> Result<PublishedPolicy, PublishError> {
     let policy = Policy::from_toml(document).map_err(PublishError::Invalid)?;
     let digest = Sha256::digest(document.as_bytes()).to_vec();
-    sqlx::query("INSERT INTO regions (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+    sqlx::query(CREATE_REGION)
         .bind(&policy.region)
         .bind(&policy.name)
         .execute(&mut *connection)
         .await?;
     // Serialise publications per region so two versions cannot race.
-    sqlx::query("SELECT id FROM regions WHERE id = $1 FOR UPDATE")
+    sqlx::query(LOCK_REGION)
         .bind(&policy.region)
         .execute(&mut *connection)
         .await?;
-    let latest: Option<(i32, Vec<u8>)> = sqlx::query_as(
-        "SELECT version, digest FROM policies WHERE region_id = $1 ORDER BY version DESC LIMIT 1",
-    )
-    .bind(&policy.region)
-    .fetch_optional(&mut *connection)
-    .await?;
+    let latest: Option<(i32, Vec<u8>)> = sqlx::query_as(LATEST_VERSION)
+        .bind(&policy.region)
+        .fetch_optional(&mut *connection)
+        .await?;
     match latest {
         Some((version, stored)) if version as u32 == policy.version && stored == digest => {}
         Some((version, _)) if version as u32 >= policy.version => {
@@ -63,15 +77,13 @@ pub async fn publish(connection: &mut PgConnection, document: &str) -> Result<Pu
             })
         }
         _ => {
-            sqlx::query(
-                "INSERT INTO policies (region_id, version, document, digest) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&policy.region)
-            .bind(policy.version as i32)
-            .bind(document)
-            .bind(&digest)
-            .execute(&mut *connection)
-            .await?;
+            sqlx::query(INSERT_POLICY)
+                .bind(&policy.region)
+                .bind(policy.version as i32)
+                .bind(document)
+                .bind(&digest)
+                .execute(&mut *connection)
+                .await?;
         }
     }
     Ok(current(&mut *connection, &policy.region)
@@ -84,24 +96,16 @@ pub async fn current(
     connection: &mut PgConnection,
     region: &str,
 ) -> Result<Option<PublishedPolicy>, PublishError> {
-    let row: Option<PolicyRow> = sqlx::query_as(
-        "SELECT region_id, version, document, digest, published_at FROM policies
-         WHERE region_id = $1 ORDER BY version DESC LIMIT 1",
-    )
-    .bind(region)
-    .fetch_optional(connection)
-    .await?;
+    let row: Option<PolicyRow> = sqlx::query_as(CURRENT_POLICY)
+        .bind(region)
+        .fetch_optional(connection)
+        .await?;
     row.map(PolicyRow::published).transpose()
 }
 
 /// Every region with its newest policy, for listings, in one query.
 pub async fn all_current(pool: &PgPool) -> Result<Vec<PublishedPolicy>, PublishError> {
-    let rows: Vec<PolicyRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (region_id) region_id, version, document, digest, published_at
-         FROM policies ORDER BY region_id, version DESC",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<PolicyRow> = sqlx::query_as(ALL_CURRENT_POLICIES).fetch_all(pool).await?;
     rows.into_iter().map(PolicyRow::published).collect()
 }
 

@@ -12,6 +12,12 @@ use crate::config::{ConfigError, DatabaseSettings, ExposeSecret};
 use crate::retry::{redact_url, with_backoff};
 use crate::StartupError;
 
+use crate::statements;
+
+statements! {
+    PING = "SELECT 1";
+}
+
 /// A pooled connection idle this long is pinged before it is handed out.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
 
@@ -65,7 +71,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError
 
 /// Readiness probe: one round trip.
 pub async fn ping(pool: &PgPool) -> Result<(), String> {
-    sqlx::query("SELECT 1")
+    sqlx::query(PING)
         .execute(pool)
         .await
         .map(drop)

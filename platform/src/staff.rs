@@ -7,6 +7,15 @@ use drawbridge_domain::Role;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::statements;
+
+statements! {
+    REGION_EXISTS = "SELECT EXISTS (SELECT 1 FROM regions WHERE id = $1)";
+    CENTRE_IN_REGION = "SELECT EXISTS (SELECT 1 FROM centres WHERE id = $1 AND region_id = $2)";
+    INSERT_STAFF =
+        "INSERT INTO staff (id, username, password_hash, role, region_id, centre_id) VALUES ($1, $2, $3, $4, $5, $6)";
+}
+
 /// Shortest password accepted for a staff account.
 pub const MIN_PASSWORD_LEN: usize = 12;
 
@@ -77,7 +86,7 @@ pub async fn add(pool: &PgPool, new: &NewStaff<'_>) -> Result<Uuid, StaffError> 
     if (new.role == Role::CentreStaff) != new.centre.is_some() {
         return Err(StaffError::Centre);
     }
-    let region: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM regions WHERE id = $1)")
+    let region: bool = sqlx::query_scalar(REGION_EXISTS)
         .bind(new.region)
         .fetch_one(pool)
         .await?;
@@ -85,12 +94,11 @@ pub async fn add(pool: &PgPool, new: &NewStaff<'_>) -> Result<Uuid, StaffError> 
         return Err(StaffError::UnknownRegion(new.region.to_owned()));
     }
     if let Some(centre) = new.centre {
-        let known: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM centres WHERE id = $1 AND region_id = $2)")
-                .bind(centre)
-                .bind(new.region)
-                .fetch_one(pool)
-                .await?;
+        let known: bool = sqlx::query_scalar(CENTRE_IN_REGION)
+            .bind(centre)
+            .bind(new.region)
+            .fetch_one(pool)
+            .await?;
         if !known {
             return Err(StaffError::UnknownCentre {
                 centre: centre.to_owned(),
@@ -103,17 +111,15 @@ pub async fn add(pool: &PgPool, new: &NewStaff<'_>) -> Result<Uuid, StaffError> 
         .await
         .map_err(|e| StaffError::Hash(e.to_string()))??;
     let id = Uuid::new_v4();
-    let inserted = sqlx::query(
-        "INSERT INTO staff (id, username, password_hash, role, region_id, centre_id) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(id)
-    .bind(new.username)
-    .bind(hash)
-    .bind(new.role.as_str())
-    .bind(new.region)
-    .bind(new.centre)
-    .execute(pool)
-    .await;
+    let inserted = sqlx::query(INSERT_STAFF)
+        .bind(id)
+        .bind(new.username)
+        .bind(hash)
+        .bind(new.role.as_str())
+        .bind(new.region)
+        .bind(new.centre)
+        .execute(pool)
+        .await;
     match inserted {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             Err(StaffError::Taken(new.username.to_owned()))

@@ -21,16 +21,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use batch::Batcher;
 
-/// Declares a module's statements as constants and lists them for the schema check.
-macro_rules! declare_statements {
-    ($($(#[$doc:meta])* $name:ident = $sql:expr;)*) => {
-        $($(#[$doc])* pub(crate) const $name: &str = $sql;)*
-
-        /// Every statement of this module, by name, for the schema check.
-        pub(crate) const STATEMENTS: &[(&str, &str)] = &[$((stringify!($name), $name),)*];
-    };
-}
-pub(crate) use declare_statements as statements;
+use drawbridge_platform::statements;
 
 /// The gateway's access to Postgres: the pool, and the batchers that turn concurrent
 /// registrations, verifications and acceptances into shared statements.
@@ -64,7 +55,7 @@ impl Store {
 
 /// Every statement of the gateway, `module::NAME` and its text, for the schema check.
 pub fn all_statements() -> Vec<(String, &'static str)> {
-    let modules: [(&str, &[(&str, &'static str)]); 7] = [
+    drawbridge_platform::list_statements(&[
         ("bookings", bookings::STATEMENTS),
         ("capacity", capacity::STATEMENTS),
         ("messages", messages::STATEMENTS),
@@ -72,13 +63,5 @@ pub fn all_statements() -> Vec<(String, &'static str)> {
         ("registrants", registrants::STATEMENTS),
         ("staff", staff::STATEMENTS),
         ("verifications", verifications::STATEMENTS),
-    ];
-    modules
-        .into_iter()
-        .flat_map(|(module, statements)| {
-            statements
-                .iter()
-                .map(move |(name, sql)| (format!("{module}::{name}"), *sql))
-        })
-        .collect()
+    ])
 }
