@@ -9,8 +9,6 @@
 mod error;
 mod http;
 mod limits;
-mod offers;
-mod pages;
 mod policy_cache;
 pub mod rooms;
 pub mod store;

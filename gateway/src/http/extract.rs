@@ -1,15 +1,18 @@
 //! What handlers read from a request besides its body: the staff member behind a session
-//! token, the registrant behind a booking code, the client's address.
+//! token, the registrant behind a booking code, the client's address, the waiting rooms' tokens
+//! and cookies, and the admission a room's guard requires.
 
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::{web, FromRequest, HttpRequest};
-use drawbridge_domain::StaffMember;
+use drawbridge_domain::room::ADMISSION_PURPOSE;
+use drawbridge_domain::{ClientSecret, RoomMode, RoomTokenError, StaffMember};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::rooms;
 use crate::store::registrants::Registrant;
 use crate::use_cases::{my_status, staff};
 use crate::AppState;
@@ -22,6 +25,45 @@ pub fn authorization<'r>(request: &'r HttpRequest, scheme: &str) -> Option<&'r s
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix(scheme))
         .and_then(|value| value.strip_prefix(' '))
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer(request: &HttpRequest) -> Option<&str> {
+    authorization(request, "Bearer").map(str::trim)
+}
+
+/// The waiting rooms' client secret's cookie.
+pub const CLIENT_COOKIE: &str = "drawbridge_client";
+/// A room's admission token's cookie, read by [`Admitted`].
+pub const ADMISSION_COOKIE: &str = "drawbridge_admission";
+
+/// The value of the cookie `name` as sent. Our cookies hold base64url tokens and secrets,
+/// which need no percent-decoding; `HttpRequest::cookie` decodes and stores every cookie of the
+/// request, which was the largest item of a status poll's own CPU time after the signature.
+pub fn cookie<'r>(request: &'r HttpRequest, name: &str) -> Option<&'r str> {
+    request.headers().get_all(COOKIE).find_map(|header| {
+        let header = header.as_bytes();
+        // Each place the name occurs, if it starts a pair and is followed by '='.
+        memchr::memmem::find_iter(header, name.as_bytes()).find_map(|at| {
+            let starts_pair = header[..at].trim_ascii_end().last().is_none_or(|&b| b == b';');
+            let value = header[at + name.len()..]
+                .trim_ascii_start()
+                .strip_prefix(b"=")
+                .filter(|_| starts_pair)?;
+            let value = &value[..memchr::memchr(b';', value).unwrap_or(value.len())];
+            std::str::from_utf8(value.trim_ascii()).ok()
+        })
+    })
+}
+
+/// The token a request carries: the bearer token, else the named cookie.
+pub fn presented_token<'r>(request: &'r HttpRequest, cookie_name: &str) -> Option<&'r str> {
+    bearer(request).or_else(|| cookie(request, cookie_name))
+}
+
+/// The waiting rooms' client secret the request's cookie carries.
+pub fn client_secret(request: &HttpRequest) -> Option<ClientSecret> {
+    ClientSecret::parse(cookie(request, CLIENT_COOKIE)?)
 }
 
 /// The client's address, as the connection shows it.
@@ -73,5 +115,71 @@ impl FromRequest for BookingCodeHolder {
                 .await
                 .map(BookingCodeHolder)
         })
+    }
+}
+
+/// Proof that the request may pass: no room guards its region, or it carries an admission
+/// token (bearer or cookie) of a room guarding it, bound to this client.
+pub struct Admitted;
+
+impl FromRequest for Admitted {
+    type Error = ApiError;
+    type Future = Ready<Result<Admitted, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(admit(request))
+    }
+}
+
+fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
+    let state = state(request);
+    let Some(region) = request.match_info().get("region") else {
+        return Ok(Admitted);
+    };
+    let guarding = state.rooms.cache.guarding(region);
+    if guarding
+        .iter()
+        .all(|view| view.config.mode == RoomMode::Passthrough)
+    {
+        return Ok(Admitted);
+    }
+    // With several rooms on one region (e.g. one per release event), any of them admits.
+    let token = presented_token(request, ADMISSION_COOKIE);
+    let mut refusal = RoomTokenError::Missing;
+    let now = rooms::unix_now();
+    let client = client_secret(request);
+    for view in &guarding {
+        match state
+            .rooms
+            .verify(client.as_ref(), view, ADMISSION_PURPOSE, token, now)
+        {
+            Ok(_) => return Ok(Admitted),
+            Err(RoomTokenError::ForeignRoom) => refusal = RoomTokenError::ForeignRoom,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(refusal.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::cookie;
+
+    #[test]
+    fn finds_a_cookie_by_its_whole_name_in_any_cookie_header() {
+        let request = TestRequest::default()
+            .insert_header(("cookie", "drawbridge_room_ab=long; drawbridge_room_a=short"))
+            .append_header((
+                "cookie",
+                "other=drawbridge_client=forged; drawbridge_client = secret ;x=y",
+            ))
+            .to_http_request();
+        assert_eq!(cookie(&request, "drawbridge_room_a"), Some("short"));
+        assert_eq!(cookie(&request, "drawbridge_room_ab"), Some("long"));
+        assert_eq!(cookie(&request, "drawbridge_client"), Some("secret"));
+        assert_eq!(cookie(&request, "drawbridge_room"), None);
+        assert_eq!(cookie(&TestRequest::default().to_http_request(), "other"), None);
     }
 }

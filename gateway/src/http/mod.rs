@@ -8,15 +8,18 @@ mod centres;
 mod draws;
 pub mod extract;
 mod me;
+mod offer_links;
+mod pages;
 mod regions;
 mod registrations;
+mod room_admin;
+mod rooms;
 mod staff;
 mod verification;
 
 use actix_web::{web, HttpResponse};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{offers, pages, rooms};
 
 /// The OpenAPI document, kept beside the code it describes.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -26,10 +29,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
     // before the right one costs a regex match.
     config.service(
         web::scope("/v1/rooms")
-            .route("/{room}/status", web::get().to(rooms::api::status))
-            .route("/{room}/join", web::post().to(rooms::api::join))
-            .route("/{room}/leave", web::post().to(rooms::api::leave))
-            .route("/{room}/challenge", web::post().to(rooms::api::challenge))
+            .route("/{room}/status", web::get().to(rooms::status))
+            .route("/{room}/join", web::post().to(rooms::join))
+            .route("/{room}/leave", web::post().to(rooms::leave))
+            .route("/{room}/challenge", web::post().to(rooms::challenge))
             .default_service(web::to(not_found)),
     );
     config
@@ -48,10 +51,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/v1/regions/{region}/registrations",
             web::post().to(registrations::create),
         )
-        .route("/rooms/{room}", web::get().to(rooms::page::waiting_room))
-        .route("/v1/admin/rooms", web::get().to(rooms::admin::list))
-        .route("/v1/admin/rooms/{room}", web::get().to(rooms::admin::show))
-        .route("/v1/admin/rooms/{room}", web::put().to(rooms::admin::put))
+        .route("/rooms/{room}", web::get().to(pages::waiting_room))
+        .route("/v1/admin/rooms", web::get().to(room_admin::list))
+        .route("/v1/admin/rooms/{room}", web::get().to(room_admin::show))
+        .route("/v1/admin/rooms/{room}", web::put().to(room_admin::put))
         .route(
             "/v1/registrations/{id}/verify",
             web::post().to(verification::verify),
@@ -66,11 +69,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/me/offer/accept", web::post().to(me::accept))
         .route("/v1/me/offer/decline", web::post().to(me::decline))
         .route("/v1/me/booking/cancel", web::post().to(me::cancel))
-        .route("/offers/{id}", web::get().to(offers::page))
-        .route("/offers/{id}/accept", web::post().to(offers::accept_form))
-        .route("/offers/{id}/decline", web::post().to(offers::decline_form))
-        .route("/v1/offers/{id}/accept", web::post().to(offers::accept))
-        .route("/v1/offers/{id}/decline", web::post().to(offers::decline))
+        .route("/offers/{id}", web::get().to(offer_links::page))
+        .route("/offers/{id}/accept", web::post().to(offer_links::accept_form))
+        .route("/offers/{id}/decline", web::post().to(offer_links::decline_form))
+        .route("/v1/offers/{id}/accept", web::post().to(offer_links::accept))
+        .route("/v1/offers/{id}/decline", web::post().to(offer_links::decline))
         .route("/v1/staff/sessions", web::post().to(staff::login))
         .route("/v1/staff/sessions/current", web::delete().to(staff::logout))
         .route("/v1/staff/me", web::get().to(staff::me))

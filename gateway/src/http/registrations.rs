@@ -1,5 +1,5 @@
 //! `POST /v1/regions/{region}/registrations`: registering on the web, guarded by the region's
-//! waiting rooms (see `rooms::guard`).
+//! waiting rooms (see `extract::Admitted`).
 
 use actix_web::{web, HttpResponse};
 use drawbridge_domain::Evaluation;
@@ -7,8 +7,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::answers::CodeSent;
+use super::extract::Admitted;
 use crate::error::ApiError;
-use crate::rooms::guard::Admitted;
 use crate::use_cases::register::{self, RegistrationForm};
 use crate::AppState;
 

@@ -4,24 +4,26 @@
 //! - `store`: the state in Redis (tickets, draws, the serving counter, sessions, the lease);
 //! - `cache`: each gateway's in-process copy, so status polls and the guard cost no Redis call;
 //! - `controller`: the single admission controller (a Redis lease);
-//! - `api`, `admin`, `page`, `guard`: the HTTP side.
+//!
+//! Their HTTP side lives with the other handlers: the visitors' API (`http::rooms`), the
+//! operators' API (`http::room_admin`), the waiting page (`http::pages`) and the guard of the
+//! APIs behind a room (`http::extract::Admitted`).
 
-pub mod admin;
-pub mod api;
 mod cache;
 mod controller;
-pub mod guard;
 pub mod metrics;
-pub mod page;
 pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use drawbridge_domain::Keyring;
+use drawbridge_domain::room;
+use drawbridge_domain::{ClientSecret, Keyring, RoomClaims, RoomTokenError, Verified};
 use drawbridge_platform::config::RoomsSettings;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+use crate::error::ApiError;
 
 pub use cache::{RoomCache, RoomView};
 use controller::Controller;
@@ -37,6 +39,53 @@ pub struct Rooms {
     pub metrics: RoomMetrics,
     /// Cookies get `Secure` when the site is served over HTTPS.
     pub secure_cookies: bool,
+}
+
+impl Rooms {
+    /// The room, or 404.
+    pub fn room(&self, name: &str) -> Result<std::sync::Arc<RoomView>, ApiError> {
+        self.cache.view(name).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "There is no waiting room {name:?}. Check the address you were given."
+            ))
+        })
+    }
+
+    /// Verifies a room token of `purpose` that a client with the secret `client` presented;
+    /// refusals are counted per room and code.
+    pub fn verify(
+        &self,
+        client: Option<&ClientSecret>,
+        view: &RoomView,
+        purpose: &str,
+        token: Option<&str>,
+        now: i64,
+    ) -> Result<Verified<RoomClaims>, RoomTokenError> {
+        let result = token
+            .ok_or(RoomTokenError::Missing)
+            .and_then(|token| {
+                let verified = room::verify(&self.keyring, purpose, token, now);
+                room::check_claims(verified, &view.name, client)
+            })
+            .and_then(|verified| {
+                if view.queue.dropped.contains(verified.claims.ticket) {
+                    Err(RoomTokenError::Dropped)
+                } else {
+                    Ok(verified)
+                }
+            });
+        if let Err(error) = &result {
+            self.metrics
+                .rejected_tokens
+                .with_label_values(&[&view.name, error.code()])
+                .inc();
+        }
+        result
+    }
+
+    pub fn sign(&self, purpose: &str, claims: &RoomClaims, now: i64, expires_at: i64) -> String {
+        self.keyring.sign(purpose, claims, now, expires_at)
+    }
 }
 
 pub fn unix_now() -> i64 {

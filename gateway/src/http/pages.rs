@@ -4,15 +4,14 @@
 //! that a template in `gateway/templates/` shows (see `templates`).
 
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use drawbridge_domain::policy::Vaccine;
-use drawbridge_domain::{evaluate, Evaluation, Language, Person, Policy};
-use drawbridge_platform::policies::{self, PublishedPolicy};
+use drawbridge_domain::{Evaluation, Language, Policy, RoomMode};
+use drawbridge_platform::policies::PublishedPolicy;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::templates::Templates;
-use crate::use_cases::register::this_year;
+use crate::use_cases::rules::{self, EligibilityQuestion, RegionSummary};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -28,30 +27,15 @@ impl LanguageQuery {
 }
 
 #[derive(Serialize)]
-struct IndexView<'a> {
-    regions: Vec<RegionView<'a>>,
-}
-
-#[derive(Serialize)]
-struct RegionView<'a> {
-    id: &'a str,
-    name: &'a str,
-    version: u32,
+struct IndexView {
+    regions: Vec<RegionSummary>,
 }
 
 pub async fn index(
     state: web::Data<AppState>,
     query: web::Query<LanguageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let policies = policies::all_current(state.store.pool()).await?;
-    let regions = policies
-        .iter()
-        .map(|p| RegionView {
-            id: &p.region,
-            name: &p.policy.name,
-            version: p.version,
-        })
-        .collect();
+    let regions = rules::regions(&state).await?;
     state
         .templates
         .page("index.html", query.language(), IndexView { regions })
@@ -62,7 +46,7 @@ pub async fn policy(
     region: web::Path<String>,
     query: web::Query<LanguageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let published = state.policies.current(&region).await?;
+    let published = rules::policy(&state, &region).await?;
     state
         .templates
         .page("policy.html", query.language(), PolicyView::of(&published))
@@ -190,27 +174,26 @@ pub async fn check(
         .as_deref()
         .and_then(Language::parse)
         .unwrap_or_default();
-    let published = state.policies.current(&region).await?;
+    let published = rules::policy(&state, &region).await?;
     let policy = &published.policy;
     let mut error = None;
     let mut evaluation = None;
     if let (Some(birth_year), Some(priority_group), Some(postcode)) =
         (query.birth_year, query.priority_group, &query.postcode)
     {
-        match (
-            drawbridge_domain::BirthYear::parse(birth_year, this_year()),
-            drawbridge_domain::Postcode::parse(postcode),
-        ) {
-            (Ok(birth_year), Ok(postcode)) => {
-                let person = Person {
-                    birth_year: birth_year.get(),
-                    priority_group,
-                    postcode: postcode.into_string(),
-                    accepted_vaccines: query.vaccine.clone(),
-                };
-                evaluation = Some(evaluate(policy, &person, Utc::now().date_naive()));
+        let question = EligibilityQuestion {
+            birth_year,
+            priority_group,
+            postcode: postcode.clone(),
+            accepted_vaccines: query.vaccine.clone(),
+            on: None,
+        };
+        match rules::eligibility(&state, &region, question).await {
+            Ok(answer) => evaluation = Some(answer),
+            Err(refused) if refused.code() == ErrorCode::InvalidField => {
+                error = Some(refused.public_message())
             }
-            (Err(e), _) | (_, Err(e)) => error = Some(e.to_string()),
+            Err(other) => return Err(other),
         }
     }
     let view = CheckView {
@@ -290,6 +273,32 @@ fn decisions<'a>(
                 .collect(),
         })
         .collect()
+}
+
+#[derive(Serialize)]
+struct WaitingPage<'a> {
+    room: &'a str,
+    /// Places are drawn by lot in every draw, rather than by arrival after opening.
+    random: bool,
+    difficulty: u8,
+}
+
+/// The waiting page `GET /rooms/{room}`. Its script (`static/waiting-room.js`) joins, solves
+/// the proof of work when the room asks for one, shows position and estimated wait, polls when
+/// the server says, and moves on once admitted; it reads the room, the difficulty and its texts
+/// from the page.
+pub async fn waiting_room(
+    state: web::Data<AppState>,
+    room: web::Path<String>,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let view = state.rooms.room(&room)?;
+    let page = WaitingPage {
+        room: &view.name,
+        random: matches!(view.config.mode, RoomMode::Random),
+        difficulty: view.config.pow_difficulty,
+    };
+    state.templates.page("room.html", query.language(), page)
 }
 
 /// `GET /static/{file}`: a stylesheet or script, by the hashed name the pages link.

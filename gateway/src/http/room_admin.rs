@@ -7,7 +7,7 @@ use drawbridge_domain::RoomConfig;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use super::api::bearer;
+use super::extract::bearer;
 use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 

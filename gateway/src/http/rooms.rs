@@ -6,113 +6,29 @@
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use drawbridge_domain::room::{self, ADMISSION_PURPOSE, CHALLENGE_PURPOSE, TICKET_PURPOSE};
-use drawbridge_domain::{pow, ClientSecret, RoomClaims, RoomMode, RoomTokenError, Standing, Verified};
+use drawbridge_domain::{pow, ClientSecret, RoomClaims, RoomMode, RoomTokenError, Standing};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::store::{JoinRequest, Joined};
-use super::{unix_now, RoomView, Rooms};
+use super::extract::{client_secret, cookie, presented_token, ADMISSION_COOKIE, CLIENT_COOKIE};
 use crate::error::{ApiError, ErrorCode};
+use crate::rooms::store::{JoinRequest, Joined};
+use crate::rooms::{unix_now, RoomView, Rooms};
 use crate::AppState;
 
-/// The client secret's cookie.
-pub const CLIENT_COOKIE: &str = "drawbridge_client";
-/// The admission token's cookie, read by the guard.
-pub const ADMISSION_COOKIE: &str = "drawbridge_admission";
 /// A ticket outlives any realistic queue; idleness, not age, ends abandoned tickets.
 const TICKET_SECONDS: i64 = 24 * 3600;
 /// Time to solve a proof-of-work challenge.
 const CHALLENGE_SECONDS: i64 = 300;
 
-/// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer(request: &HttpRequest) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    Some(value.strip_prefix("Bearer ")?.trim())
-}
-
-/// The value of the cookie `name` as sent. Our cookies hold base64url tokens and secrets,
-/// which need no percent-decoding; `HttpRequest::cookie` decodes and stores every cookie of the
-/// request, which was the largest item of a status poll's own CPU time after the signature.
-pub fn cookie<'r>(request: &'r HttpRequest, name: &str) -> Option<&'r str> {
-    request.headers().get_all(header::COOKIE).find_map(|header| {
-        let header = header.as_bytes();
-        // Each place the name occurs, if it starts a pair and is followed by '='.
-        memchr::memmem::find_iter(header, name.as_bytes()).find_map(|at| {
-            let starts_pair = header[..at].trim_ascii_end().last().is_none_or(|&b| b == b';');
-            let value = header[at + name.len()..]
-                .trim_ascii_start()
-                .strip_prefix(b"=")
-                .filter(|_| starts_pair)?;
-            let value = &value[..memchr::memchr(b';', value).unwrap_or(value.len())];
-            std::str::from_utf8(value.trim_ascii()).ok()
-        })
-    })
-}
-
-/// The token a request carries: the bearer token, else the named cookie.
-pub fn presented_token<'r>(request: &'r HttpRequest, cookie_name: &str) -> Option<&'r str> {
-    bearer(request).or_else(|| cookie(request, cookie_name))
-}
-
-pub fn client_secret(request: &HttpRequest) -> Option<ClientSecret> {
-    ClientSecret::parse(cookie(request, CLIENT_COOKIE)?)
-}
-
-impl Rooms {
-    /// The room, or 404.
-    pub fn room(&self, name: &str) -> Result<std::sync::Arc<RoomView>, ApiError> {
-        self.cache.view(name).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "There is no waiting room {name:?}. Check the address you were given."
-            ))
-        })
-    }
-
-    /// Verifies a room token of `purpose` that `request` presented (see [`presented_token`]);
-    /// refusals are counted per room and code.
-    pub fn verify(
-        &self,
-        request: &HttpRequest,
-        view: &RoomView,
-        purpose: &str,
-        token: Option<&str>,
-        now: i64,
-    ) -> Result<Verified<RoomClaims>, RoomTokenError> {
-        let result = token
-            .ok_or(RoomTokenError::Missing)
-            .and_then(|token| {
-                let verified = room::verify(&self.keyring, purpose, token, now);
-                room::check_claims(verified, &view.name, client_secret(request).as_ref())
-            })
-            .and_then(|verified| {
-                if view.queue.dropped.contains(verified.claims.ticket) {
-                    Err(RoomTokenError::Dropped)
-                } else {
-                    Ok(verified)
-                }
-            });
-        if let Err(error) = &result {
-            self.metrics
-                .rejected_tokens
-                .with_label_values(&[&view.name, error.code()])
-                .inc();
-        }
-        result
-    }
-
-    /// A `Set-Cookie` header for one of our cookies. Written directly: the values are base64url
-    /// and need no encoding, and the cookie crate's builder and formatter were 7 % of a join's
-    /// own instructions (two cookies per join).
-    fn set_cookie(&self, name: &str, value: &str, max_age_seconds: i64) -> (HeaderName, String) {
-        let secure = if self.secure_cookies { "; Secure" } else { "" };
-        let cookie =
-            format!("{name}={value}; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Strict{secure}");
-        (header::SET_COOKIE, cookie)
-    }
-
-    fn sign(&self, purpose: &str, claims: &RoomClaims, now: i64, expires_at: i64) -> String {
-        self.keyring.sign(purpose, claims, now, expires_at)
-    }
+/// A `Set-Cookie` header for one of our cookies. Written directly: the values are base64url
+/// and need no encoding, and the cookie crate's builder and formatter were 7 % of a join's
+/// own instructions (two cookies per join).
+fn set_cookie(rooms: &Rooms, name: &str, value: &str, max_age_seconds: i64) -> (HeaderName, String) {
+    let secure = if rooms.secure_cookies { "; Secure" } else { "" };
+    let cookie =
+        format!("{name}={value}; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Strict{secure}");
+    (header::SET_COOKIE, cookie)
 }
 
 /// Claims with a fresh unique id.
@@ -131,7 +47,7 @@ fn client(rooms: &Rooms, request: &HttpRequest) -> (ClientSecret, HttpResponseBu
     let secret = client_secret(request).unwrap_or_else(|| {
         // The thread's CSPRNG (ChaCha, seeded from the system): no system call per join.
         let secret = ClientSecret::generate(&mut rand::thread_rng());
-        response.append_header(rooms.set_cookie(CLIENT_COOKIE, secret.as_str(), TICKET_SECONDS));
+        response.append_header(set_cookie(rooms, CLIENT_COOKIE, secret.as_str(), TICKET_SECONDS));
         secret
     });
     (secret, response)
@@ -181,7 +97,8 @@ fn answer(
         Standing::Admitted { session_ends_at } => {
             let admission = claims(&view.name, ticket.ticket, ticket.client.clone());
             let admission_token = rooms.sign(ADMISSION_PURPOSE, &admission, now, session_ends_at);
-            response.append_header(rooms.set_cookie(
+            response.append_header(set_cookie(
+                rooms,
                 ADMISSION_COOKIE,
                 &admission_token,
                 session_ends_at - now,
@@ -285,7 +202,13 @@ pub async fn join(
     let ticket_cookie = &view.ticket_cookie;
     // Joining again from the same browser keeps the place instead of taking a new ticket.
     if let Some(token) = cookie(&request, ticket_cookie) {
-        if let Ok(held) = rooms.verify(&request, &view, TICKET_PURPOSE, Some(token), now) {
+        if let Ok(held) = rooms.verify(
+            client_secret(&request).as_ref(),
+            &view,
+            TICKET_PURPOSE,
+            Some(token),
+            now,
+        ) {
             let answered = answer(rooms, &view, &held.claims, token, &mut HttpResponse::Ok(), now);
             if answered.is_ok() {
                 return answered;
@@ -299,7 +222,7 @@ pub async fn join(
     };
     let claims = claims(&view.name, ticket, secret.binding());
     let token = rooms.sign(TICKET_PURPOSE, &claims, now, now + TICKET_SECONDS);
-    response.append_header(rooms.set_cookie(ticket_cookie, &token, TICKET_SECONDS));
+    response.append_header(set_cookie(rooms, ticket_cookie, &token, TICKET_SECONDS));
     tracing::debug!(ticket, "joined");
     answer(rooms, &view, &claims, &token, &mut response, now)
 }
@@ -381,7 +304,13 @@ pub async fn status(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let view = rooms.room(room)?;
     let token = presented_token(&request, &view.ticket_cookie);
     let now = unix_now();
-    let verified = rooms.verify(&request, &view, TICKET_PURPOSE, token, now)?;
+    let verified = rooms.verify(
+        client_secret(&request).as_ref(),
+        &view,
+        TICKET_PURPOSE,
+        token,
+        now,
+    )?;
     rooms.cache.note_poll(&view.name, verified.claims.ticket);
     answer(
         rooms,
@@ -402,7 +331,7 @@ pub async fn leave(
     let rooms = &state.rooms;
     let view = rooms.room(&room)?;
     let verified = rooms.verify(
-        &request,
+        client_secret(&request).as_ref(),
         &view,
         TICKET_PURPOSE,
         presented_token(&request, &view.ticket_cookie),
@@ -413,7 +342,7 @@ pub async fn leave(
     }
     let mut response = HttpResponse::Ok();
     for name in [view.ticket_cookie.as_str(), ADMISSION_COOKIE] {
-        response.append_header(rooms.set_cookie(name, "", 0));
+        response.append_header(set_cookie(rooms, name, "", 0));
     }
     Ok(response.json(json!({ "state": "left" })))
 }
@@ -439,9 +368,7 @@ pub async fn challenge(
 
 #[cfg(test)]
 mod tests {
-    use actix_web::test::TestRequest;
-
-    use super::{cookie, JsonObject};
+    use super::JsonObject;
 
     #[test]
     fn answers_are_the_json_serde_would_write() {
@@ -458,21 +385,5 @@ mod tests {
         let ours: serde_json::Value = serde_json::from_slice(&ours.finish()).unwrap();
         assert_eq!(ours, expected);
         assert_eq!(JsonObject::with_capacity(0).finish(), b"{}");
-    }
-
-    #[test]
-    fn finds_a_cookie_by_its_whole_name_in_any_cookie_header() {
-        let request = TestRequest::default()
-            .insert_header(("cookie", "drawbridge_room_ab=long; drawbridge_room_a=short"))
-            .append_header((
-                "cookie",
-                "other=drawbridge_client=forged; drawbridge_client = secret ;x=y",
-            ))
-            .to_http_request();
-        assert_eq!(cookie(&request, "drawbridge_room_a"), Some("short"));
-        assert_eq!(cookie(&request, "drawbridge_room_ab"), Some("long"));
-        assert_eq!(cookie(&request, "drawbridge_client"), Some("secret"));
-        assert_eq!(cookie(&request, "drawbridge_room"), None);
-        assert_eq!(cookie(&TestRequest::default().to_http_request(), "other"), None);
     }
 }

@@ -8,19 +8,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use drawbridge_domain::language::when;
-use drawbridge_domain::{Language, OfferLink, TokenError};
+use drawbridge_domain::Language;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use drawbridge_platform::states::OfferState;
-
-use crate::error::{ApiError, ErrorCode};
-use crate::http::answers::{booked_answer, declined_answer};
-use crate::store::offers;
-use crate::use_cases::answer_offer;
-use crate::use_cases::Acting;
+use super::answers::{booked_answer, declined_answer};
+use crate::error::ApiError;
+use crate::use_cases::offer_link::{self, Opened};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -37,29 +32,13 @@ impl LinkToken {
     }
 }
 
-/// The offer a link token opens: it must be genuine, unexpired and for this offer.
-fn check(state: &AppState, offer: Uuid, token: &str) -> Result<(), ApiError> {
-    let link = OfferLink::verify(&state.keyring, token, Utc::now()).map_err(|error| match error {
-        TokenError::Expired => ApiError::new(ErrorCode::OfferExpired),
-        other => ApiError::new(ErrorCode::InvalidOfferLink).with_message(format!(
-            "This link does not open an offer: {other}. Use the link from your SMS exactly, or your booking code."
-        )),
-    })?;
-    if link.offer != offer {
-        return Err(ApiError::new(ErrorCode::InvalidOfferLink)
-            .with_message("This link belongs to another offer. Use the link from your SMS exactly."));
-    }
-    Ok(())
-}
-
 /// `POST /v1/offers/{id}/accept` with the link's token.
 pub async fn accept(
     state: web::Data<AppState>,
     offer: web::Path<Uuid>,
     body: web::Json<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
-    check(&state, *offer, &body.token)?;
-    let booked = answer_offer::accept(&state, *offer, None, &Acting::Registrant).await?;
+    let booked = offer_link::accept(&state, *offer, &body.token).await?;
     Ok(booked_answer(booked))
 }
 
@@ -69,8 +48,7 @@ pub async fn decline(
     offer: web::Path<Uuid>,
     body: web::Json<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
-    check(&state, *offer, &body.token)?;
-    answer_offer::decline(&state, *offer, None, &Acting::Registrant).await?;
+    offer_link::decline(&state, *offer, &body.token).await?;
     Ok(declined_answer(*offer))
 }
 
@@ -101,39 +79,30 @@ pub async fn page(
     query: web::Query<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
     let offer = offer.into_inner();
-    let shown = offers::offer(state.store.pool(), offer).await?;
-    let fallback = shown
-        .as_ref()
-        .and_then(|s| Language::parse(&s.contact.language))
-        .unwrap_or_default();
-    let language = query.language(fallback);
+    let linked = offer_link::open(&state, offer, &query.token).await?;
+    let language = query.language(linked.language.unwrap_or_default());
     let mut view = OfferView {
         keep: format!("token={}&", urlencode(&query.token)),
         ..OfferView::default()
     };
-    match (check(&state, offer, &query.token), shown) {
-        (Err(error), _) => view.refusal = Some(error.public_message()),
-        (Ok(()), None) => view.missing = true,
-        (Ok(()), Some(shown)) if shown.state != OfferState::Pending => {
-            view.answered = Some(shown.state.as_str().to_owned())
-        }
-        (Ok(()), Some(shown)) => {
-            let place = &shown.place;
+    match linked.opened {
+        Opened::Refused(error) => view.refusal = Some(error.public_message()),
+        Opened::Missing => view.missing = true,
+        Opened::Ended(state) => view.answered = Some(state.as_str().to_owned()),
+        Opened::Pending {
+            place,
+            vaccine,
+            expires_at,
+        } => {
             let zone = &place.timezone;
-            let policy = state.policies.current(&place.region_id).await?;
-            view.vaccine = Some(
-                policy
-                    .policy
-                    .vaccine(&place.vaccine)
-                    .map_or_else(|| place.vaccine.clone(), |v| v.name.clone()),
-            );
             view.offer = Some(offer);
             view.token = Some(query.token.clone());
+            view.vaccine = Some(vaccine);
             view.first = Some(when(place.first_at, zone, language));
             view.second = place.second_at.map(|at| when(at, zone, language));
-            view.centre = Some(place.centre.clone());
-            view.address = Some(place.address.clone());
-            view.expires = Some(when(shown.expires_at, zone, language));
+            view.expires = Some(when(expires_at, zone, language));
+            view.centre = Some(place.centre);
+            view.address = Some(place.address);
         }
     }
     state.templates.page("offer.html", language, view)
@@ -195,19 +164,17 @@ async fn answer_form(
         .as_deref()
         .and_then(Language::parse)
         .unwrap_or_default();
-    let outcome = match check(state, offer, &form.token) {
-        Err(error) => Err(error),
-        Ok(()) if accept => answer_offer::accept(state, offer, None, &Acting::Registrant)
+    let outcome = if accept {
+        offer_link::accept(state, offer, &form.token).await.map(|booked| {
+            Some(BookedView {
+                first: when(booked.place.first_at, &booked.place.timezone, language),
+                reference: booked.reference,
+            })
+        })
+    } else {
+        offer_link::decline(state, offer, &form.token)
             .await
-            .map(|booked| {
-                Some(BookedView {
-                    first: when(booked.place.first_at, &booked.place.timezone, language),
-                    reference: booked.reference,
-                })
-            }),
-        Ok(()) => answer_offer::decline(state, offer, None, &Acting::Registrant)
-            .await
-            .map(|()| None),
+            .map(|()| None)
     };
     let (status, view) = match outcome {
         Ok(booked) => (
