@@ -3,14 +3,16 @@
 //! For each completed draw: the manifest must replay exactly, and within each tier the early
 //! half of the lottery order must be composed as the policy weights predict, whether people
 //! are grouped by priority group, by registration time or by the order their rows sit in the
-//! database (see `drawbridge_domain::fairness`). The auditor needs the hash key, because only
+//! database (see `drawbridge_domain::allocation::fairness`). The auditor needs the hash key, because only
 //! it links pseudonyms to registration times; what it publishes stays pseudonymous.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::draw::{weight, Pseudonym};
-use drawbridge_domain::fairness::{early_half_test, quantile_cells, uniformity_test, Contender, TestResult};
+use drawbridge_domain::allocation::draw::{weight, Pseudonym};
+use drawbridge_domain::allocation::fairness::{
+    early_half_test, quantile_cells, uniformity_test, Contender, TestResult,
+};
 use drawbridge_domain::Policy;
 use drawbridge_platform::draws::{self, ManifestError};
 use serde::Serialize;

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use drawbridge_domain::draw::{self, DrawError, Seed};
+use drawbridge_domain::allocation::draw::{self, DrawError, Seed};
 use drawbridge_domain::Keyring;
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{policies, postgres, Settings, StartupError};

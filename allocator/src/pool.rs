@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use drawbridge_domain::draw::{DrawInput, FreePair, Pseudonym};
-use drawbridge_domain::geo::Place;
-use drawbridge_domain::waiting::{self, Waiting};
+use drawbridge_domain::allocation::draw::{DrawInput, FreePair, Pseudonym};
+use drawbridge_domain::allocation::geo::Place;
+use drawbridge_domain::allocation::waiting::{self, Waiting};
 use drawbridge_domain::{eligible_vaccines, Person, Policy};
 use futures_util::TryStreamExt;
 use sqlx::PgConnection;

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use drawbridge_domain::draw::{Candidate, DrawOutcome, FreePair, Pseudonym};
+use drawbridge_domain::allocation::draw::{Candidate, DrawOutcome, FreePair, Pseudonym};
 use drawbridge_domain::{Keyring, Language, OfferLink, Policy};
 use drawbridge_platform::copy::CopyRows;
 use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};

@@ -6,7 +6,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use drawbridge_domain::draw::{draw, Candidate, DrawInput, FreePair, Pseudonym, Seed};
+use drawbridge_domain::allocation::draw::{draw, Candidate, DrawInput, FreePair, Pseudonym, Seed};
 use drawbridge_domain::Policy;
 use uuid::Uuid;
 

@@ -373,9 +373,9 @@ impl From<drawbridge_domain::RoomTokenError> for ApiError {
     }
 }
 
-impl From<drawbridge_domain::booking::CheckinRefusal> for ApiError {
+impl From<drawbridge_domain::allocation::booking::CheckinRefusal> for ApiError {
     #[track_caller]
-    fn from(refusal: drawbridge_domain::booking::CheckinRefusal) -> Self {
+    fn from(refusal: drawbridge_domain::allocation::booking::CheckinRefusal) -> Self {
         ApiError::refusal(refusal.code(), format!("{refusal}."))
     }
 }
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn every_refusal_of_the_domain_has_its_code_in_the_table() {
-        use drawbridge_domain::booking::CheckinRefusal;
+        use drawbridge_domain::allocation::booking::CheckinRefusal;
         use drawbridge_domain::{RoomTokenError as R, TokenError as T};
         let room = [
             R::Missing,

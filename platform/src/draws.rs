@@ -3,7 +3,7 @@
 //! them through here, so a manifest is assembled in exactly one way.
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::draw::{
+use drawbridge_domain::allocation::draw::{
     hex, Beacon, Candidate, FreePair, Manifest, Match, Pseudonym, PublishedCandidate, Unmatched,
     UnmatchedReason,
 };

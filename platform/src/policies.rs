@@ -2,7 +2,7 @@
 //! a new version, so every draw and every decision can name the exact rules it followed.
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::draw::hex;
+use drawbridge_domain::allocation::draw::hex;
 use drawbridge_domain::{Policy, PolicyError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

@@ -14,13 +14,15 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
-use drawbridge_domain::capacity::{self, CapacityRequest};
-use drawbridge_domain::draw::{
+use drawbridge_domain::allocation::capacity::{self, CapacityRequest};
+use drawbridge_domain::allocation::draw::{
     self, Candidate, DrawError, DrawInput, DrawOutcome, FreePair, Pseudonym, Seed,
 };
-use drawbridge_domain::fairness::{early_half_test, quantile_cells, uniformity_test, Contender, TestResult};
-use drawbridge_domain::geo::Place;
-use drawbridge_domain::waiting::{self, OfferEnd, Waiting};
+use drawbridge_domain::allocation::fairness::{
+    early_half_test, quantile_cells, uniformity_test, Contender, TestResult,
+};
+use drawbridge_domain::allocation::geo::Place;
+use drawbridge_domain::allocation::waiting::{self, OfferEnd, Waiting};
 use drawbridge_domain::{Person as DomainPerson, Policy};
 use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};

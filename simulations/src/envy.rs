@@ -3,7 +3,7 @@
 //! accept the pair's vaccine (it is in their candidate list) and reach its centre. Strict
 //! tiers never do this by themselves; reserves, and anything that breaks the order, do.
 
-use drawbridge_domain::draw::{DrawInput, DrawOutcome, Pseudonym};
+use drawbridge_domain::allocation::draw::{DrawInput, DrawOutcome, Pseudonym};
 use drawbridge_domain::Policy;
 use rustc_hash::{FxHashMap, FxHashSet};
 

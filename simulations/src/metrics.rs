@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
-use drawbridge_domain::draw::UnmatchedReason;
-use drawbridge_domain::fairness::TestResult;
+use drawbridge_domain::allocation::draw::UnmatchedReason;
+use drawbridge_domain::allocation::fairness::TestResult;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 

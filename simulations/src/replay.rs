@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use drawbridge_domain::draw::{self, unhex, Manifest, Seed};
-use drawbridge_domain::fairness::{early_half_test, quantile_cells, uniformity_test, Contender, TestResult};
+use drawbridge_domain::allocation::draw::{self, unhex, Manifest, Seed};
+use drawbridge_domain::allocation::fairness::{
+    early_half_test, quantile_cells, uniformity_test, Contender, TestResult,
+};
 use drawbridge_domain::Policy;
 use serde::Serialize;
 use uuid::Uuid;

@@ -8,7 +8,9 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
-use drawbridge_domain::draw::{self, DrawError, DrawInput, DrawOutcome, Manifest, PublishedCandidate, Seed};
+use drawbridge_domain::allocation::draw::{
+    self, DrawError, DrawInput, DrawOutcome, Manifest, PublishedCandidate, Seed,
+};
 use drawbridge_domain::Policy;
 use drawbridge_simulations::engine::{self, production_draw, RunOptions};
 use drawbridge_simulations::output;

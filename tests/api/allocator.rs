@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use drawbridge_allocator::{Allocator, RegionTick, LOCK_CLASS};
-use drawbridge_domain::draw::Manifest;
+use drawbridge_domain::allocation::draw::Manifest;
 use drawbridge_platform::draws;
 use drawbridge_platform::outbox::Notification;
 use drawbridge_test_support::{eventually, spawn_app, spawn_with, Components, TestApp};

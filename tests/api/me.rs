@@ -2,7 +2,7 @@
 //! their pseudonym and lottery key per draw, matching the published manifest; wrong codes are
 //! refused alike whether or not they exist, and guessing is rate-limited.
 
-use drawbridge_domain::draw::Pseudonym;
+use drawbridge_domain::allocation::draw::Pseudonym;
 use drawbridge_domain::BookingCode;
 use drawbridge_test_support::{spawn_app, TestApp};
 use serde_json::Value;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use drawbridge_domain::room::{RoomClaims, ADMISSION_PURPOSE};
-use drawbridge_domain::{pow, Keyring, Shuffle, SigningKey};
+use drawbridge_domain::waiting_room::pow;
+use drawbridge_domain::waiting_room::room::{RoomClaims, ADMISSION_PURPOSE};
+use drawbridge_domain::{Keyring, Shuffle, SigningKey};
 use drawbridge_gateway::rooms::store::{JoinRequest, Joined};
 use drawbridge_gateway::rooms::RoomStore;
 use drawbridge_test_support::{

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::{web, FromRequest, HttpRequest};
-use drawbridge_domain::room::ADMISSION_PURPOSE;
+use drawbridge_domain::waiting_room::room::ADMISSION_PURPOSE;
 use drawbridge_domain::{ClientSecret, RoomMode, RoomTokenError, StaffMember};
 
 use crate::error::{ApiError, ErrorCode};

@@ -4,7 +4,7 @@
 //! that a template in `gateway/templates/` shows (see `templates`).
 
 use actix_web::{web, HttpResponse};
-use drawbridge_domain::policy::Vaccine;
+use drawbridge_domain::allocation::policy::Vaccine;
 use drawbridge_domain::{Evaluation, Language, Policy, RoomMode};
 use drawbridge_platform::policies::PublishedPolicy;
 use serde::{Deserialize, Serialize};

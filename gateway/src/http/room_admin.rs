@@ -2,7 +2,7 @@
 //! run-time data in Redis; every gateway picks up a change within `rooms.refresh_millis`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use drawbridge_domain::room::is_valid_name;
+use drawbridge_domain::waiting_room::room::is_valid_name;
 use drawbridge_domain::RoomConfig;
 use serde_json::json;
 use subtle::ConstantTimeEq;

@@ -5,8 +5,9 @@
 
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use drawbridge_domain::room::{self, ADMISSION_PURPOSE, CHALLENGE_PURPOSE, TICKET_PURPOSE};
-use drawbridge_domain::{pow, ClientSecret, RoomClaims, RoomMode, RoomTokenError, Standing};
+use drawbridge_domain::waiting_room::pow;
+use drawbridge_domain::waiting_room::room::{self, ADMISSION_PURPOSE, CHALLENGE_PURPOSE, TICKET_PURPOSE};
+use drawbridge_domain::{ClientSecret, RoomClaims, RoomMode, RoomTokenError, Standing};
 use serde::Deserialize;
 use serde_json::json;
 

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use drawbridge_domain::queue::RATE_WINDOW_SECONDS;
+use drawbridge_domain::waiting_room::queue::RATE_WINDOW_SECONDS;
 use drawbridge_domain::{Queue, RoomConfig, RoomMode};
 use rustc_hash::{FxHashMap, FxHashSet};
 

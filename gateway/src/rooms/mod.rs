@@ -17,7 +17,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drawbridge_domain::room;
+use drawbridge_domain::waiting_room::room;
 use drawbridge_domain::{ClientSecret, Keyring, RoomClaims, RoomTokenError, Verified};
 use drawbridge_platform::config::RoomsSettings;
 use tokio_util::sync::CancellationToken;

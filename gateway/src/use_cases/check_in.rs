@@ -2,7 +2,7 @@
 //! the answer says which; a second scan of the same dose says it was used already.
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::booking::after_dose;
+use drawbridge_domain::allocation::booking::after_dose;
 use drawbridge_domain::{checkin, BookingAtDoor, CheckinPass, Dose, StaffMember};
 use drawbridge_platform::states::BookingState;
 

@@ -8,7 +8,7 @@
 //! gets the same answer whether or not such a registration exists.
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::draw::Pseudonym;
+use drawbridge_domain::allocation::draw::Pseudonym;
 use drawbridge_domain::{evaluate, BookingCode, DistanceKm, Email, Evaluation, Language, Person};
 use drawbridge_platform::states::RegistrantStatus;
 use serde::{Deserialize, Serialize};

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::json;
-use crate::lineup::Order;
 use crate::token::{Keyring, TokenError, Verified};
+use crate::waiting_room::lineup::Order;
 
 /// Token purpose of a queue ticket (from join).
 pub const TICKET_PURPOSE: &str = "room-ticket";

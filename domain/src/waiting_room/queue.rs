@@ -2,9 +2,9 @@
 //! advances, the tickets that gave up their place. From these alone it answers where a ticket
 //! stands, so a status poll needs no I/O.
 
-use crate::lineup::{Lineup, Order};
-use crate::room::{estimate_wait_seconds, measured_rate_per_minute, Advance, RoomConfig};
-use crate::tickets::TicketSet;
+use crate::waiting_room::lineup::{Lineup, Order};
+use crate::waiting_room::room::{estimate_wait_seconds, measured_rate_per_minute, Advance, RoomConfig};
+use crate::waiting_room::tickets::TicketSet;
 
 /// Seconds over which the queue's pace is measured for wait estimates.
 pub const RATE_WINDOW_SECONDS: i64 = 60;
@@ -142,7 +142,7 @@ mod tests {
     use chrono::DateTime;
 
     use super::*;
-    use crate::lineup::Shuffle;
+    use crate::waiting_room::lineup::Shuffle;
 
     const NOW: i64 = 1_700_000_000;
 

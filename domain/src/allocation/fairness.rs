@@ -200,7 +200,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
-    use crate::draw::{lottery_key, Pseudonym, Seed};
+    use crate::allocation::draw::{lottery_key, Pseudonym, Seed};
 
     /// 4,000 candidates in one tier; every fourth has weight 3, the rest weight 1.
     fn pool(seed: u8) -> (Vec<Contender>, Vec<usize>) {

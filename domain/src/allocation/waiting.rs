@@ -13,10 +13,10 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
-use crate::draw::{Candidate, Pseudonym};
-use crate::eligibility::{eligible_vaccines, Person};
-use crate::geo::Place;
-use crate::policy::Policy;
+use crate::allocation::draw::{Candidate, Pseudonym};
+use crate::allocation::eligibility::{eligible_vaccines, Person};
+use crate::allocation::geo::Place;
+use crate::allocation::policy::Policy;
 
 /// How an offer ended, as far as the pool is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -492,7 +492,7 @@ mod date {
 pub(crate) mod tests {
     use super::*;
 
-    const BW: &str = include_str!("../../deploy/policies/bw.toml");
+    const BW: &str = include_str!("../../../deploy/policies/bw.toml");
 
     /// A small valid policy that the error tests below break one field at a time.
     const MINIMAL: &str = r#"

@@ -8,7 +8,7 @@
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{is_german_postcode, Policy, PriorityGroup, Vaccine};
+use crate::allocation::policy::{is_german_postcode, Policy, PriorityGroup, Vaccine};
 
 /// What a registrant told us that eligibility depends on. No name is needed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,7 +420,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::policy::tests::bw;
+    use crate::allocation::policy::tests::bw;
 
     fn day(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).expect("valid test date")

@@ -5,7 +5,7 @@
 use chrono::{Duration, NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Policy;
+use crate::allocation::policy::Policy;
 
 /// One block of capacity a centre publishes: a day, a time window cut into slots, how many
 /// people each slot takes, and when the second dose follows.
@@ -142,7 +142,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn policy() -> Policy {
-        Policy::from_toml(include_str!("../../deploy/policies/bw.toml")).expect("example policy is valid")
+        Policy::from_toml(include_str!("../../../deploy/policies/bw.toml")).expect("example policy is valid")
     }
 
     fn request(vaccine: &str, second: Option<u32>) -> CapacityRequest {

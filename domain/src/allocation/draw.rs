@@ -22,8 +22,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::allocation::policy::{DrawSettings, Policy};
 use crate::mac::keyed_hash;
-use crate::policy::{DrawSettings, Policy};
 
 /// The 32 random bytes that decide one draw. Its SHA-256 ([`Seed::commitment`]) is recorded
 /// before the draw's inputs are read; the seed itself is published only afterwards.
