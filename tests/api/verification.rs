@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! Registration, step two, against real Postgres: the SMS code proves the phone; wrong codes
 //! count down; dead codes must be replaced; new codes come at a limited pace; success issues a
-//! booking code, stored only as a keyed hash and sent by SMS and email through the outbox.
+//! booking code, stored only as a keyed hash and sent by SMS and email through the outbox. A
+//! registration sent again (its answer lost) gets the same registration and a new code.
 
 use drawbridge_domain::BookingCode;
 use drawbridge_test_support::{registration, spawn_app, TestApp};
@@ -38,6 +39,35 @@ async fn verify(app: &TestApp, id: Uuid, code: &str) -> (u16, Value) {
         )
         .await;
     (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// `POST /v1/regions/bw/registrations` with `body`: the status, the `Retry-After` header and
+/// the body.
+async fn register_with(app: &TestApp, body: &Value) -> (u16, Option<u64>, Value) {
+    let response = app.post_json("/v1/regions/bw/registrations", body).await;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+/// Moves every code of the registration two minutes into the past, past the pace of new codes.
+async fn age_codes(app: &TestApp, id: Uuid) {
+    sqlx::query("UPDATE phone_verifications SET created_at = created_at - interval '2 minutes' WHERE registrant_id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+/// SMS codes queued in all.
+async fn codes_queued(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE kind = 'verification_code'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 fn wrong(code: &str) -> String {
@@ -226,7 +256,7 @@ async fn guesses_sent_at_once_get_five_tries_in_all_and_no_more() {
 async fn registrations_and_verifications_sent_at_once_share_statements_and_each_gets_its_own_answer() {
     let app = spawn_app().await;
     app.load_demo().await;
-    // Forty people register at once, and three more requests reuse the first person's phone.
+    // Forty people register at once, and three more requests send the first person's again.
     let phones: Vec<String> = (0..40).map(|n| format!("0151 66{n:05}")).collect();
     let requests = phones
         .iter()
@@ -246,9 +276,10 @@ async fn registrations_and_verifications_sent_at_once_share_statements_and_each_
     for (phone, status, body) in &answers {
         match status {
             202 => ids.push(body["registration_id"].as_str().unwrap().parse::<Uuid>().unwrap()),
-            409 => assert_eq!(
+            // The same phone again within the pace of codes.
+            429 => assert_eq!(
                 (phone, body["error"]["code"].as_str()),
-                (&phones[0], Some("phone_already_registered"))
+                (&phones[0], Some("too_many_requests"))
             ),
             _ => panic!("{phone}: {status} {body}"),
         }
@@ -313,5 +344,85 @@ async fn registrations_and_verifications_sent_at_once_share_statements_and_each_
         (20, 20),
         "the right codes, and only they, activated"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_registration_sent_again_after_its_answer_was_lost_gets_the_same_id_and_a_new_code() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let phone = "0151 5550010";
+    // The answer to this one is lost on its way: the client knows no id.
+    let id = register(&app, phone).await;
+    let first = texted_code(&app, id).await;
+
+    // Sent again at once: the code went out moments ago, so it waits as a resend would.
+    let (status, retry_after, body) = register_with(&app, &registration(phone)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{body}"
+    );
+    assert!(matches!(retry_after, Some(1..=60)), "Retry-After {retry_after:?}");
+    assert_eq!(codes_queued(&app).await, 1, "no second code within the pace");
+
+    // After the wait: the same registration, with the details entered now, and a new code.
+    age_codes(&app, id).await;
+    let mut corrected = registration(phone);
+    corrected["email"] = json!("anna.b@example.de");
+    let (status, _, body) = register_with(&app, &corrected).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["registration_id"], id.to_string());
+    assert_eq!(body["verification"]["attempts_left"], 5);
+    assert_eq!(codes_queued(&app).await, 2);
+    let email: String = sqlx::query_scalar("SELECT email FROM registrants WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(email, "anna.b@example.de");
+    let latest = texted_code(&app, id).await;
+    if latest != first {
+        let (status, _) = verify(&app, id, &first).await;
+        assert_eq!(status, 422, "the earlier code died");
+    }
+
+    // Within the count of codes: three more, then the registration stays, without another.
+    for _ in 0..3 {
+        age_codes(&app, id).await;
+        let (status, _, body) = register_with(&app, &registration(phone)).await;
+        assert_eq!(
+            (status, body["registration_id"].as_str()),
+            (202, Some(id.to_string().as_str()))
+        );
+    }
+    age_codes(&app, id).await;
+    let (status, retry_after, body) = register_with(&app, &registration(phone)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{body}"
+    );
+    assert!(retry_after.is_some());
+    assert_eq!(codes_queued(&app).await, 5);
+    let latest = texted_code(&app, id).await;
+    let (status, body) = verify(&app, id, &latest).await;
+    assert_eq!(status, 200, "the registration was kept: {body}");
+
+    // A verified phone is refused as before, saying no more.
+    let (status, _, body) = register_with(&app, &registration(phone)).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        body,
+        json!({ "error": {
+            "code": "phone_already_registered",
+            "message": "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first."
+        }})
+    );
+    let registrations: i64 = sqlx::query_scalar("SELECT count(*) FROM registrants")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(registrations, 1);
     app.stop().await;
 }

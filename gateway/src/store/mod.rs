@@ -36,7 +36,7 @@ pub(crate) use declare_statements as statements;
 /// registrations, verifications and acceptances into shared statements.
 pub struct Store {
     pool: PgPool,
-    registrations: Batcher<registrants::NewRegistration, bool>,
+    registrations: Batcher<registrants::NewRegistration, registrants::Registered>,
     verifications: Batcher<verifications::Guess, verifications::Verification>,
     acceptances: Batcher<offers::Acceptance, bool>,
 }

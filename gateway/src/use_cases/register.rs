@@ -9,13 +9,17 @@ use drawbridge_domain::{
     Postcode, StaffMember, VerificationCode,
 };
 use drawbridge_platform::outbox::Notification;
+use drawbridge_platform::states::RegistrantStatus;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::verify::send_code;
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::messages::tell;
-use crate::store::registrants::{self, Inserted, NewCaller, NewRegistration, VERIFICATION_ATTEMPTS};
+use crate::store::registrants::{
+    self, Details, Inserted, NewCaller, NewRegistration, Outcome, VERIFICATION_ATTEMPTS,
+};
 use crate::AppState;
 
 /// What a person (or an agent for them) submits to register.
@@ -156,25 +160,54 @@ pub struct Started {
     pub eligibility: Evaluation,
 }
 
-/// Registers on the web and texts the first code.
+/// Runs of a registration that met another request for the same phone, written at the same
+/// moment; the next run sees it.
+const RUNS: usize = 3;
+
+/// Registers on the web and texts the first code. A phone whose registration still waits for
+/// its code gets that registration again, with the details entered now and a new code (within
+/// the limits of a resend), so a client whose answer was lost can ask again; a verified one is
+/// refused as before.
 pub async fn on_the_web(state: &AppState, region: &str, form: RegistrationForm) -> Result<Started, ApiError> {
     let published = state.policies.current(region).await?;
     let registration = form.validate(&published.policy, &state.settings.default_country_code)?;
-    let registration_id = Uuid::new_v4();
-    let code = SmsCode::generate(state, registration_id);
-    let made = state
+    let details = Details {
+        region_id: published.region.clone(),
+        phone: registration.phone.as_str().to_owned(),
+        email: registration.email.map(Email::into_string),
+        language: registration.language.as_str(),
+        birth_year: registration.person.birth_year,
+        priority_group: i16::from(registration.person.priority_group),
+        postcode: registration.person.postcode.clone(),
+        accepted_vaccines: registration.person.accepted_vaccines.clone(),
+        max_distance_km: registration.max_distance_km.get(),
+    };
+    for _ in 0..RUNS {
+        if let Some((registration_id, code_expires_at)) = start(state, &details).await? {
+            tracing::info!(%registration_id, region = %published.region, "registration started");
+            return Ok(Started {
+                registration_id,
+                code_expires_at,
+                attempts_left: VERIFICATION_ATTEMPTS,
+                eligibility: evaluate(&published.policy, &registration.person, Utc::now().date_naive()),
+            });
+        }
+    }
+    Err(ApiError::internal(
+        "a registration kept meeting other requests for its phone",
+    ))
+}
+
+/// One run of a web registration: its id and code expiry, or `None` if it met another request
+/// for the same phone and must run again.
+async fn start(state: &AppState, details: &Details) -> Result<Option<(Uuid, DateTime<Utc>)>, ApiError> {
+    let id = Uuid::new_v4();
+    let code = SmsCode::generate(state, id);
+    let registered = state
         .store
         .register(NewRegistration {
-            id: registration_id,
-            region_id: published.region.clone(),
-            phone: registration.phone.as_str().to_owned(),
-            email: registration.email.map(Email::into_string),
-            language: registration.language.as_str(),
-            birth_year: registration.person.birth_year,
-            priority_group: i16::from(registration.person.priority_group),
-            postcode: registration.person.postcode.clone(),
-            accepted_vaccines: registration.person.accepted_vaccines.clone(),
-            max_distance_km: registration.max_distance_km.get(),
+            id,
+            details: details.clone(),
             code_id: code.id,
             code_hash: base64_of(&code.hash),
             attempts_left: VERIFICATION_ATTEMPTS,
@@ -182,16 +215,36 @@ pub async fn on_the_web(state: &AppState, region: &str, form: RegistrationForm) 
             notification: code.notification,
         })
         .await?;
-    if !made {
-        return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered));
+    let found = registered
+        .registrant_id
+        .ok_or_else(|| ApiError::internal("a registration's answer names no registration"));
+    match registered.outcome {
+        Outcome::Made => Ok(Some((id, code.expires_at))),
+        Outcome::Verified => Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered)),
+        Outcome::Unverified => again(state, found?, details).await,
+        Outcome::Raced => Ok(None),
     }
-    tracing::info!(%registration_id, region = %published.region, "registration started");
-    Ok(Started {
-        registration_id,
-        code_expires_at: code.expires_at,
-        attempts_left: VERIFICATION_ATTEMPTS,
-        eligibility: evaluate(&published.policy, &registration.person, Utc::now().date_naive()),
-    })
+}
+
+/// Registration `id`, found waiting for its code on the phone of `details`, registered again:
+/// it takes the details entered now and gets a new code, within the limits of a resend.
+async fn again(
+    state: &AppState,
+    id: Uuid,
+    details: &Details,
+) -> Result<Option<(Uuid, DateTime<Utc>)>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    match registrants::lock_for_code(&mut tx, id).await?.map(|r| r.status) {
+        Some(RegistrantStatus::PendingVerification) => {}
+        Some(RegistrantStatus::Active) => return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered)),
+        // Withdrawn meanwhile, which frees the phone: register anew.
+        Some(RegistrantStatus::Withdrawn) | None => return Ok(None),
+    }
+    registrants::update_unverified(&mut tx, id, details).await?;
+    let sent = send_code(state, &mut tx, id, &details.phone, details.language).await?;
+    tx.commit().await?;
+    tracing::info!(registration_id = %id, "registration repeated; a new code sent");
+    Ok(Some((id, sent.expires_at)))
 }
 
 /// A caller registered by an agent.

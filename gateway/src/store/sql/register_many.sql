@@ -1,8 +1,14 @@
 -- Web registrations, each with its first SMS code and that code's message, in one statement
 -- (store::registrants::register). $1: a JSON array of NewRegistration rows, no phone number
--- twice. A phone number that already has a live
--- registration is skipped, so registrant, code and SMS are written together or not at all.
--- Returns the registrations made.
+-- twice. Each row is answered with what became of it:
+--
+-- - `unverified` or `verified`: the phone already has a live registration, whose id is
+--   answered; nothing written. The use case sends an unverified one a new code (its hash is
+--   keyed with that registration's id, which only this statement finds out).
+-- - `made`: registrant, code and SMS written together.
+-- - `raced`: the phone's registration was being written by another statement at the same
+--   moment, so the insert found it taken without this statement's snapshot showing it; run
+--   the request again.
 WITH input AS (
     SELECT i.* FROM batch_rows($1) b, jsonb_to_record(b) AS i(
         id uuid, region_id text, phone text, email text, language text,
@@ -10,6 +16,10 @@ WITH input AS (
         accepted_vaccines text[], max_distance_km integer,
         code_id uuid, code_hash text, attempts_left smallint, expires_at timestamptz,
         notification jsonb)
+), live AS (
+    SELECT i.id, r.id AS registrant_id,
+           CASE WHEN r.status = 'active' THEN 'verified' ELSE 'unverified' END AS outcome
+    FROM input i JOIN registrants r ON r.phone = i.phone AND r.status <> 'withdrawn'
 ), registrant AS (
     INSERT INTO registrants (id, region_id, status, channel, phone, email, language,
                              birth_year, priority_group, postcode, accepted_vaccines,
@@ -17,6 +27,7 @@ WITH input AS (
     SELECT id, region_id, 'pending_verification', 'web', phone, email, language,
            birth_year, priority_group, postcode, accepted_vaccines, max_distance_km
     FROM input
+    WHERE id NOT IN (SELECT id FROM live)
     ON CONFLICT (phone) WHERE status <> 'withdrawn' DO NOTHING
     RETURNING id
 ), code AS (
@@ -29,4 +40,7 @@ WITH input AS (
     SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', i.phone, i.language, i.notification
     FROM code JOIN input i ON i.id = code.registrant_id
 )
-SELECT id FROM registrant
+SELECT i.id,
+       coalesce(l.outcome, CASE WHEN r.id IS NULL THEN 'raced' ELSE 'made' END) AS outcome,
+       coalesce(l.registrant_id, r.id) AS registrant_id
+FROM input i LEFT JOIN live l USING (id) LEFT JOIN registrant r USING (id)
