@@ -108,9 +108,10 @@ error_codes! {
         "This pass was used for every dose it books already.";
     TooEarly => CONFLICT, "too_early",
         "This appointment is not today.";
-    // Centres' capacity.
+    // Requests with an Idempotency-Key (registrations, capacity).
     IdempotencyKeyReused => CONFLICT, "idempotency_key_reused",
-        "This Idempotency-Key was used before for a different request. Use a new key for new capacity.";
+        "This Idempotency-Key was used before for a different request. Use a new key for each new request.";
+    // Centres' capacity.
     CapacityAlreadyCancelled => CONFLICT, "capacity_already_cancelled",
         "This capacity was cancelled already.";
     // Published draws.

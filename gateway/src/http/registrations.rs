@@ -1,12 +1,13 @@
 //! `POST /v1/regions/{region}/registrations`: registering on the web, guarded by the region's
-//! waiting rooms (see `rooms::guard`).
+//! waiting rooms (see `rooms::guard`), with an optional `Idempotency-Key`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use drawbridge_domain::Evaluation;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::answers::CodeSent;
+use super::extract::idempotency_key;
 use crate::error::ApiError;
 use crate::rooms::guard::Admitted;
 use crate::use_cases::register::{self, RegistrationForm};
@@ -24,9 +25,11 @@ pub async fn create(
     _admitted: Admitted,
     state: web::Data<AppState>,
     region: web::Path<String>,
+    http: HttpRequest,
     form: web::Json<RegistrationForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = register::on_the_web(&state, &region, form.into_inner()).await?;
+    let key = idempotency_key(&http)?;
+    let started = register::on_the_web(&state, &region, form.into_inner(), key).await?;
     Ok(HttpResponse::Accepted().json(Started {
         registration_id: started.registration_id,
         status: "pending_verification",

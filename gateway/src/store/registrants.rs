@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::batch::Batcher;
+use super::verifications::key_taken;
 use super::{statements, Store};
 
 /// The registrant's own columns, with their pending offer and whether they hold a booking, so
@@ -97,6 +98,10 @@ statements! {
             OR subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = $1)
             OR subject_id IN (SELECT id FROM offers WHERE registrant_id = $1)
             OR subject_id IN (SELECT id FROM bookings WHERE registrant_id = $1)";
+    /// The keyed digests of the registration's requests go too, and with them their keys.
+    FORGET_REQUESTS =
+        "UPDATE phone_verifications SET idempotency_key = NULL, request_digest = NULL
+         WHERE registrant_id = $1 AND idempotency_key IS NOT NULL";
     /// Withdraws and erases every personal field; the row stays, pseudonymous, because
     /// published draws refer to it.
     ERASE =
@@ -150,6 +155,9 @@ pub struct NewRegistration {
     pub attempts_left: i16,
     pub expires_at: DateTime<Utc>,
     pub notification: Notification,
+    pub idempotency_key: Option<String>,
+    /// Base64 of the keyed digest of the request, with `idempotency_key`.
+    pub request_digest: Option<String>,
 }
 
 /// Wrong SMS codes allowed before a code is dead.
@@ -161,11 +169,16 @@ pub const VERIFICATION_ATTEMPTS: i16 = 5;
 pub enum Outcome {
     /// Registered, with its first code and SMS.
     Made,
+    /// Its Idempotency-Key came with the same request before: that request's registration and
+    /// code expiry.
+    Replayed,
+    /// Its Idempotency-Key came with another request before.
+    KeyReused,
     /// The phone's registration waits for its code.
     Unverified,
     /// The phone's registration is verified.
     Verified,
-    /// Another request for the phone was written at the same moment: run it again.
+    /// Another request for the phone or key was written at the same moment: run it again.
     Raced,
 }
 
@@ -174,8 +187,10 @@ pub enum Outcome {
 pub struct Registered {
     id: Uuid,
     pub outcome: Outcome,
-    /// The registration made or found by phone.
+    /// The registration made, replayed or found by phone.
     pub registrant_id: Option<Uuid>,
+    /// The replayed request's code expiry.
+    pub code_expires_at: Option<DateTime<Utc>>,
 }
 
 /// The batcher of web registrations: each is answered with what became of it. The batcher
@@ -204,10 +219,19 @@ pub(super) fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<NewRegistration
 }
 
 impl Store {
-    /// Registers on the web, with the first code and its SMS, unless the phone number has a
-    /// live registration (see [`Outcome`]).
+    /// Registers on the web, with the first code and its SMS, unless the request's key or the
+    /// phone number was seen before (see [`Outcome`]).
     pub async fn register(&self, registration: NewRegistration) -> Result<Registered, sqlx::Error> {
-        self.registrations.submit(registration).await
+        let id = registration.id;
+        match self.registrations.submit(registration).await {
+            Err(error) if key_taken(&error) => Ok(Registered {
+                id,
+                outcome: Outcome::Raced,
+                registrant_id: None,
+                code_expires_at: None,
+            }),
+            answer => answer,
+        }
     }
 }
 
@@ -422,10 +446,11 @@ pub async fn withdraw_pending_offer(tx: &mut PgConnection, id: Uuid) -> Result<(
     Ok(())
 }
 
-/// Erases every personal field of a registrant and of the messages about them, and marks them
-/// withdrawn.
+/// Erases every personal field of a registrant, of the messages about them and of their
+/// requests, and marks them withdrawn.
 pub async fn erase(tx: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(ERASE_MESSAGES).bind(id).execute(&mut *tx).await?;
+    sqlx::query(FORGET_REQUESTS).bind(id).execute(&mut *tx).await?;
     sqlx::query(ERASE).bind(id).execute(&mut *tx).await?;
     Ok(())
 }

@@ -78,20 +78,25 @@ pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
         .phone
         .ok_or_else(|| ApiError::internal("a pending registration has no phone number"))?;
     let language = Language::parse(&registration.language).unwrap_or_default();
-    let sent = send_code(state, &mut tx, id, &phone, language.as_str()).await?;
+    let sent = send_code(state, &mut tx, id, &phone, language.as_str(), None)
+        .await?
+        .ok_or_else(|| ApiError::internal("a resend without a key found its key taken"))?;
     tx.commit().await?;
     Ok(sent)
 }
 
 /// Sends pending registration `id`, locked by the caller's transaction, a new code (earlier
-/// ones die), within the pace and count limits.
+/// ones die), within the pace and count limits. `request` is the Idempotency-Key and digest of
+/// a repeated registration; `None` if that key was taken by another request meanwhile (the
+/// transaction is then spoilt).
 pub(super) async fn send_code(
     state: &AppState,
     tx: &mut PgConnection,
     id: Uuid,
     phone: &str,
     language: &str,
-) -> Result<CodeSent, ApiError> {
+    request: Option<(&str, &[u8])>,
+) -> Result<Option<CodeSent>, ApiError> {
     let sent = verifications::codes_sent(tx, id).await?;
     if sent.count >= MAX_CODES {
         return Err(ApiError::too_many(
@@ -110,7 +115,7 @@ pub(super) async fn send_code(
         ));
     }
     let code = SmsCode::generate(state, id);
-    verifications::replace_code(
+    let stored = verifications::replace_code(
         tx,
         &NewCode {
             id: code.id,
@@ -121,11 +126,12 @@ pub(super) async fn send_code(
             phone,
             language,
             notification: &code.notification,
+            request,
         },
     )
     .await?;
-    Ok(CodeSent {
+    Ok(stored.then_some(CodeSent {
         expires_at: code.expires_at,
         attempts_left: VERIFICATION_ATTEMPTS,
-    })
+    }))
 }
