@@ -27,7 +27,7 @@ use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{postgres, redis, Settings, StartupError};
-use prometheus::{HistogramOpts, HistogramVec, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, Registry};
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
@@ -48,7 +48,8 @@ pub struct AppState {
     pub rooms: Arc<Rooms>,
     /// Signs and verifies offer links and check-in passes.
     keyring: Keyring,
-    /// Counters shared by all gateways (booking-code guesses, staff logins).
+    /// Failure counters shared by all gateways (booking-code guesses, staff logins), kept here
+    /// while Redis is away.
     limits: Limits,
     /// The web pages' templates, texts and static files.
     templates: templates::Templates,
@@ -114,6 +115,14 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     registry
         .register(Box::new(batch_sizes.clone()))
         .expect("metrics register once");
+    let counted_here = IntCounter::new(
+        "limits_counted_here_total",
+        "Failure-limit checks and counts made in this gateway because Redis could not be reached",
+    )
+    .expect("valid counter");
+    registry
+        .register(Box::new(counted_here.clone()))
+        .expect("metrics register once");
     let state = AppState {
         policies: PolicyCache::new(pool.clone()),
         store: Store::new(pool.clone(), &batch_sizes),
@@ -121,7 +130,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         hash_key: settings.secrets.hash_key()?,
         keyring: settings.secrets.keyring()?,
         rooms,
-        limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone()),
+        limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone(), counted_here),
         templates: templates::Templates::load(),
     };
     let readiness = Readiness::new().postgres(pool).redis(redis);

@@ -13,6 +13,7 @@ mod notifier_crashes;
 mod notifier_delivery;
 mod pages;
 mod pipeline;
+mod redis_outage;
 mod schema_invariants;
 mod verification;
 mod waiting_room;
