@@ -169,6 +169,8 @@ error_codes! {
     // Limits and our own failures.
     TooManyRequests => TOO_MANY_REQUESTS, "too_many_requests",
         "Too many requests. Please wait a moment and try again.";
+    Unavailable => SERVICE_UNAVAILABLE, "unavailable",
+        "This part of the service is unavailable for a moment. Please try again in a few seconds.";
     Internal => INTERNAL_SERVER_ERROR, "internal",
         "Something went wrong on our side. Your data is safe; please try again in a minute.";
 }
@@ -247,6 +249,15 @@ impl ApiError {
         ApiError {
             retry_after_seconds: Some(retry_after_seconds),
             ..ApiError::new(ErrorCode::TooManyRequests).with_message(message)
+        }
+    }
+
+    /// A dependency that cannot be reached for a moment: 503 with `Retry-After`.
+    #[track_caller]
+    pub fn unavailable(retry_after_seconds: u64) -> Self {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new(ErrorCode::Unavailable)
         }
     }
 
@@ -392,9 +403,16 @@ impl From<drawbridge_platform::capacity::CapacityStoreError> for ApiError {
     }
 }
 
+/// `Retry-After` of a request that found Redis away: outages seen so far lasted seconds.
+const REDIS_RETRY_SECONDS: u64 = 5;
+
 impl From<crate::rooms::store::StoreError> for ApiError {
     #[track_caller]
     fn from(error: crate::rooms::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "waiting rooms: Redis cannot be reached");
+            return ApiError::unavailable(REDIS_RETRY_SECONDS);
+        }
         ApiError::internal(error)
     }
 }

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)]
 //! The gateway while Redis is away, on a Redis of the test's own that it kills: failure limits
 //! are counted in the gateway at a quarter of each limit, registration and its code limits (in
-//! Postgres) carry on, and nothing answers 500.
+//! Postgres) carry on, the waiting rooms answer 503, and nothing answers 500.
 
 use drawbridge_domain::{BookingCode, Role};
 use drawbridge_test_support::{metric, registration, spawn_with, Components, PrivateRedis, TestApp};
@@ -88,5 +88,17 @@ async fn while_redis_is_away_failure_limits_hold_in_the_gateway_and_nothing_answ
         "drawbridge_gateway_limits_counted_here_total",
     );
     assert!(counted_here >= 10.0, "{counted_here} checks and counts made here");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn while_redis_is_away_a_room_join_answers_503_with_retry_after() {
+    let (app, mut redis) = on_private_redis().await;
+    app.put_room("outage", &json!({ "mode": "fifo" })).await;
+    redis.kill();
+    let join = app.post_json("/v1/rooms/outage/join", &json!({})).await;
+    let (status, retry_after, code) = answer(join).await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"));
+    assert_eq!(retry_after, Some(5));
     app.stop().await;
 }
