@@ -133,7 +133,9 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone(), counted_here),
         templates: templates::Templates::load(),
     };
-    let readiness = Readiness::new().postgres(pool).redis(redis);
+    // Without Redis the gateway serves everything but the waiting rooms' joins, leaves and
+    // administration (failure limits count here): it stays in the load balancer, degraded.
+    let readiness = Readiness::new().postgres(pool).redis(redis).optional();
     let server = serve(listener, state, registry, readiness, settings.gateway.workers)
         .map_err(|error| StartupError::Bind { address, error })?;
     ops::stop_on(shutdown, server.handle());

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
-//! The gateway while Redis is away, on a Redis of the test's own that it kills: failure limits
-//! are counted in the gateway at a quarter of each limit, registration and its code limits (in
-//! Postgres) carry on, the waiting rooms answer 503, and nothing answers 500.
+//! The gateway while Redis is away, on a Redis of the test's own that it kills: it stays ready,
+//! degraded; failure limits are counted in the gateway at a quarter of each limit, registration
+//! and its code limits (in Postgres) carry on, the waiting rooms answer 503, and nothing answers
+//! 500.
 
 use drawbridge_domain::{BookingCode, Role};
 use drawbridge_test_support::{metric, registration, spawn_with, Components, PrivateRedis, TestApp};
@@ -100,5 +101,18 @@ async fn while_redis_is_away_a_room_join_answers_503_with_retry_after() {
     let (status, retry_after, code) = answer(join).await;
     assert_eq!((status, code.as_str()), (503, "unavailable"));
     assert_eq!(retry_after, Some(5));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn while_redis_is_away_the_gateway_stays_ready_degraded() {
+    let (app, mut redis) = on_private_redis().await;
+    redis.kill();
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 200);
+    let ready: Value = response.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["dependencies"]["postgres"], "ok");
+    assert_ne!(ready["dependencies"]["redis"], "ok");
     app.stop().await;
 }
