@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The simulations' guarantees, checked from the outside: determinism whatever the thread
 //! count, conservation of people and pairs, policies that favour a group showing it, a broken
 //! draw caught by the audit, and the simulated draw being the allocator's draw.
