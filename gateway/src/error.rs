@@ -108,9 +108,10 @@ error_codes! {
         "This pass was used for every dose it books already.";
     TooEarly => CONFLICT, "too_early",
         "This appointment is not today.";
-    // Centres' capacity.
+    // Requests with an Idempotency-Key (registrations, capacity).
     IdempotencyKeyReused => CONFLICT, "idempotency_key_reused",
-        "This Idempotency-Key was used before for a different request. Use a new key for new capacity.";
+        "This Idempotency-Key was used before for a different request. Use a new key for each new request.";
+    // Centres' capacity.
     CapacityAlreadyCancelled => CONFLICT, "capacity_already_cancelled",
         "This capacity was cancelled already.";
     // Published draws.
@@ -168,6 +169,8 @@ error_codes! {
     // Limits and our own failures.
     TooManyRequests => TOO_MANY_REQUESTS, "too_many_requests",
         "Too many requests. Please wait a moment and try again.";
+    Unavailable => SERVICE_UNAVAILABLE, "unavailable",
+        "This part of the service is unavailable for a moment. Please try again in a few seconds.";
     Internal => INTERNAL_SERVER_ERROR, "internal",
         "Something went wrong on our side. Your data is safe; please try again in a minute.";
 }
@@ -246,6 +249,15 @@ impl ApiError {
         ApiError {
             retry_after_seconds: Some(retry_after_seconds),
             ..ApiError::new(ErrorCode::TooManyRequests).with_message(message)
+        }
+    }
+
+    /// A dependency that cannot be reached for a moment: 503 with `Retry-After`.
+    #[track_caller]
+    pub fn unavailable(retry_after_seconds: u64) -> Self {
+        ApiError {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..ApiError::new(ErrorCode::Unavailable)
         }
     }
 
@@ -391,9 +403,16 @@ impl From<drawbridge_platform::capacity::CapacityStoreError> for ApiError {
     }
 }
 
+/// `Retry-After` of a request that found Redis away: outages seen so far lasted seconds.
+const REDIS_RETRY_SECONDS: u64 = 5;
+
 impl From<crate::rooms::store::StoreError> for ApiError {
     #[track_caller]
     fn from(error: crate::rooms::store::StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "waiting rooms: Redis cannot be reached");
+            return ApiError::unavailable(REDIS_RETRY_SECONDS);
+        }
         ApiError::internal(error)
     }
 }

@@ -25,7 +25,7 @@ use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{postgres, redis, Settings, StartupError};
-use prometheus::{HistogramOpts, HistogramVec, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, Registry};
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
@@ -46,7 +46,8 @@ pub struct AppState {
     pub rooms: Arc<Rooms>,
     /// Signs and verifies offer links and check-in passes.
     keyring: Keyring,
-    /// Counters shared by all gateways (booking-code guesses, staff logins).
+    /// Failure counters shared by all gateways (booking-code guesses, staff logins), kept here
+    /// while Redis is away.
     limits: Limits,
     /// The web pages' templates, texts and static files.
     templates: templates::Templates,
@@ -112,6 +113,14 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     registry
         .register(Box::new(batch_sizes.clone()))
         .expect("metrics register once");
+    let counted_here = IntCounter::new(
+        "limits_counted_here_total",
+        "Failure-limit checks and counts made in this gateway because Redis could not be reached",
+    )
+    .expect("valid counter");
+    registry
+        .register(Box::new(counted_here.clone()))
+        .expect("metrics register once");
     let state = AppState {
         policies: PolicyCache::new(pool.clone()),
         store: Store::new(pool.clone(), &batch_sizes),
@@ -119,10 +128,12 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         hash_key: settings.secrets.hash_key()?,
         keyring: settings.secrets.keyring()?,
         rooms,
-        limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone()),
+        limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone(), counted_here),
         templates: templates::Templates::load(),
     };
-    let readiness = Readiness::new().postgres(pool).redis(redis);
+    // Without Redis the gateway serves everything but the waiting rooms' joins, leaves and
+    // administration (failure limits count here): it stays in the load balancer, degraded.
+    let readiness = Readiness::new().postgres(pool).redis(redis).optional();
     let server = serve(listener, state, registry, readiness, settings.gateway.workers)
         .map_err(|error| StartupError::Bind { address, error })?;
     ops::stop_on(shutdown, server.handle());

@@ -1,6 +1,6 @@
 //! The operational endpoints every component serves: `/healthz` (the process is alive),
-//! `/readyz` (its dependencies answer, so a load balancer may send traffic) and `/metrics`
-//! (Prometheus text format).
+//! `/readyz` (its dependencies answer, so a load balancer may send traffic; optional ones may be
+//! away, degraded) and `/metrics` (Prometheus text format).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,10 +23,29 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// The dependencies a component needs before it can do useful work.
+/// The dependencies a component needs before it can do useful work, and those it can serve
+/// without for a while, degraded.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    probes: Vec<(&'static str, Probe)>,
+    probes: Vec<(&'static str, Probe, Need)>,
+}
+
+/// What a component can do without a dependency.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Nothing useful: not ready without it.
+    Required,
+    /// Serve, degraded (e.g. the gateway without Redis: docs/operations.md).
+    Optional,
+}
+
+/// What a readiness check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    Yes,
+    /// Every required dependency answers, an optional one does not.
+    Degraded,
+    No,
 }
 
 impl Readiness {
@@ -39,7 +58,17 @@ impl Readiness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.probes.push((name, Arc::new(move || Box::pin(probe()))));
+        self.probes
+            .push((name, Arc::new(move || Box::pin(probe())), Need::Required));
+        self
+    }
+
+    /// Makes the last probe optional: its failure is reported, and the component stays ready,
+    /// degraded, so a load balancer keeps sending it what it can still serve.
+    pub fn optional(mut self) -> Self {
+        if let Some((_, _, need)) = self.probes.last_mut() {
+            *need = Need::Optional;
+        }
         self
     }
 
@@ -57,21 +86,33 @@ impl Readiness {
         })
     }
 
-    /// Runs every probe concurrently; ready only if all of them answer in time.
-    pub async fn check(&self) -> (bool, BTreeMap<&'static str, String>) {
-        let results = join_all(self.probes.iter().map(|(name, probe)| async move {
+    /// Runs every probe concurrently: ready if all of them answer in time, degraded if only
+    /// optional ones do not.
+    pub async fn check(&self) -> (Ready, BTreeMap<&'static str, String>) {
+        let results = join_all(self.probes.iter().map(|(name, probe, need)| async move {
             let outcome = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(error),
                 Err(_) => Err(format!("no answer within {} s", PROBE_TIMEOUT.as_secs())),
             };
-            (*name, outcome)
+            (*name, *need, outcome)
         }))
         .await;
-        let ready = results.iter().all(|(_, outcome)| outcome.is_ok());
+        let failing = |need: Need| {
+            results
+                .iter()
+                .any(|(_, n, outcome)| *n == need && outcome.is_err())
+        };
+        let ready = if failing(Need::Required) {
+            Ready::No
+        } else if failing(Need::Optional) {
+            Ready::Degraded
+        } else {
+            Ready::Yes
+        };
         let report = results
             .into_iter()
-            .map(|(name, outcome)| (name, outcome.err().unwrap_or_else(|| "ok".to_owned())))
+            .map(|(name, _, outcome)| (name, outcome.err().unwrap_or_else(|| "ok".to_owned())))
             .collect();
         (ready, report)
     }
@@ -91,15 +132,12 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     let (ready, dependencies) = readiness.check().await;
-    let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "dependencies": dependencies,
-    });
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    let (mut response, status) = match ready {
+        Ready::Yes => (HttpResponse::Ok(), "ready"),
+        Ready::Degraded => (HttpResponse::Ok(), "degraded"),
+        Ready::No => (HttpResponse::ServiceUnavailable(), "not_ready"),
+    };
+    response.json(serde_json::json!({ "status": status, "dependencies": dependencies }))
 }
 
 async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
@@ -163,18 +201,31 @@ mod tests {
             .probe("good", || async { Ok(()) })
             .probe("bad", || async { Err("connection refused".to_owned()) });
         let (ready, report) = readiness.check().await;
-        assert!(!ready);
+        assert_eq!(ready, Ready::No);
         assert_eq!(report["good"], "ok");
         assert_eq!(report["bad"], "connection refused");
         let (ready, _) = Readiness::new().probe("good", || async { Ok(()) }).check().await;
-        assert!(ready);
+        assert_eq!(ready, Ready::Yes);
+    }
+
+    #[tokio::test]
+    async fn an_optional_dependency_that_fails_leaves_the_component_degraded() {
+        let readiness = Readiness::new()
+            .probe("good", || async { Ok(()) })
+            .probe("cache", || async { Err("connection refused".to_owned()) })
+            .optional();
+        let (ready, report) = readiness.check().await;
+        assert_eq!(ready, Ready::Degraded);
+        assert_eq!(report["cache"], "connection refused");
+        let with_required_failing = readiness.probe("bad", || async { Err("down".to_owned()) });
+        assert_eq!(with_required_failing.check().await.0, Ready::No);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_hanging_probe_is_not_ready() {
         let readiness = Readiness::new().probe("slow", std::future::pending);
         let (ready, report) = readiness.check().await;
-        assert!(!ready);
+        assert_eq!(ready, Ready::No);
         assert!(report["slow"].contains("no answer"), "{report:?}");
     }
 }

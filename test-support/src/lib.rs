@@ -14,6 +14,7 @@
 //! - [`twilio`]: a local server speaking Twilio's Messages API, with an inbox and failures on
 //!   demand;
 //! - [`smtp`]: a local SMTP server, with an inbox, refusals and delays on demand;
+//! - [`redis`]: a Redis server of one test's own, to stop while the components run;
 //! - [`cpu`]: CPU time read from `/proc`, for the benchmarks' cost per unit of work;
 //! - [`metric`]: one series read from a page of Prometheus text;
 //! - [`eventually`], [`registration`], and helpers on [`TestApp`] that act the way a person,
@@ -26,6 +27,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cpu;
+pub mod redis;
 pub mod smtp;
 pub mod twilio;
 
@@ -39,6 +41,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use redis::PrivateRedis;
 pub use smtp::FakeSmtp;
 pub use twilio::FakeTwilio;
 

@@ -16,6 +16,7 @@ mod notifier_crashes;
 mod notifier_delivery;
 mod pages;
 mod pipeline;
+mod redis_outage;
 mod schema;
 mod schema_invariants;
 mod verification;

@@ -1,6 +1,8 @@
 //! Registration, step two, against real Postgres: the SMS code proves the phone; wrong codes
 //! count down; dead codes must be replaced; new codes come at a limited pace; success issues a
-//! booking code, stored only as a keyed hash and sent by SMS and email through the outbox.
+//! booking code, stored only as a keyed hash and sent by SMS and email through the outbox. A
+//! registration sent again (its answer lost) gets the same registration and a new code, and
+//! with an Idempotency-Key the first answer again.
 
 use drawbridge_domain::BookingCode;
 use drawbridge_test_support::{registration, spawn_app, TestApp};
@@ -37,6 +39,39 @@ async fn verify(app: &TestApp, id: Uuid, code: &str) -> (u16, Value) {
         )
         .await;
     (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// `POST /v1/regions/bw/registrations` with `body` and, if given, an `Idempotency-Key`: the
+/// status, the `Retry-After` header and the body.
+async fn register_with(app: &TestApp, body: &Value, key: Option<&str>) -> (u16, Option<u64>, Value) {
+    let mut request = app.http.post(app.url("/v1/regions/bw/registrations")).json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+/// Moves every code of the registration two minutes into the past, past the pace of new codes.
+async fn age_codes(app: &TestApp, id: Uuid) {
+    sqlx::query("UPDATE phone_verifications SET created_at = created_at - interval '2 minutes' WHERE registrant_id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+}
+
+/// SMS codes queued in all.
+async fn codes_queued(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE kind = 'verification_code'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
 }
 
 fn wrong(code: &str) -> String {
@@ -225,7 +260,7 @@ async fn guesses_sent_at_once_get_five_tries_in_all_and_no_more() {
 async fn registrations_and_verifications_sent_at_once_share_statements_and_each_gets_its_own_answer() {
     let app = spawn_app().await;
     app.load_demo().await;
-    // Forty people register at once, and three more requests reuse the first person's phone.
+    // Forty people register at once, and three more requests send the first person's again.
     let phones: Vec<String> = (0..40).map(|n| format!("0151 66{n:05}")).collect();
     let requests = phones
         .iter()
@@ -245,9 +280,10 @@ async fn registrations_and_verifications_sent_at_once_share_statements_and_each_
     for (phone, status, body) in &answers {
         match status {
             202 => ids.push(body["registration_id"].as_str().unwrap().parse::<Uuid>().unwrap()),
-            409 => assert_eq!(
+            // The same phone again within the pace of codes.
+            429 => assert_eq!(
                 (phone, body["error"]["code"].as_str()),
-                (&phones[0], Some("phone_already_registered"))
+                (&phones[0], Some("too_many_requests"))
             ),
             _ => panic!("{phone}: {status} {body}"),
         }
@@ -311,6 +347,145 @@ async fn registrations_and_verifications_sent_at_once_share_statements_and_each_
         (active, booking_codes),
         (20, 20),
         "the right codes, and only they, activated"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_registration_sent_again_after_its_answer_was_lost_gets_the_same_id_and_a_new_code() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let phone = "0151 5550010";
+    // The answer to this one is lost on its way: the client knows no id.
+    let id = register(&app, phone).await;
+    let first = texted_code(&app, id).await;
+
+    // Sent again at once: the code went out moments ago, so it waits as a resend would.
+    let (status, retry_after, body) = register_with(&app, &registration(phone), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{body}"
+    );
+    assert!(matches!(retry_after, Some(1..=60)), "Retry-After {retry_after:?}");
+    assert_eq!(codes_queued(&app).await, 1, "no second code within the pace");
+
+    // After the wait: the same registration, with the details entered now, and a new code.
+    age_codes(&app, id).await;
+    let mut corrected = registration(phone);
+    corrected["email"] = json!("anna.b@example.de");
+    let (status, _, body) = register_with(&app, &corrected, None).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["registration_id"], id.to_string());
+    assert_eq!(body["verification"]["attempts_left"], 5);
+    assert_eq!(codes_queued(&app).await, 2);
+    let email: String = sqlx::query_scalar("SELECT email FROM registrants WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(email, "anna.b@example.de");
+    let latest = texted_code(&app, id).await;
+    if latest != first {
+        let (status, _) = verify(&app, id, &first).await;
+        assert_eq!(status, 422, "the earlier code died");
+    }
+
+    // Within the count of codes: three more, then the registration stays, without another.
+    for _ in 0..3 {
+        age_codes(&app, id).await;
+        let (status, _, body) = register_with(&app, &registration(phone), None).await;
+        assert_eq!(
+            (status, body["registration_id"].as_str()),
+            (202, Some(id.to_string().as_str()))
+        );
+    }
+    age_codes(&app, id).await;
+    let (status, retry_after, body) = register_with(&app, &registration(phone), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{body}"
+    );
+    assert!(retry_after.is_some());
+    assert_eq!(codes_queued(&app).await, 5);
+    let latest = texted_code(&app, id).await;
+    let (status, body) = verify(&app, id, &latest).await;
+    assert_eq!(status, 200, "the registration was kept: {body}");
+
+    // A verified phone is refused as before, saying no more.
+    let (status, _, body) = register_with(&app, &registration(phone), None).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        body,
+        json!({ "error": {
+            "code": "phone_already_registered",
+            "message": "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first."
+        }})
+    );
+    let registrations: i64 = sqlx::query_scalar("SELECT count(*) FROM registrants")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(registrations, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let phone = "0151 5550011";
+    let key = "9b2f4d8e-registration-1";
+    let (status, _, first) = register_with(&app, &registration(phone), Some(key)).await;
+    assert_eq!(status, 202, "{first}");
+    let id: Uuid = first["registration_id"].as_str().unwrap().parse().unwrap();
+
+    // The same request again, at once: the first answer, and no second SMS.
+    let (status, _, again) = register_with(&app, &registration(phone), Some(key)).await;
+    assert_eq!((status, &again), (202, &first));
+    assert_eq!(codes_queued(&app).await, 1);
+
+    // The key with another request: refused, nothing written.
+    let mut other = registration(phone);
+    other["birth_year"] = json!(1957);
+    for body in [other, registration("0151 5550012")] {
+        let (status, _, refused) = register_with(&app, &body, Some(key)).await;
+        assert_eq!(
+            (status, refused["error"]["code"].as_str()),
+            (409, Some("idempotency_key_reused")),
+            "{refused}"
+        );
+    }
+    let registrations: i64 = sqlx::query_scalar("SELECT count(*) FROM registrants")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!((registrations, codes_queued(&app).await), (1, 1));
+
+    // A new key for the same phone later is a registration sent again: a new code, and that
+    // answer is what its key replays.
+    age_codes(&app, id).await;
+    let (status, _, second) =
+        register_with(&app, &registration(phone), Some("9b2f4d8e-registration-2")).await;
+    assert_eq!(
+        (status, second["registration_id"].as_str()),
+        (202, Some(id.to_string().as_str()))
+    );
+    assert_ne!(
+        second["verification"]["expires_at"],
+        first["verification"]["expires_at"]
+    );
+    let (_, _, replayed) = register_with(&app, &registration(phone), Some("9b2f4d8e-registration-2")).await;
+    assert_eq!(replayed, second);
+    let (_, _, replayed) = register_with(&app, &registration(phone), Some(key)).await;
+    assert_eq!(replayed, first);
+    assert_eq!(codes_queued(&app).await, 2);
+
+    let (status, _, body) = register_with(&app, &registration(phone), Some(&"k".repeat(129))).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("Idempotency-Key"))
     );
     app.stop().await;
 }

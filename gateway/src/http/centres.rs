@@ -7,7 +7,7 @@ use drawbridge_domain::CapacityRequest;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::extract::Staff;
+use super::extract::{idempotency_key, Staff};
 use crate::error::ApiError;
 use crate::use_cases::{capacity, check_in};
 use crate::AppState;
@@ -20,12 +20,7 @@ pub async fn publish(
     http: HttpRequest,
     request: web::Json<CapacityRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = http
-        .headers()
-        .get("Idempotency-Key")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|key| (1..=128).contains(&key.len()));
+    let key = idempotency_key(&http)?;
     let published = capacity::publish(&state, &staff.0, &centre, key, request.into_inner()).await?;
     Ok(if published.replayed {
         HttpResponse::Ok().json(published)

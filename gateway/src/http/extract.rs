@@ -73,6 +73,26 @@ pub fn client_address(request: &HttpRequest) -> String {
         .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
 }
 
+/// The `Idempotency-Key` header, if sent: 1 to 128 characters (e.g. a UUID) naming one request,
+/// so that the request sent again is answered as the first time instead of done twice.
+pub fn idempotency_key(request: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = request.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| (1..=128).contains(&key.len()))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Idempotency-Key",
+                "An Idempotency-Key has 1 to 128 visible ASCII characters, e.g. a UUID.",
+            )
+        })
+}
+
 fn state(request: &HttpRequest) -> web::Data<AppState> {
     request
         .app_data::<web::Data<AppState>>()

@@ -1,13 +1,13 @@
 //! `POST /v1/regions/{region}/registrations`: registering on the web, guarded by the region's
-//! waiting rooms (see `extract::Admitted`).
+//! waiting rooms (see `extract::Admitted`), with an optional `Idempotency-Key`.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use drawbridge_domain::Evaluation;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::answers::CodeSent;
-use super::extract::Admitted;
+use super::extract::{idempotency_key, Admitted};
 use crate::error::ApiError;
 use crate::use_cases::register::{self, RegistrationForm};
 use crate::AppState;
@@ -24,9 +24,11 @@ pub async fn create(
     _admitted: Admitted,
     state: web::Data<AppState>,
     region: web::Path<String>,
+    http: HttpRequest,
     form: web::Json<RegistrationForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = register::on_the_web(&state, &region, form.into_inner()).await?;
+    let key = idempotency_key(&http)?;
+    let started = register::on_the_web(&state, &region, form.into_inner(), key).await?;
     Ok(HttpResponse::Accepted().json(Started {
         registration_id: started.registration_id,
         status: "pending_verification",

@@ -36,8 +36,8 @@ pub enum StoreError {
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     /// A call for several joins failed; each of them gets this.
-    #[error("Redis: {0}")]
-    Batch(String),
+    #[error("Redis: {message}")]
+    Batch { message: String, unavailable: bool },
     /// The gateway stopped before the call came back.
     #[error("the join was not answered: the gateway is stopping")]
     Unanswered,
@@ -47,6 +47,23 @@ pub enum StoreError {
         what: &'static str,
         value: String,
     },
+}
+
+impl StoreError {
+    /// Whether Redis could not be reached (down, restarting, cut off), rather than answering
+    /// something wrong: the request may succeed in a few seconds.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Redis(error) => {
+                error.is_io_error()
+                    || error.is_connection_refusal()
+                    || error.is_connection_dropped()
+                    || error.is_timeout()
+            }
+            StoreError::Batch { unavailable, .. } => *unavailable,
+            StoreError::Unanswered | StoreError::Corrupt { .. } => false,
+        }
+    }
 }
 
 /// What a join got from Redis.
@@ -626,12 +643,18 @@ impl RoomStore {
                 }
             }
             answered => {
-                let error = match answered {
-                    Err(error) => error.to_string(),
-                    Ok(answers) => format!("{} answers to {} joins", answers.len(), joins.len()),
+                let (message, unavailable) = match answered {
+                    Err(error) => (error.to_string(), error.is_unavailable()),
+                    Ok(answers) => (
+                        format!("{} answers to {} joins", answers.len(), joins.len()),
+                        false,
+                    ),
                 };
                 for join in joins {
-                    let _ = join.answer.send(Err(StoreError::Batch(error.clone())));
+                    let _ = join.answer.send(Err(StoreError::Batch {
+                        message: message.clone(),
+                        unavailable,
+                    }));
                 }
             }
         }

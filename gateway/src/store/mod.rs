@@ -27,7 +27,7 @@ use drawbridge_platform::statements;
 /// registrations, verifications and acceptances into shared statements.
 pub struct Store {
     pool: PgPool,
-    registrations: Batcher<registrants::NewRegistration, bool>,
+    registrations: Batcher<registrants::NewRegistration, registrants::Registered>,
     verifications: Batcher<verifications::Guess, verifications::Verification>,
     acceptances: Batcher<offers::Acceptance, bool>,
 }

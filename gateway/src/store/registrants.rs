@@ -2,6 +2,8 @@
 //! them by id or booking code, their choices, their part in recent draws, and withdrawal with
 //! its erasure.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use drawbridge_platform::outbox::Notification;
 use drawbridge_platform::states::{BookingState, RegistrantStatus};
@@ -10,7 +12,8 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::batch::{self, Batcher};
+use super::batch::Batcher;
+use super::verifications::key_taken;
 use super::{statements, Store};
 
 /// The registrant's own columns, with their pending offer and whether they hold a booking, so
@@ -41,6 +44,12 @@ statements! {
     ACTIVE_BY_BOOKING_CODE =
         concat!(registrant_columns!(), "WHERE booking_code_hash = $1 AND status = 'active'");
     REGION = "SELECT region_id FROM registrants WHERE id = $1";
+    /// New details for a registration still waiting for its code, entered again: the person
+    /// who proves the phone verifies what they entered last.
+    UPDATE_UNVERIFIED =
+        "UPDATE registrants SET region_id = $2, email = $3, language = $4, birth_year = $5,
+                priority_group = $6, postcode = $7, accepted_vaccines = $8, max_distance_km = $9
+         WHERE id = $1 AND status = 'pending_verification'";
     /// Locks a registration for a new SMS code.
     LOCK_FOR_CODE = "SELECT status, phone, language FROM registrants WHERE id = $1 FOR UPDATE";
     CHANGE_CHOICES =
@@ -89,6 +98,10 @@ statements! {
             OR subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = $1)
             OR subject_id IN (SELECT id FROM offers WHERE registrant_id = $1)
             OR subject_id IN (SELECT id FROM bookings WHERE registrant_id = $1)";
+    /// The keyed digests of the registration's requests go too, and with them their keys.
+    FORGET_REQUESTS =
+        "UPDATE phone_verifications SET idempotency_key = NULL, request_digest = NULL
+         WHERE registrant_id = $1 AND idempotency_key IS NOT NULL";
     /// Withdraws and erases every personal field; the row stays, pseudonymous, because
     /// published draws refer to it.
     ERASE =
@@ -116,10 +129,9 @@ pub struct Registrant {
     pub booked: bool,
 }
 
-/// A web registration with its first code: one row of `REGISTER_MANY`.
+/// A web registration's details, checked: what the person entered.
 #[derive(Clone, Serialize)]
-pub struct NewRegistration {
-    pub id: Uuid,
+pub struct Details {
     pub region_id: String,
     pub phone: String,
     pub email: Option<String>,
@@ -129,34 +141,97 @@ pub struct NewRegistration {
     pub postcode: String,
     pub accepted_vaccines: Vec<String>,
     pub max_distance_km: i32,
+}
+
+/// A web registration with its first code: one row of `REGISTER_MANY`.
+#[derive(Clone, Serialize)]
+pub struct NewRegistration {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub details: Details,
     pub code_id: Uuid,
     /// Base64, as JSON has no bytes.
     pub code_hash: String,
     pub attempts_left: i16,
     pub expires_at: DateTime<Utc>,
     pub notification: Notification,
+    pub idempotency_key: Option<String>,
+    /// Base64 of the keyed digest of the request, with `idempotency_key`.
+    pub request_digest: Option<String>,
 }
 
 /// Wrong SMS codes allowed before a code is dead.
 pub const VERIFICATION_ATTEMPTS: i16 = 5;
 
-/// The batcher of web registrations: each answers whether it was made (`false`: the phone
-/// number already has a live registration). The batcher never puts one phone twice in a batch.
-pub(super) fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<NewRegistration, bool> {
-    batch::made(
-        pool,
+/// What became of a web registration (see `sql/register_many.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Registered, with its first code and SMS.
+    Made,
+    /// Its Idempotency-Key came with the same request before: that request's registration and
+    /// code expiry.
+    Replayed,
+    /// Its Idempotency-Key came with another request before.
+    KeyReused,
+    /// The phone's registration waits for its code.
+    Unverified,
+    /// The phone's registration is verified.
+    Verified,
+    /// Another request for the phone or key was written at the same moment: run it again.
+    Raced,
+}
+
+/// A web registration's answer: one row of `REGISTER_MANY`.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Registered {
+    id: Uuid,
+    pub outcome: Outcome,
+    /// The registration made, replayed or found by phone.
+    pub registrant_id: Option<Uuid>,
+    /// The replayed request's code expiry.
+    pub code_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The batcher of web registrations: each is answered with what became of it. The batcher
+/// never puts one phone twice in a batch.
+pub(super) fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<NewRegistration, Registered> {
+    Batcher::start(
         sizes,
-        |r: &NewRegistration| r.phone.clone(),
-        REGISTER_MANY,
-        |r| r.id,
+        |r: &NewRegistration| r.details.phone.clone(),
+        move |batch: Vec<NewRegistration>| {
+            let pool = pool.clone();
+            async move {
+                let mut answers: HashMap<Uuid, Registered> = sqlx::query_as(REGISTER_MANY)
+                    .bind(sqlx::types::Json(&batch))
+                    .fetch_all(&pool)
+                    .await?
+                    .into_iter()
+                    .map(|r: Registered| (r.id, r))
+                    .collect();
+                batch
+                    .iter()
+                    .map(|r| answers.remove(&r.id).ok_or(sqlx::Error::RowNotFound))
+                    .collect()
+            }
+        },
     )
 }
 
 impl Store {
-    /// Registers on the web, with the first code and its SMS; `false` if the phone number
-    /// already has a live registration.
-    pub async fn register(&self, registration: NewRegistration) -> Result<bool, sqlx::Error> {
-        self.registrations.submit(registration).await
+    /// Registers on the web, with the first code and its SMS, unless the request's key or the
+    /// phone number was seen before (see [`Outcome`]).
+    pub async fn register(&self, registration: NewRegistration) -> Result<Registered, sqlx::Error> {
+        let id = registration.id;
+        match self.registrations.submit(registration).await {
+            Err(error) if key_taken(&error) => Ok(Registered {
+                id,
+                outcome: Outcome::Raced,
+                registrant_id: None,
+                code_expires_at: None,
+            }),
+            answer => answer,
+        }
     }
 }
 
@@ -234,6 +309,27 @@ pub struct ForCode {
 /// Locks a registration for a new SMS code.
 pub async fn lock_for_code(tx: &mut PgConnection, id: Uuid) -> Result<Option<ForCode>, sqlx::Error> {
     sqlx::query_as(LOCK_FOR_CODE).bind(id).fetch_optional(tx).await
+}
+
+/// Replaces the details of a registration that waits for its code (locked by the caller).
+pub async fn update_unverified(
+    tx: &mut PgConnection,
+    id: Uuid,
+    details: &Details,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(UPDATE_UNVERIFIED)
+        .bind(id)
+        .bind(&details.region_id)
+        .bind(&details.email)
+        .bind(details.language)
+        .bind(details.birth_year)
+        .bind(details.priority_group)
+        .bind(&details.postcode)
+        .bind(&details.accepted_vaccines)
+        .bind(details.max_distance_km)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// New choices; `None` keeps a choice, `email: Some(None)` removes the address.
@@ -350,10 +446,11 @@ pub async fn withdraw_pending_offer(tx: &mut PgConnection, id: Uuid) -> Result<(
     Ok(())
 }
 
-/// Erases every personal field of a registrant and of the messages about them, and marks them
-/// withdrawn.
+/// Erases every personal field of a registrant, of the messages about them and of their
+/// requests, and marks them withdrawn.
 pub async fn erase(tx: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(ERASE_MESSAGES).bind(id).execute(&mut *tx).await?;
+    sqlx::query(FORGET_REQUESTS).bind(id).execute(&mut *tx).await?;
     sqlx::query(ERASE).bind(id).execute(&mut *tx).await?;
     Ok(())
 }

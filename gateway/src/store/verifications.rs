@@ -23,13 +23,14 @@ statements! {
     /// Earlier codes die when a new one is sent, so only the newest SMS counts.
     KILL_UNUSED_CODES =
         "UPDATE phone_verifications SET attempts_left = 0 WHERE registrant_id = $1 AND verified_at IS NULL";
-    /// A further code for a registrant and its SMS. The code is stored only as a keyed hash;
-    /// the verification row is the message's subject, so every code (first or resent) is one
-    /// SMS.
+    /// A further code for a registrant and its SMS, with the Idempotency-Key of the repeated
+    /// registration that asked for it, if any. The code is stored only as a keyed hash; the
+    /// verification row is the message's subject, so every code (first or resent) is one SMS.
     ANOTHER_CODE =
         "WITH code AS (
-             INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at)
-             VALUES ($2, $1, $3, $4, $5) RETURNING id
+             INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at,
+                                              idempotency_key, request_digest)
+             VALUES ($2, $1, $3, $4, $5, $9, $10) RETURNING id
          )
          INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
          SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', $6, $7, $8 FROM code";
@@ -114,15 +115,24 @@ pub struct NewCode<'a> {
     pub phone: &'a str,
     pub language: &'a str,
     pub notification: &'a Notification,
+    /// The Idempotency-Key and keyed digest of the request that asked for the code.
+    pub request: Option<(&'a str, &'a [u8])>,
 }
 
-/// Kills the registrant's unused codes and stores a new one with its SMS.
-pub async fn replace_code(tx: &mut PgConnection, code: &NewCode<'_>) -> Result<(), sqlx::Error> {
+/// Whether `error` is a request's Idempotency-Key found taken by another request written at
+/// the same moment.
+pub(super) fn key_taken(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.constraint() == Some("phone_verifications_idempotency_key"))
+}
+
+/// Kills the registrant's unused codes and stores a new one with its SMS. `false`: the request's
+/// Idempotency-Key was taken by another request meanwhile, and the transaction is spoilt.
+pub async fn replace_code(tx: &mut PgConnection, code: &NewCode<'_>) -> Result<bool, sqlx::Error> {
     sqlx::query(KILL_UNUSED_CODES)
         .bind(code.registrant)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(ANOTHER_CODE)
+    let inserted = sqlx::query(ANOTHER_CODE)
         .bind(code.registrant)
         .bind(code.id)
         .bind(code.hash)
@@ -131,7 +141,13 @@ pub async fn replace_code(tx: &mut PgConnection, code: &NewCode<'_>) -> Result<(
         .bind(code.phone)
         .bind(code.language)
         .bind(sqlx::types::Json(code.notification))
+        .bind(code.request.map(|(key, _)| key))
+        .bind(code.request.map(|(_, digest)| digest))
         .execute(&mut *tx)
-        .await?;
-    Ok(())
+        .await;
+    match inserted {
+        Err(error) if key_taken(&error) => Ok(false),
+        Err(error) => Err(error),
+        Ok(_) => Ok(true),
+    }
 }

@@ -3,19 +3,25 @@
 //! the registrations waiting at that moment); an agent on the phone attests the number, so the
 //! caller is active at once and gets their booking code.
 
-use chrono::{DateTime, Datelike, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use drawbridge_domain::{
     evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Language, Person, PhoneNumber, Policy,
     Postcode, StaffMember, VerificationCode,
 };
 use drawbridge_platform::outbox::Notification;
+use drawbridge_platform::states::RegistrantStatus;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
 use uuid::Uuid;
 
+use super::verify::send_code;
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::messages::tell;
-use crate::store::registrants::{self, Inserted, NewCaller, NewRegistration, VERIFICATION_ATTEMPTS};
+use crate::store::registrants::{
+    self, Details, Inserted, NewCaller, NewRegistration, Outcome, VERIFICATION_ATTEMPTS,
+};
 use crate::AppState;
 
 /// What a person (or an agent for them) submits to register.
@@ -131,7 +137,8 @@ impl SmsCode {
         SmsCode {
             id: Uuid::new_v4(),
             hash: code.keyed_hash(&state.hash_key, registrant.as_bytes()).to_vec(),
-            expires_at: Utc::now() + Duration::minutes(valid_minutes.into()),
+            // To the microsecond, as Postgres keeps it, so a replayed answer names the same instant.
+            expires_at: (Utc::now() + Duration::minutes(valid_minutes.into())).trunc_subsecs(6),
             notification: Notification::VerificationCode {
                 code: code.as_str().to_owned(),
                 valid_minutes,
@@ -156,42 +163,124 @@ pub struct Started {
     pub eligibility: Evaluation,
 }
 
-/// Registers on the web and texts the first code.
-pub async fn on_the_web(state: &AppState, region: &str, form: RegistrationForm) -> Result<Started, ApiError> {
+/// Runs of a registration that met another request for the same phone or key, written at the
+/// same moment; the next run sees it.
+const RUNS: usize = 3;
+
+/// Registers on the web and texts the first code. A phone whose registration still waits for
+/// its code gets that registration again, with the details entered now and a new code (within
+/// the limits of a resend), so a client whose answer was lost can ask again; a verified one is
+/// refused as before. With an Idempotency-Key, the same request again gets the first answer
+/// and sends nothing; the key with another request is refused.
+pub async fn on_the_web(
+    state: &AppState,
+    region: &str,
+    form: RegistrationForm,
+    idempotency_key: Option<&str>,
+) -> Result<Started, ApiError> {
     let published = state.policies.current(region).await?;
     let registration = form.validate(&published.policy, &state.settings.default_country_code)?;
-    let registration_id = Uuid::new_v4();
-    let code = SmsCode::generate(state, registration_id);
-    let made = state
+    let details = Details {
+        region_id: published.region.clone(),
+        phone: registration.phone.as_str().to_owned(),
+        email: registration.email.map(Email::into_string),
+        language: registration.language.as_str(),
+        birth_year: registration.person.birth_year,
+        priority_group: i16::from(registration.person.priority_group),
+        postcode: registration.person.postcode.clone(),
+        accepted_vaccines: registration.person.accepted_vaccines.clone(),
+        max_distance_km: registration.max_distance_km.get(),
+    };
+    let digest = idempotency_key
+        .map(|_| request_digest(state, &details))
+        .transpose()?;
+    let request = idempotency_key.zip(digest.as_ref().map(|d| d.as_slice()));
+    for _ in 0..RUNS {
+        if let Some((registration_id, code_expires_at)) = start(state, &details, request).await? {
+            tracing::info!(%registration_id, region = %published.region, "registration started");
+            return Ok(Started {
+                registration_id,
+                code_expires_at,
+                attempts_left: VERIFICATION_ATTEMPTS,
+                eligibility: evaluate(&published.policy, &registration.person, Utc::now().date_naive()),
+            });
+        }
+    }
+    Err(ApiError::internal(
+        "a registration kept meeting other requests for its phone or key",
+    ))
+}
+
+/// One run of a web registration: its id and code expiry, or `None` if it met another request
+/// for the same phone or key and must run again.
+async fn start(
+    state: &AppState,
+    details: &Details,
+    request: Option<(&str, &[u8])>,
+) -> Result<Option<(Uuid, DateTime<Utc>)>, ApiError> {
+    let id = Uuid::new_v4();
+    let code = SmsCode::generate(state, id);
+    let registered = state
         .store
         .register(NewRegistration {
-            id: registration_id,
-            region_id: published.region.clone(),
-            phone: registration.phone.as_str().to_owned(),
-            email: registration.email.map(Email::into_string),
-            language: registration.language.as_str(),
-            birth_year: registration.person.birth_year,
-            priority_group: i16::from(registration.person.priority_group),
-            postcode: registration.person.postcode.clone(),
-            accepted_vaccines: registration.person.accepted_vaccines.clone(),
-            max_distance_km: registration.max_distance_km.get(),
+            id,
+            details: details.clone(),
             code_id: code.id,
             code_hash: base64_of(&code.hash),
             attempts_left: VERIFICATION_ATTEMPTS,
             expires_at: code.expires_at,
             notification: code.notification,
+            idempotency_key: request.map(|(key, _)| key.to_owned()),
+            request_digest: request.map(|(_, digest)| base64_of(digest)),
         })
         .await?;
-    if !made {
-        return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered));
+    let found = registered
+        .registrant_id
+        .ok_or_else(|| ApiError::internal("a registration's answer names no registration"));
+    match registered.outcome {
+        Outcome::Made => Ok(Some((id, code.expires_at))),
+        Outcome::Replayed => {
+            let expires_at = registered
+                .code_expires_at
+                .ok_or_else(|| ApiError::internal("a replayed registration has no code expiry"))?;
+            Ok(Some((found?, expires_at)))
+        }
+        Outcome::KeyReused => Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
+        Outcome::Verified => Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered)),
+        Outcome::Unverified => again(state, found?, details, request).await,
+        Outcome::Raced => Ok(None),
     }
-    tracing::info!(%registration_id, region = %published.region, "registration started");
-    Ok(Started {
-        registration_id,
-        code_expires_at: code.expires_at,
-        attempts_left: VERIFICATION_ATTEMPTS,
-        eligibility: evaluate(&published.policy, &registration.person, Utc::now().date_naive()),
-    })
+}
+
+/// Registration `id`, found waiting for its code on the phone of `details`, registered again:
+/// it takes the details entered now and gets a new code, within the limits of a resend.
+async fn again(
+    state: &AppState,
+    id: Uuid,
+    details: &Details,
+    request: Option<(&str, &[u8])>,
+) -> Result<Option<(Uuid, DateTime<Utc>)>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    match registrants::lock_for_code(&mut tx, id).await?.map(|r| r.status) {
+        Some(RegistrantStatus::PendingVerification) => {}
+        Some(RegistrantStatus::Active) => return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered)),
+        // Withdrawn meanwhile, which frees the phone: register anew.
+        Some(RegistrantStatus::Withdrawn) | None => return Ok(None),
+    }
+    registrants::update_unverified(&mut tx, id, details).await?;
+    let sent = send_code(state, &mut tx, id, &details.phone, details.language, request).await?;
+    let Some(sent) = sent else { return Ok(None) };
+    tx.commit().await?;
+    tracing::info!(registration_id = %id, "registration repeated; a new code sent");
+    Ok(Some((id, sent.expires_at)))
+}
+
+/// The keyed digest of a registration request, which tells a retry (the same digest) from
+/// another request reusing its Idempotency-Key. Keyed, as the details are personal data.
+fn request_digest(state: &AppState, details: &Details) -> Result<[u8; 32], ApiError> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&state.hash_key).map_err(ApiError::internal)?;
+    mac.update(&serde_json::to_vec(details).map_err(ApiError::internal)?);
+    Ok(mac.finalize().into_bytes().into())
 }
 
 /// A caller registered by an agent.

@@ -93,7 +93,7 @@ pub async fn log_in(
         .await
         .map_err(ApiError::internal)?;
     let Some(row) = row.filter(|_| matches) else {
-        limits.count_failure().await?;
+        limits.count_failure().await;
         return Err(ApiError::new(ErrorCode::WrongCredentials));
     };
     let member = member(row)?;

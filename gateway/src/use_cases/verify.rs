@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use drawbridge_domain::{BookingCode, Language, VerificationCode};
 use drawbridge_platform::states::RegistrantStatus;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::register::{base64_of, booking_code_message, SmsCode};
@@ -73,7 +74,30 @@ pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
     let registration = registrants::lock_for_code(&mut tx, id).await?;
     still_pending(registration.as_ref().map(|r| r.status))?;
     let registration = registration.ok_or_else(|| ApiError::internal("a pending registration vanished"))?;
-    let sent = verifications::codes_sent(&mut tx, id).await?;
+    let phone = registration
+        .phone
+        .ok_or_else(|| ApiError::internal("a pending registration has no phone number"))?;
+    let language = Language::parse(&registration.language).unwrap_or_default();
+    let sent = send_code(state, &mut tx, id, &phone, language.as_str(), None)
+        .await?
+        .ok_or_else(|| ApiError::internal("a resend without a key found its key taken"))?;
+    tx.commit().await?;
+    Ok(sent)
+}
+
+/// Sends pending registration `id`, locked by the caller's transaction, a new code (earlier
+/// ones die), within the pace and count limits. `request` is the Idempotency-Key and digest of
+/// a repeated registration; `None` if that key was taken by another request meanwhile (the
+/// transaction is then spoilt).
+pub(super) async fn send_code(
+    state: &AppState,
+    tx: &mut PgConnection,
+    id: Uuid,
+    phone: &str,
+    language: &str,
+    request: Option<(&str, &[u8])>,
+) -> Result<Option<CodeSent>, ApiError> {
+    let sent = verifications::codes_sent(tx, id).await?;
     if sent.count >= MAX_CODES {
         return Err(ApiError::too_many(
             format!("{MAX_CODES} codes were sent for this registration already. Please call the hotline to register by phone."),
@@ -90,28 +114,24 @@ pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
             wait,
         ));
     }
-    let phone = registration
-        .phone
-        .ok_or_else(|| ApiError::internal("a pending registration has no phone number"))?;
-    let language = Language::parse(&registration.language).unwrap_or_default();
     let code = SmsCode::generate(state, id);
-    verifications::replace_code(
-        &mut tx,
+    let stored = verifications::replace_code(
+        tx,
         &NewCode {
             id: code.id,
             registrant: id,
             hash: &code.hash,
             attempts: VERIFICATION_ATTEMPTS,
             expires_at: code.expires_at,
-            phone: &phone,
-            language: language.as_str(),
+            phone,
+            language,
             notification: &code.notification,
+            request,
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(CodeSent {
+    Ok(stored.then_some(CodeSent {
         expires_at: code.expires_at,
         attempts_left: VERIFICATION_ATTEMPTS,
-    })
+    }))
 }
