@@ -1,6 +1,9 @@
-//! The notifier: relays the outbox to RabbitMQ and delivers messages by SMS and email, each
-//! to the person at most once, retrying temporary failures and dead-lettering the rest. Both
-//! loops reconnect by themselves when the broker or the database goes away.
+//! The notifier: relays the outbox to RabbitMQ and delivers messages by SMS and email,
+//! retrying temporary failures and dead-lettering the rest. A message goes to the provider once
+//! where the provider can be asked whether it already has it (Twilio's message list); where it
+//! cannot (SMTP, a provider without the list), a message whose answer was lost is sent again
+//! or dead-lettered, as `in_doubt` says. Both loops reconnect by themselves when the broker or
+//! the database goes away.
 
 mod consumer;
 mod email;
@@ -22,7 +25,7 @@ use sqlx::PgPool;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use drawbridge_platform::config::{EmailProvider, ExposeSecret, NotifierSettings, SmsProvider};
+use drawbridge_platform::config::{EmailProvider, ExposeSecret, InDoubt, NotifierSettings, SmsProvider};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::outbox::Channel;
 use drawbridge_platform::{amqp, postgres, Settings, StartupError};
@@ -35,15 +38,32 @@ use crate::sink::FileSink;
 use crate::sms::TwilioClient;
 use crate::topology::Topology;
 
-/// Why one send did not go through.
+/// Why one send did not go through. What matters for the next attempt is whether the provider
+/// may have taken the message: only then must it be asked before the message goes out again.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Worth trying again later: timeouts, 429, 5xx.
-    #[error("temporary failure: {0}")]
-    Retryable(String),
+    /// The provider certainly did not take it (a 429, a refused connection, a 4xx reply from
+    /// the mail server): send again later, no questions asked.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// The provider may have taken it and its answer was lost (a timeout after the request was
+    /// written, a 5xx, a connection cut mid-answer): ask it, if it can be asked, before sending
+    /// again.
+    #[error("in doubt: {0}")]
+    InDoubt(String),
     /// Trying again cannot help: a rejected number, bad credentials.
     #[error("permanent failure: {0}")]
     Permanent(String),
+}
+
+/// What a provider says when asked whether it already has a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// It has: the provider's id of the message.
+    Found(String),
+    NotFound,
+    /// It cannot be asked (no message list, or a transport without one, like SMTP): why.
+    Unavailable(String),
 }
 
 /// Why a relay or consumer loop stopped; the supervisor reconnects after any of them.
@@ -59,10 +79,12 @@ pub enum NotifierError {
     Unroutable(String),
 }
 
-/// Where each channel's messages go.
+/// Where each channel's messages go, and what to do with a message in doubt on each.
 pub struct Transports {
     sms: SmsTransport,
     email: EmailTransport,
+    sms_in_doubt: InDoubt,
+    email_in_doubt: InDoubt,
 }
 
 enum SmsTransport {
@@ -91,20 +113,33 @@ impl Transports {
                 EmailTransport::Smtp(SmtpMailer::new(&settings.email, settings.concurrency)?)
             }
         };
-        Ok(Transports { sms, email })
+        Ok(Transports {
+            sms,
+            email,
+            sms_in_doubt: settings.sms.in_doubt,
+            email_in_doubt: settings.email.in_doubt,
+        })
     }
 
-    /// After a crash mid-send: the provider's id if it already has this message. Only the SMS
-    /// API can be asked; SMTP cannot, so an email in doubt is sent again.
-    async fn find_sent(
-        &self,
-        channel: Channel,
-        to: &str,
-        message: &Rendered,
-    ) -> Result<Option<String>, SendError> {
+    /// The policy for a message in doubt whose provider cannot be asked.
+    fn in_doubt(&self, channel: Channel) -> InDoubt {
+        match channel {
+            Channel::Sms => self.sms_in_doubt,
+            Channel::Email => self.email_in_doubt,
+        }
+    }
+
+    /// Whether the provider already has a message in doubt. Only the SMS API can be asked;
+    /// SMTP and the file sink cannot.
+    async fn find_sent(&self, channel: Channel, to: &str, message: &Rendered) -> Result<Lookup, String> {
         match (channel, &self.sms) {
             (Channel::Sms, SmsTransport::Twilio(client)) => client.find_sent(to, &message.sms).await,
-            _ => Ok(None),
+            (Channel::Sms, SmsTransport::Sink(_)) => {
+                Ok(Lookup::Unavailable("the file sink keeps no list to ask".into()))
+            }
+            (Channel::Email, _) => Ok(Lookup::Unavailable(
+                "email cannot be looked up: SMTP has no way to ask".into(),
+            )),
         }
     }
 
@@ -128,6 +163,7 @@ pub struct Metrics {
     published: IntCounter,
     queue_messages: IntGaugeVec,
     reconciled: IntCounterVec,
+    resent_in_doubt: IntCounterVec,
     sent: IntCounterVec,
     duplicates: IntCounterVec,
     retried: IntCounterVec,
@@ -159,7 +195,11 @@ impl Metrics {
             dead: by_kind("messages_dead_total", "Messages given up on and dead-lettered")?,
             reconciled: by_kind(
                 "messages_reconciled_total",
-                "In-doubt messages found at the provider after a crash, so not sent again",
+                "In-doubt messages found at the provider, so not sent again",
+            )?,
+            resent_in_doubt: by_kind(
+                "messages_resent_in_doubt_total",
+                "In-doubt messages sent again because the provider cannot be asked: possible duplicates",
             )?,
             send_seconds: HistogramVec::new(
                 HistogramOpts::new(
@@ -185,6 +225,7 @@ impl Metrics {
         registry.register(Box::new(metrics.sent.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.reconciled.clone()))?;
+        registry.register(Box::new(metrics.resent_in_doubt.clone()))?;
         registry.register(Box::new(metrics.retried.clone()))?;
         registry.register(Box::new(metrics.dead.clone()))?;
         registry.register(Box::new(metrics.send_seconds.clone()))?;

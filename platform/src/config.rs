@@ -456,6 +456,8 @@ pub struct SmsSettings {
     pub timeout_seconds: u64,
     /// Client-side limit so a burst does not get the account throttled.
     pub messages_per_second: u32,
+    /// What to do with a message in doubt when the provider cannot be asked whether it has it.
+    pub in_doubt: InDoubt,
 }
 
 impl Default for SmsSettings {
@@ -469,8 +471,21 @@ impl Default for SmsSettings {
             messaging_service_sid: String::new(),
             timeout_seconds: 10,
             messages_per_second: 100,
+            in_doubt: InDoubt::Resend,
         }
     }
+}
+
+/// A message is in doubt when an attempt may have reached the provider but its answer was
+/// lost (a timeout after the request was written, a 5xx, a crash mid-call). Where the provider
+/// lists its messages the notifier asks it; this says what to do where it cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InDoubt {
+    /// Send it again: the person may get it twice, which costs less than never getting it.
+    Resend,
+    /// Give up on it, for an operator to look at: nobody gets a message twice.
+    DeadLetter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -503,6 +518,8 @@ pub struct EmailSettings {
     pub username: String,
     pub password: SecretString,
     pub timeout_seconds: u64,
+    /// SMTP cannot be asked whether a server took a message, so every email in doubt follows it.
+    pub in_doubt: InDoubt,
 }
 
 impl Default for EmailSettings {
@@ -516,6 +533,7 @@ impl Default for EmailSettings {
             username: String::new(),
             password: SecretString::default(),
             timeout_seconds: 10,
+            in_doubt: InDoubt::Resend,
         }
     }
 }
@@ -772,6 +790,26 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
     fn twilio_needs_credentials() {
         let err = load(&format!("{SECRETS}\n[notifier.sms]\nprovider = \"twilio\"\n")).unwrap_err();
         assert!(err.contains("account_sid"), "{err}");
+    }
+
+    #[test]
+    fn in_doubt_policy_is_resend_unless_set_to_dead_letter() {
+        let s = load(SECRETS).unwrap();
+        assert_eq!(
+            (s.notifier.sms.in_doubt, s.notifier.email.in_doubt),
+            (InDoubt::Resend, InDoubt::Resend)
+        );
+        let s = load_with_env(
+            &format!("{SECRETS}\n[notifier.sms]\nin_doubt = \"dead-letter\"\n"),
+            &[("DRAWBRIDGE_NOTIFIER__EMAIL__IN_DOUBT", "dead-letter")],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.notifier.sms.in_doubt, s.notifier.email.in_doubt),
+            (InDoubt::DeadLetter, InDoubt::DeadLetter)
+        );
+        let err = load(&format!("{SECRETS}\n[notifier.sms]\nin_doubt = \"maybe\"\n")).unwrap_err();
+        assert!(err.contains("in_doubt"), "{err}");
     }
 
     #[test]

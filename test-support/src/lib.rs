@@ -369,7 +369,7 @@ impl TestApp {
     pub async fn settled(&self, outbox_id: Uuid) -> Option<Settled> {
         sqlx::query_as(
             "SELECT state, attempts, provider_message_id AS provider_id, detail FROM deliveries
-             WHERE outbox_id = $1 AND state <> 'sending'",
+             WHERE outbox_id = $1 AND state IN ('sent', 'dead')",
         )
         .bind(outbox_id)
         .fetch_optional(&self.pool)
