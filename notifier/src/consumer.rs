@@ -443,7 +443,7 @@ impl Consumer {
         }
     }
 
-    /// Re-publishes the message (to a retry queue or the dead-letter queue) and waits for the
+    /// Re-publishes the message (to a delay queue or the dead-letter queue) and waits for the
     /// broker's confirm before the original is acknowledged.
     async fn forward(
         &self,

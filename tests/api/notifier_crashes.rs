@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! The notifier under crashes, against real RabbitMQ and Postgres: a message whose send was
 //! interrupted is reconciled with the provider instead of being sent twice; a notifier process
-//! killed with SIGKILL mid-burst and restarted delivers everything exactly once; and connections
-//! closed by the broker mid-burst are re-established without losing anything.
+//! killed with SIGKILL mid-burst and restarted delivers everything exactly once; connections
+//! closed by the broker mid-burst are re-established without losing anything; and a delay
+//! queue keeps a message it cannot hand back yet.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -321,5 +322,94 @@ async fn connections_closed_by_the_broker_mid_burst_reconnect_and_lose_nothing()
     })
     .await;
     assert!(ready.is_some(), "ready again once reconnected");
+    app.stop().await;
+}
+
+/// The messages a queue holds, counted by the broker itself: for a quorum queue this includes
+/// those it is dead-lettering, which `rabbitmqctl list_queues` leaves out while the broker
+/// tries to hand them on.
+async fn held_messages(queue: &str) -> u64 {
+    let count = format!(
+        "{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, <<\"{queue}\">>)),
+         case amqqueue:get_type(Q) of
+             rabbit_quorum_queue ->
+                 {{ok, {{_, Overview}}, _}} = ra:local_query(amqqueue:get_pid(Q), fun rabbit_fifo:overview/1),
+                 maps:get(num_messages, Overview);
+             _ -> proplists:get_value(messages, rabbit_amqqueue:info(Q, [messages]))
+         end."
+    );
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .args(["eval", &count])
+        .output()
+        .await
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no count for {queue}: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_queue_keeps_a_message_it_cannot_hand_back_yet() {
+    use drawbridge_notifier::topology::Topology;
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::BasicProperties;
+
+    let app = spawn_app().await;
+    let topology = Topology::new(&app.settings.amqp, &app.settings.notifier.retry_delays_seconds);
+    let connection = drawbridge_platform::amqp::connect_once(&app.settings.amqp)
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    topology.declare(&channel).await.unwrap();
+    // The kind queue cannot be reached, as while it is down or its node restarts.
+    channel
+        .queue_unbind(
+            &topology.queue("verification_code"),
+            &topology.exchange(),
+            "*.verification_code",
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // A delay exchange and its queue share their name.
+    let delay_queue = topology.retry_after(1).unwrap().exchange;
+    let confirm = channel
+        .basic_publish(
+            &delay_queue,
+            "sms.verification_code",
+            BasicPublishOptions::default(),
+            b"{}",
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_expiration("100".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(confirm.is_ack());
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let expired = eventually(Duration::from_secs(10), || async {
+        let queue = channel
+            .queue_declare(&delay_queue, passive, FieldTable::default())
+            .await
+            .unwrap();
+        (queue.message_count() == 0).then_some(())
+    })
+    .await;
+    assert!(expired.is_some(), "the message expired after 0.1 s");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        held_messages(&delay_queue).await,
+        1,
+        "expired and kept while it cannot be routed, not dropped"
+    );
+    let _ = connection.close(200, "done").await;
     app.stop().await;
 }
