@@ -55,6 +55,8 @@ struct Settled {
     attempts: Vec<i32>,
     provider_ids: Vec<Option<String>>,
     details: Vec<Option<String>>,
+    /// Seconds until a message in flight is due back.
+    due_in: Vec<f64>,
 }
 
 impl Settled {
@@ -75,6 +77,11 @@ impl Settled {
             } => (DeliveryState::Waiting, None, Some(reason.clone())),
             Outcome::AlreadyDone => return,
         };
+        let due_in = match outcome {
+            Outcome::Retry { step, .. } => f64::from(step.delay_seconds),
+            _ => 0.0,
+        };
+        self.due_in.push(due_in);
         self.ids.push(id);
         self.states.push(state);
         self.attempts.push(attempt as i32);
@@ -317,9 +324,17 @@ impl Consumer {
     ) -> Result<(), NotifierError> {
         let ids: Vec<Uuid> = candidates.iter().map(|&i| parsed(&items[i]).id).collect();
         let keys: Vec<i64> = ids.iter().map(|id| lock_key(*id)).collect();
+        let timeouts: Vec<f64> = candidates
+            .iter()
+            .map(|&i| {
+                let channel = parsed(&items[i]).channel;
+                self.transports.in_flight(channel).timeout.as_secs_f64()
+            })
+            .collect();
         let claims: Vec<Claim> = sqlx::query_as(CLAIM)
             .bind(&ids)
             .bind(&keys)
+            .bind(&timeouts)
             .fetch_all(&mut *connection)
             .await?;
         let mut locked = Vec::new();
@@ -360,6 +375,7 @@ impl Consumer {
                 .bind(&settled.attempts)
                 .bind(&settled.provider_ids)
                 .bind(&settled.details)
+                .bind(&settled.due_in)
                 .execute(&mut *connection)
                 .await?;
         }
@@ -395,7 +411,7 @@ impl Consumer {
                     return Outcome::Sent { provider_id };
                 }
                 Ok(Lookup::NotFound) => {}
-                Ok(Lookup::Unavailable(why)) => match self.transports.in_doubt(message.channel) {
+                Ok(Lookup::Unavailable(why)) => match self.transports.in_flight(message.channel).in_doubt {
                     InDoubt::Resend => self.metrics.resent_in_doubt.with_label_values(&labels).inc(),
                     InDoubt::DeadLetter => {
                         return Outcome::Dead {
@@ -539,21 +555,24 @@ enum Target<'a> {
 /// commit) for the batch. The record is read per message through the primary key (`OFFSET 0`
 /// keeps the lookup from being flattened into a join), because the planner's statistics for a
 /// fast-growing `deliveries` table lag behind and a hash join over all of it grows with every
-/// message ever sent. Attempts are counted in the record, not in the copy, which a redelivery
-/// or a new publication resets. A record is taken up only if it is still as read: every claim
-/// raises its count, so a read from before another consumer's claim takes up nothing.
+/// message ever sent. The intent is due back when the attempt's request has timed out ($3,
+/// seconds per message), which is when the sweeper may start to look for it. Attempts are
+/// counted in the record, not in the copy, which a redelivery or a new publication resets. A
+/// record is taken up only if it is still as read: every claim raises its count, so a read
+/// from before another consumer's claim takes up nothing.
 const CLAIM: &str = "
     WITH claims AS MATERIALIZED (
-        SELECT t.n, t.id, pg_try_advisory_lock(t.key) AS claimed, d.state,
+        SELECT t.n, t.id, t.timeout, pg_try_advisory_lock(t.key) AS claimed, d.state,
                COALESCE(d.attempts + 1, 1) AS attempt
-        FROM UNNEST($1::uuid[], $2::bigint[]) WITH ORDINALITY AS t(id, key, n)
+        FROM UNNEST($1::uuid[], $2::bigint[], $3::float8[]) WITH ORDINALITY AS t(id, key, timeout, n)
         LEFT JOIN LATERAL (SELECT state, attempts FROM deliveries WHERE outbox_id = t.id OFFSET 0) d
             ON true
     ), intents AS (
-        INSERT INTO deliveries AS d (outbox_id, state, attempts)
-        SELECT id, 'sending', attempt FROM claims
+        INSERT INTO deliveries AS d (outbox_id, state, attempts, next_attempt_at)
+        SELECT id, 'sending', attempt, now() + make_interval(secs => timeout) FROM claims
         WHERE claimed AND (state IS NULL OR state IN ('sending', 'waiting'))
-        ON CONFLICT (outbox_id) DO UPDATE SET state = 'sending', attempts = EXCLUDED.attempts
+        ON CONFLICT (outbox_id) DO UPDATE
+            SET state = 'sending', attempts = EXCLUDED.attempts, next_attempt_at = EXCLUDED.next_attempt_at
             WHERE d.state IN ('sending', 'waiting') AND d.attempts + 1 = EXCLUDED.attempts
         RETURNING outbox_id
     )
@@ -561,16 +580,18 @@ const CLAIM: &str = "
     FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id ORDER BY c.n";
 
 /// Records the outcomes of a batch's attempts. A retry keeps the record in flight: `sending`
-/// if the attempt may have reached the provider, `waiting` if it certainly did not.
+/// if the attempt may have reached the provider, `waiting` if it certainly did not, due back
+/// after its delay ($6, seconds).
 const SETTLE: &str = "
-    INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at)
+    INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at, next_attempt_at)
     SELECT id, state, attempt, provider_id, detail,
-           CASE WHEN state IN ('sending', 'waiting') THEN NULL ELSE now() END
-    FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[])
-         AS t(id, state, attempt, provider_id, detail)
+           CASE WHEN state IN ('sending', 'waiting') THEN NULL ELSE now() END,
+           now() + make_interval(secs => due_in)
+    FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[])
+         AS t(id, state, attempt, provider_id, detail, due_in)
     ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
         provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
-        finished_at = EXCLUDED.finished_at";
+        finished_at = EXCLUDED.finished_at, next_attempt_at = EXCLUDED.next_attempt_at";
 
 /// The message of an item that passed parsing.
 fn parsed(item: &Item) -> &Message {

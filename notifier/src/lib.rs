@@ -3,7 +3,7 @@
 //! where the provider can be asked whether it already has it (Twilio's message list); where it
 //! cannot (SMTP, a provider without the list), a message whose answer was lost is sent again
 //! or dead-lettered, as `in_doubt` says. Both loops reconnect by themselves when the broker or
-//! the database goes away.
+//! the database goes away, and a sweeper publishes again any message the broker lost.
 
 mod consumer;
 mod email;
@@ -11,6 +11,7 @@ mod relay;
 pub mod render;
 mod sink;
 mod sms;
+mod sweeper;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -79,12 +80,21 @@ pub enum NotifierError {
     Unroutable(String),
 }
 
-/// Where each channel's messages go, and what to do with a message in doubt on each.
+/// Where each channel's messages go, and how its messages in flight are treated.
 pub struct Transports {
     sms: SmsTransport,
     email: EmailTransport,
-    sms_in_doubt: InDoubt,
-    email_in_doubt: InDoubt,
+    sms_in_flight: InFlight,
+    email_in_flight: InFlight,
+}
+
+/// How one channel's messages in flight are treated.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// What to do with a message in doubt that cannot be looked up.
+    in_doubt: InDoubt,
+    /// How long one attempt's request may take (SMTP: each step of the conversation).
+    timeout: Duration,
 }
 
 enum SmsTransport {
@@ -116,16 +126,21 @@ impl Transports {
         Ok(Transports {
             sms,
             email,
-            sms_in_doubt: settings.sms.in_doubt,
-            email_in_doubt: settings.email.in_doubt,
+            sms_in_flight: InFlight {
+                in_doubt: settings.sms.in_doubt,
+                timeout: Duration::from_secs(settings.sms.timeout_seconds),
+            },
+            email_in_flight: InFlight {
+                in_doubt: settings.email.in_doubt,
+                timeout: Duration::from_secs(settings.email.timeout_seconds),
+            },
         })
     }
 
-    /// The policy for a message in doubt whose provider cannot be asked.
-    fn in_doubt(&self, channel: Channel) -> InDoubt {
+    fn in_flight(&self, channel: Channel) -> InFlight {
         match channel {
-            Channel::Sms => self.sms_in_doubt,
-            Channel::Email => self.email_in_doubt,
+            Channel::Sms => self.sms_in_flight,
+            Channel::Email => self.email_in_flight,
         }
     }
 
@@ -161,6 +176,7 @@ impl Transports {
 
 pub struct Metrics {
     published: IntCounter,
+    requeued: IntCounter,
     queue_messages: IntGaugeVec,
     reconciled: IntCounterVec,
     resent_in_doubt: IntCounterVec,
@@ -179,6 +195,10 @@ impl Metrics {
             |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["channel", "kind"]);
         let metrics = Metrics {
             published: IntCounter::new("outbox_published_total", "Outbox rows published to RabbitMQ")?,
+            requeued: IntCounter::new(
+                "messages_requeued_total",
+                "Messages found stranded in flight and published again",
+            )?,
             queue_messages: IntGaugeVec::new(
                 Opts::new("queue_messages", "Messages waiting in each RabbitMQ queue"),
                 &["queue"],
@@ -221,6 +241,7 @@ impl Metrics {
             ))?,
         };
         registry.register(Box::new(metrics.published.clone()))?;
+        registry.register(Box::new(metrics.requeued.clone()))?;
         registry.register(Box::new(metrics.queue_messages.clone()))?;
         registry.register(Box::new(metrics.sent.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
@@ -329,6 +350,12 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         ));
     }
     tasks.spawn(run_consumer(settings.clone(), consumer, shutdown.clone()));
+    tasks.spawn(run_sweeper(
+        settings.notifier.clone(),
+        pool,
+        metrics,
+        shutdown.clone(),
+    ));
     tracing::info!(%address, "notifier running");
     Ok(Notifier {
         ops: ops_server,
@@ -396,6 +423,31 @@ async fn run_relay(
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(RECONNECT_DELAY) => {}
             }
+        }
+    }
+}
+
+/// Publishes stranded messages again every `sweep_every_seconds` until shutdown.
+async fn run_sweeper(
+    settings: NotifierSettings,
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let every = Duration::from_secs(settings.sweep_every_seconds);
+    let stranded_after = Duration::from_secs(settings.stranded_after_seconds);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match sweeper::requeue_stranded(&pool, stranded_after).await {
+            Ok(0) => {}
+            Ok(requeued) => {
+                tracing::warn!(requeued, "messages stranded in flight published again");
+                metrics.requeued.inc_by(requeued);
+            }
+            Err(error) => tracing::warn!(%error, "sweeping stranded messages failed; trying again later"),
         }
     }
 }

@@ -391,6 +391,11 @@ pub struct NotifierSettings {
     pub retry_delays_seconds: Vec<u32>,
     /// The local sink file: where messages go when a channel's provider is `file`.
     pub sink_file: PathBuf,
+    /// A message still in flight this long after its next attempt was due was lost by the
+    /// broker: the sweeper publishes it again. Above the longest wait in a queue.
+    pub stranded_after_seconds: u64,
+    /// How often each notifier's sweeper looks for stranded messages.
+    pub sweep_every_seconds: u64,
     pub sms: SmsSettings,
     pub email: EmailSettings,
 }
@@ -427,6 +432,8 @@ impl Default for NotifierSettings {
             concurrency: 128,
             retry_delays_seconds: vec![1, 5, 30, 120, 600],
             sink_file: PathBuf::from("var/messages.jsonl"),
+            stranded_after_seconds: 900,
+            sweep_every_seconds: 60,
             sms: SmsSettings::default(),
             email: EmailSettings::default(),
         }
@@ -638,6 +645,12 @@ impl Settings {
                 "delays must be at least 1 second",
             ));
         }
+        if notifier.stranded_after_seconds == 0 || notifier.sweep_every_seconds == 0 {
+            return Err(ConfigError::key(
+                "notifier.stranded_after_seconds",
+                "stranded_after_seconds and sweep_every_seconds must be at least 1",
+            ));
+        }
         if notifier.sms.messages_per_second == 0 {
             return Err(ConfigError::key(
                 "notifier.sms.messages_per_second",
@@ -810,6 +823,17 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
         );
         let err = load(&format!("{SECRETS}\n[notifier.sms]\nin_doubt = \"maybe\"\n")).unwrap_err();
         assert!(err.contains("in_doubt"), "{err}");
+    }
+
+    #[test]
+    fn the_sweeper_needs_a_deadline_and_a_pace() {
+        let s = load(SECRETS).unwrap();
+        assert_eq!(
+            (s.notifier.stranded_after_seconds, s.notifier.sweep_every_seconds),
+            (900, 60)
+        );
+        let err = load(&format!("{SECRETS}\n[notifier]\nsweep_every_seconds = 0\n")).unwrap_err();
+        assert!(err.contains("notifier.stranded_after_seconds"), "{err}");
     }
 
     #[test]

@@ -24,9 +24,16 @@ fn code(n: u32) -> Notification {
     }
 }
 
-/// A message whose first attempt died after calling the provider: its intent is recorded,
-/// the relay already published it, and RabbitMQ redelivers it.
-async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uuid, Option<String>) {
+/// A message published and recorded in flight (`state`, one attempt made, its next attempt
+/// due in `due_in_seconds`), as a notifier leaves it; the provider has it already if
+/// `already_at_provider`. Returns the message and the provider's id of the earlier send.
+async fn in_flight(
+    app: &TestApp,
+    phone: &str,
+    state: &str,
+    due_in_seconds: f64,
+    already_at_provider: bool,
+) -> (Message, Option<String>) {
     let notification = code(424242);
     let mut tx = app.pool.begin().await.unwrap();
     let id = outbox::enqueue(
@@ -44,30 +51,19 @@ async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uui
         .execute(&mut *tx)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO deliveries (outbox_id, state, attempts) VALUES ($1, 'sending', 1)")
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO deliveries (outbox_id, state, attempts, next_attempt_at)
+         VALUES ($1, $2, 1, now() + make_interval(secs => $3))",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(due_in_seconds)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let earlier_sid = if already_at_provider {
-        let body = Templates::new().render(&notification, Language::De).unwrap().sms;
-        let created: serde_json::Value = app
-            .http
-            .post(format!(
-                "{}/2010-04-01/Accounts/{}/Messages.json",
-                app.twilio.base_url,
-                twilio::ACCOUNT_SID
-            ))
-            .basic_auth(twilio::ACCOUNT_SID, Some(twilio::AUTH_TOKEN))
-            .form(&[("To", phone), ("From", "+4915100000000"), ("Body", &body)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Some(created["sid"].as_str().unwrap().to_owned())
+        Some(send_directly(app, phone, &notification).await)
     } else {
         None
     };
@@ -79,8 +75,36 @@ async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uui
         language: Language::De,
         notification,
     };
+    (message, earlier_sid)
+}
+
+/// Sends `notification` to the fake provider as the notifier would have; returns its sid.
+async fn send_directly(app: &TestApp, phone: &str, notification: &Notification) -> String {
+    let body = Templates::new().render(notification, Language::De).unwrap().sms;
+    let created: serde_json::Value = app
+        .http
+        .post(format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            app.twilio.base_url,
+            twilio::ACCOUNT_SID
+        ))
+        .basic_auth(twilio::ACCOUNT_SID, Some(twilio::AUTH_TOKEN))
+        .form(&[("To", phone), ("From", "+4915100000000"), ("Body", &body)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["sid"].as_str().unwrap().to_owned()
+}
+
+/// A message whose first attempt died after calling the provider: its intent is recorded,
+/// the relay already published it, and RabbitMQ redelivers it.
+async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uuid, Option<String>) {
+    let (message, earlier_sid) = in_flight(app, phone, "sending", 0.0, already_at_provider).await;
     app.publish(&message, 1).await;
-    (id, earlier_sid)
+    (message.id, earlier_sid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +142,62 @@ async fn an_interrupted_send_that_never_reached_the_provider_is_sent_once() {
     let accepted = app.twilio.accepted();
     assert_eq!(accepted.len(), 1);
     assert_eq!(provider_id.as_deref(), Some(accepted[0].sid.as_str()));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stranded_in_flight_are_published_again_and_each_sent_once() {
+    let adjust = |s: &mut drawbridge_platform::Settings| {
+        s.notifier.stranded_after_seconds = 1;
+        s.notifier.sweep_every_seconds = 1;
+    };
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        adjust,
+    )
+    .await;
+    // A second notifier, whose sweeper looks for the same rows.
+    let second_shutdown = tokio_util::sync::CancellationToken::new();
+    let mut second_settings = app.settings.clone();
+    second_settings.notifier.listen = "127.0.0.1:0".parse().unwrap();
+    let second = drawbridge_notifier::build(&second_settings, second_shutdown.clone())
+        .await
+        .unwrap();
+    let second = tokio::spawn(second.run_until_stopped());
+
+    // Published, recorded in flight an hour ago, and in no queue: the broker lost them.
+    const STRANDED: usize = 30;
+    let mut ids = Vec::new();
+    let mut earlier = None;
+    for n in 0..STRANDED {
+        let state = if n % 2 == 0 { "sending" } else { "waiting" };
+        let (message, sid) = in_flight(&app, &format!("+4915150{n:05}"), state, -3600.0, n == 0).await;
+        ids.push(message.id);
+        earlier = earlier.or(sid);
+    }
+    let all = eventually(Duration::from_secs(30), || async {
+        (app.sent_count().await == STRANDED as i64).then_some(())
+    })
+    .await;
+    assert!(
+        all.is_some(),
+        "all {STRANDED} delivered, {} so far",
+        app.sent_count().await
+    );
+    assert_each_sent_once(&app, STRANDED);
+    let first = app.settled(ids[0]).await.unwrap();
+    assert_eq!(
+        first.provider_id, earlier,
+        "the one the provider had was found, not sent again"
+    );
+    for id in ids {
+        assert_eq!(app.settled(id).await.unwrap().attempts, 2);
+    }
+    second_shutdown.cancel();
+    second.await.unwrap().unwrap();
     app.stop().await;
 }
 
