@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::{join_all, try_join_all};
 use futures_util::StreamExt;
@@ -37,6 +38,8 @@ pub struct Consumer {
     pub concurrency: usize,
     pub batches: SendBatches,
     pub prefetch: u16,
+    /// How long after an attempt's request ended the provider may still record its message.
+    pub grace: Duration,
 }
 
 /// One delivery with what was read from it.
@@ -60,7 +63,8 @@ struct Settled {
 }
 
 impl Settled {
-    fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome) {
+    /// `grace`: how long after its answer the provider may still record an attempt.
+    fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome, grace: Duration) {
         let (state, provider_id, detail) = match outcome {
             Outcome::Sent { provider_id } => (DeliveryState::Sent, Some(provider_id.clone()), None),
             Outcome::Dead { reason } => (DeliveryState::Dead, None, Some(reason.clone())),
@@ -75,9 +79,13 @@ impl Settled {
                 in_doubt: false,
                 ..
             } => (DeliveryState::Waiting, None, Some(reason.clone())),
-            Outcome::AlreadyDone => return,
+            Outcome::AlreadyDone | Outcome::Wait { .. } => return,
         };
         let due_in = match outcome {
+            // The provider may still record an attempt in doubt for a while after its answer.
+            Outcome::Retry {
+                step, in_doubt: true, ..
+            } => f64::from(step.delay_seconds).max(grace.as_secs_f64()),
             Outcome::Retry { step, .. } => f64::from(step.delay_seconds),
             _ => 0.0,
         };
@@ -104,6 +112,12 @@ enum Outcome {
     Dead {
         reason: String,
     },
+    /// An earlier attempt may still be under way or not yet recorded by the provider: back
+    /// through the step's delay queue for `wait`, the record untouched and nothing asked.
+    Wait {
+        step: RetryStep,
+        wait: Duration,
+    },
 }
 
 /// What the claim statement found and did for one message.
@@ -117,6 +131,8 @@ struct Claim {
     attempt: i32,
     /// The intent of this attempt is recorded: it may go to the provider.
     intended: bool,
+    /// Seconds until an earlier attempt in doubt is settled at the provider, if it is not yet.
+    wait_seconds: Option<f64>,
 }
 
 impl Consumer {
@@ -258,6 +274,17 @@ impl Consumer {
                     .await?;
                 self.metrics.retried.with_label_values(&labels).inc();
             }
+            Outcome::Wait { step, wait } => {
+                let expiration_ms = (wait.as_millis() as u64).clamp(1, u64::from(step.delay_seconds) * 1000);
+                let target = Target::Retry {
+                    exchange: &step.exchange,
+                    expiration_ms,
+                };
+                let reason = "an earlier attempt may still be under way";
+                self.forward(amqp, target, &item.delivery, attempt, reason)
+                    .await?;
+                self.metrics.waited.with_label_values(&labels).inc();
+            }
             Outcome::Dead { reason } => {
                 tracing::error!(%reason, attempt, kind, "message dead-lettered");
                 let queue = self.topology.dead_letter_queue();
@@ -324,17 +351,19 @@ impl Consumer {
     ) -> Result<(), NotifierError> {
         let ids: Vec<Uuid> = candidates.iter().map(|&i| parsed(&items[i]).id).collect();
         let keys: Vec<i64> = ids.iter().map(|id| lock_key(*id)).collect();
-        let timeouts: Vec<f64> = candidates
+        // An attempt is settled at the provider once its request has timed out and the grace
+        // for recording it has passed.
+        let settles_in: Vec<f64> = candidates
             .iter()
             .map(|&i| {
                 let channel = parsed(&items[i]).channel;
-                self.transports.in_flight(channel).timeout.as_secs_f64()
+                (self.transports.in_flight(channel).timeout + self.grace).as_secs_f64()
             })
             .collect();
         let claims: Vec<Claim> = sqlx::query_as(CLAIM)
             .bind(&ids)
             .bind(&keys)
-            .bind(&timeouts)
+            .bind(&settles_in)
             .fetch_all(&mut *connection)
             .await?;
         let mut locked = Vec::new();
@@ -347,14 +376,26 @@ impl Consumer {
             }
             locked.push(*key);
             items[index].attempt = claim.attempt as u32;
-            match (claim.state, claim.intended) {
-                (Some(DeliveryState::Sent | DeliveryState::Dead), _) => {
+            // An attempt that may still be under way (its notifier died a moment ago, and
+            // RabbitMQ redelivered at once) is not looked up yet: the provider may not have
+            // recorded it, and a lookup that misses it sends the message twice.
+            let wait = claim.wait_seconds.map(|seconds| {
+                let wait = Duration::from_secs_f64(seconds);
+                let step = self
+                    .topology
+                    .wait_step(wait)
+                    .expect("the settings require a retry delay");
+                (step, wait)
+            });
+            match (claim.state, claim.intended, wait) {
+                (Some(DeliveryState::Sent | DeliveryState::Dead), _, _) => {
                     outcomes[index] = Some(Outcome::AlreadyDone)
                 }
-                (state, true) => to_send.push((index, state == Some(DeliveryState::Sending))),
+                (_, _, Some((step, wait))) => outcomes[index] = Some(Outcome::Wait { step, wait }),
+                (state, true, _) => to_send.push((index, state == Some(DeliveryState::Sending))),
                 // Another consumer changed the record between this statement's snapshot and its
                 // lock, and has settled this message or left it to its own copy.
-                (_, false) => outcomes[index] = Some(Outcome::AlreadyDone),
+                (_, false, _) => outcomes[index] = Some(Outcome::AlreadyDone),
             }
         }
         let items = &*items;
@@ -365,7 +406,12 @@ impl Consumer {
             .await;
         let mut settled = Settled::default();
         for (&(index, _), outcome) in to_send.iter().zip(sent) {
-            settled.add(parsed(&items[index]).id, items[index].attempt, &outcome);
+            settled.add(
+                parsed(&items[index]).id,
+                items[index].attempt,
+                &outcome,
+                self.grace,
+            );
             outcomes[index] = Some(outcome);
         }
         if !settled.ids.is_empty() {
@@ -555,28 +601,32 @@ enum Target<'a> {
 /// commit) for the batch. The record is read per message through the primary key (`OFFSET 0`
 /// keeps the lookup from being flattened into a join), because the planner's statistics for a
 /// fast-growing `deliveries` table lag behind and a hash join over all of it grows with every
-/// message ever sent. The intent is due back when the attempt's request has timed out ($3,
-/// seconds per message), which is when the sweeper may start to look for it. Attempts are
-/// counted in the record, not in the copy, which a redelivery or a new publication resets. A
-/// record is taken up only if it is still as read: every claim raises its count, so a read
-/// from before another consumer's claim takes up nothing.
+/// message ever sent. An intent is due back when its attempt is settled at the provider ($3,
+/// seconds per message: the request's timeout and the grace for recording it); an in-doubt
+/// record due later is left alone and its wait returned. Attempts are counted in the record,
+/// not in the copy, which a redelivery or a new publication resets. A record is taken up only
+/// if it is still as read: every claim raises its count, so a read from before another
+/// consumer's claim takes up nothing.
 const CLAIM: &str = "
     WITH claims AS MATERIALIZED (
-        SELECT t.n, t.id, t.timeout, pg_try_advisory_lock(t.key) AS claimed, d.state,
-               COALESCE(d.attempts + 1, 1) AS attempt
-        FROM UNNEST($1::uuid[], $2::bigint[], $3::float8[]) WITH ORDINALITY AS t(id, key, timeout, n)
-        LEFT JOIN LATERAL (SELECT state, attempts FROM deliveries WHERE outbox_id = t.id OFFSET 0) d
-            ON true
+        SELECT t.n, t.id, t.settles_in, pg_try_advisory_lock(t.key) AS claimed, d.state,
+               COALESCE(d.attempts + 1, 1) AS attempt,
+               CASE WHEN d.state = 'sending' AND d.next_attempt_at > now()
+                    THEN extract(epoch FROM d.next_attempt_at - now())::float8 END AS wait
+        FROM UNNEST($1::uuid[], $2::bigint[], $3::float8[]) WITH ORDINALITY AS t(id, key, settles_in, n)
+        LEFT JOIN LATERAL (
+            SELECT state, attempts, next_attempt_at FROM deliveries WHERE outbox_id = t.id OFFSET 0
+        ) d ON true
     ), intents AS (
         INSERT INTO deliveries AS d (outbox_id, state, attempts, next_attempt_at)
-        SELECT id, 'sending', attempt, now() + make_interval(secs => timeout) FROM claims
-        WHERE claimed AND (state IS NULL OR state IN ('sending', 'waiting'))
+        SELECT id, 'sending', attempt, now() + make_interval(secs => settles_in) FROM claims
+        WHERE claimed AND wait IS NULL AND (state IS NULL OR state IN ('sending', 'waiting'))
         ON CONFLICT (outbox_id) DO UPDATE
             SET state = 'sending', attempts = EXCLUDED.attempts, next_attempt_at = EXCLUDED.next_attempt_at
             WHERE d.state IN ('sending', 'waiting') AND d.attempts + 1 = EXCLUDED.attempts
         RETURNING outbox_id
     )
-    SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended
+    SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended, c.wait AS wait_seconds
     FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id ORDER BY c.n";
 
 /// Records the outcomes of a batch's attempts. A retry keeps the record in flight: `sending`

@@ -180,6 +180,7 @@ pub struct Metrics {
     queue_messages: IntGaugeVec,
     reconciled: IntCounterVec,
     resent_in_doubt: IntCounterVec,
+    waited: IntCounterVec,
     sent: IntCounterVec,
     duplicates: IntCounterVec,
     retried: IntCounterVec,
@@ -221,6 +222,10 @@ impl Metrics {
                 "messages_resent_in_doubt_total",
                 "In-doubt messages sent again because the provider cannot be asked: possible duplicates",
             )?,
+            waited: by_kind(
+                "messages_waited_total",
+                "Redelivered messages put back until an earlier attempt is settled at the provider",
+            )?,
             send_seconds: HistogramVec::new(
                 HistogramOpts::new(
                     "send_duration_seconds",
@@ -247,6 +252,7 @@ impl Metrics {
         registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.reconciled.clone()))?;
         registry.register(Box::new(metrics.resent_in_doubt.clone()))?;
+        registry.register(Box::new(metrics.waited.clone()))?;
         registry.register(Box::new(metrics.retried.clone()))?;
         registry.register(Box::new(metrics.dead.clone()))?;
         registry.register(Box::new(metrics.send_seconds.clone()))?;
@@ -335,6 +341,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         concurrency: settings.notifier.concurrency,
         batches: settings.notifier.send_batches(),
         prefetch: settings.amqp.prefetch,
+        grace: Duration::from_secs(settings.notifier.in_doubt_grace_seconds),
     });
     let mut tasks = JoinSet::new();
     // Several relay workers overlap one batch's wait for confirms and commit with the next

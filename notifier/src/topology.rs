@@ -15,6 +15,8 @@
 //! overflow, and a target that takes every message: the kind queues have no length limit,
 //! and a message the broker cannot route yet stays in its delay queue until it can.
 
+use std::time::Duration;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel as AmqpChannel, ExchangeKind};
@@ -67,6 +69,21 @@ impl Topology {
     /// used up.
     pub fn retry_after(&self, failed_attempt: u32) -> Option<RetryStep> {
         let delay_seconds = *self.retry_delays_seconds.get(failed_attempt as usize - 1)?;
+        Some(RetryStep {
+            exchange: self.retry_name(delay_seconds),
+            delay_seconds,
+        })
+    }
+
+    /// Where a message waits that must not be attempted for `wait` yet: the longest delay
+    /// not above it (it may come back early and wait again), or the shortest delay.
+    pub fn wait_step(&self, wait: Duration) -> Option<RetryStep> {
+        let delays = self.retry_delays_seconds.iter().copied();
+        let fitting = delays
+            .clone()
+            .filter(|&delay| u64::from(delay) <= wait.as_secs())
+            .max();
+        let delay_seconds = fitting.or_else(|| delays.min())?;
         Some(RetryStep {
             exchange: self.retry_name(delay_seconds),
             delay_seconds,
@@ -229,5 +246,23 @@ mod tests {
         assert_eq!(topology.retry_after(3), None);
         assert_eq!(topology.queues().len(), Notification::KINDS.len() + 1 + 2);
         assert!(topology.queues().contains(&"t.offer".to_owned()));
+    }
+
+    #[test]
+    fn a_wait_takes_the_longest_delay_that_fits_or_the_shortest() {
+        let topology = Topology::new(
+            &AmqpSettings {
+                prefix: "t".into(),
+                ..Default::default()
+            },
+            &[1, 5, 30, 120, 600],
+        );
+        let delay = |seconds: f64| {
+            topology
+                .wait_step(Duration::from_secs_f64(seconds))
+                .unwrap()
+                .delay_seconds
+        };
+        assert_eq!((delay(40.0), delay(10.0), delay(5.0), delay(0.3)), (30, 5, 5, 1));
     }
 }

@@ -396,6 +396,9 @@ pub struct NotifierSettings {
     pub stranded_after_seconds: u64,
     /// How often each notifier's sweeper looks for stranded messages.
     pub sweep_every_seconds: u64,
+    /// How long after an attempt's request ended a provider may still record the message: a
+    /// message in doubt is looked up (or, without a way to, sent again) only after it.
+    pub in_doubt_grace_seconds: u64,
     pub sms: SmsSettings,
     pub email: EmailSettings,
 }
@@ -434,6 +437,7 @@ impl Default for NotifierSettings {
             sink_file: PathBuf::from("var/messages.jsonl"),
             stranded_after_seconds: 900,
             sweep_every_seconds: 60,
+            in_doubt_grace_seconds: 30,
             sms: SmsSettings::default(),
             email: EmailSettings::default(),
         }
@@ -639,10 +643,11 @@ impl Settings {
                 ),
             ));
         }
-        if notifier.retry_delays_seconds.contains(&0) {
+        if notifier.retry_delays_seconds.is_empty() || notifier.retry_delays_seconds.contains(&0) {
             return Err(ConfigError::key(
                 "notifier.retry_delays_seconds",
-                "delays must be at least 1 second",
+                "needs at least one delay (a message whose earlier attempt may still be under way \
+                 waits in a delay queue), each at least 1 second",
             ));
         }
         if notifier.stranded_after_seconds == 0 || notifier.sweep_every_seconds == 0 {
@@ -834,6 +839,16 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
         );
         let err = load(&format!("{SECRETS}\n[notifier]\nsweep_every_seconds = 0\n")).unwrap_err();
         assert!(err.contains("notifier.stranded_after_seconds"), "{err}");
+    }
+
+    #[test]
+    fn a_delay_queue_is_required_for_messages_that_must_wait() {
+        let err = load(&format!("{SECRETS}\n[notifier]\nretry_delays_seconds = []\n")).unwrap_err();
+        assert!(
+            err.contains("notifier.retry_delays_seconds") && err.contains("at least one"),
+            "{err}"
+        );
+        assert_eq!(load(SECRETS).unwrap().notifier.in_doubt_grace_seconds, 30);
     }
 
     #[test]

@@ -201,6 +201,41 @@ async fn messages_stranded_in_flight_are_published_again_and_each_sent_once() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_message_is_not_looked_up_while_its_earlier_attempt_may_be_under_way() {
+    let app = spawn_notifier().await;
+    // A notifier died mid-call a moment ago: its intent is settled at the provider only once
+    // the request's timeout and the grace for recording it have passed, 3 s from now.
+    let phone = "+491510000104";
+    let (message, _) = in_flight(&app, phone, "sending", 3.0, false).await;
+    // RabbitMQ redelivers the dead notifier's message to another one at once.
+    app.publish(&message, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        (app.twilio.lookups(), app.twilio.requests()),
+        (0, 0),
+        "neither looked up nor sent while the earlier attempt may be under way"
+    );
+    // The provider records the dead notifier's request only now.
+    let earlier_sid = send_directly(&app, phone, &message.notification).await;
+    let Settled {
+        state, provider_id, ..
+    } = eventually(Duration::from_secs(20), || app.settled(message.id))
+        .await
+        .expect("settled");
+    assert_eq!(state, "sent");
+    assert_eq!(
+        provider_id.as_deref(),
+        Some(earlier_sid.as_str()),
+        "found at the provider once the attempt was settled"
+    );
+    assert_eq!(app.twilio.accepted().len(), 1, "not sent again");
+    let metrics = app.metrics(app.notifier_address.as_ref().unwrap()).await;
+    assert!(metrics
+        .contains(r#"drawbridge_notifier_messages_waited_total{channel="sms",kind="verification_code"}"#));
+    app.stop().await;
+}
+
 /// Configuration of a notifier process for this test's database, queues and fake provider.
 fn process_env(app: &TestApp, messages_per_second: u32) -> Vec<(String, String)> {
     let s = &app.settings;
@@ -225,6 +260,7 @@ fn process_env(app: &TestApp, messages_per_second: u32) -> Vec<(String, String)>
         ("NOTIFIER__LISTEN", "127.0.0.1:0".into()),
         ("NOTIFIER__RELAY_IDLE_MILLIS", "20".into()),
         ("NOTIFIER__RETRY_DELAYS_SECONDS", "[1, 1, 1]".into()),
+        ("NOTIFIER__IN_DOUBT_GRACE_SECONDS", "1".into()),
         ("NOTIFIER__SINK_FILE", s.notifier.sink_file.display().to_string()),
         ("NOTIFIER__SMS__PROVIDER", "twilio".into()),
         ("NOTIFIER__SMS__BASE_URL", app.twilio.base_url.clone()),
