@@ -1,10 +1,13 @@
 //! The consumer: takes messages from every kind's queue in batches, sends each through its
-//! transport and acknowledges only once the outcome is recorded. A message whose id already has a delivery
-//! record is acknowledged without sending, so a redelivery (after a crash, a lost ack, or a
-//! relay publishing twice) never reaches the person twice.
+//! transport and acknowledges only once the outcome is recorded. A message whose id already has
+//! a final delivery record is acknowledged without sending, so a redelivery (after a crash, a
+//! lost ack, or a relay publishing twice) is not sent again. A message whose earlier attempt may
+//! have reached the provider is looked up there first, or, where the provider cannot be asked,
+//! sent again or dead-lettered as the channel's `in_doubt` policy says.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::{join_all, try_join_all};
 use futures_util::StreamExt;
@@ -18,12 +21,13 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use drawbridge_platform::config::SendBatches;
+use drawbridge_platform::config::{InDoubt, SendBatches};
 use drawbridge_platform::outbox::Message;
+use drawbridge_platform::states::DeliveryState;
 
 use crate::render::Templates;
 use crate::topology::{header_name, RetryStep, Topology, ATTEMPT_HEADER, REASON_HEADER};
-use crate::{Metrics, NotifierError, SendError, Transports};
+use crate::{Lookup, Metrics, NotifierError, SendError, Transports};
 
 pub struct Consumer {
     pub pool: PgPool,
@@ -34,11 +38,14 @@ pub struct Consumer {
     pub concurrency: usize,
     pub batches: SendBatches,
     pub prefetch: u16,
+    /// How long after an attempt's request ended the provider may still record its message.
+    pub grace: Duration,
 }
 
 /// One delivery with what was read from it.
 struct Item {
     delivery: Delivery,
+    /// As the copy's header says, until the claim counts it from the delivery record.
     attempt: u32,
     message: Result<Message, String>,
 }
@@ -47,20 +54,42 @@ struct Item {
 #[derive(Default)]
 struct Settled {
     ids: Vec<Uuid>,
-    states: Vec<&'static str>,
+    states: Vec<DeliveryState>,
     attempts: Vec<i32>,
     provider_ids: Vec<Option<String>>,
     details: Vec<Option<String>>,
+    /// Seconds until a message in flight is due back.
+    due_in: Vec<f64>,
 }
 
 impl Settled {
-    fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome) {
+    /// `grace`: how long after its answer the provider may still record an attempt.
+    fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome, grace: Duration) {
         let (state, provider_id, detail) = match outcome {
-            Outcome::Sent { provider_id } => ("sent", Some(provider_id.clone()), None),
-            Outcome::Dead { reason } => ("dead", None, Some(reason.clone())),
-            Outcome::Retry { reason, .. } => ("sending", None, Some(reason.clone())),
-            Outcome::AlreadyDone => return,
+            Outcome::Sent { provider_id } => (DeliveryState::Sent, Some(provider_id.clone()), None),
+            Outcome::Dead { reason } => (DeliveryState::Dead, None, Some(reason.clone())),
+            // An attempt that may have reached the provider keeps its intent, so the retry asks.
+            Outcome::Retry {
+                reason,
+                in_doubt: true,
+                ..
+            } => (DeliveryState::Sending, None, Some(reason.clone())),
+            Outcome::Retry {
+                reason,
+                in_doubt: false,
+                ..
+            } => (DeliveryState::Waiting, None, Some(reason.clone())),
+            Outcome::AlreadyDone | Outcome::Wait { .. } => return,
         };
+        let due_in = match outcome {
+            // The provider may still record an attempt in doubt for a while after its answer.
+            Outcome::Retry {
+                step, in_doubt: true, ..
+            } => f64::from(step.delay_seconds).max(grace.as_secs_f64()),
+            Outcome::Retry { step, .. } => f64::from(step.delay_seconds),
+            _ => 0.0,
+        };
+        self.due_in.push(due_in);
         self.ids.push(id);
         self.states.push(state);
         self.attempts.push(attempt as i32);
@@ -70,10 +99,40 @@ impl Settled {
 }
 
 enum Outcome {
-    Sent { provider_id: String },
+    Sent {
+        provider_id: String,
+    },
     AlreadyDone,
-    Retry { step: RetryStep, reason: String },
-    Dead { reason: String },
+    /// Try again after the step's delay; `in_doubt` if this attempt may have reached the provider.
+    Retry {
+        step: RetryStep,
+        reason: String,
+        in_doubt: bool,
+    },
+    Dead {
+        reason: String,
+    },
+    /// An earlier attempt may still be under way or not yet recorded by the provider: back
+    /// through the step's delay queue for `wait`, the record untouched and nothing asked.
+    Wait {
+        step: RetryStep,
+        wait: Duration,
+    },
+}
+
+/// What the claim statement found and did for one message.
+#[derive(sqlx::FromRow)]
+struct Claim {
+    /// This session holds the message's advisory lock.
+    claimed: bool,
+    /// The delivery record as it was before this attempt.
+    state: Option<DeliveryState>,
+    /// This attempt's number: one more than the record's.
+    attempt: i32,
+    /// The intent of this attempt is recorded: it may go to the provider.
+    intended: bool,
+    /// Seconds until an earlier attempt in doubt is settled at the provider, if it is not yet.
+    wait_seconds: Option<f64>,
 }
 
 impl Consumer {
@@ -153,7 +212,7 @@ impl Consumer {
         deliveries: Vec<Delivery>,
     ) -> Result<(), NotifierError> {
         self.metrics.send_batch_messages.observe(deliveries.len() as f64);
-        let items: Vec<Item> = deliveries
+        let mut items: Vec<Item> = deliveries
             .into_iter()
             .map(|delivery| Item {
                 attempt: attempt_of(&delivery),
@@ -161,7 +220,7 @@ impl Consumer {
                 delivery,
             })
             .collect();
-        let outcomes = self.deliver_all(&items).await?;
+        let outcomes = self.deliver_all(&mut items).await?;
         try_join_all(
             items
                 .iter()
@@ -202,7 +261,7 @@ impl Consumer {
         match &outcome {
             Outcome::Sent { .. } => self.metrics.sent.with_label_values(&labels).inc(),
             Outcome::AlreadyDone => self.metrics.duplicates.with_label_values(&labels).inc(),
-            Outcome::Retry { step, reason } => {
+            Outcome::Retry { step, reason, .. } => {
                 tracing::warn!(%reason, attempt, kind, "send failed; will retry");
                 // Jitter (80-100 % of the delay) keeps a burst that failed together from
                 // retrying together.
@@ -214,6 +273,17 @@ impl Consumer {
                 self.forward(amqp, target, &item.delivery, attempt + 1, reason)
                     .await?;
                 self.metrics.retried.with_label_values(&labels).inc();
+            }
+            Outcome::Wait { step, wait } => {
+                let expiration_ms = (wait.as_millis() as u64).clamp(1, u64::from(step.delay_seconds) * 1000);
+                let target = Target::Retry {
+                    exchange: &step.exchange,
+                    expiration_ms,
+                };
+                let reason = "an earlier attempt may still be under way";
+                self.forward(amqp, target, &item.delivery, attempt, reason)
+                    .await?;
+                self.metrics.waited.with_label_values(&labels).inc();
             }
             Outcome::Dead { reason } => {
                 tracing::error!(%reason, attempt, kind, "message dead-lettered");
@@ -232,11 +302,11 @@ impl Consumer {
         Ok(())
     }
 
-    /// Sends each message of a batch at most once, even across crashes. Session advisory locks
-    /// on the message ids keep two copies (a relay that published twice) from being handled at
-    /// once; if this process dies, its database session and the locks go with it and the
-    /// unacknowledged copies are redelivered.
-    async fn deliver_all(&self, items: &[Item]) -> Result<Vec<Outcome>, NotifierError> {
+    /// Attempts each message of a batch, one copy at a time, even across crashes. Session
+    /// advisory locks on the message ids keep two copies (a relay that published twice) from
+    /// being handled at once; if this process dies, its database session and the locks go with
+    /// it and the unacknowledged copies are redelivered. Sets each claimed item's attempt number.
+    async fn deliver_all(&self, items: &mut [Item]) -> Result<Vec<Outcome>, NotifierError> {
         let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|_| None).collect();
         let mut seen = HashSet::new();
         let mut candidates = Vec::new();
@@ -270,72 +340,90 @@ impl Consumer {
     }
 
     /// Claim with intents, send, record outcomes, release: three round trips for the batch.
-    /// An intent from an earlier attempt means that attempt died mid-call (or timed out): ask
-    /// the provider whether the message went out before sending it again.
+    /// An intent left by an earlier attempt means that attempt may have reached the provider
+    /// (it timed out, got a 5xx, or died mid-call): ask the provider before sending again.
     async fn deliver_claimed(
         &self,
         connection: &mut PgConnection,
-        items: &[Item],
+        items: &mut [Item],
         candidates: &[usize],
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), NotifierError> {
-        let message = |index: usize| items[index].message.as_ref().expect("candidates parsed");
-        let ids: Vec<Uuid> = candidates.iter().map(|&i| message(i).id).collect();
+        let ids: Vec<Uuid> = candidates.iter().map(|&i| parsed(&items[i]).id).collect();
         let keys: Vec<i64> = ids.iter().map(|id| lock_key(*id)).collect();
-        let attempts: Vec<i32> = candidates.iter().map(|&i| items[i].attempt as i32).collect();
-        let claims: Vec<(bool, Option<String>, bool)> = sqlx::query_as(CLAIM)
+        // An attempt is settled at the provider once its request has timed out and the grace
+        // for recording it has passed.
+        let settles_in: Vec<f64> = candidates
+            .iter()
+            .map(|&i| {
+                let channel = parsed(&items[i]).channel;
+                (self.transports.in_flight(channel).timeout + self.grace).as_secs_f64()
+            })
+            .collect();
+        let claims: Vec<Claim> = sqlx::query_as(CLAIM)
             .bind(&ids)
             .bind(&keys)
-            .bind(&attempts)
+            .bind(&settles_in)
             .fetch_all(&mut *connection)
             .await?;
         let mut locked = Vec::new();
         let mut to_send = Vec::new();
-        for ((&index, key), (claimed, recorded, intended)) in candidates.iter().zip(&keys).zip(claims) {
-            if !claimed {
+        for ((&index, key), claim) in candidates.iter().zip(&keys).zip(claims) {
+            if !claim.claimed {
                 // Another consumer holds this very message and will settle it.
                 outcomes[index] = Some(Outcome::AlreadyDone);
                 continue;
             }
             locked.push(*key);
-            match (recorded.as_deref(), intended) {
-                (Some("sent" | "dead"), _) => outcomes[index] = Some(Outcome::AlreadyDone),
-                (Some(_), _) => to_send.push((index, true)),
-                (None, true) => to_send.push((index, false)),
-                // Another consumer recorded it between this statement's snapshot and its lock,
-                // and has settled it or left it to its own redelivery.
-                (None, false) => outcomes[index] = Some(Outcome::AlreadyDone),
+            items[index].attempt = claim.attempt as u32;
+            // An attempt that may still be under way (its notifier died a moment ago, and
+            // RabbitMQ redelivered at once) is not looked up yet: the provider may not have
+            // recorded it, and a lookup that misses it sends the message twice.
+            let wait = claim.wait_seconds.map(|seconds| {
+                let wait = Duration::from_secs_f64(seconds);
+                let step = self
+                    .topology
+                    .wait_step(wait)
+                    .expect("the settings require a retry delay");
+                (step, wait)
+            });
+            match (claim.state, claim.intended, wait) {
+                (Some(DeliveryState::Sent | DeliveryState::Dead), _, _) => {
+                    outcomes[index] = Some(Outcome::AlreadyDone)
+                }
+                (_, _, Some((step, wait))) => outcomes[index] = Some(Outcome::Wait { step, wait }),
+                (state, true, _) => to_send.push((index, state == Some(DeliveryState::Sending))),
+                // Another consumer changed the record between this statement's snapshot and its
+                // lock, and has settled this message or left it to its own copy.
+                (_, false, _) => outcomes[index] = Some(Outcome::AlreadyDone),
             }
         }
-        let sent = join_all(
-            to_send
-                .iter()
-                .map(|&(index, in_doubt)| self.attempt(message(index), items[index].attempt, in_doubt)),
-        )
-        .await;
+        let items = &*items;
+        let sent =
+            join_all(to_send.iter().map(|&(index, in_doubt)| {
+                self.attempt(parsed(&items[index]), items[index].attempt, in_doubt)
+            }))
+            .await;
         let mut settled = Settled::default();
         for (&(index, _), outcome) in to_send.iter().zip(sent) {
-            settled.add(message(index).id, items[index].attempt, &outcome);
+            settled.add(
+                parsed(&items[index]).id,
+                items[index].attempt,
+                &outcome,
+                self.grace,
+            );
             outcomes[index] = Some(outcome);
         }
         if !settled.ids.is_empty() {
-            // A retry keeps the intent: a timeout may still have reached the provider.
-            sqlx::query(
-                "INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at)
-                 SELECT id, state, attempt, provider_id, detail, CASE WHEN state = 'sending' THEN NULL ELSE now() END
-                 FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[])
-                      AS t(id, state, attempt, provider_id, detail)
-                 ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
-                     provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
-                     finished_at = EXCLUDED.finished_at",
-            )
-            .bind(&settled.ids)
-            .bind(&settled.states)
-            .bind(&settled.attempts)
-            .bind(&settled.provider_ids)
-            .bind(&settled.details)
-            .execute(&mut *connection)
-            .await?;
+            sqlx::query(SETTLE)
+                .bind(&settled.ids)
+                .bind(&settled.states)
+                .bind(&settled.attempts)
+                .bind(&settled.provider_ids)
+                .bind(&settled.details)
+                .bind(&settled.due_in)
+                .execute(&mut *connection)
+                .await?;
         }
         if !locked.is_empty() {
             sqlx::query("SELECT pg_advisory_unlock(key) FROM UNNEST($1::bigint[]) AS key")
@@ -346,7 +434,7 @@ impl Consumer {
         Ok(())
     }
 
-    /// One message through its transport (after asking the provider, if in doubt).
+    /// One message through its transport, after asking the provider if it may have it already.
     async fn attempt(&self, message: &Message, attempt: u32, in_doubt: bool) -> Outcome {
         let rendered = match self.templates.render(&message.notification, message.language) {
             Ok(rendered) => rendered,
@@ -357,19 +445,31 @@ impl Consumer {
                 }
             }
         };
+        let labels = [message.channel.as_str(), message.notification.kind()];
         if in_doubt {
             match self
                 .transports
                 .find_sent(message.channel, &message.recipient, &rendered)
                 .await
             {
-                Ok(Some(provider_id)) => {
-                    let labels = [message.channel.as_str(), message.notification.kind()];
+                Ok(Lookup::Found(provider_id)) => {
                     self.metrics.reconciled.with_label_values(&labels).inc();
                     return Outcome::Sent { provider_id };
                 }
-                Ok(None) => {}
-                Err(error) => return self.failed(attempt, error),
+                Ok(Lookup::NotFound) => {}
+                Ok(Lookup::Unavailable(why)) => match self.transports.in_flight(message.channel).in_doubt {
+                    InDoubt::Resend => self.metrics.resent_in_doubt.with_label_values(&labels).inc(),
+                    InDoubt::DeadLetter => {
+                        return Outcome::Dead {
+                            reason: format!(
+                                "in doubt: an earlier attempt may have reached the provider, and {why} \
+                                 (in_doubt = \"dead-letter\")"
+                            ),
+                        }
+                    }
+                },
+                // Still in doubt: ask again on the next attempt.
+                Err(reason) => return self.failed(attempt, SendError::InDoubt(reason)),
             }
         }
         let started = std::time::Instant::now();
@@ -388,18 +488,24 @@ impl Consumer {
     }
 
     fn failed(&self, attempt: u32, error: SendError) -> Outcome {
-        match error {
-            SendError::Retryable(reason) => match self.topology.retry_after(attempt) {
-                Some(step) => Outcome::Retry { step, reason },
-                None => Outcome::Dead {
-                    reason: format!("gave up after {attempt} attempts: {reason}"),
-                },
+        let (reason, in_doubt) = match error {
+            SendError::NotSent(reason) => (reason, false),
+            SendError::InDoubt(reason) => (reason, true),
+            SendError::Permanent(reason) => return Outcome::Dead { reason },
+        };
+        match self.topology.retry_after(attempt) {
+            Some(step) => Outcome::Retry {
+                step,
+                reason,
+                in_doubt,
             },
-            SendError::Permanent(reason) => Outcome::Dead { reason },
+            None => Outcome::Dead {
+                reason: format!("gave up after {attempt} attempts: {reason}"),
+            },
         }
     }
 
-    /// Re-publishes the message (to a retry queue or the dead-letter queue) and waits for the
+    /// Re-publishes the message (to a delay queue or the dead-letter queue) and waits for the
     /// broker's confirm before the original is acknowledged.
     async fn forward(
         &self,
@@ -490,24 +596,57 @@ enum Target<'a> {
     Dead { queue: &'a str },
 }
 
-/// Takes each message's advisory lock, reads its delivery record and, for a message never
-/// tried, records the intent to send, in one statement (one commit) for the batch. The record
-/// is read per message through the primary key, because the planner's statistics for a
+/// Takes each message's advisory lock, reads its delivery record and records the intent to
+/// send (a new record, or a waiting or in-doubt one taken up again), in one statement (one
+/// commit) for the batch. The record is read per message through the primary key (`OFFSET 0`
+/// keeps the lookup from being flattened into a join), because the planner's statistics for a
 /// fast-growing `deliveries` table lag behind and a hash join over all of it grows with every
-/// message ever sent.
+/// message ever sent. An intent is due back when its attempt is settled at the provider ($3,
+/// seconds per message: the request's timeout and the grace for recording it); an in-doubt
+/// record due later is left alone and its wait returned. Attempts are counted in the record,
+/// not in the copy, which a redelivery or a new publication resets. A record is taken up only
+/// if it is still as read: every claim raises its count, so a read from before another
+/// consumer's claim takes up nothing.
 const CLAIM: &str = "
     WITH claims AS MATERIALIZED (
-        SELECT t.n, t.id, t.attempt, pg_try_advisory_lock(t.key) AS claimed,
-               (SELECT d.state FROM deliveries d WHERE d.outbox_id = t.id) AS state
-        FROM UNNEST($1::uuid[], $2::bigint[], $3::int[]) WITH ORDINALITY AS t(id, key, attempt, n)
+        SELECT t.n, t.id, t.settles_in, pg_try_advisory_lock(t.key) AS claimed, d.state,
+               COALESCE(d.attempts + 1, 1) AS attempt,
+               CASE WHEN d.state = 'sending' AND d.next_attempt_at > now()
+                    THEN extract(epoch FROM d.next_attempt_at - now())::float8 END AS wait
+        FROM UNNEST($1::uuid[], $2::bigint[], $3::float8[]) WITH ORDINALITY AS t(id, key, settles_in, n)
+        LEFT JOIN LATERAL (
+            SELECT state, attempts, next_attempt_at FROM deliveries WHERE outbox_id = t.id OFFSET 0
+        ) d ON true
     ), intents AS (
-        INSERT INTO deliveries (outbox_id, state, attempts)
-        SELECT id, 'sending', attempt FROM claims WHERE claimed AND state IS NULL
-        ON CONFLICT (outbox_id) DO NOTHING
+        INSERT INTO deliveries AS d (outbox_id, state, attempts, next_attempt_at)
+        SELECT id, 'sending', attempt, now() + make_interval(secs => settles_in) FROM claims
+        WHERE claimed AND wait IS NULL AND (state IS NULL OR state IN ('sending', 'waiting'))
+        ON CONFLICT (outbox_id) DO UPDATE
+            SET state = 'sending', attempts = EXCLUDED.attempts, next_attempt_at = EXCLUDED.next_attempt_at
+            WHERE d.state IN ('sending', 'waiting') AND d.attempts + 1 = EXCLUDED.attempts
         RETURNING outbox_id
     )
-    SELECT c.claimed, c.state, i.outbox_id IS NOT NULL
+    SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended, c.wait AS wait_seconds
     FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id ORDER BY c.n";
+
+/// Records the outcomes of a batch's attempts. A retry keeps the record in flight: `sending`
+/// if the attempt may have reached the provider, `waiting` if it certainly did not, due back
+/// after its delay ($6, seconds).
+const SETTLE: &str = "
+    INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at, next_attempt_at)
+    SELECT id, state, attempt, provider_id, detail,
+           CASE WHEN state IN ('sending', 'waiting') THEN NULL ELSE now() END,
+           now() + make_interval(secs => due_in)
+    FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[])
+         AS t(id, state, attempt, provider_id, detail, due_in)
+    ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
+        provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
+        finished_at = EXCLUDED.finished_at, next_attempt_at = EXCLUDED.next_attempt_at";
+
+/// The message of an item that passed parsing.
+fn parsed(item: &Item) -> &Message {
+    item.message.as_ref().expect("only parsed messages are claimed")
+}
 
 /// The advisory lock key of a message: its id's first 64 bits.
 fn lock_key(id: Uuid) -> i64 {

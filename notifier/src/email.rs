@@ -84,7 +84,26 @@ impl SmtpMailer {
             Ok(_) => Ok(id),
             // 5xx: the server refused this message for good (unknown mailbox, policy).
             Err(e) if e.is_permanent() => Err(SendError::Permanent(format!("mail server refused: {e}"))),
-            Err(e) => Err(SendError::Retryable(format!("mail server unavailable: {e}"))),
+            Err(e) if not_taken(&e) => Err(SendError::NotSent(format!("mail server unavailable: {e}"))),
+            Err(e) => Err(SendError::InDoubt(format!("mail server unavailable: {e}"))),
         }
     }
+}
+
+/// Whether a failed send certainly left the message with us: the server answered 4xx (it
+/// takes a message only with its 250 after the data), refused the connection, or failed the
+/// TLS handshake that comes before anything is sent. A connection lost or timed out during the
+/// session may have been lost after the server took the message.
+fn not_taken(error: &lettre::transport::smtp::Error) -> bool {
+    if error.is_transient() || error.is_tls() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = cause.source();
+    }
+    false
 }

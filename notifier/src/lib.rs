@@ -1,6 +1,9 @@
-//! The notifier: relays the outbox to RabbitMQ and delivers messages by SMS and email, each
-//! to the person at most once, retrying temporary failures and dead-lettering the rest. Both
-//! loops reconnect by themselves when the broker or the database goes away.
+//! The notifier: relays the outbox to RabbitMQ and delivers messages by SMS and email,
+//! retrying temporary failures and dead-lettering the rest. A message goes to the provider once
+//! where the provider can be asked whether it already has it (Twilio's message list); where it
+//! cannot (SMTP, a provider without the list), a message whose answer was lost is sent again
+//! or dead-lettered, as `in_doubt` says. Both loops reconnect by themselves when the broker or
+//! the database goes away, and a sweeper publishes again any message the broker lost.
 
 mod consumer;
 mod email;
@@ -8,6 +11,7 @@ mod relay;
 pub mod render;
 mod sink;
 mod sms;
+mod sweeper;
 pub mod topology;
 
 use std::net::SocketAddr;
@@ -22,7 +26,7 @@ use sqlx::PgPool;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use drawbridge_platform::config::{EmailProvider, ExposeSecret, NotifierSettings, SmsProvider};
+use drawbridge_platform::config::{EmailProvider, ExposeSecret, InDoubt, NotifierSettings, SmsProvider};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::outbox::Channel;
 use drawbridge_platform::{amqp, postgres, Settings, StartupError};
@@ -35,15 +39,32 @@ use crate::sink::FileSink;
 use crate::sms::TwilioClient;
 use crate::topology::Topology;
 
-/// Why one send did not go through.
+/// Why one send did not go through. What matters for the next attempt is whether the provider
+/// may have taken the message: only then must it be asked before the message goes out again.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Worth trying again later: timeouts, 429, 5xx.
-    #[error("temporary failure: {0}")]
-    Retryable(String),
+    /// The provider certainly did not take it (a 429, a refused connection, a 4xx reply from
+    /// the mail server): send again later, no questions asked.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// The provider may have taken it and its answer was lost (a timeout after the request was
+    /// written, a 5xx, a connection cut mid-answer): ask it, if it can be asked, before sending
+    /// again.
+    #[error("in doubt: {0}")]
+    InDoubt(String),
     /// Trying again cannot help: a rejected number, bad credentials.
     #[error("permanent failure: {0}")]
     Permanent(String),
+}
+
+/// What a provider says when asked whether it already has a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// It has: the provider's id of the message.
+    Found(String),
+    NotFound,
+    /// It cannot be asked (no message list, or a transport without one, like SMTP): why.
+    Unavailable(String),
 }
 
 /// Why a relay or consumer loop stopped; the supervisor reconnects after any of them.
@@ -59,10 +80,21 @@ pub enum NotifierError {
     Unroutable(String),
 }
 
-/// Where each channel's messages go.
+/// Where each channel's messages go, and how its messages in flight are treated.
 pub struct Transports {
     sms: SmsTransport,
     email: EmailTransport,
+    sms_in_flight: InFlight,
+    email_in_flight: InFlight,
+}
+
+/// How one channel's messages in flight are treated.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// What to do with a message in doubt that cannot be looked up.
+    in_doubt: InDoubt,
+    /// How long one attempt's request may take (SMTP: each step of the conversation).
+    timeout: Duration,
 }
 
 enum SmsTransport {
@@ -91,20 +123,38 @@ impl Transports {
                 EmailTransport::Smtp(SmtpMailer::new(&settings.email, settings.concurrency)?)
             }
         };
-        Ok(Transports { sms, email })
+        Ok(Transports {
+            sms,
+            email,
+            sms_in_flight: InFlight {
+                in_doubt: settings.sms.in_doubt,
+                timeout: Duration::from_secs(settings.sms.timeout_seconds),
+            },
+            email_in_flight: InFlight {
+                in_doubt: settings.email.in_doubt,
+                timeout: Duration::from_secs(settings.email.timeout_seconds),
+            },
+        })
     }
 
-    /// After a crash mid-send: the provider's id if it already has this message. Only the SMS
-    /// API can be asked; SMTP cannot, so an email in doubt is sent again.
-    async fn find_sent(
-        &self,
-        channel: Channel,
-        to: &str,
-        message: &Rendered,
-    ) -> Result<Option<String>, SendError> {
+    fn in_flight(&self, channel: Channel) -> InFlight {
+        match channel {
+            Channel::Sms => self.sms_in_flight,
+            Channel::Email => self.email_in_flight,
+        }
+    }
+
+    /// Whether the provider already has a message in doubt. Only the SMS API can be asked;
+    /// SMTP and the file sink cannot.
+    async fn find_sent(&self, channel: Channel, to: &str, message: &Rendered) -> Result<Lookup, String> {
         match (channel, &self.sms) {
             (Channel::Sms, SmsTransport::Twilio(client)) => client.find_sent(to, &message.sms).await,
-            _ => Ok(None),
+            (Channel::Sms, SmsTransport::Sink(_)) => {
+                Ok(Lookup::Unavailable("the file sink keeps no list to ask".into()))
+            }
+            (Channel::Email, _) => Ok(Lookup::Unavailable(
+                "email cannot be looked up: SMTP has no way to ask".into(),
+            )),
         }
     }
 
@@ -126,8 +176,11 @@ impl Transports {
 
 pub struct Metrics {
     published: IntCounter,
+    requeued: IntCounter,
     queue_messages: IntGaugeVec,
     reconciled: IntCounterVec,
+    resent_in_doubt: IntCounterVec,
+    waited: IntCounterVec,
     sent: IntCounterVec,
     duplicates: IntCounterVec,
     retried: IntCounterVec,
@@ -143,6 +196,10 @@ impl Metrics {
             |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["channel", "kind"]);
         let metrics = Metrics {
             published: IntCounter::new("outbox_published_total", "Outbox rows published to RabbitMQ")?,
+            requeued: IntCounter::new(
+                "messages_requeued_total",
+                "Messages found stranded in flight and published again",
+            )?,
             queue_messages: IntGaugeVec::new(
                 Opts::new("queue_messages", "Messages waiting in each RabbitMQ queue"),
                 &["queue"],
@@ -159,7 +216,15 @@ impl Metrics {
             dead: by_kind("messages_dead_total", "Messages given up on and dead-lettered")?,
             reconciled: by_kind(
                 "messages_reconciled_total",
-                "In-doubt messages found at the provider after a crash, so not sent again",
+                "In-doubt messages found at the provider, so not sent again",
+            )?,
+            resent_in_doubt: by_kind(
+                "messages_resent_in_doubt_total",
+                "In-doubt messages sent again because the provider cannot be asked: possible duplicates",
+            )?,
+            waited: by_kind(
+                "messages_waited_total",
+                "Redelivered messages put back until an earlier attempt is settled at the provider",
             )?,
             send_seconds: HistogramVec::new(
                 HistogramOpts::new(
@@ -181,10 +246,13 @@ impl Metrics {
             ))?,
         };
         registry.register(Box::new(metrics.published.clone()))?;
+        registry.register(Box::new(metrics.requeued.clone()))?;
         registry.register(Box::new(metrics.queue_messages.clone()))?;
         registry.register(Box::new(metrics.sent.clone()))?;
         registry.register(Box::new(metrics.duplicates.clone()))?;
         registry.register(Box::new(metrics.reconciled.clone()))?;
+        registry.register(Box::new(metrics.resent_in_doubt.clone()))?;
+        registry.register(Box::new(metrics.waited.clone()))?;
         registry.register(Box::new(metrics.retried.clone()))?;
         registry.register(Box::new(metrics.dead.clone()))?;
         registry.register(Box::new(metrics.send_seconds.clone()))?;
@@ -273,6 +341,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         concurrency: settings.notifier.concurrency,
         batches: settings.notifier.send_batches(),
         prefetch: settings.amqp.prefetch,
+        grace: Duration::from_secs(settings.notifier.in_doubt_grace_seconds),
     });
     let mut tasks = JoinSet::new();
     // Several relay workers overlap one batch's wait for confirms and commit with the next
@@ -288,6 +357,12 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         ));
     }
     tasks.spawn(run_consumer(settings.clone(), consumer, shutdown.clone()));
+    tasks.spawn(run_sweeper(
+        settings.notifier.clone(),
+        pool,
+        metrics,
+        shutdown.clone(),
+    ));
     tracing::info!(%address, "notifier running");
     Ok(Notifier {
         ops: ops_server,
@@ -355,6 +430,31 @@ async fn run_relay(
                 _ = shutdown.cancelled() => {}
                 _ = tokio::time::sleep(RECONNECT_DELAY) => {}
             }
+        }
+    }
+}
+
+/// Publishes stranded messages again every `sweep_every_seconds` until shutdown.
+async fn run_sweeper(
+    settings: NotifierSettings,
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let every = Duration::from_secs(settings.sweep_every_seconds);
+    let stranded_after = Duration::from_secs(settings.stranded_after_seconds);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match sweeper::requeue_stranded(&pool, stranded_after).await {
+            Ok(0) => {}
+            Ok(requeued) => {
+                tracing::warn!(requeued, "messages stranded in flight published again");
+                metrics.requeued.inc_by(requeued);
+            }
+            Err(error) => tracing::warn!(%error, "sweeping stranded messages failed; trying again later"),
         }
     }
 }

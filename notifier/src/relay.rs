@@ -2,7 +2,7 @@
 //! published. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays share the work
 //! without publishing a row twice at the same time. A crash between the broker's confirm and
 //! the commit publishes the row again later: delivery is at least once, and the consumer's
-//! delivery record turns that into at most one message to the person.
+//! delivery record keeps a second copy of a sent message from being sent again.
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;

@@ -45,7 +45,7 @@ impl FileSink {
         });
         let mut file = self.file.lock().expect("poisoned");
         writeln!(file, "{line}")
-            .map_err(|e| SendError::Retryable(format!("cannot write {}: {e}", self.path.display())))?;
+            .map_err(|e| SendError::NotSent(format!("cannot write {}: {e}", self.path.display())))?;
         tracing::info!(%channel, sink = %self.path.display(), "message written to the local sink");
         Ok(id)
     }

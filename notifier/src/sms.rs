@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use drawbridge_platform::config::{ExposeSecret, SecretString, SmsSettings};
 
-use crate::SendError;
+use crate::{Lookup, SendError};
 
 pub struct TwilioClient {
     http: reqwest::Client,
@@ -67,7 +68,9 @@ impl TwilioClient {
         })
     }
 
-    /// Sends one SMS and returns the provider's message id.
+    /// Sends one SMS and returns the provider's message id. A failure says whether the
+    /// provider may have taken the message: a 429 or a refused connection means it did not; a
+    /// timeout or a 5xx (the request was written, the answer lost or unhelpful) means it may.
     pub async fn send(&self, to: &str, body: &str) -> Result<String, SendError> {
         self.pacer.wait_turn().await;
         let mut form = vec![("To", to), ("Body", body)];
@@ -83,14 +86,20 @@ impl TwilioClient {
             .form(&form)
             .send()
             .await
-            // Timeouts and refused connections: the provider may be back in a moment.
-            .map_err(|e| SendError::Retryable(format!("SMS provider unreachable: {e}")))?;
+            .map_err(|e| {
+                let detail = format!("SMS provider unreachable: {e}");
+                if e.is_connect() {
+                    SendError::NotSent(detail)
+                } else {
+                    SendError::InDoubt(detail)
+                }
+            })?;
         let status = response.status();
         if status.is_success() {
             let created: Created = response
                 .json()
                 .await
-                .map_err(|e| SendError::Retryable(format!("SMS provider sent an unreadable reply: {e}")))?;
+                .map_err(|e| SendError::InDoubt(format!("SMS provider sent an unreadable reply: {e}")))?;
             return Ok(created.sid);
         }
         let detail = match response.json::<ProviderError>().await {
@@ -101,8 +110,10 @@ impl TwilioClient {
             ),
             Err(_) => format!("SMS provider answered {status}"),
         };
-        if status.as_u16() == 429 || status.is_server_error() {
-            Err(SendError::Retryable(detail))
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            Err(SendError::NotSent(detail))
+        } else if status.is_server_error() {
+            Err(SendError::InDoubt(detail))
         } else {
             Err(SendError::Permanent(detail))
         }
@@ -110,9 +121,12 @@ impl TwilioClient {
 }
 
 impl TwilioClient {
-    /// Whether the provider already holds this exact message for `to` (newest first, one page):
-    /// asked before re-sending a message whose earlier attempt died mid-call.
-    pub async fn find_sent(&self, to: &str, body: &str) -> Result<Option<String>, SendError> {
+    /// Whether the provider already holds this exact message for `to` (newest first, one
+    /// page): asked before sending again a message whose earlier attempt may have reached it.
+    /// The list is optional among Twilio-compatible APIs: one that answers 404, 405 or 501 (or
+    /// 403: credentials that may send but not read) cannot be asked. `Err` is a
+    /// failure worth asking again later.
+    pub async fn find_sent(&self, to: &str, body: &str) -> Result<Lookup, String> {
         let response = self
             .http
             .get(&self.messages_url)
@@ -120,24 +134,35 @@ impl TwilioClient {
             .query(&[("To", to), ("PageSize", "50")])
             .send()
             .await
-            .map_err(|e| SendError::Retryable(format!("SMS provider unreachable: {e}")))?;
-        if !response.status().is_success() {
-            return Err(SendError::Retryable(format!(
-                "SMS provider answered {} to a message lookup",
-                response.status()
+            .map_err(|e| format!("SMS provider unreachable for a message lookup: {e}"))?;
+        let status = response.status();
+        if NO_MESSAGE_LIST.contains(&status) {
+            return Ok(Lookup::Unavailable(format!(
+                "the SMS provider answered {status} to a message lookup"
             )));
+        }
+        if !status.is_success() {
+            return Err(format!("SMS provider answered {status} to a message lookup"));
         }
         let page: MessagePage = response
             .json()
             .await
-            .map_err(|e| SendError::Retryable(format!("SMS provider sent an unreadable list: {e}")))?;
+            .map_err(|e| format!("SMS provider sent an unreadable list: {e}"))?;
         Ok(page
             .messages
             .into_iter()
             .find(|m| m.body.as_deref() == Some(body))
-            .map(|m| m.sid))
+            .map_or(Lookup::NotFound, |m| Lookup::Found(m.sid)))
     }
 }
+
+/// Answers to the message list that mean the provider has none to offer.
+const NO_MESSAGE_LIST: [StatusCode; 4] = [
+    StatusCode::FORBIDDEN,
+    StatusCode::NOT_FOUND,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::NOT_IMPLEMENTED,
+];
 
 /// Spaces sends evenly at the configured rate across all tasks of this process, so a burst
 /// does not get the account throttled.
@@ -168,6 +193,26 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_not_sent() {
+        // A port nobody listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let client = TwilioClient::new(&SmsSettings {
+            base_url: format!("http://127.0.0.1:{port}"),
+            account_sid: "AC1".into(),
+            auth_token: "token".into(),
+            ..SmsSettings::default()
+        })
+        .expect("a client");
+        match client.send("+4915100000001", "hello").await {
+            Err(SendError::NotSent(detail)) => assert!(detail.contains("unreachable"), "{detail}"),
+            other => panic!("expected NotSent, got {other:?}"),
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn pacer_spaces_sends_at_the_rate() {

@@ -4,11 +4,18 @@
 //! outbox relay --(<channel>.<kind>)--> <p>.notifications (topic)
 //!     *.<kind> -> <p>.<kind>   one durable queue per message kind, so a flood of one kind
 //!                              (say SMS codes at a release) cannot hold up offers
-//!     a temporary failure -> <p>.retry.<n>s (fanout exchange and queue, TTL n s), which
+//!     a temporary failure -> <p>.delay.<n>s (fanout exchange and queue, TTL n s), which
 //!         dead-letters back to <p>.notifications with the original routing key
 //!     a permanent failure or the last retry -> <p>.dead (kept for an operator)
 //! ```
-//! Each retry queue has one fixed TTL, so no message waits long behind a longer-delayed one.
+//! Each delay queue has one fixed TTL, so no message waits long behind a longer-delayed one.
+//! Delay queues are quorum queues that dead-letter at least once, whatever `quorum_queues`
+//! says: a classic queue hands an expired message on without a confirm, and in a broker
+//! restart messages on their way back were lost. At least once needs `reject-publish` on
+//! overflow, and a target that takes every message: the kind queues have no length limit,
+//! and a message the broker cannot route yet stays in its delay queue until it can.
+
+use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -68,9 +75,24 @@ impl Topology {
         })
     }
 
-    /// A retry exchange and its queue share this name.
+    /// Where a message waits that must not be attempted for `wait` yet: the longest delay
+    /// not above it (it may come back early and wait again), or the shortest delay.
+    pub fn wait_step(&self, wait: Duration) -> Option<RetryStep> {
+        let delays = self.retry_delays_seconds.iter().copied();
+        let fitting = delays
+            .clone()
+            .filter(|&delay| u64::from(delay) <= wait.as_secs())
+            .max();
+        let delay_seconds = fitting.or_else(|| delays.min())?;
+        Some(RetryStep {
+            exchange: self.retry_name(delay_seconds),
+            delay_seconds,
+        })
+    }
+
+    /// A delay exchange and its queue share this name.
     fn retry_name(&self, delay_seconds: u32) -> String {
-        format!("{}.retry.{delay_seconds}s", self.prefix)
+        format!("{}.delay.{delay_seconds}s", self.prefix)
     }
 
     /// Every queue name, for monitoring and for tests that clean up after themselves.
@@ -127,12 +149,17 @@ impl Topology {
             amqp.exchange_declare(&name, ExchangeKind::Fanout, durable, FieldTable::default())
                 .await?;
             let mut arguments = FieldTable::default();
+            arguments.insert("x-queue-type".into(), long_string("quorum"));
             arguments.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(i64::from(*delay) * 1000),
             );
             // No dead-letter routing key: the message keeps its own, `<channel>.<kind>`.
             arguments.insert("x-dead-letter-exchange".into(), long_string(&self.exchange()));
+            // The queue lets a message go only once its kind queue has confirmed it; without
+            // `reject-publish` the broker silently falls back to at most once.
+            arguments.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
+            arguments.insert("x-overflow".into(), long_string("reject-publish"));
             self.declare_queue(amqp, &name, arguments).await?;
             amqp.queue_bind(
                 &name,
@@ -211,13 +238,31 @@ mod tests {
         assert_eq!(
             topology.retry_after(1),
             Some(RetryStep {
-                exchange: "t.retry.1s".into(),
+                exchange: "t.delay.1s".into(),
                 delay_seconds: 1
             })
         );
-        assert_eq!(topology.retry_after(2).unwrap().exchange, "t.retry.5s");
+        assert_eq!(topology.retry_after(2).unwrap().exchange, "t.delay.5s");
         assert_eq!(topology.retry_after(3), None);
         assert_eq!(topology.queues().len(), Notification::KINDS.len() + 1 + 2);
         assert!(topology.queues().contains(&"t.offer".to_owned()));
+    }
+
+    #[test]
+    fn a_wait_takes_the_longest_delay_that_fits_or_the_shortest() {
+        let topology = Topology::new(
+            &AmqpSettings {
+                prefix: "t".into(),
+                ..Default::default()
+            },
+            &[1, 5, 30, 120, 600],
+        );
+        let delay = |seconds: f64| {
+            topology
+                .wait_step(Duration::from_secs_f64(seconds))
+                .unwrap()
+                .delay_seconds
+        };
+        assert_eq!((delay(40.0), delay(10.0), delay(5.0), delay(0.3)), (30, 5, 5, 1));
     }
 }

@@ -391,6 +391,14 @@ pub struct NotifierSettings {
     pub retry_delays_seconds: Vec<u32>,
     /// The local sink file: where messages go when a channel's provider is `file`.
     pub sink_file: PathBuf,
+    /// A message still in flight this long after its next attempt was due was lost by the
+    /// broker: the sweeper publishes it again. Above the longest wait in a queue.
+    pub stranded_after_seconds: u64,
+    /// How often each notifier's sweeper looks for stranded messages.
+    pub sweep_every_seconds: u64,
+    /// How long after an attempt's request ended a provider may still record the message: a
+    /// message in doubt is looked up (or, without a way to, sent again) only after it.
+    pub in_doubt_grace_seconds: u64,
     pub sms: SmsSettings,
     pub email: EmailSettings,
 }
@@ -427,6 +435,9 @@ impl Default for NotifierSettings {
             concurrency: 128,
             retry_delays_seconds: vec![1, 5, 30, 120, 600],
             sink_file: PathBuf::from("var/messages.jsonl"),
+            stranded_after_seconds: 900,
+            sweep_every_seconds: 60,
+            in_doubt_grace_seconds: 30,
             sms: SmsSettings::default(),
             email: EmailSettings::default(),
         }
@@ -456,6 +467,8 @@ pub struct SmsSettings {
     pub timeout_seconds: u64,
     /// Client-side limit so a burst does not get the account throttled.
     pub messages_per_second: u32,
+    /// What to do with a message in doubt when the provider cannot be asked whether it has it.
+    pub in_doubt: InDoubt,
 }
 
 impl Default for SmsSettings {
@@ -469,8 +482,21 @@ impl Default for SmsSettings {
             messaging_service_sid: String::new(),
             timeout_seconds: 10,
             messages_per_second: 100,
+            in_doubt: InDoubt::Resend,
         }
     }
+}
+
+/// A message is in doubt when an attempt may have reached the provider but its answer was
+/// lost (a timeout after the request was written, a 5xx, a crash mid-call). Where the provider
+/// lists its messages the notifier asks it; this says what to do where it cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InDoubt {
+    /// Send it again: the person may get it twice, which costs less than never getting it.
+    Resend,
+    /// Give up on it, for an operator to look at: nobody gets a message twice.
+    DeadLetter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -503,6 +529,8 @@ pub struct EmailSettings {
     pub username: String,
     pub password: SecretString,
     pub timeout_seconds: u64,
+    /// SMTP cannot be asked whether a server took a message, so every email in doubt follows it.
+    pub in_doubt: InDoubt,
 }
 
 impl Default for EmailSettings {
@@ -516,6 +544,7 @@ impl Default for EmailSettings {
             username: String::new(),
             password: SecretString::default(),
             timeout_seconds: 10,
+            in_doubt: InDoubt::Resend,
         }
     }
 }
@@ -614,10 +643,17 @@ impl Settings {
                 ),
             ));
         }
-        if notifier.retry_delays_seconds.contains(&0) {
+        if notifier.retry_delays_seconds.is_empty() || notifier.retry_delays_seconds.contains(&0) {
             return Err(ConfigError::key(
                 "notifier.retry_delays_seconds",
-                "delays must be at least 1 second",
+                "needs at least one delay (a message whose earlier attempt may still be under way \
+                 waits in a delay queue), each at least 1 second",
+            ));
+        }
+        if notifier.stranded_after_seconds == 0 || notifier.sweep_every_seconds == 0 {
+            return Err(ConfigError::key(
+                "notifier.stranded_after_seconds",
+                "stranded_after_seconds and sweep_every_seconds must be at least 1",
             ));
         }
         if notifier.sms.messages_per_second == 0 {
@@ -772,6 +808,47 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
     fn twilio_needs_credentials() {
         let err = load(&format!("{SECRETS}\n[notifier.sms]\nprovider = \"twilio\"\n")).unwrap_err();
         assert!(err.contains("account_sid"), "{err}");
+    }
+
+    #[test]
+    fn in_doubt_policy_is_resend_unless_set_to_dead_letter() {
+        let s = load(SECRETS).unwrap();
+        assert_eq!(
+            (s.notifier.sms.in_doubt, s.notifier.email.in_doubt),
+            (InDoubt::Resend, InDoubt::Resend)
+        );
+        let s = load_with_env(
+            &format!("{SECRETS}\n[notifier.sms]\nin_doubt = \"dead-letter\"\n"),
+            &[("DRAWBRIDGE_NOTIFIER__EMAIL__IN_DOUBT", "dead-letter")],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.notifier.sms.in_doubt, s.notifier.email.in_doubt),
+            (InDoubt::DeadLetter, InDoubt::DeadLetter)
+        );
+        let err = load(&format!("{SECRETS}\n[notifier.sms]\nin_doubt = \"maybe\"\n")).unwrap_err();
+        assert!(err.contains("in_doubt"), "{err}");
+    }
+
+    #[test]
+    fn the_sweeper_needs_a_deadline_and_a_pace() {
+        let s = load(SECRETS).unwrap();
+        assert_eq!(
+            (s.notifier.stranded_after_seconds, s.notifier.sweep_every_seconds),
+            (900, 60)
+        );
+        let err = load(&format!("{SECRETS}\n[notifier]\nsweep_every_seconds = 0\n")).unwrap_err();
+        assert!(err.contains("notifier.stranded_after_seconds"), "{err}");
+    }
+
+    #[test]
+    fn a_delay_queue_is_required_for_messages_that_must_wait() {
+        let err = load(&format!("{SECRETS}\n[notifier]\nretry_delays_seconds = []\n")).unwrap_err();
+        assert!(
+            err.contains("notifier.retry_delays_seconds") && err.contains("at least one"),
+            "{err}"
+        );
+        assert_eq!(load(SECRETS).unwrap().notifier.in_doubt_grace_seconds, 30);
     }
 
     #[test]

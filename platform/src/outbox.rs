@@ -114,7 +114,7 @@ impl Notification {
 }
 
 /// One outbox row as it travels through RabbitMQ to the notifier. `id` is the idempotency key:
-/// the notifier sends each id to the person at most once.
+/// the notifier records one delivery per id, and does not send a sent id again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: Uuid,

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef};
 use sqlx::{Decode, Encode, Postgres, Type};
 
 /// Declares an enum stored as one of a fixed set of texts.
@@ -57,6 +57,12 @@ macro_rules! stored_states {
 
             fn compatible(ty: &PgTypeInfo) -> bool {
                 <&str as Type<Postgres>>::compatible(ty)
+            }
+        }
+
+        impl PgHasArrayType for $name {
+            fn array_type_info() -> PgTypeInfo {
+                <&str as PgHasArrayType>::array_type_info()
             }
         }
 
@@ -137,8 +143,12 @@ stored_states! {
 
     /// A message's delivery to the provider.
     DeliveryState in "deliveries"."state" {
-        /// Handed to the provider, the answer not yet recorded.
+        /// An attempt is with the provider, or may have reached it and its answer was lost:
+        /// the next attempt asks the provider first.
         Sending = "sending",
+        /// The last attempt certainly did not reach the provider (a 429, a refused connection);
+        /// it waits for its retry.
+        Waiting = "waiting",
         Sent = "sent",
         /// Given up; in the dead-letter queue.
         Dead = "dead",

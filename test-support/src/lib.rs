@@ -121,6 +121,8 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     settings.notifier.listen = "127.0.0.1:0".parse().unwrap();
     settings.notifier.relay_idle_millis = 20;
     settings.notifier.retry_delays_seconds = vec![1, 1, 1];
+    // A message in doubt is looked up a second after its request ended, not half a minute.
+    settings.notifier.in_doubt_grace_seconds = 1;
     settings.notifier.sink_file = std::env::temp_dir()
         .join(format!("drawbridge-test-{id}"))
         .join("messages.jsonl");
@@ -372,7 +374,7 @@ impl TestApp {
     pub async fn settled(&self, outbox_id: Uuid) -> Option<Settled> {
         sqlx::query_as(
             "SELECT state, attempts, provider_message_id AS provider_id, detail FROM deliveries
-             WHERE outbox_id = $1 AND state <> 'sending'",
+             WHERE outbox_id = $1 AND state IN ('sent', 'dead')",
         )
         .bind(outbox_id)
         .fetch_optional(&self.pool)

@@ -1,6 +1,7 @@
 //! A local SMTP server (RFC 5321, plain, no TLS) that records every accepted message and the
 //! connections it was sent on, and can be told to refuse the next recipients temporarily (451)
-//! or for good (550), or to take its time over each message.
+//! or for good (550), to take its time over each message, or to take the next messages and
+//! drop the connection before its reply (the answer lost).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,8 @@ struct State {
     refusals: VecDeque<u16>,
     /// Before answering each message's DATA.
     delay: Duration,
+    /// Messages to take and then hang up on without the reply.
+    lost_replies: usize,
     connections: usize,
     /// Connections the client ended with QUIT.
     quits: usize,
@@ -55,6 +58,11 @@ impl FakeSmtp {
     /// Refuse the next recipients with these reply codes, in order.
     pub fn refuse_next(&self, codes: &[u16]) {
         self.state.lock().unwrap().refusals.extend(codes);
+    }
+
+    /// Take the next `count` messages, then close their connections instead of replying 250.
+    pub fn drop_reply_next(&self, count: usize) {
+        self.state.lock().unwrap().lost_replies += count;
     }
 
     /// Wait this long before accepting each message.
@@ -108,11 +116,16 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std
             }
             let delay = state.lock().unwrap().delay;
             tokio::time::sleep(delay).await;
-            state.lock().unwrap().accepted.push(Email {
+            let mut state = state.lock().unwrap();
+            state.accepted.push(Email {
                 from: from.clone(),
                 to: to.clone(),
                 data,
             });
+            if state.lost_replies > 0 {
+                state.lost_replies -= 1;
+                return Ok(());
+            }
             "250 2.0.0 queued".into()
         } else if upper == "RSET" {
             to.clear();

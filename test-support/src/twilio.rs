@@ -1,7 +1,9 @@
 //! A local server speaking Twilio's Messages API exactly as documented: form-encoded
 //! `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP basic auth with the account
 //! sid and auth token, JSON replies (201 with the message resource, or an error object).
-//! It records what it accepted and can be told to fail the next requests.
+//! It records what it accepted and can be told to fail the next requests, to take a message
+//! and still answer with an error (an answer lost on its way back), or to answer the optional
+//! message list with an error, as Twilio-compatible providers without one do.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
@@ -30,6 +32,11 @@ struct State {
     accepted: Vec<Sms>,
     /// Statuses to answer the next requests with, before accepting again.
     failures: VecDeque<u16>,
+    /// Statuses to answer the next requests with after accepting their messages.
+    lost_answers: VecDeque<u16>,
+    /// What the message list answers instead of the list (404, 405, 501).
+    list_status: Option<u16>,
+    lookups: usize,
     /// Requests to leave hanging (then drop unrecorded), like a provider that stalls.
     hangs: usize,
     requests: usize,
@@ -74,6 +81,23 @@ impl FakeTwilio {
     /// Answer the next requests with these HTTP statuses (429, 500, 400, ...), in order.
     pub fn fail_next(&self, statuses: &[u16]) {
         self.state.lock().unwrap().failures.extend(statuses);
+    }
+
+    /// Accept the next messages but answer with these statuses (500, 502, ...), in order: the
+    /// provider took them and its answer was lost.
+    pub fn accept_then_fail_next(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().lost_answers.extend(statuses);
+    }
+
+    /// Answer every message list request with this status from now on (405: the list is
+    /// optional among Twilio-compatible APIs).
+    pub fn list_answers(&self, status: u16) {
+        self.state.lock().unwrap().list_status = Some(status);
+    }
+
+    /// Message list requests so far: how often the notifier asked whether a message went out.
+    pub fn lookups(&self) -> usize {
+        self.state.lock().unwrap().lookups
     }
 
     /// Leave the next `count` sends hanging for 3 s, then fail them without recording.
@@ -128,7 +152,15 @@ async fn list_messages(
     if !authorised(&request) {
         return error(401, 20003, "Authenticate");
     }
-    let state = state.lock().unwrap();
+    let mut state = state.lock().unwrap();
+    state.lookups += 1;
+    if let Some(status) = state.list_status {
+        return match status {
+            405 => error(405, 20004, "Method not allowed"),
+            404 => error(404, 20404, "The requested resource was not found"),
+            other => error(other, 20500, "Not Implemented"),
+        };
+    }
     let messages: Vec<_> = state
         .accepted
         .iter()
@@ -203,6 +235,9 @@ async fn create_message(
         let _ = subscriber.send(sms.clone());
     }
     state.accepted.push(sms);
+    if let Some(status) = state.lost_answers.pop_front() {
+        return error(status, 20500, "Internal Server Error");
+    }
     HttpResponse::Created().json(json!({
         "sid": sid,
         "account_sid": ACCOUNT_SID,

@@ -1,10 +1,12 @@
 //! Delivery through real RabbitMQ and Postgres to the Twilio-compatible server: temporary
 //! failures are retried until the provider recovers, permanent ones are dead-lettered with
-//! their reason, and a message published twice reaches the person once.
+//! their reason, a message published twice reaches the person once, and a message whose
+//! answer was lost is looked up, or follows the `in_doubt` policy where it cannot be.
 
 use std::time::Duration;
 
 use drawbridge_domain::Language;
+use drawbridge_platform::config::InDoubt;
 use drawbridge_platform::outbox::{self, Channel, Message, Notification};
 use drawbridge_test_support::{eventually, spawn_notifier, spawn_with, Components, Settled, TestApp};
 use lapin::options::BasicGetOptions;
@@ -23,6 +25,23 @@ async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
         phone,
         Language::En,
         &notification,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn enqueue_email(app: &TestApp, to: &str) -> Uuid {
+    let notification = &drawbridge_notifier::render::examples()[1];
+    let mut tx = app.pool.begin().await.unwrap();
+    let id = outbox::enqueue(
+        &mut tx,
+        Uuid::new_v4(),
+        Channel::Email,
+        to,
+        Language::De,
+        notification,
     )
     .await
     .unwrap();
@@ -68,6 +87,130 @@ async fn temporary_provider_failures_are_retried_until_it_recovers() {
     assert_eq!(app.twilio.requests(), 3);
     assert_eq!(app.twilio.accepted().len(), 1, "delivered once");
     assert!(app.twilio.accepted()[0].body.contains("123456"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_send_is_retried_without_asking_the_provider() {
+    let app = spawn_notifier().await;
+    // As in the fault run: a provider without the optional message list.
+    app.twilio.list_answers(405);
+    app.twilio.fail_next(&[429]);
+    let id = enqueue_code(&app, "+491510000006").await;
+    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
+        .await
+        .expect("settled");
+    assert_eq!((state.as_str(), attempts), ("sent", 2));
+    assert_eq!(app.twilio.lookups(), 0, "a 429 means not sent: nothing to ask");
+    assert_eq!(app.twilio.accepted().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_found_in_the_message_list_and_not_sent_again() {
+    let app = spawn_notifier().await;
+    app.twilio.accept_then_fail_next(&[500]);
+    let id = enqueue_code(&app, "+491510000007").await;
+    let Settled {
+        state,
+        attempts,
+        provider_id,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
+        .await
+        .expect("settled");
+    assert_eq!((state.as_str(), attempts), ("sent", 2));
+    let accepted = app.twilio.accepted();
+    assert_eq!(accepted.len(), 1, "sent once");
+    assert_eq!(provider_id.as_deref(), Some(accepted[0].sid.as_str()));
+    assert_eq!((app.twilio.requests(), app.twilio.lookups()), (1, 1));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_from_a_provider_without_a_message_list_is_sent_again() {
+    let app = spawn_notifier().await;
+    app.twilio.list_answers(405);
+    app.twilio.fail_next(&[500]);
+    let id = enqueue_code(&app, "+491510000008").await;
+    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
+        .await
+        .expect("settled, not dead-lettered");
+    assert_eq!((state.as_str(), attempts), ("sent", 2));
+    assert_eq!((app.twilio.requests(), app.twilio.lookups()), (2, 1));
+    assert_eq!(app.twilio.accepted().len(), 1);
+    let metrics = app.metrics(app.notifier_address.as_ref().unwrap()).await;
+    assert!(metrics.contains(
+        r#"drawbridge_notifier_messages_resent_in_doubt_total{channel="sms",kind="verification_code"} 1"#
+    ));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_without_a_message_list_is_dead_lettered_if_the_policy_says_so() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |s| s.notifier.sms.in_doubt = InDoubt::DeadLetter,
+    )
+    .await;
+    app.twilio.list_answers(405);
+    app.twilio.fail_next(&[500]);
+    let id = enqueue_code(&app, "+491510000009").await;
+    let Settled {
+        state,
+        attempts,
+        detail,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
+        .await
+        .expect("settled");
+    assert_eq!((state.as_str(), attempts), ("dead", 2));
+    let detail = detail.unwrap();
+    assert!(detail.contains("in doubt") && detail.contains("405"), "{detail}");
+    assert_eq!(app.twilio.requests(), 1, "not sent again");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_whose_reply_was_lost_is_sent_again_unless_the_policy_says_dead_letter() {
+    let app = spawn_notifier().await;
+    app.smtp.drop_reply_next(1);
+    let id = enqueue_email(&app, "clara@example.de").await;
+    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
+        .await
+        .expect("settled");
+    assert_eq!((state.as_str(), attempts), ("sent", 2));
+    assert_eq!(
+        app.smtp.accepted().len(),
+        2,
+        "SMTP cannot be asked: the person may get it twice"
+    );
+    app.stop().await;
+
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |s| s.notifier.email.in_doubt = InDoubt::DeadLetter,
+    )
+    .await;
+    app.smtp.drop_reply_next(1);
+    let id = enqueue_email(&app, "dora@example.de").await;
+    let Settled {
+        state,
+        attempts,
+        detail,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
+        .await
+        .expect("settled");
+    assert_eq!((state.as_str(), attempts), ("dead", 2));
+    assert!(detail.unwrap().contains("SMTP"));
+    assert_eq!(app.smtp.accepted().len(), 1, "not sent again");
     app.stop().await;
 }
 
