@@ -11,6 +11,7 @@ pub fn all_statements() -> Vec<(String, &'static str)> {
         ("platform", drawbridge_platform::all_statements()),
         ("gateway", drawbridge_gateway::store::all_statements()),
         ("allocator", drawbridge_allocator::all_statements()),
+        ("notifier", drawbridge_notifier::all_statements()),
         (
             "drawbridge",
             drawbridge_platform::list_statements(&[("audit", audit::STATEMENTS), ("demo", demo::STATEMENTS)]),

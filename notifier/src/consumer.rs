@@ -29,6 +29,57 @@ use crate::render::Templates;
 use crate::topology::{header_name, RetryStep, Topology, ATTEMPT_HEADER, REASON_HEADER};
 use crate::{Lookup, Metrics, NotifierError, SendError, Transports};
 
+use drawbridge_platform::statements;
+
+statements! {
+    /// Takes each message's advisory lock, reads its delivery record and records the intent to
+    /// send (a new record, or a waiting or in-doubt one taken up again), in one statement (one
+    /// commit) for the batch. The record is read per message through the primary key (`OFFSET 0`
+    /// keeps the lookup from being flattened into a join), because the planner's statistics for a
+    /// fast-growing `deliveries` table lag behind and a hash join over all of it grows with every
+    /// message ever sent. An intent is due back when its attempt is settled at the provider ($3,
+    /// seconds per message: the request's timeout and the grace for recording it); an in-doubt
+    /// record due later is left alone and its wait returned. Attempts are counted in the record,
+    /// not in the copy, which a redelivery or a new publication resets. A record is taken up only
+    /// if it is still as read: every claim raises its count, so a read from before another
+    /// consumer's claim takes up nothing.
+    CLAIM = "
+    WITH claims AS MATERIALIZED (
+        SELECT t.n, t.id, t.settles_in, pg_try_advisory_lock(t.key) AS claimed, d.state,
+               COALESCE(d.attempts + 1, 1) AS attempt,
+               CASE WHEN d.state = 'sending' AND d.next_attempt_at > now()
+                    THEN extract(epoch FROM d.next_attempt_at - now())::float8 END AS wait
+        FROM UNNEST($1::uuid[], $2::bigint[], $3::float8[]) WITH ORDINALITY AS t(id, key, settles_in, n)
+        LEFT JOIN LATERAL (
+            SELECT state, attempts, next_attempt_at FROM deliveries WHERE outbox_id = t.id OFFSET 0
+        ) d ON true
+    ), intents AS (
+        INSERT INTO deliveries AS d (outbox_id, state, attempts, next_attempt_at)
+        SELECT id, 'sending', attempt, now() + make_interval(secs => settles_in) FROM claims
+        WHERE claimed AND wait IS NULL AND (state IS NULL OR state IN ('sending', 'waiting'))
+        ON CONFLICT (outbox_id) DO UPDATE
+            SET state = 'sending', attempts = EXCLUDED.attempts, next_attempt_at = EXCLUDED.next_attempt_at
+            WHERE d.state IN ('sending', 'waiting') AND d.attempts + 1 = EXCLUDED.attempts
+        RETURNING outbox_id
+    )
+    SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended, c.wait AS wait_seconds
+    FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id ORDER BY c.n";
+    /// Records the outcomes of a batch's attempts. A retry keeps the record in flight: `sending`
+    /// if the attempt may have reached the provider, `waiting` if it certainly did not, due back
+    /// after its delay ($6, seconds).
+    SETTLE = "
+    INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at, next_attempt_at)
+    SELECT id, state, attempt, provider_id, detail,
+           CASE WHEN state IN ('sending', 'waiting') THEN NULL ELSE now() END,
+           now() + make_interval(secs => due_in)
+    FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[])
+         AS t(id, state, attempt, provider_id, detail, due_in)
+    ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
+        provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
+        finished_at = EXCLUDED.finished_at, next_attempt_at = EXCLUDED.next_attempt_at";
+    UNLOCK = "SELECT pg_advisory_unlock(key) FROM UNNEST($1::bigint[]) AS key";
+}
+
 pub struct Consumer {
     pub pool: PgPool,
     pub topology: Topology,
@@ -426,7 +477,7 @@ impl Consumer {
                 .await?;
         }
         if !locked.is_empty() {
-            sqlx::query("SELECT pg_advisory_unlock(key) FROM UNNEST($1::bigint[]) AS key")
+            sqlx::query(UNLOCK)
                 .bind(&locked)
                 .execute(&mut *connection)
                 .await?;
@@ -595,53 +646,6 @@ enum Target<'a> {
     Retry { exchange: &'a str, expiration_ms: u64 },
     Dead { queue: &'a str },
 }
-
-/// Takes each message's advisory lock, reads its delivery record and records the intent to
-/// send (a new record, or a waiting or in-doubt one taken up again), in one statement (one
-/// commit) for the batch. The record is read per message through the primary key (`OFFSET 0`
-/// keeps the lookup from being flattened into a join), because the planner's statistics for a
-/// fast-growing `deliveries` table lag behind and a hash join over all of it grows with every
-/// message ever sent. An intent is due back when its attempt is settled at the provider ($3,
-/// seconds per message: the request's timeout and the grace for recording it); an in-doubt
-/// record due later is left alone and its wait returned. Attempts are counted in the record,
-/// not in the copy, which a redelivery or a new publication resets. A record is taken up only
-/// if it is still as read: every claim raises its count, so a read from before another
-/// consumer's claim takes up nothing.
-const CLAIM: &str = "
-    WITH claims AS MATERIALIZED (
-        SELECT t.n, t.id, t.settles_in, pg_try_advisory_lock(t.key) AS claimed, d.state,
-               COALESCE(d.attempts + 1, 1) AS attempt,
-               CASE WHEN d.state = 'sending' AND d.next_attempt_at > now()
-                    THEN extract(epoch FROM d.next_attempt_at - now())::float8 END AS wait
-        FROM UNNEST($1::uuid[], $2::bigint[], $3::float8[]) WITH ORDINALITY AS t(id, key, settles_in, n)
-        LEFT JOIN LATERAL (
-            SELECT state, attempts, next_attempt_at FROM deliveries WHERE outbox_id = t.id OFFSET 0
-        ) d ON true
-    ), intents AS (
-        INSERT INTO deliveries AS d (outbox_id, state, attempts, next_attempt_at)
-        SELECT id, 'sending', attempt, now() + make_interval(secs => settles_in) FROM claims
-        WHERE claimed AND wait IS NULL AND (state IS NULL OR state IN ('sending', 'waiting'))
-        ON CONFLICT (outbox_id) DO UPDATE
-            SET state = 'sending', attempts = EXCLUDED.attempts, next_attempt_at = EXCLUDED.next_attempt_at
-            WHERE d.state IN ('sending', 'waiting') AND d.attempts + 1 = EXCLUDED.attempts
-        RETURNING outbox_id
-    )
-    SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended, c.wait AS wait_seconds
-    FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id ORDER BY c.n";
-
-/// Records the outcomes of a batch's attempts. A retry keeps the record in flight: `sending`
-/// if the attempt may have reached the provider, `waiting` if it certainly did not, due back
-/// after its delay ($6, seconds).
-const SETTLE: &str = "
-    INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at, next_attempt_at)
-    SELECT id, state, attempt, provider_id, detail,
-           CASE WHEN state IN ('sending', 'waiting') THEN NULL ELSE now() END,
-           now() + make_interval(secs => due_in)
-    FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[])
-         AS t(id, state, attempt, provider_id, detail, due_in)
-    ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
-        provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
-        finished_at = EXCLUDED.finished_at, next_attempt_at = EXCLUDED.next_attempt_at";
 
 /// The message of an item that passed parsing.
 fn parsed(item: &Item) -> &Message {

@@ -39,6 +39,15 @@ use crate::sink::FileSink;
 use crate::sms::TwilioClient;
 use crate::topology::Topology;
 
+/// Every SQL statement of the notifier, for the schema check.
+pub fn all_statements() -> Vec<(String, &'static str)> {
+    drawbridge_platform::list_statements(&[
+        ("consumer", consumer::STATEMENTS),
+        ("relay", relay::STATEMENTS),
+        ("sweeper", sweeper::STATEMENTS),
+    ])
+}
+
 /// Why one send did not go through. What matters for the next attempt is whether the provider
 /// may have taken the message: only then must it be asked before the message goes out again.
 #[derive(Debug, thiserror::Error)]

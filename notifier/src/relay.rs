@@ -18,6 +18,22 @@ use drawbridge_platform::outbox::{Channel, Message, Notification};
 use crate::topology::Topology;
 use crate::{Metrics, NotifierError};
 
+use drawbridge_platform::statements;
+
+statements! {
+    RELAY_SESSION =
+        "SELECT set_config('enable_bitmapscan', 'off', true), set_config('synchronous_commit', 'off', true)";
+    UNPUBLISHED =
+        "SELECT id, subject_id, channel, recipient, language, payload FROM outbox
+         WHERE published_at IS NULL AND last_error IS NULL ORDER BY created_at
+         LIMIT $1 FOR UPDATE SKIP LOCKED";
+    PUBLISH_FAILED =
+        "UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $2 WHERE id = $1";
+    PUBLISHED =
+        "UPDATE outbox SET published_at = now(), publish_attempts = publish_attempts + 1, last_error = NULL
+         WHERE id = ANY($1)";
+}
+
 #[derive(sqlx::FromRow)]
 struct OutboxRow {
     id: Uuid,
@@ -72,19 +88,11 @@ impl Relay<'_> {
         // only the batch. Marking rows published need not wait for the disk: if Postgres loses
         // its last moments of commits in a crash, those rows are published again, and the
         // consumer's delivery records keep the second copies from reaching anyone.
-        sqlx::query(
-            "SELECT set_config('enable_bitmapscan', 'off', true), set_config('synchronous_commit', 'off', true)",
-        )
-        .execute(&mut *tx)
-        .await?;
-        let rows: Vec<OutboxRow> = sqlx::query_as(
-            "SELECT id, subject_id, channel, recipient, language, payload FROM outbox
-             WHERE published_at IS NULL AND last_error IS NULL ORDER BY created_at
-             LIMIT $1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(self.batch as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        sqlx::query(RELAY_SESSION).execute(&mut *tx).await?;
+        let rows: Vec<OutboxRow> = sqlx::query_as(UNPUBLISHED)
+            .bind(self.batch as i64)
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -98,7 +106,7 @@ impl Relay<'_> {
                 // so it does not stop everything behind it.
                 Err(problem) => {
                     tracing::error!(%id, %problem, "outbox row cannot be published");
-                    sqlx::query("UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $2 WHERE id = $1")
+                    sqlx::query(PUBLISH_FAILED)
                         .bind(id)
                         .bind(&problem)
                         .execute(&mut *tx)
@@ -143,13 +151,7 @@ impl Relay<'_> {
                 }
             }
         }
-        sqlx::query(
-            "UPDATE outbox SET published_at = now(), publish_attempts = publish_attempts + 1, last_error = NULL
-             WHERE id = ANY($1)",
-        )
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(PUBLISHED).bind(&ids).execute(&mut *tx).await?;
         tx.commit().await?;
         self.metrics.published.inc_by(ids.len() as u64);
         Ok(ids.len())

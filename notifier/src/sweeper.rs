@@ -11,6 +11,23 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use drawbridge_platform::statements;
+
+statements! {
+    REQUEUE = "
+    WITH stranded AS (
+        SELECT outbox_id FROM deliveries
+        WHERE finished_at IS NULL AND next_attempt_at < now() - make_interval(secs => $1)
+        ORDER BY next_attempt_at LIMIT $2
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE deliveries d SET next_attempt_at = now()
+        FROM stranded s WHERE d.outbox_id = s.outbox_id
+        RETURNING d.outbox_id
+    )
+    UPDATE outbox o SET published_at = NULL FROM claimed c WHERE o.id = c.outbox_id";
+}
+
 /// The most rows one round publishes again; a larger loss takes a few rounds.
 const SWEEP_BATCH: i64 = 1000;
 
@@ -24,16 +41,3 @@ pub async fn requeue_stranded(pool: &PgPool, stranded_after: Duration) -> Result
         .await?;
     Ok(requeued.rows_affected())
 }
-
-const REQUEUE: &str = "
-    WITH stranded AS (
-        SELECT outbox_id FROM deliveries
-        WHERE finished_at IS NULL AND next_attempt_at < now() - make_interval(secs => $1)
-        ORDER BY next_attempt_at LIMIT $2
-        FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE deliveries d SET next_attempt_at = now()
-        FROM stranded s WHERE d.outbox_id = s.outbox_id
-        RETURNING d.outbox_id
-    )
-    UPDATE outbox o SET published_at = NULL FROM claimed c WHERE o.id = c.outbox_id";

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The server-rendered pages: values escaped by the template engine, and the stylesheet and
 //! script as static files under content-hashed names that browsers may keep.
 
