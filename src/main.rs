@@ -239,8 +239,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             beacon_round,
             beacon_randomness,
         } => {
-            let allocator = drawbridge_allocator::build(&settings, shutdown.clone()).await?;
             if once {
+                let allocator = drawbridge_allocator::connect(&settings, shutdown).await?;
                 let beacon = match (beacon_round, beacon_randomness) {
                     (Some(round), Some(randomness)) => Some(BeaconValue {
                         round,
@@ -251,6 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let ticks = allocator.tick_regions(region.as_deref(), beacon.as_ref()).await?;
                 println!("{}", serde_json::to_string_pretty(&ticks)?);
             } else {
+                let allocator = drawbridge_allocator::build(&settings, shutdown.clone()).await?;
                 stop_on_signal(shutdown);
                 allocator.run_until_stopped().await?;
             }

@@ -54,7 +54,7 @@ async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
     let pseudonym = Pseudonym::of(&app.hash_key(), id.as_bytes()).to_string();
     assert_eq!(before["pseudonym"], pseudonym);
 
-    let allocator = drawbridge_allocator::build(&app.settings, CancellationToken::new())
+    let allocator = drawbridge_allocator::connect(&app.settings, CancellationToken::new())
         .await
         .unwrap();
     let draw = allocator.tick_regions(Some("bw"), None).await.unwrap()[0]
