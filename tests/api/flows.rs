@@ -474,6 +474,30 @@ async fn staff_log_in_with_their_password_and_out_again() {
 }
 
 #[tokio::test]
+async fn wrong_logins_sent_at_once_get_no_more_password_checks_than_the_limit() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let logins: Vec<Value> = (0..150)
+        .map(|n| json!({ "username": "agent.anna", "password": format!("wrong password {n}") }))
+        .collect();
+    let logins = logins
+        .iter()
+        .map(|login| app.post_json("/v1/staff/sessions", login));
+    let statuses: Vec<u16> = futures_util::future::join_all(logins)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|&&status| status == 401).count();
+    let limited = statuses.iter().filter(|&&status| status == 429).count();
+    // Ten failed logins per username: the logged-in one before them was taken back.
+    assert_eq!((checked, limited), (10, 140), "{statuses:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn staff_accounts_are_created_on_the_command_line_with_the_password_kept_hashed() {
     let app = spawn_app().await;
     app.load_demo().await;
