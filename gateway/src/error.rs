@@ -130,7 +130,7 @@ error_codes! {
         "The rooms admin API is switched off: set rooms.admin_token to use it.";
     AdminCredentialsMissing => UNAUTHORIZED, "admin_credentials_missing",
         "Send the admin token as `Authorization: Bearer <token>`.";
-    AdminCredentialsWrong => FORBIDDEN, "admin_credentials_wrong",
+    AdminCredentialsWrong => UNAUTHORIZED, "admin_credentials_wrong",
         "This admin token is not valid.";
     // Waiting rooms.
     RoomClosed => FORBIDDEN, "room_closed",

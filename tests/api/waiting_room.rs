@@ -834,7 +834,7 @@ async fn the_admin_api_needs_its_token_and_valid_input() {
     let (status, body) = put(Some("wrong"), "r1", json!({})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (403, Some("admin_credentials_wrong"))
+        (401, Some("admin_credentials_wrong"))
     );
     let listed = app.get("/v1/admin/rooms").await;
     assert_eq!(listed.status(), 401);
@@ -872,6 +872,42 @@ async fn the_admin_api_needs_its_token_and_valid_input() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn guessing_the_admin_token_is_limited_per_address_even_when_guesses_come_at_once() {
+    let app = spawn_app().await;
+    let list = |token: String| {
+        let request = app.http.get(app.url("/v1/admin/rooms")).bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let body: Value = response.json().await.unwrap();
+            (
+                body["error"]["code"].as_str().unwrap_or("none").to_owned(),
+                retry_after,
+            )
+        }
+    };
+    let answers = join_all((0..300).map(|n| list(format!("guess-{n}")))).await;
+    let wrong = answers
+        .iter()
+        .filter(|(code, _)| code == "admin_credentials_wrong")
+        .count();
+    let limited: Vec<u64> = answers
+        .iter()
+        .filter(|(code, _)| code == "too_many_requests")
+        .map(|(_, retry_after)| retry_after.expect("Retry-After"))
+        .collect();
+    assert_eq!((wrong, limited.len()), (10, 290));
+    assert!(limited.iter().all(|s| (1..=900).contains(s)), "{limited:?}");
+    // From this address the right token waits too: otherwise the limit would tell which guess
+    // was right.
+    assert_eq!(list(ADMIN_TOKEN.to_owned()).await.0, "too_many_requests");
     app.stop().await;
 }
 

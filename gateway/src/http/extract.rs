@@ -1,6 +1,6 @@
 //! What handlers read from a request besides its body: the staff member behind a session
-//! token, the registrant behind a booking code, the client's address, the waiting rooms' tokens
-//! and cookies, and the admission a room's guard requires.
+//! token, the registrant behind a booking code, the rooms' operator, the client's address, the
+//! waiting rooms' tokens and cookies, and the admission a room's guard requires.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -14,7 +14,7 @@ use drawbridge_domain::{ClientSecret, RoomMode, RoomTokenError, StaffMember};
 use crate::error::{ApiError, ErrorCode};
 use crate::rooms;
 use crate::store::registrants::Registrant;
-use crate::use_cases::{my_status, staff};
+use crate::use_cases::{my_status, operators, staff};
 use crate::AppState;
 
 /// The credential after `scheme ` in the `Authorization` header.
@@ -93,6 +93,26 @@ impl FromRequest for Staff {
         Box::pin(async move {
             let token = token.ok_or_else(|| ApiError::new(ErrorCode::StaffLoginRequired))?;
             staff::session_holder(&state, &token).await.map(Staff)
+        })
+    }
+}
+
+/// An operator of the rooms admin API: `Authorization: Bearer <rooms.admin_token>`, within the
+/// guessing limit of the client's address.
+pub struct Operator;
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Operator, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(request);
+        let token = bearer(request).map(str::to_owned);
+        let address = client_address(request);
+        Box::pin(async move {
+            operators::authorize(&state, token.as_deref(), &address)
+                .await
+                .map(|()| Operator)
         })
     }
 }

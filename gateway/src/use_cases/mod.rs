@@ -10,6 +10,7 @@ pub mod check_in;
 pub mod draws;
 pub mod my_status;
 pub mod offer_link;
+pub mod operators;
 pub mod register;
 pub mod rules;
 pub mod staff;
