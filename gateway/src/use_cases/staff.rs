@@ -114,7 +114,9 @@ pub async fn log_in(
     let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
     let expires_at = Utc::now() + Duration::hours(SESSION_HOURS);
     let mut tx = state.store.begin().await?;
-    staff::start_session(&mut tx, &token_hash(&token), member.id, expires_at).await?;
+    if !staff::start_session(&mut tx, &token_hash(&token), member.id, expires_at).await? {
+        return Err(ApiError::new(ErrorCode::WrongCredentials));
+    }
     audit(
         &mut tx,
         &member,
