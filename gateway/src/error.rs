@@ -165,6 +165,10 @@ error_codes! {
         "This token belongs to another browser. Please join the waiting room from this one.";
     TicketDropped => UNAUTHORIZED, "ticket_dropped",
         "Your place in the waiting room lapsed because your browser stopped asking. Please join again.";
+    AdmissionSpent => UNAUTHORIZED, "admission_spent",
+        "This admission has registered a phone number already. To register another one, please join the waiting room again.";
+    AdmissionUnavailable => SERVICE_UNAVAILABLE, "admission_unavailable",
+        "Your admission cannot be checked right now. Please try again in a minute; it stays valid until it ends.";
     // Limits and our own failures.
     TooManyRequests => TOO_MANY_REQUESTS, "too_many_requests",
         "Too many requests. Please wait a moment and try again.";
@@ -247,6 +251,12 @@ impl ApiError {
             retry_after_seconds: Some(retry_after_seconds),
             ..ApiError::new(ErrorCode::TooManyRequests).with_message(message)
         }
+    }
+
+    /// The same error with `Retry-After`: when trying again makes sense.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
     }
 
     /// Our own failure; `cause` goes to the log, never to the person.

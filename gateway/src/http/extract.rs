@@ -12,7 +12,7 @@ use drawbridge_domain::waiting_room::room::ADMISSION_PURPOSE;
 use drawbridge_domain::{ClientSecret, RoomMode, RoomTokenError, StaffMember};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::rooms;
+use crate::rooms::{self, Admission};
 use crate::store::registrants::Registrant;
 use crate::use_cases::{my_status, operators, staff};
 use crate::AppState;
@@ -139,8 +139,10 @@ impl FromRequest for BookingCodeHolder {
 }
 
 /// Proof that the request may pass: no room guards its region, or it carries an admission
-/// token (bearer or cookie) of a room guarding it, bound to this client.
-pub struct Admitted;
+/// token (bearer or cookie) of a room guarding it, bound to this client. Checked in process,
+/// without Redis; the admission it carries (none when the region is open) is still to be
+/// spent by the registration it admits.
+pub struct Admitted(pub Option<Admission>);
 
 impl FromRequest for Admitted {
     type Error = ApiError;
@@ -154,14 +156,14 @@ impl FromRequest for Admitted {
 fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
     let state = state(request);
     let Some(region) = request.match_info().get("region") else {
-        return Ok(Admitted);
+        return Ok(Admitted(None));
     };
     let guarding = state.rooms.cache.guarding(region);
     if guarding
         .iter()
         .all(|view| view.config.mode == RoomMode::Passthrough)
     {
-        return Ok(Admitted);
+        return Ok(Admitted(None));
     }
     // With several rooms on one region (e.g. one per release event), any of them admits.
     let token = presented_token(request, ADMISSION_COOKIE);
@@ -173,7 +175,15 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
             .rooms
             .verify(client.as_ref(), view, ADMISSION_PURPOSE, token, now)
         {
-            Ok(_) => return Ok(Admitted),
+            // A passthrough room admits everyone who asks: nothing to spend.
+            Ok(_) if view.config.mode == RoomMode::Passthrough => return Ok(Admitted(None)),
+            Ok(verified) => {
+                return Ok(Admitted(Some(Admission {
+                    room: view.name.clone(),
+                    ticket: verified.claims.ticket,
+                    ends_at: verified.expires_at,
+                })))
+            }
             Err(RoomTokenError::ForeignRoom) => refusal = RoomTokenError::ForeignRoom,
             Err(error) => return Err(error.into()),
         }

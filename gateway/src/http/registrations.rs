@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::answers::CodeSent;
 use super::extract::Admitted;
 use crate::error::ApiError;
-use crate::use_cases::register::{self, RegistrationForm};
+use crate::use_cases::admission;
+use crate::use_cases::register::RegistrationForm;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -21,12 +22,12 @@ struct Started {
 }
 
 pub async fn create(
-    _admitted: Admitted,
+    admitted: Admitted,
     state: web::Data<AppState>,
     region: web::Path<String>,
     form: web::Json<RegistrationForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let started = register::on_the_web(&state, &region, form.into_inner()).await?;
+    let started = admission::register(&state, admitted.0.as_ref(), &region, form.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(Started {
         registration_id: started.registration_id,
         status: "pending_verification",
