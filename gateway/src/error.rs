@@ -184,7 +184,7 @@ pub struct ApiError {
     code: ErrorCode,
     /// Replaces the table's message when the error knows more (the region, the wait, ...).
     message: Option<Cow<'static, str>>,
-    field: Option<&'static str>,
+    field: Option<Cow<'static, str>>,
     attempts_left: Option<i16>,
     retry_after_seconds: Option<u64>,
     cause: Option<Cause>,
@@ -214,9 +214,9 @@ impl ApiError {
 
     /// A field was read but its value is not acceptable.
     #[track_caller]
-    pub fn invalid(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
         ApiError {
-            field: Some(field),
+            field: Some(field.into()),
             ..ApiError::new(ErrorCode::InvalidField).with_message(message)
         }
     }
@@ -419,7 +419,7 @@ struct Detail<'a> {
     code: &'static str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'static str>,
+    field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts_left: Option<i16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -444,7 +444,7 @@ impl ResponseError for ApiError {
             error: Detail {
                 code: self.code.as_str(),
                 message: self.message(),
-                field: self.field,
+                field: self.field.as_deref(),
                 attempts_left: self.attempts_left,
                 request_id,
             },
