@@ -112,6 +112,10 @@ enum StaffAction {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Disable an account: it can no longer log in and its sessions end at once.
+    Disable { username: String },
+    /// Enable a disabled account again; its old sessions stay ended.
+    Enable { username: String },
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -239,8 +243,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             beacon_round,
             beacon_randomness,
         } => {
-            let allocator = drawbridge_allocator::build(&settings, shutdown.clone()).await?;
             if once {
+                let allocator = drawbridge_allocator::connect(&settings, shutdown).await?;
                 let beacon = match (beacon_round, beacon_randomness) {
                     (Some(round), Some(randomness)) => Some(BeaconValue {
                         round,
@@ -251,6 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let ticks = allocator.tick_regions(region.as_deref(), beacon.as_ref()).await?;
                 println!("{}", serde_json::to_string_pretty(&ticks)?);
             } else {
+                let allocator = drawbridge_allocator::build(&settings, shutdown.clone()).await?;
                 stop_on_signal(shutdown);
                 allocator.run_until_stopped().await?;
             }
@@ -339,7 +344,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::json!({ "id": id, "username": username, "role": role, "region": region, "centre": centre })
             );
         }
+        Command::Staff {
+            action: StaffAction::Disable { username },
+        } => set_disabled(&settings, &username, true).await?,
+        Command::Staff {
+            action: StaffAction::Enable { username },
+        } => set_disabled(&settings, &username, false).await?,
     }
+    Ok(())
+}
+
+/// Disables or enables a staff account, and prints it.
+async fn set_disabled(settings: &Settings, username: &str, disabled: bool) -> anyhow::Result<()> {
+    let pool = postgres::connect_and_migrate(&settings.database).await?;
+    let id = if disabled {
+        drawbridge_platform::staff::disable(&pool, username).await?
+    } else {
+        drawbridge_platform::staff::enable(&pool, username).await?
+    };
+    println!(
+        "{}",
+        serde_json::json!({ "id": id, "username": username, "disabled": disabled })
+    );
     Ok(())
 }
 

@@ -150,58 +150,86 @@ pub enum TickError {
     TimeZone { region: String, timezone: String },
 }
 
+/// The draws: what the allocator service and a one-shot tick share.
 pub struct Allocator {
     pool: PgPool,
     metrics: Metrics,
+    /// Served by [`Service`]; a one-shot tick serves nothing.
+    registry: prometheus::Registry,
     tick_every: Duration,
     draw_when_freed: u64,
     hash_key: Vec<u8>,
     keyring: Keyring,
     public_url: String,
     shutdown: CancellationToken,
+}
+
+/// The allocator as a service: ticks on its timer and serves `/healthz`, `/readyz` and
+/// `/metrics` on `allocator.listen`.
+pub struct Service {
+    allocator: Allocator,
     ops: JoinHandle<std::io::Result<()>>,
     address: SocketAddr,
 }
 
-pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<Allocator, StartupError> {
+/// Connects to Postgres (running migrations) and listens on nothing, so a one-shot tick
+/// (`drawbridge allocator --once`) runs beside an allocator service that holds its port.
+pub async fn connect(settings: &Settings, shutdown: CancellationToken) -> Result<Allocator, StartupError> {
     let pool = postgres::connect_and_migrate(&settings.database).await?;
     let (metrics, registry) = Metrics::new();
-    let listener = ops::bind(settings.allocator.listen)?;
-    let address = listener.local_addr().map_err(|error| StartupError::Bind {
-        address: settings.allocator.listen,
-        error,
-    })?;
-    let ops_server = ops::serve(
-        listener,
-        Readiness::new().postgres(pool.clone()),
-        registry,
-        shutdown.clone(),
-    )
-    .map_err(|error| StartupError::Bind { address, error })?;
     Ok(Allocator {
         pool,
         metrics,
+        registry,
         tick_every: Duration::from_secs(settings.allocator.tick_seconds),
         draw_when_freed: settings.allocator.draw_when_freed,
         hash_key: settings.secrets.hash_key()?,
         keyring: settings.secrets.keyring()?,
         public_url: settings.gateway.public_url.clone(),
         shutdown,
-        ops: ops_server,
+    })
+}
+
+/// [`connect`], then serves the operational endpoints on `allocator.listen`.
+pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<Service, StartupError> {
+    let allocator = connect(settings, shutdown.clone()).await?;
+    let listener = ops::bind(settings.allocator.listen)?;
+    let address = listener.local_addr().map_err(|error| StartupError::Bind {
+        address: settings.allocator.listen,
+        error,
+    })?;
+    let ops = ops::serve(
+        listener,
+        Readiness::new().postgres(allocator.pool.clone()),
+        allocator.registry.clone(),
+        shutdown,
+    )
+    .map_err(|error| StartupError::Bind { address, error })?;
+    Ok(Service {
+        allocator,
+        ops,
         address,
     })
 }
 
-impl Allocator {
+impl Service {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
+    /// Ticks until shutdown, then waits for the operational endpoints to stop.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.allocator.tick_until_stopped().await;
+        self.ops.await.map_err(std::io::Error::other)?
+    }
+}
+
+impl Allocator {
     /// Ticks every `allocator.tick_seconds`, and draws a region early when enough of its pairs
     /// were freed, until shutdown. A failed tick is logged and the next one tries again: a
     /// database blip must not stop allocation for good.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    async fn tick_until_stopped(&self) {
         let mut interval = tokio::time::interval(self.tick_every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut freed = self.listen_for_freed_pairs().await;
@@ -231,7 +259,6 @@ impl Allocator {
                 },
             }
         }
-        self.ops.await.map_err(std::io::Error::other)?
     }
 
     async fn listen_for_freed_pairs(&self) -> Option<PgListener> {

@@ -131,7 +131,7 @@ error_codes! {
         "The rooms admin API is switched off: set rooms.admin_token to use it.";
     AdminCredentialsMissing => UNAUTHORIZED, "admin_credentials_missing",
         "Send the admin token as `Authorization: Bearer <token>`.";
-    AdminCredentialsWrong => FORBIDDEN, "admin_credentials_wrong",
+    AdminCredentialsWrong => UNAUTHORIZED, "admin_credentials_wrong",
         "This admin token is not valid.";
     // Waiting rooms.
     RoomClosed => FORBIDDEN, "room_closed",
@@ -166,6 +166,10 @@ error_codes! {
         "This token belongs to another browser. Please join the waiting room from this one.";
     TicketDropped => UNAUTHORIZED, "ticket_dropped",
         "Your place in the waiting room lapsed because your browser stopped asking. Please join again.";
+    AdmissionSpent => UNAUTHORIZED, "admission_spent",
+        "This admission has registered a phone number already. To register another one, please join the waiting room again.";
+    AdmissionUnavailable => SERVICE_UNAVAILABLE, "admission_unavailable",
+        "Your admission cannot be checked right now. Please try again in a minute; it stays valid until it ends.";
     // Limits and our own failures.
     TooManyRequests => TOO_MANY_REQUESTS, "too_many_requests",
         "Too many requests. Please wait a moment and try again.";
@@ -183,7 +187,7 @@ pub struct ApiError {
     code: ErrorCode,
     /// Replaces the table's message when the error knows more (the region, the wait, ...).
     message: Option<Cow<'static, str>>,
-    field: Option<&'static str>,
+    field: Option<Cow<'static, str>>,
     attempts_left: Option<i16>,
     retry_after_seconds: Option<u64>,
     cause: Option<Cause>,
@@ -213,9 +217,9 @@ impl ApiError {
 
     /// A field was read but its value is not acceptable.
     #[track_caller]
-    pub fn invalid(field: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn invalid(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
         ApiError {
-            field: Some(field),
+            field: Some(field.into()),
             ..ApiError::new(ErrorCode::InvalidField).with_message(message)
         }
     }
@@ -255,10 +259,13 @@ impl ApiError {
     /// A dependency that cannot be reached for a moment: 503 with `Retry-After`.
     #[track_caller]
     pub fn unavailable(retry_after_seconds: u64) -> Self {
-        ApiError {
-            retry_after_seconds: Some(retry_after_seconds),
-            ..ApiError::new(ErrorCode::Unavailable)
-        }
+        ApiError::new(ErrorCode::Unavailable).with_retry_after(retry_after_seconds)
+    }
+
+    /// The same error with `Retry-After`: when trying again makes sense.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
     }
 
     /// Our own failure; `cause` goes to the log, never to the person.
@@ -428,7 +435,7 @@ struct Detail<'a> {
     code: &'static str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'static str>,
+    field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts_left: Option<i16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -453,7 +460,7 @@ impl ResponseError for ApiError {
             error: Detail {
                 code: self.code.as_str(),
                 message: self.message(),
-                field: self.field,
+                field: self.field.as_deref(),
                 attempts_left: self.attempts_left,
                 request_id,
             },

@@ -154,6 +154,7 @@ fn serve(
     let registry = web::Data::new(registry);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(middleware::from_fn(http::nul::refuse_nul))
             .wrap(middleware::from_fn(http_telemetry::observe))
             .app_data(state.clone())
             .app_data(readiness.clone())

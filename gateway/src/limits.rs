@@ -1,8 +1,12 @@
-//! Failure counters shared by all gateways through Redis: booking-code guesses and staff
-//! logins. Only failures count, so a person who gets it right is never slowed down; the window
-//! starts at the first failure and later failures do not extend it.
+//! Failure counters shared by all gateways through Redis: booking-code guesses, staff logins and
+//! admin tokens. A counter of one target (an account, a code) counts a try, atomically, the
+//! moment it arrives, before it is judged, and takes it back if it succeeds: tries sent at once
+//! cannot all pass a check made before any of them was counted, and only failures stay counted.
+//! A counter many people share (a client address) counts a try once it is judged wrong, so
+//! people behind one address are never refused for each other's tries in flight. Windows start
+//! at the first count and later ones do not extend them.
 //!
-//! While Redis cannot be reached, each gateway counts failures in its own memory instead,
+//! While Redis cannot be reached, each gateway counts in its own memory instead, the same way,
 //! against a quarter of each limit ([`LOCAL_SHARE`]): the gateways cannot see each other's
 //! counts then, and four of them together still stay within the shared limit. Counts made here
 //! keep refusing until their window ends, also once Redis is back. So an outage neither lifts a
@@ -20,7 +24,7 @@ use prometheus::IntCounter;
 use crate::error::ApiError;
 
 /// Each gateway's share of a limit while Redis is away: a quarter, so that four gateways
-/// together (deploy/docker-compose.yml runs three) stay within it; never less than one failure.
+/// together (deploy/docker-compose.yml runs three) stay within it; never less than one try.
 const LOCAL_SHARE: i64 = 4;
 /// Counters one gateway keeps while Redis is away (about 100 bytes each). When they are all
 /// in use and Redis is still away, requests whose counters are not among them are refused until
@@ -58,8 +62,18 @@ pub struct Limits {
 
 /// A counter kept here.
 struct Window {
-    failures: i64,
+    tries: i64,
     ends: Instant,
+}
+
+/// Whose tries a counter counts, and so when it counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// One target, which one person tries: from the moment a try arrives.
+    Target,
+    /// Many people (a client address): once a try is judged wrong. Tries sent at once can pass
+    /// such a counter together; the target's counter beside it holds.
+    Shared,
 }
 
 impl Limits {
@@ -74,20 +88,23 @@ impl Limits {
     }
 
     /// Counters checked and counted together, e.g. per client address and per code:
-    /// `counters` are `(name, limit)`; `refusal` is the message of the 429 once a limit is
-    /// reached.
+    /// `counters` are `(name, limit, counting)`; `refusal` is the message of the 429 once a
+    /// limit is reached.
     pub fn failures(
         &self,
-        counters: &[(String, i64)],
+        counters: &[(String, i64, Counting)],
         window_seconds: i64,
         refusal: &'static str,
     ) -> FailureLimit<'_> {
+        let mut keys: Vec<(String, i64, Counting)> = counters
+            .iter()
+            .map(|(name, limit, counting)| (format!("{}:{name}", self.prefix), *limit, *counting))
+            .collect();
+        // The scripts take the targets' counters first.
+        keys.sort_by_key(|(_, _, counting)| *counting != Counting::Target);
         FailureLimit {
             limits: self,
-            keys: counters
-                .iter()
-                .map(|(name, limit)| (format!("{}:{name}", self.prefix), *limit))
-                .collect(),
+            keys,
             window_seconds,
             refusal,
         }
@@ -124,61 +141,114 @@ impl Limits {
 /// A set of counters checked and counted together.
 pub struct FailureLimit<'a> {
     limits: &'a Limits,
-    keys: Vec<(String, i64)>,
+    /// The targets' counters first.
+    keys: Vec<(String, i64, Counting)>,
     window_seconds: i64,
     refusal: &'static str,
 }
 
+/// KEYS: the counters, those of targets first. ARGV: the window in seconds, the number of
+/// target counters, then each counter's limit. Answers 0 once the try is counted on the target
+/// counters, or the seconds until the window of a counter at its limit ends (nothing counted).
+const ATTEMPT: &str = r"
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 2]) then
+    return math.max(redis.call('TTL', key), 1)
+  end
+end
+for i = 1, tonumber(ARGV[2]) do
+  redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[1], 'NX')
+end
+return 0
+";
+
+/// KEYS: the counters. ARGV: the window in seconds. Counts one failure on each.
+const FAILED: &str = r"
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[1], 'NX')
+end
+";
+
+/// KEYS: the counters. Takes one count back from each counter still running.
+const SUCCEEDED: &str = r"
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+";
+
 impl FailureLimit<'_> {
-    /// 429 with `Retry-After` if any counter is at its limit: in Redis, or here for the
-    /// failures counted while Redis was away.
-    pub async fn check(&self) -> Result<(), ApiError> {
+    /// Before a try is judged: 429 with `Retry-After` if any counter is at its limit (in Redis,
+    /// or here for the tries counted while Redis was away), else the try counts on the target
+    /// counters.
+    pub async fn attempt(&self) -> Result<(), ApiError> {
         self.check_here()?;
-        let Some(answers) = self.limits.shared(self.read_shared()).await else {
-            return Ok(());
+        let targets = self.counting(Counting::Target).count();
+        let limits: Vec<i64> = self.keys.iter().map(|(_, limit, _)| *limit).collect();
+        let call = async {
+            let mut connection = self.limits.redis.get().await?;
+            let retry_after: u64 = eval(ATTEMPT, self.keys.iter().map(|(key, _, _)| key))
+                .arg(self.window_seconds)
+                .arg(targets)
+                .arg(limits)
+                .query_async(&mut *connection)
+                .await?;
+            Ok(retry_after)
         };
-        for ((_, limit), (count, ttl)) in self.keys.iter().zip(answers) {
-            if count.unwrap_or(0) >= *limit {
-                return Err(ApiError::too_many(self.refusal, ttl.max(1) as u64));
+        match self.limits.shared(call).await {
+            Some(0) => Ok(()),
+            Some(seconds) => Err(ApiError::too_many(self.refusal, seconds)),
+            None => {
+                self.count_here(Counting::Target);
+                Ok(())
             }
         }
-        Ok(())
     }
 
-    /// Counts one failure on every counter, here if Redis cannot be reached.
-    pub async fn count_failure(&self) {
-        if self.limits.shared(self.count_shared()).await.is_none() {
-            self.count_here();
+    /// The try was wrong: it counts on the shared counters too (the targets' have it).
+    pub async fn failed(&self) {
+        if self
+            .limits
+            .shared(self.run(FAILED, Counting::Shared))
+            .await
+            .is_none()
+        {
+            self.count_here(Counting::Shared);
         }
     }
 
-    async fn read_shared(&self) -> Result<Vec<(Option<i64>, i64)>, Unreachable> {
+    /// The try succeeded: the target counters take it back.
+    pub async fn succeeded(&self) {
+        if self
+            .limits
+            .shared(self.run(SUCCEEDED, Counting::Target))
+            .await
+            .is_none()
+        {
+            let mut local = self.limits.local();
+            for key in self.counting(Counting::Target) {
+                if let Some(window) = local.get_mut(key) {
+                    window.tries = (window.tries - 1).max(0);
+                }
+            }
+        }
+    }
+
+    /// Runs one of the scripts on the counters of one kind.
+    async fn run(&self, script: &str, counting: Counting) -> Result<(), Unreachable> {
         let mut connection = self.limits.redis.get().await?;
-        let mut pipe = redis::pipe();
-        for (key, _) in &self.keys {
-            pipe.get(key).ttl(key);
-        }
-        Ok(pipe
-            .query_async::<Vec<Option<i64>>>(&mut *connection)
-            .await?
-            .chunks(2)
-            .map(|pair| (pair[0], pair[1].unwrap_or(-1)))
-            .collect())
+        Ok(eval(script, self.counting(counting))
+            .arg(self.window_seconds)
+            .query_async::<()>(&mut *connection)
+            .await?)
     }
 
-    async fn count_shared(&self) -> Result<(), Unreachable> {
-        let mut connection = self.limits.redis.get().await?;
-        let mut pipe = redis::pipe();
-        for (key, _) in &self.keys {
-            pipe.incr(key, 1)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(key)
-                .arg(self.window_seconds)
-                .arg("NX")
-                .ignore();
-        }
-        Ok(pipe.query_async::<()>(&mut *connection).await?)
+    fn counting(&self, counting: Counting) -> impl Iterator<Item = &String> {
+        self.keys
+            .iter()
+            .filter(move |(_, _, c)| *c == counting)
+            .map(|(key, _, _)| key)
     }
 
     /// The counters kept here, against this gateway's share of each limit.
@@ -188,15 +258,17 @@ impl FailureLimit<'_> {
         if local.is_empty() {
             return Ok(());
         }
-        for (key, limit) in &self.keys {
+        for (key, limit, _) in &self.keys {
             let live = local.get(key).filter(|window| window.ends > now);
-            if let Some(window) = live.filter(|window| window.failures >= (limit / LOCAL_SHARE).max(1)) {
+            if let Some(window) = live.filter(|window| window.tries >= (limit / LOCAL_SHARE).max(1)) {
                 let wait = window.ends.saturating_duration_since(now).as_secs().max(1);
                 return Err(ApiError::too_many(self.refusal, wait));
             }
         }
         let away = self.limits.redis_away.load(Ordering::Relaxed);
-        if away && local.len() >= LOCAL_COUNTERS && self.keys.iter().any(|(key, _)| !local.contains_key(key))
+        if away
+            && local.len() >= LOCAL_COUNTERS
+            && self.keys.iter().any(|(key, _, _)| !local.contains_key(key))
         {
             local.retain(|_, window| window.ends > now);
             if local.len() >= LOCAL_COUNTERS {
@@ -206,24 +278,25 @@ impl FailureLimit<'_> {
         Ok(())
     }
 
-    fn count_here(&self) {
+    /// Counts one try here on the counters of one kind.
+    fn count_here(&self, counting: Counting) {
         let now = Instant::now();
         let window = Duration::from_secs(self.window_seconds.unsigned_abs());
         let mut local = self.limits.local();
         if local.len() >= LOCAL_COUNTERS {
             local.retain(|_, counter| counter.ends > now);
         }
-        for (key, _) in &self.keys {
+        for key in self.counting(counting) {
             let full = local.len() >= LOCAL_COUNTERS;
             match local.get_mut(key) {
-                Some(counter) if counter.ends > now => counter.failures += 1,
+                Some(counter) if counter.ends > now => counter.tries += 1,
                 // Beyond the bound, `check_here` refuses whoever has no counter.
                 None if full => {}
                 _ => {
                     local.insert(
                         key.clone(),
                         Window {
-                            failures: 1,
+                            tries: 1,
                             ends: now + window,
                         },
                     );
@@ -231,6 +304,14 @@ impl FailureLimit<'_> {
             }
         }
     }
+}
+
+/// `EVAL script` on `keys`. (Redis caches the compiled script by its text.)
+fn eval<'k>(script: &str, keys: impl Iterator<Item = &'k String>) -> redis::Cmd {
+    let keys: Vec<&String> = keys.collect();
+    let mut command = redis::cmd("EVAL");
+    command.arg(script).arg(keys.len()).arg(keys);
+    command
 }
 
 #[cfg(test)]
@@ -249,17 +330,35 @@ mod tests {
     #[tokio::test]
     async fn without_redis_a_quarter_of_each_limit_is_counted_here() {
         let limits = without_redis();
-        let guesses = limits.failures(&[("address".into(), 20), ("prefix".into(), 10)], 900, "wait");
+        let counters = [
+            ("address".into(), 20, Counting::Shared),
+            ("prefix".into(), 10, Counting::Target),
+        ];
+        let guesses = limits.failures(&counters, 900, "wait");
         for _ in 0..2 {
-            guesses.check().await.unwrap();
-            guesses.count_failure().await;
+            guesses.attempt().await.unwrap();
+            guesses.failed().await;
         }
         // The prefix's share, 10 / 4, is used up; the address's, 5, is not.
-        let refused = guesses.check().await.unwrap_err();
+        let refused = guesses.attempt().await.unwrap_err();
         assert_eq!(refused.code(), crate::error::ErrorCode::TooManyRequests);
-        let other_prefix = limits.failures(&[("address".into(), 20), ("other".into(), 10)], 900, "wait");
-        other_prefix.check().await.unwrap();
+        let other = [
+            ("address".into(), 20, Counting::Shared),
+            ("other".into(), 10, Counting::Target),
+        ];
+        limits.failures(&other, 900, "wait").attempt().await.unwrap();
         assert_eq!(limits.counted_here.get(), 5);
+    }
+
+    #[tokio::test]
+    async fn without_redis_a_right_try_is_taken_back() {
+        let limits = without_redis();
+        let login = limits.failures(&[("user".into(), 8, Counting::Target)], 900, "wait");
+        for _ in 0..5 {
+            login.attempt().await.unwrap();
+            login.succeeded().await;
+        }
+        login.attempt().await.unwrap();
     }
 
     #[tokio::test]
@@ -267,16 +366,16 @@ mod tests {
         let limits = without_redis();
         let ends = Instant::now() + Duration::from_secs(900);
         limits.local().extend((0..LOCAL_COUNTERS).map(|n| {
-            let window = Window { failures: 1, ends };
+            let window = Window { tries: 1, ends };
             (format!("test:address:{n}"), window)
         }));
-        let known = limits.failures(&[("address:7".into(), 20)], 900, "wait");
-        known.count_failure().await;
-        known.check().await.unwrap();
-        let stranger = limits.failures(&[("address:new".into(), 20)], 900, "wait");
-        stranger.count_failure().await;
+        let known = limits.failures(&[("address:7".into(), 20, Counting::Shared)], 900, "wait");
+        known.failed().await;
+        known.attempt().await.unwrap();
+        let stranger = limits.failures(&[("address:new".into(), 20, Counting::Shared)], 900, "wait");
+        stranger.failed().await;
         assert_eq!(
-            stranger.check().await.unwrap_err().code(),
+            stranger.attempt().await.unwrap_err().code(),
             crate::error::ErrorCode::TooManyRequests,
             "a counter that could not be kept must not mean unlimited tries"
         );

@@ -1,5 +1,6 @@
-//! Staff accounts: created by an operator (`drawbridge staff add`), passwords kept only as
-//! argon2id hashes (PHC strings, so parameters can be raised later without a migration).
+//! Staff accounts: created, disabled and enabled by an operator (`drawbridge staff ...`),
+//! passwords kept only as argon2id hashes (PHC strings, so parameters can be raised later
+//! without a migration).
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -14,6 +15,10 @@ statements! {
     CENTRE_IN_REGION = "SELECT EXISTS (SELECT 1 FROM centres WHERE id = $1 AND region_id = $2)";
     INSERT_STAFF =
         "INSERT INTO staff (id, username, password_hash, role, region_id, centre_id) VALUES ($1, $2, $3, $4, $5, $6)";
+    /// A trigger ends the account's sessions in the same statement (see the migrations).
+    DISABLE_STAFF =
+        "UPDATE staff SET disabled_at = coalesce(disabled_at, now()) WHERE username = $1 RETURNING id";
+    ENABLE_STAFF = "UPDATE staff SET disabled_at = NULL WHERE username = $1 RETURNING id";
 }
 
 /// Shortest password accepted for a staff account.
@@ -44,6 +49,8 @@ pub enum StaffError {
     UnknownCentre { centre: String, region: String },
     #[error("username {0:?} is taken")]
     Taken(String),
+    #[error("there is no staff account {0:?}")]
+    Unknown(String),
     #[error("cannot hash the password: {0}")]
     Hash(String),
     #[error(transparent)]
@@ -126,6 +133,25 @@ pub async fn add(pool: &PgPool, new: &NewStaff<'_>) -> Result<Uuid, StaffError> 
         }
         other => other.map(|_| id).map_err(Into::into),
     }
+}
+
+/// Disables an account: it can no longer log in, and its sessions end at once, so enabling it
+/// again revives none of them. Disabling it again changes nothing.
+pub async fn disable(pool: &PgPool, username: &str) -> Result<Uuid, StaffError> {
+    set_disabled(pool, DISABLE_STAFF, username).await
+}
+
+/// Lets a disabled account log in again (with a new session: its old ones stay ended).
+pub async fn enable(pool: &PgPool, username: &str) -> Result<Uuid, StaffError> {
+    set_disabled(pool, ENABLE_STAFF, username).await
+}
+
+async fn set_disabled(pool: &PgPool, statement: &'static str, username: &str) -> Result<Uuid, StaffError> {
+    sqlx::query_scalar(statement)
+        .bind(username)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StaffError::Unknown(username.to_owned()))
 }
 
 #[cfg(test)]

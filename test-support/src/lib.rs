@@ -434,7 +434,7 @@ impl TestApp {
 
     /// Runs one allocator draw for region `bw`, as the allocator process would.
     pub async fn draw(&self) -> drawbridge_allocator::RegionTick {
-        let allocator = drawbridge_allocator::build(&self.settings, CancellationToken::new())
+        let allocator = drawbridge_allocator::connect(&self.settings, CancellationToken::new())
             .await
             .expect("allocator builds");
         allocator

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::drawbridge;
 
 async fn allocator(app: &TestApp) -> Allocator {
-    drawbridge_allocator::build(&app.settings, CancellationToken::new())
+    drawbridge_allocator::connect(&app.settings, CancellationToken::new())
         .await
         .expect("allocator starts")
 }

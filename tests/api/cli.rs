@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use drawbridge_test_support::{spawn_with, Components};
 use uuid::Uuid;
 
 use crate::drawbridge;
@@ -136,6 +137,30 @@ fn migrate_demo_and_one_allocator_tick_on_a_fresh_database() {
         .status()
         .unwrap();
     assert!(drop.success());
+}
+
+#[tokio::test]
+async fn a_one_shot_allocator_tick_runs_while_the_allocator_service_holds_its_port() {
+    let app = spawn_with(
+        Components {
+            allocator: true,
+            notifier: false,
+        },
+        |_| {},
+    )
+    .await;
+    // The running allocator holds `allocator.listen`, as `drawbridge serve` holds 8081.
+    let service = app.allocator_address.clone().unwrap();
+    let held = service.trim_start_matches("http://");
+    let env = [
+        ("DRAWBRIDGE_DATABASE__URL", app.database_url()),
+        ("DRAWBRIDGE_ALLOCATOR__LISTEN", held),
+    ];
+    let tick = drawbridge(&["--config", CONFIG, "allocator", "--once"], &env);
+    assert!(tick.status.success(), "{}", String::from_utf8_lossy(&tick.stderr));
+    let ticks: serde_json::Value = serde_json::from_slice(&tick.stdout).expect("JSON on stdout");
+    assert!(ticks.is_array(), "{ticks}");
+    app.stop().await;
 }
 
 #[test]

@@ -474,6 +474,92 @@ async fn staff_log_in_with_their_password_and_out_again() {
 }
 
 #[tokio::test]
+async fn wrong_logins_sent_at_once_get_no_more_password_checks_than_the_limit() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let logins: Vec<Value> = (0..150)
+        .map(|n| json!({ "username": "agent.anna", "password": format!("wrong password {n}") }))
+        .collect();
+    let logins = logins
+        .iter()
+        .map(|login| app.post_json("/v1/staff/sessions", login));
+    let statuses: Vec<u16> = futures_util::future::join_all(logins)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|&&status| status == 401).count();
+    let limited = statuses.iter().filter(|&&status| status == 429).count();
+    // Ten failed logins per username: the logged-in one before them was taken back.
+    assert_eq!((checked, limited), (10, 140), "{statuses:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_disabled_staff_account_loses_its_sessions_for_good() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let url = app.database_url().to_owned();
+    let env = [("DRAWBRIDGE_DATABASE__URL", url.as_str())];
+    let staff = |action: &str| {
+        let output = drawbridge(
+            &["--config", "deploy/local.toml", "staff", action, "agent.anna"],
+            &env,
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let me = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        let app = &app;
+        async move { app.call(Method::GET, "/v1/staff/me", &bearer, None).await }
+    };
+    let credentials = json!({ "username": "agent.anna", "password": "a long test password" });
+    let login = || app.post_json("/v1/staff/sessions", &credentials);
+    let token = app
+        .staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    staff("disable");
+    let (status, body) = me(&token).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("staff_session_invalid"))
+    );
+    assert_eq!(login().await.status(), 401);
+    staff("enable");
+    assert_eq!(me(&token).await.0, 401, "enabling revives no session");
+    let response = login().await;
+    assert_eq!(response.status(), 201);
+    let token: String = response.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(me(&token).await.0, 200);
+
+    // Disabled and enabled again by hand in SQL: the same.
+    for disabled_at in ["now()", "NULL"] {
+        sqlx::query(&format!(
+            "UPDATE staff SET disabled_at = {disabled_at} WHERE username = 'agent.anna'"
+        ))
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    assert_eq!(me(&token).await.0, 401, "enabling revives no session");
+    let output = drawbridge(
+        &["--config", "deploy/local.toml", "staff", "disable", "nobody.here"],
+        &env,
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no staff account \"nobody.here\""));
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn staff_accounts_are_created_on_the_command_line_with_the_password_kept_hashed() {
     let app = spawn_app().await;
     app.load_demo().await;

@@ -259,3 +259,70 @@ async fn one_live_registration_per_phone_number() {
     assert_eq!((registrants, rows), (1, 1), "one registration, one SMS");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_nul_character_anywhere_is_refused_at_the_edge_naming_the_field() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let mut registration_body = registration("0151 7654399");
+    registration_body["email"] = json!("anna\u{0}@example.de");
+    let posts = [
+        (
+            "/v1/staff/sessions",
+            json!({ "username": "agent\u{0}.bw", "password": "a long test password" }),
+            "username",
+        ),
+        ("/v1/regions/bw/registrations", registration_body, "email"),
+        (
+            "/v1/regions/bw/eligibility",
+            json!({ "birth_year": 1950, "priority_group": 1, "postcode": "70173",
+                    "accepted_vaccines": ["bio\u{0}ntech"] }),
+            "accepted_vaccines[0]",
+        ),
+    ];
+    let mut answers = Vec::new();
+    for (path, body, field) in posts {
+        answers.push((app.post_json(path, &body).await, field));
+    }
+    let form = app
+        .http
+        .post(app.url(&format!("/offers/{}/accept", uuid::Uuid::new_v4())))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=ab%00c")
+        .send()
+        .await
+        .unwrap();
+    answers.push((form, "token"));
+    for (path, field) in [
+        ("/v1/regions/%00/policy", "region"),
+        ("/regions/b%00w/check?lang=en", "region"),
+        ("/v1/rooms/r%00/status", "room"),
+        ("/v1/draws?region=b%00w", "region"),
+    ] {
+        answers.push((app.get(path).await, field));
+    }
+    for (response, field) in answers {
+        assert_eq!(response.status(), 422, "{field}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_field", "{body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("NUL"));
+    }
+    // A backslash followed by `u0000` is text like any other, and so is `%00` in JSON.
+    let mut body = registration("0151 7654398");
+    body["postcode"] = json!("7%001");
+    let (status, body) = refused(&app, body).await;
+    assert_eq!((status, &body["error"]["field"]), (422, &json!("postcode")));
+    assert!(
+        !body["error"]["message"].as_str().unwrap().contains("NUL"),
+        "{body}"
+    );
+    let response = app
+        .post_json(
+            "/v1/staff/sessions",
+            &json!({ "username": "agent\\u0000.bw", "password": "a long test password" }),
+        )
+        .await;
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+}

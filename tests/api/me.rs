@@ -54,7 +54,7 @@ async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
     let pseudonym = Pseudonym::of(&app.hash_key(), id.as_bytes()).to_string();
     assert_eq!(before["pseudonym"], pseudonym);
 
-    let allocator = drawbridge_allocator::build(&app.settings, CancellationToken::new())
+    let allocator = drawbridge_allocator::connect(&app.settings, CancellationToken::new())
         .await
         .unwrap();
     let draw = allocator.tick_regions(Some("bw"), None).await.unwrap()[0]
@@ -143,5 +143,24 @@ async fn wrong_codes_are_refused_alike_and_guessing_is_limited() {
         me(&app, Some(&format!("BookingCode Y{n:03}-0000-0000-0000"))).await;
     }
     assert_eq!(me(&app, Some(&format!("BookingCode {code}"))).await.0, 429);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_codes_sent_at_once_get_no_more_lookups_than_the_limit() {
+    let app = spawn_app().await;
+    let guesses = (0..150).map(|n| {
+        let app = &app;
+        async move {
+            me(app, Some(&format!("BookingCode ZZZZ-{n:04}-0000-0000")))
+                .await
+                .0
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let judged = statuses.iter().filter(|&&status| status == 401).count();
+    let limited = statuses.iter().filter(|&&status| status == 429).count();
+    // Ten wrong codes per prefix.
+    assert_eq!((judged, limited), (10, 140), "{statuses:?}");
     app.stop().await;
 }

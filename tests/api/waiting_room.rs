@@ -138,6 +138,14 @@ impl<'a> Visitor<'a> {
     }
 }
 
+/// A new visitor, admitted to `room`.
+async fn admitted<'a>(app: &'a TestApp, room: &str) -> Visitor<'a> {
+    let visitor = Visitor::new(app);
+    visitor.join(room).await;
+    visitor.until_admitted(room, Duration::from_secs(5)).await;
+    visitor
+}
+
 /// The claims inside a token (the payload is base64url JSON).
 fn claims(token: &str) -> RoomClaims {
     let payload = token.split('.').nth(1).expect("three parts");
@@ -550,10 +558,11 @@ impl Drop for PrivateRedis {
     }
 }
 
-/// Kills Redis under a running gateway: status polls and the guard keep answering from the
-/// in-process copy (so a poll needs no Redis at all); after the restart no ticket is handed out
-/// twice and the admitted visitor is still admitted. Then Redis loses the ticket counter
-/// outright, and the gateway's floor still prevents a repeat.
+/// Kills Redis under a running gateway: status polls keep answering from the in-process copy
+/// (so a poll needs no Redis at all), and a registration, which must spend its admission in
+/// Redis, is refused with a code that says to try again; after the restart no ticket is handed
+/// out twice and the admitted visitor is still admitted and registers. Then Redis loses the
+/// ticket counter outright, and the gateway's floor still prevents a repeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_neither_repeats_tickets_nor_ends_admissions() {
     let mut redis = PrivateRedis::start().await;
@@ -587,12 +596,14 @@ async fn a_redis_restart_neither_repeats_tickets_nor_ends_admissions() {
             (200, &waiting["position"])
         );
     }
-    let registered = visitors[0].register("0151 8880001").await;
+    let refused = visitors[0].register("0151 8880001").await;
     assert_eq!(
-        registered.status, 202,
-        "the guard needs no Redis: {}",
-        registered.body
+        (refused.status, error_code(&refused)),
+        (503, "admission_unavailable"),
+        "spending an admission fails closed: {}",
+        refused.body
     );
+    assert_eq!(refused.retry_after.as_deref(), Some("30"));
 
     redis.restart().await;
     let late = Visitor::new(&app);
@@ -605,7 +616,13 @@ async fn a_redis_restart_neither_repeats_tickets_nor_ends_admissions() {
     assert_eq!(ticket(&joined), 4);
     let status = visitors[0].status("restart").await;
     assert_eq!(status.body["state"], "admitted");
-    assert_eq!(visitors[0].register("0151 8880002").await.status, 202);
+    let registered = eventually(Duration::from_secs(10), || async {
+        let answer = visitors[0].register("0151 8880001").await;
+        (answer.status != 503).then_some(answer)
+    })
+    .await
+    .expect("registrations work again after the restart");
+    assert_eq!(registered.status, 202, "{}", registered.body);
 
     // Redis loses the counter (a restart without persistence): the floor of this gateway
     // moves it past every ticket it handed out or saw.
@@ -728,6 +745,64 @@ async fn the_guard_lets_only_admitted_visitors_register_and_says_why_not() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_registers_one_phone_and_ends_when_its_visitor_leaves() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.put_room("bw-release", &open_room(json!({ "guards": ["bw"] })))
+        .await;
+    let visitor = admitted(&app, "bw-release").await;
+    let registered = visitor.register("0151 2220001").await;
+    assert_eq!(registered.status, 202, "{}", registered.body);
+    // The same registration sent again (its answer lost) passes the admission.
+    let again = visitor.register("+49 151 2220001").await;
+    assert_ne!(again.status, 401, "{}", again.body);
+    // Another phone does not, also with the new admission token of a later status poll.
+    let other = visitor.register("0151 2220002").await;
+    assert_eq!((other.status, error_code(&other)), (401, "admission_spent"));
+    visitor.status("bw-release").await;
+    let other = visitor.register("0151 2220002").await;
+    assert_eq!((other.status, error_code(&other)), (401, "admission_spent"));
+
+    // Three phones sent at once with one admission: one registers.
+    let visitor = admitted(&app, "bw-release").await;
+    let answers =
+        join_all(["0151 2220011", "0151 2220012", "0151 2220013"].map(|phone| visitor.register(phone))).await;
+    let mut outcomes: Vec<(u16, &str)> = answers
+        .iter()
+        .map(|answer| (answer.status, error_code(answer)))
+        .collect();
+    outcomes.sort_unstable();
+    assert_eq!(
+        outcomes,
+        [
+            (202, "<no code>"),
+            (401, "admission_spent"),
+            (401, "admission_spent")
+        ]
+    );
+
+    // Leaving ends the admission at once, also on a gateway whose copy of the room has not
+    // heard of it yet (this one refreshes it once a minute).
+    let visitor = admitted(&app, "bw-release").await;
+    let prefix = app.settings.redis.key_prefix.clone();
+    let slow = spawn_with(Components::default(), |s| {
+        s.redis.key_prefix = prefix;
+        s.rooms.refresh_millis = 60_000;
+    })
+    .await;
+    slow.load_demo().await;
+    let admission = visitor.cookie("drawbridge_admission").unwrap();
+    assert_eq!(visitor.leave("bw-release").await.status, 200);
+    let refused = visitor
+        .on(&slow)
+        .register_with("0151 2220021", Some(&admission))
+        .await;
+    assert_eq!((refused.status, error_code(&refused)), (401, "ticket_dropped"));
+    slow.stop().await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn status_refuses_every_bad_token_and_garbage_never_breaks_it() {
     let app = spawn_app().await;
@@ -834,7 +909,7 @@ async fn the_admin_api_needs_its_token_and_valid_input() {
     let (status, body) = put(Some("wrong"), "r1", json!({})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (403, Some("admin_credentials_wrong"))
+        (401, Some("admin_credentials_wrong"))
     );
     let listed = app.get("/v1/admin/rooms").await;
     assert_eq!(listed.status(), 401);
@@ -872,6 +947,42 @@ async fn the_admin_api_needs_its_token_and_valid_input() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn guessing_the_admin_token_is_limited_per_address_even_when_guesses_come_at_once() {
+    let app = spawn_app().await;
+    let list = |token: String| {
+        let request = app.http.get(app.url("/v1/admin/rooms")).bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            let body: Value = response.json().await.unwrap();
+            (
+                body["error"]["code"].as_str().unwrap_or("none").to_owned(),
+                retry_after,
+            )
+        }
+    };
+    let answers = join_all((0..300).map(|n| list(format!("guess-{n}")))).await;
+    let wrong = answers
+        .iter()
+        .filter(|(code, _)| code == "admin_credentials_wrong")
+        .count();
+    let limited: Vec<u64> = answers
+        .iter()
+        .filter(|(code, _)| code == "too_many_requests")
+        .map(|(_, retry_after)| retry_after.expect("Retry-After"))
+        .collect();
+    assert_eq!((wrong, limited.len()), (10, 290));
+    assert!(limited.iter().all(|s| (1..=900).contains(s)), "{limited:?}");
+    // From this address the right token waits too: otherwise the limit would tell which guess
+    // was right.
+    assert_eq!(list(ADMIN_TOKEN.to_owned()).await.0, "too_many_requests");
     app.stop().await;
 }
 

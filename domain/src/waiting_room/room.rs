@@ -224,6 +224,14 @@ pub fn random_id(rng: &mut impl RngCore) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// What a spent admission keeps of the phone number it registered: 128 bits of its keyed hash,
+/// base64url. The same registration sent again (its answer lost) matches, any other phone
+/// number does not, and the rooms' store holds no phone number.
+pub fn admitted_phone(key: &[u8], phone: &str) -> String {
+    let hash = crate::mac::keyed_hash(key, &[b"admitted-phone:", phone.as_bytes()]);
+    URL_SAFE_NO_PAD.encode(&hash[..16])
+}
+
 /// A client's secret, kept in an HttpOnly cookie; tokens carry only its hash, so a copied
 /// token without the cookie is useless.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,6 +422,15 @@ mod tests {
 
     use super::*;
     use crate::token::{Keyring, SigningKey};
+
+    #[test]
+    fn an_admitted_phone_is_told_apart_only_with_the_key() {
+        let one = admitted_phone(b"key", "+4915112345678");
+        assert_eq!(one, admitted_phone(b"key", "+4915112345678"));
+        assert_ne!(one, admitted_phone(b"key", "+4915112345679"));
+        assert_ne!(one, admitted_phone(b"other key", "+4915112345678"));
+        assert_eq!(one.len(), 22);
+    }
 
     #[test]
     fn claims_read_back_as_serde_would_read_them() {

@@ -1,6 +1,6 @@
 //! What handlers read from a request besides its body: the staff member behind a session
-//! token, the registrant behind a booking code, the client's address, the waiting rooms' tokens
-//! and cookies, and the admission a room's guard requires.
+//! token, the registrant behind a booking code, the rooms' operator, the client's address, the
+//! waiting rooms' tokens and cookies, and the admission a room's guard requires.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -12,9 +12,9 @@ use drawbridge_domain::waiting_room::room::ADMISSION_PURPOSE;
 use drawbridge_domain::{ClientSecret, RoomMode, RoomTokenError, StaffMember};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::rooms;
+use crate::rooms::{self, Admission};
 use crate::store::registrants::Registrant;
-use crate::use_cases::{my_status, staff};
+use crate::use_cases::{my_status, operators, staff};
 use crate::AppState;
 
 /// The credential after `scheme ` in the `Authorization` header.
@@ -117,6 +117,26 @@ impl FromRequest for Staff {
     }
 }
 
+/// An operator of the rooms admin API: `Authorization: Bearer <rooms.admin_token>`, within the
+/// guessing limit of the client's address.
+pub struct Operator;
+
+impl FromRequest for Operator {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Operator, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = state(request);
+        let token = bearer(request).map(str::to_owned);
+        let address = client_address(request);
+        Box::pin(async move {
+            operators::authorize(&state, token.as_deref(), &address)
+                .await
+                .map(|()| Operator)
+        })
+    }
+}
+
 /// The registrant whose booking code the request carries (`Authorization: BookingCode ...`),
 /// within the guessing limits.
 pub struct BookingCodeHolder(pub Registrant);
@@ -139,8 +159,10 @@ impl FromRequest for BookingCodeHolder {
 }
 
 /// Proof that the request may pass: no room guards its region, or it carries an admission
-/// token (bearer or cookie) of a room guarding it, bound to this client.
-pub struct Admitted;
+/// token (bearer or cookie) of a room guarding it, bound to this client. Checked in process,
+/// without Redis; the admission it carries (none when the region is open) is still to be
+/// spent by the registration it admits.
+pub struct Admitted(pub Option<Admission>);
 
 impl FromRequest for Admitted {
     type Error = ApiError;
@@ -154,14 +176,14 @@ impl FromRequest for Admitted {
 fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
     let state = state(request);
     let Some(region) = request.match_info().get("region") else {
-        return Ok(Admitted);
+        return Ok(Admitted(None));
     };
     let guarding = state.rooms.cache.guarding(region);
     if guarding
         .iter()
         .all(|view| view.config.mode == RoomMode::Passthrough)
     {
-        return Ok(Admitted);
+        return Ok(Admitted(None));
     }
     // With several rooms on one region (e.g. one per release event), any of them admits.
     let token = presented_token(request, ADMISSION_COOKIE);
@@ -173,7 +195,15 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
             .rooms
             .verify(client.as_ref(), view, ADMISSION_PURPOSE, token, now)
         {
-            Ok(_) => return Ok(Admitted),
+            // A passthrough room admits everyone who asks: nothing to spend.
+            Ok(_) if view.config.mode == RoomMode::Passthrough => return Ok(Admitted(None)),
+            Ok(verified) => {
+                return Ok(Admitted(Some(Admission {
+                    room: view.name.clone(),
+                    ticket: verified.claims.ticket,
+                    ends_at: verified.expires_at,
+                })))
+            }
             Err(RoomTokenError::ForeignRoom) => refusal = RoomTokenError::ForeignRoom,
             Err(error) => return Err(error.into()),
         }

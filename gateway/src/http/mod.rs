@@ -8,6 +8,7 @@ mod centres;
 mod draws;
 pub mod extract;
 mod me;
+pub mod nul;
 mod offer_links;
 mod pages;
 mod regions;

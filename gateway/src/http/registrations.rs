@@ -9,7 +9,8 @@ use uuid::Uuid;
 use super::answers::CodeSent;
 use super::extract::{idempotency_key, Admitted};
 use crate::error::ApiError;
-use crate::use_cases::register::{self, RegistrationForm};
+use crate::use_cases::admission;
+use crate::use_cases::register::RegistrationForm;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -21,14 +22,14 @@ struct Started {
 }
 
 pub async fn create(
-    _admitted: Admitted,
+    admitted: Admitted,
     state: web::Data<AppState>,
     region: web::Path<String>,
     http: HttpRequest,
     form: web::Json<RegistrationForm>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&http)?;
-    let started = register::on_the_web(&state, &region, form.into_inner(), key).await?;
+    let started = admission::register(&state, admitted.0.as_ref(), &region, form.into_inner(), key).await?;
     Ok(HttpResponse::Accepted().json(Started {
         registration_id: started.registration_id,
         status: "pending_verification",

@@ -1,29 +1,15 @@
-//! The operators' API for rooms: `Authorization: Bearer <rooms.admin_token>`. Rooms are
-//! run-time data in Redis; every gateway picks up a change within `rooms.refresh_millis`.
+//! The operators' API for rooms: `Authorization: Bearer <rooms.admin_token>` (see
+//! `extract::Operator`). Rooms are run-time data in Redis; every gateway picks up a change
+//! within `rooms.refresh_millis`.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use drawbridge_domain::waiting_room::room::is_valid_name;
 use drawbridge_domain::RoomConfig;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
-use super::extract::bearer;
-use crate::error::{ApiError, ErrorCode};
+use super::extract::Operator;
+use crate::error::ApiError;
 use crate::AppState;
-
-fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
-    let expected =
-        drawbridge_platform::config::ExposeSecret::expose_secret(&state.rooms.settings.admin_token);
-    if expected.is_empty() {
-        return Err(ApiError::new(ErrorCode::AdminDisabled));
-    }
-    let presented = bearer(request).ok_or_else(|| ApiError::new(ErrorCode::AdminCredentialsMissing))?;
-    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::AdminCredentialsWrong))
-    }
-}
 
 fn check_name(room: &str) -> Result<(), ApiError> {
     if is_valid_name(room) {
@@ -36,8 +22,7 @@ fn check_name(room: &str) -> Result<(), ApiError> {
     }
 }
 
-pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
+pub async fn list(_operator: Operator, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut rooms = Vec::new();
     for name in state.rooms.store.rooms().await? {
         if let Some(room) = state.rooms.store.describe(&name).await? {
@@ -48,25 +33,23 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
 }
 
 pub async fn show(
+    _operator: Operator,
     state: web::Data<AppState>,
     room: web::Path<String>,
-    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    authorize(&state, &request)?;
     let described = state.rooms.store.describe(&room).await?;
     let described = described.ok_or_else(|| ApiError::not_found(format!("There is no room {room:?}.")))?;
     Ok(HttpResponse::Ok().json(described))
 }
 
 /// Creates or replaces a room's configuration (201 when new).
+/// The operator is extracted first: an unauthenticated caller learns nothing about the body.
 pub async fn put(
+    _operator: Operator,
     state: web::Data<AppState>,
     room: web::Path<String>,
-    request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // Credentials first: an unauthenticated caller learns nothing about the expected body.
-    authorize(&state, &request)?;
     check_name(&room)?;
     let config: RoomConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::malformed(format!("The room configuration could not be read: {e}")))?;

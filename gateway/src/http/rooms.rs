@@ -339,7 +339,10 @@ pub async fn leave(
         unix_now(),
     )?;
     if view.config.mode != RoomMode::Passthrough {
-        rooms.store.leave(&view.name, verified.claims.ticket).await?;
+        rooms
+            .store
+            .leave(&view.name, verified.claims.ticket, view.config.session_seconds)
+            .await?;
     }
     let mut response = HttpResponse::Ok();
     for name in [view.ticket_cookie.as_str(), ADMISSION_COOKIE] {

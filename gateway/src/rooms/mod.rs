@@ -30,6 +30,15 @@ use controller::Controller;
 use metrics::RoomMetrics;
 pub use store::RoomStore;
 
+/// An admission the guard let through, to be spent by the registration it admits.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub room: String,
+    pub ticket: u64,
+    /// When the admission token expires (unix seconds).
+    pub ends_at: i64,
+}
+
 /// What the room handlers share.
 pub struct Rooms {
     pub cache: Arc<RoomCache>,

@@ -11,6 +11,7 @@
 //! | `room:<r>:polls` | hash | waiting ticket → last poll (unix seconds) |
 //! | `room:<r>:active` | sorted set | admitted ticket → end of its session |
 //! | `room:<r>:challenge:<id>` | string | a proof-of-work challenge already used |
+//! | `room:<r>:admission:<ticket>` | string | how a ticket's admission ended: spent on a registration (its phone's keyed hash), or `left` |
 //! | `ratelimit:join:<ip>` | string | joins from one address in the current minute |
 //! | `rooms:controller` | string | the admission controller's lease (holder id) |
 //!
@@ -77,6 +78,20 @@ pub enum Joined {
     /// The proof-of-work challenge was used before.
     ChallengeReused,
 }
+
+/// What spending an admission found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spent {
+    /// Spent now on this registration, or earlier on the same one.
+    OnThis,
+    /// Spent earlier on another registration.
+    OnAnother,
+    /// The visitor left the room: the admission ended.
+    Left,
+}
+
+/// An admission's record once the visitor left.
+const LEFT: &str = "left";
 
 /// Joins in one call to Redis, at most.
 const MAX_JOINS_PER_CALL: usize = 128;
@@ -672,16 +687,54 @@ impl RoomStore {
         .await
     }
 
-    /// A client gives up its place or ends its session, freeing capacity.
-    pub async fn leave(&self, room: &str, ticket: u64) -> Result<(), StoreError> {
+    /// A client gives up its place or ends its session, freeing capacity. Its admission ends
+    /// at once for [`RoomStore::spend`]; the gateways' copies learn of the dropped ticket at
+    /// their next refresh. `admission_seconds` is the longest an admission of the room lasts.
+    pub async fn leave(&self, room: &str, ticket: u64, admission_seconds: u32) -> Result<(), StoreError> {
         redis::pipe()
             .atomic()
             .zrem(self.key(room, "active"), ticket)
             .hdel(self.key(room, "polls"), ticket)
             .rpush(self.key(room, "dropped"), ticket)
+            .set_ex(
+                self.admission_key(room, ticket),
+                LEFT,
+                admission_seconds.max(1).into(),
+            )
             .query_async::<()>(&mut self.connection().await?)
             .await?;
         Ok(())
+    }
+
+    /// Spends the admission of `ticket` on the registration `spent_on` (kept for `seconds`,
+    /// until the admission ends), unless it was spent on another or the visitor left: one
+    /// `SET NX GET`, so of two registrations sent at once only one spends it.
+    pub async fn spend(
+        &self,
+        room: &str,
+        ticket: u64,
+        spent_on: &str,
+        seconds: u64,
+    ) -> Result<Spent, StoreError> {
+        let before: Option<String> = redis::cmd("SET")
+            .arg(self.admission_key(room, ticket))
+            .arg(spent_on)
+            .arg("NX")
+            .arg("GET")
+            .arg("EX")
+            .arg(seconds.max(1))
+            .query_async(&mut self.connection().await?)
+            .await?;
+        Ok(match before.as_deref() {
+            None => Spent::OnThis,
+            Some(LEFT) => Spent::Left,
+            Some(earlier) if earlier == spent_on => Spent::OnThis,
+            Some(_) => Spent::OnAnother,
+        })
+    }
+
+    fn admission_key(&self, room: &str, ticket: u64) -> String {
+        self.key(room, &format!("admission:{ticket}"))
     }
 
     /// Takes or renews the controller lease; true while `holder` has it.

@@ -18,7 +18,11 @@ statements! {
     ACCOUNT =
         "SELECT id, username, role, region_id, centre_id, password_hash FROM staff
          WHERE username = $1 AND disabled_at IS NULL";
-    START_SESSION = "INSERT INTO staff_sessions (token_hash, staff_id, expires_at) VALUES ($1, $2, $3)";
+    /// Only for an account still enabled; the share lock makes a disable that runs meanwhile
+    /// wait for this session, and end it (or this wait for the disable, and start none).
+    START_SESSION =
+        "INSERT INTO staff_sessions (token_hash, staff_id, expires_at)
+         SELECT $1, id, $3 FROM staff WHERE id = $2 AND disabled_at IS NULL FOR SHARE";
     END_SESSION = "UPDATE staff_sessions SET ended_at = now() WHERE token_hash = $1";
     /// A region's audit log, newest first, optionally about one subject.
     ACTIONS =
@@ -83,19 +87,20 @@ pub async fn account(pool: &PgPool, username: &str) -> Result<Option<Account>, s
     sqlx::query_as(ACCOUNT).bind(username).fetch_optional(pool).await
 }
 
+/// Starts a session; false if the account was disabled since it was read.
 pub async fn start_session(
     tx: &mut PgConnection,
     token_hash: &[u8],
     staff: Uuid,
     expires_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(START_SESSION)
+) -> Result<bool, sqlx::Error> {
+    let started = sqlx::query(START_SESSION)
         .bind(token_hash)
         .bind(staff)
         .bind(expires_at)
         .execute(tx)
         .await?;
-    Ok(())
+    Ok(started.rows_affected() == 1)
 }
 
 pub async fn end_session(tx: &mut PgConnection, token_hash: &[u8]) -> Result<(), sqlx::Error> {

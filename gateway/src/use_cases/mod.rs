@@ -2,6 +2,7 @@
 //! an agent or centre staff does. A use case never builds an HTTP answer and never writes SQL:
 //! handlers (`http`) call it, it calls the `store`.
 
+pub mod admission;
 pub mod answer_offer;
 pub mod call_centre;
 pub mod cancel;
@@ -10,6 +11,7 @@ pub mod check_in;
 pub mod draws;
 pub mod my_status;
 pub mod offer_link;
+pub mod operators;
 pub mod register;
 pub mod rules;
 pub mod staff;

@@ -4,8 +4,9 @@
 //! changing their choices.
 //!
 //! Booking codes carry 75 random bits, but guessing is still rate-limited in Redis (shared by
-//! all gateways): per client address and per code prefix, counting only failures. A wrong code
-//! gets the same answer whether or not such a registration exists.
+//! all gateways): per code prefix, counting each try before it is judged and taking back those
+//! that succeed, and per client address, counting failures. A wrong code gets the same answer
+//! whether or not such a registration exists.
 
 use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::Pseudonym;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use super::register::check_vaccines;
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::Counting;
 use crate::store::registrants::{self, BookingShown, Choices, OfferShown, Registrant};
 use crate::AppState;
 
@@ -37,24 +39,25 @@ pub async fn sign_in(state: &AppState, presented: &str, address: &str) -> Result
         .to_ascii_uppercase();
     let limits = state.limits.failures(
         &[
-            (format!("guesses:address:{address}"), GUESSES_PER_ADDRESS),
-            (format!("guesses:prefix:{prefix}"), GUESSES_PER_PREFIX),
+            (format!("guesses:address:{address}"), GUESSES_PER_ADDRESS, Counting::Shared),
+            (format!("guesses:prefix:{prefix}"), GUESSES_PER_PREFIX, Counting::Target),
         ],
         GUESS_WINDOW_SECONDS,
         "Too many wrong booking codes from here or for this code. Please wait and check the code in your SMS.",
     );
-    limits.check().await?;
+    // Counted on the prefix before the code is looked up, so guesses sent at once cannot all
+    // be judged.
+    limits.attempt().await?;
     let found = match BookingCode::parse(presented) {
         Ok(code) => by_booking_code(state, &code).await?,
         Err(_) => None,
     };
-    match found {
-        Some(registrant) => Ok(registrant),
-        None => {
-            limits.count_failure().await;
-            Err(ApiError::new(ErrorCode::WrongBookingCode))
-        }
-    }
+    let Some(registrant) = found else {
+        limits.failed().await;
+        return Err(ApiError::new(ErrorCode::WrongBookingCode));
+    };
+    limits.succeeded().await;
+    Ok(registrant)
 }
 
 /// An active registrant by id (for call-centre agents, who look people up by booking code).

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::Counting;
 use crate::store::staff::{self, Account, LoggedAction, StaffRow};
 use crate::AppState;
 
@@ -76,13 +77,23 @@ pub async fn log_in(
 ) -> Result<Session, ApiError> {
     let limits = state.limits.failures(
         &[
-            (format!("logins:user:{username}"), LOGINS_PER_USERNAME),
-            (format!("logins:address:{address}"), LOGINS_PER_ADDRESS),
+            (
+                format!("logins:user:{username}"),
+                LOGINS_PER_USERNAME,
+                Counting::Target,
+            ),
+            (
+                format!("logins:address:{address}"),
+                LOGINS_PER_ADDRESS,
+                Counting::Shared,
+            ),
         ],
         LOGIN_WINDOW_SECONDS,
         "Too many failed logins for this account or from here. Please wait, or ask an administrator.",
     );
-    limits.check().await?;
+    // Counted on the username before the password is checked, so logins sent at once cannot
+    // all be judged.
+    limits.attempt().await?;
     let account = staff::account(state.store.pool(), username).await?;
     // Unknown users cost a hash check too, so timing does not tell which usernames exist.
     let (row, hash) = match account {
@@ -93,16 +104,19 @@ pub async fn log_in(
         .await
         .map_err(ApiError::internal)?;
     let Some(row) = row.filter(|_| matches) else {
-        limits.count_failure().await;
+        limits.failed().await;
         return Err(ApiError::new(ErrorCode::WrongCredentials));
     };
+    limits.succeeded().await;
     let member = member(row)?;
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
     let expires_at = Utc::now() + Duration::hours(SESSION_HOURS);
     let mut tx = state.store.begin().await?;
-    staff::start_session(&mut tx, &token_hash(&token), member.id, expires_at).await?;
+    if !staff::start_session(&mut tx, &token_hash(&token), member.id, expires_at).await? {
+        return Err(ApiError::new(ErrorCode::WrongCredentials));
+    }
     audit(
         &mut tx,
         &member,
