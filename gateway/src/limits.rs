@@ -13,7 +13,6 @@
 //! limit nor fails a request.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -30,9 +29,9 @@ const LOCAL_SHARE: i64 = 4;
 /// in use and Redis is still away, requests whose counters are not among them are refused until
 /// windows end: flooding the table with addresses must not buy unlimited guesses.
 const LOCAL_COUNTERS: usize = 100_000;
-/// How long a limit waits for Redis before counting here: a Redis that does not answer must
-/// not hold every booking-code request.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a limit waits for Redis's answer before counting here: a Redis that does not
+/// answer must not hold every booking-code request, and one that is busy is not away.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// `Retry-After` while the local counters are all in use.
 const FULL_RETRY_SECONDS: u64 = 60;
 
@@ -110,11 +109,19 @@ impl Limits {
         }
     }
 
-    /// Runs `call` on Redis within [`REDIS_TIMEOUT`]; `None` if Redis could not answer.
-    async fn shared<T>(&self, call: impl Future<Output = Result<T, Unreachable>>) -> Option<T> {
-        let answer = tokio::time::timeout(REDIS_TIMEOUT, call)
-            .await
-            .unwrap_or(Err(Unreachable::Timeout(REDIS_TIMEOUT)));
+    /// Runs `command` on Redis, waiting at most [`REDIS_TIMEOUT`] for its answer; `None` if
+    /// Redis could not answer. Waiting for a pooled connection is not timed: in a burst that is
+    /// queueing, not an outage, and a Redis that is down refuses new connections at once.
+    async fn shared<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Option<T> {
+        let answer: Result<T, Unreachable> = match self.redis.get().await {
+            Err(error) => Err(error.into()),
+            Ok(mut connection) => {
+                match tokio::time::timeout(REDIS_TIMEOUT, command.query_async::<T>(&mut *connection)).await {
+                    Ok(answer) => answer.map_err(Unreachable::from),
+                    Err(_) => Err(Unreachable::Timeout(REDIS_TIMEOUT)),
+                }
+            }
+        };
         match answer {
             Ok(value) => {
                 if self.redis_away.swap(false, Ordering::Relaxed) {
@@ -183,24 +190,20 @@ impl FailureLimit<'_> {
     /// or here for the tries counted while Redis was away), else the try counts on the target
     /// counters.
     pub async fn attempt(&self) -> Result<(), ApiError> {
-        self.check_here()?;
+        self.check_here(&mut self.limits.local())?;
         let targets = self.counting(Counting::Target).count();
         let limits: Vec<i64> = self.keys.iter().map(|(_, limit, _)| *limit).collect();
-        let call = async {
-            let mut connection = self.limits.redis.get().await?;
-            let retry_after: u64 = eval(ATTEMPT, self.keys.iter().map(|(key, _, _)| key))
-                .arg(self.window_seconds)
-                .arg(targets)
-                .arg(limits)
-                .query_async(&mut *connection)
-                .await?;
-            Ok(retry_after)
-        };
-        match self.limits.shared(call).await {
+        let mut command = eval(ATTEMPT, self.keys.iter().map(|(key, _, _)| key));
+        command.arg(self.window_seconds).arg(targets).arg(limits);
+        match self.limits.shared::<u64>(command).await {
             Some(0) => Ok(()),
             Some(seconds) => Err(ApiError::too_many(self.refusal, seconds)),
             None => {
-                self.count_here(Counting::Target);
+                // Checked again and counted under one lock: tries that all timed out at once
+                // must not all pass a check made before any of them was counted.
+                let mut local = self.limits.local();
+                self.check_here(&mut local)?;
+                self.count_here(&mut local, Counting::Target);
                 Ok(())
             }
         }
@@ -210,11 +213,11 @@ impl FailureLimit<'_> {
     pub async fn failed(&self) {
         if self
             .limits
-            .shared(self.run(FAILED, Counting::Shared))
+            .shared::<()>(self.script(FAILED, Counting::Shared))
             .await
             .is_none()
         {
-            self.count_here(Counting::Shared);
+            self.count_here(&mut self.limits.local(), Counting::Shared);
         }
     }
 
@@ -222,7 +225,7 @@ impl FailureLimit<'_> {
     pub async fn succeeded(&self) {
         if self
             .limits
-            .shared(self.run(SUCCEEDED, Counting::Target))
+            .shared::<()>(self.script(SUCCEEDED, Counting::Target))
             .await
             .is_none()
         {
@@ -236,12 +239,10 @@ impl FailureLimit<'_> {
     }
 
     /// Runs one of the scripts on the counters of one kind.
-    async fn run(&self, script: &str, counting: Counting) -> Result<(), Unreachable> {
-        let mut connection = self.limits.redis.get().await?;
-        Ok(eval(script, self.counting(counting))
-            .arg(self.window_seconds)
-            .query_async::<()>(&mut *connection)
-            .await?)
+    fn script(&self, script: &str, counting: Counting) -> redis::Cmd {
+        let mut command = eval(script, self.counting(counting));
+        command.arg(self.window_seconds);
+        command
     }
 
     fn counting(&self, counting: Counting) -> impl Iterator<Item = &String> {
@@ -252,9 +253,8 @@ impl FailureLimit<'_> {
     }
 
     /// The counters kept here, against this gateway's share of each limit.
-    fn check_here(&self) -> Result<(), ApiError> {
+    fn check_here(&self, local: &mut HashMap<String, Window>) -> Result<(), ApiError> {
         let now = Instant::now();
-        let mut local = self.limits.local();
         if local.is_empty() {
             return Ok(());
         }
@@ -279,10 +279,9 @@ impl FailureLimit<'_> {
     }
 
     /// Counts one try here on the counters of one kind.
-    fn count_here(&self, counting: Counting) {
+    fn count_here(&self, local: &mut HashMap<String, Window>, counting: Counting) {
         let now = Instant::now();
         let window = Duration::from_secs(self.window_seconds.unsigned_abs());
-        let mut local = self.limits.local();
         if local.len() >= LOCAL_COUNTERS {
             local.retain(|_, counter| counter.ends > now);
         }

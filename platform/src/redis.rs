@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime};
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 
 use crate::config::{ConfigError, ExposeSecret, RedisSettings};
 use crate::retry::{redact_url, with_backoff};
@@ -11,7 +11,15 @@ use crate::StartupError;
 
 pub async fn connect(settings: &RedisSettings) -> Result<Pool, StartupError> {
     let mut config = Config::from_url(settings.url.expose_secret());
-    config.pool = Some(PoolConfig::new(settings.pool_size));
+    // A new connection that takes longer than this fails, so a Redis that cannot be reached is
+    // noticed; waiting for a free connection in a burst is not limited.
+    config.pool = Some(PoolConfig {
+        timeouts: Timeouts {
+            create: Some(Duration::from_secs(2)),
+            ..Timeouts::default()
+        },
+        ..PoolConfig::new(settings.pool_size)
+    });
     let pool = config
         .create_pool(Some(Runtime::Tokio1))
         .map_err(|e| ConfigError::Key {
