@@ -670,6 +670,9 @@ struct Delivered {
     doubled_answer_lost: usize,
     /// ...of which a notifier was killed while the first was with the provider.
     doubled_notifier_killed: usize,
+    /// Copies taken with the answer lost that a delivery records: found by a lookup, or
+    /// (email) recorded as sent although the reply was lost.
+    answer_lost_recorded: usize,
 }
 
 impl Delivered {
@@ -720,6 +723,7 @@ async fn delivered(
     };
     for (id, at, answer_lost) in &taken {
         if recorded.contains(id.as_str()) {
+            result.answer_lost_recorded += usize::from(*answer_lost);
             continue;
         }
         result.doubled += 1;
@@ -881,7 +885,8 @@ async fn faults_lose_nothing_and_double_nothing() {
         smtp.accepted()
             .into_iter()
             .map(|email| {
-                let id = email.message_id().unwrap_or_default().to_owned();
+                let id = email.message_id().expect("every email carries a Message-ID");
+                let id = id.to_owned();
                 (id, email.accepted_at, email.reply_lost)
             })
             .collect(),
@@ -934,7 +939,7 @@ async fn faults_lose_nothing_and_double_nothing() {
     );
     for (channel, d) in [("sms", &sms), ("email", &email)] {
         println!(
-            "  {channel}: {} messages, {} sent once, {} dead, {} lost, {} doubled ({} after a lost answer, {} by a notifier killed mid-call, {} unexplained)",
+            "  {channel}: {} messages, {} sent once, {} dead, {} lost, {} doubled ({} after a lost answer, {} by a notifier killed mid-call, {} unexplained); {} taken with the answer lost and recorded",
             d.messages,
             d.sent,
             d.dead,
@@ -942,7 +947,8 @@ async fn faults_lose_nothing_and_double_nothing() {
             d.doubled,
             d.doubled_answer_lost,
             d.doubled_notifier_killed,
-            d.unexcused()
+            d.unexcused(),
+            d.answer_lost_recorded
         );
     }
     let sms_answers_lost = twilio.accepted().iter().filter(|sms| sms.answer_lost).count();
