@@ -20,11 +20,17 @@ pub struct PrivateRabbit {
     server: Option<Child>,
 }
 
+/// A free port below Linux's ephemeral range (32768-60999): a port the kernel hands out for
+/// `bind(0)` may be taken by an outgoing connection before the node, which starts slowly,
+/// listens on it, and then the test would talk to whatever took it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    use rand::Rng;
+    loop {
+        let port = rand::thread_rng().gen_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl PrivateRabbit {
