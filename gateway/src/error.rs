@@ -354,7 +354,11 @@ impl std::error::Error for ApiError {
 impl From<sqlx::Error> for ApiError {
     #[track_caller]
     fn from(error: sqlx::Error) -> Self {
-        ApiError::internal(error)
+        match error {
+            // Every connection of the pool is busy: the request may be sent again in a moment.
+            sqlx::Error::PoolTimedOut => ApiError::unavailable(1),
+            error => ApiError::internal(error),
+        }
     }
 }
 
@@ -557,6 +561,14 @@ mod tests {
         assert!(!message.contains("disk"), "{message}");
         assert!(message.contains("Request id"), "{message}");
         assert_eq!(error.error_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_database_pool_with_no_free_connection_answers_503_with_retry_after() {
+        let error: ApiError = sqlx::Error::PoolTimedOut.into();
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get("retry-after").unwrap(), "1");
     }
 
     #[test]

@@ -65,7 +65,10 @@ impl SmtpMailer {
                 ContentType::parse("image/png").expect("valid content type"),
             ));
         }
+        // lettre adds a Date but no Message-ID by itself; the id is what the delivery record
+        // keeps to find a message in the mail server's log.
         let email = Message::builder()
+            .message_id(None)
             .from(self.from.clone())
             .to(to)
             .subject(&message.subject)

@@ -27,6 +27,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod cpu;
+pub mod rabbit;
 pub mod redis;
 pub mod smtp;
 pub mod twilio;
@@ -34,13 +35,14 @@ pub mod twilio;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use drawbridge_platform::config::{EmailProvider, EmailTls, SmsProvider, TokenKeySetting};
+use drawbridge_platform::config::{EmailProvider, EmailTls, InDoubt, SmsProvider, TokenKeySetting};
 use drawbridge_platform::Settings;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+pub use rabbit::PrivateRabbit;
 pub use redis::PrivateRedis;
 pub use smtp::FakeSmtp;
 pub use twilio::FakeTwilio;
@@ -92,6 +94,150 @@ pub fn run_drawbridge(binary: &str, args: &[&str], env: &[(&str, &str)]) -> std:
         command.env(key, value);
     }
     command.output().expect("the binary runs")
+}
+
+/// `settings` as the `DRAWBRIDGE_<SECTION>__<KEY>` variables of a `drawbridge` process: the
+/// connections, keys, rooms and notifier settings tests change, every listen address on a
+/// free port (set `DRAWBRIDGE_<COMPONENT>__LISTEN` after these to pin one).
+pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
+    let s = settings;
+    let in_doubt = |in_doubt: InDoubt| match in_doubt {
+        InDoubt::Resend => "resend",
+        InDoubt::DeadLetter => "dead-letter",
+    };
+    let listen = "127.0.0.1:0".to_owned();
+    [
+        ("DATABASE__URL", s.database.url.expose_secret().to_owned()),
+        (
+            "DATABASE__MAX_CONNECTIONS",
+            s.database.max_connections.to_string(),
+        ),
+        (
+            "DATABASE__STARTUP_RETRY_SECONDS",
+            s.database.startup_retry_seconds.to_string(),
+        ),
+        ("REDIS__URL", s.redis.url.expose_secret().to_owned()),
+        ("REDIS__KEY_PREFIX", s.redis.key_prefix.clone()),
+        (
+            "REDIS__STARTUP_RETRY_SECONDS",
+            s.redis.startup_retry_seconds.to_string(),
+        ),
+        ("AMQP__URL", s.amqp.url.expose_secret().to_owned()),
+        ("AMQP__PREFIX", s.amqp.prefix.clone()),
+        ("AMQP__QUORUM_QUEUES", s.amqp.quorum_queues.to_string()),
+        (
+            "AMQP__STARTUP_RETRY_SECONDS",
+            s.amqp.startup_retry_seconds.to_string(),
+        ),
+        (
+            "SECRETS__TOKEN_KEYS",
+            format!(
+                "[{}]",
+                s.secrets
+                    .token_keys
+                    .iter()
+                    .map(|key| format!("{{id=\"{}\",secret=\"{}\"}}", key.id, key.secret.expose_secret()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ),
+        ("SECRETS__HASH_KEY", s.secrets.hash_key.expose_secret().to_owned()),
+        ("GATEWAY__LISTEN", listen.clone()),
+        ("GATEWAY__WORKERS", s.gateway.workers.unwrap_or(2).to_string()),
+        (
+            "ROOMS__ADMIN_TOKEN",
+            s.rooms.admin_token.expose_secret().to_owned(),
+        ),
+        ("ROOMS__REFRESH_MILLIS", s.rooms.refresh_millis.to_string()),
+        ("ROOMS__LEASE_MILLIS", s.rooms.lease_millis.to_string()),
+        (
+            "ROOMS__JOINS_PER_IP_PER_MINUTE",
+            s.rooms.joins_per_ip_per_minute.to_string(),
+        ),
+        ("ALLOCATOR__LISTEN", listen.clone()),
+        ("ALLOCATOR__TICK_SECONDS", s.allocator.tick_seconds.to_string()),
+        ("NOTIFIER__LISTEN", listen),
+        ("NOTIFIER__CONCURRENCY", s.notifier.concurrency.to_string()),
+        (
+            "NOTIFIER__RELAY_IDLE_MILLIS",
+            s.notifier.relay_idle_millis.to_string(),
+        ),
+        (
+            "NOTIFIER__RETRY_DELAYS_SECONDS",
+            format!("{:?}", s.notifier.retry_delays_seconds),
+        ),
+        (
+            "NOTIFIER__STRANDED_AFTER_SECONDS",
+            s.notifier.stranded_after_seconds.to_string(),
+        ),
+        (
+            "NOTIFIER__SWEEP_EVERY_SECONDS",
+            s.notifier.sweep_every_seconds.to_string(),
+        ),
+        (
+            "NOTIFIER__IN_DOUBT_GRACE_SECONDS",
+            s.notifier.in_doubt_grace_seconds.to_string(),
+        ),
+        ("NOTIFIER__SINK_FILE", s.notifier.sink_file.display().to_string()),
+        (
+            "NOTIFIER__SMS__PROVIDER",
+            format!("{:?}", s.notifier.sms.provider).to_lowercase(),
+        ),
+        ("NOTIFIER__SMS__BASE_URL", s.notifier.sms.base_url.clone()),
+        ("NOTIFIER__SMS__ACCOUNT_SID", s.notifier.sms.account_sid.clone()),
+        (
+            "NOTIFIER__SMS__AUTH_TOKEN",
+            s.notifier.sms.auth_token.expose_secret().to_owned(),
+        ),
+        ("NOTIFIER__SMS__FROM", s.notifier.sms.from.clone()),
+        (
+            "NOTIFIER__SMS__TIMEOUT_SECONDS",
+            s.notifier.sms.timeout_seconds.to_string(),
+        ),
+        (
+            "NOTIFIER__SMS__MESSAGES_PER_SECOND",
+            s.notifier.sms.messages_per_second.to_string(),
+        ),
+        (
+            "NOTIFIER__SMS__IN_DOUBT",
+            in_doubt(s.notifier.sms.in_doubt).to_owned(),
+        ),
+        (
+            "NOTIFIER__EMAIL__PROVIDER",
+            format!("{:?}", s.notifier.email.provider).to_lowercase(),
+        ),
+        ("NOTIFIER__EMAIL__FROM", s.notifier.email.from.clone()),
+        ("NOTIFIER__EMAIL__HOST", s.notifier.email.host.clone()),
+        ("NOTIFIER__EMAIL__PORT", s.notifier.email.port.to_string()),
+        (
+            "NOTIFIER__EMAIL__TLS",
+            format!("{:?}", s.notifier.email.tls).to_lowercase(),
+        ),
+        (
+            "NOTIFIER__EMAIL__TIMEOUT_SECONDS",
+            s.notifier.email.timeout_seconds.to_string(),
+        ),
+        (
+            "NOTIFIER__EMAIL__IN_DOUBT",
+            in_doubt(s.notifier.email.in_doubt).to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (format!("DRAWBRIDGE_{key}"), value))
+    .collect()
+}
+
+/// Drops a test's database (by its URL), whoever is still connected.
+pub async fn drop_database(url: &str) {
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let admin = PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .expect("admin connection");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .expect("drop test database");
+    admin.close().await;
 }
 
 /// Settings isolated for one test: a database, key prefix and queue names of its own.
@@ -531,22 +677,7 @@ impl TestApp {
             &self.settings.notifier.retry_delays_seconds,
         );
         delete_queues(&self.settings, &topology).await;
-        let database = self
-            .settings
-            .database
-            .url
-            .expose_secret()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        let admin = PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
-            .await
-            .expect("admin connection");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
-            .execute(&admin)
-            .await
-            .expect("drop test database");
+        drop_database(self.settings.database.url.expose_secret()).await;
         let _ = std::fs::remove_dir_all(self.sink_dir);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -16,6 +16,24 @@ pub struct Email {
     pub to: Vec<String>,
     /// The raw message as sent after DATA (headers and MIME body).
     pub data: String,
+    /// When the server took it.
+    pub accepted_at: Instant,
+    /// Taken, and the connection closed before the reply (see [`FakeSmtp::drop_reply_next`]):
+    /// the sender cannot know it went out.
+    pub reply_lost: bool,
+}
+
+impl Email {
+    /// The value of its `Message-ID` header, as the sender recorded it.
+    pub fn message_id(&self) -> Option<&str> {
+        self.data
+            .lines()
+            .take_while(|line| !line.is_empty())
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("message-id").then(|| value.trim())
+            })
+    }
 }
 
 #[derive(Default)]
@@ -117,12 +135,15 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std
             let delay = state.lock().unwrap().delay;
             tokio::time::sleep(delay).await;
             let mut state = state.lock().unwrap();
+            let reply_lost = state.lost_replies > 0;
             state.accepted.push(Email {
                 from: from.clone(),
                 to: to.clone(),
                 data,
+                accepted_at: Instant::now(),
+                reply_lost,
             });
-            if state.lost_replies > 0 {
+            if reply_lost {
                 state.lost_replies -= 1;
                 return Ok(());
             }

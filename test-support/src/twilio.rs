@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -25,6 +26,11 @@ pub struct Sms {
     pub from: Option<String>,
     pub messaging_service_sid: Option<String>,
     pub body: String,
+    /// When the provider took it.
+    pub accepted_at: Instant,
+    /// Taken, but answered with a failure (see [`FakeTwilio::accept_then_fail_next`]): the
+    /// sender cannot know it went out.
+    pub answer_lost: bool,
 }
 
 #[derive(Default)]
@@ -224,18 +230,21 @@ async fn create_message(
         );
     }
     let sid = format!("SM{:032x}", state.accepted.len() as u128 + 1);
+    let lost_answer = state.lost_answers.pop_front();
     let sms = Sms {
         sid: sid.clone(),
         to: to.clone(),
         from: from.clone(),
         messaging_service_sid: messaging_service_sid.clone(),
         body: body.clone(),
+        accepted_at: Instant::now(),
+        answer_lost: lost_answer.is_some(),
     };
     if let Some(subscriber) = state.subscribers.remove(to) {
         let _ = subscriber.send(sms.clone());
     }
     state.accepted.push(sms);
-    if let Some(status) = state.lost_answers.pop_front() {
+    if let Some(status) = lost_answer {
         return error(status, 20500, "Internal Server Error");
     }
     HttpResponse::Created().json(json!({

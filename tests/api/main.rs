@@ -9,6 +9,7 @@
 mod allocator;
 mod centres;
 mod cli;
+mod faults;
 mod flows;
 mod gateway_api;
 mod me;

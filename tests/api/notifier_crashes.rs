@@ -237,43 +237,9 @@ async fn a_redelivered_message_is_not_looked_up_while_its_earlier_attempt_may_be
 
 /// Configuration of a notifier process for this test's database, queues and fake provider.
 fn process_env(app: &TestApp, messages_per_second: u32) -> Vec<(String, String)> {
-    let s = &app.settings;
-    [
-        (
-            "DATABASE__URL",
-            drawbridge_platform::config::ExposeSecret::expose_secret(&s.database.url).to_owned(),
-        ),
-        ("AMQP__PREFIX", s.amqp.prefix.clone()),
-        ("AMQP__QUORUM_QUEUES", "false".into()),
-        (
-            "SECRETS__TOKEN_KEYS",
-            format!(
-                "[{{id=\"test\",secret=\"{}\"}}]",
-                drawbridge_platform::config::ExposeSecret::expose_secret(&s.secrets.token_keys[0].secret)
-            ),
-        ),
-        (
-            "SECRETS__HASH_KEY",
-            drawbridge_platform::config::ExposeSecret::expose_secret(&s.secrets.hash_key).to_owned(),
-        ),
-        ("NOTIFIER__LISTEN", "127.0.0.1:0".into()),
-        ("NOTIFIER__RELAY_IDLE_MILLIS", "20".into()),
-        ("NOTIFIER__RETRY_DELAYS_SECONDS", "[1, 1, 1]".into()),
-        ("NOTIFIER__IN_DOUBT_GRACE_SECONDS", "1".into()),
-        ("NOTIFIER__SINK_FILE", s.notifier.sink_file.display().to_string()),
-        ("NOTIFIER__SMS__PROVIDER", "twilio".into()),
-        ("NOTIFIER__SMS__BASE_URL", app.twilio.base_url.clone()),
-        ("NOTIFIER__SMS__ACCOUNT_SID", twilio::ACCOUNT_SID.into()),
-        ("NOTIFIER__SMS__AUTH_TOKEN", twilio::AUTH_TOKEN.into()),
-        ("NOTIFIER__SMS__FROM", "+4915100000000".into()),
-        (
-            "NOTIFIER__SMS__MESSAGES_PER_SECOND",
-            messages_per_second.to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(key, value)| (format!("DRAWBRIDGE_{key}"), value))
-    .collect()
+    let mut settings = app.settings.clone();
+    settings.notifier.sms.messages_per_second = messages_per_second;
+    drawbridge_test_support::settings_env(&settings)
 }
 
 /// Starts `drawbridge notifier`; its log goes beside the test's sink file, for post-mortems.

@@ -179,15 +179,27 @@ async fn an_email_whose_reply_was_lost_is_sent_again_unless_the_policy_says_dead
     let app = spawn_notifier().await;
     app.smtp.drop_reply_next(1);
     let id = enqueue_email(&app, "clara@example.de").await;
-    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
+    let Settled {
+        state,
+        attempts,
+        provider_id,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled");
     assert_eq!((state.as_str(), attempts), ("sent", 2));
+    let accepted = app.smtp.accepted();
     assert_eq!(
-        app.smtp.accepted().len(),
+        accepted.len(),
         2,
         "SMTP cannot be asked: the person may get it twice"
     );
+    assert_eq!(
+        provider_id.as_deref(),
+        accepted[1].message_id(),
+        "recorded with the Message-ID of the copy that was answered"
+    );
+    assert_ne!(accepted[0].message_id(), accepted[1].message_id());
     app.stop().await;
 
     let app = spawn_with(
