@@ -224,15 +224,7 @@ async fn register_and_verify(app: &TestApp, i: usize, delivered: bool) -> String
         .await
         .unwrap(),
     };
-    let response = app
-        .post_json(
-            &format!("/v1/registrations/{id}/verify"),
-            &json!({ "code": code }),
-        )
-        .await;
-    assert_eq!(response.status(), 200);
-    let verified: Value = response.json().await.unwrap();
-    verified["booking_code"].as_str().unwrap().to_owned()
+    app.verified_booking_code(id, &code).await
 }
 
 /// What one phase measured.

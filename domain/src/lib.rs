@@ -40,7 +40,7 @@ pub use allocation::policy::{
 pub use booking_code::{BookingCode, BookingCodeError};
 pub use language::Language;
 pub use phone::{PhoneError, PhoneNumber, DEFAULT_COUNTRY_CODE};
-pub use registrant::{BirthYear, DistanceKm, Email, FieldError, Postcode};
+pub use registrant::{BirthYear, DistanceKm, Email, FieldError, Initials, Postcode};
 pub use staff::{Role, StaffMember, StaffRefusal};
 pub use token::{Keyring, KeyringError, SigningKey, TokenError, Verified};
 pub use verification::{VerificationCode, VerificationCodeError};

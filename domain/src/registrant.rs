@@ -49,6 +49,44 @@ impl BirthYear {
     }
 }
 
+/// The initials of a person's names, which tell apart the people one phone registers (a
+/// household shares a phone): up to three letters, kept in capitals. None is fine for the
+/// only person on a phone; two people of the same birth year on one phone need different ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Initials(String);
+
+impl Initials {
+    /// Longest initials accepted.
+    pub const MAX_LETTERS: usize = 3;
+
+    /// The letters of `text`, in capitals; dots and spaces between them are forgiven ("a. b.").
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let letters: String = text
+            .chars()
+            .filter(|c| !matches!(c, '.' | ' ' | '-'))
+            .flat_map(char::to_uppercase)
+            .collect();
+        if letters.chars().count() <= Self::MAX_LETTERS && letters.chars().all(char::is_alphabetic) {
+            Ok(Initials(letters))
+        } else {
+            Err(FieldError::new(
+                "initials",
+                "Please give the first letters of your first and last name (at most three), like AB.",
+            ))
+        }
+    }
+
+    /// The capital letters; empty if none were given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The capital letters, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// A German postcode: exactly five digits (spaces around it are forgiven).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Postcode(String);
@@ -149,6 +187,16 @@ impl DistanceKm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn initials_are_capital_letters_with_dots_and_spaces_forgiven() {
+        assert_eq!(Initials::parse("a. b.").unwrap().as_str(), "AB");
+        assert_eq!(Initials::parse("ÖzK").unwrap().as_str(), "ÖZK");
+        assert_eq!(Initials::parse("").unwrap().as_str(), "");
+        for bad in ["ABCD", "A1", "A_B"] {
+            assert_eq!(Initials::parse(bad).unwrap_err().field, "initials", "{bad}");
+        }
+    }
 
     #[test]
     fn email_check_catches_typos() {

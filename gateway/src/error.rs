@@ -70,7 +70,9 @@ error_codes! {
         "There is nothing at this address. The API is described at /openapi.json.";
     // Registration and the SMS code.
     PhoneAlreadyRegistered => CONFLICT, "phone_already_registered",
-        "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first.";
+        "This person (birth year and initials) already has a registration on this phone number. Use its booking code to see its status or change it; to start over, withdraw that registration first.";
+    PhoneFull => CONFLICT, "phone_full",
+        "This phone number holds as many people's registrations as one phone may. Please register this person with another phone number.";
     AlreadyVerified => CONFLICT, "already_verified",
         "This registration is already verified. Use your booking code to see its status.";
     WrongCode => UNPROCESSABLE_ENTITY, "wrong_code",

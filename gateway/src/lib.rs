@@ -34,6 +34,7 @@ use crate::limits::Limits;
 use crate::policy_cache::PolicyCache;
 use crate::rooms::metrics::RoomMetrics;
 use crate::rooms::{RoomCache, RoomStore, Rooms};
+use crate::store::registrants::PhoneLimits;
 use crate::store::Store;
 
 /// What the use cases share: the store, caches, keys and settings.
@@ -121,9 +122,22 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     registry
         .register(Box::new(counted_here.clone()))
         .expect("metrics register once");
+    let expired = IntCounter::new(
+        "registrations_expired_total",
+        "Unverified registrations expired and erased once their last code was long dead",
+    )
+    .expect("valid counter");
+    registry
+        .register(Box::new(expired.clone()))
+        .expect("metrics register once");
+    let phones = PhoneLimits {
+        people: i32::try_from(settings.gateway.registrations_per_phone).unwrap_or(i32::MAX),
+        codes: i32::try_from(settings.gateway.codes_per_phone_per_day).unwrap_or(i32::MAX),
+        window_hours: i32::try_from(settings.gateway.unverified_hours).unwrap_or(i32::MAX),
+    };
     let state = AppState {
         policies: PolicyCache::new(pool.clone()),
-        store: Store::new(pool.clone(), &batch_sizes),
+        store: Store::new(pool.clone(), &batch_sizes, phones),
         settings: settings.gateway.clone(),
         hash_key: settings.secrets.hash_key()?,
         keyring: settings.secrets.keyring()?,
@@ -134,8 +148,16 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     // Without Redis the gateway serves everything but the waiting rooms' joins, leaves and
     // administration (failure limits count here): it stays in the load balancer, degraded.
     let readiness = Readiness::new().postgres(pool).redis(redis).optional();
-    let server = serve(listener, state, registry, readiness, settings.gateway.workers)
-        .map_err(|error| StartupError::Bind { address, error })?;
+    let state = Arc::new(state);
+    use_cases::expiry::spawn(state.clone(), expired, shutdown.clone());
+    let server = serve(
+        listener,
+        state,
+        registry,
+        readiness,
+        settings.gateway.workers,
+    )
+    .map_err(|error| StartupError::Bind { address, error })?;
     ops::stop_on(shutdown, server.handle());
     tracing::info!(%address, "gateway listening");
     Ok(Application { server, address })
@@ -143,13 +165,13 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
 
 fn serve(
     listener: TcpListener,
-    state: AppState,
+    state: Arc<AppState>,
     registry: Registry,
     readiness: Readiness,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
     let http_metrics = HttpMetrics::register(&registry).expect("metrics register once");
-    let state = web::Data::new(state);
+    let state = web::Data::from(state);
     let readiness = web::Data::new(readiness);
     let registry = web::Data::new(registry);
     let mut server = HttpServer::new(move || {

@@ -13,7 +13,7 @@ use drawbridge_platform::outbox::{Appointment, Notification};
 const LAYOUT: &str = "_layout.html";
 
 /// The template sources, compiled in so a deployment cannot lose them.
-const TEMPLATES: [(&str, &str); 14] = [
+const TEMPLATES: [(&str, &str); 18] = [
     (
         "verification_code.de",
         include_str!("../templates/verification_code.de.j2"),
@@ -52,6 +52,16 @@ const TEMPLATES: [(&str, &str); 14] = [
         "booking_cancelled.en",
         include_str!("../templates/booking_cancelled.en.j2"),
     ),
+    (
+        "already_registered.de",
+        include_str!("../templates/already_registered.de.j2"),
+    ),
+    (
+        "already_registered.en",
+        include_str!("../templates/already_registered.en.j2"),
+    ),
+    ("phone_full.de", include_str!("../templates/phone_full.de.j2")),
+    ("phone_full.en", include_str!("../templates/phone_full.en.j2")),
 ];
 
 /// Content id of the QR code image inside a confirmation email.
@@ -194,6 +204,19 @@ fn values(notification: &Notification, language: Language) -> Value {
             reason,
         } => context! { reason, ..appointment(a) },
         Notification::BookingCancelled { appointment: a } => appointment(a),
+        Notification::AlreadyRegistered {
+            birth_year,
+            initials,
+            registered_at,
+            timezone,
+            status_url,
+        } => context! {
+            birth_year,
+            initials,
+            status_url,
+            registered => when(*registered_at, timezone, language),
+        },
+        Notification::PhoneFull { registrations } => context! { registrations },
     }
 }
 
@@ -308,6 +331,14 @@ pub fn examples() -> Vec<Notification> {
         Notification::BookingCancelled {
             appointment: example_appointment(true),
         },
+        Notification::AlreadyRegistered {
+            birth_year: 1941,
+            initials: "EM".into(),
+            registered_at: Utc.with_ymd_and_hms(2021, 4, 19, 8, 12, 0).unwrap(),
+            timezone: "Europe/Berlin".into(),
+            status_url: "https://termine.example.de/me".into(),
+        },
+        Notification::PhoneFull { registrations: 4 },
     ]
 }
 

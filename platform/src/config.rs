@@ -276,6 +276,17 @@ pub struct GatewaySettings {
     pub default_country_code: String,
     /// Minutes an SMS verification code stays valid.
     pub verification_code_minutes: u32,
+    /// Hours an unverified registration is kept after its last code died, before it expires
+    /// and its personal data is erased; until then the same registration again is answered by
+    /// it. Also how long the codes sent to a phone count against its daily limit.
+    pub unverified_hours: u32,
+    /// Verified registrations of different people one phone may hold (a household).
+    pub registrations_per_phone: u32,
+    /// SMS codes and registration notices one phone may receive in 24 hours, whatever
+    /// registrations they are for.
+    pub codes_per_phone_per_day: u32,
+    /// Seconds between two sweeps for unverified registrations due to expire.
+    pub expiry_sweep_seconds: u32,
 }
 
 impl Default for GatewaySettings {
@@ -286,6 +297,10 @@ impl Default for GatewaySettings {
             public_url: "http://127.0.0.1:8080".into(),
             default_country_code: "49".into(),
             verification_code_minutes: 10,
+            unverified_hours: 24,
+            registrations_per_phone: 4,
+            codes_per_phone_per_day: 10,
+            expiry_sweep_seconds: 60,
         }
     }
 }
@@ -603,6 +618,30 @@ impl Settings {
             return Err(ConfigError::key(
                 "gateway.verification_code_minutes",
                 "must be between 1 and 60",
+            ));
+        }
+        if !(1..=720).contains(&self.gateway.unverified_hours) {
+            return Err(ConfigError::key(
+                "gateway.unverified_hours",
+                "must be between 1 and 720 (30 days)",
+            ));
+        }
+        if !(1..=20).contains(&self.gateway.registrations_per_phone) {
+            return Err(ConfigError::key(
+                "gateway.registrations_per_phone",
+                "must be between 1 and 20",
+            ));
+        }
+        if self.gateway.expiry_sweep_seconds == 0 {
+            return Err(ConfigError::key(
+                "gateway.expiry_sweep_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.gateway.codes_per_phone_per_day < self.gateway.registrations_per_phone {
+            return Err(ConfigError::key(
+                "gateway.codes_per_phone_per_day",
+                "must be at least gateway.registrations_per_phone, or a household cannot register",
             ));
         }
         self.rooms.validate()?;

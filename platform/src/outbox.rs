@@ -86,11 +86,24 @@ pub enum Notification {
     },
     /// The person (or an agent for them) cancelled their booking; the pair goes to someone else.
     BookingCancelled { appointment: Appointment },
+    /// Someone registered a person this phone already holds a verified registration for:
+    /// nothing new was made and no code is sent, so the answer to the registration cannot tell
+    /// a stranger whether the number is registered; the phone's owner learns it here.
+    AlreadyRegistered {
+        birth_year: i32,
+        initials: String,
+        registered_at: DateTime<Utc>,
+        timezone: String,
+        status_url: String,
+    },
+    /// Someone registered another person on a phone that holds as many people's registrations
+    /// as one phone may.
+    PhoneFull { registrations: u32 },
 }
 
 impl Notification {
     /// Every kind, for topology and tests.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 9] = [
         "verification_code",
         "booking_code",
         "offer",
@@ -98,6 +111,8 @@ impl Notification {
         "confirmation",
         "cancelled_by_centre",
         "booking_cancelled",
+        "already_registered",
+        "phone_full",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -109,6 +124,8 @@ impl Notification {
             Notification::Confirmation { .. } => "confirmation",
             Notification::CancelledByCentre { .. } => "cancelled_by_centre",
             Notification::BookingCancelled { .. } => "booking_cancelled",
+            Notification::AlreadyRegistered { .. } => "already_registered",
+            Notification::PhoneFull { .. } => "phone_full",
         }
     }
 }

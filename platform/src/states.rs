@@ -98,6 +98,8 @@ stored_states! {
         Active = "active",
         /// Withdrawn; personal data erased.
         Withdrawn = "withdrawn",
+        /// Never verified, and given up once its last code was long dead; personal data erased.
+        Expired = "expired",
     }
 
     /// How a person registered.

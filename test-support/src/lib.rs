@@ -481,6 +481,22 @@ impl TestApp {
         buckets.iter().find(|(_, n)| *n == batches).expect("a bucket").0
     }
 
+    /// Verifies registration `id` with its SMS `code`, which must be right: the booking code.
+    pub async fn verified_booking_code(&self, id: impl std::fmt::Display, code: &str) -> String {
+        let response = self
+            .post_json(
+                &format!("/v1/registrations/{id}/verify"),
+                &serde_json::json!({ "code": code }),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let verified: serde_json::Value = response.json().await.expect("JSON");
+        verified["booking_code"]
+            .as_str()
+            .expect("a booking code")
+            .to_owned()
+    }
+
     /// The Prometheus text of the component served at `address` (gateway, notifier, allocator).
     pub async fn metrics(&self, address: &str) -> String {
         let response = self

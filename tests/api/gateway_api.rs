@@ -241,7 +241,7 @@ async fn bad_registrations_get_a_clear_error_and_store_nothing() {
 }
 
 #[tokio::test]
-async fn one_live_registration_per_phone_number() {
+async fn one_live_registration_per_person_on_a_phone_number() {
     let app = spawn_app().await;
     app.load_demo().await;
     let (first, _) = refused(&app, registration("0151 1111111")).await;

@@ -12,6 +12,7 @@ mod cli;
 mod faults;
 mod flows;
 mod gateway_api;
+mod households;
 mod me;
 mod notifier_crashes;
 mod notifier_delivery;

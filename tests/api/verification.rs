@@ -413,21 +413,17 @@ async fn a_registration_sent_again_after_its_answer_was_lost_gets_the_same_id_an
     let (status, body) = verify(&app, id, &latest).await;
     assert_eq!(status, 200, "the registration was kept: {body}");
 
-    // A verified phone is refused as before, saying no more.
+    // The verified person again: answered like anyone (a registration that cannot be
+    // verified), with a notice to the phone instead of a code.
     let (status, _, body) = register_with(&app, &registration(phone), None).await;
-    assert_eq!(status, 409);
-    assert_eq!(
-        body,
-        json!({ "error": {
-            "code": "phone_already_registered",
-            "message": "This phone number already has a registration. Use its booking code to see its status or change it; to start over, withdraw that registration first."
-        }})
-    );
-    let registrations: i64 = sqlx::query_scalar("SELECT count(*) FROM registrants")
+    assert_eq!(status, 202, "{body}");
+    assert_ne!(body["registration_id"], id.to_string());
+    let active: i64 = sqlx::query_scalar("SELECT count(*) FROM registrants WHERE status = 'active'")
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(registrations, 1);
+    assert_eq!(active, 1);
+    assert_eq!(codes_queued(&app).await, 5, "no code for it");
     app.stop().await;
 }
 

@@ -34,9 +34,13 @@ pub struct Store {
 
 impl Store {
     /// Starts the batchers; `batch_sizes` observes their batches, labelled by statement.
-    pub fn new(pool: PgPool, batch_sizes: &HistogramVec) -> Self {
+    pub fn new(pool: PgPool, batch_sizes: &HistogramVec, phones: registrants::PhoneLimits) -> Self {
         Store {
-            registrations: registrants::batcher(pool.clone(), batch_sizes.with_label_values(&["register"])),
+            registrations: registrants::batcher(
+                pool.clone(),
+                batch_sizes.with_label_values(&["register"]),
+                phones,
+            ),
             verifications: verifications::batcher(pool.clone(), batch_sizes.with_label_values(&["verify"])),
             acceptances: offers::batcher(pool.clone(), batch_sizes.with_label_values(&["accept"])),
             pool,

@@ -20,7 +20,7 @@ use super::{statements, Store};
 /// an answer needs no second lookup.
 macro_rules! registrant_columns {
     () => {
-        "SELECT id, region_id, status, language, email, birth_year, priority_group, postcode,
+        "SELECT id, region_id, status, language, email, birth_year, initials, priority_group, postcode,
                 accepted_vaccines, max_distance_km, verified_at,
                 (SELECT o.id FROM offers o WHERE o.registrant_id = registrants.id AND o.state = 'pending')
                     AS pending_offer,
@@ -37,9 +37,33 @@ statements! {
     /// code.
     INSERT_ACTIVE =
         "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
-                                  priority_group, postcode, accepted_vaccines, max_distance_km,
-                                  booking_code_hash, verified_at)
-         VALUES ($1, $2, 'active', 'callcentre', $3, $4, $5, $6, $7, $8, $9, $10, $11, now())";
+                                  initials, priority_group, postcode, accepted_vaccines,
+                                  max_distance_km, booking_code_hash, verified_at)
+         VALUES ($1, $2, 'active', 'callcentre', $3, $4, $5, $6, $12, $7, $8, $9, $10, $11, now())";
+    /// The people a phone holds verified registrations for.
+    PEOPLE_ON_PHONE = "SELECT count(*) FROM registrants WHERE phone = $1 AND status = 'active'";
+    /// What a phone holds besides registration `$1` (waiting for its code): when the same
+    /// person registered on it, and how many people it holds, with the region's time zone.
+    PHONE_HOLDS =
+        "SELECT r.birth_year, r.initials, g.timezone, a.verified_at AS registered_at,
+                (SELECT count(*) FROM registrants x WHERE x.phone = r.phone AND x.status = 'active') AS people
+         FROM registrants r JOIN regions g ON g.id = r.region_id
+              LEFT JOIN registrants a ON (a.phone, a.birth_year, a.initials) = (r.phone, r.birth_year, r.initials)
+                                     AND a.status = 'active'
+         WHERE r.id = $1";
+    /// A person's registration waiting for its code, on a phone, given up because an agent
+    /// registers that person by phone.
+    PENDING_OF_PERSON =
+        "SELECT id FROM registrants
+         WHERE (phone, birth_year, initials) = ($1, $2, $3) AND status = 'pending_verification'
+         FOR UPDATE";
+    /// Up to 500 registrations whose last code died `$1` hours ago or more, locked for expiry.
+    UNVERIFIED_LONG_DEAD =
+        "SELECT r.id FROM registrants r
+         WHERE r.status = 'pending_verification' AND r.created_at < now() - make_interval(hours => $1)
+           AND NOT EXISTS (SELECT 1 FROM phone_verifications v WHERE v.registrant_id = r.id
+                           AND v.expires_at > now() - make_interval(hours => $1))
+         ORDER BY r.created_at LIMIT 500 FOR UPDATE SKIP LOCKED";
     ACTIVE_BY_ID = concat!(registrant_columns!(), "WHERE id = $1 AND status = 'active'");
     ACTIVE_BY_BOOKING_CODE =
         concat!(registrant_columns!(), "WHERE booking_code_hash = $1 AND status = 'active'");
@@ -47,8 +71,8 @@ statements! {
     /// New details for a registration still waiting for its code, entered again: the person
     /// who proves the phone verifies what they entered last.
     UPDATE_UNVERIFIED =
-        "UPDATE registrants SET region_id = $2, email = $3, language = $4, birth_year = $5,
-                priority_group = $6, postcode = $7, accepted_vaccines = $8, max_distance_km = $9
+        "UPDATE registrants SET region_id = $2, email = $3, language = $4,
+                priority_group = $5, postcode = $6, accepted_vaccines = $7, max_distance_km = $8
          WHERE id = $1 AND status = 'pending_verification'";
     /// Locks a registration for a new SMS code.
     LOCK_FOR_CODE = "SELECT status, phone, language FROM registrants WHERE id = $1 FOR UPDATE";
@@ -94,21 +118,28 @@ statements! {
     ERASE_MESSAGES =
         "UPDATE outbox SET recipient = 'erased', payload = jsonb_build_object('kind', kind, 'erased', true),
                            published_at = coalesce(published_at, now())
-         WHERE subject_id = $1
-            OR subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = $1)
-            OR subject_id IN (SELECT id FROM offers WHERE registrant_id = $1)
-            OR subject_id IN (SELECT id FROM bookings WHERE registrant_id = $1)";
+         WHERE subject_id = ANY($1)
+            OR subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = ANY($1))
+            OR subject_id IN (SELECT id FROM offers WHERE registrant_id = ANY($1))
+            OR subject_id IN (SELECT id FROM bookings WHERE registrant_id = ANY($1))";
     /// The keyed digests of the registration's requests go too, and with them their keys.
     FORGET_REQUESTS =
         "UPDATE phone_verifications SET idempotency_key = NULL, request_digest = NULL
-         WHERE registrant_id = $1 AND idempotency_key IS NOT NULL";
+         WHERE registrant_id = ANY($1) AND idempotency_key IS NOT NULL";
     /// Withdraws and erases every personal field; the row stays, pseudonymous, because
     /// published draws refer to it.
     ERASE =
         "UPDATE registrants SET status = 'withdrawn', withdrawn_at = now(), phone = NULL, email = NULL,
-                birth_year = NULL, priority_group = NULL, postcode = NULL, accepted_vaccines = '{}',
-                max_distance_km = NULL, booking_code_hash = NULL, ahead_since = NULL
+                birth_year = NULL, initials = '', priority_group = NULL, postcode = NULL,
+                accepted_vaccines = '{}', max_distance_km = NULL, booking_code_hash = NULL,
+                ahead_since = NULL
          WHERE id = $1";
+    /// Gives up registrations that were never verified, erasing every personal field.
+    EXPIRE =
+        "UPDATE registrants SET status = 'expired', phone = NULL, email = NULL, birth_year = NULL,
+                initials = '', priority_group = NULL, postcode = NULL, accepted_vaccines = '{}',
+                max_distance_km = NULL
+         WHERE id = ANY($1) AND status = 'pending_verification'";
 }
 
 /// An active registrant as the citizen and call-centre routes need them.
@@ -120,6 +151,7 @@ pub struct Registrant {
     pub language: String,
     pub email: Option<String>,
     pub birth_year: i32,
+    pub initials: String,
     pub priority_group: i16,
     pub postcode: String,
     pub accepted_vaccines: Vec<String>,
@@ -137,6 +169,7 @@ pub struct Details {
     pub email: Option<String>,
     pub language: &'static str,
     pub birth_year: i32,
+    pub initials: String,
     pub priority_group: i16,
     pub postcode: String,
     pub accepted_vaccines: Vec<String>,
@@ -174,10 +207,14 @@ pub enum Outcome {
     Replayed,
     /// Its Idempotency-Key came with another request before.
     KeyReused,
-    /// The phone's registration waits for its code.
+    /// The person's registration on this phone waits for its code.
     Unverified,
-    /// The phone's registration is verified.
+    /// The phone was sent as many codes as it may be in a day.
+    Busy,
+    /// The person is registered on this phone already: a registration without a code was made.
     Verified,
+    /// The phone holds as many people as it may: a registration without a code was made.
+    Full,
     /// Another request for the phone or key was written at the same moment: run it again.
     Raced,
 }
@@ -193,9 +230,23 @@ pub struct Registered {
     pub code_expires_at: Option<DateTime<Utc>>,
 }
 
+/// What one phone may hold and be sent.
+#[derive(Debug, Clone, Copy)]
+pub struct PhoneLimits {
+    /// Verified registrations of different people.
+    pub people: i32,
+    /// Codes and notices sent in `window_hours`.
+    pub codes: i32,
+    pub window_hours: i32,
+}
+
 /// The batcher of web registrations: each is answered with what became of it. The batcher
 /// never puts one phone twice in a batch.
-pub(super) fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<NewRegistration, Registered> {
+pub(super) fn batcher(
+    pool: PgPool,
+    sizes: Histogram,
+    limits: PhoneLimits,
+) -> Batcher<NewRegistration, Registered> {
     Batcher::start(
         sizes,
         |r: &NewRegistration| r.details.phone.clone(),
@@ -204,6 +255,9 @@ pub(super) fn batcher(pool: PgPool, sizes: Histogram) -> Batcher<NewRegistration
             async move {
                 let mut answers: HashMap<Uuid, Registered> = sqlx::query_as(REGISTER_MANY)
                     .bind(sqlx::types::Json(&batch))
+                    .bind(limits.people)
+                    .bind(limits.codes)
+                    .bind(limits.window_hours)
                     .fetch_all(&pool)
                     .await?
                     .into_iter()
@@ -243,6 +297,7 @@ pub struct NewCaller<'a> {
     pub email: Option<&'a str>,
     pub language: &'a str,
     pub birth_year: i32,
+    pub initials: &'a str,
     pub priority_group: i16,
     pub postcode: &'a str,
     pub accepted_vaccines: &'a [String],
@@ -250,10 +305,33 @@ pub struct NewCaller<'a> {
     pub booking_code_hash: &'a [u8],
 }
 
-/// Whether an insert found the phone number free.
+/// Whether an insert found the person's place on the phone free.
 pub enum Inserted {
     Yes,
-    PhoneTaken,
+    PersonTaken,
+}
+
+/// The verified registrations a phone holds.
+pub async fn people_on_phone(tx: &mut PgConnection, phone: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(PEOPLE_ON_PHONE)
+        .bind(phone)
+        .fetch_one(tx)
+        .await
+}
+
+/// The person's registration on `phone` that waits for its code, locked.
+pub async fn pending_of_person(
+    tx: &mut PgConnection,
+    phone: &str,
+    birth_year: i32,
+    initials: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(PENDING_OF_PERSON)
+        .bind(phone)
+        .bind(birth_year)
+        .bind(initials)
+        .fetch_optional(tx)
+        .await
 }
 
 /// Inserts an active registrant, in the caller's transaction.
@@ -270,11 +348,14 @@ pub async fn insert_active(tx: &mut PgConnection, caller: &NewCaller<'_>) -> Res
         .bind(caller.accepted_vaccines)
         .bind(caller.max_distance_km)
         .bind(caller.booking_code_hash)
+        .bind(caller.initials)
         .execute(&mut *tx)
         .await;
     match result {
-        Err(sqlx::Error::Database(error)) if error.constraint() == Some("registrants_one_live_per_phone") => {
-            Ok(Inserted::PhoneTaken)
+        Err(sqlx::Error::Database(error))
+            if error.constraint() == Some("registrants_one_active_per_person") =>
+        {
+            Ok(Inserted::PersonTaken)
         }
         Err(error) => Err(error),
         Ok(_) => Ok(Inserted::Yes),
@@ -322,7 +403,6 @@ pub async fn update_unverified(
         .bind(&details.region_id)
         .bind(&details.email)
         .bind(details.language)
-        .bind(details.birth_year)
         .bind(details.priority_group)
         .bind(&details.postcode)
         .bind(&details.accepted_vaccines)
@@ -449,8 +529,44 @@ pub async fn withdraw_pending_offer(tx: &mut PgConnection, id: Uuid) -> Result<(
 /// Erases every personal field of a registrant, of the messages about them and of their
 /// requests, and marks them withdrawn.
 pub async fn erase(tx: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(ERASE_MESSAGES).bind(id).execute(&mut *tx).await?;
-    sqlx::query(FORGET_REQUESTS).bind(id).execute(&mut *tx).await?;
+    forget_messages_and_requests(tx, &[id]).await?;
     sqlx::query(ERASE).bind(id).execute(&mut *tx).await?;
     Ok(())
+}
+
+/// Gives up unverified registrations (locked by the caller), erasing what they held.
+pub async fn expire(tx: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    forget_messages_and_requests(tx, ids).await?;
+    sqlx::query(EXPIRE).bind(ids).execute(&mut *tx).await?;
+    Ok(())
+}
+
+async fn forget_messages_and_requests(tx: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(ERASE_MESSAGES).bind(ids).execute(&mut *tx).await?;
+    sqlx::query(FORGET_REQUESTS).bind(ids).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// Registrations whose last code died `hours` ago or more (up to 500), locked for expiry.
+pub async fn unverified_long_dead(tx: &mut PgConnection, hours: i32) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(UNVERIFIED_LONG_DEAD)
+        .bind(hours)
+        .fetch_all(tx)
+        .await
+}
+
+/// What a phone holds besides a registration waiting for its code.
+#[derive(sqlx::FromRow)]
+pub struct PhoneHolds {
+    pub birth_year: i32,
+    pub initials: String,
+    pub timezone: String,
+    /// When the same person's verified registration on this phone was made, if there is one.
+    pub registered_at: Option<DateTime<Utc>>,
+    /// The people with a verified registration on this phone.
+    pub people: i64,
+}
+
+pub async fn phone_holds(tx: &mut PgConnection, id: Uuid) -> Result<Option<PhoneHolds>, sqlx::Error> {
+    sqlx::query_as(PHONE_HOLDS).bind(id).fetch_optional(tx).await
 }

@@ -20,12 +20,17 @@ statements! {
     CODES_SENT =
         "SELECT count(*), EXTRACT(EPOCH FROM now() - max(created_at))::float8
          FROM phone_verifications WHERE registrant_id = $1";
+    /// Codes and notices sent to a phone in the last `$2` hours, for all its registrations.
+    CODES_TO_PHONE =
+        "SELECT count(*) FROM registrants r JOIN phone_verifications v ON v.registrant_id = r.id
+         WHERE r.phone = $1 AND v.created_at > now() - make_interval(hours => $2)";
     /// Earlier codes die when a new one is sent, so only the newest SMS counts.
     KILL_UNUSED_CODES =
         "UPDATE phone_verifications SET attempts_left = 0 WHERE registrant_id = $1 AND verified_at IS NULL";
-    /// A further code for a registrant and its SMS, with the Idempotency-Key of the repeated
-    /// registration that asked for it, if any. The code is stored only as a keyed hash; the
-    /// verification row is the message's subject, so every code (first or resent) is one SMS.
+    /// A further code for a registrant and its SMS (the code, or a notice sent instead), with
+    /// the Idempotency-Key of the repeated registration that asked for it, if any. The code is
+    /// stored only as a keyed hash; the verification row is the message's subject, so every
+    /// code (first or resent) is one SMS.
     ANOTHER_CODE =
         "WITH code AS (
              INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at,
@@ -33,7 +38,7 @@ statements! {
              VALUES ($2, $1, $3, $4, $5, $9, $10) RETURNING id
          )
          INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', $6, $7, $8 FROM code";
+         SELECT gen_random_uuid(), $8::jsonb->>'kind', code.id, 'sms', $6, $7, $8 FROM code";
 }
 
 /// A code submitted for a registration: one row of `VERIFY_MANY`. Hashes in base64, as JSON
@@ -103,6 +108,15 @@ pub async fn codes_sent(tx: &mut PgConnection, registrant: Uuid) -> Result<Codes
         count,
         seconds_since_last,
     })
+}
+
+/// Codes and notices sent to `phone` in the last `hours`.
+pub async fn codes_to_phone(tx: &mut PgConnection, phone: &str, hours: i32) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(CODES_TO_PHONE)
+        .bind(phone)
+        .bind(hours)
+        .fetch_one(tx)
+        .await
 }
 
 /// A new code, not yet stored.

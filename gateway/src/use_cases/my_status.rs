@@ -95,6 +95,8 @@ pub struct MyStatus {
 #[derive(Serialize)]
 pub struct MyChoices {
     pub birth_year: i32,
+    /// Tells this person apart from others registered on the same phone; empty if not given.
+    pub initials: String,
     pub priority_group: i16,
     pub postcode: String,
     pub accepted_vaccines: Vec<String>,
@@ -158,6 +160,7 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
         verified_at: me.verified_at,
         choices: MyChoices {
             birth_year: me.birth_year,
+            initials: me.initials,
             priority_group: me.priority_group,
             postcode: me.postcode,
             accepted_vaccines: me.accepted_vaccines,

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use drawbridge_domain::{
-    evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Language, Person, PhoneNumber, Policy,
-    Postcode, StaffMember, VerificationCode,
+    evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Initials, Language, Person, PhoneNumber,
+    Policy, Postcode, StaffMember, VerificationCode,
 };
 use drawbridge_platform::outbox::Notification;
 use drawbridge_platform::states::RegistrantStatus;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::verify::send_code;
+use super::verify::{send_code, too_many_codes};
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::messages::tell;
@@ -32,6 +32,9 @@ pub struct RegistrationForm {
     #[serde(default)]
     pub email: Option<String>,
     pub birth_year: i32,
+    /// Tells apart the people registered on one phone; optional for the first.
+    #[serde(default)]
+    pub initials: Option<String>,
     pub priority_group: u8,
     pub postcode: String,
     pub accepted_vaccines: Vec<String>,
@@ -44,6 +47,7 @@ pub struct RegistrationForm {
 pub struct Registration {
     pub phone: PhoneNumber,
     pub email: Option<Email>,
+    pub initials: Initials,
     pub person: Person,
     pub max_distance_km: DistanceKm,
     pub language: Language,
@@ -60,6 +64,7 @@ impl RegistrationForm {
         let phone = PhoneNumber::parse(&self.phone, default_country)
             .map_err(|e| ApiError::invalid("phone", e.to_string()))?;
         let email = self.email.as_deref().map(Email::parse).transpose()?;
+        let initials = Initials::parse(self.initials.as_deref().unwrap_or_default())?;
         let person = Person {
             birth_year: BirthYear::parse(self.birth_year, this_year())?.get(),
             priority_group: self.priority_group,
@@ -94,6 +99,7 @@ impl RegistrationForm {
         Ok(Registration {
             phone,
             email,
+            initials,
             person,
             max_distance_km: DistanceKm::parse(self.max_distance_km)?,
             language: self.language,
@@ -151,8 +157,13 @@ impl SmsCode {
 pub(super) fn booking_code_message(state: &AppState, code: &BookingCode) -> Notification {
     Notification::BookingCode {
         booking_code: code.to_string(),
-        status_url: format!("{}/me", state.settings.public_url.trim_end_matches('/')),
+        status_url: status_url(state),
     }
+}
+
+/// The address of the status page.
+pub(super) fn status_url(state: &AppState) -> String {
+    format!("{}/me", state.settings.public_url.trim_end_matches('/'))
 }
 
 /// A web registration waiting for its SMS code.
@@ -167,11 +178,14 @@ pub struct Started {
 /// same moment; the next run sees it.
 const RUNS: usize = 3;
 
-/// Registers on the web and texts the first code. A phone whose registration still waits for
-/// its code gets that registration again, with the details entered now and a new code (within
-/// the limits of a resend), so a client whose answer was lost can ask again; a verified one is
-/// refused as before. With an Idempotency-Key, the same request again gets the first answer
-/// and sends nothing; the key with another request is refused.
+/// Registers on the web and texts the first code. A person whose registration on this phone
+/// still waits for its code gets that registration again, with the details entered now and a
+/// new code (within the limits of a resend), so a client whose answer was lost can ask again
+/// and nobody can hold a phone with an unverified registration. A person registered on the
+/// phone already, or a phone holding as many people as it may, gets the same answer as anyone
+/// (so the answer tells a stranger nothing), and the phone a notice instead of a code. With an
+/// Idempotency-Key, the same request again gets the first answer and sends nothing; the key
+/// with another request is refused.
 pub async fn on_the_web(
     state: &AppState,
     region: &str,
@@ -186,6 +200,7 @@ pub async fn on_the_web(
         email: registration.email.map(Email::into_string),
         language: registration.language.as_str(),
         birth_year: registration.person.birth_year,
+        initials: registration.initials.into_string(),
         priority_group: i16::from(registration.person.priority_group),
         postcode: registration.person.postcode.clone(),
         accepted_vaccines: registration.person.accepted_vaccines.clone(),
@@ -246,14 +261,17 @@ async fn start(
             Ok(Some((found?, expires_at)))
         }
         Outcome::KeyReused => Err(ApiError::new(ErrorCode::IdempotencyKeyReused)),
-        Outcome::Verified => Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered)),
-        Outcome::Unverified => again(state, found?, details, request).await,
+        Outcome::Busy => Err(too_many_codes(state)),
+        Outcome::Unverified | Outcome::Verified | Outcome::Full => {
+            again(state, found?, details, request).await
+        }
         Outcome::Raced => Ok(None),
     }
 }
 
-/// Registration `id`, found waiting for its code on the phone of `details`, registered again:
-/// it takes the details entered now and gets a new code, within the limits of a resend.
+/// Registration `id`, waiting for its code on the phone of `details` (found, or just made
+/// without one), registered again: it takes the details entered now and gets a new code (or
+/// the phone a notice), within the limits of a resend.
 async fn again(
     state: &AppState,
     id: Uuid,
@@ -263,9 +281,10 @@ async fn again(
     let mut tx = state.store.begin().await?;
     match registrants::lock_for_code(&mut tx, id).await?.map(|r| r.status) {
         Some(RegistrantStatus::PendingVerification) => {}
-        Some(RegistrantStatus::Active) => return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered)),
-        // Withdrawn meanwhile, which frees the phone: register anew.
-        Some(RegistrantStatus::Withdrawn) | None => return Ok(None),
+        // Verified, withdrawn or expired meanwhile: register anew, which sees what it became.
+        Some(RegistrantStatus::Active | RegistrantStatus::Withdrawn | RegistrantStatus::Expired) | None => {
+            return Ok(None)
+        }
     }
     registrants::update_unverified(&mut tx, id, details).await?;
     let sent = send_code(state, &mut tx, id, &details.phone, details.language, request).await?;
@@ -292,7 +311,10 @@ pub struct CallerRegistered {
 }
 
 /// Registers a caller in the agent's region: active at once, the booking code queued by SMS
-/// (and email) and the action audited, in one transaction.
+/// (and email) and the action audited, in one transaction. The agent attests the phone, so a
+/// registration of the same person on it that waits for its code is given up; a person
+/// registered on the phone already, or a full phone, is refused with the reason (agents are
+/// staff, who may know it).
 pub async fn by_phone(
     state: &AppState,
     agent: &StaffMember,
@@ -305,21 +327,38 @@ pub async fn by_phone(
     let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
     let booking_code_hash = booking_code.keyed_hash(&state.hash_key);
     let mut tx = state.store.begin().await?;
+    let phone = registration.phone.as_str();
+    if let Some(unverified) = registrants::pending_of_person(
+        &mut tx,
+        phone,
+        registration.person.birth_year,
+        registration.initials.as_str(),
+    )
+    .await?
+    {
+        registrants::expire(&mut tx, &[unverified]).await?;
+    }
     let caller = NewCaller {
         id,
         region: &published.region,
-        phone: registration.phone.as_str(),
+        phone,
         email: registration.email.as_ref().map(Email::as_str),
         language: registration.language.as_str(),
         birth_year: registration.person.birth_year,
+        initials: registration.initials.as_str(),
         priority_group: i16::from(registration.person.priority_group),
         postcode: &registration.person.postcode,
         accepted_vaccines: &registration.person.accepted_vaccines,
         max_distance_km: registration.max_distance_km.get(),
         booking_code_hash: booking_code_hash.as_slice(),
     };
-    if let Inserted::PhoneTaken = registrants::insert_active(&mut tx, &caller).await? {
+    if let Inserted::PersonTaken = registrants::insert_active(&mut tx, &caller).await? {
         return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered));
+    }
+    // Counted with the caller, after the insert, so the person's own registration is told first.
+    if registrants::people_on_phone(&mut tx, phone).await? > i64::from(state.settings.registrations_per_phone)
+    {
+        return Err(ApiError::new(ErrorCode::PhoneFull));
     }
     // The registrant is the message's subject, so each registration gets its code once.
     tell(&mut tx, id, id, &booking_code_message(state, &booking_code)).await?;

@@ -8,7 +8,9 @@ use drawbridge_platform::states::RegistrantStatus;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::register::{base64_of, booking_code_message, SmsCode};
+use drawbridge_platform::outbox::Notification;
+
+use super::register::{base64_of, booking_code_message, status_url, SmsCode};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrants::{self, VERIFICATION_ATTEMPTS};
 use crate::store::verifications::{self, Guess, NewCode};
@@ -22,7 +24,7 @@ const MAX_CODES: i64 = 5;
 /// Refuses a registration (by its status, if it exists) that is gone or already verified.
 fn still_pending(status: Option<RegistrantStatus>) -> Result<(), ApiError> {
     match status {
-        None | Some(RegistrantStatus::Withdrawn) => Err(ApiError::not_found(
+        None | Some(RegistrantStatus::Withdrawn | RegistrantStatus::Expired) => Err(ApiError::not_found(
             "There is no such registration. Please register again.",
         )),
         Some(RegistrantStatus::Active) => Err(ApiError::new(ErrorCode::AlreadyVerified)),
@@ -85,10 +87,24 @@ pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
     Ok(sent)
 }
 
+/// The answer when a phone was sent as many codes as it may be in the window.
+pub(super) fn too_many_codes(state: &AppState) -> ApiError {
+    ApiError::too_many(
+        format!(
+            "This phone number was sent {} codes and notices in the last {} hours, the most it may be. Please try again later or call the hotline to register by phone.",
+            state.settings.codes_per_phone_per_day, state.settings.unverified_hours
+        ),
+        3_600,
+    )
+}
+
 /// Sends pending registration `id`, locked by the caller's transaction, a new code (earlier
-/// ones die), within the pace and count limits. `request` is the Idempotency-Key and digest of
-/// a repeated registration; `None` if that key was taken by another request meanwhile (the
-/// transaction is then spoilt).
+/// ones die), within the pace and count limits of the registration and of its phone. If the
+/// same person is registered on the phone already, or the phone holds as many people as it
+/// may, the phone gets a notice saying so instead, and the code stored is one nobody was sent,
+/// so the registration cannot be verified yet answers like any other. `request` is the
+/// Idempotency-Key and digest of a repeated registration; `None` if that key was taken by
+/// another request meanwhile (the transaction is then spoilt).
 pub(super) async fn send_code(
     state: &AppState,
     tx: &mut PgConnection,
@@ -114,7 +130,29 @@ pub(super) async fn send_code(
             wait,
         ));
     }
-    let code = SmsCode::generate(state, id);
+    let window_hours = state.settings.unverified_hours as i32;
+    if verifications::codes_to_phone(tx, phone, window_hours).await?
+        >= i64::from(state.settings.codes_per_phone_per_day)
+    {
+        return Err(too_many_codes(state));
+    }
+    let holds = registrants::phone_holds(tx, id)
+        .await?
+        .ok_or_else(|| ApiError::internal("a pending registration vanished"))?;
+    let mut code = SmsCode::generate(state, id);
+    if let Some(registered_at) = holds.registered_at {
+        code.notification = Notification::AlreadyRegistered {
+            birth_year: holds.birth_year,
+            initials: holds.initials,
+            registered_at,
+            timezone: holds.timezone,
+            status_url: status_url(state),
+        };
+    } else if holds.people >= i64::from(state.settings.registrations_per_phone) {
+        code.notification = Notification::PhoneFull {
+            registrations: u32::try_from(holds.people).unwrap_or(u32::MAX),
+        };
+    }
     let stored = verifications::replace_code(
         tx,
         &NewCode {
