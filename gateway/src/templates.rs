@@ -143,6 +143,8 @@ impl Templates {
             .map_err(|error| ApiError::internal(format!("page {template}: {error:#}")))?;
         Ok(HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
+            .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY"))
             .body(html))
     }
 
@@ -159,6 +161,11 @@ impl Templates {
             .body(asset.body)
     }
 }
+
+/// What a page may load and who may frame it: its own scripts, styles and images, nothing
+/// inline, no other site, no frames (so no clickjacking of the offer and sign-in forms).
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// `site.css` → `site.0123456789ab.css`, from the SHA-256 of the content.
 fn hashed_name(name: &str, body: &str) -> String {

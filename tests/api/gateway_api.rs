@@ -326,3 +326,77 @@ async fn a_nul_character_anywhere_is_refused_at_the_edge_naming_the_field() {
     assert_eq!(response.status(), 401);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn pages_cannot_be_framed_or_leak_their_address_and_personal_answers_are_never_stored() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let page = app.get("/regions/bw/check").await;
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for directive in [
+        "frame-ancestors 'none'",
+        "default-src 'none'",
+        "script-src 'self'",
+        "form-action 'self'",
+    ] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+
+    // Answers with credentials or personal data: never kept by a browser or proxy.
+    let registered = app
+        .post_json("/v1/regions/bw/registrations", &registration("+49 151 5557 0001"))
+        .await;
+    assert_eq!(registered.headers()["cache-control"], "no-store");
+    let id = registered.json::<Value>().await.unwrap()["registration_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = app
+        .post_json(
+            &format!("/v1/registrations/{id}/verify"),
+            &json!({ "code": "000000" }),
+        )
+        .await;
+    let me = app.get("/v1/me").await;
+    let login = app
+        .post_json(
+            "/v1/staff/sessions",
+            &json!({ "username": "nobody", "password": "wrong password" }),
+        )
+        .await;
+    let lookup = app
+        .post_json(
+            "/v1/callcentre/lookup",
+            &json!({ "booking_code": "K7Q2-M9XD-4HTB-R8WN" }),
+        )
+        .await;
+    for response in [&verify, &me, &login, &lookup] {
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-store",
+            "{}",
+            response.url()
+        );
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+
+    // Static files say otherwise themselves: kept for good, as their names change with them.
+    let html = page.text().await.unwrap();
+    let stylesheet = html
+        .split('"')
+        .find(|part| part.starts_with("/static/site."))
+        .expect("the page links its stylesheet");
+    let css = app.get(stylesheet).await;
+    assert!(css.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    app.stop().await;
+}

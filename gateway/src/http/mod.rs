@@ -18,6 +18,8 @@ mod rooms;
 mod staff;
 mod verification;
 
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpResponse};
 
 use crate::error::{ApiError, ErrorCode};
@@ -115,6 +117,17 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/draws/{id}", web::get().to(draws::show))
         .route("/v1/draws/{id}/manifest", web::get().to(draws::manifest))
         .default_service(web::to(not_found));
+}
+
+/// Headers every answer carries unless its handler set them: nothing is stored by browsers or
+/// proxies (answers carry booking codes, offers and personal data; static files and the waiting
+/// room's polls say otherwise themselves), no content is sniffed into another type, and no
+/// address (offer links carry their token) leaks to another site as a referrer.
+pub fn safe_defaults() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::CACHE_CONTROL, "no-store"))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
 }
 
 async fn openapi() -> HttpResponse {
