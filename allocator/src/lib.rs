@@ -202,6 +202,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<S
         listener,
         Readiness::new().postgres(allocator.pool.clone()),
         allocator.registry.clone(),
+        ops::MetricsAccess::internal(&settings.telemetry.metrics_token),
         shutdown,
     )
     .map_err(|error| StartupError::Bind { address, error })?;

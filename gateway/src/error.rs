@@ -128,6 +128,9 @@ error_codes! {
         "Username or password is wrong.";
     NotAllowed => FORBIDDEN, "not_allowed",
         "Not allowed.";
+    // Operations. (`/metrics` answers this from the platform's endpoints, in the same shape.)
+    MetricsTokenRequired => UNAUTHORIZED, "metrics_token_required",
+        "Send the metrics token (telemetry.metrics_token) as `Authorization: Bearer <token>`.";
     // The rooms admin API.
     AdminDisabled => FORBIDDEN, "admin_disabled",
         "The rooms admin API is switched off: set rooms.admin_token to use it.";

@@ -150,11 +150,13 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     let readiness = Readiness::new().postgres(pool).redis(redis).optional();
     let state = Arc::new(state);
     use_cases::expiry::spawn(state.clone(), expired, shutdown.clone());
+    let metrics = ops::MetricsAccess::public(&settings.telemetry.metrics_token);
     let server = serve(
         listener,
         state,
         registry,
         readiness,
+        metrics,
         settings.gateway.workers,
     )
     .map_err(|error| StartupError::Bind { address, error })?;
@@ -168,6 +170,7 @@ fn serve(
     state: Arc<AppState>,
     registry: Registry,
     readiness: Readiness,
+    metrics: ops::MetricsAccess,
     workers: Option<usize>,
 ) -> std::io::Result<Server> {
     let http_metrics = HttpMetrics::register(&registry).expect("metrics register once");
@@ -190,7 +193,7 @@ fn serve(
             )
             .app_data(web::PathConfig::default().error_handler(|e, _| error::malformed(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| error::malformed(e)))
-            .configure(ops::routes)
+            .configure(ops::routes(metrics.clone()))
             .configure(http::routes)
     })
     .disable_signals()

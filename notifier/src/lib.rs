@@ -338,7 +338,8 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         address: settings.notifier.listen,
         error,
     })?;
-    let ops_server = ops::serve(listener, readiness, registry, shutdown.clone())
+    let metrics_access = ops::MetricsAccess::internal(&settings.telemetry.metrics_token);
+    let ops_server = ops::serve(listener, readiness, registry, metrics_access, shutdown.clone())
         .map_err(|error| StartupError::Bind { address, error })?;
 
     let consumer = Arc::new(Consumer {

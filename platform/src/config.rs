@@ -252,6 +252,10 @@ pub struct TelemetrySettings {
     pub log_filter: String,
     /// One JSON object per line, for log shippers.
     pub json: bool,
+    /// Bearer token `/metrics` asks for. Without one, the gateway (which the internet
+    /// reaches) does not serve `/metrics`, and the allocator and notifier serve it to anyone
+    /// who reaches their listeners.
+    pub metrics_token: SecretString,
 }
 
 impl Default for TelemetrySettings {
@@ -260,6 +264,7 @@ impl Default for TelemetrySettings {
             // sqlx and actix narrate every migration check and worker start at info.
             log_filter: "info,sqlx=warn,actix_server=warn".into(),
             json: false,
+            metrics_token: SecretString::default(),
         }
     }
 }

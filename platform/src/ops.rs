@@ -1,6 +1,7 @@
 //! The operational endpoints every component serves: `/healthz` (the process is alive),
 //! `/readyz` (its dependencies answer, so a load balancer may send traffic; optional ones may be
-//! away, degraded) and `/metrics` (Prometheus text format).
+//! away, degraded) and `/metrics` (Prometheus text format), which only operations may read:
+//! it lists every waiting room and every route's traffic.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use actix_web::http::header;
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::future::{join_all, BoxFuture};
 use prometheus::{Encoder, Registry, TextEncoder};
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -119,11 +122,69 @@ impl Readiness {
 }
 
 /// Mounts the three endpoints; the app must carry `Data<Readiness>` and `Data<Registry>`.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+/// Who may read `/metrics`.
+#[derive(Clone)]
+pub enum MetricsAccess {
+    /// Whoever reaches the listener.
+    Open,
+    /// Whoever sends `Authorization: Bearer <token>`.
+    Token(SecretString),
+    /// Nobody: the route is not served.
+    Closed,
+}
+
+impl MetricsAccess {
+    /// For a listener only operations reach (allocator, notifier): open, or behind
+    /// `telemetry.metrics_token` if it is set.
+    pub fn internal(token: &SecretString) -> Self {
+        if token.expose_secret().is_empty() {
+            MetricsAccess::Open
+        } else {
+            MetricsAccess::Token(token.clone())
+        }
+    }
+
+    /// For a listener the internet reaches (the gateway): behind `telemetry.metrics_token`, or
+    /// not served when none is set.
+    pub fn public(token: &SecretString) -> Self {
+        if token.expose_secret().is_empty() {
+            MetricsAccess::Closed
+        } else {
+            MetricsAccess::Token(token.clone())
+        }
+    }
+
+    fn admits(&self, request: &HttpRequest) -> bool {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        match self {
+            MetricsAccess::Open => true,
+            MetricsAccess::Closed => false,
+            MetricsAccess::Token(token) => presented.is_some_and(|presented| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(
+                    presented.as_bytes(),
+                    token.expose_secret().as_bytes(),
+                ))
+            }),
+        }
+    }
+}
+
+/// `/healthz`, `/readyz`, and `/metrics` unless `metrics` is closed.
+pub fn routes(metrics: MetricsAccess) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz));
+        if !matches!(metrics, MetricsAccess::Closed) {
+            config
+                .app_data(web::Data::new(metrics))
+                .route("/metrics", web::get().to(self::metrics));
+        }
+    }
 }
 
 async fn healthz() -> HttpResponse {
@@ -140,7 +201,19 @@ async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     response.json(serde_json::json!({ "status": status, "dependencies": dependencies }))
 }
 
-async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+async fn metrics(
+    request: HttpRequest,
+    access: web::Data<MetricsAccess>,
+    registry: web::Data<Registry>,
+) -> HttpResponse {
+    if !access.admits(&request) {
+        return HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .json(serde_json::json!({ "error": {
+                "code": "metrics_token_required",
+                "message": "Send the metrics token (telemetry.metrics_token) as `Authorization: Bearer <token>`."
+            }}));
+    }
     let mut buffer = Vec::new();
     match TextEncoder::new().encode(&registry.gather(), &mut buffer) {
         Ok(()) => HttpResponse::Ok()
@@ -157,6 +230,7 @@ pub fn serve(
     listener: TcpListener,
     readiness: Readiness,
     registry: Registry,
+    metrics: MetricsAccess,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<std::io::Result<()>>> {
     let http_metrics = HttpMetrics::register(&registry).map_err(std::io::Error::other)?;
@@ -168,7 +242,7 @@ pub fn serve(
             .app_data(http_metrics.clone())
             .app_data(readiness.clone())
             .app_data(registry.clone())
-            .configure(routes)
+            .configure(routes(metrics.clone()))
     })
     .workers(1)
     .disable_signals()

@@ -49,6 +49,8 @@ pub use twilio::FakeTwilio;
 
 /// The rooms admin API's bearer token in tests.
 pub const ADMIN_TOKEN: &str = "test-admin-token-for-the-rooms-api-0123456789";
+/// The token every component's `/metrics` asks for in tests.
+pub const METRICS_TOKEN: &str = "test-metrics-token-0123456789";
 
 pub const HASH_KEY_B64: &str = "dGVzdCBoYXNoIGtleSBmb3IgZHJhd2JyaWRnZSB0ZXN0cyE=";
 
@@ -144,6 +146,10 @@ pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
         ("SECRETS__HASH_KEY", s.secrets.hash_key.expose_secret().to_owned()),
         ("GATEWAY__LISTEN", listen.clone()),
         ("GATEWAY__WORKERS", s.gateway.workers.unwrap_or(2).to_string()),
+        (
+            "TELEMETRY__METRICS_TOKEN",
+            s.telemetry.metrics_token.expose_secret().to_owned(),
+        ),
         (
             "ROOMS__ADMIN_TOKEN",
             s.rooms.admin_token.expose_secret().to_owned(),
@@ -259,6 +265,7 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     settings.gateway.listen = "127.0.0.1:0".parse().unwrap();
     settings.gateway.workers = Some(2);
     settings.rooms.admin_token = ADMIN_TOKEN.into();
+    settings.telemetry.metrics_token = METRICS_TOKEN.into();
     // Fast refresh so tests see room changes and admissions within a fraction of a second.
     settings.rooms.refresh_millis = 100;
     settings.rooms.lease_millis = 1000;
@@ -502,6 +509,7 @@ impl TestApp {
         let response = self
             .http
             .get(format!("{address}/metrics"))
+            .bearer_auth(METRICS_TOKEN)
             .send()
             .await
             .expect("metrics answer");

@@ -15,7 +15,7 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(app.get("/v1/regions/nowhere/policy").await.status(), 404);
     assert_eq!(app.get("/no/such/page").await.status(), 404);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics(&app.address).await;
     // Counted by route pattern, not by raw path, so ids in paths do not make new series.
     for series in [
         r#"drawbridge_gateway_http_requests_total{method="GET",route="/readyz",status="200"} 1"#,
@@ -324,6 +324,37 @@ async fn a_nul_character_anywhere_is_refused_at_the_edge_naming_the_field() {
         )
         .await;
     assert_eq!(response.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_are_for_operations_only() {
+    let app = spawn_app().await;
+    for authorization in [None, Some("Bearer not-the-token")] {
+        let mut request = app.http.get(app.url("/metrics"));
+        if let Some(authorization) = authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "metrics_token_required", "{body}");
+    }
+    assert!(app
+        .metrics(&app.address)
+        .await
+        .contains("drawbridge_gateway_http_requests_total"));
+    app.stop().await;
+
+    // Without a token configured, the gateway (which the internet reaches) has no metrics.
+    let app = drawbridge_test_support::spawn_with(Default::default(), |settings| {
+        settings.telemetry.metrics_token = String::new().into();
+    })
+    .await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
     app.stop().await;
 }
 

@@ -210,7 +210,7 @@ async fn concurrent_joins_get_distinct_tickets_and_are_counted() {
     let again = visitors[0].join("surge").await;
     assert_eq!(ticket(&again), ticket(first));
     assert_eq!(app.describe_room("surge").await["tickets_issued"], 200);
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics(&app.address).await;
     assert!(
         metrics.contains(r#"drawbridge_gateway_room_joined_total{room="surge"} 200"#),
         "{metrics}"
@@ -408,7 +408,7 @@ async fn idle_clients_lose_their_place_and_leaving_frees_capacity() {
     // The session that was left no longer passes the guard, even with its token.
     let refused = first.register_with("0151 7770001", Some(&session)).await;
     assert_eq!((refused.status, error_code(&refused)), (401, "ticket_dropped"));
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics(&app.address).await;
     assert!(
         metrics.contains(r#"drawbridge_gateway_room_expired_total{reason="idle",room="idle"} 1"#),
         "{metrics}"
@@ -458,7 +458,7 @@ async fn two_gateways_sharing_redis_give_one_queue() {
     // One controller at a time: the admissions counted by both gateways add up to the cap.
     let mut admitted = 0.0;
     for app in [&one, &two] {
-        let metrics = app.get("/metrics").await.text().await.unwrap();
+        let metrics = app.metrics(&app.address).await;
         admitted += metric(
             &metrics,
             r#"drawbridge_gateway_room_admitted_total{room="shared"}"#,
@@ -721,7 +721,7 @@ async fn the_guard_lets_only_admitted_visitors_register_and_says_why_not() {
         .await;
     assert_eq!((copied.status, error_code(&copied)), (401, "token_wrong_client"));
 
-    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let metrics = app.metrics(&app.address).await;
     assert!(
         metric(
             &metrics,
