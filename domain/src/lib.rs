@@ -26,7 +26,10 @@ pub mod token;
 pub mod verification;
 pub mod waiting_room;
 
-pub use allocation::booking::{checkin, BookingAtDoor, CheckinPass, CheckinRefusal, Dose, OfferLink};
+pub use allocation::booking::{
+    checkin, is_pass_key, pass_path, BookingAtDoor, BookingReference, CheckinPass, CheckinRefusal, Dose,
+    OfferLink,
+};
 pub use allocation::capacity::{plan, CapacityError, CapacityRequest, PlannedPair};
 pub use allocation::draw::{
     draw, Candidate, DrawError, DrawInput, DrawOutcome, FreePair, Manifest, Match, Pseudonym, Seed,

@@ -19,13 +19,15 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 9] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
     ("check.html", include_str!("../templates/check.html")),
     ("room.html", include_str!("../templates/room.html")),
     ("offer.html", include_str!("../templates/offer.html")),
+    ("pass.html", include_str!("../templates/pass.html")),
+    ("me.html", include_str!("../templates/me.html")),
     (
         "offer_answered.html",
         include_str!("../templates/offer_answered.html"),

@@ -193,9 +193,11 @@ fn values(notification: &Notification, language: Language) -> Value {
         Notification::Confirmation {
             booking_reference,
             appointment: a,
+            pass_url,
             ..
         } => context! {
             reference => booking_reference,
+            pass_url,
             qr_cid => QR_CONTENT_ID,
             ..appointment(a)
         },
@@ -323,6 +325,8 @@ pub fn examples() -> Vec<Notification> {
             qr_token:
                 "k1.eyJwIjoicXIiLCJpYXQiOjE2MjE1MDAwMDAsImMiOnsiYiI6IjEyMyJ9fQ.c2lnbmF0dXJlc2lnbmF0dXJl"
                     .into(),
+            pass_url: "https://termine.example.de/pass/0f1e2d3c4b5a69788796a5b4c3d2e1f0/9a8b7c6d5e4f3a2b1c0d"
+                .into(),
         },
         Notification::CancelledByCentre {
             appointment: example_appointment(false),

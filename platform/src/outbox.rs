@@ -73,11 +73,13 @@ pub enum Notification {
         expires_at: DateTime<Utc>,
         accept_url: String,
     },
-    /// Both appointments are booked; `qr_token` is the signed check-in code.
+    /// Both appointments are booked; `qr_token` is the signed check-in code, and `pass_url` the
+    /// page that shows it, for those who get no email.
     Confirmation {
         booking_reference: String,
         appointment: Appointment,
         qr_token: String,
+        pass_url: String,
     },
     /// The centre withdrew the capacity; the person is back in the pool, ahead of others.
     CancelledByCentre {

@@ -9,6 +9,7 @@
 mod allocator;
 mod centres;
 mod cli;
+mod every_way_in;
 mod faults;
 mod flows;
 mod gateway_api;

@@ -56,6 +56,56 @@ pub struct CheckinPass {
     pub second_at: Option<DateTime<Utc>>,
 }
 
+/// The short reference of a booking people read out at the door or on the phone,
+/// `B-1A2B-3C4D`: the first 32 bits of the booking's id, so not a secret and not unique on its
+/// own; the door pairs it with the holder's birth year and the centre.
+pub struct BookingReference;
+
+impl BookingReference {
+    /// The reference of `booking`.
+    pub fn of(booking: Uuid) -> String {
+        let hex = booking.simple().to_string().to_ascii_uppercase();
+        format!("B-{}-{}", &hex[..4], &hex[4..8])
+    }
+
+    /// The lowest and highest booking id with reference `text` (case, spaces and dashes
+    /// forgiven), or `None` if it is not a reference.
+    pub fn id_range(text: &str) -> Option<(Uuid, Uuid)> {
+        let hex: String = text
+            .trim()
+            .trim_start_matches(['B', 'b'])
+            .chars()
+            .filter(|c| !matches!(c, '-' | ' '))
+            .collect();
+        if hex.len() != 8 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let prefix = u128::from(u32::from_str_radix(&hex, 16).ok()?) << 96;
+        Some((
+            Uuid::from_u128(prefix),
+            Uuid::from_u128(prefix | (u128::MAX >> 32)),
+        ))
+    }
+}
+
+/// The path of a booking's pass page, `/pass/{booking}/{key}`, for messages and pages that
+/// cannot carry a QR code (SMS). The key is a keyed hash of the booking (80 bits), so the
+/// path opens that one booking's pass, needs no stored secret, and cannot be made up from a
+/// booking reference.
+pub fn pass_path(hash_key: &[u8], booking: Uuid) -> String {
+    format!("/pass/{}/{}", booking.simple(), pass_key(hash_key, booking))
+}
+
+/// Whether `key` is the key of `booking`'s pass path (compared in constant time).
+pub fn is_pass_key(hash_key: &[u8], booking: Uuid, key: &str) -> bool {
+    subtle::ConstantTimeEq::ct_eq(pass_key(hash_key, booking).as_bytes(), key.as_bytes()).into()
+}
+
+fn pass_key(hash_key: &[u8], booking: Uuid) -> String {
+    let mac = crate::mac::keyed_hash(hash_key, &[b"pass-path:", booking.as_bytes()]);
+    mac[..10].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// How long after its last appointment a pass still scans (a late arrival on the day).
 pub const PASS_GRACE: Duration = Duration::days(1);
 
@@ -164,6 +214,34 @@ mod tests {
     use super::*;
     use crate::token::SigningKey;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_reference_names_the_ids_it_may_be() {
+        let booking = Uuid::parse_str("1a2b3c4d-5e6f-4a8b-9c0d-112233445566").unwrap();
+        let reference = BookingReference::of(booking);
+        assert_eq!(reference, "B-1A2B-3C4D");
+        for written in [reference.as_str(), "b-1a2b-3c4d", " B 1A2B 3C4D "] {
+            let (low, high) = BookingReference::id_range(written).unwrap();
+            assert!(low <= booking && booking <= high, "{written}");
+            assert_eq!(BookingReference::of(low), reference);
+            assert_eq!(BookingReference::of(high), reference);
+        }
+        for bad in ["", "B-1A2B", "B-1A2B-3C4G", "B-1A2B-3C4D5"] {
+            assert!(BookingReference::id_range(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_pass_path_opens_its_booking_only() {
+        let (key, booking, other) = (b"hash key".as_slice(), Uuid::new_v4(), Uuid::new_v4());
+        let path = pass_path(key, booking);
+        let (id, pass_key) = path.trim_start_matches("/pass/").split_once('/').unwrap();
+        assert_eq!((id, pass_key.len()), (booking.simple().to_string().as_str(), 20));
+        assert!(is_pass_key(key, booking, pass_key));
+        assert!(!is_pass_key(key, other, pass_key));
+        assert!(!is_pass_key(b"another key", booking, pass_key));
+        assert!(!is_pass_key(key, booking, &pass_key[..19]));
+    }
 
     fn keyring() -> Keyring {
         Keyring::new(vec![SigningKey {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::extract::{idempotency_key, Staff};
 use crate::error::ApiError;
+use crate::use_cases::check_in::Presented;
 use crate::use_cases::{capacity, check_in};
 use crate::AppState;
 
@@ -64,20 +65,52 @@ pub async fn schedule(
     Ok(HttpResponse::Ok().json(schedule))
 }
 
+/// What the door sends: the scanned pass, or the booking code or reference with the birth year.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scan {
     /// The QR code's content.
-    pass: String,
+    pass: Option<String>,
+    booking_code: Option<String>,
+    reference: Option<String>,
+    birth_year: Option<i32>,
 }
 
-/// `POST /v1/centres/{centre}/checkins`: a scanned pass.
+impl Scan {
+    fn presented(&self) -> Result<Presented<'_>, ApiError> {
+        let birth_year = || {
+            self.birth_year.ok_or_else(|| {
+                ApiError::invalid(
+                    "birth_year",
+                    "Give the person's birth year with a booking code or reference.",
+                )
+            })
+        };
+        match (&self.pass, &self.booking_code, &self.reference) {
+            (Some(pass), None, None) => Ok(Presented::Pass(pass)),
+            (None, Some(code), None) => Ok(Presented::BookingCode {
+                code,
+                birth_year: birth_year()?,
+            }),
+            (None, None, Some(reference)) => Ok(Presented::Reference {
+                reference,
+                birth_year: birth_year()?,
+            }),
+            _ => Err(ApiError::invalid(
+                "pass",
+                "Send one of: the scanned pass, the booking code with the birth year, or the booking reference with the birth year.",
+            )),
+        }
+    }
+}
+
+/// `POST /v1/centres/{centre}/checkins`: a scanned pass, or a booking code or reference.
 pub async fn check_in(
     state: web::Data<AppState>,
     staff: Staff,
     centre: web::Path<String>,
     scan: web::Json<Scan>,
 ) -> Result<HttpResponse, ApiError> {
-    let checked_in = check_in::check_in(&state, &staff.0, &centre, &scan.pass).await?;
+    let checked_in = check_in::check_in(&state, &staff.0, &centre, &scan.presented()?).await?;
     Ok(HttpResponse::Ok().json(checked_in))
 }

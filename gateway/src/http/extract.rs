@@ -9,7 +9,8 @@ use actix_web::dev::Payload;
 use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::{web, FromRequest, HttpRequest};
 use drawbridge_domain::waiting_room::room::ADMISSION_PURPOSE;
-use drawbridge_domain::{ClientSecret, RoomMode, RoomTokenError, StaffMember};
+use drawbridge_domain::{ClientSecret, Language, RoomMode, RoomTokenError, StaffMember};
+use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::rooms::{self, Admission};
@@ -209,6 +210,19 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
         }
     }
     Err(refusal.into())
+}
+
+/// `?lang=` of a page: German by default.
+#[derive(Deserialize)]
+pub struct LanguageQuery {
+    #[serde(default)]
+    lang: Option<String>,
+}
+
+impl LanguageQuery {
+    pub fn language(&self) -> Language {
+        self.lang.as_deref().and_then(Language::parse).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

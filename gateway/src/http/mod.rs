@@ -8,9 +8,11 @@ mod centres;
 mod draws;
 pub mod extract;
 mod me;
+mod me_page;
 pub mod nul;
 mod offer_links;
 mod pages;
+mod pass;
 mod regions;
 mod registrations;
 mod room_admin;
@@ -72,7 +74,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/me/offer/accept", web::post().to(me::accept))
         .route("/v1/me/offer/decline", web::post().to(me::decline))
         .route("/v1/me/booking/cancel", web::post().to(me::cancel))
+        .route("/me", web::get().to(me_page::page))
+        .route("/me", web::post().to(me_page::sign_in))
+        .route("/me/sign-out", web::post().to(me_page::sign_out))
+        .route("/me/offer/accept", web::post().to(me_page::accept))
+        .route("/me/offer/decline", web::post().to(me_page::decline))
         .route("/offers/{id}", web::get().to(offer_links::page))
+        .route("/pass/{booking}/{key}", web::get().to(pass::page))
         .route("/offers/{id}/accept", web::post().to(offer_links::accept_form))
         .route("/offers/{id}/decline", web::post().to(offer_links::decline_form))
         .route("/v1/offers/{id}/accept", web::post().to(offer_links::accept))

@@ -7,24 +7,13 @@ use actix_web::{web, HttpResponse};
 use drawbridge_domain::allocation::policy::Vaccine;
 use drawbridge_domain::{Evaluation, Language, Policy, RoomMode};
 use drawbridge_platform::policies::PublishedPolicy;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::extract::LanguageQuery;
 use crate::error::{ApiError, ErrorCode};
 use crate::templates::Templates;
 use crate::use_cases::rules::{self, EligibilityQuestion, RegionSummary};
 use crate::AppState;
-
-#[derive(Deserialize)]
-pub struct LanguageQuery {
-    #[serde(default)]
-    lang: Option<String>,
-}
-
-impl LanguageQuery {
-    pub(crate) fn language(&self) -> Language {
-        self.lang.as_deref().and_then(Language::parse).unwrap_or_default()
-    }
-}
 
 #[derive(Serialize)]
 struct IndexView {

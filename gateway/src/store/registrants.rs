@@ -22,6 +22,7 @@ macro_rules! registrant_columns {
     () => {
         "SELECT id, region_id, status, language, email, birth_year, initials, priority_group, postcode,
                 accepted_vaccines, max_distance_km, verified_at,
+                (SELECT g.timezone FROM regions g WHERE g.id = registrants.region_id) AS timezone,
                 (SELECT o.id FROM offers o WHERE o.registrant_id = registrants.id AND o.state = 'pending')
                     AS pending_offer,
                 EXISTS (SELECT 1 FROM bookings b WHERE b.registrant_id = registrants.id
@@ -90,8 +91,8 @@ statements! {
          WHERE o.registrant_id = $1 AND o.state = 'pending'";
     /// The live booking as the person sees it.
     BOOKING_SHOWN =
-        "SELECT b.id, b.state, p.vaccine, c.name AS centre, c.address, p.first_slot_at AS first_at,
-                p.second_slot_at AS second_at
+        "SELECT b.id, b.state, p.vaccine, c.id AS centre_id, c.name AS centre, c.address,
+                p.first_slot_at AS first_at, p.second_slot_at AS second_at
          FROM bookings b JOIN slot_pairs p ON p.id = b.slot_pair_id JOIN centres c ON c.id = p.centre_id
          WHERE b.registrant_id = $1 AND b.state <> 'cancelled'";
     /// The registrant's part (by pseudonym) in the region's recent completed draws.
@@ -157,6 +158,8 @@ pub struct Registrant {
     pub accepted_vaccines: Vec<String>,
     pub max_distance_km: i32,
     pub verified_at: Option<DateTime<Utc>>,
+    /// The region's time zone, for showing times.
+    pub timezone: String,
     pub pending_offer: Option<Uuid>,
     pub booked: bool,
 }
@@ -451,6 +454,7 @@ pub struct BookingShown {
     pub id: Uuid,
     pub state: BookingState,
     pub vaccine: String,
+    pub centre_id: String,
     pub centre: String,
     pub address: String,
     pub first_at: DateTime<Utc>,

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use drawbridge_domain::{CheckinPass, Policy};
+use drawbridge_domain::{pass_path, BookingReference, CheckinPass, Policy};
 use drawbridge_platform::outbox::{Appointment, Notification};
 use drawbridge_platform::policies::PublishedPolicy;
 use drawbridge_platform::states::OfferState;
@@ -36,12 +36,13 @@ pub struct Booked {
     pub place: Place,
     /// The check-in pass: the QR code's content.
     pub checkin_pass: String,
+    /// The page that shows the pass.
+    pub pass_url: String,
 }
 
 /// The short reference of a booking, as printed on confirmations.
 pub fn reference(booking: Uuid) -> String {
-    let hex = booking.simple().to_string().to_ascii_uppercase();
-    format!("B-{}-{}", &hex[..4], &hex[4..8])
+    BookingReference::of(booking)
 }
 
 /// The appointment as messages describe it. The policy (for the vaccine's name) is read before
@@ -58,6 +59,15 @@ pub(super) fn appointment(place: &Place, policy: &Policy) -> Appointment {
         second_at: place.second_at,
         timezone: place.timezone.clone(),
     }
+}
+
+/// The address of a booking's pass page.
+pub fn pass_url(state: &AppState, booking: Uuid) -> String {
+    format!(
+        "{}{}",
+        state.settings.public_url.trim_end_matches('/'),
+        pass_path(&state.hash_key, booking)
+    )
 }
 
 pub(super) fn withdrawn() -> ApiError {
@@ -175,6 +185,7 @@ async fn book(
         booking_reference: reference(booking),
         appointment: appointment(&row.place, policy),
         qr_token: pass.clone(),
+        pass_url: pass_url(state, booking),
     };
     let staff = match acting {
         Acting::Staff(member) => Some(member),
@@ -205,6 +216,7 @@ async fn book(
                 reference: reference(booking),
                 place: row.place,
                 checkin_pass: pass,
+                pass_url: pass_url(state, booking),
             }))
         }
     }

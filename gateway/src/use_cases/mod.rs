@@ -13,6 +13,7 @@ pub mod expiry;
 pub mod my_status;
 pub mod offer_link;
 pub mod operators;
+pub mod pass;
 pub mod register;
 pub mod rules;
 pub mod staff;

@@ -10,11 +10,14 @@
 
 use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::Pseudonym;
-use drawbridge_domain::{evaluate, BookingCode, DistanceKm, Email, Evaluation, Language, Person};
+use drawbridge_domain::{
+    evaluate, BookingCode, CheckinPass, DistanceKm, Email, Evaluation, Language, Person,
+};
 use drawbridge_platform::states::RegistrantStatus;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::answer_offer::{pass_url, reference};
 use super::register::check_vaccines;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::Counting;
@@ -85,7 +88,7 @@ pub struct MyStatus {
     pub choices: MyChoices,
     pub eligibility: Evaluation,
     pub offer: Option<OfferShown>,
-    pub booking: Option<BookingShown>,
+    pub booking: Option<MyBooking>,
     pub pseudonym: String,
     pub draws: Vec<MyDraw>,
     /// What happens next, in a sentence.
@@ -102,6 +105,37 @@ pub struct MyChoices {
     pub accepted_vaccines: Vec<String>,
     pub max_distance_km: i32,
     pub email: Option<String>,
+}
+
+/// The live booking, with its pass: everyone can get in, with or without email.
+#[derive(Serialize)]
+pub struct MyBooking {
+    #[serde(flatten)]
+    pub booking: BookingShown,
+    /// Short reference people read out at the centre or on the phone.
+    pub reference: String,
+    /// The check-in pass: the QR code's content.
+    pub checkin_pass: String,
+    /// The page that shows the pass, printable.
+    pub pass_url: String,
+}
+
+impl MyBooking {
+    fn of(state: &AppState, booking: BookingShown) -> Self {
+        let checkin_pass = CheckinPass {
+            booking: booking.id,
+            centre: booking.centre_id.clone(),
+            first_at: booking.first_at,
+            second_at: booking.second_at,
+        }
+        .sign(&state.keyring, Utc::now());
+        MyBooking {
+            reference: reference(booking.id),
+            pass_url: pass_url(state, booking.id),
+            checkin_pass,
+            booking,
+        }
+    }
 }
 
 /// The person's part in one recent draw.
@@ -129,7 +163,9 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
     let evaluation = evaluate(&published.policy, &person, Utc::now().date_naive());
     let pool = state.store.pool();
     let offer = registrants::offer_shown(pool, me.id).await?;
-    let booking = registrants::booking_shown(pool, me.id).await?;
+    let booking = registrants::booking_shown(pool, me.id)
+        .await?
+        .map(|booking| MyBooking::of(state, booking));
     let pseudonym = Pseudonym::of(&state.hash_key, me.id.as_bytes());
     let draws = registrants::draws_taken_part_in(pool, &me.region_id, pseudonym.as_bytes(), DRAWS_SHOWN)
         .await?
@@ -145,7 +181,7 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
         })
         .collect();
     let next = match (&offer, &booking) {
-        (_, Some(_)) => "You have a booking. Please come to both appointments with your QR code.",
+        (_, Some(_)) => "You have a booking. Please come to both appointments with your pass (its page is under booking.pass_url), your booking code, or the booking reference and your birth year.",
         (Some(_), None) => "You have an offer: accept or decline it before it expires.",
         (None, None) if evaluation.eligible => {
             "You are in the pool: every draw gives you a new chance, and we text you when you are offered an appointment."

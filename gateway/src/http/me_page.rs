@@ -1,0 +1,260 @@
+//! `/me`: the status page the booking-code message links to. The person signs in with their
+//! booking code, which is then kept in an HttpOnly, SameSite=Strict cookie scoped to `/me`
+//! (never in a URL); the page shows their status, offer (with accept and decline buttons),
+//! booking with its pass, and their part in recent draws. Plain forms: no JavaScript needed.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use drawbridge_domain::language::when;
+use drawbridge_domain::Language;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{client_address, cookie, LanguageQuery};
+use crate::error::ApiError;
+use crate::store::registrants::Registrant;
+use crate::use_cases::my_status::{self, MyStatus};
+use crate::use_cases::{act, Acting, Request};
+use crate::AppState;
+
+/// The cookie that keeps the booking code between the pages of `/me`.
+const SESSION_COOKIE: &str = "drawbridge_me";
+/// How long a sign-in lasts.
+const SESSION_SECONDS: i64 = 60 * 60;
+
+#[derive(Serialize, Default)]
+struct MeView {
+    /// Why the sign-in failed, tied to the field.
+    error: Option<String>,
+    status: Option<StatusView>,
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    next: &'static str,
+    eligible: bool,
+    reasons: Vec<String>,
+    offer: Option<OfferView>,
+    booking: Option<BookingView>,
+    draws: Vec<DrawView>,
+    choices: my_status::MyChoices,
+}
+
+#[derive(Serialize)]
+struct OfferView {
+    vaccine: String,
+    centre: String,
+    address: String,
+    first: String,
+    second: Option<String>,
+    expires: String,
+}
+
+#[derive(Serialize)]
+struct BookingView {
+    reference: String,
+    state: &'static str,
+    centre: String,
+    first: String,
+    second: Option<String>,
+    pass_url: String,
+}
+
+#[derive(Serialize)]
+struct DrawView {
+    completed: String,
+    pool: Option<i64>,
+    lottery_key: Option<f64>,
+    offered: bool,
+    manifest: String,
+}
+
+impl StatusView {
+    fn of(status: MyStatus, language: Language, timezone: &str) -> Self {
+        let at = |t| when(t, timezone, language);
+        let reasons = status
+            .eligibility
+            .vaccines
+            .iter()
+            .flat_map(|decision| decision.reasons.iter())
+            .filter(|reason| !reason.passed)
+            .map(|reason| match language {
+                Language::De => reason.de.clone(),
+                Language::En => reason.en.clone(),
+            })
+            .collect();
+        StatusView {
+            next: status.next,
+            eligible: status.eligibility.eligible,
+            reasons,
+            offer: status.offer.map(|o| OfferView {
+                first: at(o.first_at),
+                second: o.second_at.map(at),
+                expires: at(o.expires_at),
+                vaccine: o.vaccine,
+                centre: o.centre,
+                address: o.address,
+            }),
+            booking: status.booking.map(|b| BookingView {
+                first: at(b.booking.first_at),
+                second: b.booking.second_at.map(at),
+                state: b.booking.state.as_str(),
+                centre: b.booking.centre,
+                reference: b.reference,
+                pass_url: b.pass_url,
+            }),
+            draws: status
+                .draws
+                .into_iter()
+                .map(|d| DrawView {
+                    completed: d.completed_at.map(at).unwrap_or_default(),
+                    pool: d.pool,
+                    lottery_key: d.lottery_key,
+                    offered: d.offered,
+                    manifest: d.manifest,
+                })
+                .collect(),
+            choices: status.choices,
+        }
+    }
+}
+
+/// The registrant whose booking code the session cookie carries, within the guessing limits.
+async fn signed_in(state: &AppState, request: &HttpRequest) -> Option<Result<Registrant, ApiError>> {
+    let code = cookie(request, SESSION_COOKIE)?;
+    Some(my_status::sign_in(state, code, &client_address(request)).await)
+}
+
+fn render(state: &AppState, language: Language, status: StatusCode, view: MeView) -> HttpResponse {
+    match state.templates.page("me.html", language, view) {
+        Ok(mut response) => {
+            *response.status_mut() = status;
+            response
+        }
+        Err(error) => actix_web::ResponseError::error_response(&error),
+    }
+}
+
+/// The sign-in form again, saying why the booking code did not open a registration.
+fn refused(state: &AppState, language: Language, error: &ApiError) -> HttpResponse {
+    let view = MeView {
+        error: Some(error.public_message()),
+        status: None,
+    };
+    render(
+        state,
+        language,
+        actix_web::ResponseError::status_code(error),
+        view,
+    )
+}
+
+fn session_cookie(state: &AppState, value: &str, seconds: i64) -> Cookie<'static> {
+    Cookie::build(SESSION_COOKIE, value.to_owned())
+        .path("/me")
+        .http_only(true)
+        .secure(state.settings.public_url.starts_with("https:"))
+        .same_site(SameSite::Strict)
+        .max_age(actix_web::cookie::time::Duration::seconds(seconds))
+        .finish()
+}
+
+fn back_to_me(language: Language) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/me?lang={}", language.as_str())))
+        .finish()
+}
+
+/// `GET /me`: the status, or the sign-in form.
+pub async fn page(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> HttpResponse {
+    let language = query.language();
+    match signed_in(&state, &request).await {
+        None => render(&state, language, StatusCode::OK, MeView::default()),
+        Some(Err(error)) => {
+            let mut response = refused(&state, language, &error);
+            let _ = response.add_removal_cookie(&session_cookie(&state, "", 0));
+            response
+        }
+        Some(Ok(me)) => {
+            let timezone = me.timezone.clone();
+            match my_status::status(&state, me).await {
+                Ok(status) => render(
+                    &state,
+                    language,
+                    StatusCode::OK,
+                    MeView {
+                        error: None,
+                        status: Some(StatusView::of(status, language, &timezone)),
+                    },
+                ),
+                Err(error) => actix_web::ResponseError::error_response(&error),
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    booking_code: String,
+}
+
+/// `POST /me`: signs in with the booking code.
+pub async fn sign_in(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+    form: web::Form<SignInForm>,
+) -> HttpResponse {
+    let language = query.language();
+    match my_status::sign_in(&state, &form.booking_code, &client_address(&request)).await {
+        Ok(_) => {
+            let mut response = back_to_me(language);
+            let _ = response.add_cookie(&session_cookie(&state, form.booking_code.trim(), SESSION_SECONDS));
+            response
+        }
+        Err(error) => refused(&state, language, &error),
+    }
+}
+
+/// `POST /me/sign-out`.
+pub async fn sign_out(state: web::Data<AppState>, query: web::Query<LanguageQuery>) -> HttpResponse {
+    let mut response = back_to_me(query.language());
+    let _ = response.add_removal_cookie(&session_cookie(&state, "", 0));
+    response
+}
+
+/// `POST /me/offer/accept`.
+pub async fn accept(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    answer(&state, &request, &query, Request::Accept).await
+}
+
+/// `POST /me/offer/decline`.
+pub async fn decline(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    answer(&state, &request, &query, Request::Decline).await
+}
+
+/// Answers the signed-in person's offer, then shows the status again.
+async fn answer(
+    state: &AppState,
+    request: &HttpRequest,
+    query: &LanguageQuery,
+    request_kind: Request,
+) -> Result<HttpResponse, ApiError> {
+    let Some(me) = signed_in(state, request).await else {
+        return Ok(back_to_me(query.language()));
+    };
+    act(state, &me?, &Acting::Registrant, request_kind).await?;
+    Ok(back_to_me(query.language()))
+}
