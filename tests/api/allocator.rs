@@ -9,7 +9,7 @@ use drawbridge_allocator::{Allocator, RegionTick, LOCK_CLASS};
 use drawbridge_domain::allocation::draw::Manifest;
 use drawbridge_platform::draws;
 use drawbridge_platform::outbox::Notification;
-use drawbridge_test_support::{eventually, spawn_app, spawn_with, Components, TestApp};
+use drawbridge_test_support::{eventually, metric, spawn_app, spawn_with, Components, TestApp};
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -633,6 +633,75 @@ async fn freed_pairs_are_drawn_before_the_next_tick() {
     assert_eq!(
         count(&app.pool, "SELECT count(*) FROM draws WHERE state = 'completed'").await,
         1
+    );
+    app.stop().await;
+}
+
+/// Ticks with open pairs but nobody waiting who could take one (too young for every vaccine,
+/// or accepting only vaccines no centre within reach has) write no draw: the draw tables
+/// refuse DELETE, so every empty draw would stay for good. The skipped ticks are counted, and
+/// the first tick after someone could take a pair draws and offers it.
+#[tokio::test]
+async fn ticks_nobody_could_get_a_pair_from_write_no_draw_and_are_counted() {
+    let app = spawn_with(
+        Components {
+            notifier: false,
+            allocator: true,
+        },
+        |settings| settings.allocator.tick_seconds = 1,
+    )
+    .await;
+    app.load_demo().await;
+    let metrics_at = app.allocator_address.clone().unwrap();
+    // A child (no vaccine is for under-16s), and someone in Stuttgart who accepts only
+    // AstraZeneca and travels 5 km: AstraZeneca is in Karlsruhe and Mannheim, over 60 km away.
+    let far = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO registrants (id, region_id, status, channel, phone, birth_year, priority_group,
+                                  postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
+         VALUES (gen_random_uuid(), 'bw', 'active', 'web', '+4915100000001', 2015, 1, '70173', '{biontech}', 50,
+                 now(), sha256('child'::bytea)),
+                ($1, 'bw', 'active', 'web', '+4915100000002', 1950, 1, '70173', '{astrazeneca}', 5,
+                 now(), sha256('far'::bytea))",
+    )
+    .bind(far)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let ticks = |text: &str| metric(text, "drawbridge_allocator_ticks_total");
+    let since = ticks(&app.metrics(&metrics_at).await);
+    let text = eventually(Duration::from_secs(20), || async {
+        let text = app.metrics(&metrics_at).await;
+        (ticks(&text) >= since + 3.0).then_some(text)
+    })
+    .await
+    .expect("the allocator ticks every second");
+    for table in ["draws", "draw_candidates", "draw_pairs", "draw_profiles"] {
+        let rows = count(&app.pool, &format!("SELECT count(*) FROM {table}")).await;
+        assert_eq!(rows, 0, "{table} has rows after ticks that could offer nothing");
+    }
+    let skipped = metric(
+        &text,
+        "drawbridge_allocator_draws_skipped_total{reason=\"no_possible_match\",region=\"bw\"}",
+    );
+    assert!(skipped >= 3.0, "{skipped} skipped ticks counted:\n{text}");
+
+    // They agree to travel: the next tick draws and offers them an AstraZeneca pair.
+    sqlx::query("UPDATE registrants SET max_distance_km = 200 WHERE id = $1")
+        .bind(far)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let offer = eventually(Duration::from_secs(20), || app.pending_offer(far)).await;
+    assert!(offer.is_some(), "the next tick offered them a pair");
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM draws WHERE state = 'completed'").await,
+        1
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM draw_candidates").await,
+        1,
+        "the child is not in the pool, the one who travels is"
     );
     app.stop().await;
 }

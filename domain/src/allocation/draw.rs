@@ -775,6 +775,38 @@ impl<'a> Shelves<'a> {
     }
 }
 
+/// Whether a draw could offer anything at all, found without a seed by the draw's own rules:
+/// which pairs can still be offered at the draw's time and which of them a candidate may take
+/// (their vaccines at a centre they reach). A draw none of whose candidates may take any pair
+/// makes no offer, whatever its seed.
+pub struct Openings<'a> {
+    shelves: Shelves<'a>,
+}
+
+impl<'a> Openings<'a> {
+    /// The pairs of `input` as a draw at its `drawn_at` would stock them; its candidates are
+    /// not looked at.
+    pub fn of(settings: &DrawSettings, input: &'a DrawInput) -> Result<Openings<'a>, DrawError> {
+        Ok(Openings {
+            shelves: Shelves::stock(settings, input)?,
+        })
+    }
+
+    /// How many pairs can still be offered (the others start too soon).
+    pub fn pairs(&self) -> usize {
+        self.shelves.remaining
+    }
+
+    /// Whether the draw could offer `candidate` at least one of the pairs.
+    pub fn open_to(&mut self, candidate: &Candidate) -> bool {
+        let mut any = false;
+        self.shelves.each_usable(candidate, |shelves, shelf| {
+            any |= shelves.fronts[shelf].is_some();
+        });
+        any
+    }
+}
+
 impl DrawInput {
     /// SHA-256 over the inputs in a canonical order (pairs by id, candidates by pseudonym), so
     /// the digest, like the draw, does not depend on the order rows were read in. The encoding
@@ -1326,6 +1358,21 @@ waiting_time_weight_per_week = 0.0
                 for c in input.candidates.iter().filter(|c| c.group == 1 && may_take(c, pairs[&m.pair])) {
                     prop_assert!(served.contains(&c.pseudonym));
                 }
+            }
+        }
+
+        #[test]
+        fn a_draw_offers_something_exactly_when_its_openings_say_someone_could_take_a_pair(
+            input in any_input(),
+            seed_byte in any::<u8>(),
+        ) {
+            let drawn = draw(&policy(), &seed(seed_byte), &input).unwrap();
+            let pairs_only = DrawInput { candidates: Vec::new(), ..input.clone() };
+            let mut openings = Openings::of(&policy().draw, &pairs_only).unwrap();
+            let possible = input.candidates.iter().any(|c| openings.open_to(c));
+            prop_assert_eq!(!drawn.matches.is_empty(), possible);
+            if openings.pairs() == 0 {
+                prop_assert!(!possible);
             }
         }
 
