@@ -124,7 +124,7 @@ pub async fn run(
                     let contender = Contender {
                         tier,
                         weight: weight(&policy, &c.candidate)?,
-                        key: c.lottery_key,
+                        key: c.lottery_key.value(),
                     };
                     Some((contender, &c.candidate))
                 })
