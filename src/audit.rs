@@ -3,15 +3,18 @@
 //! For each completed draw: the manifest must replay exactly, and within each tier the early
 //! half of the lottery order must be composed as the policy weights predict, whether people
 //! are grouped by priority group, by registration time or by the order their rows sit in the
-//! database (see `drawbridge_domain::allocation::fairness`). The auditor needs the hash key, because only
-//! it links pseudonyms to registration times; what it publishes stays pseudonymous.
+//! database (see `drawbridge_domain::allocation::fairness`). The registration-time and
+//! row-order tests need the database and the hash key, because only they link pseudonyms to
+//! registrants; from published manifests alone ([`manifests`]) the others run. Each test says
+//! whether it passed, failed or could not run, and why not: a test that did not run is never
+//! counted as passed.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::allocation::draw::{weight, Pseudonym};
+use drawbridge_domain::allocation::draw::{weight, Manifest, Pseudonym};
 use drawbridge_domain::allocation::fairness::{
-    early_half_test, quantile_cells, uniformity_test, Contender, TestResult,
+    early_half_test, quantile_cells, uniformity_test, Contender, TestResult, MIN_EXPECTED, UNIFORMITY_BINS,
 };
 use drawbridge_domain::Policy;
 use drawbridge_platform::draws::{self, ManifestError};
@@ -30,6 +33,11 @@ statements! {
 /// Registration-time and row-order cells: quintiles.
 const QUANTILES: usize = 5;
 
+const GROUP_WEIGHTS: &str = "offer chances follow the group weights";
+const REGISTRATION_TIME: &str = "registration time does not matter beyond the weights";
+const ROW_ORDER: &str = "database row order does not matter";
+const UNIFORM: &str = "lottery numbers are uniform";
+
 /// The audit of one draw.
 #[derive(Debug, Serialize)]
 pub struct DrawAudit {
@@ -39,13 +47,74 @@ pub struct DrawAudit {
     /// Discrepancies found by replaying the manifest, or candidates the auditor could not
     /// link to registrants; empty when all is well.
     pub problems: Vec<String>,
-    /// The bias tests that had enough candidates to run.
-    pub tests: Vec<TestResult>,
+    /// What the replay could check only in part.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Every bias test: its result, or why it did not run.
+    pub tests: Vec<BiasTest>,
+}
+
+/// One bias test of one draw.
+#[derive(Debug, Serialize)]
+pub struct BiasTest {
+    pub name: &'static str,
+    pub verdict: Verdict,
+    /// Why the test did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_tested_because: Option<String>,
+    /// The test's figures, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<TestResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    NotTested,
+}
+
+impl BiasTest {
+    /// `result`, or not tested for `reason` when there was none.
+    fn of(name: &'static str, result: Option<TestResult>, reason: impl FnOnce() -> String) -> BiasTest {
+        match result {
+            Some(result) => BiasTest {
+                name,
+                verdict: if result.passed {
+                    Verdict::Passed
+                } else {
+                    Verdict::Failed
+                },
+                not_tested_because: None,
+                result: Some(result),
+            },
+            None => BiasTest::not_tested(name, reason()),
+        }
+    }
+
+    fn not_tested(name: &'static str, reason: String) -> BiasTest {
+        BiasTest {
+            name,
+            verdict: Verdict::NotTested,
+            not_tested_because: Some(reason),
+            result: None,
+        }
+    }
 }
 
 impl DrawAudit {
+    /// The draw replays and no test that ran failed.
     pub fn passed(&self) -> bool {
-        self.problems.is_empty() && self.tests.iter().all(|t| t.passed)
+        self.problems.is_empty() && self.tests.iter().all(|t| t.verdict != Verdict::Failed)
+    }
+
+    /// How many of its tests ran.
+    pub fn tested(&self) -> usize {
+        self.tests
+            .iter()
+            .filter(|t| t.verdict != Verdict::NotTested)
+            .count()
     }
 }
 
@@ -108,79 +177,130 @@ pub async fn run(
         let Some(manifest) = draws::manifest(pool, summary.id).await? else {
             continue;
         };
-        let mut problems = manifest.replay().problems;
-        let mut tests = Vec::new();
-        if let Ok(policy) = Policy::from_toml(&manifest.policy) {
-            if !ranks.contains_key(&manifest.region) {
-                let loaded = Ranks::load(pool, hash_key, &manifest.region).await?;
-                ranks.insert(manifest.region.clone(), loaded);
-            }
-            let ranks = &ranks[&manifest.region];
-            let candidates: Vec<_> = manifest
-                .candidates
-                .iter()
-                .filter_map(|c| {
-                    let tier = policy.group(c.candidate.group)?.tier;
-                    let contender = Contender {
-                        tier,
-                        weight: weight(&policy, &c.candidate)?,
-                        key: c.lottery_key,
-                    };
-                    Some((contender, &c.candidate))
-                })
-                .collect();
-            let unlinked = candidates
-                .iter()
-                .filter(|(_, c)| !ranks.registration.contains_key(&c.pseudonym))
-                .count();
-            if unlinked > 0 {
-                // Without the links the time and row-order tests would test nothing.
-                problems.push(format!(
-                    "{unlinked} candidates cannot be linked to a registrant: is secrets.hash_key the one \
-                     the allocator used?"
-                ));
-            }
-            let contenders: Vec<Contender> = candidates.iter().map(|(c, _)| *c).collect();
-            let groups: Vec<usize> = candidates.iter().map(|(_, c)| usize::from(c.group)).collect();
+        if !ranks.contains_key(&manifest.region) {
+            let loaded = Ranks::load(pool, hash_key, &manifest.region).await?;
+            ranks.insert(manifest.region.clone(), loaded);
+        }
+        audits.push(audit(&manifest, ranks.get(&manifest.region)));
+    }
+    Ok(audits)
+}
+
+/// Audits published manifests alone, as anyone can: without the database and the hash key,
+/// so the registration-time and row-order tests do not run.
+pub fn manifests(manifests: &[Manifest]) -> Vec<DrawAudit> {
+    manifests.iter().map(|m| audit(m, None)).collect()
+}
+
+/// Replays one manifest and runs the bias tests it allows; `ranks` links its pseudonyms to
+/// registration times and rows.
+fn audit(manifest: &Manifest, ranks: Option<&Ranks>) -> DrawAudit {
+    let replay = manifest.replay();
+    let mut audit = DrawAudit {
+        draw: manifest.draw,
+        region: manifest.region.clone(),
+        pool: manifest.candidates.len(),
+        problems: replay.problems,
+        notes: replay.notes,
+        tests: Vec::new(),
+    };
+    let Ok(policy) = Policy::from_toml(&manifest.policy) else {
+        audit.tests = [GROUP_WEIGHTS, REGISTRATION_TIME, ROW_ORDER, UNIFORM]
+            .into_iter()
+            .map(|name| BiasTest::not_tested(name, "the policy document is invalid".into()))
+            .collect();
+        return audit;
+    };
+    let candidates: Vec<_> = manifest
+        .candidates
+        .iter()
+        .filter_map(|c| {
+            let tier = policy.group(c.candidate.group)?.tier;
+            let contender = Contender {
+                tier,
+                weight: weight(&policy, &c.candidate)?,
+                key: c.lottery_key.value(),
+            };
+            Some((contender, c.candidate.pseudonym, c.candidate.group))
+        })
+        .collect();
+    let contenders: Vec<Contender> = candidates.iter().map(|(c, _, _)| *c).collect();
+    let tested = contenders.len();
+    let too_few = |cells: &'static str| {
+        move || {
+            format!(
+                "too few candidates: no tier of this pool of {tested} has two {cells} large enough \
+                 to compare (each expecting {MIN_EXPECTED} or more in the tier's early half and in \
+                 its late half)"
+            )
+        }
+    };
+    let groups: Vec<usize> = candidates.iter().map(|(_, _, g)| usize::from(*g)).collect();
+    audit.tests.push(BiasTest::of(
+        GROUP_WEIGHTS,
+        early_half_test(GROUP_WEIGHTS, &contenders, &groups),
+        too_few("priority groups"),
+    ));
+    let unlinked = ranks.map(|ranks| {
+        candidates
+            .iter()
+            .filter(|(_, p, _)| !ranks.registration.contains_key(p))
+            .count()
+    });
+    match (ranks, unlinked) {
+        (Some(ranks), Some(0)) => {
             let rank_in = |ranks: &HashMap<Pseudonym, usize>| -> Vec<usize> {
                 // Relative ranks among this draw's pool, so quintiles are of the pool.
                 let mut order: Vec<usize> = (0..candidates.len()).collect();
-                order.sort_by_key(|&i| {
-                    ranks
-                        .get(&candidates[i].1.pseudonym)
-                        .copied()
-                        .unwrap_or(usize::MAX)
-                });
+                order.sort_by_key(|&i| ranks.get(&candidates[i].1).copied().unwrap_or(usize::MAX));
                 let mut rank = vec![0; candidates.len()];
                 for (r, &i) in order.iter().enumerate() {
                     rank[i] = r;
                 }
                 quantile_cells(&rank, QUANTILES)
             };
-            tests.extend(early_half_test(
-                "offer chances follow the group weights",
-                &contenders,
-                &groups,
-            ));
-            tests.extend(early_half_test(
-                "registration time does not matter beyond the weights",
-                &contenders,
-                &rank_in(&ranks.registration),
-            ));
-            tests.extend(early_half_test(
-                "database row order does not matter",
-                &contenders,
-                &rank_in(&ranks.row),
-            ));
-            tests.extend(uniformity_test(&contenders));
+            for (name, ranks, cells) in [
+                (
+                    REGISTRATION_TIME,
+                    &ranks.registration,
+                    "registration-time quintiles",
+                ),
+                (ROW_ORDER, &ranks.row, "row-order quintiles"),
+            ] {
+                let result = early_half_test(name, &contenders, &rank_in(ranks));
+                audit.tests.push(BiasTest::of(name, result, too_few(cells)));
+            }
         }
-        audits.push(DrawAudit {
-            draw: manifest.draw,
-            region: manifest.region,
-            pool: manifest.candidates.len(),
-            problems,
-            tests,
-        });
+        (_, Some(unlinked)) => {
+            // Without the links the time and row-order tests would test nothing.
+            let problem = format!(
+                "{unlinked} candidates cannot be linked to a registrant: is secrets.hash_key the one \
+                 the allocator used?"
+            );
+            for name in [REGISTRATION_TIME, ROW_ORDER] {
+                audit.tests.push(BiasTest::not_tested(name, problem.clone()));
+            }
+            audit.problems.push(problem);
+        }
+        (_, None) => {
+            for name in [REGISTRATION_TIME, ROW_ORDER] {
+                audit.tests.push(BiasTest::not_tested(
+                    name,
+                    "needs each candidate's registration, which only the database and \
+                     secrets.hash_key link to a pseudonym: a manifest alone cannot tell"
+                        .into(),
+                ));
+            }
+        }
     }
-    Ok(audits)
+    audit
+        .tests
+        .push(BiasTest::of(UNIFORM, uniformity_test(&contenders), || {
+            format!(
+                "too few candidates: needs {} ({MIN_EXPECTED} per bin of {UNIFORMITY_BINS}), the pool has \
+             {tested}",
+                (MIN_EXPECTED * UNIFORMITY_BINS as f64) as usize,
+            )
+        }));
+    audit
 }

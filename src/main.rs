@@ -61,14 +61,19 @@ enum Command {
     /// What-if scenarios on the production allocation code, policy comparisons and replays of
     /// published draws (see simulations/README.md). Needs no configuration or services.
     Simulate(drawbridge_simulations::cli::SimulateArgs),
-    /// Replay recorded draws and test them for bias (chi-square, significance 0.001).
+    /// Replay recorded draws and test them for bias (chi-square, significance 0.001). Exits 1
+    /// when a draw fails a check, 3 when no bias test could run at all.
     Audit {
         /// Only this region.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "manifests")]
         region: Option<String>,
         /// How many of the newest completed draws.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, conflicts_with = "manifests")]
         last: i64,
+        /// Audit the published manifests (`*.json`, as `GET /v1/draws/{id}/manifest` serves
+        /// them) in this directory instead: no database, configuration or hash key needed.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
     },
     /// Outbox relay and SMS/email delivery.
     Notifier,
@@ -194,6 +199,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<NothingTested>() => {
+            eprintln!("{error}");
+            ExitCode::from(3)
+        }
         Err(error) => {
             // One line that says what to fix.
             eprintln!("error: {error:#}");
@@ -211,6 +220,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Command::Replay { manifest } = &cli.command {
         return replay(manifest);
+    }
+    if let Command::Audit {
+        manifests: Some(dir), ..
+    } = &cli.command
+    {
+        let manifests = drawbridge_simulations::replay::load_manifests(dir)?;
+        return report(&drawbridge::audit::manifests(&manifests));
     }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings.telemetry);
@@ -270,22 +286,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is at the newest schema");
         }
         Command::Demo => load_demo(&settings).await?,
-        Command::Audit { region, last } => {
+        Command::Audit { region, last, .. } => {
             let pool = postgres::connect_and_migrate(&settings.database).await?;
             let audits =
                 drawbridge::audit::run(&pool, &settings.secrets.hash_key()?, region.as_deref(), last).await?;
-            println!("{}", serde_json::to_string_pretty(&audits)?);
-            let failed = audits.iter().filter(|a| !a.passed()).count();
-            if failed > 0 {
-                anyhow::bail!(
-                    "{failed} of {} audited draws failed a check (see above)",
-                    audits.len()
-                );
-            }
-            eprintln!(
-                "{} draws audited: every one replays exactly and passes every bias test",
-                audits.len()
-            );
+            report(&audits)?;
         }
         Command::Policy {
             action: PolicyAction::Publish { file },
@@ -462,15 +467,91 @@ fn replay(file: &std::path::Path) -> anyhow::Result<()> {
             replay.problems.join("; ")
         );
     }
+    for note in &replay.notes {
+        eprintln!("note: {note}");
+    }
     println!(
-        "draw {} reproduced exactly: seed matches its commitment, {} candidates, {} pairs, {} offers, \
+        "draw {} reproduced {}: seed matches its commitment, {} candidates, {} pairs, {} offers, \
          inputs sha256 {}, outputs sha256 {}",
         manifest.draw,
+        if replay.notes.is_empty() {
+            "exactly"
+        } else {
+            "as far as it can be checked (see the note)"
+        },
         manifest.candidates.len(),
         manifest.pairs.len(),
         manifest.matches.len(),
         manifest.inputs_digest,
         manifest.outputs_digest
+    );
+    Ok(())
+}
+
+/// The audit found nothing wrong but could not test anything for bias either.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct NothingTested(String);
+
+/// Prints the audits as JSON, then per draw in words what was tested and what was not, and
+/// fails unless every draw replays and no test that ran failed.
+fn report(audits: &[drawbridge::audit::DrawAudit]) -> anyhow::Result<()> {
+    use drawbridge::audit::Verdict;
+    println!("{}", serde_json::to_string_pretty(audits)?);
+    for audit in audits {
+        let replayed = if audit.problems.is_empty() {
+            "replays exactly".to_owned()
+        } else {
+            format!("does NOT reproduce: {}", audit.problems.join("; "))
+        };
+        eprintln!(
+            "draw {} ({}, pool {}): {replayed}",
+            audit.draw, audit.region, audit.pool
+        );
+        for note in &audit.notes {
+            eprintln!("  note: {note}");
+        }
+        for test in &audit.tests {
+            match test.verdict {
+                Verdict::Passed => eprintln!("  passed: {}", test.name),
+                Verdict::Failed => eprintln!("  FAILED: {}", test.name),
+                Verdict::NotTested => eprintln!(
+                    "  not tested: {}: {}",
+                    test.name,
+                    test.not_tested_because.as_deref().unwrap_or_default()
+                ),
+            }
+        }
+    }
+    let count = |verdict: Verdict| {
+        audits
+            .iter()
+            .flat_map(|a| &a.tests)
+            .filter(|t| t.verdict == verdict)
+            .count()
+    };
+    let failed = audits.iter().filter(|a| !a.passed()).count();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} audited draws failed a check (see above)",
+            audits.len()
+        );
+    }
+    if audits.is_empty() {
+        return Err(NothingTested("no completed draw to audit: nothing was tested".into()).into());
+    }
+    let (passed, not_tested) = (count(Verdict::Passed), count(Verdict::NotTested));
+    if passed == 0 {
+        return Err(NothingTested(format!(
+            "{} draws audited: every one replays exactly, but no bias test could run on any of them \
+             (see above): nothing was tested for bias",
+            audits.len()
+        ))
+        .into());
+    }
+    eprintln!(
+        "{} draws audited: every one replays exactly; bias tests: {passed} passed, {not_tested} not tested (see above)",
+        audits.len()
     );
     Ok(())
 }

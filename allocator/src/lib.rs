@@ -6,6 +6,9 @@
 //! transaction), so allocators can run on several machines: a second one finds the lock taken
 //! and skips, and takes over as soon as the first dies and its connection (and lock) is gone.
 //!
+//! A tick that no draw could offer anything in (no open pairs, or nobody waiting who may take
+//! one) is skipped and counted, and writes no draw.
+//!
 //! A draw: commit the seed's SHA-256 in its own transaction; read the pool and the free pairs;
 //! run the pure draw of the domain library; write the record, the offers, the pairs' state and
 //! the offer messages and reveal the seed, all in one transaction.
@@ -34,6 +37,7 @@ use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{policies, postgres, Settings, StartupError};
 
 use crate::metrics::Metrics;
+pub use crate::pool::Skip;
 use crate::record::{Notices, RecordError};
 
 use drawbridge_platform::statements;
@@ -115,8 +119,11 @@ pub struct RegionTick {
     pub reminded: u64,
     /// Open slot pairs whose first appointment is still ahead.
     pub free_pairs: i64,
+    /// Why no draw ran although the region was held and has a policy: a draw could not have
+    /// offered anyone anything (an empty draw would only add records).
+    pub skipped: Option<Skip>,
     /// The draw run: `None` when another process held the region, the region has no policy,
-    /// or there was nobody waiting or nothing free (an empty draw would only add records).
+    /// or the draw was skipped.
     pub draw: Option<DrawFigures>,
 }
 
@@ -324,6 +331,7 @@ impl Allocator {
             expired: 0,
             reminded: 0,
             free_pairs: 0,
+            skipped: None,
             draw: None,
         };
         if !ticked {
@@ -336,8 +344,8 @@ impl Allocator {
             .bind(region)
             .execute(&mut *tx)
             .await?;
-        // Whether there is anything to draw says nothing about who would win, so it may be
-        // looked at before the seed is committed.
+        // Whether anyone could be offered anything says nothing about who would be, so it may
+        // be looked at before the seed is committed; the draw's inputs are read afresh after.
         let (free_pairs, anyone_waiting): (i64, bool) =
             sqlx::query_as(DRAWABLE).bind(region).fetch_one(&mut *tx).await?;
         tick.free_pairs = free_pairs;
@@ -346,11 +354,33 @@ impl Allocator {
             tick.reminded =
                 remind_expiring(&mut tx, region, policy.policy.draw.remind_before_minutes).await?;
         }
-        let Some(policy) = policy.filter(|_| free_pairs > 0 && anyone_waiting) else {
+        let Some(policy) = policy else {
             tx.commit().await?;
-            tracing::debug!(free_pairs, anyone_waiting, "nothing to draw");
+            tracing::debug!("the region has no policy");
             return Ok(tick);
         };
+        tick.skipped = match (free_pairs, anyone_waiting) {
+            (0, _) => Some(Skip::NoOpenPairs),
+            (_, false) => Some(Skip::NoPossibleMatch),
+            _ => {
+                pool::skip(
+                    &mut tx,
+                    region,
+                    &policy.policy,
+                    timezone,
+                    Utc::now(),
+                    &self.hash_key,
+                )
+                .await?
+            }
+        };
+        if let Some(skip) = tick.skipped {
+            // Fair: a draw now would offer nobody anything whatever its seed, so not drawing
+            // changes no one's chances, and the draw tables (which refuse DELETE) stay lean.
+            tx.commit().await?;
+            tracing::debug!(free_pairs, reason = skip.as_str(), "nothing to draw");
+            return Ok(tick);
+        }
         let seed = beacon.map_or_else(Seed::generate, |b| Seed::from_beacon(&b.randomness));
         let draw_id = Uuid::new_v4();
         // The commitment is committed on its own before any input is read.

@@ -9,6 +9,7 @@ use crate::{DrawFigures, RegionTick};
 pub struct Metrics {
     pub ticks: IntCounter,
     draws: IntCounterVec,
+    skipped: IntCounterVec,
     pool: IntGaugeVec,
     ineligible: IntGaugeVec,
     free_pairs: IntGaugeVec,
@@ -29,6 +30,14 @@ impl Metrics {
             ticks: IntCounter::new("ticks_total", "Allocator ticks run").expect("valid metric"),
             draws: IntCounterVec::new(Opts::new("draws_total", "Draws completed"), &["region"])
                 .expect("valid metric"),
+            skipped: IntCounterVec::new(
+                Opts::new(
+                    "draws_skipped_total",
+                    "Ticks that drew nothing because no draw could offer anything, by reason",
+                ),
+                &["region", "reason"],
+            )
+            .expect("valid metric"),
             pool: gauge("pool_size", "Waiting eligible registrants in the last draw"),
             ineligible: gauge(
                 "ineligible_waiting",
@@ -71,6 +80,9 @@ impl Metrics {
             .register(Box::new(metrics.draws.clone()))
             .expect("registers once");
         registry
+            .register(Box::new(metrics.skipped.clone()))
+            .expect("registers once");
+        registry
             .register(Box::new(metrics.pool.clone()))
             .expect("registers once");
         registry
@@ -102,6 +114,11 @@ impl Metrics {
         let region = [tick.region.as_str()];
         self.expired.with_label_values(&region).inc_by(tick.expired);
         self.reminded.with_label_values(&region).inc_by(tick.reminded);
+        if let Some(skip) = tick.skipped {
+            self.skipped
+                .with_label_values(&[tick.region.as_str(), skip.as_str()])
+                .inc();
+        }
     }
 
     pub fn record(&self, region: &str, figures: &DrawFigures, elapsed: Duration) {

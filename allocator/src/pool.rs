@@ -5,11 +5,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use drawbridge_domain::allocation::draw::{DrawInput, FreePair, Pseudonym};
+use drawbridge_domain::allocation::draw::{Candidate, DrawInput, FreePair, Openings, Pseudonym};
 use drawbridge_domain::allocation::geo::Place;
 use drawbridge_domain::allocation::waiting::{self, Waiting};
 use drawbridge_domain::{eligible_vaccines, Person, Policy};
 use futures_util::TryStreamExt;
+use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -88,57 +89,23 @@ pub async fn load(
     drawn_at: DateTime<Utc>,
     hash_key: &[u8],
 ) -> Result<RegionPool, sqlx::Error> {
-    let pairs: Vec<FreePair> = sqlx::query_as::<_, PairRow>(FREE_PAIRS)
-        .bind(region)
-        .bind(drawn_at)
-        .fetch_all(&mut *connection)
-        .await?
-        .into_iter()
-        .map(|row| FreePair {
-            id: row.id,
-            centre: row.centre_id,
-            vaccine: row.vaccine,
-            first_at: row.first_slot_at,
-            second_at: row.second_slot_at,
-        })
-        .collect();
-    let map = Map::load(connection, region).await?;
-    let today = drawn_at.with_timezone(&timezone).date_naive();
-    let mut reach = HashMap::new();
+    let pairs = free_pairs(connection, region, drawn_at).await?;
     let mut registrants = HashMap::new();
     let mut candidates = Vec::new();
-    let mut ineligible = 0;
-    let mut rows = sqlx::query_as::<_, WaitingRow>(WAITING)
-        .bind(region)
-        .fetch(&mut *connection);
-    while let Some(row) = rows.try_next().await? {
-        let person = Person {
-            birth_year: row.birth_year,
-            priority_group: u8::try_from(row.priority_group).unwrap_or(0),
-            postcode: row.postcode,
-            accepted_vaccines: row.accepted_vaccines,
-        };
-        if eligible_vaccines(policy, &person, today).next().is_none() {
-            ineligible += 1;
-            continue;
-        }
-        let centres = reach
-            .entry((person.postcode.clone(), row.max_distance_km))
-            .or_insert_with(|| map.reachable(&person.postcode, f64::from(row.max_distance_km)))
-            .clone();
-        let pseudonym = Pseudonym::of(hash_key, row.id.as_bytes());
-        let waiting = Waiting {
-            pseudonym,
-            verified_at: row.verified_at,
-            declines: row.declines as u32,
-            ahead: row.ahead,
-            centres,
-        };
-        let candidate = waiting::candidate(policy, &person, waiting, drawn_at, today)
-            .expect("eligible for a vaccine, checked above");
-        registrants.insert(pseudonym, row.id);
-        candidates.push(candidate);
-    }
+    let waiting = Waiters {
+        region,
+        policy,
+        timezone,
+        drawn_at,
+        hash_key,
+    };
+    let ineligible = waiting
+        .each(connection, |id, candidate| {
+            registrants.insert(candidate.pseudonym, id);
+            candidates.push(candidate);
+            true
+        })
+        .await?;
     Ok(RegionPool {
         input: DrawInput {
             drawn_at,
@@ -148,6 +115,145 @@ pub async fn load(
         registrants,
         ineligible,
     })
+}
+
+/// Why a tick draws nothing: a draw then could not offer anyone anything, whatever its seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// No open pair starts late enough to be offered.
+    NoOpenPairs,
+    /// Open pairs, but nobody waiting may take any of them: nobody waits, or those who do are
+    /// not eligible yet, accept none of their vaccines or live too far from their centres.
+    NoPossibleMatch,
+}
+
+impl Skip {
+    /// The reason's name, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::NoOpenPairs => "no_open_pairs",
+            Skip::NoPossibleMatch => "no_possible_match",
+        }
+    }
+}
+
+/// Whether a draw at `now` could offer anything, by the draw's own rules ([`Openings`]): `None`
+/// when someone waiting may take one of the open pairs. Reads the pool only up to the first
+/// such person, and writes nothing.
+pub async fn skip(
+    connection: &mut PgConnection,
+    region: &str,
+    policy: &Policy,
+    timezone: Tz,
+    now: DateTime<Utc>,
+    hash_key: &[u8],
+) -> Result<Option<Skip>, sqlx::Error> {
+    let input = DrawInput {
+        drawn_at: now,
+        pairs: free_pairs(connection, region, now).await?,
+        candidates: Vec::new(),
+    };
+    // Inputs the draw refuses are for the draw to report.
+    let Ok(mut openings) = Openings::of(&policy.draw, &input) else {
+        return Ok(None);
+    };
+    if openings.pairs() == 0 {
+        return Ok(Some(Skip::NoOpenPairs));
+    }
+    let mut possible = false;
+    let waiting = Waiters {
+        region,
+        policy,
+        timezone,
+        drawn_at: now,
+        hash_key,
+    };
+    waiting
+        .each(connection, |_, candidate| {
+            possible = openings.open_to(&candidate);
+            !possible
+        })
+        .await?;
+    Ok((!possible).then_some(Skip::NoPossibleMatch))
+}
+
+async fn free_pairs(
+    connection: &mut PgConnection,
+    region: &str,
+    drawn_at: DateTime<Utc>,
+) -> Result<Vec<FreePair>, sqlx::Error> {
+    let rows = sqlx::query_as::<_, PairRow>(FREE_PAIRS)
+        .bind(region)
+        .bind(drawn_at)
+        .fetch_all(&mut *connection)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| FreePair {
+            id: row.id,
+            centre: row.centre_id,
+            vaccine: row.vaccine,
+            first_at: row.first_slot_at,
+            second_at: row.second_slot_at,
+        })
+        .collect())
+}
+
+/// The waiting pool of a region as the draw at `drawn_at` sees it.
+struct Waiters<'a> {
+    region: &'a str,
+    policy: &'a Policy,
+    timezone: Tz,
+    drawn_at: DateTime<Utc>,
+    hash_key: &'a [u8],
+}
+
+impl Waiters<'_> {
+    /// Calls `each` with every waiting registrant who may be offered a vaccine today, as a
+    /// candidate, until it returns false. Returns how many waiting registrants may not.
+    async fn each(
+        &self,
+        connection: &mut PgConnection,
+        mut each: impl FnMut(Uuid, Candidate) -> bool,
+    ) -> Result<usize, sqlx::Error> {
+        let map = Map::load(connection, self.region).await?;
+        let today = self.drawn_at.with_timezone(&self.timezone).date_naive();
+        let mut reach = HashMap::new();
+        let mut ineligible = 0;
+        let mut rows = sqlx::query_as::<_, WaitingRow>(WAITING)
+            .bind(self.region)
+            .fetch(&mut *connection);
+        while let Some(row) = rows.try_next().await? {
+            let person = Person {
+                birth_year: row.birth_year,
+                priority_group: u8::try_from(row.priority_group).unwrap_or(0),
+                postcode: row.postcode,
+                accepted_vaccines: row.accepted_vaccines,
+            };
+            if eligible_vaccines(self.policy, &person, today).next().is_none() {
+                ineligible += 1;
+                continue;
+            }
+            let centres = reach
+                .entry((person.postcode.clone(), row.max_distance_km))
+                .or_insert_with(|| map.reachable(&person.postcode, f64::from(row.max_distance_km)))
+                .clone();
+            let waiting = Waiting {
+                pseudonym: Pseudonym::of(self.hash_key, row.id.as_bytes()),
+                verified_at: row.verified_at,
+                declines: row.declines as u32,
+                ahead: row.ahead,
+                centres,
+            };
+            let candidate = waiting::candidate(self.policy, &person, waiting, self.drawn_at, today)
+                .expect("eligible for a vaccine, checked above");
+            if !each(row.id, candidate) {
+                break;
+            }
+        }
+        Ok(ineligible)
+    }
 }
 
 /// Where the region's centres and the known postcode areas are.

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::{
-    hex, Beacon, Candidate, FreePair, Manifest, Match, Pseudonym, PublishedCandidate, Unmatched,
+    hex, Beacon, Candidate, FreePair, LotteryKey, Manifest, Match, Pseudonym, PublishedCandidate, Unmatched,
     UnmatchedReason,
 };
 use serde::Serialize;
@@ -217,7 +217,7 @@ pub async fn manifest(pool: &PgPool, id: Uuid) -> Result<Option<Manifest>, Manif
                     centres: row.centres,
                     ahead: row.ahead,
                 },
-                lottery_key: row.lottery_key,
+                lottery_key: LotteryKey::exact(row.lottery_key),
             })
         })
         .collect::<Result<Vec<_>, ManifestError>>()?;

@@ -178,7 +178,7 @@ pub fn bias_tests(policy: &Policy, manifest: &Manifest) -> Vec<TestResult> {
         contenders.push(Contender {
             tier: group.tier,
             weight,
-            key: c.lottery_key,
+            key: c.lottery_key.value(),
         });
         groups.push(usize::from(c.candidate.group));
         waited.push((std::cmp::Reverse(c.candidate.waited_weeks), c.candidate.pseudonym));

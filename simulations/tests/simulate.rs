@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use drawbridge_domain::allocation::draw::{
-    self, DrawError, DrawInput, DrawOutcome, Manifest, PublishedCandidate, Seed,
+    self, DrawError, DrawInput, DrawOutcome, LotteryKey, Manifest, PublishedCandidate, Seed,
 };
 use drawbridge_domain::Policy;
 use drawbridge_simulations::engine::{self, production_draw, RunOptions};
@@ -259,7 +259,7 @@ fn a_simulated_draw_and_the_allocators_draw_on_the_same_pool_and_seed_give_the_s
                 .zip(&keys)
                 .map(|(c, &k)| PublishedCandidate {
                     candidate: c.clone(),
-                    lottery_key: k,
+                    lottery_key: LotteryKey::exact(k),
                 })
                 .collect(),
             matches: allocated.matches.clone(),

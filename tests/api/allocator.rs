@@ -5,11 +5,11 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use drawbridge_allocator::{Allocator, RegionTick, LOCK_CLASS};
+use drawbridge_allocator::{Allocator, DrawFigures, RegionTick, LOCK_CLASS};
 use drawbridge_domain::allocation::draw::Manifest;
 use drawbridge_platform::draws;
 use drawbridge_platform::outbox::Notification;
-use drawbridge_test_support::{eventually, spawn_app, spawn_with, Components, TestApp};
+use drawbridge_test_support::{eventually, metric, spawn_app, spawn_with, Components, TestApp};
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
@@ -515,14 +515,28 @@ async fn publish_shared_tier_policy(app: &TestApp) {
     tx.commit().await.unwrap();
 }
 
-#[tokio::test]
-async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
+/// An app with the demo, groups 3 and 4 sharing a tier, and one draw of 4000 registrants:
+/// enough for every bias test.
+async fn one_draw_of_4000_in_shared_tiers() -> (TestApp, DrawFigures) {
     let app = spawn_app().await;
     app.load_demo().await;
     publish_shared_tier_policy(&app).await;
     app.insert_registrants(0, 4000).await;
     let allocator = allocator(&app).await;
     let figures = draw(&allocator).await.draw.unwrap();
+    (app, figures)
+}
+
+/// Someone swaps two winners' pairs in a published record.
+fn swap_first_two_winners(manifest: &mut Manifest) {
+    let (a, b) = (manifest.matches[0].pair, manifest.matches[1].pair);
+    manifest.matches[0].pair = b;
+    manifest.matches[1].pair = a;
+}
+
+#[tokio::test]
+async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
+    let (app, figures) = one_draw_of_4000_in_shared_tiers().await;
 
     let audits = drawbridge::audit::run(&app.pool, &app.hash_key(), Some("bw"), 10)
         .await
@@ -530,7 +544,7 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
     assert_eq!(audits.len(), 1);
     let audit = &audits[0];
     assert!(audit.passed(), "{audit:#?}");
-    let names: Vec<&str> = audit.tests.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = audit.tests.iter().map(|t| t.name).collect();
     assert_eq!(
         names,
         [
@@ -561,9 +575,7 @@ async fn recorded_draws_pass_the_audit_and_replay_from_the_command_line() {
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("reproduced exactly"));
     // Someone swaps two winners' pairs in the published record: caught.
-    let (a, b) = (published.matches[0].pair, published.matches[1].pair);
-    published.matches[0].pair = b;
-    published.matches[1].pair = a;
+    swap_first_two_winners(&mut published);
     std::fs::write(&file, serde_json::to_vec(&published).unwrap()).unwrap();
     let tampered = drawbridge(&["replay", file.to_str().unwrap()], &[]);
     assert!(!tampered.status.success());
@@ -634,5 +646,170 @@ async fn freed_pairs_are_drawn_before_the_next_tick() {
         count(&app.pool, "SELECT count(*) FROM draws WHERE state = 'completed'").await,
         1
     );
+    app.stop().await;
+}
+
+/// Ticks with open pairs but nobody waiting who could take one (too young for every vaccine,
+/// or accepting only vaccines no centre within reach has) write no draw: the draw tables
+/// refuse DELETE, so every empty draw would stay for good. The skipped ticks are counted, and
+/// the first tick after someone could take a pair draws and offers it.
+#[tokio::test]
+async fn ticks_nobody_could_get_a_pair_from_write_no_draw_and_are_counted() {
+    let app = spawn_with(
+        Components {
+            notifier: false,
+            allocator: true,
+        },
+        |settings| settings.allocator.tick_seconds = 1,
+    )
+    .await;
+    app.load_demo().await;
+    let metrics_at = app.allocator_address.clone().unwrap();
+    // A child (no vaccine is for under-16s), and someone in Stuttgart who accepts only
+    // AstraZeneca and travels 5 km: AstraZeneca is in Karlsruhe and Mannheim, over 60 km away.
+    let far = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO registrants (id, region_id, status, channel, phone, birth_year, priority_group,
+                                  postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
+         VALUES (gen_random_uuid(), 'bw', 'active', 'web', '+4915100000001', 2015, 1, '70173', '{biontech}', 50,
+                 now(), sha256('child'::bytea)),
+                ($1, 'bw', 'active', 'web', '+4915100000002', 1950, 1, '70173', '{astrazeneca}', 5,
+                 now(), sha256('far'::bytea))",
+    )
+    .bind(far)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let ticks = |text: &str| metric(text, "drawbridge_allocator_ticks_total");
+    let since = ticks(&app.metrics(&metrics_at).await);
+    let text = eventually(Duration::from_secs(20), || async {
+        let text = app.metrics(&metrics_at).await;
+        (ticks(&text) >= since + 3.0).then_some(text)
+    })
+    .await
+    .expect("the allocator ticks every second");
+    for table in ["draws", "draw_candidates", "draw_pairs", "draw_profiles"] {
+        let rows = count(&app.pool, &format!("SELECT count(*) FROM {table}")).await;
+        assert_eq!(rows, 0, "{table} has rows after ticks that could offer nothing");
+    }
+    let skipped = metric(
+        &text,
+        "drawbridge_allocator_draws_skipped_total{reason=\"no_possible_match\",region=\"bw\"}",
+    );
+    assert!(skipped >= 3.0, "{skipped} skipped ticks counted:\n{text}");
+
+    // They agree to travel: the next tick draws and offers them an AstraZeneca pair.
+    sqlx::query("UPDATE registrants SET max_distance_km = 200 WHERE id = $1")
+        .bind(far)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let offer = eventually(Duration::from_secs(20), || app.pending_offer(far)).await;
+    assert!(offer.is_some(), "the next tick offered them a pair");
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM draws WHERE state = 'completed'").await,
+        1
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM draw_candidates").await,
+        1,
+        "the child is not in the pool, the one who travels is"
+    );
+    app.stop().await;
+}
+
+/// Runs `drawbridge audit` with `args` against the app's database and hash key.
+fn audit_command(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let env = drawbridge_test_support::settings_env(&app.settings);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    drawbridge(
+        &[&["--config", "deploy/local.toml", "audit"], args].concat(),
+        &env,
+    )
+}
+
+/// A pool of three is too small for any bias test: the audit says, test by test, that it did
+/// not test and why, and does not exit as if all had passed.
+#[tokio::test]
+async fn an_audit_of_pools_too_small_to_test_says_not_tested_instead_of_passed() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.insert_registrants(0, 3).await;
+    let allocator = allocator(&app).await;
+    assert_eq!(draw(&allocator).await.draw.unwrap().offers, 3);
+
+    let audit = audit_command(&app, &["--region", "bw"]);
+    let stderr = String::from_utf8_lossy(&audit.stderr);
+    assert!(!stderr.contains("pass"), "{stderr}");
+    assert!(stderr.contains("replays exactly"), "{stderr}");
+    for test in [
+        "offer chances follow the group weights: too few candidates",
+        "registration time does not matter beyond the weights: too few candidates",
+        "database row order does not matter: too few candidates",
+        "lottery numbers are uniform: too few candidates: needs 50 (5 per bin of 10), the pool has 3",
+    ] {
+        assert!(
+            stderr.contains(&format!("not tested: {test}")),
+            "{test}\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("nothing was tested for bias"), "{stderr}");
+    assert_eq!(audit.status.code(), Some(3), "{stderr}");
+    let printed: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let verdicts: Vec<&str> = printed[0]["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["not_tested"; 4]);
+    app.stop().await;
+}
+
+/// Anyone can audit the published manifests alone: no database, configuration or hash key.
+/// The tests a manifest allows run; the two that need registration times say why they did not.
+#[tokio::test]
+async fn published_manifests_are_audited_without_the_database() {
+    let (app, figures) = one_draw_of_4000_in_shared_tiers().await;
+    let dir = std::env::temp_dir().join(format!("drawbridge-manifests-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let served = app
+        .get(&format!("/v1/draws/{}/manifest", figures.id))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(dir.join(format!("{}.json", figures.id)), &served).unwrap();
+    let dir_arg = dir.to_str().unwrap();
+
+    let audit = drawbridge(&["audit", "--manifests", dir_arg], &[]);
+    let stderr = String::from_utf8_lossy(&audit.stderr);
+    assert!(audit.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("passed: offer chances follow the group weights"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("passed: lottery numbers are uniform"), "{stderr}");
+    assert!(
+        stderr.contains("not tested: registration time does not matter beyond the weights: needs each candidate's registration"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 passed, 2 not tested"), "{stderr}");
+    let printed: Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(printed[0]["draw"], figures.id.to_string());
+    assert_eq!(printed[0]["pool"], 4000);
+
+    // A winner's pair swapped in the published file: the audit of the files fails.
+    let mut manifest: Manifest = serde_json::from_slice(&served).unwrap();
+    swap_first_two_winners(&mut manifest);
+    std::fs::write(
+        dir.join(format!("{}.json", figures.id)),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let tampered = drawbridge(&["audit", "--manifests", dir_arg], &[]);
+    assert_eq!(tampered.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("does NOT reproduce"));
+    std::fs::remove_dir_all(dir).unwrap();
     app.stop().await;
 }

@@ -775,6 +775,38 @@ impl<'a> Shelves<'a> {
     }
 }
 
+/// Whether a draw could offer anything at all, found without a seed by the draw's own rules:
+/// which pairs can still be offered at the draw's time and which of them a candidate may take
+/// (their vaccines at a centre they reach). A draw none of whose candidates may take any pair
+/// makes no offer, whatever its seed.
+pub struct Openings<'a> {
+    shelves: Shelves<'a>,
+}
+
+impl<'a> Openings<'a> {
+    /// The pairs of `input` as a draw at its `drawn_at` would stock them; its candidates are
+    /// not looked at.
+    pub fn of(settings: &DrawSettings, input: &'a DrawInput) -> Result<Openings<'a>, DrawError> {
+        Ok(Openings {
+            shelves: Shelves::stock(settings, input)?,
+        })
+    }
+
+    /// How many pairs can still be offered (the others start too soon).
+    pub fn pairs(&self) -> usize {
+        self.shelves.remaining
+    }
+
+    /// Whether the draw could offer `candidate` at least one of the pairs.
+    pub fn open_to(&mut self, candidate: &Candidate) -> bool {
+        let mut any = false;
+        self.shelves.each_usable(candidate, |shelves, shelf| {
+            any |= shelves.fronts[shelf].is_some();
+        });
+        any
+    }
+}
+
 impl DrawInput {
     /// SHA-256 over the inputs in a canonical order (pairs by id, candidates by pseudonym), so
     /// the digest, like the draw, does not depend on the order rows were read in. The encoding
@@ -869,7 +901,94 @@ pub struct PublishedCandidate {
     #[serde(flatten)]
     pub candidate: Candidate,
     /// Their lottery key (see [`lottery_key`]).
-    pub lottery_key: f64,
+    pub lottery_key: LotteryKey,
+}
+
+/// A lottery key as published: as text, the shortest decimal that reads back as exactly the
+/// key's double (what Rust's `{:?}` writes, e.g. `"-0.6931471805599453"`), so that a replay
+/// compares it character by character. A number would be read back as the nearest double, and
+/// a changed last digit would go unnoticed.
+///
+/// Manifests published before keys were text have them as JSON numbers; those are still read,
+/// and checked only as the nearest double ([`Replay::notes`] says so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LotteryKey {
+    value: f64,
+    /// As published; `None` for a key published as a JSON number.
+    text: Option<String>,
+}
+
+impl LotteryKey {
+    /// The key in its published form.
+    pub fn exact(key: f64) -> LotteryKey {
+        LotteryKey {
+            value: key,
+            text: Some(format!("{key:?}")),
+        }
+    }
+
+    /// The key's value, for arithmetic (the bias tests).
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// Whether this is exactly `key`: the same text (for a number: the same double).
+    pub fn is(&self, key: f64) -> bool {
+        match &self.text {
+            Some(text) => *text == format!("{key:?}"),
+            None => self.value.to_bits() == key.to_bits(),
+        }
+    }
+
+    /// True when published as a JSON number, which cannot be compared exactly.
+    pub fn is_number(&self) -> bool {
+        self.text.is_none()
+    }
+}
+
+impl Serialize for LotteryKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.text {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_f64(self.value),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LotteryKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<LotteryKey, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = LotteryKey;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a lottery key: a decimal number as text")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<LotteryKey, E> {
+                let value = text
+                    .parse()
+                    .map_err(|_| E::custom(format!("lottery key {text:?} is not a decimal number")))?;
+                Ok(LotteryKey {
+                    value,
+                    text: Some(text.to_owned()),
+                })
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<LotteryKey, E> {
+                Ok(LotteryKey { value, text: None })
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<LotteryKey, E> {
+                self.visit_f64(value as f64)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<LotteryKey, E> {
+                self.visit_f64(value as f64)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// A public randomness beacon value the seed was derived from.
@@ -922,6 +1041,8 @@ pub struct Manifest {
 pub struct Replay {
     /// What did not check out; empty when the draw is reproduced exactly.
     pub problems: Vec<String>,
+    /// What could be checked only in part, though nothing found was wrong.
+    pub notes: Vec<String>,
 }
 
 impl Replay {
@@ -956,6 +1077,7 @@ impl Manifest {
             None => {
                 return Replay {
                     problems: vec!["the seed is not 64 hex digits".into()],
+                    notes: Vec::new(),
                 }
             }
         };
@@ -979,7 +1101,10 @@ impl Manifest {
             Ok(policy) => policy,
             Err(error) => {
                 problems.push(format!("the policy document is invalid: {error}"));
-                return Replay { problems };
+                return Replay {
+                    problems,
+                    notes: Vec::new(),
+                };
             }
         };
         let mut check = |ok: bool, problem: &dyn Fn() -> String| {
@@ -1003,12 +1128,24 @@ impl Manifest {
             .filter(|c| {
                 weight(&policy, &c.candidate)
                     .map(|w| lottery_key(&seed, &c.candidate.pseudonym, w))
-                    .is_none_or(|key| key.to_bits() != c.lottery_key.to_bits())
+                    .is_none_or(|key| !c.lottery_key.is(key))
             })
             .count();
         check(wrong_keys == 0, &|| {
             format!("{wrong_keys} published lottery keys differ from the ones the seed gives")
         });
+        let mut notes = Vec::new();
+        let numbers = self
+            .candidates
+            .iter()
+            .filter(|c| c.lottery_key.is_number())
+            .count();
+        if numbers > 0 {
+            notes.push(format!(
+                "{numbers} lottery keys are published as numbers (an older manifest), so they were \
+                 checked only as the nearest double, not digit for digit"
+            ));
+        }
         match draw(&policy, &seed, &input) {
             Ok(outcome) => {
                 let recorded = DrawOutcome {
@@ -1038,7 +1175,7 @@ impl Manifest {
             }
             Err(error) => problems.push(format!("the recorded inputs cannot be drawn: {error}")),
         }
-        Replay { problems }
+        Replay { problems, notes }
     }
 }
 
@@ -1330,6 +1467,21 @@ waiting_time_weight_per_week = 0.0
         }
 
         #[test]
+        fn a_draw_offers_something_exactly_when_its_openings_say_someone_could_take_a_pair(
+            input in any_input(),
+            seed_byte in any::<u8>(),
+        ) {
+            let drawn = draw(&policy(), &seed(seed_byte), &input).unwrap();
+            let pairs_only = DrawInput { candidates: Vec::new(), ..input.clone() };
+            let mut openings = Openings::of(&policy().draw, &pairs_only).unwrap();
+            let possible = input.candidates.iter().any(|c| openings.open_to(c));
+            prop_assert_eq!(!drawn.matches.is_empty(), possible);
+            if openings.pairs() == 0 {
+                prop_assert!(!possible);
+            }
+        }
+
+        #[test]
         fn the_lottery_order_is_a_permutation_of_the_pool(input in any_input(), seed_byte in any::<u8>()) {
             let (order, keys) = lottery_order(&policy(), &seed(seed_byte), &input.candidates).unwrap();
             for (c, key) in input.candidates.iter().zip(&keys) {
@@ -1407,7 +1559,11 @@ waiting_time_weight_per_week = 0.0
                 .candidates
                 .iter()
                 .map(|c| PublishedCandidate {
-                    lottery_key: lottery_key(&seed, &c.pseudonym, weight(policy, c).unwrap()),
+                    lottery_key: LotteryKey::exact(lottery_key(
+                        &seed,
+                        &c.pseudonym,
+                        weight(policy, c).unwrap(),
+                    )),
                     candidate: c.clone(),
                 })
                 .collect(),
@@ -1548,6 +1704,74 @@ waiting_time_weight_per_week = 0.0
             problems,
             ["the seed is not the one derived from beacon round 1235"]
         );
+    }
+
+    /// The manifest's JSON with one lottery key's text replaced: the first key whose last
+    /// mantissa digit can change while the text still reads back as the same double.
+    fn with_a_key_retyped(json: &str) -> Option<String> {
+        const FIELD: &str = "\"lottery_key\":";
+        let mut from = 0;
+        while let Some(at) = json[from..].find(FIELD) {
+            let start = from + at + FIELD.len();
+            let end = start + json[start..].find([',', '}'])?;
+            let key = json[start..end].trim_matches('"');
+            let digits = key.find('e').unwrap_or(key.len());
+            let value: f64 = key.parse().ok()?;
+            for digit in '0'..='9' {
+                let retyped = format!("{}{digit}{}", &key[..digits - 1], &key[digits..]);
+                if retyped != key && retyped.parse::<f64>().ok()?.to_bits() == value.to_bits() {
+                    let token = json[start..end].replace(key, &retyped);
+                    return Some(format!("{}{token}{}", &json[..start], &json[end..]));
+                }
+            }
+            from = end;
+        }
+        None
+    }
+
+    /// A draw of one pair among `candidates` people, recorded.
+    fn one_pair_manifest(candidates: u64) -> Manifest {
+        let input = DrawInput {
+            drawn_at: now(),
+            pairs: vec![pair(1, "c0", "a", 2)],
+            candidates: (0..candidates)
+                .map(|n| candidate(n, 2, &["a"], &["c0"]))
+                .collect(),
+        };
+        manifest_of(&policy(), POLICY, seed(3), input)
+    }
+
+    #[test]
+    fn a_published_key_with_a_changed_last_digit_does_not_reproduce() {
+        let manifest = one_pair_manifest(40);
+        let json = serde_json::to_string(&manifest).unwrap();
+        let back: Manifest = serde_json::from_str(&json).unwrap();
+        assert!(back.replay().reproduced(), "{:?}", back.replay());
+        // The same double, other digits: a key is what was published, not what it rounds to.
+        let retyped = with_a_key_retyped(&json).expect("some key has 17 significant digits");
+        let tampered: Manifest = serde_json::from_str(&retyped).unwrap();
+        assert_eq!(
+            tampered.replay().problems,
+            ["1 published lottery keys differ from the ones the seed gives"]
+        );
+    }
+
+    #[test]
+    fn keys_of_older_manifests_published_as_numbers_are_read_and_said_to_be_checked_in_part() {
+        let manifest = one_pair_manifest(3);
+        let mut json: serde_json::Value = serde_json::to_value(&manifest).unwrap();
+        for c in json["candidates"].as_array_mut().unwrap() {
+            let key: f64 = c["lottery_key"].as_str().unwrap().parse().unwrap();
+            c["lottery_key"] = key.into();
+        }
+        let old: Manifest = serde_json::from_value(json).unwrap();
+        let replay = old.replay();
+        assert!(replay.reproduced(), "{replay:?}");
+        assert!(
+            replay.notes[0].starts_with("3 lottery keys are published as numbers"),
+            "{replay:?}"
+        );
+        assert!(manifest.replay().notes.is_empty());
     }
 
     #[test]

@@ -24,7 +24,10 @@ const Z: f64 = 3.090_232_306;
 
 /// Cells expecting fewer than this many candidates in the early half are merged away: the
 /// chi-square approximation needs a handful per cell.
-const MIN_EXPECTED: f64 = 5.0;
+pub const MIN_EXPECTED: f64 = 5.0;
+
+/// The equal bins of [`uniformity_test`].
+pub const UNIFORMITY_BINS: usize = 10;
 
 /// A candidate as the tests see them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,7 +117,7 @@ pub fn early_half_test(name: &str, contenders: &[Contender], cell_of: &[usize]) 
 
 /// Whether the uniform numbers behind the keys (`u = e^(key·w)`) are uniform: ten equal bins.
 pub fn uniformity_test(contenders: &[Contender]) -> Option<TestResult> {
-    const BINS: usize = 10;
+    const BINS: usize = UNIFORMITY_BINS;
     let n = contenders.len() as f64;
     if n / (BINS as f64) < MIN_EXPECTED {
         return None;

@@ -6,6 +6,7 @@
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
+use drawbridge_domain::allocation::draw::LotteryKey;
 use drawbridge_domain::language::when;
 use drawbridge_domain::Language;
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,7 @@ struct BookingView {
 struct DrawView {
     completed: String,
     pool: Option<i64>,
-    lottery_key: Option<f64>,
+    lottery_key: Option<LotteryKey>,
     offered: bool,
     manifest: String,
 }

@@ -9,7 +9,7 @@
 //! whether or not such a registration exists.
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::allocation::draw::Pseudonym;
+use drawbridge_domain::allocation::draw::{LotteryKey, Pseudonym};
 use drawbridge_domain::{
     evaluate, BookingCode, CheckinPass, DistanceKm, Email, Evaluation, Language, Person,
 };
@@ -145,7 +145,8 @@ pub struct MyDraw {
     pub completed_at: Option<DateTime<Utc>>,
     pub pool: Option<i64>,
     pub in_pool: bool,
-    pub lottery_key: Option<f64>,
+    /// As the draw's manifest publishes it.
+    pub lottery_key: Option<LotteryKey>,
     pub offered: bool,
     /// Where to check the draw.
     pub manifest: String,
@@ -175,7 +176,7 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
             completed_at: entry.completed_at,
             pool: entry.pool,
             in_pool: entry.lottery_key.is_some(),
-            lottery_key: entry.lottery_key,
+            lottery_key: entry.lottery_key.map(LotteryKey::exact),
             offered: entry.offered,
             manifest: format!("/v1/draws/{}/manifest", entry.id),
         })
