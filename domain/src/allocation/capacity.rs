@@ -53,6 +53,25 @@ fn invalid(field: &'static str, message: impl Into<String>) -> CapacityError {
     }
 }
 
+/// How far ahead capacity may be published: deliveries are not known further out, and a year
+/// typed wrong (9999 for 2021) must be refused, not published.
+pub const MAX_DAYS_AHEAD: u64 = 366;
+
+impl CapacityRequest {
+    /// Whether the day can be published on `today` (the centre's local date): from today up to
+    /// [`MAX_DAYS_AHEAD`] days ahead. Capacity for a day gone by could never be booked.
+    pub fn check_day(&self, today: NaiveDate) -> Result<(), CapacityError> {
+        let last = today + chrono::Days::new(MAX_DAYS_AHEAD);
+        if self.day < today || self.day > last {
+            return Err(invalid(
+                "day",
+                format!("must be between today ({today}) and {last}, got {}", self.day),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The most pairs one request may create, so a typo cannot flood the pool.
 pub const MAX_PAIRS_PER_REQUEST: usize = 10_000;
 
@@ -140,6 +159,27 @@ pub fn plan(policy: &Policy, request: &CapacityRequest) -> Result<Vec<PlannedPai
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_day_gone_by_or_a_year_typed_wrong_is_refused() {
+        let today = NaiveDate::from_ymd_opt(2021, 5, 3).unwrap();
+        let on = |day: NaiveDate| CapacityRequest {
+            day,
+            ..request("biontech", Some(21))
+        };
+        assert!(on(today).check_day(today).is_ok());
+        assert!(on(today + chrono::Days::new(MAX_DAYS_AHEAD))
+            .check_day(today)
+            .is_ok());
+        for day in [
+            NaiveDate::from_ymd_opt(1900, 1, 1).unwrap(),
+            today - chrono::Days::new(1),
+            today + chrono::Days::new(MAX_DAYS_AHEAD + 1),
+            NaiveDate::from_ymd_opt(9999, 12, 31).unwrap(),
+        ] {
+            assert_eq!(on(day).check_day(today).unwrap_err().field, "day", "{day}");
+        }
+    }
 
     fn policy() -> Policy {
         Policy::from_toml(include_str!("../../../deploy/policies/bw.toml")).expect("example policy is valid")

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use drawbridge_domain::{plan, CapacityRequest, StaffMember};
+use drawbridge_domain::{plan, CapacityError, CapacityRequest, StaffMember};
 use drawbridge_platform::capacity::insert_pairs;
 use drawbridge_platform::outbox::Notification;
 use drawbridge_platform::states::{BookingState, SlotPairState};
@@ -71,8 +71,11 @@ pub async fn publish(
         )
     })?;
     let policy = state.policies.current(&centre.region).await?;
-    let pairs = plan(&policy.policy, &request)
-        .map_err(|e| ApiError::invalid(e.field, format!("{}: {}", e.field, e.message)))?;
+    let refused = |e: CapacityError| ApiError::invalid(e.field, format!("{}: {}", e.field, e.message));
+    request
+        .check_day(Utc::now().with_timezone(&centre.timezone).date_naive())
+        .map_err(refused)?;
+    let pairs = plan(&policy.policy, &request).map_err(refused)?;
     let document = serde_json::to_value(&request).map_err(ApiError::internal)?;
     let digest: [u8; 32] = Sha256::digest(document.to_string().as_bytes()).into();
     let batch = Uuid::new_v4();

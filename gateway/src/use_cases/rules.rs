@@ -8,7 +8,7 @@ use drawbridge_domain::{evaluate, BirthYear, Evaluation, Person, Postcode};
 use drawbridge_platform::policies::{self, PublishedPolicy};
 use serde::{Deserialize, Serialize};
 
-use super::register::this_year;
+use super::register::{check_vaccines, this_year};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -58,6 +58,8 @@ pub async fn eligibility(
     question: EligibilityQuestion,
 ) -> Result<Evaluation, ApiError> {
     let published = state.policies.current(region).await?;
+    // The same rule as a registration's, so the check never answers what registering refuses.
+    check_vaccines(&published.policy, &question.accepted_vaccines)?;
     let person = Person {
         birth_year: BirthYear::parse(question.birth_year, this_year())?.get(),
         priority_group: question.priority_group,
