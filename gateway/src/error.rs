@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::panic::Location;
 
-use actix_web::http::StatusCode;
+use actix_web::dev::ServiceResponse;
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use uuid::Uuid;
@@ -65,6 +67,10 @@ error_codes! {
         "The request could not be read. The API is described at /openapi.json.";
     InvalidField => UNPROCESSABLE_ENTITY, "invalid_field",
         "A field's value cannot be accepted.";
+    PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large",
+        "The request body is larger than this route takes. The API is described at /openapi.json.";
+    UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+        "This route does not take a body of this Content-Type (JSON routes take application/json, forms application/x-www-form-urlencoded).";
     // Things that are not there.
     NotFound => NOT_FOUND, "not_found",
         "There is nothing at this address. The API is described at /openapi.json.";
@@ -475,6 +481,34 @@ impl ResponseError for ApiError {
             },
         })
     }
+}
+
+/// Answers the errors raised before or around our handlers (by actix's body extractors and
+/// routing: a body too large, a content type a route does not take), which come as plain text
+/// or empty, in the documented JSON shape too. Pages' errors
+/// (HTML) and our own (JSON) pass unchanged, as does a status the table has no code for.
+pub fn in_documented_shape<B>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let shaped = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json") || value.starts_with("text/html"));
+    let code = match response.status() {
+        _ if shaped => None,
+        StatusCode::BAD_REQUEST => Some(ErrorCode::MalformedRequest),
+        StatusCode::NOT_FOUND => Some(ErrorCode::NotFound),
+        StatusCode::PAYLOAD_TOO_LARGE => Some(ErrorCode::PayloadTooLarge),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Some(ErrorCode::UnsupportedMediaType),
+        _ => None,
+    };
+    let Some(code) = code else {
+        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+    };
+    let (request, _) = response.into_parts();
+    let answer = ApiError::new(code).error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, answer).map_into_right_body(),
+    ))
 }
 
 /// Turns actix's extractor failures (bad JSON, bad query, bad path) into our error shape.

@@ -431,3 +431,115 @@ async fn pages_cannot_be_framed_or_leak_their_address_and_personal_answers_are_n
         .contains("immutable"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn errors_raised_around_the_handlers_come_in_the_documented_shape() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.put_room("demo-room", &json!({})).await;
+    let offer = "/offers/00000000-0000-4000-8000-000000000000/accept";
+    let huge = "x".repeat(300 * 1024);
+    let requests = [
+        // A form route sent JSON, and one sent a body too large; the room join and the rooms
+        // admin sent bodies too large.
+        (
+            app.http.post(app.url(offer)).json(&json!({ "token": "t" })),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            app.http
+                .post(app.url(offer))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("token={huge}")),
+            413,
+            "payload_too_large",
+        ),
+        (
+            app.http
+                .post(app.url("/v1/rooms/demo-room/join"))
+                .body(huge.clone()),
+            413,
+            "payload_too_large",
+        ),
+        (
+            app.http
+                .put(app.url("/v1/admin/rooms/demo-room"))
+                .bearer_auth(drawbridge_test_support::ADMIN_TOKEN)
+                .body(huge.clone()),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (request, status, code) in requests {
+        let response = request.send().await.unwrap();
+        let what = format!("{} {}", response.url(), response.status());
+        assert_eq!(response.status(), status, "{what}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{what}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with('.')),
+            "{body}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_rule_per_field_everywhere() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    // The eligibility check refuses a vaccine the region does not have, as registering does.
+    let response = app
+        .post_json(
+            "/v1/regions/bw/eligibility",
+            &json!({ "birth_year": 1950, "priority_group": 1, "postcode": "70173",
+                     "accepted_vaccines": ["sputnik"] }),
+        )
+        .await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "accepted_vaccines", "{body}");
+
+    // Capacity for a day gone by, or a year typed wrong, is refused naming the day.
+    let staff = app
+        .staff_token(
+            "door.stuttgart",
+            drawbridge_domain::Role::CentreStaff,
+            "bw",
+            Some("stuttgart-liederhalle"),
+        )
+        .await;
+    for day in ["1900-01-01", "9999-12-31"] {
+        let response = app
+            .http
+            .post(app.url("/v1/centres/stuttgart-liederhalle/capacity"))
+            .bearer_auth(&staff)
+            .header("Idempotency-Key", format!("capacity-{day}"))
+            .json(
+                &json!({ "vaccine": "biontech", "day": day, "from": "09:00:00", "until": "10:00:00",
+                           "slot_minutes": 15, "people_per_slot": 1, "second_dose_after_days": 21 }),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{day}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "day", "{day}: {body}");
+    }
+    let pairs: i64 = sqlx::query_scalar("SELECT count(*) FROM capacity_batches")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(pairs, 0, "nothing published");
+    app.stop().await;
+}
