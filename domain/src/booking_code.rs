@@ -90,6 +90,18 @@ impl BookingCode {
         Ok(BookingCode(symbols))
     }
 
+    /// The first group of whatever was typed as a code, read as a code is read (separators
+    /// skipped, O as 0, I and L as 1, any case), so that every spelling of one prefix is one
+    /// prefix; characters that are no code's are kept, in capitals.
+    pub fn typed_prefix(typed: &str) -> String {
+        typed
+            .chars()
+            .filter(|c| !is_separator(*c))
+            .take(GROUP_LEN)
+            .map(|c| symbol_value(c).map_or(c.to_ascii_uppercase(), |v| char::from(ALPHABET[usize::from(v)])))
+            .collect()
+    }
+
     /// The first group of four characters. It carries no secret worth speaking of (20 of 75
     /// bits) and lets the gateway rate-limit guesses per prefix.
     pub fn prefix(&self) -> String {
@@ -223,6 +235,15 @@ impl<'de> Deserialize<'de> for BookingCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn look_alike_spellings_of_a_prefix_are_one_prefix() {
+        let prefix = super::BookingCode::typed_prefix;
+        assert_eq!(prefix("O1L0-AAAA"), "0110");
+        assert_eq!(prefix("o i l o"), "0110");
+        assert_eq!(prefix("0110-ZZZZ-0000-0000"), "0110");
+        assert_eq!(prefix("!!"), "!!");
+    }
+
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha20Rng;

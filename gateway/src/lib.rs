@@ -25,7 +25,7 @@ use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::{postgres, redis, Settings, StartupError};
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
@@ -122,6 +122,17 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     registry
         .register(Box::new(counted_here.clone()))
         .expect("metrics register once");
+    let guesses_failed = IntCounterVec::new(
+        Opts::new(
+            "guesses_failed_total",
+            "Wrong booking codes, staff passwords and admin tokens, by credential: the guessing alarm",
+        ),
+        &["credential"],
+    )
+    .expect("valid counter");
+    registry
+        .register(Box::new(guesses_failed.clone()))
+        .expect("metrics register once");
     let expired = IntCounter::new(
         "registrations_expired_total",
         "Unverified registrations expired and erased once their last code was long dead",
@@ -142,7 +153,12 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         hash_key: settings.secrets.hash_key()?,
         keyring: settings.secrets.keyring()?,
         rooms,
-        limits: Limits::new(redis.clone(), settings.redis.key_prefix.clone(), counted_here),
+        limits: Limits::new(
+            redis.clone(),
+            settings.redis.key_prefix.clone(),
+            counted_here,
+            guesses_failed,
+        ),
         templates: templates::Templates::load(),
     };
     // Without Redis the gateway serves everything but the waiting rooms' joins, leaves and

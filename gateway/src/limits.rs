@@ -18,7 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntCounterVec};
 
 use crate::error::ApiError;
 
@@ -57,12 +57,33 @@ pub struct Limits {
     redis_away: AtomicBool,
     /// Checks and counts made here because Redis could not be reached.
     counted_here: IntCounter,
+    /// Failed tries by credential, on every gateway: the guessing alarm. Limits work per
+    /// target and address, so a guesser spread over many addresses shows here first.
+    failed: IntCounterVec,
 }
 
 /// A counter kept here.
 struct Window {
     tries: i64,
     ends: Instant,
+}
+
+/// What is being guessed, for the alarm metric of failed tries.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential {
+    BookingCode,
+    StaffPassword,
+    AdminToken,
+}
+
+impl Credential {
+    fn label(self) -> &'static str {
+        match self {
+            Credential::BookingCode => "booking_code",
+            Credential::StaffPassword => "staff_password",
+            Credential::AdminToken => "admin_token",
+        }
+    }
 }
 
 /// Whose tries a counter counts, and so when it counts them.
@@ -76,13 +97,19 @@ pub enum Counting {
 }
 
 impl Limits {
-    pub fn new(redis: deadpool_redis::Pool, prefix: String, counted_here: IntCounter) -> Self {
+    pub fn new(
+        redis: deadpool_redis::Pool,
+        prefix: String,
+        counted_here: IntCounter,
+        failed: IntCounterVec,
+    ) -> Self {
         Limits {
             redis,
             prefix,
             local: Mutex::default(),
             redis_away: AtomicBool::new(false),
             counted_here,
+            failed,
         }
     }
 
@@ -91,6 +118,7 @@ impl Limits {
     /// limit is reached.
     pub fn failures(
         &self,
+        credential: Credential,
         counters: &[(String, i64, Counting)],
         window_seconds: i64,
         refusal: &'static str,
@@ -103,6 +131,7 @@ impl Limits {
         keys.sort_by_key(|(_, _, counting)| *counting != Counting::Target);
         FailureLimit {
             limits: self,
+            credential,
             keys,
             window_seconds,
             refusal,
@@ -148,6 +177,7 @@ impl Limits {
 /// A set of counters checked and counted together.
 pub struct FailureLimit<'a> {
     limits: &'a Limits,
+    credential: Credential,
     /// The targets' counters first.
     keys: Vec<(String, i64, Counting)>,
     window_seconds: i64,
@@ -211,6 +241,10 @@ impl FailureLimit<'_> {
 
     /// The try was wrong: it counts on the shared counters too (the targets' have it).
     pub async fn failed(&self) {
+        self.limits
+            .failed
+            .with_label_values(&[self.credential.label()])
+            .inc();
         if self
             .limits
             .shared::<()>(self.script(FAILED, Counting::Shared))
@@ -315,6 +349,8 @@ fn eval<'k>(script: &str, keys: impl Iterator<Item = &'k String>) -> redis::Cmd 
 
 #[cfg(test)]
 mod tests {
+    use prometheus::Opts;
+
     use super::*;
 
     /// Limits whose Redis never answers: nothing listens on port 1.
@@ -323,7 +359,8 @@ mod tests {
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .unwrap();
         let counted_here = IntCounter::new("counted_here", "counted here").unwrap();
-        Limits::new(pool, "test".into(), counted_here)
+        let failed = IntCounterVec::new(Opts::new("failed", "failed"), &["credential"]).unwrap();
+        Limits::new(pool, "test".into(), counted_here, failed)
     }
 
     #[tokio::test]
@@ -333,7 +370,7 @@ mod tests {
             ("address".into(), 20, Counting::Shared),
             ("prefix".into(), 10, Counting::Target),
         ];
-        let guesses = limits.failures(&counters, 900, "wait");
+        let guesses = limits.failures(Credential::BookingCode, &counters, 900, "wait");
         for _ in 0..2 {
             guesses.attempt().await.unwrap();
             guesses.failed().await;
@@ -345,14 +382,23 @@ mod tests {
             ("address".into(), 20, Counting::Shared),
             ("other".into(), 10, Counting::Target),
         ];
-        limits.failures(&other, 900, "wait").attempt().await.unwrap();
+        limits
+            .failures(Credential::BookingCode, &other, 900, "wait")
+            .attempt()
+            .await
+            .unwrap();
         assert_eq!(limits.counted_here.get(), 5);
     }
 
     #[tokio::test]
     async fn without_redis_a_right_try_is_taken_back() {
         let limits = without_redis();
-        let login = limits.failures(&[("user".into(), 8, Counting::Target)], 900, "wait");
+        let login = limits.failures(
+            Credential::BookingCode,
+            &[("user".into(), 8, Counting::Target)],
+            900,
+            "wait",
+        );
         for _ in 0..5 {
             login.attempt().await.unwrap();
             login.succeeded().await;
@@ -368,10 +414,20 @@ mod tests {
             let window = Window { tries: 1, ends };
             (format!("test:address:{n}"), window)
         }));
-        let known = limits.failures(&[("address:7".into(), 20, Counting::Shared)], 900, "wait");
+        let known = limits.failures(
+            Credential::BookingCode,
+            &[("address:7".into(), 20, Counting::Shared)],
+            900,
+            "wait",
+        );
         known.failed().await;
         known.attempt().await.unwrap();
-        let stranger = limits.failures(&[("address:new".into(), 20, Counting::Shared)], 900, "wait");
+        let stranger = limits.failures(
+            Credential::BookingCode,
+            &[("address:new".into(), 20, Counting::Shared)],
+            900,
+            "wait",
+        );
         stranger.failed().await;
         assert_eq!(
             stranger.attempt().await.unwrap_err().code(),

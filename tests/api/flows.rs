@@ -498,6 +498,44 @@ async fn wrong_logins_sent_at_once_get_no_more_password_checks_than_the_limit() 
 }
 
 #[tokio::test]
+async fn wrong_logins_from_one_address_never_lock_the_owner_out_elsewhere() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let log_in = |client: &reqwest::Client, password: &str| {
+        client
+            .post(app.url("/v1/staff/sessions"))
+            .json(&json!({ "username": "agent.anna", "password": password }))
+            .send()
+    };
+    let attacker = reqwest::Client::new();
+    for n in 0..10 {
+        let response = log_in(&attacker, &format!("wrong password {n}")).await.unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let response = log_in(&attacker, "a long test password").await.unwrap();
+    assert_eq!(
+        response.status(),
+        429,
+        "the guessing address waits, even with the password"
+    );
+    // The owner, at another address, logs in at once.
+    let owner = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .build()
+        .unwrap();
+    let response = log_in(&owner, "a long test password").await.unwrap();
+    assert_eq!(response.status(), 201);
+    let alarm = drawbridge_test_support::metric(
+        &app.metrics(&app.address).await,
+        r#"drawbridge_gateway_guesses_failed_total{credential="staff_password"}"#,
+    );
+    assert_eq!(alarm, 10.0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_disabled_staff_account_loses_its_sessions_for_good() {
     let app = spawn_app().await;
     app.load_demo().await;

@@ -20,13 +20,15 @@ use uuid::Uuid;
 use super::answer_offer::{pass_url, reference};
 use super::register::check_vaccines;
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::Counting;
+use crate::limits::{Counting, Credential};
 use crate::store::registrants::{self, BookingShown, Choices, OfferShown, Registrant};
 use crate::AppState;
 
-/// Failed booking codes allowed per client address, and per code prefix, within the window.
-const GUESSES_PER_ADDRESS: i64 = 20;
-const GUESSES_PER_PREFIX: i64 = 10;
+/// Failed booking codes allowed per code prefix from one client address within the window.
+/// Per pair, so guesses at a person's prefix from elsewhere never lock the person out, and
+/// people behind one address (a proxy) are never refused for a stranger's guesses at other
+/// prefixes. docs/security.md has the arithmetic of why guessing stays infeasible.
+const GUESSES_PER_PREFIX_AND_ADDRESS: i64 = 10;
 const GUESS_WINDOW_SECONDS: i64 = 15 * 60;
 
 /// How many recent draws of the region the status reports on.
@@ -34,19 +36,16 @@ const DRAWS_SHOWN: i64 = 10;
 
 /// The registrant whose booking code is `presented`, within the guessing limits of `address`.
 pub async fn sign_in(state: &AppState, presented: &str, address: &str) -> Result<Registrant, ApiError> {
-    let prefix: String = presented
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(4)
-        .collect::<String>()
-        .to_ascii_uppercase();
+    let prefix = BookingCode::typed_prefix(presented);
     let limits = state.limits.failures(
-        &[
-            (format!("guesses:address:{address}"), GUESSES_PER_ADDRESS, Counting::Shared),
-            (format!("guesses:prefix:{prefix}"), GUESSES_PER_PREFIX, Counting::Target),
-        ],
+        Credential::BookingCode,
+        &[(
+            format!("guesses:prefix:{prefix}:address:{address}"),
+            GUESSES_PER_PREFIX_AND_ADDRESS,
+            Counting::Target,
+        )],
         GUESS_WINDOW_SECONDS,
-        "Too many wrong booking codes from here or for this code. Please wait and check the code in your SMS.",
+        "Too many wrong booking codes like this one from here. Please wait and check the code in your SMS.",
     );
     // Counted on the prefix before the code is looked up, so guesses sent at once cannot all
     // be judged.

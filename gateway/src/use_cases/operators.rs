@@ -6,7 +6,7 @@ use drawbridge_platform::config::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::Counting;
+use crate::limits::{Counting, Credential};
 use crate::AppState;
 
 /// Wrong admin tokens allowed per client address within the window.
@@ -21,6 +21,7 @@ pub async fn authorize(state: &AppState, presented: Option<&str>, address: &str)
     }
     let presented = presented.ok_or_else(|| ApiError::new(ErrorCode::AdminCredentialsMissing))?;
     let limit = state.limits.failures(
+        Credential::AdminToken,
         // The one token is the target, counted per address so a guesser shuts out only their
         // own; operators do not send many requests at once.
         &[(

@@ -16,15 +16,15 @@ use uuid::Uuid;
 
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::Counting;
+use crate::limits::{Counting, Credential};
 use crate::store::staff::{self, Account, LoggedAction, StaffRow};
 use crate::AppState;
 
 /// How long a staff login lasts: one working shift.
 const SESSION_HOURS: i64 = 10;
-/// Failed logins allowed per username and per client address within the window.
-const LOGINS_PER_USERNAME: i64 = 10;
-const LOGINS_PER_ADDRESS: i64 = 50;
+/// Failed logins allowed per username from one client address within the window: per pair, so
+/// guesses from elsewhere never lock the account's owner out, nor colleagues behind one proxy.
+const LOGINS_PER_USERNAME_AND_ADDRESS: i64 = 10;
 const LOGIN_WINDOW_SECONDS: i64 = 15 * 60;
 /// Prefix of session tokens, so a leaked one is recognisable in logs and scanners.
 const TOKEN_PREFIX: &str = "dbs_";
@@ -76,20 +76,14 @@ pub async fn log_in(
     address: &str,
 ) -> Result<Session, ApiError> {
     let limits = state.limits.failures(
-        &[
-            (
-                format!("logins:user:{username}"),
-                LOGINS_PER_USERNAME,
-                Counting::Target,
-            ),
-            (
-                format!("logins:address:{address}"),
-                LOGINS_PER_ADDRESS,
-                Counting::Shared,
-            ),
-        ],
+        Credential::StaffPassword,
+        &[(
+            format!("logins:user:{username}:address:{address}"),
+            LOGINS_PER_USERNAME_AND_ADDRESS,
+            Counting::Target,
+        )],
         LOGIN_WINDOW_SECONDS,
-        "Too many failed logins for this account or from here. Please wait, or ask an administrator.",
+        "Too many failed logins for this account from here. Please wait, or ask an administrator.",
     );
     // Counted on the username before the password is checked, so logins sent at once cannot
     // all be judged.
