@@ -294,7 +294,8 @@ fn recording_draw(
 /// `waiting::candidate` (allocator/src/pool.rs, lib.rs). This test takes pools the simulation
 /// built, draws them the allocator's way, publishes the manifest the allocator would publish
 /// (same digests), and checks that `drawbridge replay`'s check reproduces it and that the
-/// offers are exactly the simulation's.
+/// offers are exactly the simulation's. The allocator's tick itself, Postgres included, is
+/// compared with the simulator's draw in tests/api/simulation.rs.
 #[test]
 fn a_simulated_draw_and_the_allocators_draw_on_the_same_pool_and_seed_give_the_same_offers() {
     let scenario = county(5_000);

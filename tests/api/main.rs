@@ -20,6 +20,7 @@ mod pipeline;
 mod redis_outage;
 mod schema;
 mod schema_invariants;
+mod simulation;
 mod verification;
 mod waiting_room;
 
