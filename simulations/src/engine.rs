@@ -238,8 +238,8 @@ pub(crate) struct Sim<'a> {
     /// Waiting people who may not be offered anything yet, with their group.
     ineligible: Vec<(u32, u8)>,
     /// The registration time of each candidate, aligned with `input.candidates` (read every
-    /// tick, so kept beside the pool rather than looked up person by person).
-    arrivals_of_pool: Vec<i64>,
+    /// tick, so kept beside the pool, already converted, rather than looked up person by person).
+    arrivals_of_pool: Vec<DateTime<Utc>>,
     /// People holding a pending offer: (person, pair, expires_at).
     pending: Vec<(u32, u32, i64)>,
     events: BinaryHeap<Reverse<(i64, u64, Event)>>,
@@ -513,7 +513,8 @@ impl<'a> Sim<'a> {
                 }
                 self.slot[person as usize] = self.input.candidates.len() as u32;
                 self.input.candidates.push(candidate);
-                self.arrivals_of_pool.push(self.people[person as usize].arrival);
+                self.arrivals_of_pool
+                    .push(time(self.people[person as usize].arrival));
             }
             None => {
                 self.people[person as usize].state = PersonState::Ineligible;
@@ -633,6 +634,8 @@ impl<'a> Sim<'a> {
         // Candidates whom the rule still makes the same candidate stay as they are.
         let pool = std::mem::take(&mut self.input.candidates);
         let arrivals = std::mem::take(&mut self.arrivals_of_pool);
+        self.input.candidates.reserve(pool.len());
+        self.arrivals_of_pool.reserve(pool.len());
         let mut everyone: Vec<u32> = std::mem::take(&mut self.ineligible)
             .into_iter()
             .map(|(person, _)| person)
@@ -689,8 +692,9 @@ impl<'a> Sim<'a> {
             let first_at = self.pairs[pair as usize].first_at;
             self.recorder.unused(self.day_of(first_at));
         }
+        let now = time(at);
         for (candidate, &arrival) in self.input.candidates.iter_mut().zip(&self.arrivals_of_pool) {
-            candidate.waited_weeks = waiting::waited_weeks(time(arrival), time(at));
+            candidate.waited_weeks = waiting::waited_weeks(arrival, now);
         }
         self.input.drawn_at = time(at);
         let (policy, _) = self.scenario.policy_on(day);

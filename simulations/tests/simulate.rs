@@ -1,6 +1,7 @@
 //! The simulations' guarantees, checked from the outside: determinism whatever the thread
-//! count, conservation of people and pairs, policies that favour a group showing it, a broken
-//! draw caught by the audit, and the simulated draw being the allocator's draw.
+//! count, Parquet files that another reader reads as the CSV files, conservation of people and
+//! pairs, policies that favour a group showing it, a broken draw caught by the audit, and the
+//! simulated draw being the allocator's draw.
 
 // Helpers outside #[test] functions unwrap too: in a test a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -68,6 +69,79 @@ fn the_same_seeds_give_byte_identical_outputs_on_one_and_on_four_threads() {
     let one = engine::run(&scenario, RunOptions::new(3), &|_| {}).unwrap();
     let other = engine::run(&scenario, RunOptions::new(4), &|_| {}).unwrap();
     assert_ne!(one.summary.metrics, other.summary.metrics);
+}
+
+/// A Parquet file's columns as another reader sees them: each column's name and its values
+/// written as the CSV writes them (whole numbers, `{:?}` reals, text), and the row count the
+/// footer declares.
+fn read_parquet(path: &Path) -> (usize, Vec<(String, Vec<String>)>) {
+    use parquet2::deserialize::native_cast;
+    use parquet2::encoding::plain_byte_array::BinaryIter;
+    use parquet2::page::{split_buffer, Page};
+    use parquet2::read::{decompress, get_page_iterator, read_metadata};
+    use parquet2::schema::types::{PhysicalType, PrimitiveConvertedType};
+
+    let mut file = std::fs::File::open(path).unwrap();
+    let metadata = read_metadata(&mut file).unwrap();
+    let mut columns = Vec::new();
+    for column in metadata.row_groups.iter().flat_map(|group| group.columns()) {
+        let primitive = &column.descriptor().descriptor.primitive_type;
+        let mut values = Vec::new();
+        for page in get_page_iterator(column, &mut file, None, vec![], usize::MAX).unwrap() {
+            let Page::Data(page) = decompress(page.unwrap(), &mut vec![]).unwrap() else {
+                panic!("the writer writes no dictionary pages");
+            };
+            match primitive.physical_type {
+                PhysicalType::Int64 => {
+                    values.extend(native_cast::<i64>(&page).unwrap().map(|v| v.to_string()))
+                }
+                PhysicalType::Double => {
+                    values.extend(native_cast::<f64>(&page).unwrap().map(|v| format!("{v:?}")))
+                }
+                PhysicalType::ByteArray => {
+                    assert_eq!(primitive.converted_type, Some(PrimitiveConvertedType::Utf8));
+                    let (_, _, bytes) = split_buffer(&page).unwrap();
+                    values.extend(
+                        BinaryIter::new(bytes, Some(page.num_values()))
+                            .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap()),
+                    );
+                }
+                other => panic!("unexpected physical type {other:?}"),
+            }
+        }
+        columns.push((primitive.field_info.name.clone(), values));
+    }
+    (metadata.num_rows, columns)
+}
+
+#[test]
+fn the_parquet_files_read_back_in_another_reader_as_the_csv_files() {
+    let scenario = county(3_000);
+    let results = drawbridge_simulations::run_seeds(&scenario, &[1, 2], Some(1), false, &|_| {}).unwrap();
+    let (report, rows, pair_rows) = drawbridge_simulations::report(&scenario, results);
+    let dir = temp_dir("parquet");
+    output::write_all(&dir, &report, &rows, &pair_rows).unwrap();
+    for table in ["groups", "pairs"] {
+        let csv = std::fs::read_to_string(dir.join(format!("{table}.csv"))).unwrap();
+        let mut lines = csv.lines().map(|line| line.split(',').collect::<Vec<_>>());
+        let header = lines.next().unwrap();
+        let csv_rows: Vec<Vec<&str>> = lines.collect();
+        let (rows, columns) = read_parquet(&dir.join(format!("{table}.parquet")));
+        assert!(csv_rows.len() > 50, "{table}: {} rows", csv_rows.len());
+        assert_eq!(rows, csv_rows.len(), "{table}: the footer's row count");
+        let names: Vec<&str> = columns.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, header, "{table}: column names");
+        for (c, (name, values)) in columns.iter().enumerate() {
+            let from_csv: Vec<&str> = csv_rows.iter().map(|row| row[c]).collect();
+            assert_eq!(*values, from_csv, "{table}.{name}");
+        }
+    }
+    // A few values by name, so that the comparison is not of two empty tables.
+    let (_, columns) = read_parquet(&dir.join("groups.parquet"));
+    let column = |name: &str| &columns.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(column("seed")[0], "1");
+    assert_eq!(column("date")[0], scenario.file.start.to_string());
+    assert!(column("offers").iter().any(|v| v != "0"));
 }
 
 #[test]
@@ -220,7 +294,8 @@ fn recording_draw(
 /// `waiting::candidate` (allocator/src/pool.rs, lib.rs). This test takes pools the simulation
 /// built, draws them the allocator's way, publishes the manifest the allocator would publish
 /// (same digests), and checks that `drawbridge replay`'s check reproduces it and that the
-/// offers are exactly the simulation's.
+/// offers are exactly the simulation's. The allocator's tick itself, Postgres included, is
+/// compared with the simulator's draw in tests/api/simulation.rs.
 #[test]
 fn a_simulated_draw_and_the_allocators_draw_on_the_same_pool_and_seed_give_the_same_offers() {
     let scenario = county(5_000);

@@ -22,6 +22,7 @@ mod pipeline;
 mod redis_outage;
 mod schema;
 mod schema_invariants;
+mod simulation;
 mod verification;
 mod waiting_room;
 
