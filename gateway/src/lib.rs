@@ -52,6 +52,8 @@ pub struct AppState {
     limits: Limits,
     /// The web pages' templates, texts and static files.
     templates: templates::Templates,
+    /// SMS codes refused because their region's daily budget was spent, by region.
+    sms_budget_spent: IntCounterVec,
 }
 
 pub struct Application {
@@ -133,6 +135,17 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     registry
         .register(Box::new(guesses_failed.clone()))
         .expect("metrics register once");
+    let sms_budget_spent = IntCounterVec::new(
+        Opts::new(
+            "sms_budget_spent_total",
+            "SMS codes refused because their region's daily SMS budget was spent",
+        ),
+        &["region"],
+    )
+    .expect("valid counter");
+    registry
+        .register(Box::new(sms_budget_spent.clone()))
+        .expect("metrics register once");
     let expired = IntCounter::new(
         "registrations_expired_total",
         "Unverified registrations expired and erased once their last code was long dead",
@@ -160,6 +173,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
             guesses_failed,
         ),
         templates: templates::Templates::load(),
+        sms_budget_spent,
     };
     // Without Redis the gateway serves everything but the waiting rooms' joins, leaves and
     // administration (failure limits count here): it stays in the load balancer, degraded.

@@ -131,11 +131,34 @@ impl Limits {
         keys.sort_by_key(|(_, _, counting)| *counting != Counting::Target);
         FailureLimit {
             limits: self,
-            credential,
+            credential: Some(credential),
             keys,
             window_seconds,
             refusal,
         }
+    }
+
+    /// A rate, not a guess: counts one use of each counter the moment it arrives, or answers
+    /// 429 `refusal` if one is at its limit. Uses are never taken back.
+    pub async fn rate(
+        &self,
+        counters: &[(String, i64)],
+        window_seconds: i64,
+        refusal: &'static str,
+    ) -> Result<(), ApiError> {
+        let keys = counters
+            .iter()
+            .map(|(name, limit)| (format!("{}:{name}", self.prefix), *limit, Counting::Target))
+            .collect();
+        FailureLimit {
+            limits: self,
+            credential: None,
+            keys,
+            window_seconds,
+            refusal,
+        }
+        .attempt()
+        .await
     }
 
     /// Runs `command` on Redis, waiting at most [`REDIS_TIMEOUT`] for its answer; `None` if
@@ -177,7 +200,8 @@ impl Limits {
 /// A set of counters checked and counted together.
 pub struct FailureLimit<'a> {
     limits: &'a Limits,
-    credential: Credential,
+    /// What is being guessed; `None` for a rate.
+    credential: Option<Credential>,
     /// The targets' counters first.
     keys: Vec<(String, i64, Counting)>,
     window_seconds: i64,
@@ -241,10 +265,9 @@ impl FailureLimit<'_> {
 
     /// The try was wrong: it counts on the shared counters too (the targets' have it).
     pub async fn failed(&self) {
-        self.limits
-            .failed
-            .with_label_values(&[self.credential.label()])
-            .inc();
+        if let Some(credential) = self.credential {
+            self.limits.failed.with_label_values(&[credential.label()]).inc();
+        }
         if self
             .limits
             .shared::<()>(self.script(FAILED, Counting::Shared))

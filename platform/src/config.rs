@@ -292,6 +292,19 @@ pub struct GatewaySettings {
     pub codes_per_phone_per_day: u32,
     /// Seconds between two sweeps for unverified registrations due to expire.
     pub expiry_sweep_seconds: u32,
+    /// Country calling codes whose numbers may register on the web, without `+`; empty: only
+    /// `default_country_code`. Numbers elsewhere (premium-rate ranges such as +881 among them)
+    /// are refused before any SMS.
+    pub phone_country_codes: Vec<String>,
+    /// Web registrations one client address may start in an hour, with or without a waiting
+    /// room in front.
+    pub registrations_per_address_per_hour: u32,
+    /// Web registrations for numbers of one block (a number without its last three digits) in
+    /// an hour: pumping SMS through a range of numbers meets this first.
+    pub registrations_per_number_block_per_hour: u32,
+    /// SMS codes and registration notices a region may send in a day: the SMS budget. Offers
+    /// and confirmations are never counted against it.
+    pub sms_codes_per_region_per_day: u32,
 }
 
 impl Default for GatewaySettings {
@@ -306,6 +319,10 @@ impl Default for GatewaySettings {
             registrations_per_phone: 4,
             codes_per_phone_per_day: 10,
             expiry_sweep_seconds: 60,
+            phone_country_codes: Vec::new(),
+            registrations_per_address_per_hour: 30,
+            registrations_per_number_block_per_hour: 10,
+            sms_codes_per_region_per_day: 50_000,
         }
     }
 }
@@ -608,16 +625,42 @@ impl Settings {
         }
         self.secrets.keyring()?;
         self.secrets.hash_key()?;
-        let code = &self.gateway.default_country_code;
-        if code.is_empty()
-            || code.len() > 3
-            || !code.bytes().all(|b| b.is_ascii_digit())
-            || code.starts_with('0')
-        {
-            return Err(ConfigError::key(
-                "gateway.default_country_code",
-                format!("must be a country calling code without + such as 49, got {code:?}"),
-            ));
+        let calling_codes =
+            std::iter::once(("gateway.default_country_code", &self.gateway.default_country_code)).chain(
+                self.gateway
+                    .phone_country_codes
+                    .iter()
+                    .map(|code| ("gateway.phone_country_codes", code)),
+            );
+        for (key, code) in calling_codes {
+            if code.is_empty()
+                || code.len() > 3
+                || !code.bytes().all(|b| b.is_ascii_digit())
+                || code.starts_with('0')
+            {
+                return Err(ConfigError::key(
+                    key,
+                    format!("must be a country calling code without + such as 49, got {code:?}"),
+                ));
+            }
+        }
+        for (key, value) in [
+            (
+                "gateway.registrations_per_address_per_hour",
+                self.gateway.registrations_per_address_per_hour,
+            ),
+            (
+                "gateway.registrations_per_number_block_per_hour",
+                self.gateway.registrations_per_number_block_per_hour,
+            ),
+            (
+                "gateway.sms_codes_per_region_per_day",
+                self.gateway.sms_codes_per_region_per_day,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
         }
         if !(1..=60).contains(&self.gateway.verification_code_minutes) {
             return Err(ConfigError::key(

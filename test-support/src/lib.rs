@@ -155,6 +155,18 @@ pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
             s.rooms.admin_token.expose_secret().to_owned(),
         ),
         ("ROOMS__REFRESH_MILLIS", s.rooms.refresh_millis.to_string()),
+        (
+            "GATEWAY__REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+            s.gateway.registrations_per_address_per_hour.to_string(),
+        ),
+        (
+            "GATEWAY__REGISTRATIONS_PER_NUMBER_BLOCK_PER_HOUR",
+            s.gateway.registrations_per_number_block_per_hour.to_string(),
+        ),
+        (
+            "GATEWAY__SMS_CODES_PER_REGION_PER_DAY",
+            s.gateway.sms_codes_per_region_per_day.to_string(),
+        ),
         ("ROOMS__LEASE_MILLIS", s.rooms.lease_millis.to_string()),
         (
             "ROOMS__JOINS_PER_IP_PER_MINUTE",
@@ -270,6 +282,11 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     settings.rooms.refresh_millis = 100;
     settings.rooms.lease_millis = 1000;
     settings.rooms.joins_per_ip_per_minute = 100_000;
+    // Tests and benches register thousands of numbers from one address and one number block;
+    // the tests of these limits set them low.
+    settings.gateway.registrations_per_address_per_hour = 1_000_000;
+    settings.gateway.registrations_per_number_block_per_hour = 1_000_000;
+    settings.gateway.sms_codes_per_region_per_day = 1_000_000;
     settings.allocator.listen = "127.0.0.1:0".parse().unwrap();
     settings.notifier.listen = "127.0.0.1:0".parse().unwrap();
     settings.notifier.relay_idle_millis = 20;

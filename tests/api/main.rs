@@ -23,6 +23,7 @@ mod redis_outage;
 mod schema;
 mod schema_invariants;
 mod simulation;
+mod sms_bill;
 mod verification;
 mod waiting_room;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::answers::CodeSent;
-use super::extract::{idempotency_key, Admitted};
+use super::extract::{client_address, idempotency_key, Admitted};
 use crate::error::ApiError;
 use crate::use_cases::admission;
 use crate::use_cases::register::RegistrationForm;
@@ -29,7 +29,16 @@ pub async fn create(
     form: web::Json<RegistrationForm>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&http)?;
-    let started = admission::register(&state, admitted.0.as_ref(), &region, form.into_inner(), key).await?;
+    let address = client_address(&http);
+    let started = admission::register(
+        &state,
+        admitted.0.as_ref(),
+        &region,
+        form.into_inner(),
+        key,
+        &address,
+    )
+    .await?;
     Ok(HttpResponse::Accepted().json(Started {
         registration_id: started.registration_id,
         status: "pending_verification",

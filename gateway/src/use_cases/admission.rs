@@ -24,6 +24,7 @@ pub async fn register(
     region: &str,
     form: RegistrationForm,
     idempotency_key: Option<&str>,
+    address: &str,
 ) -> Result<Started, ApiError> {
     if let Some(admission) = admission {
         // A phone number that cannot be read registers nothing, so it spends nothing: the
@@ -32,7 +33,7 @@ pub async fn register(
             spend(state, admission, &phone).await?;
         }
     }
-    register::on_the_web(state, region, form, idempotency_key).await
+    register::on_the_web(state, region, form, idempotency_key, address).await
 }
 
 async fn spend(state: &AppState, admission: &Admission, phone: &PhoneNumber) -> Result<(), ApiError> {

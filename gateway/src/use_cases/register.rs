@@ -174,6 +174,79 @@ pub struct Started {
     pub eligibility: Evaluation,
 }
 
+/// Refuses a web registration before any SMS goes out when its number is from a country the
+/// gateway does not serve, or when its client address, its number's block (the number without
+/// its last three digits) or its region's daily SMS budget is used up. Each is counted in
+/// Redis across all gateways, whether or not a waiting room stands in front.
+async fn within_the_bill(
+    state: &AppState,
+    region: &str,
+    phone: &PhoneNumber,
+    address: &str,
+) -> Result<(), ApiError> {
+    let settings = &state.settings;
+    let served = if settings.phone_country_codes.is_empty() {
+        std::slice::from_ref(&settings.default_country_code)
+    } else {
+        settings.phone_country_codes.as_slice()
+    };
+    let number = phone.as_str().trim_start_matches('+');
+    if !served.iter().any(|code| number.starts_with(code.as_str())) {
+        let codes: Vec<String> = served.iter().map(|code| format!("+{code}")).collect();
+        return Err(ApiError::invalid(
+            "phone",
+            format!(
+                "Only phone numbers from {} can register here. Please give such a number, or call the hotline.",
+                codes.join(", ")
+            ),
+        ));
+    }
+    state
+        .limits
+        .rate(
+            &[(
+                format!("registrations:address:{address}"),
+                i64::from(settings.registrations_per_address_per_hour),
+            )],
+            3_600,
+            "Too many registrations from here in the last hour. Please try again later, or call the hotline.",
+        )
+        .await?;
+    let block = &number[..number.len().saturating_sub(3)];
+    state
+        .limits
+        .rate(
+            &[(
+                format!("registrations:block:{block}"),
+                i64::from(settings.registrations_per_number_block_per_hour),
+            )],
+            3_600,
+            "Too many registrations for phone numbers like this one in the last hour. Please try again later, or call the hotline.",
+        )
+        .await?;
+    spend_sms_budget(state, region).await
+}
+
+/// Counts one SMS code or notice against the region's daily budget, or refuses it once the
+/// budget is spent.
+pub(super) async fn spend_sms_budget(state: &AppState, region: &str) -> Result<(), ApiError> {
+    let spent = state
+        .limits
+        .rate(
+            &[(
+                format!("sms:region:{region}"),
+                i64::from(state.settings.sms_codes_per_region_per_day),
+            )],
+            86_400,
+            "Today's SMS codes for this region are used up, so no code can be sent now. Please try again tomorrow, or call the hotline to register by phone.",
+        )
+        .await;
+    if spent.is_err() {
+        state.sms_budget_spent.with_label_values(&[region]).inc();
+    }
+    spent
+}
+
 /// Runs of a registration that met another request for the same phone or key, written at the
 /// same moment; the next run sees it.
 const RUNS: usize = 3;
@@ -191,9 +264,11 @@ pub async fn on_the_web(
     region: &str,
     form: RegistrationForm,
     idempotency_key: Option<&str>,
+    address: &str,
 ) -> Result<Started, ApiError> {
     let published = state.policies.current(region).await?;
     let registration = form.validate(&published.policy, &state.settings.default_country_code)?;
+    within_the_bill(state, &published.region, &registration.phone, address).await?;
     let details = Details {
         region_id: published.region.clone(),
         phone: registration.phone.as_str().to_owned(),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use drawbridge_platform::outbox::Notification;
 
-use super::register::{base64_of, booking_code_message, status_url, SmsCode};
+use super::register::{base64_of, booking_code_message, spend_sms_budget, status_url, SmsCode};
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrants::{self, VERIFICATION_ATTEMPTS};
 use crate::store::verifications::{self, Guess, NewCode};
@@ -75,6 +75,9 @@ pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
     let mut tx = state.store.begin().await?;
     let registration = registrants::lock_for_code(&mut tx, id).await?;
     still_pending(registration.as_ref().map(|r| r.status))?;
+    if let Some(region) = registrants::region(state.store.pool(), id).await? {
+        spend_sms_budget(state, &region).await?;
+    }
     let registration = registration.ok_or_else(|| ApiError::internal("a pending registration vanished"))?;
     let phone = registration
         .phone

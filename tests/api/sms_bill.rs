@@ -1,0 +1,123 @@
+//! Nobody can run up the SMS bill: numbers from countries the gateway does not serve (premium
+//! ranges such as +881 among them) are refused before any SMS, and registrations per client
+//! address, per block of numbers and the region's daily SMS budget are limited across all
+//! gateways, with or without a waiting room in front.
+
+use drawbridge_test_support::{metric, registration, spawn_with, Components, TestApp};
+use serde_json::Value;
+
+async fn register(app: &TestApp, client: &reqwest::Client, phone: &str) -> (u16, Value) {
+    let response = client
+        .post(app.url("/v1/regions/bw/registrations"))
+        .json(&registration(phone))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn codes_sent(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE kind = 'verification_code'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+fn client_at(last_octet: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn numbers_of_other_countries_are_refused_before_any_sms() {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    let client = client_at(1);
+    for phone in ["+881 2 1234 5678", "+1 202 555 0101", "0044 7700 900123"] {
+        let (status, body) = register(&app, &client, phone).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (422, Some("phone")),
+            "{phone}: {body}"
+        );
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("+49"),
+            "{body}"
+        );
+    }
+    assert_eq!(codes_sent(&app).await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_and_one_block_of_numbers_register_a_limited_number_an_hour() {
+    let app = spawn_with(Components::default(), |settings| {
+        settings.gateway.registrations_per_address_per_hour = 3;
+        settings.gateway.registrations_per_number_block_per_hour = 2;
+    })
+    .await;
+    app.load_demo().await;
+    let here = client_at(1);
+    // A block of numbers: two, then the range waits, from any address.
+    assert_eq!(register(&app, &here, "+4915155591001").await.0, 202);
+    assert_eq!(register(&app, &here, "+4915155591002").await.0, 202);
+    let (status, body) = register(&app, &client_at(4), "+4915155591003").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{body}"
+    );
+    // The address: three registrations started in the hour, then it waits; another does not.
+    assert_eq!(register(&app, &here, "+4915155592001").await.0, 202);
+    let (status, body) = register(&app, &here, "+4915155593001").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("too_many_requests")),
+        "{body}"
+    );
+    assert_eq!(register(&app, &client_at(5), "+4915155594001").await.0, 202);
+    assert_eq!(codes_sent(&app).await, 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_region_sends_no_more_codes_a_day_than_its_budget_and_says_so() {
+    let app = spawn_with(Components::default(), |settings| {
+        settings.gateway.sms_codes_per_region_per_day = 3;
+    })
+    .await;
+    app.load_demo().await;
+    let client = client_at(1);
+    let mut first = Value::Null;
+    for n in 1..=3 {
+        let (status, body) = register(&app, &client, &format!("+49151555{n}5001")).await;
+        assert_eq!(status, 202, "{body}");
+        if n == 1 {
+            first = body;
+        }
+    }
+    let (status, body) = register(&app, &client, "+4915155545001").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SMS codes for this region are used up"),
+        "{body}"
+    );
+    // A resend is a code too.
+    let id = first["registration_id"].as_str().unwrap();
+    let response = app
+        .post_json(&format!("/v1/registrations/{id}/resend"), &serde_json::json!({}))
+        .await;
+    assert_eq!(response.status(), 429);
+    assert_eq!(codes_sent(&app).await, 3);
+    let spent = metric(
+        &app.metrics(&app.address).await,
+        r#"drawbridge_gateway_sms_budget_spent_total{region="bw"}"#,
+    );
+    assert_eq!(spent, 2.0);
+    app.stop().await;
+}
