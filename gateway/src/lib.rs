@@ -210,8 +210,6 @@ fn serve(
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(middleware::from_fn(http::nul::refuse_nul))
-            .wrap(http::safe_defaults())
-            .wrap(middleware::ErrorHandlers::new().default_handler(error::in_documented_shape))
             .wrap(middleware::from_fn(http_telemetry::observe))
             .app_data(state.clone())
             .app_data(readiness.clone())

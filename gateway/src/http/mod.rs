@@ -21,7 +21,7 @@ mod staff;
 mod verification;
 
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
 use actix_web::{web, HttpResponse};
 
 use crate::error::{ApiError, ErrorCode};
@@ -31,16 +31,20 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn routes(config: &mut web::ServiceConfig) {
     // First, under a static prefix: status polls are the surge, and every dynamic route tried
-    // before the right one costs a regex match.
+    // before the right one costs a regex match. The rooms' answers set their own headers
+    // (no-store on polls), so the default headers, a layer per request, stay off this path.
     config.service(
         web::scope("/v1/rooms")
+            .wrap(documented_errors())
             .route("/{room}/status", web::get().to(rooms::status))
             .route("/{room}/join", web::post().to(rooms::join))
             .route("/{room}/leave", web::post().to(rooms::leave))
             .route("/{room}/challenge", web::post().to(rooms::challenge))
             .default_service(web::to(not_found)),
     );
-    config
+    let everything_else = web::scope("")
+        .wrap(safe_defaults())
+        .wrap(documented_errors())
         .route("/", web::get().to(pages::index))
         .route("/regions/{region}/policy", web::get().to(pages::policy))
         .route("/regions/{region}/check", web::get().to(pages::check))
@@ -125,13 +129,20 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/draws/{id}", web::get().to(draws::show))
         .route("/v1/draws/{id}/manifest", web::get().to(draws::manifest))
         .default_service(web::to(not_found));
+    config.service(everything_else);
+}
+
+/// Errors raised around the handlers, answered in the documented shape (see
+/// [`crate::error::in_documented_shape`]).
+fn documented_errors<B: 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(crate::error::in_documented_shape)
 }
 
 /// Headers every answer carries unless its handler set them: nothing is stored by browsers or
 /// proxies (answers carry booking codes, offers and personal data; static files and the waiting
 /// room's polls say otherwise themselves), no content is sniffed into another type, and no
 /// address (offer links carry their token) leaks to another site as a referrer.
-pub fn safe_defaults() -> DefaultHeaders {
+fn safe_defaults() -> DefaultHeaders {
     DefaultHeaders::new()
         .add((header::CACHE_CONTROL, "no-store"))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
