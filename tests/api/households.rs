@@ -114,6 +114,12 @@ async fn registering_a_registered_person_answers_like_anyone_and_texts_the_owner
         (notice["birth_year"].clone(), notice["initials"].clone()),
         (json!(1950), json!("EM"))
     );
+    // Its link leads to the status page, where the owner signs in with their booking code.
+    let link = notice["status_url"].as_str().unwrap();
+    let path = &link[link.find("/me").expect("a link to the status page")..];
+    let page = app.get(path).await;
+    assert_eq!(page.status(), 200, "{link}");
+    assert!(page.text().await.unwrap().contains("name=\"booking_code\""));
     // ...yet a guess at it is answered as a wrong code, as for anyone.
     let response = app
         .post_json(
