@@ -120,6 +120,16 @@ impl Templates {
         }
     }
 
+    /// The text `key` of `section` of the texts in `language`, for answers that are not pages.
+    pub fn text(&self, language: Language, section: &str, key: &str) -> Option<String> {
+        let texts = match language {
+            Language::De => &self.de,
+            Language::En => &self.en,
+        };
+        let text = texts.get_attr(section).ok()?.get_attr(key).ok()?;
+        text.as_str().map(str::to_owned)
+    }
+
     /// The page `template` shows `view` in `language`.
     pub fn render(&self, template: &str, language: Language, view: impl Serialize) -> Result<String, Error> {
         let texts = match language {

@@ -53,6 +53,15 @@ async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
     assert_eq!(before["draws"].as_array().unwrap().len(), 0);
     let pseudonym = Pseudonym::of(&app.hash_key(), id.as_bytes()).to_string();
     assert_eq!(before["pseudonym"], pseudonym);
+    // What happens next, in the person's language (German here), and as a key for pages.
+    assert_eq!(before["next_step"], "wait_for_a_draw");
+    assert!(
+        before["next"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sie sind in der Auslosung"),
+        "{before}"
+    );
 
     let allocator = drawbridge_allocator::connect(&app.settings, CancellationToken::new())
         .await
@@ -66,6 +75,7 @@ async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
         after["offer"]["centre"], "Impfzentrum Stuttgart Liederhalle",
         "{after}"
     );
+    assert_eq!(after["next_step"], "answer_the_offer");
     let entry = &after["draws"][0];
     assert_eq!(entry["draw"], draw.id.to_string());
     assert_eq!(entry["in_pool"], true);

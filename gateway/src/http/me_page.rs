@@ -32,7 +32,7 @@ struct MeView {
 
 #[derive(Serialize)]
 struct StatusView {
-    next: &'static str,
+    next_step: &'static str,
     eligible: bool,
     reasons: Vec<String>,
     offer: Option<OfferView>,
@@ -85,7 +85,7 @@ impl StatusView {
             })
             .collect();
         StatusView {
-            next: status.next,
+            next_step: status.next_step.key(),
             eligible: status.eligibility.eligible,
             reasons,
             offer: status.offer.map(|o| OfferView {

@@ -90,8 +90,32 @@ pub struct MyStatus {
     pub booking: Option<MyBooking>,
     pub pseudonym: String,
     pub draws: Vec<MyDraw>,
-    /// What happens next, in a sentence.
-    pub next: &'static str,
+    /// What happens next, in a sentence of the person's language.
+    pub next: String,
+    /// What happens next, for pages in another language.
+    pub next_step: NextStep,
+}
+
+/// What happens next for a registrant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NextStep {
+    ComeWithYourPass,
+    AnswerTheOffer,
+    WaitForADraw,
+    NotYetEligible,
+}
+
+impl NextStep {
+    /// Its key among the texts' `[next]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            NextStep::ComeWithYourPass => "come_with_your_pass",
+            NextStep::AnswerTheOffer => "answer_the_offer",
+            NextStep::WaitForADraw => "wait_for_a_draw",
+            NextStep::NotYetEligible => "not_yet_eligible",
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -180,14 +204,17 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
             manifest: format!("/v1/draws/{}/manifest", entry.id),
         })
         .collect();
-    let next = match (&offer, &booking) {
-        (_, Some(_)) => "You have a booking. Please come to both appointments with your pass (its page is under booking.pass_url), your booking code, or the booking reference and your birth year.",
-        (Some(_), None) => "You have an offer: accept or decline it before it expires.",
-        (None, None) if evaluation.eligible => {
-            "You are in the pool: every draw gives you a new chance, and we text you when you are offered an appointment."
-        }
-        (None, None) => "You cannot be offered an appointment yet; the reasons below say why and what would change it.",
+    let next_step = match (&offer, &booking) {
+        (_, Some(_)) => NextStep::ComeWithYourPass,
+        (Some(_), None) => NextStep::AnswerTheOffer,
+        (None, None) if evaluation.eligible => NextStep::WaitForADraw,
+        (None, None) => NextStep::NotYetEligible,
     };
+    let language = Language::parse(&me.language).unwrap_or_default();
+    let next = state
+        .templates
+        .text(language, "next", next_step.key())
+        .ok_or_else(|| ApiError::internal(format!("no text next.{}", next_step.key())))?;
     Ok(MyStatus {
         registration_id: me.id,
         region: me.region_id,
@@ -209,6 +236,7 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
         pseudonym: pseudonym.to_string(),
         draws,
         next,
+        next_step,
     })
 }
 
