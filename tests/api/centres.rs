@@ -984,6 +984,11 @@ async fn a_pass_checks_in_each_dose_once_at_its_own_centre_and_not_too_early() {
     .unwrap();
     let (status, day) = schedule(&app, &staff, STUTTGART, today).await;
     assert_eq!(status, 200, "{day}");
+    // The centre's day in the centre's time, with its offset, not UTC.
+    for slot in day["slots"].as_array().unwrap() {
+        let at = slot["at"].as_str().unwrap();
+        assert!(at.ends_with("+01:00") || at.ends_with("+02:00"), "{at}");
+    }
     let listed: Vec<&Value> = day["slots"]
         .as_array()
         .unwrap()

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use drawbridge_domain::{plan, CapacityError, CapacityRequest, StaffMember};
 use drawbridge_platform::capacity::insert_pairs;
@@ -249,10 +249,11 @@ pub struct Schedule {
     pub slots: Vec<Slot>,
 }
 
-/// One slot of the schedule: one time, vaccine and dose.
-#[derive(Default, Serialize)]
+/// One slot of the schedule: one time, vaccine and dose. Times are the centre's local time
+/// with its offset, as the day asked for is the centre's.
+#[derive(Serialize)]
 pub struct Slot {
-    pub at: DateTime<Utc>,
+    pub at: DateTime<FixedOffset>,
     pub vaccine: String,
     pub dose: String,
     pub capacity: u32,
@@ -268,7 +269,7 @@ pub struct Slot {
 pub struct ScheduledBooking {
     pub reference: String,
     pub state: Option<BookingState>,
-    pub checked_in_at: Option<DateTime<Utc>>,
+    pub checked_in_at: Option<DateTime<FixedOffset>>,
 }
 
 /// The day's appointments per slot, with bookings by reference only: the door needs no names,
@@ -294,15 +295,21 @@ pub async fn schedule(
             .ok_or_else(|| ApiError::invalid("date", "Too far in the future."))?,
     )?;
     let appointments = capacity::appointments(state.store.pool(), &centre.id, start, end).await?;
+    let local = |at: DateTime<Utc>| at.with_timezone(&centre.timezone).fixed_offset();
     let mut slots: BTreeMap<(DateTime<Utc>, String, String), Slot> = BTreeMap::new();
     for a in appointments {
         let slot = slots
             .entry((a.at, a.vaccine.clone(), a.dose.clone()))
             .or_insert_with(|| Slot {
-                at: a.at,
+                at: local(a.at),
                 vaccine: a.vaccine,
                 dose: a.dose,
-                ..Slot::default()
+                capacity: 0,
+                open: 0,
+                offered: 0,
+                booked: 0,
+                cancelled: 0,
+                bookings: Vec::new(),
             });
         slot.capacity += 1;
         *match a.pair_state {
@@ -315,7 +322,7 @@ pub async fn schedule(
             slot.bookings.push(ScheduledBooking {
                 reference: reference(booking),
                 state: a.booking_state,
-                checked_in_at: a.given_at,
+                checked_in_at: a.given_at.map(local),
             });
         }
     }
