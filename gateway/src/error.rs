@@ -67,6 +67,8 @@ error_codes! {
         "The request could not be read. The API is described at /openapi.json.";
     InvalidField => UNPROCESSABLE_ENTITY, "invalid_field",
         "A field's value cannot be accepted.";
+    MethodNotAllowed => METHOD_NOT_ALLOWED, "method_not_allowed",
+        "This path does not take this method. The API is described at /openapi.json.";
     PayloadTooLarge => PAYLOAD_TOO_LARGE, "payload_too_large",
         "The request body is larger than this route takes. The API is described at /openapi.json.";
     UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",

@@ -15,6 +15,18 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(app.get("/v1/regions/nowhere/policy").await.status(), 404);
     assert_eq!(app.get("/no/such/page").await.status(), 404);
+    // A path that takes other methods says so.
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/v1/regions"),
+        (reqwest::Method::GET, "/v1/staff/sessions"),
+        (reqwest::Method::PUT, "/v1/rooms/any/join"),
+    ] {
+        let response = app.http.request(method, app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{path}");
+        assert!(response.headers().contains_key("allow"), "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{path}: {body}");
+    }
     let metrics = app.metrics(&app.address).await;
     // Counted by route pattern, not by raw path, so ids in paths do not make new series.
     for series in [

@@ -22,7 +22,10 @@ mod verification;
 
 use actix_web::http::header;
 use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
-use actix_web::{web, HttpResponse};
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -153,6 +156,33 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(OPENAPI)
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound))
+/// The methods `openapi.json` documents for each path pattern, for the `Allow` of a 405.
+static DOCUMENTED_METHODS: LazyLock<HashMap<String, String>> = LazyLock::new(|| {
+    let document: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let paths = document["paths"].as_object().cloned().unwrap_or_default();
+    paths
+        .into_iter()
+        .map(|(path, operations)| {
+            let methods: Vec<String> = operations
+                .as_object()
+                .map(|o| o.keys().map(|method| method.to_ascii_uppercase()).collect())
+                .unwrap_or_default();
+            (path, methods.join(", "))
+        })
+        .collect()
+});
+
+/// Nothing here: 405 with `Allow` for a path that exists with other methods, else 404.
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let Some(pattern) = request.resource_map().match_pattern(request.path()) else {
+        return Err(ApiError::new(ErrorCode::NotFound));
+    };
+    let mut response = ApiError::new(ErrorCode::MethodNotAllowed).error_response();
+    if let Some(allowed) = DOCUMENTED_METHODS
+        .get(&pattern)
+        .and_then(|methods| header::HeaderValue::from_str(methods).ok())
+    {
+        response.headers_mut().insert(header::ALLOW, allowed);
+    }
+    Ok(response)
 }
