@@ -56,6 +56,13 @@ pub struct AppState {
     sms_budget_spent: IntCounterVec,
 }
 
+impl AppState {
+    /// The address citizens reach for `path` (`/me`, `/pass/...`), for links in messages.
+    pub fn public_link(&self, path: &str) -> String {
+        format!("{}{path}", self.settings.public_url.trim_end_matches('/'))
+    }
+}
+
 pub struct Application {
     server: Server,
     address: SocketAddr,

@@ -63,11 +63,7 @@ pub(super) fn appointment(place: &Place, policy: &Policy) -> Appointment {
 
 /// The address of a booking's pass page.
 pub fn pass_url(state: &AppState, booking: Uuid) -> String {
-    format!(
-        "{}{}",
-        state.settings.public_url.trim_end_matches('/'),
-        pass_path(&state.hash_key, booking)
-    )
+    state.public_link(&pass_path(&state.hash_key, booking))
 }
 
 pub(super) fn withdrawn() -> ApiError {

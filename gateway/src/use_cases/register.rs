@@ -163,7 +163,7 @@ pub(super) fn booking_code_message(state: &AppState, code: &BookingCode) -> Noti
 
 /// The address of the status page.
 pub(super) fn status_url(state: &AppState) -> String {
-    format!("{}/me", state.settings.public_url.trim_end_matches('/'))
+    state.public_link("/me")
 }
 
 /// A web registration waiting for its SMS code.
