@@ -76,7 +76,7 @@ statements! {
                 priority_group = $5, postcode = $6, accepted_vaccines = $7, max_distance_km = $8
          WHERE id = $1 AND status = 'pending_verification'";
     /// Locks a registration for a new SMS code.
-    LOCK_FOR_CODE = "SELECT status, phone, language FROM registrants WHERE id = $1 FOR UPDATE";
+    LOCK_FOR_CODE = "SELECT status, region_id, phone, language FROM registrants WHERE id = $1 FOR UPDATE";
     CHANGE_CHOICES =
         "UPDATE registrants SET accepted_vaccines = coalesce($2, accepted_vaccines),
                 max_distance_km = coalesce($3, max_distance_km),
@@ -386,6 +386,7 @@ pub async fn region(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Err
 #[derive(sqlx::FromRow)]
 pub struct ForCode {
     pub status: RegistrantStatus,
+    pub region_id: String,
     pub phone: Option<String>,
     pub language: String,
 }

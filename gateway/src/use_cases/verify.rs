@@ -75,10 +75,8 @@ pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
     let mut tx = state.store.begin().await?;
     let registration = registrants::lock_for_code(&mut tx, id).await?;
     still_pending(registration.as_ref().map(|r| r.status))?;
-    if let Some(region) = registrants::region(state.store.pool(), id).await? {
-        spend_sms_budget(state, &region).await?;
-    }
     let registration = registration.ok_or_else(|| ApiError::internal("a pending registration vanished"))?;
+    spend_sms_budget(state, &registration.region_id).await?;
     let phone = registration
         .phone
         .ok_or_else(|| ApiError::internal("a pending registration has no phone number"))?;
