@@ -505,6 +505,15 @@ impl TestApp {
         buckets.iter().find(|(_, n)| *n == batches).expect("a bucket").0
     }
 
+    /// An HTTP client whose requests come from `127.0.0.<last_octet>`: another client address
+    /// for the limits, on the same machine.
+    pub fn client_from(&self, last_octet: u8) -> reqwest::Client {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
+            .build()
+            .expect("an HTTP client")
+    }
+
     /// Verifies registration `id` with its SMS `code`, which must be right: the booking code.
     pub async fn verified_booking_code(&self, id: impl std::fmt::Display, code: &str) -> String {
         let response = self

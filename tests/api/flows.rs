@@ -521,10 +521,7 @@ async fn wrong_logins_from_one_address_never_lock_the_owner_out_elsewhere() {
         "the guessing address waits, even with the password"
     );
     // The owner, at another address, logs in at once.
-    let owner = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
-        .build()
-        .unwrap();
+    let owner = app.client_from(3);
     let response = log_in(&owner, "a long test password").await.unwrap();
     assert_eq!(response.status(), 201);
     let alarm = drawbridge_test_support::metric(

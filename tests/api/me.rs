@@ -153,10 +153,7 @@ async fn wrong_codes_are_refused_alike_and_guessing_is_limited() {
         .unwrap();
     assert!((1..=900).contains(&retry_after), "{retry_after}");
     // ...but never the holder elsewhere: guesses cannot lock a person out.
-    let elsewhere = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
-        .build()
-        .unwrap();
+    let elsewhere = app.client_from(2);
     let response = elsewhere
         .get(app.url("/v1/me"))
         .header("Authorization", format!("BookingCode {code}"))

@@ -23,18 +23,11 @@ async fn codes_sent(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-fn client_at(last_octet: u8) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
-        .build()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn numbers_of_other_countries_are_refused_before_any_sms() {
     let app = spawn_with(Components::default(), |_| {}).await;
     app.load_demo().await;
-    let client = client_at(1);
+    let client = app.client_from(1);
     for phone in ["+881 2 1234 5678", "+1 202 555 0101", "0044 7700 900123"] {
         let (status, body) = register(&app, &client, phone).await;
         assert_eq!(
@@ -59,11 +52,11 @@ async fn one_address_and_one_block_of_numbers_register_a_limited_number_an_hour(
     })
     .await;
     app.load_demo().await;
-    let here = client_at(1);
+    let here = app.client_from(1);
     // A block of numbers: two, then the range waits, from any address.
     assert_eq!(register(&app, &here, "+4915155591001").await.0, 202);
     assert_eq!(register(&app, &here, "+4915155591002").await.0, 202);
-    let (status, body) = register(&app, &client_at(4), "+4915155591003").await;
+    let (status, body) = register(&app, &app.client_from(4), "+4915155591003").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (429, Some("too_many_requests")),
@@ -77,7 +70,7 @@ async fn one_address_and_one_block_of_numbers_register_a_limited_number_an_hour(
         (429, Some("too_many_requests")),
         "{body}"
     );
-    assert_eq!(register(&app, &client_at(5), "+4915155594001").await.0, 202);
+    assert_eq!(register(&app, &app.client_from(5), "+4915155594001").await.0, 202);
     assert_eq!(codes_sent(&app).await, 4);
     app.stop().await;
 }
@@ -89,7 +82,7 @@ async fn a_region_sends_no_more_codes_a_day_than_its_budget_and_says_so() {
     })
     .await;
     app.load_demo().await;
-    let client = client_at(1);
+    let client = app.client_from(1);
     let mut first = Value::Null;
     for n in 1..=3 {
         let (status, body) = register(&app, &client, &format!("+49151555{n}5001")).await;
