@@ -251,7 +251,7 @@ pub struct Schedule {
 
 /// One slot of the schedule: one time, vaccine and dose. Times are the centre's local time
 /// with its offset, as the day asked for is the centre's.
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 pub struct Slot {
     pub at: DateTime<FixedOffset>,
     pub vaccine: String,
@@ -304,12 +304,7 @@ pub async fn schedule(
                 at: local(a.at),
                 vaccine: a.vaccine,
                 dose: a.dose,
-                capacity: 0,
-                open: 0,
-                offered: 0,
-                booked: 0,
-                cancelled: 0,
-                bookings: Vec::new(),
+                ..Slot::default()
             });
         slot.capacity += 1;
         *match a.pair_state {
