@@ -75,7 +75,7 @@ impl RegistrationForm {
             let known: Vec<String> = policy
                 .groups
                 .iter()
-                .map(|g| format!("{} ({})", g.id, g.name))
+                .map(|g| format!("{} ({})", g.id, g.name.en))
                 .collect();
             return Err(ApiError::invalid(
                 "priority_group",
@@ -91,7 +91,7 @@ impl RegistrationForm {
                 "postcode",
                 format!(
                     "Postcode {} is not in {}. Please register in the region where you live.",
-                    person.postcode, policy.name
+                    person.postcode, policy.name.en
                 ),
             ));
         }
