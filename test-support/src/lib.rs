@@ -300,7 +300,7 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     settings.notifier.sms.base_url = twilio.base_url.clone();
     settings.notifier.sms.account_sid = twilio::ACCOUNT_SID.into();
     settings.notifier.sms.auth_token = twilio::AUTH_TOKEN.into();
-    settings.notifier.sms.from = "+4915100000000".into();
+    settings.notifier.sms.from = "+4917100000000".into();
     settings.notifier.sms.messages_per_second = 1000;
     settings.notifier.email.provider = EmailProvider::Smtp;
     settings.notifier.email.host = "127.0.0.1".into();
@@ -596,7 +596,7 @@ impl TestApp {
         sqlx::query(
             "INSERT INTO registrants (id, region_id, status, channel, phone, email, birth_year, priority_group,
                                       postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
-             SELECT gen_random_uuid(), 'bw', 'active', 'web', '+49151' || lpad(i::text, 8, '0'),
+             SELECT gen_random_uuid(), 'bw', 'active', 'web', '+49171' || lpad(i::text, 8, '0'),
                     CASE WHEN i % 10 = 0 THEN 'person' || i || '@example.de' END,
                     1940 + i % 50, 1 + i % 4, '70173', '{biontech,moderna}', 50, now(),
                     sha256(('registrant ' || i)::bytea)

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 const STUTTGART: &str = "stuttgart-liederhalle";
-const PHONE: &str = "+4915155580001";
+const PHONE: &str = "+4917155580001";
 
 /// The path (with query) of the one link in an SMS to the gateway, whatever its public address.
 fn link_in(sms: &str) -> String {
@@ -199,7 +199,7 @@ async fn a_caller_without_email_goes_from_the_call_centre_to_both_doses_by_the_l
 async fn the_status_page_signs_in_with_the_booking_code_kept_in_a_strict_cookie() {
     let app = spawn_with(Components::default(), |_| {}).await;
     app.load_demo().await;
-    let (_, code) = app.registrant_with_code("+4915155580002").await;
+    let (_, code) = app.registrant_with_code("+4917155580002").await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

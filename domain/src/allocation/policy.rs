@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::language::Language;
+use crate::phone::is_country_calling_code;
 
 /// The complete rule set of one region at one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +30,11 @@ pub struct Policy {
     /// Leading digits of the German postcodes the region serves; empty means the whole country.
     #[serde(default)]
     pub postcode_prefixes: Vec<String>,
+    /// Country calling codes (without `+`) whose mobile numbers may register on the web, e.g.
+    /// `["49"]`; empty means the country of the service (`gateway.default_country_code`).
+    /// Registering costs an SMS, so other numbers are refused before one is sent.
+    #[serde(default)]
+    pub phone_country_codes: Vec<String>,
     /// Priority groups, each released on its own date.
     pub groups: Vec<PriorityGroup>,
     /// Vaccines the region offers, in the order explanations list them.
@@ -271,12 +277,30 @@ impl Policy {
                     .any(|prefix| postcode.starts_with(prefix.as_str())))
     }
 
+    /// The country calling codes whose mobile numbers may register on the web, given the
+    /// service's own.
+    pub fn phone_countries<'a>(&'a self, default_country_code: &'a str) -> Vec<&'a str> {
+        if self.phone_country_codes.is_empty() {
+            vec![default_country_code]
+        } else {
+            self.phone_country_codes.iter().map(String::as_str).collect()
+        }
+    }
+
     /// Checks everything serde cannot: ranges, uniqueness and consistency between fields.
     /// Returns the first problem found, in document order.
     fn validate(&self) -> Result<(), PolicyError> {
         at_least("version", self.version, 1, None)?;
         identifier("region", &self.region)?;
         label("name", &self.name)?;
+        for (i, code) in self.phone_country_codes.iter().enumerate() {
+            if !is_country_calling_code(code) {
+                return Err(PolicyError::new(
+                    format!("phone_country_codes[{i}]"),
+                    format!("must be a country calling code of 1 to 3 digits without +, e.g. \"49\", got {code:?}"),
+                ));
+            }
+        }
         for (i, prefix) in self.postcode_prefixes.iter().enumerate() {
             if prefix.is_empty() || prefix.len() > 5 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(PolicyError::new(
@@ -831,6 +855,11 @@ waiting_time_weight_per_week = 0.0
                 r#"["1"]"#,
                 r#"["7", "12a"]"#,
                 r#"postcode_prefixes[1]: must be 1 to 5 digits (the start of a German postcode), got "12a""#,
+            ),
+            (
+                r#"postcode_prefixes = ["1"]"#,
+                "postcode_prefixes = [\"1\"]\nphone_country_codes = [\"+49\"]",
+                r#"phone_country_codes[0]: must be a country calling code of 1 to 3 digits without +, e.g. "49", got "+49""#,
             ),
             (
                 r#"["1"]"#,
