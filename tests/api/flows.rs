@@ -5,6 +5,7 @@
 
 use chrono::{Duration, Utc};
 use drawbridge_domain::{CheckinPass, OfferLink, Role};
+use drawbridge_platform::config::ExposeSecret;
 use drawbridge_test_support::{registration, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -471,6 +472,68 @@ async fn staff_log_in_with_their_password_and_out_again() {
         (401, Some("staff_session_invalid"))
     );
     app.stop().await;
+}
+
+/// Ten wrong passwords for one account from one address wait out the window; each time the
+/// counter fills again it waits twice as long, and a right password clears the record.
+#[tokio::test]
+async fn a_guesser_who_keeps_failing_waits_twice_as_long_each_time() {
+    let owned = spawn_app().await;
+    let app = &owned;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let log_in = |password: &'static str| async move {
+        let login = json!({ "username": "agent.anna", "password": password });
+        let response = app.post_json("/v1/staff/sessions", &login).await;
+        let wait = response
+            .headers()
+            .get("Retry-After")
+            .map(|value| value.to_str().unwrap().parse::<u64>().unwrap());
+        (response.status().as_u16(), wait)
+    };
+    let redis = deadpool_redis::Config::from_url(app.settings.redis.url.expose_secret())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    // The window ends: the counter goes, what Redis remembers of its fillings stays.
+    let redis = &redis;
+    let window_ends = || async move {
+        let mut connection = redis.get().await.unwrap();
+        let counter = format!(
+            "{}:logins:user:agent.anna:address:127.0.0.1",
+            app.settings.redis.key_prefix
+        );
+        let removed: i64 = deadpool_redis::redis::cmd("DEL")
+            .arg(counter)
+            .query_async(&mut *connection)
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+    };
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..10 {
+            assert_eq!(log_in("a wrong password!").await.0, 401);
+        }
+        let (status, wait) = log_in("a long test password").await;
+        assert_eq!(status, 429);
+        waits.push(wait.unwrap());
+        window_ends().await;
+    }
+    let minutes: Vec<u64> = waits.iter().map(|seconds| seconds.div_ceil(60)).collect();
+    assert_eq!(minutes, [15, 30, 60], "{waits:?}");
+
+    // The right password clears the record: the next filling waits the window again.
+    assert_eq!(log_in("a long test password").await.0, 201);
+    for _ in 0..10 {
+        assert_eq!(log_in("a wrong password!").await.0, 401);
+    }
+    let (status, wait) = log_in("a long test password").await;
+    assert_eq!(
+        (status, wait.map(|seconds| seconds.div_ceil(60))),
+        (429, Some(15))
+    );
+    owned.stop().await;
 }
 
 #[tokio::test]
