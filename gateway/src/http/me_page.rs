@@ -3,7 +3,6 @@
 //! (never in a URL); the page shows their status, offer (with accept and decline buttons),
 //! booking with its pass, and their part in recent draws. Plain forms: no JavaScript needed.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use drawbridge_domain::allocation::draw::LotteryKey;
@@ -12,16 +11,12 @@ use drawbridge_domain::Language;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{client_address, cookie, LanguageQuery};
+use super::my_session;
 use crate::error::ApiError;
 use crate::store::registrants::Registrant;
 use crate::use_cases::my_status::{self, MyStatus};
 use crate::use_cases::{act, Acting, Request};
 use crate::AppState;
-
-/// The cookie that keeps the booking code between the pages of `/me`.
-const SESSION_COOKIE: &str = "drawbridge_me";
-/// How long a sign-in lasts.
-const SESSION_SECONDS: i64 = 60 * 60;
 
 #[derive(Serialize, Default)]
 struct MeView {
@@ -122,7 +117,7 @@ impl StatusView {
 
 /// The registrant whose booking code the session cookie carries, within the guessing limits.
 async fn signed_in(state: &AppState, request: &HttpRequest) -> Option<Result<Registrant, ApiError>> {
-    let code = cookie(request, SESSION_COOKIE)?;
+    let code = cookie(request, my_session::COOKIE)?;
     Some(my_status::sign_in(state, code, &client_address(request)).await)
 }
 
@@ -150,16 +145,6 @@ fn refused(state: &AppState, language: Language, error: &ApiError) -> HttpRespon
     )
 }
 
-fn session_cookie(state: &AppState, value: &str, seconds: i64) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, value.to_owned())
-        .path("/me")
-        .http_only(true)
-        .secure(state.settings.public_url.starts_with("https:"))
-        .same_site(SameSite::Strict)
-        .max_age(actix_web::cookie::time::Duration::seconds(seconds))
-        .finish()
-}
-
 fn back_to_me(language: Language) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/me?lang={}", language.as_str())))
@@ -177,7 +162,7 @@ pub async fn page(
         None => render(&state, language, StatusCode::OK, MeView::default()),
         Some(Err(error)) => {
             let mut response = refused(&state, language, &error);
-            let _ = response.add_removal_cookie(&session_cookie(&state, "", 0));
+            let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
             response
         }
         Some(Ok(me)) => {
@@ -214,7 +199,11 @@ pub async fn sign_in(
     match my_status::sign_in(&state, &form.booking_code, &client_address(&request)).await {
         Ok(_) => {
             let mut response = back_to_me(language);
-            let _ = response.add_cookie(&session_cookie(&state, form.booking_code.trim(), SESSION_SECONDS));
+            let _ = response.add_cookie(&my_session::cookie(
+                &state,
+                form.booking_code.trim(),
+                my_session::SECONDS,
+            ));
             response
         }
         Err(error) => refused(&state, language, &error),
@@ -224,7 +213,7 @@ pub async fn sign_in(
 /// `POST /me/sign-out`.
 pub async fn sign_out(state: web::Data<AppState>, query: web::Query<LanguageQuery>) -> HttpResponse {
     let mut response = back_to_me(query.language());
-    let _ = response.add_removal_cookie(&session_cookie(&state, "", 0));
+    let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
     response
 }
 
