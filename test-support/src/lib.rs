@@ -15,6 +15,7 @@
 //!   demand;
 //! - [`smtp`]: a local SMTP server, with an inbox, refusals and delays on demand;
 //! - [`redis`]: a Redis server of one test's own, to stop while the components run;
+//! - [`browser`]: a headless Chromium at a phone's width, with axe-core for accessibility;
 //! - [`cpu`]: CPU time read from `/proc`, for the benchmarks' cost per unit of work;
 //! - [`metric`]: one series read from a page of Prometheus text;
 //! - [`eventually`], [`registration`], and helpers on [`TestApp`] that act the way a person,
@@ -26,6 +27,7 @@
 // This crate runs only inside tests and benchmarks, where a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod cpu;
 pub mod rabbit;
 pub mod redis;
