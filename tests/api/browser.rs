@@ -1,11 +1,16 @@
 //! The citizen's pages in a real browser: headless Chromium at a phone's 360 × 740, driven
-//! over WebDriver. Every page passes axe-core without a serious or critical violation, never
+//! over WebDriver, from the start page through registration, the offer and the pass to the
+//! first dose. Every page passes axe-core without a serious or critical violation, never
 //! scrolls sideways, and leaves a screenshot in `target/screenshots/`.
 
 use std::time::Duration;
 
+use drawbridge_domain::Role;
 use drawbridge_test_support::browser::{Browser, Locator};
 use drawbridge_test_support::{spawn_with, Components, TestApp};
+use reqwest::Method;
+
+const STUTTGART: &str = "stuttgart-liederhalle";
 
 /// Checks the page the browser shows, named `name` in the screenshots.
 async fn looks_right(browser: &Browser, name: &str) {
@@ -66,16 +71,157 @@ async fn a_citizen_registers_in_a_browser_and_sees_their_status() {
     .await;
     app.load_demo().await;
     let browser = Browser::start(360, 740).await;
-    for (lang, phone, register, status) in [
-        ("de", "+4917155590001", "Registrieren", "Ihre Angaben"),
-        ("en", "+4917155590002", "Register", "Your details"),
-    ] {
-        register_in(&app, &browser, lang, phone, register, status).await;
+    let people = [
+        (
+            "de",
+            "+4917155590001",
+            "Registrieren",
+            "Ihre Angaben",
+            "Erste Dosis gegeben",
+        ),
+        (
+            "en",
+            "+4917155590002",
+            "Register",
+            "Your details",
+            "First dose given",
+        ),
+    ];
+    let mut booking_codes = Vec::new();
+    for (lang, phone, register, status, _) in people {
+        booking_codes.push(register_in(&app, &browser, lang, phone, register, status).await);
+    }
+
+    // One draw offers both of them a pair: each follows the link in their SMS to the door.
+    let offers: Vec<_> = people
+        .iter()
+        .map(|person| app.twilio.next_message_to(person.1))
+        .collect();
+    app.draw().await;
+    let door = format!(
+        "Bearer {}",
+        app.staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(STUTTGART))
+            .await
+    );
+    for ((person, offer), booking_code) in people.iter().zip(offers).zip(&booking_codes) {
+        let (lang, phone, _, _, first_dose) = *person;
+        let offer = tokio::time::timeout(Duration::from_secs(20), offer)
+            .await
+            .expect("the offer SMS");
+        let person = Person {
+            lang,
+            phone,
+            booking_code,
+        };
+        to_the_door(&app, &browser, &person, &offer.body, &door, first_dose).await;
     }
     browser.close().await;
     app.stop().await;
 }
 
+/// Someone registered in the browser.
+struct Person<'a> {
+    lang: &'a str,
+    phone: &'a str,
+    booking_code: &'a str,
+}
+
+/// The path (with query) of the link in an SMS, whatever public address it was sent with.
+fn link_in(sms: &str) -> &str {
+    let start = sms.find("http").unwrap_or_else(|| panic!("no link in {sms:?}"));
+    let url = sms[start..].split_whitespace().next().unwrap();
+    let after_scheme = &url[url.find("://").unwrap() + 3..];
+    &after_scheme[after_scheme.find('/').unwrap()..]
+}
+
+/// From the offer's link to the pass, the first dose at the door, and the status page saying so.
+async fn to_the_door(
+    app: &TestApp,
+    browser: &Browser,
+    person: &Person<'_>,
+    offer_sms: &str,
+    door: &str,
+    first_dose: &str,
+) {
+    let lang = person.lang;
+    browser.client.goto(&app.url(link_in(offer_sms))).await.unwrap();
+    text_of(browser, "main form[action*='/accept'] button").await;
+    looks_right(browser, &format!("offer-{lang}")).await;
+    let confirmation = app.twilio.next_message_to(person.phone);
+    let accept = browser
+        .client
+        .find(Locator::Css("main form[action*='/accept'] button"))
+        .await
+        .unwrap();
+    accept.click().await.unwrap();
+    text_of(browser, "main [role=status], main [role=alert]").await;
+    looks_right(browser, &format!("accepted-{lang}")).await;
+    let confirmation = tokio::time::timeout(Duration::from_secs(20), confirmation)
+        .await
+        .expect("the confirmation SMS");
+    browser
+        .client
+        .goto(&app.url(link_in(&confirmation.body)))
+        .await
+        .unwrap();
+    text_of(browser, "main img").await;
+    looks_right(browser, &format!("pass-{lang}")).await;
+
+    // At the door with the pass the page shows, on the day of the first appointment.
+    let (_, me) = app
+        .call(
+            Method::GET,
+            "/v1/me",
+            &format!("BookingCode {}", person.booking_code),
+            None,
+        )
+        .await;
+    let pass = me["booking"]["checkin_pass"].as_str().unwrap().to_owned();
+    sqlx::query(
+        "UPDATE slot_pairs p SET first_slot_at = now() FROM bookings b JOIN registrants r ON r.id = b.registrant_id
+         WHERE p.id = b.slot_pair_id AND b.state = 'booked' AND r.phone = $1",
+    )
+    .bind(person.phone)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/v1/centres/{STUTTGART}/checkins"),
+            door,
+            Some(&serde_json::json!({ "pass": pass })),
+        )
+        .await;
+    assert_eq!((status, body["dose"].as_str()), (200, Some("first")), "{body}");
+
+    browser
+        .client
+        .goto(&app.url(&format!("/me?lang={lang}")))
+        .await
+        .unwrap();
+    sign_in_as(browser, person.booking_code).await;
+    let page = browser.client.source().await.unwrap();
+    assert!(page.contains(first_dose), "{page}");
+    looks_right(browser, &format!("status-first-dose-{lang}")).await;
+}
+
+/// Signs out whoever is signed in to `/me`, and in with `booking_code`.
+async fn sign_in_as(browser: &Browser, booking_code: &str) {
+    if let Ok(sign_out) = browser
+        .client
+        .find(Locator::Css("form[action^='/me/sign-out'] button"))
+        .await
+    {
+        sign_out.click().await.unwrap();
+    }
+    text_of(browser, "label[for=booking_code]").await;
+    type_into(browser, "booking_code", booking_code).await;
+    submit(browser).await;
+    text_of(browser, "main [role=status]").await;
+}
+
+/// Registers from the start page; answers the booking code the page showed.
 async fn register_in(
     app: &TestApp,
     browser: &Browser,
@@ -83,7 +229,7 @@ async fn register_in(
     phone: &str,
     register: &str,
     status: &str,
-) {
+) -> String {
     browser
         .client
         .goto(&app.url(&format!("/?lang={lang}")))
@@ -180,4 +326,5 @@ async fn register_in(
     let page = browser.client.source().await.unwrap();
     assert!(page.contains(status), "{page}");
     looks_right(browser, &format!("status-{lang}")).await;
+    booking_code
 }
