@@ -236,6 +236,20 @@ async fn register_in(
         .await
         .unwrap();
     looks_right(browser, &format!("start-{lang}")).await;
+    // The published rules and the eligibility check, with its long group names, fit too.
+    for page in ["policy", "check"] {
+        let path = format!(
+            "/regions/bw/{page}?lang={lang}&birth_year=1956&priority_group=3&postcode=70173&vaccine=biontech"
+        );
+        browser.client.goto(&app.url(&path)).await.unwrap();
+        text_of(browser, "main h1").await;
+        looks_right(browser, &format!("{page}-{lang}")).await;
+    }
+    browser
+        .client
+        .goto(&app.url(&format!("/?lang={lang}")))
+        .await
+        .unwrap();
     browser
         .client
         .find(Locator::LinkText(register))
