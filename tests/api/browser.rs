@@ -342,3 +342,80 @@ async fn register_in(
     looks_right(browser, &format!("status-{lang}")).await;
     booking_code
 }
+
+/// A region behind a waiting room: the registration form sends a visitor without an
+/// admission to the room, whose page queues them and, once admitted, takes them back to the
+/// form, where the registration spends the admission without their noticing.
+#[tokio::test]
+async fn a_guarded_region_sends_visitors_through_its_waiting_room_to_the_form() {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    // The room opens in a minute: until then visitors wait in its pre-queue.
+    let room = |opens_at: chrono::DateTime<chrono::Utc>| {
+        serde_json::json!({
+            "mode": "fifo", "opens_at": opens_at.to_rfc3339(), "guards": ["bw"],
+            "target_path": "/regions/bw/register?lang=en",
+        })
+    };
+    app.put_room(
+        "bw-opening",
+        &room(chrono::Utc::now() + chrono::Duration::minutes(1)),
+    )
+    .await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sent = plain
+        .get(app.url("/regions/bw/register?lang=en"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 303);
+    assert_eq!(sent.headers()["location"], "/rooms/bw-opening?lang=en");
+
+    let browser = Browser::start(360, 740).await;
+    browser
+        .client
+        .goto(&app.url("/regions/bw/register?lang=en"))
+        .await
+        .unwrap();
+    text_of(&browser, "main [role=status]").await;
+    assert_eq!(
+        browser.client.current_url().await.unwrap().path(),
+        "/rooms/bw-opening"
+    );
+    looks_right(&browser, "room-en").await;
+    // It opens: the waiting page takes the visitor on to the form.
+    app.put_room(
+        "bw-opening",
+        &room(chrono::Utc::now() - chrono::Duration::minutes(1)),
+    )
+    .await;
+    text_of(&browser, "label[for=phone]").await;
+    looks_right(&browser, "register-admitted-en").await;
+
+    type_into(&browser, "phone", "0171 55590003").await;
+    type_into(&browser, "birth_year", "1956").await;
+    browser
+        .client
+        .find(Locator::Css("#priority_group"))
+        .await
+        .unwrap()
+        .select_by_value("3")
+        .await
+        .unwrap();
+    type_into(&browser, "postcode", "70173").await;
+    browser
+        .client
+        .find(Locator::Css("input[value=biontech]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    submit(&browser).await;
+    text_of(&browser, "label[for=code]").await;
+    browser.close().await;
+    app.stop().await;
+}

@@ -11,7 +11,7 @@ use drawbridge_domain::{Label, Language};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{client_address, Admitted, LanguageQuery};
+use super::extract::{client_address, waiting_room_of, Admitted, LanguageQuery};
 use super::my_session;
 use crate::error::ApiError;
 use crate::use_cases::register::RegistrationForm;
@@ -59,12 +59,17 @@ struct Choice<'a> {
     chosen: bool,
 }
 
-/// `GET /regions/{region}/register`.
+/// `GET /regions/{region}/register`; a visitor of a guarded region without an admission goes
+/// to its waiting room first, whose target this form is.
 pub async fn form(
+    admitted: Result<Admitted, ApiError>,
     state: web::Data<AppState>,
     region: web::Path<String>,
     query: web::Query<LanguageQuery>,
 ) -> HttpResponse {
+    if let (Err(_), Some(room)) = (&admitted, waiting_room_of(&state, &region)) {
+        return to_the_waiting_room(&room, query.language());
+    }
     let entered = Entered {
         max_distance_km: DISTANCE_KM.to_string(),
         ..Entered::default()
@@ -82,6 +87,10 @@ pub async fn submit(
     fields: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
     let language = query.language();
+    if let (Err(_), Some(room)) = (&admitted, waiting_room_of(&state, &region)) {
+        // The admission ran out while the form was filled in: queue again, then fill it in.
+        return to_the_waiting_room(&room, language);
+    }
     let entered = read_form(fields.into_inner());
     let started = match (admitted, registration_form(&entered, language)) {
         (Err(refused), _) => Err(vec![refused]),
@@ -368,6 +377,10 @@ fn page(
         }
         Err(error) => actix_web::ResponseError::error_response(&error),
     }
+}
+
+fn to_the_waiting_room(room: &str, language: Language) -> HttpResponse {
+    see_other(&format!("/rooms/{room}?lang={}", language.as_str()))
 }
 
 fn see_other(location: &str) -> HttpResponse {
