@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -30,6 +30,8 @@ const TEMPLATES: [(&str, &str); 11] = [
     ("me.html", include_str!("../templates/me.html")),
     ("register.html", include_str!("../templates/register.html")),
     ("code.html", include_str!("../templates/code.html")),
+    ("me_choices.html", include_str!("../templates/me_choices.html")),
+    ("me_confirm.html", include_str!("../templates/me_confirm.html")),
     (
         "offer_answered.html",
         include_str!("../templates/offer_answered.html"),

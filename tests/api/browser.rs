@@ -419,3 +419,92 @@ async fn a_guarded_region_sends_visitors_through_its_waiting_room_to_the_form() 
     browser.close().await;
     app.stop().await;
 }
+
+/// Signed in to `/me`: the choices change (a form sent without a vaccine says so), a booking is
+/// cancelled and the registration withdrawn, each after a page that asks first.
+#[tokio::test]
+async fn a_citizen_changes_choices_cancels_and_withdraws_after_being_asked() {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    let (registrant, code) = app.registrant_with_code("+4917155590004").await;
+    app.draw().await;
+    let holder = format!("BookingCode {code}");
+    let (status, _) = app.call(Method::POST, "/v1/me/offer/accept", &holder, None).await;
+    assert_eq!(status, 200);
+
+    let browser = Browser::start(360, 740).await;
+    browser.client.goto(&app.url("/me?lang=en")).await.unwrap();
+    sign_in_as(&browser, &code.to_string()).await;
+    looks_right(&browser, "status-booked-en").await;
+
+    let click = |text: &'static str| {
+        let browser = &browser;
+        async move {
+            browser
+                .client
+                .find(Locator::LinkText(text))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+        }
+    };
+    click("Change your choices").await;
+    text_of(&browser, "label[for=max_distance_km]").await;
+    looks_right(&browser, "choices-en").await;
+    for ticked in browser
+        .client
+        .find_all(Locator::Css("input[name=vaccine]:checked"))
+        .await
+        .unwrap()
+    {
+        ticked.click().await.unwrap();
+    }
+    submit(&browser).await;
+    text_of(&browser, "[role=alert]").await;
+    looks_right(&browser, "choices-problem-en").await;
+    browser
+        .client
+        .find(Locator::Css("input[value=moderna]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    type_into(&browser, "max_distance_km", "50").await;
+    submit(&browser).await;
+    text_of(&browser, "main [role=status]").await;
+    let (_, me) = app.call(Method::GET, "/v1/me", &holder, None).await;
+    assert_eq!(
+        me["choices"]["accepted_vaccines"],
+        serde_json::json!(["moderna"]),
+        "{me}"
+    );
+    assert_eq!(me["choices"]["max_distance_km"], 50);
+
+    click("Cancel this booking").await;
+    text_of(&browser, "main form button").await;
+    looks_right(&browser, "confirm-cancel-en").await;
+    submit(&browser).await;
+    text_of(&browser, "main [role=status]").await;
+    let (_, me) = app.call(Method::GET, "/v1/me", &holder, None).await;
+    assert!(me["booking"].is_null(), "{me}");
+
+    click("Withdraw your registration").await;
+    text_of(&browser, "main form button").await;
+    looks_right(&browser, "confirm-withdraw-en").await;
+    submit(&browser).await;
+    text_of(&browser, "main a[href^='/?']").await;
+    looks_right(&browser, "withdrawn-en").await;
+    let (status, _) = app.call(Method::GET, "/v1/me", &holder, None).await;
+    assert_eq!(status, 401);
+    let state: String = sqlx::query_scalar("SELECT status FROM registrants WHERE id = $1")
+        .bind(registrant)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "withdrawn");
+    browser.close().await;
+    app.stop().await;
+}

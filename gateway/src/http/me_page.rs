@@ -7,14 +7,15 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use drawbridge_domain::allocation::draw::LotteryKey;
 use drawbridge_domain::language::when;
-use drawbridge_domain::Language;
+use drawbridge_domain::{Label, Language};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{client_address, cookie, LanguageQuery};
 use super::my_session;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::store::registrants::Registrant;
-use crate::use_cases::my_status::{self, MyStatus};
+use crate::use_cases::my_status::{self, Changes, MyStatus};
+use crate::use_cases::rules;
 use crate::use_cases::{act, Acting, Request};
 use crate::AppState;
 
@@ -247,4 +248,195 @@ async fn answer(
     };
     act(state, &me?, &Acting::Registrant, request_kind).await?;
     Ok(back_to_me(query.language()))
+}
+
+#[derive(Serialize)]
+struct ChoicesView<'a> {
+    vaccines: Vec<VaccineChoice<'a>>,
+    max_distance_km: String,
+    email: String,
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VaccineChoice<'a> {
+    code: &'a str,
+    name: &'a Label,
+    chosen: bool,
+}
+
+/// `GET /me/choices`: the choices a person may change, as a form.
+pub async fn choices(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
+    let Some(me) = signed_in(&state, &request).await else {
+        return Ok(back_to_me(language));
+    };
+    let me = me?;
+    let region = me.region_id.clone();
+    let current = my_status::status(&state, me).await?.choices;
+    let entered = Entered {
+        vaccines: current.accepted_vaccines,
+        max_distance_km: current.max_distance_km.to_string(),
+        email: current.email.unwrap_or_default(),
+    };
+    show_choices(&state, &region, language, StatusCode::OK, entered, None).await
+}
+
+/// The choices form's fields; read by hand because a form repeats `vaccine` per checkbox.
+struct Entered {
+    vaccines: Vec<String>,
+    max_distance_km: String,
+    email: String,
+}
+
+async fn show_choices(
+    state: &AppState,
+    region: &str,
+    language: Language,
+    status: StatusCode,
+    entered: Entered,
+    problem: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let published = rules::policy(state, region).await?;
+    let view = ChoicesView {
+        vaccines: published
+            .policy
+            .vaccines
+            .iter()
+            .map(|vaccine| VaccineChoice {
+                code: &vaccine.code,
+                name: &vaccine.name,
+                chosen: entered.vaccines.contains(&vaccine.code),
+            })
+            .collect(),
+        max_distance_km: entered.max_distance_km,
+        email: entered.email,
+        problem,
+    };
+    let mut response = state.templates.page("me_choices.html", language, view)?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// `POST /me/choices`: saves the choices, and the page's language for the person's messages;
+/// they count from the next draw on.
+pub async fn change_choices(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+    fields: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
+    let Some(me) = signed_in(&state, &request).await else {
+        return Ok(back_to_me(language));
+    };
+    let me = me?;
+    let mut entered = Entered {
+        vaccines: Vec::new(),
+        max_distance_km: String::new(),
+        email: String::new(),
+    };
+    for (key, value) in fields.into_inner() {
+        match key.as_str() {
+            "vaccine" => entered.vaccines.push(value),
+            "max_distance_km" => entered.max_distance_km = value,
+            "email" => entered.email = value,
+            _ => {}
+        }
+    }
+    let email = entered.email.trim();
+    let changes = entered
+        .max_distance_km
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid("max_distance_km", "Please enter a number."))
+        .map(|distance| Changes {
+            accepted_vaccines: Some(entered.vaccines.clone()),
+            max_distance_km: Some(distance),
+            email: Some(Some(email.to_owned()).filter(|email| !email.is_empty())),
+            language: Some(language),
+        });
+    let region = me.region_id.clone();
+    let changed = match changes {
+        Ok(changes) => my_status::change(&state, me, changes).await.map(|_| ()),
+        Err(refused) => Err(refused),
+    };
+    match changed {
+        Ok(()) => Ok(back_to_me(language)),
+        Err(refused) if refused.code() == ErrorCode::InvalidField => {
+            let status = actix_web::ResponseError::status_code(&refused);
+            let key = match refused.field().unwrap_or_default() {
+                "accepted_vaccines" => "vaccines",
+                field => field,
+            };
+            let problem = state
+                .templates
+                .text(language, "register_errors", key)
+                .unwrap_or_else(|| refused.public_message());
+            show_choices(&state, &region, language, status, entered, Some(problem)).await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+#[derive(Serialize)]
+struct ConfirmView {
+    /// `cancel` or `withdraw`: what is to be confirmed.
+    what: &'static str,
+}
+
+/// `GET /me/cancel`: asks before a booking is cancelled.
+pub async fn confirm_cancel(
+    state: web::Data<AppState>,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.templates.page(
+        "me_confirm.html",
+        query.language(),
+        ConfirmView { what: "cancel" },
+    )
+}
+
+/// `GET /me/withdraw`: asks before a registration is withdrawn.
+pub async fn confirm_withdraw(
+    state: web::Data<AppState>,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.templates.page(
+        "me_confirm.html",
+        query.language(),
+        ConfirmView { what: "withdraw" },
+    )
+}
+
+/// `POST /me/cancel`: cancels the booking; both appointments go to someone else.
+pub async fn cancel(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    answer(&state, &request, &query, Request::Cancel).await
+}
+
+/// `POST /me/withdraw`: withdraws the registration, erasing its personal data, and signs out.
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
+    let Some(me) = signed_in(&state, &request).await else {
+        return Ok(back_to_me(language));
+    };
+    act(&state, &me?, &Acting::Registrant, Request::Withdraw).await?;
+    let mut response =
+        state
+            .templates
+            .page("me_confirm.html", language, ConfirmView { what: "withdrawn" })?;
+    let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
+    Ok(response)
 }
