@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub use fantoccini::key::Key;
 pub use fantoccini::Locator;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
@@ -99,6 +100,30 @@ impl Browser {
             .await
             .expect("the page answers");
         wide.as_u64().expect("a width") > u64::from(self.width)
+    }
+
+    /// Presses `keys` on whatever has the focus, as a keyboard would.
+    pub async fn press(&self, keys: &str) {
+        let focused = self
+            .client
+            .active_element()
+            .await
+            .expect("something has the focus");
+        focused.send_keys(keys).await.expect("the keys are pressed");
+    }
+
+    /// Presses Tab until the element `css` selects has the focus; `None` if it never gets it
+    /// (not reachable by keyboard), else the number of Tabs.
+    pub async fn tab_to(&self, css: &str) -> Option<usize> {
+        let wanted = self.client.find(fantoccini::Locator::Css(css)).await.ok()?;
+        for tabs in 1..=60 {
+            self.press(&Key::Tab.to_string()).await;
+            let focused = self.client.active_element().await.ok()?;
+            if focused.element_id() == wanted.element_id() {
+                return Some(tabs);
+            }
+        }
+        None
     }
 
     /// Writes a screenshot of the current page to `target/screenshots/<name>.png`, for people

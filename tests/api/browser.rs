@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use drawbridge_domain::Role;
-use drawbridge_test_support::browser::{Browser, Locator};
+use drawbridge_test_support::browser::{Browser, Key, Locator};
 use drawbridge_test_support::{spawn_with, Components, TestApp};
 use reqwest::Method;
 
@@ -505,6 +505,74 @@ async fn a_citizen_changes_choices_cancels_and_withdraws_after_being_asked() {
         .await
         .unwrap();
     assert_eq!(state, "withdrawn");
+    browser.close().await;
+    app.stop().await;
+}
+
+/// Keyboard only: from the skip link through every field of the registration form, a
+/// checkbox ticked with the space bar, the form sent with Enter, the code typed and sent.
+#[tokio::test]
+async fn a_citizen_registers_with_the_keyboard_alone() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |_| {},
+    )
+    .await;
+    app.load_demo().await;
+    let browser = Browser::start(360, 740).await;
+    browser
+        .client
+        .goto(&app.url("/regions/bw/register?lang=en"))
+        .await
+        .unwrap();
+    text_of(&browser, "label[for=phone]").await;
+    let mut keys = 0;
+    let mut key = |count: usize| keys += count;
+    key(browser.tab_to("a.skip").await.expect("the skip link comes first"));
+    browser.press(&Key::Enter.to_string()).await;
+    key(1);
+    for (css, typed) in [
+        ("#phone", "0171 55590005"),
+        ("#birth_year", "1956"),
+        ("#priority_group", "3"),
+        ("#postcode", "70173"),
+        ("input[value=biontech]", " "),
+    ] {
+        key(browser
+            .tab_to(css)
+            .await
+            .unwrap_or_else(|| panic!("{css} cannot be reached by keyboard")));
+        browser.press(typed).await;
+        key(typed.chars().count());
+    }
+    let sms = app.twilio.next_message_to("+4917155590005");
+    key(browser
+        .tab_to("main form button[type=submit]")
+        .await
+        .expect("the button is reachable"));
+    browser.press(&Key::Enter.to_string()).await;
+    key(1);
+    let sms = tokio::time::timeout(Duration::from_secs(20), sms)
+        .await
+        .expect("the SMS code arrives");
+    text_of(&browser, "label[for=code]").await;
+    let code = sms
+        .body
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|word| word.len() == 6)
+        .unwrap();
+    key(browser
+        .tab_to("#code")
+        .await
+        .expect("the code field is reachable"));
+    browser.press(&format!("{code}{}", Key::Enter)).await;
+    key(7);
+    let booking_code = text_of(&browser, ".booking-code").await;
+    assert_eq!(booking_code.len(), 19);
+    eprintln!("registered with the keyboard alone in {keys} keystrokes");
     browser.close().await;
     app.stop().await;
 }
