@@ -518,6 +518,19 @@ pub fn malformed(error: impl fmt::Display) -> actix_web::Error {
     ApiError::malformed(format!("The request could not be read: {error}")).into()
 }
 
+/// A JSON body refused by actix's extractor: a body of another (or no) content type and one
+/// over the limit answer as they do on form routes (415, 413), anything else as unreadable.
+pub fn json_refused(error: actix_web::error::JsonPayloadError) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError;
+    match error {
+        JsonPayloadError::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType).into(),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge).into()
+        }
+        other => malformed(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

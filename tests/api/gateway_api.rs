@@ -507,6 +507,32 @@ async fn errors_raised_around_the_handlers_come_in_the_documented_shape() {
 }
 
 #[tokio::test]
+async fn a_json_route_answers_a_body_of_another_type_with_415_and_one_too_large_with_413() {
+    let app = spawn_app().await;
+    let login = app.url("/v1/staff/sessions");
+    let huge = json!({ "username": "x".repeat(20 * 1024), "password": "p" });
+    let requests = [
+        (app.http.post(&login), 415, "unsupported_media_type"),
+        (
+            app.http
+                .post(&login)
+                .header("Content-Type", "text/plain")
+                .body(r#"{"username": "a", "password": "b"}"#),
+            415,
+            "unsupported_media_type",
+        ),
+        (app.http.post(&login).json(&huge), 413, "payload_too_large"),
+    ];
+    for (request, status, code) in requests {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn one_rule_per_field_everywhere() {
     let app = spawn_app().await;
     app.load_demo().await;
