@@ -564,6 +564,59 @@ mod tests {
         );
     }
 
+    /// Every operation of `openapi.json` with its method and path.
+    fn operations() -> Vec<(String, serde_json::Value)> {
+        let document: serde_json::Value =
+            serde_json::from_str(crate::http::OPENAPI).expect("openapi.json is JSON");
+        let mut operations = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                operations.push((format!("{method} {path}"), operation.clone()));
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn every_operation_documents_the_errors_raised_before_it_runs() {
+        for (name, operation) in operations() {
+            let responses = &operation["responses"];
+            let takes_text = operation.get("requestBody").is_some()
+                || operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
+            if takes_text {
+                assert!(responses.get("422").is_some(), "{name}: NUL in text answers 422");
+            }
+            if operation.get("requestBody").is_some() {
+                assert!(
+                    responses.get("413").is_some(),
+                    "{name}: a body too large answers 413"
+                );
+            }
+            for (status, response) in responses.as_object().expect("responses") {
+                let json = &response["content"]["application/json"]["schema"];
+                // `/readyz` answers its 503 with the readiness report, which names what is down.
+                if status.starts_with(['4', '5']) && !json.is_null() && name != "get /readyz" {
+                    assert_eq!(
+                        json["$ref"], "#/components/schemas/Error",
+                        "{name} {status}: errors have the documented shape"
+                    );
+                }
+                let shared = response["$ref"].as_str().unwrap_or_default();
+                if let Some(shared) = shared.strip_prefix("#/components/responses/") {
+                    assert!(status.starts_with('4'), "{name} {status}");
+                    let code = match shared {
+                        "MalformedRequest" => ErrorCode::MalformedRequest,
+                        "PayloadTooLarge" => ErrorCode::PayloadTooLarge,
+                        "UnsupportedMediaType" => ErrorCode::UnsupportedMediaType,
+                        "TextWithNul" => ErrorCode::InvalidField,
+                        other => panic!("{name}: unknown shared response {other}"),
+                    };
+                    assert_eq!(code.status().as_str(), status, "{name}: {shared}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn each_code_is_in_the_table_once_with_a_message_that_ends_a_sentence() {
         let mut seen = BTreeSet::new();
