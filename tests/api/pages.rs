@@ -34,6 +34,28 @@ async fn a_value_with_a_script_tag_is_shown_escaped() {
 }
 
 #[tokio::test]
+async fn a_page_shows_the_first_language_of_its_link_and_german_for_one_we_do_not_have() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    for (query, language) in [
+        ("lang=en&lang=de", "en"),
+        ("lang=fr", "de"),
+        ("lang=en&utm_source=sms", "en"),
+    ] {
+        for path in ["/", "/regions/bw/policy", "/me"] {
+            let page = app.get(&format!("{path}?{query}")).await;
+            assert_eq!(page.status(), 200, "{path}?{query}");
+            let html = page.text().await.unwrap();
+            assert!(
+                html.contains(&format!("<html lang=\"{language}\">")),
+                "{path}?{query}: {html}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_waiting_page_links_its_script_and_stylesheet_as_immutable_static_files() {
     let app = spawn_app().await;
     let opens_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 60, 0)

@@ -212,11 +212,40 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
     Err(refusal.into())
 }
 
-/// `?lang=` of a page: German by default.
-#[derive(Deserialize)]
+/// `?lang=` of a page: the first one given; German by default and for a language we do not
+/// have. Pages are for people following links, so a repeated `lang` or another parameter in
+/// a link still shows the page rather than an error.
 pub struct LanguageQuery {
-    #[serde(default)]
     lang: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for LanguageQuery {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstLang;
+
+        impl<'de> serde::de::Visitor<'de> for FirstLang {
+            type Value = LanguageQuery;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a query string")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut pairs: M,
+            ) -> Result<LanguageQuery, M::Error> {
+                let mut lang = None;
+                while let Some((key, value)) = pairs.next_entry::<String, String>()? {
+                    if key == "lang" && lang.is_none() {
+                        lang = Some(value);
+                    }
+                }
+                Ok(LanguageQuery { lang })
+            }
+        }
+
+        deserializer.deserialize_map(FirstLang)
+    }
 }
 
 impl LanguageQuery {
