@@ -618,6 +618,21 @@ mod tests {
     }
 
     #[test]
+    fn every_successful_json_answer_is_documented_with_its_fields() {
+        for (name, operation) in operations() {
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let schema = &response["content"]["application/json"]["schema"];
+                if status.starts_with('2') && !schema.is_null() {
+                    assert!(
+                        schema.get("$ref").is_some() || schema.get("properties").is_some(),
+                        "{name} {status}: a bare object says nothing"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn each_code_is_in_the_table_once_with_a_message_that_ends_a_sentence() {
         let mut seen = BTreeSet::new();
         for code in ErrorCode::ALL {
