@@ -70,7 +70,7 @@ SELECT gen_random_uuid(), NULL, gen_random_uuid(), gen_random_uuid(), 'pending',
 FROM generate_series(1, $PAIRS);
 UPDATE slot_pairs SET created_at = created_at WHERE id IN (SELECT id FROM slot_pairs LIMIT $PAIRS);
 INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-SELECT gen_random_uuid(), 'offer', gen_random_uuid(), 'sms', '+4915100000000', 'de',
+SELECT gen_random_uuid(), 'offer', gen_random_uuid(), 'sms', '+4917100000000', 'de',
        ('{"kind":"offer","appointment":{"centre_name":"Impfzentrum Stuttgart Liederhalle","centre_address":"Berliner Platz 1-3, 70174 Stuttgart","vaccine_name":"Comirnaty (BioNTech/Pfizer)","first_at":"2026-11-24T08:00:00Z","second_at":"2027-01-05T08:00:00Z","timezone":"Europe/Berlin"},"expires_at":"2026-11-24T08:00:00Z","accept_url":"http://127.0.0.1:8080/offers/x?token=' || repeat('x', 220) || '"}')::jsonb
 FROM generate_series(1, $PAIRS * 4 / 3);
 ROLLBACK;

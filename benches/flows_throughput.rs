@@ -96,7 +96,7 @@ fn main() {
         let offered: Arc<Vec<usize>> = Arc::new(
             offered
                 .iter()
-                .map(|phone| phone["+4915140".len()..].parse().unwrap())
+                .map(|phone| phone["+4917140".len()..].parse().unwrap())
                 .collect(),
         );
         let offers = offered.len();
@@ -198,7 +198,7 @@ async fn publish_capacity(app: &TestApp, people: usize) {
 /// Registers person `i`, reads their SMS code (from the outbox, or from the SMS `delivered` to
 /// the provider), verifies; returns the booking code.
 async fn register_and_verify(app: &TestApp, i: usize, delivered: bool) -> String {
-    let phone = format!("+4915140{i:06}");
+    let phone = format!("+4917140{i:06}");
     let sms = delivered.then(|| app.twilio.next_message_to(&phone));
     let response = app
         .post_json("/v1/regions/bw/registrations", &registration(&phone))

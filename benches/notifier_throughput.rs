@@ -120,7 +120,7 @@ async fn bare_lapin(count: usize) -> Round {
         )
         .await
         .unwrap();
-    let body = br#"{"id":"00000000-0000-0000-0000-000000000000","channel":"sms","recipient":"+491510000000","notification":{"kind":"verification_code","code":"123456","valid_minutes":10}}"#;
+    let body = br#"{"id":"00000000-0000-0000-0000-000000000000","channel":"sms","recipient":"+491710000000","notification":{"kind":"verification_code","code":"123456","valid_minutes":10}}"#;
     let (cpu, started) = (CpuTime::now(), Instant::now());
     let consuming = tokio::spawn(async move {
         for _ in 0..count {
@@ -173,7 +173,7 @@ async fn drawbridge(count: usize) -> Round {
     )
     .await;
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-    let recipients: Vec<String> = (0..count).map(|n| format!("+49151{n:08}")).collect();
+    let recipients: Vec<String> = (0..count).map(|n| format!("+49171{n:08}")).collect();
     let (cpu, started) = (CpuTime::now(), Instant::now());
     sqlx::query(
         "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)

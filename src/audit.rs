@@ -204,7 +204,7 @@ fn audit(manifest: &Manifest, ranks: Option<&Ranks>) -> DrawAudit {
         notes: replay.notes,
         tests: Vec::new(),
     };
-    let Ok(policy) = Policy::from_toml(&manifest.policy) else {
+    let Ok(policy) = Policy::from_published(&manifest.policy) else {
         audit.tests = [GROUP_WEIGHTS, REGISTRATION_TIME, ROW_ORDER, UNIFORM]
             .into_iter()
             .map(|name| BiasTest::not_tested(name, "the policy document is invalid".into()))

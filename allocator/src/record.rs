@@ -275,9 +275,7 @@ pub async fn offers(
             appointment: Appointment {
                 centre_name,
                 centre_address,
-                vaccine_name: policy
-                    .vaccine(&pair.vaccine)
-                    .map_or_else(|| pair.vaccine.clone(), |v| v.name.clone()),
+                vaccine_name: policy.vaccine_name(&pair.vaccine),
                 first_at: pair.first_at,
                 second_at: pair.second_at,
                 timezone: notices.timezone.to_owned(),

@@ -38,7 +38,7 @@ pub use allocation::eligibility::{
     eligible_vaccines, evaluate, Evaluation, Person, Reason, Rule, VaccineDecision,
 };
 pub use allocation::policy::{
-    DrawSettings, IntervalWindow, Policy, PolicyError, PriorityGroup, Reserve, Vaccine,
+    DrawSettings, IntervalWindow, Label, Policy, PolicyError, PriorityGroup, Reserve, Vaccine,
 };
 pub use booking_code::{BookingCode, BookingCodeError};
 pub use language::Language;

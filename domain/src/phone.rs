@@ -16,7 +16,7 @@ const MAX_DIGITS: usize = 15;
 /// Shorter numbers are service numbers, not phones that receive SMS.
 const MIN_DIGITS: usize = 8;
 /// What to tell a person who typed something we cannot read.
-const EXAMPLE: &str = "Please enter a mobile number like 0151 1234567 or +49 151 1234567.";
+const EXAMPLE: &str = "Please enter a mobile number like 0151 12345678 or +49 151 12345678.";
 
 /// A phone number in E.164 form, e.g. `+4915112345678`.
 ///
@@ -79,10 +79,7 @@ impl PhoneNumber {
         let country = default_country_code
             .strip_prefix('+')
             .unwrap_or(default_country_code);
-        if !(1..=3).contains(&country.len())
-            || !country.bytes().all(|b| b.is_ascii_digit())
-            || country.starts_with('0')
-        {
+        if !is_country_calling_code(country) {
             return Err(PhoneError::InvalidDefaultCountryCode {
                 code: default_country_code.to_owned(),
             });
@@ -129,6 +126,34 @@ impl PhoneNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The country calling code, e.g. 49; `None` for a number no numbering plan knows.
+    pub fn country_code(&self) -> Option<u16> {
+        self.plan().map(|number| number.code().value())
+    }
+
+    /// Whether the number reaches a mobile phone by its country's numbering plan (or may, where
+    /// the plan cannot tell, as in the USA): landlines, premium-rate and service numbers cannot
+    /// take an SMS code at an ordinary price.
+    pub fn is_mobile(&self) -> bool {
+        self.plan().is_some_and(|number| {
+            matches!(
+                number.number_type(&phonenumber::metadata::DATABASE),
+                phonenumber::Type::Mobile | phonenumber::Type::FixedLineOrMobile
+            )
+        })
+    }
+
+    /// The number as libphonenumber's metadata reads it.
+    fn plan(&self) -> Option<phonenumber::PhoneNumber> {
+        phonenumber::parse(None, &self.0).ok()
+    }
+}
+
+/// Whether `code` is written as a country calling code: 1 to 3 digits, not starting with 0,
+/// without `+` (e.g. `49`).
+pub fn is_country_calling_code(code: &str) -> bool {
+    (1..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()) && !code.starts_with('0')
 }
 
 /// Whether the text had a leading `+`, and its digits, ignoring separators.
@@ -262,12 +287,12 @@ mod tests {
         assert_eq!(
             PhoneError::InvalidCharacter { character: 'x' }.to_string(),
             "'x' cannot be part of a phone number. Please enter a mobile number like \
-             0151 1234567 or +49 151 1234567."
+             0151 12345678 or +49 151 12345678."
         );
         assert_eq!(
             PhoneError::WrongLength { digits: 7 }.to_string(),
             "A phone number has 8 to 15 digits including the country code, but this one has 7. \
-             Please enter a mobile number like 0151 1234567 or +49 151 1234567."
+             Please enter a mobile number like 0151 12345678 or +49 151 12345678."
         );
     }
 
@@ -316,5 +341,24 @@ mod tests {
         fn parse_never_panics(input in "\\PC{0,30}", country in "\\PC{0,4}") {
             let _ = PhoneNumber::parse(&input, &country);
         }
+    }
+
+    #[test]
+    fn mobile_numbers_are_told_from_landlines_and_premium_ranges() {
+        let number = |text: &str| PhoneNumber::parse(text, DEFAULT_COUNTRY_CODE).unwrap();
+        for mobile in [
+            "0151 12345678",
+            "0171 1234567",
+            "+43 664 1234567",
+            "+1 202 555 0101",
+        ] {
+            assert!(number(mobile).is_mobile(), "{mobile}");
+        }
+        for other in ["0711 1234567", "030 12345678", "0900 1234567", "0800 1234567"] {
+            assert!(!number(other).is_mobile(), "{other}");
+        }
+        assert_eq!(number("0151 12345678").country_code(), Some(49));
+        assert_eq!(number("+881 2 1234 5678").country_code(), Some(881));
+        assert_eq!(number("+43 664 1234567").country_code(), Some(43));
     }
 }

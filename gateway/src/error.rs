@@ -294,6 +294,16 @@ impl ApiError {
         self.code
     }
 
+    /// The field at fault, for pages that show the error beside it.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// The tries left after a wrong SMS code.
+    pub fn attempts_left(&self) -> Option<i16> {
+        self.attempts_left
+    }
+
     /// What the person is told. An internal error is logged here with a fresh request id, which
     /// the answer carries instead of any detail.
     pub fn public_message(&self) -> String {

@@ -6,6 +6,10 @@
 //! people behind one address are never refused for each other's tries in flight. Windows start
 //! at the first count and later ones do not extend them.
 //!
+//! A target's counter that fills up with failures waits out its window, and each time it fills
+//! again within a day it waits twice as long (15 minutes, 30, 60, ... up to a day): a guesser
+//! who keeps trying slows down exponentially, while one right try clears the record.
+//!
 //! While Redis cannot be reached, each gateway counts in its own memory instead, the same way,
 //! against a quarter of each limit ([`LOCAL_SHARE`]): the gateways cannot see each other's
 //! counts then, and four of them together still stay within the shared limit. Counts made here
@@ -34,6 +38,10 @@ const LOCAL_COUNTERS: usize = 100_000;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// `Retry-After` while the local counters are all in use.
 const FULL_RETRY_SECONDS: u64 = 60;
+
+/// The longest wait of a target's counter that keeps filling up, and how long the number of
+/// times it filled is remembered.
+const LONGEST_WAIT_SECONDS: i64 = 24 * 60 * 60;
 
 /// Why Redis did not answer a limit.
 #[derive(Debug, thiserror::Error)]
@@ -224,18 +232,32 @@ end
 return 0
 ";
 
-/// KEYS: the counters. ARGV: the window in seconds. Counts one failure on each.
+/// KEYS: the counters, those of targets first. ARGV: the window in seconds, the number of
+/// target counters, the longest wait, then each target counter's limit. Counts one failure on
+/// each shared counter (the targets' have it). A target counter this failure filled is marked
+/// (one over its limit, so it is marked once) and waits `window * 2^(n-1)` seconds, at most the
+/// longest wait, where n counts its fillings within the longest wait.
 const FAILED: &str = r"
-for _, key in ipairs(KEYS) do
-  redis.call('INCR', key)
-  redis.call('EXPIRE', key, ARGV[1], 'NX')
+local window, targets, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  if i > targets then
+    redis.call('INCR', key)
+    redis.call('EXPIRE', key, window, 'NX')
+  elseif tonumber(redis.call('GET', key) or '0') == tonumber(ARGV[i + 3]) then
+    local filled = redis.call('INCR', key .. ':filled')
+    redis.call('EXPIRE', key .. ':filled', longest)
+    redis.call('INCR', key)
+    redis.call('EXPIRE', key, math.floor(math.min(window * 2 ^ (filled - 1), longest)))
+  end
 end
 ";
 
-/// KEYS: the counters. Takes one count back from each counter still running.
+/// KEYS: the target counters. Takes one count back from each counter still running, and
+/// forgets how often it filled: whoever got it right holds the credential.
 const SUCCEEDED: &str = r"
 for _, key in ipairs(KEYS) do
   if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+  redis.call('DEL', key .. ':filled')
 end
 ";
 
@@ -268,24 +290,23 @@ impl FailureLimit<'_> {
         if let Some(credential) = self.credential {
             self.limits.failed.with_label_values(&[credential.label()]).inc();
         }
-        if self
-            .limits
-            .shared::<()>(self.script(FAILED, Counting::Shared))
-            .await
-            .is_none()
-        {
+        let targets = self.counting(Counting::Target).count();
+        let limits: Vec<i64> = self.keys[..targets].iter().map(|(_, limit, _)| *limit).collect();
+        let mut command = eval(FAILED, self.keys.iter().map(|(key, _, _)| key));
+        command
+            .arg(self.window_seconds)
+            .arg(targets)
+            .arg(LONGEST_WAIT_SECONDS)
+            .arg(limits);
+        if self.limits.shared::<()>(command).await.is_none() {
             self.count_here(&mut self.limits.local(), Counting::Shared);
         }
     }
 
     /// The try succeeded: the target counters take it back.
     pub async fn succeeded(&self) {
-        if self
-            .limits
-            .shared::<()>(self.script(SUCCEEDED, Counting::Target))
-            .await
-            .is_none()
-        {
+        let command = eval(SUCCEEDED, self.counting(Counting::Target));
+        if self.limits.shared::<()>(command).await.is_none() {
             let mut local = self.limits.local();
             for key in self.counting(Counting::Target) {
                 if let Some(window) = local.get_mut(key) {
@@ -293,13 +314,6 @@ impl FailureLimit<'_> {
                 }
             }
         }
-    }
-
-    /// Runs one of the scripts on the counters of one kind.
-    fn script(&self, script: &str, counting: Counting) -> redis::Cmd {
-        let mut command = eval(script, self.counting(counting));
-        command.arg(self.window_seconds);
-        command
     }
 
     fn counting(&self, counting: Counting) -> impl Iterator<Item = &String> {

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -28,6 +28,10 @@ const TEMPLATES: [(&str, &str); 9] = [
     ("offer.html", include_str!("../templates/offer.html")),
     ("pass.html", include_str!("../templates/pass.html")),
     ("me.html", include_str!("../templates/me.html")),
+    ("register.html", include_str!("../templates/register.html")),
+    ("code.html", include_str!("../templates/code.html")),
+    ("me_choices.html", include_str!("../templates/me_choices.html")),
+    ("me_confirm.html", include_str!("../templates/me_confirm.html")),
     (
         "offer_answered.html",
         include_str!("../templates/offer_answered.html"),

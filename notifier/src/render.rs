@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use minijinja::{context, AutoEscape, Captured, Environment, Value};
 
 use drawbridge_domain::language::when;
-use drawbridge_domain::Language;
+use drawbridge_domain::{Label, Language};
 use drawbridge_platform::outbox::{Appointment, Notification};
 
 /// The HTML layout every email body is placed in.
@@ -165,7 +165,7 @@ fn values(notification: &Notification, language: Language) -> Value {
         context! {
             centre => &a.centre_name,
             address => &a.centre_address,
-            vaccine => &a.vaccine_name,
+            vaccine => a.vaccine_name.get(language),
             first => when(a.first_at, &a.timezone, language),
             second => a.second_at.map(|at| when(at, &a.timezone, language)),
         }
@@ -289,7 +289,7 @@ pub fn example_appointment(second: bool) -> Appointment {
     Appointment {
         centre_name: "Impfzentrum Mannheim Maimarkthalle".into(),
         centre_address: "Xaver-Fuhr-Straße 101, 68163 Mannheim".into(),
-        vaccine_name: "Comirnaty (BioNTech/Pfizer)".into(),
+        vaccine_name: Label::same("Comirnaty (BioNTech/Pfizer)"),
         first_at: Utc.with_ymd_and_hms(2021, 5, 24, 7, 30, 0).unwrap(),
         second_at: second.then(|| Utc.with_ymd_and_hms(2021, 6, 14, 7, 30, 0).unwrap()),
         timezone: "Europe/Berlin".into(),

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+use drawbridge_domain::phone::is_country_calling_code;
 use drawbridge_domain::{Keyring, SigningKey};
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Map, Value};
@@ -277,7 +278,7 @@ pub struct GatewaySettings {
     pub workers: Option<usize>,
     /// The address citizens reach, used for links in messages.
     pub public_url: String,
-    /// Country calling code assumed for national phone numbers such as 0151 1234567.
+    /// Country calling code assumed for national phone numbers such as 0151 12345678.
     pub default_country_code: String,
     /// Minutes an SMS verification code stays valid.
     pub verification_code_minutes: u32,
@@ -292,10 +293,6 @@ pub struct GatewaySettings {
     pub codes_per_phone_per_day: u32,
     /// Seconds between two sweeps for unverified registrations due to expire.
     pub expiry_sweep_seconds: u32,
-    /// Country calling codes whose numbers may register on the web, without `+`; empty: only
-    /// `default_country_code`. Numbers elsewhere (premium-rate ranges such as +881 among them)
-    /// are refused before any SMS.
-    pub phone_country_codes: Vec<String>,
     /// Web registrations one client address may start in an hour, with or without a waiting
     /// room in front.
     pub registrations_per_address_per_hour: u32,
@@ -319,7 +316,6 @@ impl Default for GatewaySettings {
             registrations_per_phone: 4,
             codes_per_phone_per_day: 10,
             expiry_sweep_seconds: 60,
-            phone_country_codes: Vec::new(),
             registrations_per_address_per_hour: 30,
             registrations_per_number_block_per_hour: 10,
             sms_codes_per_region_per_day: 50_000,
@@ -625,24 +621,12 @@ impl Settings {
         }
         self.secrets.keyring()?;
         self.secrets.hash_key()?;
-        let calling_codes =
-            std::iter::once(("gateway.default_country_code", &self.gateway.default_country_code)).chain(
-                self.gateway
-                    .phone_country_codes
-                    .iter()
-                    .map(|code| ("gateway.phone_country_codes", code)),
-            );
-        for (key, code) in calling_codes {
-            if code.is_empty()
-                || code.len() > 3
-                || !code.bytes().all(|b| b.is_ascii_digit())
-                || code.starts_with('0')
-            {
-                return Err(ConfigError::key(
-                    key,
-                    format!("must be a country calling code without + such as 49, got {code:?}"),
-                ));
-            }
+        let code = &self.gateway.default_country_code;
+        if !is_country_calling_code(code) {
+            return Err(ConfigError::key(
+                "gateway.default_country_code",
+                format!("must be a country calling code without + such as 49, got {code:?}"),
+            ));
         }
         for (key, value) in [
             (

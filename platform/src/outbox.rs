@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::Language;
+use drawbridge_domain::{Label, Language};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -42,12 +42,28 @@ impl Channel {
 pub struct Appointment {
     pub centre_name: String,
     pub centre_address: String,
-    pub vaccine_name: String,
+    /// In every language, so each message names it in its reader's.
+    #[serde(deserialize_with = "label_or_text")]
+    pub vaccine_name: Label,
     pub first_at: DateTime<Utc>,
     /// `None` for one-dose vaccines.
     pub second_at: Option<DateTime<Utc>>,
     /// The centre's time zone, in which times are shown.
     pub timezone: String,
+}
+
+/// A label, or the one text of a message queued before names carried languages.
+fn label_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Label, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Named {
+        Each(Label),
+        One(String),
+    }
+    Ok(match Named::deserialize(deserializer)? {
+        Named::Each(label) => label,
+        Named::One(text) => Label::same(&text),
+    })
 }
 
 /// What a person is told. Each variant is one message kind with one template per language.
@@ -220,4 +236,26 @@ pub async fn enqueue(
         .execute(connection)
         .await?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_queued_with_one_vaccine_name_still_reads() {
+        let appointment = |name: serde_json::Value| {
+            serde_json::json!({
+                "centre_name": "Impfzentrum", "centre_address": "Straße 1",
+                "vaccine_name": name, "first_at": "2021-05-24T07:30:00Z",
+                "second_at": null, "timezone": "Europe/Berlin"
+            })
+        };
+        let older: Appointment = serde_json::from_value(appointment("Comirnaty".into())).unwrap();
+        assert_eq!(older.vaccine_name, Label::same("Comirnaty"));
+        let each = serde_json::json!({ "de": "Impfstoff", "en": "Vaccine" });
+        let newer: Appointment = serde_json::from_value(appointment(each.clone())).unwrap();
+        assert_eq!(newer.vaccine_name.get(Language::En), "Vaccine");
+        assert_eq!(serde_json::to_value(&newer).unwrap()["vaccine_name"], each);
+    }
 }

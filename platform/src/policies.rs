@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::hex;
-use drawbridge_domain::{Policy, PolicyError};
+use drawbridge_domain::{Language, Policy, PolicyError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
@@ -56,7 +56,8 @@ pub async fn publish(connection: &mut PgConnection, document: &str) -> Result<Pu
     let digest = Sha256::digest(document.as_bytes()).to_vec();
     sqlx::query(CREATE_REGION)
         .bind(&policy.region)
-        .bind(&policy.name)
+        // The region's own name, in the service's home language.
+        .bind(policy.name.get(Language::default()))
         .execute(&mut *connection)
         .await?;
     // Serialise publications per region so two versions cannot race.
@@ -120,7 +121,7 @@ struct PolicyRow {
 
 impl PolicyRow {
     fn published(self) -> Result<PublishedPolicy, PublishError> {
-        let policy = Policy::from_toml(&self.document).map_err(|error| PublishError::Corrupt {
+        let policy = Policy::from_published(&self.document).map_err(|error| PublishError::Corrupt {
             region: self.region_id.clone(),
             error,
         })?;

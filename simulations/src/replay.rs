@@ -90,7 +90,7 @@ pub fn replay(manifest: &Manifest, other: Option<(&Policy, &str)>) -> DrawReplay
         counterfactual_policy: other.map(|(_, name)| name.to_owned()),
         counterfactual_changed: None,
     };
-    let Ok(policy) = Policy::from_toml(&manifest.policy) else {
+    let Ok(policy) = Policy::from_published(&manifest.policy) else {
         return result;
     };
     let input = manifest.input();

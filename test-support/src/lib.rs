@@ -15,6 +15,7 @@
 //!   demand;
 //! - [`smtp`]: a local SMTP server, with an inbox, refusals and delays on demand;
 //! - [`redis`]: a Redis server of one test's own, to stop while the components run;
+//! - [`browser`]: a headless Chromium at a phone's width, with axe-core for accessibility;
 //! - [`cpu`]: CPU time read from `/proc`, for the benchmarks' cost per unit of work;
 //! - [`metric`]: one series read from a page of Prometheus text;
 //! - [`eventually`], [`registration`], and helpers on [`TestApp`] that act the way a person,
@@ -26,6 +27,7 @@
 // This crate runs only inside tests and benchmarks, where a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+pub mod browser;
 pub mod cpu;
 pub mod rabbit;
 pub mod redis;
@@ -300,7 +302,7 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     settings.notifier.sms.base_url = twilio.base_url.clone();
     settings.notifier.sms.account_sid = twilio::ACCOUNT_SID.into();
     settings.notifier.sms.auth_token = twilio::AUTH_TOKEN.into();
-    settings.notifier.sms.from = "+4915100000000".into();
+    settings.notifier.sms.from = "+4917100000000".into();
     settings.notifier.sms.messages_per_second = 1000;
     settings.notifier.email.provider = EmailProvider::Smtp;
     settings.notifier.email.host = "127.0.0.1".into();
@@ -596,7 +598,7 @@ impl TestApp {
         sqlx::query(
             "INSERT INTO registrants (id, region_id, status, channel, phone, email, birth_year, priority_group,
                                       postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
-             SELECT gen_random_uuid(), 'bw', 'active', 'web', '+49151' || lpad(i::text, 8, '0'),
+             SELECT gen_random_uuid(), 'bw', 'active', 'web', '+49171' || lpad(i::text, 8, '0'),
                     CASE WHEN i % 10 = 0 THEN 'person' || i || '@example.de' END,
                     1940 + i % 50, 1 + i % 4, '70173', '{biontech,moderna}', 50, now(),
                     sha256(('registrant ' || i)::bytea)

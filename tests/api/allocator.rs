@@ -188,7 +188,7 @@ async fn a_draw_offers_pairs_announces_them_and_publishes_a_manifest_that_replay
     assert_eq!(published.candidates.len(), 400);
     // Pseudonymised: no phone numbers or ids of registrants anywhere in it.
     let text = serde_json::to_string(&published).unwrap();
-    assert!(!text.contains("+49151"));
+    assert!(!text.contains("+49171"));
     let (someone,): (Uuid,) = sqlx::query_as("SELECT id FROM registrants LIMIT 1")
         .fetch_one(&app.pool)
         .await
@@ -228,7 +228,7 @@ async fn the_draw_endpoints_answer_unknown_and_unfinished_draws_clearly() {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO draws (id, region_id, policy_version, state, seed_commitment)
-         VALUES ($1, 'bw', 1, 'committed', sha256('x'))",
+         VALUES ($1, 'bw', 2, 'committed', sha256('x'))",
     )
     .bind(id)
     .execute(&app.pool)
@@ -298,8 +298,8 @@ async fn offers_about_to_lapse_are_reminded_once_per_channel_at_the_current_addr
     sqlx::query(&format!(
         "UPDATE offers SET offered_at = now() - interval '22 hours', expires_at = now() + interval '2 hours'
          WHERE id IN ({}) OR id IN ({})",
-        offer_of("+4915100000010"),
-        offer_of("+4915100000011")
+        offer_of("+4917100000010"),
+        offer_of("+4917100000011")
     ))
     .execute(&app.pool)
     .await
@@ -307,13 +307,13 @@ async fn offers_about_to_lapse_are_reminded_once_per_channel_at_the_current_addr
     sqlx::query(&format!(
         "UPDATE offers SET offered_at = now() - interval '30 minutes', expires_at = now() + interval '2 hours'
          WHERE id IN ({})",
-        offer_of("+4915100000012")
+        offer_of("+4917100000012")
     ))
     .execute(&app.pool)
     .await
     .unwrap();
     // Number 11 has a new phone since the offer went out.
-    sqlx::query("UPDATE registrants SET phone = '+4917600000011' WHERE phone = '+4915100000011'")
+    sqlx::query("UPDATE registrants SET phone = '+4917600000011' WHERE phone = '+4917100000011'")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -335,7 +335,7 @@ async fn offers_about_to_lapse_are_reminded_once_per_channel_at_the_current_addr
         recipients,
         [
             ("email", "person10@example.de"),
-            ("sms", "+4915100000010"),
+            ("sms", "+4917100000010"),
             ("sms", "+4917600000011")
         ]
     );
@@ -501,11 +501,11 @@ async fn killing_the_allocator_mid_draw_leaves_whole_draws_or_none() {
     app.stop().await;
 }
 
-/// Publishes version 2 of the example policy, with groups 3 and 4 sharing a tier at weights 1
+/// Publishes version 3 of the example policy, with groups 3 and 4 sharing a tier at weights 1
 /// and 3, so that the audit's weight test has something to test.
 async fn publish_shared_tier_policy(app: &TestApp) {
     let document = drawbridge::demo::POLICY
-        .replace("version = 1", "version = 2")
+        .replace("version = 2", "version = 3")
         .replace("tier = 4\nweight = 1.0", "tier = 3\nweight = 3.0");
     assert_ne!(document, drawbridge::demo::POLICY);
     let mut tx = app.pool.begin().await.unwrap();
@@ -671,9 +671,9 @@ async fn ticks_nobody_could_get_a_pair_from_write_no_draw_and_are_counted() {
     sqlx::query(
         "INSERT INTO registrants (id, region_id, status, channel, phone, birth_year, priority_group,
                                   postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
-         VALUES (gen_random_uuid(), 'bw', 'active', 'web', '+4915100000001', 2015, 1, '70173', '{biontech}', 50,
+         VALUES (gen_random_uuid(), 'bw', 'active', 'web', '+4917100000001', 2015, 1, '70173', '{biontech}', 50,
                  now(), sha256('child'::bytea)),
-                ($1, 'bw', 'active', 'web', '+4915100000002', 1950, 1, '70173', '{astrazeneca}', 5,
+                ($1, 'bw', 'active', 'web', '+4917100000002', 1950, 1, '70173', '{astrazeneca}', 5,
                  now(), sha256('far'::bytea))",
     )
     .bind(far)

@@ -589,9 +589,9 @@ async fn the_schedule_counts_each_slot_and_shows_bookings_by_reference_only() {
     assert_eq!(status, 200, "{body}");
 
     // Two people draw the two earliest pairs (09:00); one books, the other leaves it offered.
-    let phone = "+4915112345678";
+    let phone = "+4917112345678";
     let (_, code) = app.registrant_with_code(phone).await;
-    let (other, _) = app.registrant_with_code("+4915112345679").await;
+    let (other, _) = app.registrant_with_code("+4917112345679").await;
     app.draw().await;
     assert!(app.pending_offer(other).await.is_some());
     let booking = accept(&app, &code).await;
@@ -669,7 +669,7 @@ async fn the_schedule_counts_each_slot_and_shows_bookings_by_reference_only() {
     let code_text = code.to_string();
     for personal in [
         phone,
-        "+4915112345679",
+        "+4917112345679",
         "person@example.de",
         "phone",
         "email",
@@ -756,8 +756,8 @@ async fn withdrawn_capacity_tells_its_people_and_sends_them_ahead_of_every_tier(
         &capacity("biontech", day_ahead(60), "09:00:00", "09:15:00", 3, Some(21)),
     )
     .await;
-    let (booker, booker_code) = registrant(&app, "+4915110000001", 4).await;
-    let (offered, _) = registrant(&app, "+4915110000002", 4).await;
+    let (booker, booker_code) = registrant(&app, "+4917110000001", 4).await;
+    let (offered, _) = registrant(&app, "+4917110000002", 4).await;
     app.draw().await;
     let offer = app.pending_offer(offered).await.expect("an offer");
     let booking = accept(&app, &booker_code).await;
@@ -845,8 +845,8 @@ async fn withdrawn_capacity_tells_its_people_and_sends_them_ahead_of_every_tier(
     let mut expected = vec![
         (offer, "email".to_owned(), "person@example.de".to_owned()),
         (booking_id, "email".to_owned(), "person@example.de".to_owned()),
-        (booking_id, "sms".to_owned(), "+4915110000001".to_owned()),
-        (offer, "sms".to_owned(), "+4915110000002".to_owned()),
+        (booking_id, "sms".to_owned(), "+4917110000001".to_owned()),
+        (offer, "sms".to_owned(), "+4917110000002".to_owned()),
     ];
     let mut told_sorted = told.clone();
     told_sorted.sort();
@@ -885,7 +885,7 @@ async fn withdrawn_capacity_tells_its_people_and_sends_them_ahead_of_every_tier(
     .execute(&app.pool)
     .await
     .unwrap();
-    let (bystander, _) = registrant(&app, "+4915110000003", 4).await;
+    let (bystander, _) = registrant(&app, "+4917110000003", 4).await;
     published(
         &app,
         &admin,
@@ -942,7 +942,7 @@ async fn a_pass_checks_in_each_dose_once_at_its_own_centre_and_not_too_early() {
         .staff_token("door.karlsruhe", Role::CentreStaff, "bw", Some(KARLSRUHE))
         .await;
     let admin = app.staff_token("admin.bw", Role::RegionAdmin, "bw", None).await;
-    let booked = booked_for_now(&app, &staff, "+4915112345678").await;
+    let booked = booked_for_now(&app, &staff, "+4917112345678").await;
 
     // Not a pass, or a pass altered in transit: refused as invalid, nothing recorded.
     let mut altered = booked.pass.clone().into_bytes();
@@ -1117,7 +1117,7 @@ async fn every_centre_action_is_audited_and_the_log_is_for_region_admins_only() 
     let analyst = app.staff_token("analyst.bw", Role::Analyst, "bw", None).await;
 
     // The centre's staff publish and check in; the admin withdraws the batch.
-    let booked = booked_for_now(&app, &staff, "+4915112345678").await;
+    let booked = booked_for_now(&app, &staff, "+4917112345678").await;
     let (status, body) = check_in(&app, &staff, STUTTGART, &booked.pass).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = withdraw(&app, &admin, STUTTGART, booked.batch, "Personalmangel").await;
@@ -1258,7 +1258,7 @@ async fn a_withdrawal_racing_a_check_in_never_cancels_a_course_whose_first_dose_
         .staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(STUTTGART))
         .await;
     let admin = app.staff_token("admin.bw", Role::RegionAdmin, "bw", None).await;
-    let booked = booked_for_now(&app, &staff, "+4915112345678").await;
+    let booked = booked_for_now(&app, &staff, "+4917112345678").await;
 
     // The scan queues on the booking first, the withdrawal behind it.
     let mut hold = app.pool.begin().await.unwrap();
@@ -1311,7 +1311,7 @@ async fn a_withdrawal_racing_an_acceptance_leaves_no_live_booking_on_a_cancelled
         &capacity("biontech", day_ahead(60), "09:00:00", "09:15:00", 1, Some(21)),
     )
     .await;
-    let (registrant, code) = app.registrant_with_code("+4915112345678").await;
+    let (registrant, code) = app.registrant_with_code("+4917112345678").await;
     app.draw().await;
     let offer = app.pending_offer(registrant).await.expect("an offer");
     let pair: Uuid = sqlx::query_scalar("SELECT slot_pair_id FROM offers WHERE id = $1")

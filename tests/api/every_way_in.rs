@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use drawbridge_domain::Role;
+use drawbridge_domain::{Language, Role};
+use drawbridge_platform::outbox::Notification;
 use drawbridge_test_support::{registration, spawn_with, Components, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 const STUTTGART: &str = "stuttgart-liederhalle";
-const PHONE: &str = "+4915155580001";
+const PHONE: &str = "+4917155580001";
 
 /// The path (with query) of the one link in an SMS to the gateway, whatever its public address.
 fn link_in(sms: &str) -> String {
@@ -199,7 +200,7 @@ async fn a_caller_without_email_goes_from_the_call_centre_to_both_doses_by_the_l
 async fn the_status_page_signs_in_with_the_booking_code_kept_in_a_strict_cookie() {
     let app = spawn_with(Components::default(), |_| {}).await;
     app.load_demo().await;
-    let (_, code) = app.registrant_with_code("+4915155580002").await;
+    let (_, code) = app.registrant_with_code("+4917155580002").await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -266,5 +267,118 @@ async fn the_status_page_signs_in_with_the_booking_code_kept_in_a_strict_cookie(
         .await
         .unwrap();
     assert!(page.contains("name=\"booking_code\""));
+    app.stop().await;
+}
+
+/// Every `http` link in a rendered message, as a browser reads it.
+fn links_in(text: &str) -> Vec<String> {
+    let text = text
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+        .replace("&#x3d;", "=");
+    text.split(|c: char| c.is_whitespace() || "\"'<>".contains(c))
+        .filter(|word| word.starts_with("http://") || word.starts_with("https://"))
+        .map(|word| word.trim_end_matches(['.', ',', ')']).to_owned())
+        .collect()
+}
+
+/// Each kind of message that carries a link, made by the flow that makes it, rendered in every
+/// language: every link in its SMS, text and HTML leads to a page of this gateway that exists.
+/// The kinds that carry no link are checked to carry none.
+#[tokio::test]
+async fn every_link_in_every_kind_of_message_leads_to_a_page() {
+    let app = spawn_with(Components::default(), |settings| {
+        settings.gateway.registrations_per_phone = 1;
+    })
+    .await;
+    app.load_demo().await;
+    let phone = "+4917155580009";
+
+    // A registration's code, its booking code, the same person again, the offer, its
+    // reminder and the confirmation.
+    let response = app
+        .post_json("/v1/regions/bw/registrations", &registration(phone))
+        .await;
+    assert_eq!(response.status(), 202);
+    let started: Value = response.json().await.unwrap();
+    let id = started["registration_id"].as_str().unwrap();
+    let sms_code: String = sqlx::query_scalar(
+        "SELECT payload->>'code' FROM outbox WHERE kind = 'verification_code' ORDER BY created_at DESC LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let code = app.verified_booking_code(id, &sms_code).await;
+    let again = app
+        .post_json("/v1/regions/bw/registrations", &registration(phone))
+        .await;
+    assert_eq!(again.status(), 202);
+    app.draw().await;
+    sqlx::query(
+        "UPDATE offers SET offered_at = now() - interval '1 day', expires_at = now() + interval '1 hour'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.draw().await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/v1/me/offer/accept",
+            &format!("BookingCode {code}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let queued: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT language, payload FROM outbox WHERE recipient IN ($1, 'anna@example.de')")
+            .bind(phone)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let templates = drawbridge_notifier::render::Templates::new();
+    let expected = [
+        "already_registered",
+        "booking_code",
+        "confirmation",
+        "offer",
+        "offer_expiring",
+    ];
+    let mut linked = std::collections::BTreeSet::new();
+    for (language, payload) in queued {
+        let notification: Notification = serde_json::from_value(payload).unwrap();
+        for language in [Language::parse(&language).unwrap(), Language::De, Language::En] {
+            let rendered = templates.render(&notification, language).unwrap();
+            let texts = [&rendered.sms, &rendered.text, &rendered.html];
+            let links: Vec<String> = texts.into_iter().flat_map(|text| links_in(text)).collect();
+            for link in &links {
+                assert!(link.starts_with(&app.settings.gateway.public_url), "{link}");
+                follow(&app, &link[app.settings.gateway.public_url.len()..]).await;
+            }
+            if !links.is_empty() {
+                linked.insert(notification.kind());
+            }
+        }
+    }
+    assert_eq!(linked.into_iter().collect::<Vec<_>>(), expected);
+
+    // Every other kind carries no link at all.
+    for notification in drawbridge_notifier::render::examples() {
+        if expected.contains(&notification.kind()) {
+            continue;
+        }
+        for language in [Language::De, Language::En] {
+            let rendered = templates.render(&notification, language).unwrap();
+            let texts = [&rendered.sms, &rendered.text, &rendered.html];
+            let links: Vec<String> = texts.into_iter().flat_map(|text| links_in(text)).collect();
+            assert_eq!(links, Vec::<String>::new(), "{}", notification.kind());
+        }
+    }
+    let every: Vec<&str> = drawbridge_notifier::render::examples()
+        .iter()
+        .map(Notification::kind)
+        .collect();
+    assert_eq!(every.len(), Notification::KINDS.len());
     app.stop().await;
 }

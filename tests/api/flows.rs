@@ -5,6 +5,7 @@
 
 use chrono::{Duration, Utc};
 use drawbridge_domain::{CheckinPass, OfferLink, Role};
+use drawbridge_platform::config::ExposeSecret;
 use drawbridge_test_support::{registration, spawn_app, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -93,7 +94,7 @@ async fn bookings(app: &TestApp) -> i64 {
 async fn accepting_books_both_appointments_and_confirms_with_a_pass_the_centre_can_verify() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (id, auth, offer) = offered(&app, "+4915120000001").await;
+    let (id, auth, offer) = offered(&app, "+4917120000001").await;
 
     let (status, me) = app.call(Method::GET, "/v1/me", &auth, None).await;
     assert_eq!(status, 200);
@@ -153,7 +154,7 @@ async fn accepting_books_both_appointments_and_confirms_with_a_pass_the_centre_c
 async fn declining_frees_the_pair_and_the_person_stays_in_the_pool() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (id, auth, offer) = offered(&app, "+4915120000002").await;
+    let (id, auth, offer) = offered(&app, "+4917120000002").await;
     let (status, body) = app.call(Method::POST, "/v1/me/offer/decline", &auth, None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(pair_state(&app, offer).await, ("declined".into(), "open".into()));
@@ -172,7 +173,7 @@ async fn declining_frees_the_pair_and_the_person_stays_in_the_pool() {
 async fn cancelling_frees_the_pair_tells_the_person_and_is_refused_after_check_in() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (_, auth, offer) = offered(&app, "+4915120000003").await;
+    let (_, auth, offer) = offered(&app, "+4917120000003").await;
     let (_, accepted) = app.call(Method::POST, "/v1/me/offer/accept", &auth, None).await;
     let booking: Uuid = accepted["booking"]["booking_id"]
         .as_str()
@@ -198,7 +199,7 @@ async fn cancelling_frees_the_pair_tells_the_person_and_is_refused_after_check_i
     let _ = offer;
 
     // A second booking whose first dose was given cannot be cancelled from home.
-    let (_, auth, _) = offered(&app, "+4915120000004").await;
+    let (_, auth, _) = offered(&app, "+4917120000004").await;
     let (_, accepted) = app.call(Method::POST, "/v1/me/offer/accept", &auth, None).await;
     sqlx::query("UPDATE bookings SET state = 'first_dose_given', first_dose_at = now() WHERE id = $1")
         .bind(
@@ -223,7 +224,7 @@ async fn cancelling_frees_the_pair_tells_the_person_and_is_refused_after_check_i
 async fn an_expired_offer_cannot_be_accepted_and_its_pair_goes_back_to_the_draw() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (_, auth, offer) = offered(&app, "+4915120000005").await;
+    let (_, auth, offer) = offered(&app, "+4917120000005").await;
     sqlx::query(
         "UPDATE offers SET offered_at = now() - interval '2 hours', expires_at = now() - interval '1 minute' WHERE id = $1",
     )
@@ -246,7 +247,7 @@ async fn an_expired_offer_cannot_be_accepted_and_its_pair_goes_back_to_the_draw(
 async fn an_offer_whose_pair_is_not_held_for_it_is_not_taken_half_way() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (_, auth, offer) = offered(&app, "+4915120000006").await;
+    let (_, auth, offer) = offered(&app, "+4917120000006").await;
     // A state no writer leaves behind: the offer pending, its pair open again.
     release_pair_behind_the_offers_back(&app, offer).await;
     let (status, body) = app.call(Method::POST, "/v1/me/offer/accept", &auth, None).await;
@@ -269,8 +270,8 @@ async fn an_offer_whose_pair_is_not_held_for_it_is_not_taken_half_way() {
 async fn an_offer_link_answers_only_its_own_offer_and_only_until_it_expires() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (_, _, first) = offered(&app, "+4915120000006").await;
-    let (_, _, second) = offered(&app, "+4915120000007").await;
+    let (_, _, first) = offered(&app, "+4917120000006").await;
+    let (_, _, second) = offered(&app, "+4917120000007").await;
     let token = link_token(&app, first).await;
 
     // The page shows the offer and answers nothing by itself.
@@ -365,7 +366,7 @@ async fn an_offer_link_answers_only_its_own_offer_and_only_until_it_expires() {
 async fn choices_change_with_checks_and_withdrawal_erases_the_person() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (id, auth, offer) = offered(&app, "+4915120000008").await;
+    let (id, auth, offer) = offered(&app, "+4917120000008").await;
 
     let changes = json!({ "accepted_vaccines": ["moderna", "biontech"], "max_distance_km": 80, "email": null, "language": "en" });
     let (status, me) = app.call(Method::PATCH, "/v1/me", &auth, Some(&changes)).await;
@@ -471,6 +472,68 @@ async fn staff_log_in_with_their_password_and_out_again() {
         (401, Some("staff_session_invalid"))
     );
     app.stop().await;
+}
+
+/// Ten wrong passwords for one account from one address wait out the window; each time the
+/// counter fills again it waits twice as long, and a right password clears the record.
+#[tokio::test]
+async fn a_guesser_who_keeps_failing_waits_twice_as_long_each_time() {
+    let owned = spawn_app().await;
+    let app = &owned;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let log_in = |password: &'static str| async move {
+        let login = json!({ "username": "agent.anna", "password": password });
+        let response = app.post_json("/v1/staff/sessions", &login).await;
+        let wait = response
+            .headers()
+            .get("Retry-After")
+            .map(|value| value.to_str().unwrap().parse::<u64>().unwrap());
+        (response.status().as_u16(), wait)
+    };
+    let redis = deadpool_redis::Config::from_url(app.settings.redis.url.expose_secret())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    // The window ends: the counter goes, what Redis remembers of its fillings stays.
+    let redis = &redis;
+    let window_ends = || async move {
+        let mut connection = redis.get().await.unwrap();
+        let counter = format!(
+            "{}:logins:user:agent.anna:address:127.0.0.1",
+            app.settings.redis.key_prefix
+        );
+        let removed: i64 = deadpool_redis::redis::cmd("DEL")
+            .arg(counter)
+            .query_async(&mut *connection)
+            .await
+            .unwrap();
+        assert_eq!(removed, 1);
+    };
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..10 {
+            assert_eq!(log_in("a wrong password!").await.0, 401);
+        }
+        let (status, wait) = log_in("a long test password").await;
+        assert_eq!(status, 429);
+        waits.push(wait.unwrap());
+        window_ends().await;
+    }
+    let minutes: Vec<u64> = waits.iter().map(|seconds| seconds.div_ceil(60)).collect();
+    assert_eq!(minutes, [15, 30, 60], "{waits:?}");
+
+    // The right password clears the record: the next filling waits the window again.
+    assert_eq!(log_in("a long test password").await.0, 201);
+    for _ in 0..10 {
+        assert_eq!(log_in("a wrong password!").await.0, 401);
+    }
+    let (status, wait) = log_in("a long test password").await;
+    assert_eq!(
+        (status, wait.map(|seconds| seconds.div_ceil(60))),
+        (429, Some(15))
+    );
+    owned.stop().await;
 }
 
 #[tokio::test]
@@ -684,7 +747,7 @@ async fn agents_register_callers_and_act_for_them_in_their_region_only_with_ever
         app.staff_token("agent.ben", Role::CallcentreAgent, "bw", None)
             .await
     );
-    let mut caller = registration("+49 151 2000 0009");
+    let mut caller = registration("+49 171 2000 0009");
     caller.as_object_mut().unwrap().remove("email");
     let (status, registered) = app
         .call(
@@ -828,7 +891,7 @@ async fn two_hundred_clients_answering_at_once_book_every_pair_and_person_at_mos
     let app = spawn_app().await;
     app.load_demo().await;
     let mut offers = Vec::new();
-    for (auth, offer) in offered_many(&app, "+49151300", 100).await {
+    for (auth, offer) in offered_many(&app, "+49171300", 100).await {
         offers.push((auth, offer, link_token(&app, offer).await));
     }
     // Each offer is answered twice at the same moment: once with the booking code, once
@@ -890,7 +953,7 @@ async fn two_hundred_clients_answering_at_once_book_every_pair_and_person_at_mos
 async fn an_acceptance_that_fails_its_shared_statement_fails_alone() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let offers = offered_many(&app, "+49151310", 20).await;
+    let offers = offered_many(&app, "+49171310", 20).await;
     // One offer's pair is no longer held for it (a state no writer leaves behind), so the
     // statement that books it fails: shared with other acceptances, it must not take them down.
     let broken = offers[7].1;

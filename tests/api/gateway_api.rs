@@ -95,7 +95,7 @@ async fn the_policy_is_published_with_version_and_digest() {
     app.load_demo().await;
     let policy: Value = app.get("/v1/regions/bw/policy").await.json().await.unwrap();
     assert_eq!(policy["region"], "bw");
-    assert_eq!(policy["version"], 1);
+    assert_eq!(policy["version"], 2);
     assert_eq!(policy["digest"].as_str().unwrap().len(), 64);
     let codes: Vec<&str> = policy["policy"]["vaccines"]
         .as_array()
@@ -109,6 +109,28 @@ async fn the_policy_is_published_with_version_and_digest() {
     let regions: Value = app.get("/v1/regions").await.json().await.unwrap();
     assert_eq!(regions["regions"][0]["id"], "bw");
     assert_eq!(app.get("/v1/regions/atlantis/policy").await.status(), 404);
+    app.stop().await;
+}
+
+/// The policy names each group in German and English, and each page and answer uses the
+/// name in its own language.
+#[tokio::test]
+async fn pages_name_the_priority_groups_in_their_language() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let (german, english) = ("Höchste Priorität", "Highest priority");
+    for page in ["/regions/bw/policy", "/regions/bw/check"] {
+        let en = app.get(&format!("{page}?lang=en")).await.text().await.unwrap();
+        assert!(en.contains(english) && !en.contains(german), "{page}: {en}");
+        let de = app.get(&format!("{page}?lang=de")).await.text().await.unwrap();
+        assert!(de.contains(german) && !de.contains(english), "{page}: {de}");
+    }
+    let policy: Value = app.get("/v1/regions/bw/policy").await.json().await.unwrap();
+    let name = &policy["policy"]["groups"][0]["name"];
+    assert!(name["de"].as_str().unwrap().starts_with(german), "{name}");
+    assert!(name["en"].as_str().unwrap().starts_with(english), "{name}");
+    let regions: Value = app.get("/v1/regions").await.json().await.unwrap();
+    assert_eq!(regions["regions"][0]["name"]["en"], "Baden-Württemberg");
     app.stop().await;
 }
 
@@ -184,13 +206,13 @@ async fn bad_registrations_get_a_clear_error_and_store_nothing() {
     let app = spawn_app().await;
     app.load_demo().await;
     let with = |key: &str, value: Value| {
-        let mut body = registration("0151 7654321");
+        let mut body = registration("0171 7654321");
         body[key] = value;
         body
     };
     let cases = [
         (with("phone", json!("call me maybe")), 422, Some("phone")),
-        (with("phone", json!("0151")), 422, Some("phone")),
+        (with("phone", json!("0171")), 422, Some("phone")),
         (with("email", json!("anna@")), 422, Some("email")),
         (with("birth_year", json!(1850)), 422, Some("birth_year")),
         (with("priority_group", json!(9)), 422, Some("priority_group")),
@@ -209,7 +231,7 @@ async fn bad_registrations_get_a_clear_error_and_store_nothing() {
         (with("max_distance_km", json!(0)), 422, Some("max_distance_km")),
         (with("language", json!("fr")), 400, None),
         (with("nickname", json!("anna")), 400, None),
-        (json!({ "phone": "0151 7654321" }), 400, None),
+        (json!({ "phone": "0171 7654321" }), 400, None),
     ];
     for (body, status, field) in cases {
         let (got, error) = refused(&app, body.clone()).await;
@@ -237,7 +259,7 @@ async fn bad_registrations_get_a_clear_error_and_store_nothing() {
         let response = app
             .post_json(
                 "/v1/regions/atlantis/registrations",
-                &registration("0151 7654321"),
+                &registration("0171 7654321"),
             )
             .await;
         (response.status().as_u16(), ())
@@ -256,11 +278,11 @@ async fn bad_registrations_get_a_clear_error_and_store_nothing() {
 async fn one_live_registration_per_person_on_a_phone_number() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (first, _) = refused(&app, registration("0151 1111111")).await;
+    let (first, _) = refused(&app, registration("0171 1111111")).await;
     assert_eq!(first, 202);
     // The same number written another way is the same number: its registration, whose code
     // went out moments ago.
-    let (second, error) = refused(&app, registration("+49 151 111 1111")).await;
+    let (second, error) = refused(&app, registration("+49 171 111 1111")).await;
     assert_eq!(second, 429);
     assert_eq!(error["error"]["code"], "too_many_requests");
     let (registrants, rows): (i64, i64) =
@@ -276,7 +298,7 @@ async fn one_live_registration_per_person_on_a_phone_number() {
 async fn a_nul_character_anywhere_is_refused_at_the_edge_naming_the_field() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let mut registration_body = registration("0151 7654399");
+    let mut registration_body = registration("0171 7654399");
     registration_body["email"] = json!("anna\u{0}@example.de");
     let posts = [
         (
@@ -321,7 +343,7 @@ async fn a_nul_character_anywhere_is_refused_at_the_edge_naming_the_field() {
         assert!(body["error"]["message"].as_str().unwrap().contains("NUL"));
     }
     // A backslash followed by `u0000` is text like any other, and so is `%00` in JSON.
-    let mut body = registration("0151 7654398");
+    let mut body = registration("0171 7654398");
     body["postcode"] = json!("7%001");
     let (status, body) = refused(&app, body).await;
     assert_eq!((status, &body["error"]["field"]), (422, &json!("postcode")));
@@ -394,7 +416,7 @@ async fn pages_cannot_be_framed_or_leak_their_address_and_personal_answers_are_n
 
     // Answers with credentials or personal data: never kept by a browser or proxy.
     let registered = app
-        .post_json("/v1/regions/bw/registrations", &registration("+49 151 5557 0001"))
+        .post_json("/v1/regions/bw/registrations", &registration("+49 171 5557 0001"))
         .await;
     assert_eq!(registered.headers()["cache-control"], "no-store");
     let id = registered.json::<Value>().await.unwrap()["registration_id"]

@@ -87,11 +87,11 @@ async fn status_of(app: &TestApp, id: Uuid) -> (String, Option<String>) {
 async fn registering_a_registered_person_answers_like_anyone_and_texts_the_owner_a_notice() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let phone = "+49 151 5551 0001";
+    let phone = "+49 171 5551 0001";
     register_and_verify(&app, &person(phone, 1950, "EM")).await;
 
     let (status, again) = register(&app, &person(phone, 1950, "e.m.")).await;
-    let (fresh_status, fresh) = register(&app, &person("+49 151 5551 0002", 1950, "EM")).await;
+    let (fresh_status, fresh) = register(&app, &person("+49 171 5551 0002", 1950, "EM")).await;
     assert_eq!((status, fresh_status), (202, 202), "{again} {fresh}");
     assert_eq!(shape(&again), shape(&fresh), "the answers cannot be told apart");
     assert_eq!(
@@ -151,7 +151,7 @@ async fn registering_a_registered_person_answers_like_anyone_and_texts_the_owner
 async fn a_phone_holds_a_household_each_with_their_own_booking_code_and_no_more() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let phone = "+49 151 5552 0001";
+    let phone = "+49 171 5552 0001";
     let household = [(1941, "HM"), (1943, "GM"), (1943, "WM"), (1975, "")];
     let mut codes = Vec::new();
     for (birth_year, initials) in household {
@@ -200,7 +200,7 @@ async fn a_phone_holds_a_household_each_with_their_own_booking_code_and_no_more(
 async fn an_agent_registers_a_caller_whose_phone_holds_only_an_unverified_registration() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let phone = "+49 151 5553 0001";
+    let phone = "+49 171 5553 0001";
     // A stranger squats the caller's phone with the caller's own birth year.
     let (status, squatted) = register(&app, &person(phone, 1938, "")).await;
     assert_eq!(status, 202, "{squatted}");
@@ -226,11 +226,11 @@ async fn an_unverified_registration_expires_erased_and_frees_its_place() {
     })
     .await;
     app.load_demo().await;
-    let phone = "+49 151 5554 0001";
+    let phone = "+49 171 5554 0001";
     let (status, first) = register(&app, &person(phone, 1960, "")).await;
     assert_eq!(status, 202, "{first}");
     let id = id_of(&first);
-    let (kept, _) = register(&app, &person("+49 151 5554 0002", 1960, "")).await;
+    let (kept, _) = register(&app, &person("+49 171 5554 0002", 1960, "")).await;
     assert_eq!(kept, 202);
 
     // Its code died two hours ago.
@@ -293,7 +293,7 @@ async fn a_phone_is_sent_a_limited_number_of_codes_a_day_whoever_registers_on_it
     })
     .await;
     app.load_demo().await;
-    let phone = "+49 151 5555 0001";
+    let phone = "+49 171 5555 0001";
     for initials in ["A", "B", "C", "D"] {
         let (status, body) = register(&app, &person(phone, 1970, initials)).await;
         assert_eq!(status, 202, "{body}");
@@ -310,7 +310,7 @@ async fn a_phone_is_sent_a_limited_number_of_codes_a_day_whoever_registers_on_it
         .unwrap();
     assert_eq!(sent, 4);
     // Another phone is not affected.
-    let (status, _) = register(&app, &person("+49 151 5555 0002", 1970, "E")).await;
+    let (status, _) = register(&app, &person("+49 171 5555 0002", 1970, "E")).await;
     assert_eq!(status, 202);
     app.stop().await;
 }
@@ -319,7 +319,7 @@ async fn a_phone_is_sent_a_limited_number_of_codes_a_day_whoever_registers_on_it
 async fn initials_that_are_not_letters_are_refused_naming_the_field() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (status, body) = register(&app, &person("+49 151 5556 0001", 1970, "A1")).await;
+    let (status, body) = register(&app, &person("+49 171 5556 0001", 1970, "A1")).await;
     assert_eq!(
         (status, body["error"]["field"].as_str()),
         (422, Some("initials")),

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod allocator;
+mod browser;
 mod centres;
 mod cli;
 mod every_way_in;

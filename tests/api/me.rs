@@ -42,7 +42,7 @@ async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
     let app = spawn_app().await;
     app.load_demo().await;
     app.insert_registrants(0, 50).await;
-    let (id, code) = registrant_with_code(&app, "+4915199990001").await;
+    let (id, code) = registrant_with_code(&app, "+4917199990001").await;
     let auth = format!("BookingCode {code}");
 
     let (status, before) = me(&app, Some(&auth)).await;
@@ -105,7 +105,7 @@ async fn the_booking_code_opens_status_offer_and_place_in_every_draw() {
 async fn wrong_codes_are_refused_alike_and_guessing_is_limited() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (_, code) = registrant_with_code(&app, "+4915199990002").await;
+    let (_, code) = registrant_with_code(&app, "+4917199990002").await;
 
     let (status, body) = me(&app, None).await;
     assert_eq!(
@@ -166,7 +166,7 @@ async fn wrong_codes_are_refused_alike_and_guessing_is_limited() {
     for n in 0..30 {
         me(&app, Some(&format!("BookingCode Y{n:03}-0000-0000-0000"))).await;
     }
-    let other = app.registrant_with_code("+4915112345699").await.1;
+    let other = app.registrant_with_code("+4917112345699").await.1;
     assert_eq!(me(&app, Some(&format!("BookingCode {other}"))).await.0, 200);
     // Every wrong code counts on the guessing alarm.
     let alarm = drawbridge_test_support::metric(

@@ -88,7 +88,7 @@ async fn send_directly(app: &TestApp, phone: &str, notification: &Notification) 
             twilio::ACCOUNT_SID
         ))
         .basic_auth(twilio::ACCOUNT_SID, Some(twilio::AUTH_TOKEN))
-        .form(&[("To", phone), ("From", "+4915100000000"), ("Body", &body)])
+        .form(&[("To", phone), ("From", "+4917100000000"), ("Body", &body)])
         .send()
         .await
         .unwrap()
@@ -109,7 +109,7 @@ async fn in_doubt(app: &TestApp, phone: &str, already_at_provider: bool) -> (Uui
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_send_that_reached_the_provider_is_not_sent_again() {
     let app = spawn_notifier().await;
-    let (id, earlier_sid) = in_doubt(&app, "+491510000101", true).await;
+    let (id, earlier_sid) = in_doubt(&app, "+491710000101", true).await;
     let Settled {
         state, provider_id, ..
     } = eventually(Duration::from_secs(20), || app.settled(id))
@@ -131,7 +131,7 @@ async fn an_interrupted_send_that_reached_the_provider_is_not_sent_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_send_that_never_reached_the_provider_is_sent_once() {
     let app = spawn_notifier().await;
-    let (id, _) = in_doubt(&app, "+491510000102", false).await;
+    let (id, _) = in_doubt(&app, "+491710000102", false).await;
     let Settled {
         state, provider_id, ..
     } = eventually(Duration::from_secs(20), || app.settled(id))
@@ -173,7 +173,7 @@ async fn messages_stranded_in_flight_are_published_again_and_each_sent_once() {
     let mut earlier = None;
     for n in 0..STRANDED {
         let state = if n % 2 == 0 { "sending" } else { "waiting" };
-        let (message, sid) = in_flight(&app, &format!("+4915150{n:05}"), state, -3600.0, n == 0).await;
+        let (message, sid) = in_flight(&app, &format!("+4917150{n:05}"), state, -3600.0, n == 0).await;
         ids.push(message.id);
         earlier = earlier.or(sid);
     }
@@ -205,7 +205,7 @@ async fn a_redelivered_message_is_not_looked_up_while_its_earlier_attempt_may_be
     let app = spawn_notifier().await;
     // A notifier died mid-call a moment ago: its intent is settled at the provider only once
     // the request's timeout and the grace for recording it have passed, 3 s from now.
-    let phone = "+491510000104";
+    let phone = "+491710000104";
     let (message, _) = in_flight(&app, phone, "sending", 3.0, false).await;
     // RabbitMQ redelivers the dead notifier's message to another one at once.
     app.publish(&message, 1).await;
@@ -265,7 +265,7 @@ fn start_notifier(app: &TestApp, env: &[(String, String)]) -> tokio::process::Ch
 async fn enqueue_burst(app: &TestApp, count: u32) {
     let mut tx = app.pool.begin().await.unwrap();
     for n in 0..count {
-        let phone = format!("+4915140{n:05}");
+        let phone = format!("+4917140{n:05}");
         outbox::enqueue(
             &mut tx,
             Uuid::new_v4(),

@@ -58,7 +58,7 @@ async fn enqueue_burst(app: &TestApp, count: usize, channel: Channel) {
             valid_minutes: 10,
         };
         let recipient = match channel {
-            Channel::Sms => format!("+4915120{n:05}"),
+            Channel::Sms => format!("+4917120{n:05}"),
             Channel::Email => format!("person{n}@example.de"),
         };
         outbox::enqueue(
@@ -79,7 +79,7 @@ async fn enqueue_burst(app: &TestApp, count: usize, channel: Channel) {
 async fn temporary_provider_failures_are_retried_until_it_recovers() {
     let app = spawn_notifier().await;
     app.twilio.fail_next(&[500, 429]);
-    let id = enqueue_code(&app, "+491510000001").await;
+    let id = enqueue_code(&app, "+491710000001").await;
     let done = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("delivered after retries");
@@ -96,7 +96,7 @@ async fn a_throttled_send_is_retried_without_asking_the_provider() {
     // As in the fault run: a provider without the optional message list.
     app.twilio.list_answers(405);
     app.twilio.fail_next(&[429]);
-    let id = enqueue_code(&app, "+491510000006").await;
+    let id = enqueue_code(&app, "+491710000006").await;
     let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled");
@@ -110,7 +110,7 @@ async fn a_throttled_send_is_retried_without_asking_the_provider() {
 async fn a_lost_answer_is_found_in_the_message_list_and_not_sent_again() {
     let app = spawn_notifier().await;
     app.twilio.accept_then_fail_next(&[500]);
-    let id = enqueue_code(&app, "+491510000007").await;
+    let id = enqueue_code(&app, "+491710000007").await;
     let Settled {
         state,
         attempts,
@@ -132,7 +132,7 @@ async fn a_lost_answer_from_a_provider_without_a_message_list_is_sent_again() {
     let app = spawn_notifier().await;
     app.twilio.list_answers(405);
     app.twilio.fail_next(&[500]);
-    let id = enqueue_code(&app, "+491510000008").await;
+    let id = enqueue_code(&app, "+491710000008").await;
     let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled, not dead-lettered");
@@ -158,7 +158,7 @@ async fn a_lost_answer_without_a_message_list_is_dead_lettered_if_the_policy_say
     .await;
     app.twilio.list_answers(405);
     app.twilio.fail_next(&[500]);
-    let id = enqueue_code(&app, "+491510000009").await;
+    let id = enqueue_code(&app, "+491710000009").await;
     let Settled {
         state,
         attempts,
@@ -239,7 +239,7 @@ async fn a_provider_that_hangs_times_out_and_the_retry_asks_before_sending() {
     )
     .await;
     app.twilio.hang_next(1);
-    let id = enqueue_code(&app, "+491510000005").await;
+    let id = enqueue_code(&app, "+491710000005").await;
     let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled");
@@ -289,7 +289,7 @@ async fn a_hanging_send_does_not_hold_back_the_messages_behind_it() {
 async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_not_retried() {
     let app = spawn_notifier().await;
     app.twilio.fail_next(&[400]);
-    let id = enqueue_code(&app, "+491510000002").await;
+    let id = enqueue_code(&app, "+491710000002").await;
     let Settled {
         state,
         attempts,
@@ -338,7 +338,7 @@ async fn a_permanent_failure_is_dead_lettered_with_its_reason_and_not_retried() 
 async fn retries_end_in_the_dead_letter_queue_when_the_provider_never_recovers() {
     let app = spawn_notifier().await;
     app.twilio.fail_next(&[503; 10]);
-    let id = enqueue_code(&app, "+491510000003").await;
+    let id = enqueue_code(&app, "+491710000003").await;
     let Settled {
         state,
         attempts,
@@ -357,7 +357,7 @@ async fn retries_end_in_the_dead_letter_queue_when_the_provider_never_recovers()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_published_twice_reaches_the_person_once() {
     let app = spawn_notifier().await;
-    let id = enqueue_code(&app, "+491510000004").await;
+    let id = enqueue_code(&app, "+491710000004").await;
     eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("delivered");
@@ -372,7 +372,7 @@ async fn a_message_published_twice_reaches_the_person_once() {
         id,
         subject_id,
         channel: Channel::Sms,
-        recipient: "+491510000004".into(),
+        recipient: "+491710000004".into(),
         language: Language::En,
         notification: Notification::VerificationCode {
             code: "123456".into(),
@@ -432,7 +432,7 @@ async fn every_message_kind_reaches_the_person_by_sms_and_email() {
     let mut tx = app.pool.begin().await.unwrap();
     for (n, notification) in examples.iter().enumerate() {
         let subject = Uuid::new_v4();
-        let phone = format!("+4915130000{n:02}");
+        let phone = format!("+4917130000{n:02}");
         outbox::enqueue(&mut tx, subject, Channel::Sms, &phone, Language::De, notification)
             .await
             .unwrap();
@@ -461,7 +461,7 @@ async fn every_message_kind_reaches_the_person_by_sms_and_email() {
     for (n, notification) in examples.iter().enumerate() {
         let text = sms
             .iter()
-            .find(|s| s.to == format!("+4915130000{n:02}"))
+            .find(|s| s.to == format!("+4917130000{n:02}"))
             .expect("SMS arrived");
         assert!(
             text.body.starts_with("Drawbridge"),

@@ -150,3 +150,61 @@ async fn a_static_file_under_a_wrong_hash_is_not_found() {
     }
     app.stop().await;
 }
+
+/// The registration pages answer every refusal as a page in the person's language, with what
+/// they entered kept: an unknown region, a landline, a wrong SMS code (with the tries left)
+/// and a new code asked for too soon.
+#[tokio::test]
+async fn the_registration_pages_explain_each_refusal_in_the_page_language() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    assert_eq!(app.get("/regions/atlantis/register?lang=de").await.status(), 404);
+
+    let fields = |phone: &str| {
+        vec![
+            ("phone", phone.to_owned()),
+            ("birth_year", "1956".to_owned()),
+            ("priority_group", "3".to_owned()),
+            ("postcode", "70173".to_owned()),
+            ("vaccine", "biontech".to_owned()),
+            ("vaccine", "moderna".to_owned()),
+            ("max_distance_km", "30".to_owned()),
+        ]
+    };
+    let post =
+        |path: &str, form: Vec<(&'static str, String)>| app.http.post(app.url(path)).form(&form).send();
+    let landline = post("/regions/bw/register?lang=de", fields("0711 1234567"))
+        .await
+        .unwrap();
+    assert_eq!(landline.status(), 422);
+    let page = landline.text().await.unwrap();
+    assert!(page.contains("Festnetz- und Servicenummern"), "{page}");
+    assert!(
+        page.contains(r#"id="phone_error""#) && page.contains(r#"value="0711 1234567""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"value="moderna" checked"#), "{page}");
+
+    let registered = post("/regions/bw/register?lang=de", fields("0171 5559000"))
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 200, "303 to the code page, followed");
+    let code_page = registered.url().path().to_owned();
+    assert!(
+        code_page.starts_with("/registrations/") && code_page.ends_with("/code"),
+        "{code_page}"
+    );
+    let wrong = post(
+        &format!("{code_page}?lang=de"),
+        vec![("code", "000000".to_owned())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 422);
+    assert!(wrong.text().await.unwrap().contains("Sie haben noch 4 Versuche"));
+    let resend = code_page.replace("/code", "/resend");
+    let too_soon = post(&format!("{resend}?lang=en"), Vec::new()).await.unwrap();
+    assert_eq!(too_soon.status(), 429);
+    assert!(too_soon.text().await.unwrap().contains("Please wait a minute"));
+    app.stop().await;
+}

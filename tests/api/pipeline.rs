@@ -15,7 +15,7 @@ async fn a_registration_reaches_the_phone_by_sms_through_outbox_and_rabbitmq() {
     app.load_demo().await;
 
     let response = app
-        .post_json("/v1/regions/bw/registrations", &registration("0151 2345678"))
+        .post_json("/v1/regions/bw/registrations", &registration("0171 2345678"))
         .await;
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = response.json().await.unwrap();
@@ -32,18 +32,18 @@ async fn a_registration_reaches_the_phone_by_sms_through_outbox_and_rabbitmq() {
             .unwrap();
     assert_eq!(
         (phone.as_str(), status.as_str()),
-        ("+491512345678", "pending_verification")
+        ("+491712345678", "pending_verification")
     );
 
     let sms = eventually(Duration::from_secs(20), || async {
         app.twilio
             .accepted()
             .into_iter()
-            .find(|sms| sms.to == "+491512345678")
+            .find(|sms| sms.to == "+491712345678")
     })
     .await
     .expect("the SMS reached the provider within 20 s");
-    assert_eq!(sms.from.as_deref(), Some("+4915100000000"));
+    assert_eq!(sms.from.as_deref(), Some("+4917100000000"));
     let code = sms
         .body
         .split(|c: char| !c.is_ascii_digit())

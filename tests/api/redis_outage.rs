@@ -31,7 +31,7 @@ async fn answer(response: reqwest::Response) -> (u16, Option<u64>, String) {
 #[tokio::test]
 async fn while_redis_is_away_failure_limits_hold_in_the_gateway_and_nothing_answers_500() {
     let (app, mut redis) = on_private_redis().await;
-    let (_, right) = app.registrant_with_code("+4915155500030").await;
+    let (_, right) = app.registrant_with_code("+4917155500030").await;
     app.staff_token("admin.outage", Role::RegionAdmin, "bw", None)
         .await;
     redis.kill();
@@ -82,7 +82,7 @@ async fn while_redis_is_away_failure_limits_hold_in_the_gateway_and_nothing_answ
     }
 
     // Registration and its codes are limited in Postgres, and carry on.
-    let person = registration("0151 5550031");
+    let person = registration("0171 5550031");
     let register = || app.post_json("/v1/regions/bw/registrations", &person);
     assert_eq!(answer(register().await).await.0, 202);
     let (status, retry_after, _) = answer(register().await).await;

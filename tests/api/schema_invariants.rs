@@ -54,8 +54,8 @@ async fn one_pending_offer_per_pair_and_per_registrant() {
     let app = spawn_app().await;
     app.load_demo().await;
     let (anna, ben) = (
-        registrant(&app.pool, "+491510000010").await,
-        registrant(&app.pool, "+491510000011").await,
+        registrant(&app.pool, "+491710000010").await,
+        registrant(&app.pool, "+491710000011").await,
     );
     let (pair, other_pair) = (open_pair(&app.pool).await, open_pair(&app.pool).await);
     assert_ne!(pair, other_pair);
@@ -76,7 +76,7 @@ async fn one_pending_offer_per_pair_and_per_registrant() {
 async fn a_pair_holds_one_offer_or_one_booking_and_its_state_says_which() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let anna = registrant(&app.pool, "+491510000020").await;
+    let anna = registrant(&app.pool, "+491710000020").await;
     let pair = open_pair(&app.pool).await;
     let offer_id = offer(&app.pool, pair, anna).await.unwrap();
     let set = |sql: &'static str| {
@@ -144,7 +144,7 @@ async fn one_notification_per_subject_kind_and_channel() {
         async move {
             sqlx::query(
                 "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-                 VALUES ($1, 'offer', $2, $3, '+491510000030', 'de', '{}')",
+                 VALUES ($1, 'offer', $2, $3, '+491710000030', 'de', '{}')",
             )
             .bind(Uuid::new_v4())
             .bind(subject)
@@ -166,7 +166,7 @@ async fn one_notification_per_subject_kind_and_channel() {
 async fn a_withdrawn_registrant_keeps_no_personal_data() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let anna = registrant(&app.pool, "+491510000040").await;
+    let anna = registrant(&app.pool, "+491710000040").await;
     let keep_phone =
         sqlx::query("UPDATE registrants SET status = 'withdrawn', withdrawn_at = now() WHERE id = $1")
             .bind(anna)
@@ -179,7 +179,7 @@ async fn a_withdrawn_registrant_keeps_no_personal_data() {
         .await
         .unwrap();
     // The number is free for a new registration.
-    registrant(&app.pool, "+491510000040").await;
+    registrant(&app.pool, "+491710000040").await;
     app.stop().await;
 }
 
@@ -187,7 +187,7 @@ async fn a_withdrawn_registrant_keeps_no_personal_data() {
 async fn history_rows_are_never_deleted() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let anna = registrant(&app.pool, "+491510000030").await;
+    let anna = registrant(&app.pool, "+491710000030").await;
     offer(&app.pool, open_pair(&app.pool).await, anna).await.unwrap();
     for table in ["registrants", "slot_pairs", "offers", "draws"] {
         for statement in [

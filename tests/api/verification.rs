@@ -82,7 +82,7 @@ fn wrong(code: &str) -> String {
 async fn the_right_code_issues_a_booking_code_sent_by_sms_and_email() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let id = register(&app, "0151 5550001").await;
+    let id = register(&app, "0171 5550001").await;
     let code = texted_code(&app, id).await;
     let (status, body) = verify(&app, id, &format!(" {} {} ", &code[..3], &code[3..])).await;
     assert_eq!(status, 200, "{body}");
@@ -127,7 +127,7 @@ async fn the_right_code_issues_a_booking_code_sent_by_sms_and_email() {
 async fn wrong_codes_count_down_and_the_fifth_kills_the_code() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let id = register(&app, "0151 5550002").await;
+    let id = register(&app, "0171 5550002").await;
     let code = texted_code(&app, id).await;
     for left in (0..5).rev() {
         let (status, error) = verify(&app, id, &wrong(&code)).await;
@@ -150,7 +150,7 @@ async fn wrong_codes_count_down_and_the_fifth_kills_the_code() {
 async fn an_expired_code_is_refused() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let id = register(&app, "0151 5550003").await;
+    let id = register(&app, "0171 5550003").await;
     let code = texted_code(&app, id).await;
     sqlx::query(
         "UPDATE phone_verifications SET created_at = now() - interval '11 minutes', expires_at = now() - interval '1 minute'
@@ -172,7 +172,7 @@ async fn an_expired_code_is_refused() {
 async fn a_new_code_comes_at_a_limited_pace_and_replaces_the_old_one() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let id = register(&app, "0151 5550004").await;
+    let id = register(&app, "0171 5550004").await;
     let old = texted_code(&app, id).await;
     let resend = |app: &TestApp| {
         app.http
@@ -224,7 +224,7 @@ async fn a_new_code_comes_at_a_limited_pace_and_replaces_the_old_one() {
 async fn guesses_sent_at_once_get_five_tries_in_all_and_no_more() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let id = register(&app, "0151 5550009").await;
+    let id = register(&app, "0171 5550009").await;
     let code = texted_code(&app, id).await;
     // Thirty wrong guesses at the same moment, then the right code: the guesses queue on the
     // registration's lock, and each must see the tries the ones before it used up.
@@ -261,7 +261,7 @@ async fn registrations_and_verifications_sent_at_once_share_statements_and_each_
     let app = spawn_app().await;
     app.load_demo().await;
     // Forty people register at once, and three more requests send the first person's again.
-    let phones: Vec<String> = (0..40).map(|n| format!("0151 66{n:05}")).collect();
+    let phones: Vec<String> = (0..40).map(|n| format!("0171 66{n:05}")).collect();
     let requests = phones
         .iter()
         .chain([&phones[0], &phones[0], &phones[0]])
@@ -355,7 +355,7 @@ async fn registrations_and_verifications_sent_at_once_share_statements_and_each_
 async fn a_registration_sent_again_after_its_answer_was_lost_gets_the_same_id_and_a_new_code() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let phone = "0151 5550010";
+    let phone = "0171 5550010";
     // The answer to this one is lost on its way: the client knows no id.
     let id = register(&app, phone).await;
     let first = texted_code(&app, id).await;
@@ -431,7 +431,7 @@ async fn a_registration_sent_again_after_its_answer_was_lost_gets_the_same_id_an
 async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let phone = "0151 5550011";
+    let phone = "0171 5550011";
     let key = "9b2f4d8e-registration-1";
     let (status, _, first) = register_with(&app, &registration(phone), Some(key)).await;
     assert_eq!(status, 202, "{first}");
@@ -445,7 +445,7 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_request
     // The key with another request: refused, nothing written.
     let mut other = registration(phone);
     other["birth_year"] = json!(1957);
-    for body in [other, registration("0151 5550012")] {
+    for body in [other, registration("0171 5550012")] {
         let (status, _, refused) = register_with(&app, &body, Some(key)).await;
         assert_eq!(
             (status, refused["error"]["code"].as_str()),

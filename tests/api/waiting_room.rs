@@ -406,7 +406,7 @@ async fn idle_clients_lose_their_place_and_leaving_frees_capacity() {
     let dropped = idle.status("idle").await;
     assert_eq!((dropped.status, error_code(&dropped)), (401, "ticket_dropped"));
     // The session that was left no longer passes the guard, even with its token.
-    let refused = first.register_with("0151 7770001", Some(&session)).await;
+    let refused = first.register_with("0171 7770001", Some(&session)).await;
     assert_eq!((refused.status, error_code(&refused)), (401, "ticket_dropped"));
     let metrics = app.metrics(&app.address).await;
     assert!(
@@ -596,7 +596,7 @@ async fn a_redis_restart_neither_repeats_tickets_nor_ends_admissions() {
             (200, &waiting["position"])
         );
     }
-    let refused = visitors[0].register("0151 8880001").await;
+    let refused = visitors[0].register("0171 8880001").await;
     assert_eq!(
         (refused.status, error_code(&refused)),
         (503, "admission_unavailable"),
@@ -617,7 +617,7 @@ async fn a_redis_restart_neither_repeats_tickets_nor_ends_admissions() {
     let status = visitors[0].status("restart").await;
     assert_eq!(status.body["state"], "admitted");
     let registered = eventually(Duration::from_secs(10), || async {
-        let answer = visitors[0].register("0151 8880001").await;
+        let answer = visitors[0].register("0171 8880001").await;
         (answer.status != 503).then_some(answer)
     })
     .await
@@ -653,7 +653,7 @@ async fn the_guard_lets_only_admitted_visitors_register_and_says_why_not() {
         .await;
     app.put_room("elsewhere", &open_room(json!({}))).await;
 
-    let anonymous = Visitor::new(&app).register("0151 1110001").await;
+    let anonymous = Visitor::new(&app).register("0171 1110001").await;
     assert_eq!((anonymous.status, error_code(&anonymous)), (401, "token_missing"));
 
     let visitor = Visitor::new(&app);
@@ -666,7 +666,7 @@ async fn the_guard_lets_only_admitted_visitors_register_and_says_why_not() {
         Some(admission.as_str())
     );
     let ticket_token = visitor.cookie("drawbridge_room_bw-release").unwrap();
-    let registered = visitor.register("0151 1110002").await;
+    let registered = visitor.register("0171 1110002").await;
     assert_eq!(registered.status, 202, "{}", registered.body);
 
     let keyring = app.settings.secrets.keyring().unwrap();
@@ -710,14 +710,14 @@ async fn the_guard_lets_only_admitted_visitors_register_and_says_why_not() {
     ];
     for (phone, (token, code)) in (3..).zip(cases) {
         let refused = visitor
-            .register_with(&format!("0151 111000{phone}"), Some(token))
+            .register_with(&format!("0171 111000{phone}"), Some(token))
             .await;
         assert_eq!((refused.status, error_code(&refused)), (401, code), "{token}");
         assert!(refused.body["error"]["message"].as_str().unwrap().len() > 10);
     }
     // A copied token is useless without the browser's client cookie.
     let copied = Visitor::new(&app)
-        .register_with("0151 1110020", Some(&admission))
+        .register_with("0171 1110020", Some(&admission))
         .await;
     assert_eq!((copied.status, error_code(&copied)), (401, "token_wrong_client"));
 
@@ -733,7 +733,7 @@ async fn the_guard_lets_only_admitted_visitors_register_and_says_why_not() {
     app.put_room("bw-release", &json!({ "mode": "passthrough", "guards": ["bw"] }))
         .await;
     let through = eventually(Duration::from_secs(3), || async {
-        let answer = Visitor::new(&app).register("0151 1110021").await;
+        let answer = Visitor::new(&app).register("0171 1110021").await;
         (answer.status != 401).then_some(answer)
     })
     .await
@@ -752,22 +752,22 @@ async fn an_admission_registers_one_phone_and_ends_when_its_visitor_leaves() {
     app.put_room("bw-release", &open_room(json!({ "guards": ["bw"] })))
         .await;
     let visitor = admitted(&app, "bw-release").await;
-    let registered = visitor.register("0151 2220001").await;
+    let registered = visitor.register("0171 2220001").await;
     assert_eq!(registered.status, 202, "{}", registered.body);
     // The same registration sent again (its answer lost) passes the admission.
-    let again = visitor.register("+49 151 2220001").await;
+    let again = visitor.register("+49 171 2220001").await;
     assert_ne!(again.status, 401, "{}", again.body);
     // Another phone does not, also with the new admission token of a later status poll.
-    let other = visitor.register("0151 2220002").await;
+    let other = visitor.register("0171 2220002").await;
     assert_eq!((other.status, error_code(&other)), (401, "admission_spent"));
     visitor.status("bw-release").await;
-    let other = visitor.register("0151 2220002").await;
+    let other = visitor.register("0171 2220002").await;
     assert_eq!((other.status, error_code(&other)), (401, "admission_spent"));
 
     // Three phones sent at once with one admission: one registers.
     let visitor = admitted(&app, "bw-release").await;
     let answers =
-        join_all(["0151 2220011", "0151 2220012", "0151 2220013"].map(|phone| visitor.register(phone))).await;
+        join_all(["0171 2220011", "0171 2220012", "0171 2220013"].map(|phone| visitor.register(phone))).await;
     let mut outcomes: Vec<(u16, &str)> = answers
         .iter()
         .map(|answer| (answer.status, error_code(answer)))
@@ -796,7 +796,7 @@ async fn an_admission_registers_one_phone_and_ends_when_its_visitor_leaves() {
     assert_eq!(visitor.leave("bw-release").await.status, 200);
     let refused = visitor
         .on(&slow)
-        .register_with("0151 2220021", Some(&admission))
+        .register_with("0171 2220021", Some(&admission))
         .await;
     assert_eq!((refused.status, error_code(&refused)), (401, "ticket_dropped"));
     slow.stop().await;

@@ -108,7 +108,10 @@ pub fn plan(policy: &Policy, request: &CapacityRequest) -> Result<Vec<PlannedPai
         (None, Some(_)) => {
             return Err(invalid(
                 "second_dose_after_days",
-                format!("{} needs one dose only; leave the second dose out", vaccine.name),
+                format!(
+                    "{} needs one dose only; leave the second dose out",
+                    vaccine.name.en
+                ),
             ))
         }
         (Some(window), None) => {
@@ -116,7 +119,7 @@ pub fn plan(policy: &Policy, request: &CapacityRequest) -> Result<Vec<PlannedPai
                 "second_dose_after_days",
                 format!(
                     "{} needs a second dose {}–{} days after the first",
-                    vaccine.name, window.min, window.max
+                    vaccine.name.en, window.min, window.max
                 ),
             ))
         }
@@ -126,7 +129,7 @@ pub fn plan(policy: &Policy, request: &CapacityRequest) -> Result<Vec<PlannedPai
                     "second_dose_after_days",
                     format!(
                         "{} days is outside {}'s interval of {}–{} days",
-                        days, vaccine.name, window.min, window.max
+                        days, vaccine.name.en, window.min, window.max
                     ),
                 ));
             }

@@ -1152,7 +1152,7 @@ impl Manifest {
         check(hex(&policy_digest) == self.policy_digest, &|| {
             "the policy document does not match its digest".into()
         });
-        let policy = match Policy::from_toml(&self.policy) {
+        let policy = match Policy::from_published(&self.policy) {
             Ok(policy) => policy,
             Err(error) => {
                 problems.push(format!("the policy document is invalid: {error}"));
@@ -1281,38 +1281,38 @@ mod tests {
     const POLICY: &str = r#"
 region = "test"
 version = 1
-name = "Testland"
+name = { de = "Testland", en = "Testland" }
 
 [[groups]]
 id = 1
-name = "First"
+name = { de = "First", en = "First" }
 released_on = 2021-01-01
 tier = 1
 weight = 1.0
 
 [[groups]]
 id = 2
-name = "Second"
+name = { de = "Second", en = "Second" }
 released_on = 2021-01-01
 tier = 2
 weight = 1.0
 
 [[groups]]
 id = 3
-name = "Second, heavier"
+name = { de = "Second, heavier", en = "Second, heavier" }
 released_on = 2021-01-01
 tier = 2
 weight = 3.0
 
 [[vaccines]]
 code = "a"
-name = "A"
+name = { de = "A", en = "A" }
 doses = 1
 min_age = 18
 
 [[vaccines]]
 code = "b"
-name = "B"
+name = { de = "B", en = "B" }
 doses = 2
 interval_days = { min = 21, max = 42 }
 min_age = 18

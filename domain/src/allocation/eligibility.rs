@@ -169,7 +169,7 @@ pub fn eligible_vaccines<'p>(
 }
 
 fn postcode_in_region(policy: &Policy, postcode: &str) -> Reason {
-    let region = &policy.name;
+    let (region_de, region_en) = (&policy.name.de, &policy.name.en);
     let rule = Rule::PostcodeInRegion;
     if !is_german_postcode(postcode) {
         let shown = postcode.escape_debug();
@@ -187,19 +187,19 @@ fn postcode_in_region(policy: &Policy, postcode: &str) -> Reason {
         Reason::new(
             rule,
             true,
-            format!("Ihre Postleitzahl {postcode} liegt in {region}."),
-            format!("Your postcode {postcode} is in {region}."),
+            format!("Ihre Postleitzahl {postcode} liegt in {region_de}."),
+            format!("Your postcode {postcode} is in {region_en}."),
         )
     } else {
         Reason::new(
             rule,
             false,
             format!(
-                "Ihre Postleitzahl {postcode} liegt nicht in {region}; bitte registrieren Sie \
+                "Ihre Postleitzahl {postcode} liegt nicht in {region_de}; bitte registrieren Sie \
                  sich in dem Bundesland, in dem Sie wohnen."
             ),
             format!(
-                "Your postcode {postcode} is not in {region}; please register in the region \
+                "Your postcode {postcode} is not in {region_en}; please register in the region \
                  where you live."
             ),
         )
@@ -207,14 +207,14 @@ fn postcode_in_region(policy: &Policy, postcode: &str) -> Reason {
 }
 
 fn known_group(policy: &Policy, id: u8) -> Reason {
-    let region = &policy.name;
+    let (region_de, region_en) = (&policy.name.de, &policy.name.en);
     let rule = Rule::KnownGroup;
     if policy.group(id).is_some() {
         return Reason::new(
             rule,
             true,
-            format!("Sie gehören zur Priorisierungsgruppe {id} der Regeln für {region}."),
-            format!("You are in priority group {id} of the rules for {region}."),
+            format!("Sie gehören zur Priorisierungsgruppe {id} der Regeln für {region_de}."),
+            format!("You are in priority group {id} of the rules for {region_en}."),
         );
     }
     let ids: Vec<String> = policy.groups.iter().map(|g| g.id.to_string()).collect();
@@ -222,12 +222,12 @@ fn known_group(policy: &Policy, id: u8) -> Reason {
         rule,
         false,
         format!(
-            "Die Priorisierungsgruppe {id} gibt es in den Regeln für {region} nicht; bitte \
+            "Die Priorisierungsgruppe {id} gibt es in den Regeln für {region_de} nicht; bitte \
              wählen Sie Gruppe {}.",
             one_of(&ids, "oder")
         ),
         format!(
-            "Priority group {id} does not exist in the rules for {region}; please choose \
+            "Priority group {id} does not exist in the rules for {region_en}; please choose \
              group {}.",
             one_of(&ids, "or")
         ),
@@ -263,56 +263,56 @@ fn group_released(group: Option<&PriorityGroup>, id: u8, on: NaiveDate) -> Reaso
 }
 
 fn minimum_age(vaccine: &Vaccine, age: &Age) -> Reason {
-    let (name, min) = (&vaccine.name, vaccine.min_age);
+    let (name_de, name_en, min) = (&vaccine.name.de, &vaccine.name.en, vaccine.min_age);
     let passed = age.years >= i32::from(min);
     let (de_only, en_only) = if passed { ("", "") } else { ("erst ", "only ") };
     Reason::new(
         Rule::MinimumAge,
         passed,
         format!(
-            "{}; {name} ist {de_only}ab {} zugelassen.",
+            "{}; {name_de} ist {de_only}ab {} zugelassen.",
             age.de(),
             jahre(min, Case::Dative)
         ),
-        format!("{}; {name} is {en_only}approved from age {min}.", age.en()),
+        format!("{}; {name_en} is {en_only}approved from age {min}.", age.en()),
     )
 }
 
 fn maximum_age(vaccine: &Vaccine, max: u8, age: &Age) -> Reason {
-    let name = &vaccine.name;
+    let (name_de, name_en) = (&vaccine.name.de, &vaccine.name.en);
     let passed = age.years <= i32::from(max);
     let (de_only, en_only) = if passed { ("", "") } else { ("nur ", "only ") };
     Reason::new(
         Rule::MaximumAge,
         passed,
         format!(
-            "{}; {name} ist {de_only}bis zum Alter von {} zugelassen.",
+            "{}; {name_de} ist {de_only}bis zum Alter von {} zugelassen.",
             age.de(),
             jahre(max, Case::Dative)
         ),
-        format!("{}; {name} is {en_only}approved up to age {max}.", age.en()),
+        format!("{}; {name_en} is {en_only}approved up to age {max}.", age.en()),
     )
 }
 
 fn accepted(vaccine: &Vaccine, person: &Person) -> Reason {
-    let name = &vaccine.name;
+    let (name_de, name_en) = (&vaccine.name.de, &vaccine.name.en);
     if person.accepts(&vaccine.code) {
         Reason::new(
             Rule::Accepted,
             true,
-            format!("Sie haben angegeben, dass Sie {name} akzeptieren."),
-            format!("You said you accept {name}."),
+            format!("Sie haben angegeben, dass Sie {name_de} akzeptieren."),
+            format!("You said you accept {name_en}."),
         )
     } else {
         Reason::new(
             Rule::Accepted,
             false,
             format!(
-                "Sie haben angegeben, dass Sie {name} nicht akzeptieren; das respektieren wir \
+                "Sie haben angegeben, dass Sie {name_de} nicht akzeptieren; das respektieren wir \
                  und bieten Ihnen diesen Impfstoff nie an."
             ),
             format!(
-                "You said you do not accept {name}; we respect that and will never offer it \
+                "You said you do not accept {name_en}; we respect that and will never offer it \
                  to you."
             ),
         )
@@ -473,7 +473,7 @@ mod tests {
             day(2021, 5, 3),
         );
         assert!(evaluation.eligible);
-        assert_eq!(evaluation.policy_version, 1);
+        assert_eq!(evaluation.policy_version, 2);
         assert_eq!(
             evaluation.eligible_vaccines().collect::<Vec<_>>(),
             ["biontech", "moderna"]

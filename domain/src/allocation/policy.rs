@@ -5,12 +5,16 @@
 //! the allocation draw is tuned. [`Policy::from_toml`] parses and validates the document and
 //! names the exact field of anything wrong, so the people who write policies can fix them
 //! without reading Rust. The same [`Policy`] serializes to JSON for the public policy endpoint.
+//! Every name a citizen reads is a [`Label`], written in each language Drawbridge speaks.
 
 use std::collections::HashSet;
 use std::fmt::Display;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+
+use crate::language::Language;
+use crate::phone::is_country_calling_code;
 
 /// The complete rule set of one region at one version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,10 +26,15 @@ pub struct Policy {
     pub version: u32,
     /// The region's name as citizens know it, used in explanations ("Your postcode 70173 is in
     /// Baden-Württemberg").
-    pub name: String,
+    pub name: Label,
     /// Leading digits of the German postcodes the region serves; empty means the whole country.
     #[serde(default)]
     pub postcode_prefixes: Vec<String>,
+    /// Country calling codes (without `+`) whose mobile numbers may register on the web, e.g.
+    /// `["49"]`; empty means the country of the service (`gateway.default_country_code`).
+    /// Registering costs an SMS, so other numbers are refused before one is sent.
+    #[serde(default)]
+    pub phone_country_codes: Vec<String>,
     /// Priority groups, each released on its own date.
     pub groups: Vec<PriorityGroup>,
     /// Vaccines the region offers, in the order explanations list them.
@@ -41,7 +50,7 @@ pub struct PriorityGroup {
     /// The group's number (1 = highest priority), as registrants state it.
     pub id: u8,
     /// Who belongs to the group, in the words of the ordinance.
-    pub name: String,
+    pub name: Label,
     /// First day on which members of the group may be offered appointments.
     #[serde(with = "date")]
     pub released_on: NaiveDate,
@@ -59,7 +68,7 @@ pub struct Vaccine {
     /// Stable identifier, e.g. `biontech`; registrants list the codes they accept.
     pub code: String,
     /// Name shown to citizens, e.g. "Comirnaty (BioNTech/Pfizer)".
-    pub name: String,
+    pub name: Label,
     /// Number of doses in the primary series: 1 or 2.
     pub doses: u8,
     /// Allowed days between first and second dose; present exactly for two-dose vaccines.
@@ -70,6 +79,40 @@ pub struct Vaccine {
     /// Maximum age, if the vaccine is approved or recommended only up to an age.
     #[serde(default)]
     pub max_age: Option<u8>,
+}
+
+/// A name as citizens read it, in every language Drawbridge speaks: a policy that leaves one
+/// out is refused, so no page shows a German name in an English sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// Deutsch.
+    pub de: String,
+    /// English.
+    pub en: String,
+}
+
+impl Label {
+    /// The same text in every language: for proper names, and for documents published before
+    /// names carried languages.
+    pub fn same(text: &str) -> Label {
+        Label {
+            de: text.to_owned(),
+            en: text.to_owned(),
+        }
+    }
+
+    /// The text in `language`.
+    pub fn get(&self, language: Language) -> &str {
+        match language {
+            Language::De => &self.de,
+            Language::En => &self.en,
+        }
+    }
+
+    fn texts(&self) -> [(Language, &str); 2] {
+        [(Language::De, &self.de), (Language::En, &self.en)]
+    }
 }
 
 /// Inclusive range of days between the first and the second dose.
@@ -180,9 +223,42 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Parses a document that was published (stored, or in a draw's manifest) and so must be
+    /// read as it was written: documents published before names carried languages give each
+    /// name as one string, which then stands for every language. New documents go through
+    /// [`Policy::from_toml`], which requires every language.
+    pub fn from_published(text: &str) -> Result<Policy, PolicyError> {
+        let mut document: toml::Table = toml::from_str(text).map_err(|e| PolicyError::from_toml(text, &e))?;
+        one_language_name(&mut document);
+        for list in ["groups", "vaccines"] {
+            if let Some(toml::Value::Array(entries)) = document.get_mut(list) {
+                for entry in entries.iter_mut().filter_map(toml::Value::as_table_mut) {
+                    one_language_name(entry);
+                }
+            }
+        }
+        let policy: Policy = toml::Value::Table(document)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                PolicyError::new(
+                    "document",
+                    format!("could not read the policy TOML: {}", e.message()),
+                )
+            })?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
     /// The vaccine with the given code, if the policy offers it.
     pub fn vaccine(&self, code: &str) -> Option<&Vaccine> {
         self.vaccines.iter().find(|v| v.code == code)
+    }
+
+    /// The name of the vaccine with the given code; the code itself for a vaccine the policy
+    /// no longer lists (an appointment made under an older version).
+    pub fn vaccine_name(&self, code: &str) -> Label {
+        self.vaccine(code)
+            .map_or_else(|| Label::same(code), |v| v.name.clone())
     }
 
     /// The priority group with the given number, if the policy defines it.
@@ -201,12 +277,30 @@ impl Policy {
                     .any(|prefix| postcode.starts_with(prefix.as_str())))
     }
 
+    /// The country calling codes whose mobile numbers may register on the web, given the
+    /// service's own.
+    pub fn phone_countries<'a>(&'a self, default_country_code: &'a str) -> Vec<&'a str> {
+        if self.phone_country_codes.is_empty() {
+            vec![default_country_code]
+        } else {
+            self.phone_country_codes.iter().map(String::as_str).collect()
+        }
+    }
+
     /// Checks everything serde cannot: ranges, uniqueness and consistency between fields.
     /// Returns the first problem found, in document order.
     fn validate(&self) -> Result<(), PolicyError> {
         at_least("version", self.version, 1, None)?;
         identifier("region", &self.region)?;
-        not_blank("name", &self.name)?;
+        label("name", &self.name)?;
+        for (i, code) in self.phone_country_codes.iter().enumerate() {
+            if !is_country_calling_code(code) {
+                return Err(PolicyError::new(
+                    format!("phone_country_codes[{i}]"),
+                    format!("must be a country calling code of 1 to 3 digits without +, e.g. \"49\", got {code:?}"),
+                ));
+            }
+        }
         for (i, prefix) in self.postcode_prefixes.iter().enumerate() {
             if prefix.is_empty() || prefix.len() > 5 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(PolicyError::new(
@@ -271,7 +365,7 @@ impl Policy {
                     format!("duplicate priority group {}", group.id),
                 ));
             }
-            not_blank(field("name"), &group.name)?;
+            label(field("name"), &group.name)?;
             if !(group.weight.is_finite() && group.weight > 0.0) {
                 return Err(PolicyError::new(
                     field("weight"),
@@ -299,7 +393,7 @@ impl Policy {
                     format!("duplicate vaccine code {:?}", vaccine.code),
                 ));
             }
-            not_blank(field("name"), &vaccine.name)?;
+            label(field("name"), &vaccine.name)?;
             match (vaccine.doses, vaccine.interval_days) {
                 (1, None) => {}
                 (1, Some(_)) => {
@@ -438,6 +532,27 @@ fn not_blank(field: impl Into<String>, value: &str) -> Result<(), PolicyError> {
     }
 }
 
+/// Every language's text of a label is filled in.
+fn label(field: impl Into<String>, label: &Label) -> Result<(), PolicyError> {
+    let field = field.into();
+    for (language, text) in label.texts() {
+        not_blank(format!("{field}.{}", language.as_str()), text)?;
+    }
+    Ok(())
+}
+
+/// Turns `name = "text"` of an older document into the same text in every language.
+fn one_language_name(table: &mut toml::Table) {
+    if let Some(toml::Value::String(text)) = table.get("name") {
+        let label = Label::same(text);
+        let mut languages = toml::Table::new();
+        for (language, text) in label.texts() {
+            languages.insert(language.as_str().into(), toml::Value::String(text.into()));
+        }
+        table.insert("name".into(), toml::Value::Table(languages));
+    }
+}
+
 /// Dates as TOML writes them (`released_on = 2021-02-24`, a native TOML date) and as JSON does
 /// (`"2021-02-24"`). chrono alone only understands the string form.
 mod date {
@@ -498,19 +613,19 @@ pub(crate) mod tests {
     const MINIMAL: &str = r#"
 region = "test"
 version = 3
-name = "Testland"
+name = { de = "Testland", en = "Testland" }
 postcode_prefixes = ["1"]
 
 [[groups]]
 id = 1
-name = "Everyone"
+name = { de = "Everyone", en = "Everyone" }
 released_on = 2021-01-01
 tier = 1
 weight = 1.0
 
 [[vaccines]]
 code = "one-shot"
-name = "One Shot"
+name = { de = "One Shot", en = "One Shot" }
 doses = 1
 min_age = 18
 
@@ -552,7 +667,7 @@ waiting_time_weight_per_week = 0.0
     fn published_bw_policy_is_valid_and_models_spring_2021() {
         let policy = bw();
         assert_eq!(policy.region, "bw");
-        assert_eq!(policy.version, 1);
+        assert_eq!(policy.version, 2);
         let codes: Vec<_> = policy.vaccines.iter().map(|v| v.code.as_str()).collect();
         assert_eq!(codes, ["biontech", "moderna", "astrazeneca", "janssen"]);
         let astrazeneca = policy.vaccine("astrazeneca").expect("astrazeneca");
@@ -571,6 +686,47 @@ waiting_time_weight_per_week = 0.0
         assert_eq!(policy.group(4).map(|g| g.released_on), Some(day(2021, 6, 7)));
         assert_eq!(policy.draw.offer_window_minutes, 1440);
         assert_eq!(policy.draw.short_notice_window_minutes, 30);
+    }
+
+    #[test]
+    fn bw_names_its_groups_in_each_language() {
+        for group in bw().groups {
+            let german = |c: char| "äöüß".contains(c);
+            assert!(
+                !group.name.en.contains(german),
+                "{:?} is not English",
+                group.name.en
+            );
+            assert_ne!(group.name.de, group.name.en);
+        }
+    }
+
+    #[test]
+    fn a_name_missing_a_language_is_refused_where_it_stands() {
+        let error = error_of(&minimal_with(
+            r#"name = { de = "Everyone", en = "Everyone" }"#,
+            r#"name = { de = "Alle" }"#,
+        ));
+        assert!(error.starts_with("line 9, column 8:"), "{error}");
+        assert!(error.contains("missing field `en`"), "{error}");
+        let error = error_of(&minimal_with(
+            r#"name = { de = "Testland", en = "Testland" }"#,
+            r#"name = "Testland""#,
+        ));
+        assert!(error.contains("could not read the policy TOML"), "{error}");
+    }
+
+    #[test]
+    fn a_document_published_with_one_language_names_reads_as_written() {
+        let older = MINIMAL.replace(r#"{ de = "Everyone", en = "Everyone" }"#, r#""Everyone""#);
+        let older = older.replace(r#"{ de = "Testland", en = "Testland" }"#, r#""Testland""#);
+        assert!(Policy::from_toml(&older).is_err());
+        let policy = Policy::from_published(&older).expect("an older document still reads");
+        assert_eq!(policy.name, Label::same("Testland"));
+        assert_eq!(policy.group(1).unwrap().name.get(Language::En), "Everyone");
+        assert_eq!(policy.group(1).unwrap().released_on, day(2021, 1, 1));
+        assert_eq!(Policy::from_published(MINIMAL), Policy::from_toml(MINIMAL));
+        assert!(Policy::from_published(&older.replace("tier = 1", "tier = \"one\"")).is_err());
     }
 
     #[test]
@@ -664,7 +820,7 @@ waiting_time_weight_per_week = 0.0
         assert!(error.contains("missing field `groups`"), "{error}");
 
         let group_table =
-            "[[groups]]\nid = 1\nname = \"Everyone\"\nreleased_on = 2021-01-01\ntier = 1\nweight = 1.0\n";
+            "[[groups]]\nid = 1\nname = { de = \"Everyone\", en = \"Everyone\" }\nreleased_on = 2021-01-01\ntier = 1\nweight = 1.0\n";
         let text = minimal_with(group_table, "").replacen("name =", "groups = []\nname =", 1);
         assert_eq!(
             error_of(&text),
@@ -672,7 +828,7 @@ waiting_time_weight_per_week = 0.0
         );
 
         let vaccine_table =
-            "[[vaccines]]\ncode = \"one-shot\"\nname = \"One Shot\"\ndoses = 1\nmin_age = 18\n";
+            "[[vaccines]]\ncode = \"one-shot\"\nname = { de = \"One Shot\", en = \"One Shot\" }\ndoses = 1\nmin_age = 18\n";
         let text = minimal_with(vaccine_table, "").replacen("name =", "vaccines = []\nname =", 1);
         assert_eq!(
             error_of(&text),
@@ -694,11 +850,16 @@ waiting_time_weight_per_week = 0.0
                 r#"region = """#,
                 r#"region: must be lowercase letters a-z, digits and '-', got """#,
             ),
-            (r#"name = "Testland""#, r#"name = " ""#, "name: must not be empty"),
+            (r#"de = "Testland""#, r#"de = " ""#, "name.de: must not be empty"),
             (
                 r#"["1"]"#,
                 r#"["7", "12a"]"#,
                 r#"postcode_prefixes[1]: must be 1 to 5 digits (the start of a German postcode), got "12a""#,
+            ),
+            (
+                r#"postcode_prefixes = ["1"]"#,
+                "postcode_prefixes = [\"1\"]\nphone_country_codes = [\"+49\"]",
+                r#"phone_country_codes[0]: must be a country calling code of 1 to 3 digits without +, e.g. "49", got "+49""#,
             ),
             (
                 r#"["1"]"#,
@@ -707,7 +868,7 @@ waiting_time_weight_per_week = 0.0
             ),
             (r#"["1"]"#, r#"[""]"#, r#"postcode_prefixes[0]: must be 1 to 5 digits (the start of a German postcode), got """#),
             ("id = 1", "id = 0", "groups[0].id: must be at least 1, got 0"),
-            (r#"name = "Everyone""#, r#"name = """#, "groups[0].name: must not be empty"),
+            (r#"en = "Everyone""#, r#"en = """#, "groups[0].name.en: must not be empty"),
             (
                 "weight = 1.0",
                 "weight = 0.0",
@@ -728,7 +889,7 @@ waiting_time_weight_per_week = 0.0
                 r#"code = "One Shot""#,
                 r#"vaccines[0].code: must be lowercase letters a-z, digits and '-', got "One Shot""#,
             ),
-            (r#"name = "One Shot""#, r#"name = """#, "vaccines[0].name: must not be empty"),
+            (r#"de = "One Shot""#, r#"de = """#, "vaccines[0].name.de: must not be empty"),
             ("doses = 1", "doses = 3", "vaccines[0].doses: must be 1 or 2, got 3"),
             ("doses = 1", "doses = 0", "vaccines[0].doses: must be 1 or 2, got 0"),
             (
@@ -811,7 +972,7 @@ waiting_time_weight_per_week = 0.0
     fn duplicates_and_interval_windows_are_checked_per_entry() {
         let two_dose = |code: &str, min: u16, max: u16| {
             format!(
-                "[[vaccines]]\ncode = \"{code}\"\nname = \"X\"\ndoses = 2\n\
+                "[[vaccines]]\ncode = \"{code}\"\nname = {{ de = \"X\", en = \"X\" }}\ndoses = 2\n\
                  interval_days = {{ min = {min}, max = {max} }}\nmin_age = 0\n"
             )
         };
@@ -834,7 +995,7 @@ waiting_time_weight_per_week = 0.0
         );
 
         let group = |id: u8| {
-            format!("[[groups]]\nid = {id}\nname = \"G\"\nreleased_on = 2021-01-01\ntier = 1\nweight = 1.0\n")
+            format!("[[groups]]\nid = {id}\nname = {{ de = \"G\", en = \"G\" }}\nreleased_on = 2021-01-01\ntier = 1\nweight = 1.0\n")
         };
         let text = minimal_with("[[vaccines]]", &format!("{}{}[[vaccines]]", group(2), group(2)));
         assert_eq!(error_of(&text), "groups[2].id: duplicate priority group 2");

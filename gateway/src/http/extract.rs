@@ -176,6 +176,18 @@ impl FromRequest for Admitted {
     }
 }
 
+/// The waiting room a visitor of `region` without an admission is sent to: the first that
+/// guards it and queues (a passthrough room admits everyone).
+pub fn waiting_room_of(state: &AppState, region: &str) -> Option<String> {
+    state
+        .rooms
+        .cache
+        .guarding(region)
+        .iter()
+        .find(|view| view.config.mode != RoomMode::Passthrough)
+        .map(|view| view.name.clone())
+}
+
 fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
     let state = state(request);
     let Some(region) = request.match_info().get("region") else {

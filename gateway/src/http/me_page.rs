@@ -3,25 +3,21 @@
 //! (never in a URL); the page shows their status, offer (with accept and decline buttons),
 //! booking with its pass, and their part in recent draws. Plain forms: no JavaScript needed.
 
-use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use drawbridge_domain::allocation::draw::LotteryKey;
 use drawbridge_domain::language::when;
-use drawbridge_domain::Language;
+use drawbridge_domain::{Label, Language};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{client_address, cookie, LanguageQuery};
-use crate::error::ApiError;
+use super::my_session;
+use crate::error::{ApiError, ErrorCode};
 use crate::store::registrants::Registrant;
-use crate::use_cases::my_status::{self, MyStatus};
+use crate::use_cases::my_status::{self, Changes, MyStatus};
+use crate::use_cases::rules;
 use crate::use_cases::{act, Acting, Request};
 use crate::AppState;
-
-/// The cookie that keeps the booking code between the pages of `/me`.
-const SESSION_COOKIE: &str = "drawbridge_me";
-/// How long a sign-in lasts.
-const SESSION_SECONDS: i64 = 60 * 60;
 
 #[derive(Serialize, Default)]
 struct MeView {
@@ -122,7 +118,7 @@ impl StatusView {
 
 /// The registrant whose booking code the session cookie carries, within the guessing limits.
 async fn signed_in(state: &AppState, request: &HttpRequest) -> Option<Result<Registrant, ApiError>> {
-    let code = cookie(request, SESSION_COOKIE)?;
+    let code = cookie(request, my_session::COOKIE)?;
     Some(my_status::sign_in(state, code, &client_address(request)).await)
 }
 
@@ -150,16 +146,6 @@ fn refused(state: &AppState, language: Language, error: &ApiError) -> HttpRespon
     )
 }
 
-fn session_cookie(state: &AppState, value: &str, seconds: i64) -> Cookie<'static> {
-    Cookie::build(SESSION_COOKIE, value.to_owned())
-        .path("/me")
-        .http_only(true)
-        .secure(state.settings.public_url.starts_with("https:"))
-        .same_site(SameSite::Strict)
-        .max_age(actix_web::cookie::time::Duration::seconds(seconds))
-        .finish()
-}
-
 fn back_to_me(language: Language) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/me?lang={}", language.as_str())))
@@ -177,7 +163,7 @@ pub async fn page(
         None => render(&state, language, StatusCode::OK, MeView::default()),
         Some(Err(error)) => {
             let mut response = refused(&state, language, &error);
-            let _ = response.add_removal_cookie(&session_cookie(&state, "", 0));
+            let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
             response
         }
         Some(Ok(me)) => {
@@ -214,7 +200,11 @@ pub async fn sign_in(
     match my_status::sign_in(&state, &form.booking_code, &client_address(&request)).await {
         Ok(_) => {
             let mut response = back_to_me(language);
-            let _ = response.add_cookie(&session_cookie(&state, form.booking_code.trim(), SESSION_SECONDS));
+            let _ = response.add_cookie(&my_session::cookie(
+                &state,
+                form.booking_code.trim(),
+                my_session::SECONDS,
+            ));
             response
         }
         Err(error) => refused(&state, language, &error),
@@ -224,7 +214,7 @@ pub async fn sign_in(
 /// `POST /me/sign-out`.
 pub async fn sign_out(state: web::Data<AppState>, query: web::Query<LanguageQuery>) -> HttpResponse {
     let mut response = back_to_me(query.language());
-    let _ = response.add_removal_cookie(&session_cookie(&state, "", 0));
+    let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
     response
 }
 
@@ -258,4 +248,195 @@ async fn answer(
     };
     act(state, &me?, &Acting::Registrant, request_kind).await?;
     Ok(back_to_me(query.language()))
+}
+
+#[derive(Serialize)]
+struct ChoicesView<'a> {
+    vaccines: Vec<VaccineChoice<'a>>,
+    max_distance_km: String,
+    email: String,
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VaccineChoice<'a> {
+    code: &'a str,
+    name: &'a Label,
+    chosen: bool,
+}
+
+/// `GET /me/choices`: the choices a person may change, as a form.
+pub async fn choices(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
+    let Some(me) = signed_in(&state, &request).await else {
+        return Ok(back_to_me(language));
+    };
+    let me = me?;
+    let region = me.region_id.clone();
+    let current = my_status::status(&state, me).await?.choices;
+    let entered = Entered {
+        vaccines: current.accepted_vaccines,
+        max_distance_km: current.max_distance_km.to_string(),
+        email: current.email.unwrap_or_default(),
+    };
+    show_choices(&state, &region, language, StatusCode::OK, entered, None).await
+}
+
+/// The choices form's fields; read by hand because a form repeats `vaccine` per checkbox.
+struct Entered {
+    vaccines: Vec<String>,
+    max_distance_km: String,
+    email: String,
+}
+
+async fn show_choices(
+    state: &AppState,
+    region: &str,
+    language: Language,
+    status: StatusCode,
+    entered: Entered,
+    problem: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let published = rules::policy(state, region).await?;
+    let view = ChoicesView {
+        vaccines: published
+            .policy
+            .vaccines
+            .iter()
+            .map(|vaccine| VaccineChoice {
+                code: &vaccine.code,
+                name: &vaccine.name,
+                chosen: entered.vaccines.contains(&vaccine.code),
+            })
+            .collect(),
+        max_distance_km: entered.max_distance_km,
+        email: entered.email,
+        problem,
+    };
+    let mut response = state.templates.page("me_choices.html", language, view)?;
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+/// `POST /me/choices`: saves the choices, and the page's language for the person's messages;
+/// they count from the next draw on.
+pub async fn change_choices(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+    fields: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
+    let Some(me) = signed_in(&state, &request).await else {
+        return Ok(back_to_me(language));
+    };
+    let me = me?;
+    let mut entered = Entered {
+        vaccines: Vec::new(),
+        max_distance_km: String::new(),
+        email: String::new(),
+    };
+    for (key, value) in fields.into_inner() {
+        match key.as_str() {
+            "vaccine" => entered.vaccines.push(value),
+            "max_distance_km" => entered.max_distance_km = value,
+            "email" => entered.email = value,
+            _ => {}
+        }
+    }
+    let email = entered.email.trim();
+    let changes = entered
+        .max_distance_km
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid("max_distance_km", "Please enter a number."))
+        .map(|distance| Changes {
+            accepted_vaccines: Some(entered.vaccines.clone()),
+            max_distance_km: Some(distance),
+            email: Some(Some(email.to_owned()).filter(|email| !email.is_empty())),
+            language: Some(language),
+        });
+    let region = me.region_id.clone();
+    let changed = match changes {
+        Ok(changes) => my_status::change(&state, me, changes).await.map(|_| ()),
+        Err(refused) => Err(refused),
+    };
+    match changed {
+        Ok(()) => Ok(back_to_me(language)),
+        Err(refused) if refused.code() == ErrorCode::InvalidField => {
+            let status = actix_web::ResponseError::status_code(&refused);
+            let key = match refused.field().unwrap_or_default() {
+                "accepted_vaccines" => "vaccines",
+                field => field,
+            };
+            let problem = state
+                .templates
+                .text(language, "register_errors", key)
+                .unwrap_or_else(|| refused.public_message());
+            show_choices(&state, &region, language, status, entered, Some(problem)).await
+        }
+        Err(other) => Err(other),
+    }
+}
+
+#[derive(Serialize)]
+struct ConfirmView {
+    /// `cancel` or `withdraw`: what is to be confirmed.
+    what: &'static str,
+}
+
+/// `GET /me/cancel`: asks before a booking is cancelled.
+pub async fn confirm_cancel(
+    state: web::Data<AppState>,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.templates.page(
+        "me_confirm.html",
+        query.language(),
+        ConfirmView { what: "cancel" },
+    )
+}
+
+/// `GET /me/withdraw`: asks before a registration is withdrawn.
+pub async fn confirm_withdraw(
+    state: web::Data<AppState>,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    state.templates.page(
+        "me_confirm.html",
+        query.language(),
+        ConfirmView { what: "withdraw" },
+    )
+}
+
+/// `POST /me/cancel`: cancels the booking; both appointments go to someone else.
+pub async fn cancel(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    answer(&state, &request, &query, Request::Cancel).await
+}
+
+/// `POST /me/withdraw`: withdraws the registration, erasing its personal data, and signs out.
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<LanguageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
+    let Some(me) = signed_in(&state, &request).await else {
+        return Ok(back_to_me(language));
+    };
+    act(&state, &me?, &Acting::Registrant, Request::Withdraw).await?;
+    let mut response =
+        state
+            .templates
+            .page("me_confirm.html", language, ConfirmView { what: "withdrawn" })?;
+    let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
+    Ok(response)
 }

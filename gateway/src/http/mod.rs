@@ -9,11 +9,13 @@ mod draws;
 pub mod extract;
 mod me;
 mod me_page;
+mod my_session;
 pub mod nul;
 mod offer_links;
 mod pages;
 mod pass;
 mod regions;
+mod register_page;
 mod registrations;
 mod room_admin;
 mod rooms;
@@ -81,11 +83,28 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/me/offer/accept", web::post().to(me::accept))
         .route("/v1/me/offer/decline", web::post().to(me::decline))
         .route("/v1/me/booking/cancel", web::post().to(me::cancel))
+        .route("/regions/{region}/register", web::get().to(register_page::form))
+        .route(
+            "/regions/{region}/register",
+            web::post().to(register_page::submit),
+        )
+        .route("/registrations/{id}/code", web::get().to(register_page::code))
+        .route("/registrations/{id}/code", web::post().to(register_page::verify))
+        .route(
+            "/registrations/{id}/resend",
+            web::post().to(register_page::resend),
+        )
         .route("/me", web::get().to(me_page::page))
         .route("/me", web::post().to(me_page::sign_in))
         .route("/me/sign-out", web::post().to(me_page::sign_out))
         .route("/me/offer/accept", web::post().to(me_page::accept))
         .route("/me/offer/decline", web::post().to(me_page::decline))
+        .route("/me/choices", web::get().to(me_page::choices))
+        .route("/me/choices", web::post().to(me_page::change_choices))
+        .route("/me/cancel", web::get().to(me_page::confirm_cancel))
+        .route("/me/cancel", web::post().to(me_page::cancel))
+        .route("/me/withdraw", web::get().to(me_page::confirm_withdraw))
+        .route("/me/withdraw", web::post().to(me_page::withdraw))
         .route("/offers/{id}", web::get().to(offer_links::page))
         .route("/pass/{booking}/{key}", web::get().to(pass::page))
         .route("/offers/{id}/accept", web::post().to(offer_links::accept_form))

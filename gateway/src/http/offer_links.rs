@@ -98,7 +98,7 @@ pub async fn page(
             let zone = &place.timezone;
             view.offer = Some(offer);
             view.token = Some(query.token.clone());
-            view.vaccine = Some(vaccine);
+            view.vaccine = Some(vaccine.get(language).to_owned());
             view.first = Some(when(place.first_at, zone, language));
             view.second = place.second_at.map(|at| when(at, zone, language));
             view.expires = Some(when(expires_at, zone, language));

@@ -5,7 +5,7 @@
 
 use actix_web::{web, HttpResponse};
 use drawbridge_domain::allocation::policy::Vaccine;
-use drawbridge_domain::{Evaluation, Language, Policy, RoomMode};
+use drawbridge_domain::{Evaluation, Label, Language, Policy, RoomMode};
 use drawbridge_platform::policies::PublishedPolicy;
 use serde::Serialize;
 
@@ -44,7 +44,8 @@ pub async fn policy(
 #[derive(Serialize)]
 struct PolicyView<'a> {
     region: &'a str,
-    name: &'a str,
+    /// Labels in every language: the template shows the page's.
+    name: &'a Label,
     version: u32,
     published_at: String,
     digest: &'a str,
@@ -56,7 +57,7 @@ struct PolicyView<'a> {
 #[derive(Serialize)]
 struct GroupView<'a> {
     id: u8,
-    name: &'a str,
+    name: &'a Label,
     released_on: String,
     tier: u32,
     /// Numbers as Rust writes them (`1`, not `1.0`).
@@ -130,14 +131,14 @@ struct CheckView<'a> {
 #[derive(Serialize)]
 struct GroupChoice<'a> {
     id: u8,
-    name: &'a str,
+    name: &'a Label,
     selected: bool,
 }
 
 #[derive(Serialize)]
 struct VaccineChoice<'a> {
     code: &'a str,
-    name: &'a str,
+    name: &'a Label,
     checked: bool,
 }
 
@@ -283,7 +284,7 @@ fn decisions<'a>(
         .map(|decision| DecisionView {
             vaccine: policy
                 .vaccine(&decision.vaccine)
-                .map_or(decision.vaccine.as_str(), |v| v.name.as_str()),
+                .map_or(decision.vaccine.as_str(), |v| v.name.get(language)),
             eligible: decision.eligible,
             reasons: decision
                 .reasons

@@ -39,7 +39,7 @@ pub async fn page(
     let view = PassView {
         qr: pass.checkin_pass.as_deref().map(qr_data_url).transpose()?,
         reference: pass.reference,
-        vaccine: pass.vaccine_name,
+        vaccine: pass.vaccine_name.get(language).to_owned(),
         centre: place.centre.clone(),
         address: place.address.clone(),
         first: when(place.first_at, &place.timezone, language),

@@ -52,9 +52,7 @@ pub(super) fn appointment(place: &Place, policy: &Policy) -> Appointment {
     Appointment {
         centre_name: place.centre.clone(),
         centre_address: place.address.clone(),
-        vaccine_name: policy
-            .vaccine(&place.vaccine)
-            .map_or_else(|| place.vaccine.clone(), |v| v.name.clone()),
+        vaccine_name: policy.vaccine_name(&place.vaccine),
         first_at: place.first_at,
         second_at: place.second_at,
         timezone: place.timezone.clone(),

@@ -245,13 +245,13 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
 #[serde(deny_unknown_fields)]
 pub struct Changes {
     #[serde(default)]
-    accepted_vaccines: Option<Vec<String>>,
+    pub accepted_vaccines: Option<Vec<String>>,
     #[serde(default)]
-    max_distance_km: Option<u32>,
+    pub max_distance_km: Option<u32>,
     #[serde(default, deserialize_with = "present")]
-    email: Option<Option<String>>,
+    pub email: Option<Option<String>>,
     #[serde(default)]
-    language: Option<Language>,
+    pub language: Option<Language>,
 }
 
 /// Tells `"email": null` (remove it) from no `email` at all (keep it).

@@ -2,7 +2,7 @@
 //! link's signed token works for that one offer and only until it expires.
 
 use chrono::{DateTime, Utc};
-use drawbridge_domain::{Language, OfferLink, TokenError};
+use drawbridge_domain::{Label, Language, OfferLink, TokenError};
 use drawbridge_platform::states::OfferState;
 use uuid::Uuid;
 
@@ -49,7 +49,7 @@ pub enum Opened {
     Pending {
         place: Place,
         /// The vaccine's name in the region's policy.
-        vaccine: String,
+        vaccine: Label,
         expires_at: DateTime<Utc>,
     },
 }
@@ -71,10 +71,7 @@ pub async fn open(state: &AppState, offer: Uuid, token: &str) -> Result<LinkedOf
         (Ok(()), Some(shown)) if shown.state != OfferState::Pending => Opened::Ended(shown.state),
         (Ok(()), Some(shown)) => {
             let policy = state.policies.current(&shown.place.region_id).await?;
-            let vaccine = policy
-                .policy
-                .vaccine(&shown.place.vaccine)
-                .map_or_else(|| shown.place.vaccine.clone(), |v| v.name.clone());
+            let vaccine = policy.policy.vaccine_name(&shown.place.vaccine);
             Opened::Pending {
                 place: shown.place,
                 vaccine,

@@ -3,7 +3,7 @@
 //! booking, so it opens that one pass; a booking cancelled since shows no pass.
 
 use chrono::Utc;
-use drawbridge_domain::{is_pass_key, CheckinPass};
+use drawbridge_domain::{is_pass_key, CheckinPass, Label};
 use drawbridge_platform::states::BookingState;
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ use crate::AppState;
 /// A booking's pass.
 pub struct Pass {
     pub booking: LiveBooking,
-    pub vaccine_name: String,
+    pub vaccine_name: Label,
     pub reference: String,
     /// The QR code's content; `None` once the booking is cancelled or fully used.
     pub checkin_pass: Option<String>,
@@ -44,10 +44,7 @@ pub async fn show(state: &AppState, booking: Uuid, key: &str) -> Result<Pass, Ap
         ),
     };
     let policy = state.policies.current(&found.place.region_id).await?;
-    let vaccine_name = policy
-        .policy
-        .vaccine(&found.place.vaccine)
-        .map_or_else(|| found.place.vaccine.clone(), |v| v.name.clone());
+    let vaccine_name = policy.policy.vaccine_name(&found.place.vaccine);
     Ok(Pass {
         vaccine_name,
         reference: reference(booking),

@@ -9,6 +9,7 @@ use drawbridge_domain::{
     Policy, Postcode, StaffMember, VerificationCode,
 };
 use drawbridge_platform::outbox::Notification;
+use drawbridge_platform::policies::PublishedPolicy;
 use drawbridge_platform::states::RegistrantStatus;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -75,7 +76,7 @@ impl RegistrationForm {
             let known: Vec<String> = policy
                 .groups
                 .iter()
-                .map(|g| format!("{} ({})", g.id, g.name))
+                .map(|g| format!("{} ({})", g.id, g.name.en))
                 .collect();
             return Err(ApiError::invalid(
                 "priority_group",
@@ -91,7 +92,7 @@ impl RegistrationForm {
                 "postcode",
                 format!(
                     "Postcode {} is not in {}. Please register in the region where you live.",
-                    person.postcode, policy.name
+                    person.postcode, policy.name.en
                 ),
             ));
         }
@@ -174,24 +175,20 @@ pub struct Started {
     pub eligibility: Evaluation,
 }
 
-/// Refuses a web registration before any SMS goes out when its number is from a country the
-/// gateway does not serve, or when its client address, its number's block (the number without
-/// its last three digits) or its region's daily SMS budget is used up. Each is counted in
-/// Redis across all gateways, whether or not a waiting room stands in front.
+/// Refuses a web registration before any SMS goes out when its number is not a mobile number
+/// of a country the region serves, or when its client address, its number's block (the number
+/// without its last three digits) or its region's daily SMS budget is used up. Each is counted
+/// in Redis across all gateways, whether or not a waiting room stands in front.
 async fn within_the_bill(
     state: &AppState,
-    region: &str,
+    published: &PublishedPolicy,
     phone: &PhoneNumber,
     address: &str,
 ) -> Result<(), ApiError> {
     let settings = &state.settings;
-    let served = if settings.phone_country_codes.is_empty() {
-        std::slice::from_ref(&settings.default_country_code)
-    } else {
-        settings.phone_country_codes.as_slice()
-    };
-    let number = phone.as_str().trim_start_matches('+');
-    if !served.iter().any(|code| number.starts_with(code.as_str())) {
+    let served = published.policy.phone_countries(&settings.default_country_code);
+    let country = phone.country_code().map(|code| code.to_string());
+    if !country.is_some_and(|country| served.contains(&country.as_str())) {
         let codes: Vec<String> = served.iter().map(|code| format!("+{code}")).collect();
         return Err(ApiError::invalid(
             "phone",
@@ -201,6 +198,13 @@ async fn within_the_bill(
             ),
         ));
     }
+    if !phone.is_mobile() {
+        return Err(ApiError::invalid(
+            "phone",
+            "This is not a mobile number, so it cannot receive the SMS code. Please give a mobile number, or call the hotline to register by phone.",
+        ));
+    }
+    let number = phone.as_str().trim_start_matches('+');
     state
         .limits
         .rate(
@@ -224,7 +228,7 @@ async fn within_the_bill(
             "Too many registrations for phone numbers like this one in the last hour. Please try again later, or call the hotline.",
         )
         .await?;
-    spend_sms_budget(state, region).await
+    spend_sms_budget(state, &published.region).await
 }
 
 /// Counts one SMS code or notice against the region's daily budget, or refuses it once the
@@ -268,7 +272,7 @@ pub async fn on_the_web(
 ) -> Result<Started, ApiError> {
     let published = state.policies.current(region).await?;
     let registration = form.validate(&published.policy, &state.settings.default_country_code)?;
-    within_the_bill(state, &published.region, &registration.phone, address).await?;
+    within_the_bill(state, &published, &registration.phone, address).await?;
     let details = Details {
         region_id: published.region.clone(),
         phone: registration.phone.as_str().to_owned(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
-use drawbridge_domain::{evaluate, BirthYear, Evaluation, Person, Postcode};
+use drawbridge_domain::{evaluate, BirthYear, Evaluation, Label, Person, Postcode};
 use drawbridge_platform::policies::{self, PublishedPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ use crate::AppState;
 #[derive(Serialize)]
 pub struct RegionSummary {
     pub id: String,
-    pub name: String,
+    pub name: Label,
     pub policy_version: u32,
 }
 

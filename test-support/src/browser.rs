@@ -1,0 +1,149 @@
+//! Pages as people see them: a headless Chromium (Debian's `chromium` and `chromium-driver`)
+//! driven over WebDriver, at a phone's width, with axe-core (from npm) judging accessibility.
+//! Each [`Browser`] runs its own `chromedriver` on a free port, so tests run in parallel.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub use fantoccini::Locator;
+use fantoccini::{Client, ClientBuilder};
+use serde_json::json;
+
+use crate::repository_root;
+
+/// The axe-core release the accessibility checks run.
+const AXE_CORE: &str = "axe-core@4.14.1";
+
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    /// The viewport's width in CSS pixels.
+    width: u32,
+}
+
+impl Browser {
+    /// A fresh headless Chromium with a window of `width` × `height` CSS pixels.
+    pub async fn start(width: u32, height: u32) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs (apt-get install chromium chromium-driver)");
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            // A window cannot be narrower than 500 px: the page's viewport is set instead.
+            json!({
+                "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+                "mobileEmulation": { "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0 } },
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut client = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(connector.clone())
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(connected) => {
+                    client = Some(connected);
+                    break;
+                }
+                // The driver is still starting.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let client = client.expect("chromedriver answers within 10 s");
+        Browser {
+            client,
+            driver,
+            width,
+        }
+    }
+
+    /// The serious and critical violations axe-core finds on the current page, one line each.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        self.client
+            .execute(&axe_source(), Vec::new())
+            .await
+            .expect("axe-core loads");
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] }).then(result => done(
+                   result.violations
+                     .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                     .map(v => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)));",
+                Vec::new(),
+            )
+            .await
+            .expect("axe-core runs");
+        serde_json::from_value(found).expect("a list of violations")
+    }
+
+    /// Whether the page is wider than the screen, so that it scrolls sideways. (Measured
+    /// against the screen: a phone's browser widens its window to a page that overflows.)
+    pub async fn scrolls_sideways(&self) -> bool {
+        let wide = self
+            .client
+            .execute("return document.documentElement.scrollWidth;", Vec::new())
+            .await
+            .expect("the page answers");
+        wide.as_u64().expect("a width") > u64::from(self.width)
+    }
+
+    /// Writes a screenshot of the current page to `target/screenshots/<name>.png`, for people
+    /// to look at; not compared with anything.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let directory = repository_root().join("target/screenshots");
+        std::fs::create_dir_all(&directory).expect("target/screenshots");
+        std::fs::write(directory.join(format!("{name}.png")), png).expect("the screenshot is written");
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+/// The text of `axe.min.js`, fetched from npm into `target/axe-core` the first time.
+fn axe_source() -> String {
+    let directory = repository_root().join("target/axe-core");
+    let script: PathBuf = directory.join("package/axe.min.js");
+    if !script.exists() {
+        std::fs::create_dir_all(&directory).expect("target/axe-core");
+        let packed = Command::new("npm")
+            .args(["pack", AXE_CORE, "--silent", "--pack-destination"])
+            .arg(&directory)
+            .output()
+            .expect("npm runs");
+        assert!(packed.status.success(), "npm pack {AXE_CORE}: {packed:?}");
+        let tarball = String::from_utf8(packed.stdout).expect("a file name");
+        let unpacked = Command::new("tar")
+            .arg("-xzf")
+            .arg(directory.join(tarball.trim()))
+            .arg("-C")
+            .arg(&directory)
+            .status()
+            .expect("tar runs");
+        assert!(unpacked.success(), "unpacking {AXE_CORE}");
+    }
+    std::fs::read_to_string(&script).expect("axe.min.js")
+}
