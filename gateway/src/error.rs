@@ -528,6 +528,19 @@ pub fn malformed(error: impl fmt::Display) -> actix_web::Error {
     ApiError::malformed(format!("The request could not be read: {error}")).into()
 }
 
+/// A JSON body refused by actix's extractor: a body of another (or no) content type and one
+/// over the limit answer as they do on form routes (415, 413), anything else as unreadable.
+pub fn json_refused(error: actix_web::error::JsonPayloadError) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError;
+    match error {
+        JsonPayloadError::ContentType => ApiError::new(ErrorCode::UnsupportedMediaType).into(),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge).into()
+        }
+        other => malformed(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -559,6 +572,74 @@ mod tests {
             unknown.is_empty(),
             "in openapi.json but not in the table: {unknown:?}"
         );
+    }
+
+    /// Every operation of `openapi.json` with its method and path.
+    fn operations() -> Vec<(String, serde_json::Value)> {
+        let document: serde_json::Value =
+            serde_json::from_str(crate::http::OPENAPI).expect("openapi.json is JSON");
+        let mut operations = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                operations.push((format!("{method} {path}"), operation.clone()));
+            }
+        }
+        operations
+    }
+
+    #[test]
+    fn every_operation_documents_the_errors_raised_before_it_runs() {
+        for (name, operation) in operations() {
+            let responses = &operation["responses"];
+            let takes_text = operation.get("requestBody").is_some()
+                || operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
+            if takes_text {
+                assert!(responses.get("422").is_some(), "{name}: NUL in text answers 422");
+            }
+            if operation.get("requestBody").is_some() {
+                assert!(
+                    responses.get("413").is_some(),
+                    "{name}: a body too large answers 413"
+                );
+            }
+            for (status, response) in responses.as_object().expect("responses") {
+                let json = &response["content"]["application/json"]["schema"];
+                // `/readyz` answers its 503 with the readiness report, which names what is down.
+                if status.starts_with(['4', '5']) && !json.is_null() && name != "get /readyz" {
+                    assert_eq!(
+                        json["$ref"], "#/components/schemas/Error",
+                        "{name} {status}: errors have the documented shape"
+                    );
+                }
+                let shared = response["$ref"].as_str().unwrap_or_default();
+                if let Some(shared) = shared.strip_prefix("#/components/responses/") {
+                    assert!(status.starts_with('4'), "{name} {status}");
+                    let code = match shared {
+                        "MalformedRequest" => ErrorCode::MalformedRequest,
+                        "PayloadTooLarge" => ErrorCode::PayloadTooLarge,
+                        "UnsupportedMediaType" => ErrorCode::UnsupportedMediaType,
+                        "TextWithNul" => ErrorCode::InvalidField,
+                        other => panic!("{name}: unknown shared response {other}"),
+                    };
+                    assert_eq!(code.status().as_str(), status, "{name}: {shared}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_successful_json_answer_is_documented_with_its_fields() {
+        for (name, operation) in operations() {
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                let schema = &response["content"]["application/json"]["schema"];
+                if status.starts_with('2') && !schema.is_null() {
+                    assert!(
+                        schema.get("$ref").is_some() || schema.get("properties").is_some(),
+                        "{name} {status}: a bare object says nothing"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

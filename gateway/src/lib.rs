@@ -225,7 +225,7 @@ fn serve(
             .app_data(
                 web::JsonConfig::default()
                     .limit(16 * 1024)
-                    .error_handler(|e, _| error::malformed(e)),
+                    .error_handler(|e, _| error::json_refused(e)),
             )
             .app_data(web::PathConfig::default().error_handler(|e, _| error::malformed(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| error::malformed(e)))

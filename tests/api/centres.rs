@@ -721,6 +721,25 @@ async fn the_schedule_counts_each_slot_and_shows_bookings_by_reference_only() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_withdrawal_reason_of_200_characters_is_taken_in_any_script() {
+    let app = app_with_demo_centres().await;
+    let staff = app
+        .staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(STUTTGART))
+        .await;
+    let batch = published(
+        &app,
+        &staff,
+        STUTTGART,
+        &capacity("biontech", day_ahead(60), "09:00:00", "09:15:00", 1, Some(21)),
+    )
+    .await;
+    // 200 characters, 400 bytes in UTF-8.
+    let (status, body) = withdraw(&app, &staff, STUTTGART, batch, &"ü".repeat(200)).await;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn withdrawn_capacity_tells_its_people_and_sends_them_ahead_of_every_tier() {
     let app = app_with_demo_centres().await;
     let admin = app.staff_token("admin.bw", Role::RegionAdmin, "bw", None).await;

@@ -529,6 +529,64 @@ async fn errors_raised_around_the_handlers_come_in_the_documented_shape() {
 }
 
 #[tokio::test]
+async fn a_json_route_answers_a_body_of_another_type_with_415_and_one_too_large_with_413() {
+    let app = spawn_app().await;
+    let login = app.url("/v1/staff/sessions");
+    let huge = json!({ "username": "x".repeat(20 * 1024), "password": "p" });
+    let requests = [
+        (app.http.post(&login), 415, "unsupported_media_type"),
+        (
+            app.http
+                .post(&login)
+                .header("Content-Type", "text/plain")
+                .body(r#"{"username": "a", "password": "b"}"#),
+            415,
+            "unsupported_media_type",
+        ),
+        (app.http.post(&login).json(&huge), 413, "payload_too_large"),
+    ];
+    for (request, status, code) in requests {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_json_body_is_an_object_where_a_whole_float_is_an_integer() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    // JSON Schema, and so openapi.json, counts 1956.0 as an integer.
+    let question = json!({ "birth_year": 1956.0, "priority_group": 3.0, "postcode": "70173",
+                           "accepted_vaccines": ["biontech"] });
+    let response = app.post_json("/v1/regions/bw/eligibility", &question).await;
+    assert_eq!(response.status(), 200);
+    let half = json!({ "birth_year": 1956.5, "priority_group": 3, "postcode": "70173",
+                       "accepted_vaccines": ["biontech"] });
+    let response = app.post_json("/v1/regions/bw/eligibility", &half).await;
+    assert_eq!(response.status(), 400);
+    // The same fields as an array are not the object the operation takes.
+    let fields = json!([1956, 3, "70173", ["biontech"]]);
+    let response = app.post_json("/v1/regions/bw/eligibility", &fields).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_request", "{body}");
+    // The rooms admin reads its body the same way.
+    let response = app
+        .http
+        .put(app.url("/v1/admin/rooms/whole"))
+        .bearer_auth(drawbridge_test_support::ADMIN_TOKEN)
+        .json(&json!({ "idle_seconds": 90.0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn one_rule_per_field_everywhere() {
     let app = spawn_app().await;
     app.load_demo().await;

@@ -34,6 +34,52 @@ async fn a_value_with_a_script_tag_is_shown_escaped() {
 }
 
 #[tokio::test]
+async fn a_page_shows_the_first_language_of_its_link_and_german_for_one_we_do_not_have() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    for (query, language) in [
+        ("lang=en&lang=de", "en"),
+        ("lang=fr", "de"),
+        ("lang=en&utm_source=sms", "en"),
+    ] {
+        for path in ["/", "/regions/bw/policy", "/me"] {
+            let page = app.get(&format!("{path}?{query}")).await;
+            assert_eq!(page.status(), 200, "{path}?{query}");
+            let html = page.text().await.unwrap();
+            assert!(
+                html.contains(&format!("<html lang=\"{language}\">")),
+                "{path}?{query}: {html}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_check_page_says_when_a_number_cannot_be_read() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    for query in [
+        "birth_year=19x6&priority_group=3&postcode=70173",
+        "birth_year=1956&priority_group=three&postcode=70173",
+    ] {
+        let page = app.get(&format!("/regions/bw/check?lang=en&{query}")).await;
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("role=\"alert\""), "{query}: {html}");
+    }
+    // An empty answer is one not given yet: the form, without an error.
+    let page = app
+        .get("/regions/bw/check?lang=en&birth_year=&priority_group=&postcode=")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("role=\"alert\""), "{page}");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn the_waiting_page_links_its_script_and_stylesheet_as_immutable_static_files() {
     let app = spawn_app().await;
     let opens_at = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() - 60, 0)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::answers::outcome;
-use super::extract::Staff;
+use super::extract::{Json, Staff};
 use crate::error::ApiError;
 use crate::use_cases::register::{self, RegistrationForm};
 use crate::use_cases::{act, call_centre, Acting, Request};
@@ -26,7 +26,7 @@ struct Registered {
 pub async fn register(
     state: web::Data<AppState>,
     staff: Staff,
-    form: web::Json<RegistrationForm>,
+    form: Json<RegistrationForm>,
 ) -> Result<HttpResponse, ApiError> {
     let registered = register::by_phone(&state, &staff.0, form.into_inner()).await?;
     Ok(HttpResponse::Created().json(Registered {
@@ -49,7 +49,7 @@ pub struct Lookup {
 pub async fn lookup(
     state: web::Data<AppState>,
     staff: Staff,
-    body: web::Json<Lookup>,
+    body: Json<Lookup>,
 ) -> Result<HttpResponse, ApiError> {
     let status = call_centre::look_up(&state, &staff.0, &body.booking_code).await?;
     Ok(HttpResponse::Ok().json(status))

@@ -7,7 +7,7 @@ use drawbridge_domain::CapacityRequest;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::extract::{idempotency_key, Staff};
+use super::extract::{idempotency_key, Json, Staff};
 use crate::error::ApiError;
 use crate::use_cases::check_in::Presented;
 use crate::use_cases::{capacity, check_in};
@@ -19,7 +19,7 @@ pub async fn publish(
     staff: Staff,
     centre: web::Path<String>,
     http: HttpRequest,
-    request: web::Json<CapacityRequest>,
+    request: Json<CapacityRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&http)?;
     let published = capacity::publish(&state, &staff.0, &centre, key, request.into_inner()).await?;
@@ -41,7 +41,7 @@ pub async fn withdraw(
     state: web::Data<AppState>,
     staff: Staff,
     path: web::Path<(String, Uuid)>,
-    body: web::Json<Withdrawal>,
+    body: Json<Withdrawal>,
 ) -> Result<HttpResponse, ApiError> {
     let (centre, batch) = path.into_inner();
     let withdrawn = capacity::withdraw(&state, &staff.0, &centre, batch, &body.reason).await?;
@@ -109,7 +109,7 @@ pub async fn check_in(
     state: web::Data<AppState>,
     staff: Staff,
     centre: web::Path<String>,
-    scan: web::Json<Scan>,
+    scan: Json<Scan>,
 ) -> Result<HttpResponse, ApiError> {
     let checked_in = check_in::check_in(&state, &staff.0, &centre, &scan.presented()?).await?;
     Ok(HttpResponse::Ok().json(checked_in))

@@ -10,7 +10,9 @@ use actix_web::http::header::{AUTHORIZATION, COOKIE};
 use actix_web::{web, FromRequest, HttpRequest};
 use drawbridge_domain::waiting_room::room::ADMISSION_PURPOSE;
 use drawbridge_domain::{ClientSecret, Language, RoomMode, RoomTokenError, StaffMember};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::rooms::{self, Admission};
@@ -224,11 +226,105 @@ fn admit(request: &HttpRequest) -> Result<Admitted, ApiError> {
     Err(refusal.into())
 }
 
-/// `?lang=` of a page: German by default.
-#[derive(Deserialize)]
+/// A JSON body, read as openapi.json describes it: an object (serde would also take a struct's
+/// fields as an array), where a number with a zero fraction is an integer (`3.0` is 3, as JSON
+/// Schema counts it, and as clients that write every number as a float send it).
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Json<T>, actix_web::Error>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = web::Json::<Value>::from_request(request, payload);
+        Box::pin(async move { Ok(Json(object(body.await?.into_inner())?)) })
+    }
+}
+
+/// `value` as `T`, if it is an object of `T`'s fields (see [`Json`]).
+pub fn object<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::malformed(
+            "The request could not be read: the body is not a JSON object.",
+        ));
+    }
+    whole_numbers(&mut value);
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::malformed(format!("The request could not be read: {e}")))
+}
+
+/// A JSON text read as [`object`] does.
+pub fn object_from_slice<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::malformed(format!("The request could not be read: {e}")))?;
+    object(value)
+}
+
+fn whole_numbers(value: &mut Value) {
+    match value {
+        Value::Number(number) => {
+            // Within 2^53 every integer is exact as a float, so nothing is rounded here.
+            let whole = number
+                .as_f64()
+                .filter(|f| number.is_f64() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0);
+            if let Some(whole) = whole {
+                *number = serde_json::Number::from(whole as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
+
+/// `?lang=` of a page: the first one given; German by default and for a language we do not
+/// have. Pages are for people following links, so a repeated `lang` or another parameter in
+/// a link still shows the page rather than an error.
 pub struct LanguageQuery {
-    #[serde(default)]
     lang: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for LanguageQuery {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FirstLang;
+
+        impl<'de> serde::de::Visitor<'de> for FirstLang {
+            type Value = LanguageQuery;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a query string")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut pairs: M,
+            ) -> Result<LanguageQuery, M::Error> {
+                let mut lang = None;
+                while let Some((key, value)) = pairs.next_entry::<String, String>()? {
+                    if key == "lang" && lang.is_none() {
+                        lang = Some(value);
+                    }
+                }
+                Ok(LanguageQuery { lang })
+            }
+        }
+
+        deserializer.deserialize_map(FirstLang)
+    }
 }
 
 impl LanguageQuery {

@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 
 use super::answers::outcome;
-use super::extract::BookingCodeHolder;
+use super::extract::{BookingCodeHolder, Json};
 use crate::error::ApiError;
 use crate::use_cases::my_status::{self, Changes};
 use crate::use_cases::{act, Acting, Request};
@@ -17,7 +17,7 @@ pub async fn show(state: web::Data<AppState>, me: BookingCodeHolder) -> Result<H
 /// `PATCH /v1/me`: change choices; they count from the next draw on.
 pub async fn change(
     state: web::Data<AppState>,
-    changes: web::Json<Changes>,
+    changes: Json<Changes>,
     me: BookingCodeHolder,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(my_status::change(&state, me.0, changes.into_inner()).await?))

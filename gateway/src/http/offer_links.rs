@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::answers::{booked_answer, declined_answer};
+use super::extract::Json;
 use crate::error::ApiError;
 use crate::use_cases::offer_link::{self, Opened};
 use crate::AppState;
@@ -36,7 +37,7 @@ impl LinkToken {
 pub async fn accept(
     state: web::Data<AppState>,
     offer: web::Path<Uuid>,
-    body: web::Json<LinkToken>,
+    body: Json<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
     let booked = offer_link::accept(&state, *offer, &body.token).await?;
     Ok(booked_answer(booked))
@@ -46,7 +47,7 @@ pub async fn accept(
 pub async fn decline(
     state: web::Data<AppState>,
     offer: web::Path<Uuid>,
-    body: web::Json<LinkToken>,
+    body: Json<LinkToken>,
 ) -> Result<HttpResponse, ApiError> {
     offer_link::decline(&state, *offer, &body.token).await?;
     Ok(declined_answer(*offer))

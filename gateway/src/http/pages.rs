@@ -105,12 +105,15 @@ impl<'a> PolicyView<'a> {
 }
 
 /// The check form's fields; read by hand because a form repeats `vaccine` once per checkbox.
+/// A number left empty is not answered yet.
 struct CheckQuery {
     lang: Option<String>,
     birth_year: Option<i32>,
     priority_group: Option<u8>,
     postcode: Option<String>,
     vaccine: Vec<String>,
+    /// What to say about an answer that is not a number, which the page shows.
+    unreadable: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -166,11 +169,14 @@ pub async fn check(
         .unwrap_or_default();
     let published = rules::policy(&state, &region).await?;
     let policy = &published.policy;
-    let mut error = None;
+    let mut error = query.unreadable.map(str::to_owned);
     let mut evaluation = None;
-    if let (Some(birth_year), Some(priority_group), Some(postcode)) =
-        (query.birth_year, query.priority_group, &query.postcode)
-    {
+    if let (None, Some(birth_year), Some(priority_group), Some(postcode)) = (
+        query.unreadable,
+        query.birth_year,
+        query.priority_group,
+        &query.postcode,
+    ) {
         let question = EligibilityQuestion {
             birth_year,
             priority_group,
@@ -223,18 +229,48 @@ fn parse_check_query(pairs: Vec<(String, String)>) -> CheckQuery {
         priority_group: None,
         postcode: None,
         vaccine: Vec::new(),
+        unreadable: None,
     };
     for (key, value) in pairs {
         match key.as_str() {
             "lang" => query.lang = Some(value),
-            "birth_year" => query.birth_year = value.trim().parse().ok(),
-            "priority_group" => query.priority_group = value.trim().parse().ok(),
+            "birth_year" => {
+                query.birth_year = number(
+                    &value,
+                    &mut query.unreadable,
+                    "Please give your birth year as a number, like 1956.",
+                )
+            }
+            "priority_group" => {
+                query.priority_group = number(
+                    &value,
+                    &mut query.unreadable,
+                    "Please choose your priority group from the list.",
+                )
+            }
             "postcode" => query.postcode = Some(value),
             "vaccine" => query.vaccine.push(value),
             _ => {}
         }
     }
     query
+}
+
+/// The number in a form's answer; empty is no answer, anything else notes `complaint`.
+fn number<T: std::str::FromStr>(
+    value: &str,
+    unreadable: &mut Option<&'static str>,
+    complaint: &'static str,
+) -> Option<T> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let number = value.parse().ok();
+    if number.is_none() {
+        unreadable.get_or_insert(complaint);
+    }
+    number
 }
 
 fn decisions<'a>(

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
+use super::extract::Json;
 use crate::error::ApiError;
 use crate::use_cases::rules::{self, EligibilityQuestion, RegionSummary};
 use crate::AppState;
@@ -25,7 +26,7 @@ pub async fn policy(state: web::Data<AppState>, region: web::Path<String>) -> Re
 pub async fn eligibility(
     state: web::Data<AppState>,
     region: web::Path<String>,
-    question: web::Json<EligibilityQuestion>,
+    question: Json<EligibilityQuestion>,
 ) -> Result<HttpResponse, ApiError> {
     let evaluation = rules::eligibility(&state, &region, question.into_inner()).await?;
     Ok(HttpResponse::Ok().json(evaluation))

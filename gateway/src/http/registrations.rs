@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::answers::CodeSent;
-use super::extract::{client_address, idempotency_key, Admitted};
+use super::extract::{client_address, idempotency_key, Admitted, Json};
 use crate::error::ApiError;
 use crate::use_cases::admission;
 use crate::use_cases::register::RegistrationForm;
@@ -26,7 +26,7 @@ pub async fn create(
     state: web::Data<AppState>,
     region: web::Path<String>,
     http: HttpRequest,
-    form: web::Json<RegistrationForm>,
+    form: Json<RegistrationForm>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&http)?;
     let address = client_address(&http);

@@ -7,7 +7,7 @@ use drawbridge_domain::waiting_room::room::is_valid_name;
 use drawbridge_domain::RoomConfig;
 use serde_json::json;
 
-use super::extract::Operator;
+use super::extract::{object_from_slice, Operator};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -51,8 +51,7 @@ pub async fn put(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     check_name(&room)?;
-    let config: RoomConfig = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::malformed(format!("The room configuration could not be read: {e}")))?;
+    let config: RoomConfig = object_from_slice(&body)?;
     config
         .validate()
         .map_err(|e| ApiError::invalid(e.field, e.message))?;

@@ -11,7 +11,9 @@ use drawbridge_domain::{ClientSecret, RoomClaims, RoomMode, RoomTokenError, Stan
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{client_secret, cookie, presented_token, ADMISSION_COOKIE, CLIENT_COOKIE};
+use super::extract::{
+    client_secret, cookie, object_from_slice, presented_token, ADMISSION_COOKIE, CLIENT_COOKIE,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::rooms::store::{JoinRequest, Joined};
 use crate::rooms::{unix_now, RoomView, Rooms};
@@ -193,8 +195,7 @@ pub async fn join(
     let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
         JoinBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::malformed(format!("The request could not be read: {e}")))?
+        object_from_slice(&body)?
     };
     if view.config.mode == RoomMode::Closed {
         return Err(ApiError::new(ErrorCode::RoomClosed));

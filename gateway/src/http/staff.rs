@@ -6,7 +6,7 @@ use drawbridge_domain::StaffMember;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{authorization, client_address, Staff};
+use super::extract::{authorization, client_address, Json, Staff};
 use crate::error::ApiError;
 use crate::store::staff::LoggedAction;
 use crate::use_cases::staff;
@@ -30,7 +30,7 @@ struct Session {
 pub async fn login(
     state: web::Data<AppState>,
     request: HttpRequest,
-    login: web::Json<Login>,
+    login: Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
     let Login { username, password } = login.into_inner();
     let session = staff::log_in(&state, &username, password, &client_address(&request)).await?;

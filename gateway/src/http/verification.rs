@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::answers::CodeSent;
+use super::extract::Json;
 use crate::error::ApiError;
 use crate::use_cases::verify;
 use crate::AppState;
@@ -26,7 +27,7 @@ struct Verified {
 pub async fn verify(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    form: web::Json<CodeForm>,
+    form: Json<CodeForm>,
 ) -> Result<HttpResponse, ApiError> {
     let booking_code = verify::verify(&state, *id, &form.code).await?;
     Ok(HttpResponse::Ok().json(Verified {

@@ -156,7 +156,7 @@ pub async fn withdraw(
 ) -> Result<Withdrawn, ApiError> {
     let centre = centre(state, member, centre_id).await?;
     let reason = reason.trim();
-    if reason.is_empty() || reason.len() > 200 {
+    if reason.is_empty() || reason.chars().count() > 200 {
         return Err(ApiError::invalid(
             "reason",
             "Say in a few words (up to 200 characters) why; the people affected are told.",
