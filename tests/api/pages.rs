@@ -208,3 +208,47 @@ async fn the_registration_pages_explain_each_refusal_in_the_page_language() {
     assert!(too_soon.text().await.unwrap().contains("Please wait a minute"));
     app.stop().await;
 }
+
+/// Each citizen page weighs under 50 KB with the stylesheet and scripts it links, before any
+/// image: light enough for a slow mobile connection.
+#[tokio::test]
+async fn every_citizen_page_weighs_under_50_kb() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let registered = app
+        .http
+        .post(app.url("/regions/bw/register?lang=de"))
+        .form(&[
+            ("phone", "0171 5559901"),
+            ("birth_year", "1956"),
+            ("priority_group", "3"),
+            ("postcode", "70173"),
+            ("vaccine", "biontech"),
+            ("max_distance_km", "30"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let code_page = registered.url().path().to_owned();
+    let opened = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    app.put_room("weighed", &json!({ "mode": "fifo", "opens_at": opened }))
+        .await;
+    for page in [
+        "/?lang=de".to_owned(),
+        "/regions/bw/policy?lang=de".to_owned(),
+        "/regions/bw/check?lang=de&birth_year=1956&priority_group=3&postcode=70173&vaccine=biontech"
+            .to_owned(),
+        "/regions/bw/register?lang=de".to_owned(),
+        format!("{code_page}?lang=de"),
+        "/me?lang=de".to_owned(),
+        "/rooms/weighed?lang=de".to_owned(),
+    ] {
+        let html = app.get(&page).await.text().await.unwrap();
+        let mut weight = html.len();
+        for linked in html.split('"').filter(|part| part.starts_with("/static/")) {
+            weight += app.get(linked).await.bytes().await.unwrap().len();
+        }
+        assert!(weight < 50 * 1024, "{page} weighs {weight} bytes");
+    }
+    app.stop().await;
+}
