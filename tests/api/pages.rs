@@ -252,3 +252,69 @@ async fn every_citizen_page_weighs_under_50_kb() {
     }
     app.stop().await;
 }
+
+/// A page's language comes from its link, else from the language the person chose before
+/// (remembered in a cookie by the page they chose it on), else from the browser's
+/// `Accept-Language`, else German.
+#[tokio::test]
+async fn a_page_speaks_the_language_chosen_before_or_the_browsers() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let lang_of = |html: &str| {
+        let start = html.find("<html lang=\"").unwrap() + 12;
+        html[start..start + 2].to_owned()
+    };
+    let page = |accept: Option<&'static str>, cookie: Option<String>, path: &'static str| {
+        let mut request = app.http.get(app.url(path));
+        if let Some(accept) = accept {
+            request = request.header("Accept-Language", accept);
+        }
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        request.send()
+    };
+    let english_browser = Some("en-GB,en;q=0.9,de;q=0.8");
+    let html = page(english_browser, None, "/me")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(lang_of(&html), "en");
+    let html = page(Some("fr-FR, tr"), None, "/me")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(lang_of(&html), "de");
+
+    // Chosen on a page with the switch: remembered, and it beats the browser's.
+    let chosen = page(english_browser, None, "/?lang=de").await.unwrap();
+    let remembered = chosen.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(remembered.starts_with("drawbridge_lang=de;"), "{remembered}");
+    assert!(
+        remembered.contains("HttpOnly") && remembered.contains("SameSite=Lax"),
+        "{remembered}"
+    );
+    let cookie = Some("drawbridge_lang=de".to_owned());
+    let html = page(english_browser, cookie.clone(), "/me")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(lang_of(&html), "de");
+    // The link's own language still comes first; JSON answers set nothing.
+    let html = page(None, cookie, "/regions/bw/policy?lang=en")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(lang_of(&html), "en");
+    let api = page(None, None, "/v1/regions?lang=en").await.unwrap();
+    assert!(api.headers().get("set-cookie").is_none());
+    app.stop().await;
+}

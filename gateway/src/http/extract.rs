@@ -6,12 +6,11 @@ use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::{AUTHORIZATION, COOKIE};
+use actix_web::http::header::{ACCEPT_LANGUAGE, AUTHORIZATION, COOKIE};
 use actix_web::{web, FromRequest, HttpRequest};
 use drawbridge_domain::waiting_room::room::ADMISSION_PURPOSE;
 use drawbridge_domain::{ClientSecret, Language, RoomMode, RoomTokenError, StaffMember};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
@@ -291,46 +290,48 @@ fn whole_numbers(value: &mut Value) {
     }
 }
 
-/// `?lang=` of a page: the first one given; German by default and for a language we do not
-/// have. Pages are for people following links, so a repeated `lang` or another parameter in
-/// a link still shows the page rather than an error.
+/// The cookie that remembers the language a person chose with a page's language switch.
+pub const LANGUAGE_COOKIE: &str = "drawbridge_lang";
+
+/// The language of a page: the first `?lang=` of its link; else the one the person chose before
+/// (the language cookie); else the first of the browser's `Accept-Language` we speak; else
+/// German. Pages are for people following links, so a repeated `lang`, one we do not have or
+/// another parameter still shows the page rather than an error.
 pub struct LanguageQuery {
-    lang: Option<String>,
-}
-
-impl<'de> Deserialize<'de> for LanguageQuery {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FirstLang;
-
-        impl<'de> serde::de::Visitor<'de> for FirstLang {
-            type Value = LanguageQuery;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a query string")
-            }
-
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut pairs: M,
-            ) -> Result<LanguageQuery, M::Error> {
-                let mut lang = None;
-                while let Some((key, value)) = pairs.next_entry::<String, String>()? {
-                    if key == "lang" && lang.is_none() {
-                        lang = Some(value);
-                    }
-                }
-                Ok(LanguageQuery { lang })
-            }
-        }
-
-        deserializer.deserialize_map(FirstLang)
-    }
+    language: Language,
 }
 
 impl LanguageQuery {
     pub fn language(&self) -> Language {
-        self.lang.as_deref().and_then(Language::parse).unwrap_or_default()
+        self.language
     }
+}
+
+impl FromRequest for LanguageQuery {
+    type Error = ApiError;
+    type Future = Ready<Result<LanguageQuery, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let language = linked_language(request.query_string())
+            .or_else(|| cookie(request, LANGUAGE_COOKIE).and_then(Language::parse))
+            .or_else(|| {
+                let accepted = request.headers().get(ACCEPT_LANGUAGE)?.to_str().ok()?;
+                // Browsers list the languages in the order the person prefers them.
+                accepted
+                    .split(',')
+                    .filter_map(|tag| tag.split([';', '-']).next())
+                    .find_map(|code| Language::parse(code.trim().to_ascii_lowercase().as_str()))
+            })
+            .unwrap_or_default();
+        ready(Ok(LanguageQuery { language }))
+    }
+}
+
+/// The first `lang` of a query string, if it is a language we speak.
+pub fn linked_language(query: &str) -> Option<Language> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query).ok()?;
+    let (_, value) = pairs.iter().find(|(key, _)| key == "lang")?;
+    Language::parse(value)
 }
 
 #[cfg(test)]

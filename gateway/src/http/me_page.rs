@@ -153,11 +153,7 @@ fn back_to_me(language: Language) -> HttpResponse {
 }
 
 /// `GET /me`: the status, or the sign-in form.
-pub async fn page(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    query: web::Query<LanguageQuery>,
-) -> HttpResponse {
+pub async fn page(state: web::Data<AppState>, request: HttpRequest, query: LanguageQuery) -> HttpResponse {
     let language = query.language();
     match signed_in(&state, &request).await {
         None => render(&state, language, StatusCode::OK, MeView::default()),
@@ -193,7 +189,7 @@ pub struct SignInForm {
 pub async fn sign_in(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
     form: web::Form<SignInForm>,
 ) -> HttpResponse {
     let language = query.language();
@@ -212,7 +208,7 @@ pub async fn sign_in(
 }
 
 /// `POST /me/sign-out`.
-pub async fn sign_out(state: web::Data<AppState>, query: web::Query<LanguageQuery>) -> HttpResponse {
+pub async fn sign_out(state: web::Data<AppState>, query: LanguageQuery) -> HttpResponse {
     let mut response = back_to_me(query.language());
     let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
     response
@@ -222,7 +218,7 @@ pub async fn sign_out(state: web::Data<AppState>, query: web::Query<LanguageQuer
 pub async fn accept(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     answer(&state, &request, &query, Request::Accept).await
 }
@@ -231,7 +227,7 @@ pub async fn accept(
 pub async fn decline(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     answer(&state, &request, &query, Request::Decline).await
 }
@@ -269,7 +265,7 @@ struct VaccineChoice<'a> {
 pub async fn choices(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let language = query.language();
     let Some(me) = signed_in(&state, &request).await else {
@@ -327,7 +323,7 @@ async fn show_choices(
 pub async fn change_choices(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
     fields: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
     let language = query.language();
@@ -392,7 +388,7 @@ struct ConfirmView {
 /// `GET /me/cancel`: asks before a booking is cancelled.
 pub async fn confirm_cancel(
     state: web::Data<AppState>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     state.templates.page(
         "me_confirm.html",
@@ -404,7 +400,7 @@ pub async fn confirm_cancel(
 /// `GET /me/withdraw`: asks before a registration is withdrawn.
 pub async fn confirm_withdraw(
     state: web::Data<AppState>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     state.templates.page(
         "me_confirm.html",
@@ -417,7 +413,7 @@ pub async fn confirm_withdraw(
 pub async fn cancel(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     answer(&state, &request, &query, Request::Cancel).await
 }
@@ -426,7 +422,7 @@ pub async fn cancel(
 pub async fn withdraw(
     state: web::Data<AppState>,
     request: HttpRequest,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let language = query.language();
     let Some(me) = signed_in(&state, &request).await else {

@@ -22,8 +22,11 @@ mod rooms;
 mod staff;
 mod verification;
 
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
+use actix_web::middleware::{self, DefaultHeaders, ErrorHandlers, Next};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -48,6 +51,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .default_service(web::to(not_found)),
     );
     let everything_else = web::scope("")
+        .wrap(middleware::from_fn(remember_language))
         .wrap(safe_defaults())
         .wrap(documented_errors())
         .route("/", web::get().to(pages::index))
@@ -169,6 +173,31 @@ fn safe_defaults() -> DefaultHeaders {
         .add((header::CACHE_CONTROL, "no-store"))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))
+}
+
+/// A page asked for with `?lang=` remembers the language in a cookie, so the pages a person
+/// reaches later without it (a link from an SMS) speak their language too.
+async fn remember_language(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let chosen = extract::linked_language(request.query_string());
+    let mut response = next.call(request).await?;
+    let is_page = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/html"));
+    if let Some(language) = chosen.filter(|_| is_page) {
+        let remembered = Cookie::build(extract::LANGUAGE_COOKIE, language.as_str())
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .max_age(actix_web::cookie::time::Duration::days(365))
+            .finish();
+        let _ = response.response_mut().add_cookie(&remembered);
+    }
+    Ok(response)
 }
 
 async fn openapi() -> HttpResponse {

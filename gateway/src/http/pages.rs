@@ -1,5 +1,5 @@
-//! Server-rendered pages: plain, accessible HTML that works without JavaScript. German by
-//! default, English with `?lang=en`. The policy page publishes the rules in full, so nothing
+//! Server-rendered pages: plain, accessible HTML that works without JavaScript, in the
+//! language `extract::LanguageQuery` finds (the link's, the one chosen before, the browser's). The policy page publishes the rules in full, so nothing
 //! that decides who gets an appointment is hidden in code. Each handler fills a view struct
 //! that a template in `gateway/templates/` shows (see `templates`).
 
@@ -20,10 +20,7 @@ struct IndexView {
     regions: Vec<RegionSummary>,
 }
 
-pub async fn index(
-    state: web::Data<AppState>,
-    query: web::Query<LanguageQuery>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn index(state: web::Data<AppState>, query: LanguageQuery) -> Result<HttpResponse, ApiError> {
     let regions = rules::regions(&state).await?;
     state
         .templates
@@ -33,7 +30,7 @@ pub async fn index(
 pub async fn policy(
     state: web::Data<AppState>,
     region: web::Path<String>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let published = rules::policy(&state, &region).await?;
     state
@@ -316,7 +313,7 @@ struct WaitingPage<'a> {
 pub async fn waiting_room(
     state: web::Data<AppState>,
     room: web::Path<String>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let view = state.rooms.room(&room)?;
     let page = WaitingPage {

@@ -30,7 +30,7 @@ struct PassView {
 pub async fn page(
     state: web::Data<AppState>,
     path: web::Path<(Uuid, String)>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let (booking, key) = path.into_inner();
     let language = query.language();

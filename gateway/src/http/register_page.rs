@@ -65,7 +65,7 @@ pub async fn form(
     admitted: Result<Admitted, ApiError>,
     state: web::Data<AppState>,
     region: web::Path<String>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
 ) -> HttpResponse {
     if let (Err(_), Some(room)) = (&admitted, waiting_room_of(&state, &region)) {
         return to_the_waiting_room(&room, query.language());
@@ -82,7 +82,7 @@ pub async fn submit(
     admitted: Result<Admitted, ApiError>,
     state: web::Data<AppState>,
     region: web::Path<String>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
     request: HttpRequest,
     fields: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
@@ -247,29 +247,23 @@ struct CodeView {
     problems: Vec<Problem>,
 }
 
+/// `?sent=true`: a new code is on its way.
 #[derive(Deserialize)]
-pub struct CodeQuery {
-    #[serde(default)]
-    lang: Option<String>,
+pub struct SentQuery {
     #[serde(default)]
     sent: bool,
-}
-
-impl CodeQuery {
-    fn language(&self) -> Language {
-        self.lang.as_deref().and_then(Language::parse).unwrap_or_default()
-    }
 }
 
 /// `GET /registrations/{id}/code`: where the SMS code is entered.
 pub async fn code(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    query: web::Query<CodeQuery>,
+    query: LanguageQuery,
+    sent: web::Query<SentQuery>,
 ) -> HttpResponse {
     let view = CodeView {
         registration: *id,
-        sent: query.sent,
+        sent: sent.sent,
         ..CodeView::default()
     };
     page(&state, "code.html", query.language(), StatusCode::OK, view)
@@ -285,7 +279,7 @@ pub struct CodeForm {
 pub async fn verify(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    query: web::Query<LanguageQuery>,
+    query: LanguageQuery,
     form: web::Form<CodeForm>,
 ) -> HttpResponse {
     let language = query.language();
@@ -311,11 +305,7 @@ pub async fn verify(
 }
 
 /// `POST /registrations/{id}/resend`: a new code, within the limits of a resend.
-pub async fn resend(
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-    query: web::Query<LanguageQuery>,
-) -> HttpResponse {
+pub async fn resend(state: web::Data<AppState>, id: web::Path<Uuid>, query: LanguageQuery) -> HttpResponse {
     let language = query.language();
     match verify::resend(&state, *id).await {
         Ok(_) => see_other(&format!(
