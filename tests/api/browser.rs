@@ -147,6 +147,13 @@ async fn to_the_door(
     browser.client.goto(&app.url(link_in(offer_sms))).await.unwrap();
     text_of(browser, "main form[action*='/accept'] button").await;
     looks_right(browser, &format!("offer-{lang}")).await;
+    let page = browser.client.source().await.unwrap();
+    assert!(
+        page.contains("openstreetmap.org/search?query=Berliner"),
+        "a map link: {page}"
+    );
+    let left = if lang == "de" { "Std." } else { " h " };
+    assert!(page.contains(left), "the time left: {page}");
     let confirmation = app.twilio.next_message_to(person.phone);
     let accept = browser
         .client

@@ -45,6 +45,8 @@ struct OfferView {
     first: String,
     second: Option<String>,
     expires: String,
+    /// Minutes left to answer.
+    minutes_left: i64,
 }
 
 #[derive(Serialize)]
@@ -88,6 +90,7 @@ impl StatusView {
                 first: at(o.first_at),
                 second: o.second_at.map(at),
                 expires: at(o.expires_at),
+                minutes_left: (o.expires_at - chrono::Utc::now()).num_minutes().max(0),
                 vaccine: o.vaccine,
                 centre: o.centre,
                 address: o.address,

@@ -71,6 +71,8 @@ struct OfferView {
     centre: Option<String>,
     address: Option<String>,
     expires: Option<String>,
+    /// Minutes left to answer.
+    minutes_left: i64,
 }
 
 /// `GET /offers/{id}?token=`: the offer, with buttons to answer it.
@@ -102,6 +104,7 @@ pub async fn page(
             view.first = Some(when(place.first_at, zone, language));
             view.second = place.second_at.map(|at| when(at, zone, language));
             view.expires = Some(when(expires_at, zone, language));
+            view.minutes_left = (expires_at - chrono::Utc::now()).num_minutes().max(0);
             view.centre = Some(place.centre);
             view.address = Some(place.address);
         }
