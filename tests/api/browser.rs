@@ -583,3 +583,43 @@ async fn a_citizen_registers_with_the_keyboard_alone() {
     browser.close().await;
     app.stop().await;
 }
+
+/// A refusal on the status page comes back as the status page, saying why in its language:
+/// a course whose first dose was given cannot be cancelled there.
+#[tokio::test]
+async fn the_status_page_says_why_it_cannot_cancel_a_started_course() {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    let (_, code) = app.registrant_with_code("+4917155590007").await;
+    app.draw().await;
+    let holder = format!("BookingCode {code}");
+    let (status, _) = app.call(Method::POST, "/v1/me/offer/accept", &holder, None).await;
+    assert_eq!(status, 200);
+    sqlx::query("UPDATE bookings SET state = 'first_dose_given'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let browser = Browser::start(360, 740).await;
+    browser.client.goto(&app.url("/me?lang=de")).await.unwrap();
+    sign_in_as(&browser, &code.to_string()).await;
+    let form = browser.client.find(Locator::Css("form[action^='/me/cancel']"));
+    assert!(
+        form.await.is_err(),
+        "no cancel button once the course has started"
+    );
+    // Sent anyway (an old tab): the page says why, in German.
+    browser
+        .client
+        .execute(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = '/me/cancel?lang=de'; document.body.append(f); f.submit();",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let said = text_of(&browser, "main [role=alert]").await;
+    assert!(said.contains("erste Dosis"), "{said}");
+    looks_right(&browser, "status-refused-de").await;
+    browser.close().await;
+    app.stop().await;
+}

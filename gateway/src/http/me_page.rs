@@ -23,6 +23,8 @@ use crate::AppState;
 struct MeView {
     /// Why the sign-in failed, tied to the field.
     error: Option<String>,
+    /// Why an answer, a cancellation or a withdrawal was refused, above the status.
+    problem: Option<String>,
     status: Option<StatusView>,
 }
 
@@ -139,6 +141,7 @@ fn render(state: &AppState, language: Language, status: StatusCode, view: MeView
 fn refused(state: &AppState, language: Language, error: &ApiError) -> HttpResponse {
     let view = MeView {
         error: Some(error.public_message()),
+        problem: None,
         status: None,
     };
     render(
@@ -165,21 +168,31 @@ pub async fn page(state: web::Data<AppState>, request: HttpRequest, query: Langu
             let _ = response.add_removal_cookie(&my_session::cookie(&state, "", 0));
             response
         }
-        Some(Ok(me)) => {
-            let timezone = me.timezone.clone();
-            match my_status::status(&state, me).await {
-                Ok(status) => render(
-                    &state,
-                    language,
-                    StatusCode::OK,
-                    MeView {
-                        error: None,
-                        status: Some(StatusView::of(status, language, &timezone)),
-                    },
-                ),
-                Err(error) => actix_web::ResponseError::error_response(&error),
-            }
-        }
+        Some(Ok(me)) => status_page(&state, me, language, StatusCode::OK, None).await,
+    }
+}
+
+/// The signed-in person's status, with `problem` above it.
+async fn status_page(
+    state: &AppState,
+    me: Registrant,
+    language: Language,
+    code: StatusCode,
+    problem: Option<String>,
+) -> HttpResponse {
+    let timezone = me.timezone.clone();
+    match my_status::status(state, me).await {
+        Ok(status) => render(
+            state,
+            language,
+            code,
+            MeView {
+                error: None,
+                problem,
+                status: Some(StatusView::of(status, language, &timezone)),
+            },
+        ),
+        Err(error) => actix_web::ResponseError::error_response(&error),
     }
 }
 
@@ -242,11 +255,24 @@ async fn answer(
     query: &LanguageQuery,
     request_kind: Request,
 ) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
     let Some(me) = signed_in(state, request).await else {
-        return Ok(back_to_me(query.language()));
+        return Ok(back_to_me(language));
     };
-    act(state, &me?, &Acting::Registrant, request_kind).await?;
-    Ok(back_to_me(query.language()))
+    let me = me?;
+    match act(state, &me, &Acting::Registrant, request_kind).await {
+        Ok(_) => Ok(back_to_me(language)),
+        // Said on the status page, in its language, with the status as it now stands.
+        Err(refused) if refused.code() != ErrorCode::Internal => {
+            let code = actix_web::ResponseError::status_code(&refused);
+            let problem = state
+                .templates
+                .text(language, "me_errors", refused.code().as_str())
+                .unwrap_or_else(|| refused.public_message());
+            Ok(status_page(state, me, language, code, Some(problem)).await)
+        }
+        Err(internal) => Err(internal),
+    }
 }
 
 #[derive(Serialize)]
