@@ -23,21 +23,7 @@ fn main() {
     runtime.block_on(async {
         let app = spawn_app().await;
         app.load_demo().await;
-        let started = app
-            .http
-            .post(app.url("/regions/bw/register?lang=de"))
-            .form(&[
-                ("phone", "0171 5559900"),
-                ("birth_year", "1956"),
-                ("priority_group", "3"),
-                ("postcode", "70173"),
-                ("vaccine", "biontech"),
-                ("max_distance_km", "30"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let code_page = started.url().path().to_owned();
+        let code_page = app.register_on_the_form("0171 5559900").await;
         let pages = [
             "/?lang=de".to_owned(),
             "/regions/bw/policy?lang=de".to_owned(),
@@ -50,21 +36,17 @@ fn main() {
         println!("{:<48} {:>10} {:>10} {:>10}", "page", "median", "p95", "weight");
         for page in &pages {
             let mut times = Vec::with_capacity(requests);
-            let mut html = String::new();
             for _ in 0..requests {
                 let start = Instant::now();
                 let response = app.get(page).await;
                 assert_eq!(response.status(), 200, "{page}");
-                html = response.text().await.unwrap();
+                response.bytes().await.unwrap();
                 times.push(start.elapsed());
             }
             times.sort();
             let median = times[times.len() / 2];
             let p95 = times[times.len() * 95 / 100];
-            let mut weight = html.len();
-            for linked in html.split('"').filter(|part| part.starts_with("/static/")) {
-                weight += app.get(linked).await.bytes().await.unwrap().len();
-            }
+            let weight = app.page_weight(page).await;
             let shown: String = page.chars().take(48).collect();
             println!(
                 "{shown:<48} {:>7.2} ms {:>7.2} ms {:>7.1} KB",

@@ -611,6 +611,38 @@ impl TestApp {
         .expect("registrants insert");
     }
 
+    /// Sends the registration form of region `bw` for `phone` (group 3, born 1956, BioNTech,
+    /// postcode 70173) as a browser would; answers the path of the code page it leads to.
+    pub async fn register_on_the_form(&self, phone: &str) -> String {
+        let registered = self
+            .http
+            .post(self.url("/regions/bw/register?lang=de"))
+            .form(&[
+                ("phone", phone),
+                ("birth_year", "1956"),
+                ("priority_group", "3"),
+                ("postcode", "70173"),
+                ("vaccine", "biontech"),
+                ("max_distance_km", "30"),
+            ])
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(registered.status(), 200, "the code page, after the 303");
+        registered.url().path().to_owned()
+    }
+
+    /// The weight in bytes of the page at `path`: its HTML with the stylesheet and scripts it
+    /// links.
+    pub async fn page_weight(&self, path: &str) -> usize {
+        let html = self.get(path).await.text().await.expect("a page");
+        let mut weight = html.len();
+        for linked in html.split('"').filter(|part| part.starts_with("/static/")) {
+            weight += self.get(linked).await.bytes().await.expect("a static file").len();
+        }
+        weight
+    }
+
     /// An active registrant in Stuttgart (group 1, born 1950, accepting BioNTech, 30 km) with
     /// a booking code the test knows.
     pub async fn registrant_with_code(&self, phone: &str) -> (Uuid, drawbridge_domain::BookingCode) {

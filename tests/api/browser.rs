@@ -56,6 +56,46 @@ async fn submit(browser: &Browser) {
     button.click().await.unwrap();
 }
 
+/// Fills in the registration form's phone, group, postcode and vaccine (the rest as the
+/// form already holds it, or as the test typed it).
+async fn fill_in_the_rest(browser: &Browser, phone: &str) {
+    type_into(browser, "phone", phone).await;
+    browser
+        .client
+        .find(Locator::Css("#priority_group"))
+        .await
+        .unwrap()
+        .select_by_value("3")
+        .await
+        .unwrap();
+    type_into(browser, "postcode", "70173").await;
+    browser
+        .client
+        .find(Locator::Css("input[value=biontech]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The six-digit code in an SMS.
+fn code_in(sms: &str) -> &str {
+    sms.split(|c: char| !c.is_ascii_digit())
+        .find(|word| word.len() == 6)
+        .unwrap_or_else(|| panic!("no code in {sms}"))
+}
+
+/// A registrant of the demo with a booking, by the first draw: their id and booking code.
+async fn booked(app: &TestApp, phone: &str) -> (uuid::Uuid, drawbridge_domain::BookingCode) {
+    let (registrant, code) = app.registrant_with_code(phone).await;
+    app.draw().await;
+    let holder = format!("BookingCode {code}");
+    let (status, _) = app.call(Method::POST, "/v1/me/offer/accept", &holder, None).await;
+    assert_eq!(status, 200);
+    (registrant, code)
+}
+
 /// From the start page to the booking code and the status page, in German and in English,
 /// with the SMS code read from the SMS provider; a form sent incomplete comes back with its
 /// problems summarised at the top and tied to their fields.
@@ -296,24 +336,7 @@ async fn register_in(
         "what was entered stays"
     );
 
-    type_into(browser, "phone", &phone.replace("+49", "0")).await;
-    browser
-        .client
-        .find(Locator::Css("#priority_group"))
-        .await
-        .unwrap()
-        .select_by_value("3")
-        .await
-        .unwrap();
-    type_into(browser, "postcode", "70173").await;
-    browser
-        .client
-        .find(Locator::Css("input[value=biontech]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill_in_the_rest(browser, &phone.replace("+49", "0")).await;
     let sms = app.twilio.next_message_to(phone);
     submit(browser).await;
     let sms = tokio::time::timeout(Duration::from_secs(20), sms)
@@ -321,11 +344,7 @@ async fn register_in(
         .expect("the SMS code arrives");
     text_of(browser, "label[for=code]").await;
     looks_right(browser, &format!("code-{lang}")).await;
-    let code = sms
-        .body
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|word| word.len() == 6)
-        .unwrap_or_else(|| panic!("no code in {}", sms.body));
+    let code = code_in(&sms.body);
 
     type_into(browser, "code", code).await;
     submit(browser).await;
@@ -402,25 +421,8 @@ async fn a_guarded_region_sends_visitors_through_its_waiting_room_to_the_form() 
     text_of(&browser, "label[for=phone]").await;
     looks_right(&browser, "register-admitted-en").await;
 
-    type_into(&browser, "phone", "0171 55590003").await;
     type_into(&browser, "birth_year", "1956").await;
-    browser
-        .client
-        .find(Locator::Css("#priority_group"))
-        .await
-        .unwrap()
-        .select_by_value("3")
-        .await
-        .unwrap();
-    type_into(&browser, "postcode", "70173").await;
-    browser
-        .client
-        .find(Locator::Css("input[value=biontech]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill_in_the_rest(&browser, "0171 55590003").await;
     submit(&browser).await;
     text_of(&browser, "label[for=code]").await;
     browser.close().await;
@@ -433,11 +435,8 @@ async fn a_guarded_region_sends_visitors_through_its_waiting_room_to_the_form() 
 async fn a_citizen_changes_choices_cancels_and_withdraws_after_being_asked() {
     let app = spawn_with(Components::default(), |_| {}).await;
     app.load_demo().await;
-    let (registrant, code) = app.registrant_with_code("+4917155590004").await;
-    app.draw().await;
+    let (registrant, code) = booked(&app, "+4917155590004").await;
     let holder = format!("BookingCode {code}");
-    let (status, _) = app.call(Method::POST, "/v1/me/offer/accept", &holder, None).await;
-    assert_eq!(status, 200);
 
     let browser = Browser::start(360, 740).await;
     browser.client.goto(&app.url("/me?lang=en")).await.unwrap();
@@ -566,11 +565,7 @@ async fn a_citizen_registers_with_the_keyboard_alone() {
         .await
         .expect("the SMS code arrives");
     text_of(&browser, "label[for=code]").await;
-    let code = sms
-        .body
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|word| word.len() == 6)
-        .unwrap();
+    let code = code_in(&sms.body);
     key(browser
         .tab_to("#code")
         .await
@@ -590,11 +585,7 @@ async fn a_citizen_registers_with_the_keyboard_alone() {
 async fn the_status_page_says_why_it_cannot_cancel_a_started_course() {
     let app = spawn_with(Components::default(), |_| {}).await;
     app.load_demo().await;
-    let (_, code) = app.registrant_with_code("+4917155590007").await;
-    app.draw().await;
-    let holder = format!("BookingCode {code}");
-    let (status, _) = app.call(Method::POST, "/v1/me/offer/accept", &holder, None).await;
-    assert_eq!(status, 200);
+    let (_, code) = booked(&app, "+4917155590007").await;
     sqlx::query("UPDATE bookings SET state = 'first_dose_given'")
         .execute(&app.pool)
         .await

@@ -215,21 +215,7 @@ async fn the_registration_pages_explain_each_refusal_in_the_page_language() {
 async fn every_citizen_page_weighs_under_50_kb() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let registered = app
-        .http
-        .post(app.url("/regions/bw/register?lang=de"))
-        .form(&[
-            ("phone", "0171 5559901"),
-            ("birth_year", "1956"),
-            ("priority_group", "3"),
-            ("postcode", "70173"),
-            ("vaccine", "biontech"),
-            ("max_distance_km", "30"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let code_page = registered.url().path().to_owned();
+    let code_page = app.register_on_the_form("0171 5559901").await;
     let opened = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     app.put_room("weighed", &json!({ "mode": "fifo", "opens_at": opened }))
         .await;
@@ -243,11 +229,7 @@ async fn every_citizen_page_weighs_under_50_kb() {
         "/me?lang=de".to_owned(),
         "/rooms/weighed?lang=de".to_owned(),
     ] {
-        let html = app.get(&page).await.text().await.unwrap();
-        let mut weight = html.len();
-        for linked in html.split('"').filter(|part| part.starts_with("/static/")) {
-            weight += app.get(linked).await.bytes().await.unwrap().len();
-        }
+        let weight = app.page_weight(&page).await;
         assert!(weight < 50 * 1024, "{page} weighs {weight} bytes");
     }
     app.stop().await;
