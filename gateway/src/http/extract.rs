@@ -329,6 +329,10 @@ impl FromRequest for LanguageQuery {
 
 /// The first `lang` of a query string, if it is a language we speak.
 pub fn linked_language(query: &str) -> Option<Language> {
+    // Most requests carry no `lang`: they are not parsed.
+    if !query.contains("lang=") {
+        return None;
+    }
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query).ok()?;
     let (_, value) = pairs.iter().find(|(key, _)| key == "lang")?;
     Language::parse(value)
