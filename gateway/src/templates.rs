@@ -10,10 +10,10 @@ use std::fmt::Write as _;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
-use drawbridge_domain::Language;
+use drawbridge_domain::{Label, Language};
 use minijinja::value::Kwargs;
-use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, Value};
-use serde::Serialize;
+use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -39,9 +39,11 @@ const TEMPLATES: [(&str, &str); 13] = [
 ];
 
 /// The pages' words, one file per language with the same keys.
-const TEXTS: [(Language, &str); 2] = [
+const TEXTS: [(Language, &str); 4] = [
     (Language::De, include_str!("../templates/lang/de.toml")),
     (Language::En, include_str!("../templates/lang/en.toml")),
+    (Language::Tr, include_str!("../templates/lang/tr.toml")),
+    (Language::Ar, include_str!("../templates/lang/ar.toml")),
 ];
 
 /// The files served under `/static/`.
@@ -61,8 +63,8 @@ pub struct Asset {
 
 pub struct Templates {
     environment: Environment<'static>,
-    de: Value,
-    en: Value,
+    /// Each language's words, by language.
+    texts: HashMap<Language, Value>,
     /// By the hashed file name they are served under.
     assets: HashMap<String, Asset>,
 }
@@ -102,47 +104,54 @@ impl Templates {
                 .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, format!("no static file {name}")))
         });
         environment.add_filter("fill", fill);
+        environment.add_filter("label", label);
         for (name, source) in TEMPLATES {
             environment
                 .add_template(name, source)
                 .unwrap_or_else(|error| panic!("template {name}: {error:#}"));
         }
-        let text = |wanted: Language| {
-            let (_, source) = TEXTS
-                .iter()
-                .find(|(language, _)| *language == wanted)
-                .expect("a text file per language");
-            let table: toml::Table =
-                toml::from_str(source).unwrap_or_else(|error| panic!("texts {}: {error}", wanted.as_str()));
-            Value::from_serialize(table)
-        };
+        let texts = TEXTS
+            .into_iter()
+            .map(|(language, source)| {
+                let table: toml::Table = toml::from_str(source)
+                    .unwrap_or_else(|error| panic!("texts {}: {error}", language.as_str()));
+                (language, Value::from_serialize(table))
+            })
+            .collect();
         Templates {
-            de: text(Language::De),
-            en: text(Language::En),
+            texts,
             environment,
             assets,
         }
     }
 
+    fn texts(&self, language: Language) -> &Value {
+        self.texts.get(&language).expect("a text file per language")
+    }
+
     /// The text `key` of `section` of the texts in `language`, for answers that are not pages.
     pub fn text(&self, language: Language, section: &str, key: &str) -> Option<String> {
-        let texts = match language {
-            Language::De => &self.de,
-            Language::En => &self.en,
-        };
-        let text = texts.get_attr(section).ok()?.get_attr(key).ok()?;
+        let text = self.texts(language).get_attr(section).ok()?.get_attr(key).ok()?;
         text.as_str().map(str::to_owned)
     }
 
     /// The page `template` shows `view` in `language`.
     pub fn render(&self, template: &str, language: Language, view: impl Serialize) -> Result<String, Error> {
-        let texts = match language {
-            Language::De => &self.de,
-            Language::En => &self.en,
-        };
+        let languages: Vec<Value> = Language::ALL
+            .into_iter()
+            .map(|other| {
+                context! {
+                    code => other.as_str(),
+                    name => other.own_name(),
+                    dir => other.direction().as_str(),
+                }
+            })
+            .collect();
         self.environment.get_template(template)?.render(context! {
             lang => language.as_str(),
-            t => texts,
+            dir => language.direction().as_str(),
+            languages,
+            t => self.texts(language),
             ..Value::from_serialize(view)
         })
     }
@@ -214,29 +223,59 @@ fn fill(text: String, values: Kwargs) -> Result<String, Error> {
     Ok(filled)
 }
 
+/// `{{ group.name | label }}`: a policy's name in the page's language, as [`Label::get`] reads it.
+fn label(state: &State<'_, '_>, name: Value) -> Result<String, Error> {
+    let language = state
+        .lookup("lang")
+        .and_then(|lang| lang.as_str().and_then(Language::parse))
+        .unwrap_or_default();
+    let label = Label::deserialize(name)
+        .map_err(|error| Error::new(ErrorKind::InvalidOperation, format!("not a name: {error}")))?;
+    Ok(label.get(language).to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn keys(table: &toml::Table, prefix: &str, into: &mut Vec<String>) {
+    /// Every text's key, with the `{name}`s it fills in.
+    fn keys(table: &toml::Table, prefix: &str, into: &mut Vec<(String, Vec<String>)>) {
         for (key, value) in table {
             let path = format!("{prefix}{key}");
             match value {
                 toml::Value::Table(inner) => keys(inner, &format!("{path}."), into),
-                _ => into.push(path),
+                toml::Value::String(text) => {
+                    let mut names: Vec<String> = text
+                        .split('{')
+                        .skip(1)
+                        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+                        .collect();
+                    names.sort();
+                    into.push((path, names));
+                }
+                other => panic!("{path}: a text is a string, not {other}"),
             }
         }
     }
 
     #[test]
-    fn every_language_has_every_text() {
-        let [de, en] = TEXTS.map(|(_, source)| {
+    fn every_language_has_every_text_with_the_same_values_filled_in() {
+        let texts = TEXTS.map(|(language, source)| {
             let mut found = Vec::new();
             keys(&toml::from_str(source).unwrap(), "", &mut found);
             found.sort();
-            found
+            (language, found)
         });
-        assert_eq!(de, en);
+        let (_, german) = &texts[0];
+        assert!(german.len() > 100, "{german:?}");
+        for (language, found) in &texts[1..] {
+            assert_eq!(found, german, "{language:?} against German");
+        }
+        assert_eq!(
+            texts.map(|(language, _)| language),
+            Language::ALL,
+            "a text file per language"
+        );
     }
 
     #[test]

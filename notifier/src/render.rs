@@ -12,57 +12,30 @@ use drawbridge_platform::outbox::{Appointment, Notification};
 /// The HTML layout every email body is placed in.
 const LAYOUT: &str = "_layout.html";
 
+/// Registers each kind's template in every language as `<kind>.<language>`.
+macro_rules! in_every_language {
+    ($($kind:literal),* $(,)?) => {
+        [$(
+            (concat!($kind, ".de"), include_str!(concat!("../templates/", $kind, ".de.j2"))),
+            (concat!($kind, ".en"), include_str!(concat!("../templates/", $kind, ".en.j2"))),
+            (concat!($kind, ".tr"), include_str!(concat!("../templates/", $kind, ".tr.j2"))),
+            (concat!($kind, ".ar"), include_str!(concat!("../templates/", $kind, ".ar.j2"))),
+        )*]
+    };
+}
+
 /// The template sources, compiled in so a deployment cannot lose them.
-const TEMPLATES: [(&str, &str); 18] = [
-    (
-        "verification_code.de",
-        include_str!("../templates/verification_code.de.j2"),
-    ),
-    (
-        "verification_code.en",
-        include_str!("../templates/verification_code.en.j2"),
-    ),
-    ("booking_code.de", include_str!("../templates/booking_code.de.j2")),
-    ("booking_code.en", include_str!("../templates/booking_code.en.j2")),
-    ("offer.de", include_str!("../templates/offer.de.j2")),
-    ("offer.en", include_str!("../templates/offer.en.j2")),
-    (
-        "offer_expiring.de",
-        include_str!("../templates/offer_expiring.de.j2"),
-    ),
-    (
-        "offer_expiring.en",
-        include_str!("../templates/offer_expiring.en.j2"),
-    ),
-    ("confirmation.de", include_str!("../templates/confirmation.de.j2")),
-    ("confirmation.en", include_str!("../templates/confirmation.en.j2")),
-    (
-        "cancelled_by_centre.de",
-        include_str!("../templates/cancelled_by_centre.de.j2"),
-    ),
-    (
-        "cancelled_by_centre.en",
-        include_str!("../templates/cancelled_by_centre.en.j2"),
-    ),
-    (
-        "booking_cancelled.de",
-        include_str!("../templates/booking_cancelled.de.j2"),
-    ),
-    (
-        "booking_cancelled.en",
-        include_str!("../templates/booking_cancelled.en.j2"),
-    ),
-    (
-        "already_registered.de",
-        include_str!("../templates/already_registered.de.j2"),
-    ),
-    (
-        "already_registered.en",
-        include_str!("../templates/already_registered.en.j2"),
-    ),
-    ("phone_full.de", include_str!("../templates/phone_full.de.j2")),
-    ("phone_full.en", include_str!("../templates/phone_full.en.j2")),
-];
+const TEMPLATES: [(&str, &str); 36] = in_every_language!(
+    "verification_code",
+    "booking_code",
+    "offer",
+    "offer_expiring",
+    "confirmation",
+    "cancelled_by_centre",
+    "booking_cancelled",
+    "already_registered",
+    "phone_full",
+);
 
 /// Content id of the QR code image inside a confirmation email.
 pub const QR_CONTENT_ID: &str = "checkin-qr";
@@ -136,6 +109,7 @@ impl Templates {
         let body = block(&mut html, "html")?;
         let html = self.environment.get_template(LAYOUT)?.render(context! {
             lang => language.as_str(),
+            dir => language.direction().as_str(),
             subject => &subject,
             body => Value::from_safe_string(body),
         })?;
@@ -351,12 +325,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_renders_in_both_languages_with_its_facts() {
+    fn every_kind_renders_in_every_language_with_its_facts() {
         let templates = Templates::new();
         let examples = examples();
         assert_eq!(examples.len(), Notification::KINDS.len(), "an example per kind");
         for notification in &examples {
-            for language in [Language::De, Language::En] {
+            for language in Language::ALL {
                 let r = templates.render(notification, language).unwrap();
                 for part in [&r.sms, &r.subject, &r.text, &r.html] {
                     assert!(
@@ -366,7 +340,11 @@ mod tests {
                     );
                     assert!(!part.contains("{{") && !part.contains("{%"), "unrendered: {part}");
                 }
-                assert!(r.html.contains(&format!("lang=\"{}\"", language.as_str())));
+                assert!(r.html.contains(&format!(
+                    "lang=\"{}\" dir=\"{}\"",
+                    language.as_str(),
+                    language.direction().as_str()
+                )));
                 if let Notification::Offer { .. } | Notification::Confirmation { .. } = notification {
                     let first = when(example_appointment(true).first_at, "Europe/Berlin", language);
                     let second = when(
@@ -386,14 +364,20 @@ mod tests {
         }
     }
 
+    /// Two segments of the GSM alphabet, as German and English are sent; Turkish and Arabic
+    /// letters need UCS-2, whose segments hold 67 characters instead of 153.
     #[test]
-    fn sms_bodies_fit_two_segments() {
+    fn sms_bodies_fit_two_segments_or_four_in_ucs2() {
         let templates = Templates::new();
         for notification in examples() {
-            for language in [Language::De, Language::En] {
+            for language in Language::ALL {
                 let sms = templates.render(&notification, language).unwrap().sms;
+                let most = match language {
+                    Language::De | Language::En => 2,
+                    Language::Tr | Language::Ar => 4,
+                };
                 assert!(
-                    sms_segments(&sms) <= 2,
+                    sms_segments(&sms) <= most,
                     "{} {language:?} takes {} segments: {sms}",
                     notification.kind(),
                     sms_segments(&sms)

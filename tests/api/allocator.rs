@@ -228,7 +228,7 @@ async fn the_draw_endpoints_answer_unknown_and_unfinished_draws_clearly() {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO draws (id, region_id, policy_version, state, seed_commitment)
-         VALUES ($1, 'bw', 2, 'committed', sha256('x'))",
+         VALUES ($1, 'bw', 3, 'committed', sha256('x'))",
     )
     .bind(id)
     .execute(&app.pool)
@@ -501,11 +501,11 @@ async fn killing_the_allocator_mid_draw_leaves_whole_draws_or_none() {
     app.stop().await;
 }
 
-/// Publishes version 3 of the example policy, with groups 3 and 4 sharing a tier at weights 1
+/// Publishes version 4 of the example policy, with groups 3 and 4 sharing a tier at weights 1
 /// and 3, so that the audit's weight test has something to test.
 async fn publish_shared_tier_policy(app: &TestApp) {
     let document = drawbridge::demo::POLICY
-        .replace("version = 2", "version = 3")
+        .replace("version = 3", "version = 4")
         .replace("tier = 4\nweight = 1.0", "tier = 3\nweight = 3.0");
     assert_ne!(document, drawbridge::demo::POLICY);
     let mut tx = app.pool.begin().await.unwrap();

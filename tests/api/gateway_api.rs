@@ -95,7 +95,7 @@ async fn the_policy_is_published_with_version_and_digest() {
     app.load_demo().await;
     let policy: Value = app.get("/v1/regions/bw/policy").await.json().await.unwrap();
     assert_eq!(policy["region"], "bw");
-    assert_eq!(policy["version"], 2);
+    assert_eq!(policy["version"], 3);
     assert_eq!(policy["digest"].as_str().unwrap().len(), 64);
     let codes: Vec<&str> = policy["policy"]["vaccines"]
         .as_array()
@@ -112,23 +112,41 @@ async fn the_policy_is_published_with_version_and_digest() {
     app.stop().await;
 }
 
-/// The policy names each group in German and English, and each page and answer uses the
-/// name in its own language.
+/// The policy names each group in every language, and each page and answer uses the name in
+/// its own language; Arabic pages run right to left.
 #[tokio::test]
 async fn pages_name_the_priority_groups_in_their_language() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let (german, english) = ("Höchste Priorität", "Highest priority");
+    let names = [
+        ("de", "Höchste Priorität", "ltr"),
+        ("en", "Highest priority", "ltr"),
+        ("tr", "En yüksek öncelik", "ltr"),
+        ("ar", "الأولوية القصوى", "rtl"),
+    ];
     for page in ["/regions/bw/policy", "/regions/bw/check"] {
-        let en = app.get(&format!("{page}?lang=en")).await.text().await.unwrap();
-        assert!(en.contains(english) && !en.contains(german), "{page}: {en}");
-        let de = app.get(&format!("{page}?lang=de")).await.text().await.unwrap();
-        assert!(de.contains(german) && !de.contains(english), "{page}: {de}");
+        for (lang, name, dir) in names {
+            let html = app
+                .get(&format!("{page}?lang={lang}"))
+                .await
+                .text()
+                .await
+                .unwrap();
+            assert!(
+                html.contains(&format!(r#"<html lang="{lang}" dir="{dir}">"#)),
+                "{page} {lang}: {html}"
+            );
+            for (other, other_name, _) in names {
+                assert_eq!(html.contains(other_name), other == lang, "{page} {lang}: {html}");
+            }
+            assert!(html.contains(name));
+        }
     }
     let policy: Value = app.get("/v1/regions/bw/policy").await.json().await.unwrap();
     let name = &policy["policy"]["groups"][0]["name"];
-    assert!(name["de"].as_str().unwrap().starts_with(german), "{name}");
-    assert!(name["en"].as_str().unwrap().starts_with(english), "{name}");
+    for (lang, text, _) in names {
+        assert!(name[lang].as_str().unwrap().starts_with(text), "{name}");
+    }
     let regions: Value = app.get("/v1/regions").await.json().await.unwrap();
     assert_eq!(regions["regions"][0]["name"]["en"], "Baden-Württemberg");
     app.stop().await;

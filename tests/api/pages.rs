@@ -47,7 +47,7 @@ async fn a_page_shows_the_first_language_of_its_link_and_german_for_one_we_do_no
             assert_eq!(page.status(), 200, "{path}?{query}");
             let html = page.text().await.unwrap();
             assert!(
-                html.contains(&format!("<html lang=\"{language}\">")),
+                html.contains(&format!("<html lang=\"{language}\" dir=\"ltr\">")),
                 "{path}?{query}: {html}"
             );
         }
@@ -264,7 +264,14 @@ async fn a_page_speaks_the_language_chosen_before_or_the_browsers() {
         .await
         .unwrap();
     assert_eq!(lang_of(&html), "en");
-    let html = page(Some("fr-FR, tr"), None, "/me")
+    let html = page(Some("fr-FR, ar;q=0.5"), None, "/me")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(lang_of(&html), "ar");
+    let html = page(Some("fr-FR, it"), None, "/me")
         .await
         .unwrap()
         .text()

@@ -70,7 +70,7 @@ async fn a_region_serves_the_countries_its_policy_names() {
     let app = spawn_with(Components::default(), |_| {}).await;
     app.load_demo().await;
     let document = drawbridge::demo::POLICY
-        .replace("version = 2", "version = 3")
+        .replace("version = 3", "version = 4")
         .replace(
             r#"phone_country_codes = ["49"]"#,
             r#"phone_country_codes = ["49", "43"]"#,

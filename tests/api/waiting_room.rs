@@ -1201,12 +1201,12 @@ async fn a_room_under_attack_asks_for_proof_of_work() {
 }
 
 #[tokio::test]
-async fn the_waiting_page_explains_fairness_in_german_and_english() {
+async fn the_waiting_page_explains_fairness_in_its_language() {
     let app = spawn_app().await;
     app.put_room("page", &open_room(json!({ "pow_difficulty": 4 })))
         .await;
     let german = app.get("/rooms/page").await.text().await.unwrap();
-    assert!(german.contains("<html lang=\"de\">") && german.contains("Die Reihenfolge ist fair"));
+    assert!(german.contains("<html lang=\"de\" dir=\"ltr\">") && german.contains("Die Reihenfolge ist fair"));
     assert!(german.contains("aria-live=\"polite\""));
     let english = app.get("/rooms/page?lang=en").await.text().await.unwrap();
     assert!(english.contains("The queue is fair"), "{english}");
@@ -1217,5 +1217,8 @@ async fn the_waiting_page_explains_fairness_in_german_and_english() {
         "{english}"
     );
     assert!(english.contains("data-difficulty=\"4\""), "{english}");
+    let arabic = app.get("/rooms/page?lang=ar").await.text().await.unwrap();
+    assert!(arabic.contains("<html lang=\"ar\" dir=\"rtl\">"), "{arabic}");
+    assert!(arabic.contains("data-difficulty=\"4\""), "{arabic}");
     app.stop().await;
 }

@@ -3,12 +3,13 @@
 //! In 2021 people found out only by accident that rules nobody had published decided what they
 //! were offered. Here every decision carries its reasons: every rule of the published
 //! [`Policy`] is evaluated for every vaccine (never short-circuited), and each reason says, in
-//! German and English, which fact about the person met which limit of the policy.
+//! every language Drawbridge speaks, which fact about the person met which limit of the policy.
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::allocation::policy::{is_german_postcode, Policy, PriorityGroup, Vaccine};
+use crate::language::Language;
 
 /// What a registrant told us that eligibility depends on. No name is needed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +55,7 @@ pub enum Rule {
     KnownGroup,
 }
 
-/// The outcome of one rule for one vaccine, explained in German and English.
+/// The outcome of one rule for one vaccine, explained in every language.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
     /// Which rule was checked.
@@ -65,11 +66,33 @@ pub struct Reason {
     pub de: String,
     /// The explanation in English.
     pub en: String,
+    /// The explanation in Turkish.
+    pub tr: String,
+    /// The explanation in Arabic.
+    pub ar: String,
 }
 
 impl Reason {
-    fn new(rule: Rule, passed: bool, de: String, en: String) -> Reason {
-        Reason { rule, passed, de, en }
+    /// A reason whose explanation `say` writes in each language.
+    fn new(rule: Rule, passed: bool, say: impl Fn(Language) -> String) -> Reason {
+        Reason {
+            rule,
+            passed,
+            de: say(Language::De),
+            en: say(Language::En),
+            tr: say(Language::Tr),
+            ar: say(Language::Ar),
+        }
+    }
+
+    /// The explanation in `language`.
+    pub fn text(&self, language: Language) -> &str {
+        match language {
+            Language::De => &self.de,
+            Language::En => &self.en,
+            Language::Tr => &self.tr,
+            Language::Ar => &self.ar,
+        }
     }
 }
 
@@ -169,154 +192,220 @@ pub fn eligible_vaccines<'p>(
 }
 
 fn postcode_in_region(policy: &Policy, postcode: &str) -> Reason {
-    let (region_de, region_en) = (&policy.name.de, &policy.name.en);
+    let region = |language| policy.name.get(language);
     let rule = Rule::PostcodeInRegion;
     if !is_german_postcode(postcode) {
         let shown = postcode.escape_debug();
-        return Reason::new(
-            rule,
-            false,
-            format!(
+        return Reason::new(rule, false, |language| match language {
+            Language::De => format!(
                 "„{shown}“ ist keine deutsche Postleitzahl; bitte geben Sie Ihre fünfstellige \
                  Postleitzahl ein."
             ),
-            format!("“{shown}” is not a German postcode; please enter your 5-digit postcode."),
-        );
+            Language::En => {
+                format!("“{shown}” is not a German postcode; please enter your 5-digit postcode.")
+            }
+            Language::Tr => {
+                format!("“{shown}” bir Alman posta kodu değil; lütfen beş haneli posta kodunuzu girin.")
+            }
+            Language::Ar => {
+                format!("«{shown}» ليس رمزًا بريديًا ألمانيًا؛ يرجى إدخال رمزك البريدي المكوّن من خمسة أرقام.")
+            }
+        });
     }
     if policy.covers_postcode(postcode) {
-        Reason::new(
-            rule,
-            true,
-            format!("Ihre Postleitzahl {postcode} liegt in {region_de}."),
-            format!("Your postcode {postcode} is in {region_en}."),
-        )
+        Reason::new(rule, true, |language| {
+            let region = region(language);
+            match language {
+                Language::De => format!("Ihre Postleitzahl {postcode} liegt in {region}."),
+                Language::En => format!("Your postcode {postcode} is in {region}."),
+                Language::Tr => format!("Posta kodunuz {postcode}, {region} bölgesinde."),
+                Language::Ar => format!("رمزك البريدي {postcode} يقع في {region}."),
+            }
+        })
     } else {
-        Reason::new(
-            rule,
-            false,
-            format!(
-                "Ihre Postleitzahl {postcode} liegt nicht in {region_de}; bitte registrieren Sie \
-                 sich in dem Bundesland, in dem Sie wohnen."
-            ),
-            format!(
-                "Your postcode {postcode} is not in {region_en}; please register in the region \
-                 where you live."
-            ),
-        )
+        Reason::new(rule, false, |language| {
+            let region = region(language);
+            match language {
+                Language::De => format!(
+                    "Ihre Postleitzahl {postcode} liegt nicht in {region}; bitte registrieren \
+                     Sie sich in dem Bundesland, in dem Sie wohnen."
+                ),
+                Language::En => format!(
+                    "Your postcode {postcode} is not in {region}; please register in the region \
+                     where you live."
+                ),
+                Language::Tr => format!(
+                    "Posta kodunuz {postcode}, {region} bölgesinde değil; lütfen yaşadığınız \
+                     eyalette kayıt olun."
+                ),
+                Language::Ar => format!(
+                    "رمزك البريدي {postcode} لا يقع في {region}؛ يرجى التسجيل في الولاية التي \
+                     تسكن فيها."
+                ),
+            }
+        })
     }
 }
 
 fn known_group(policy: &Policy, id: u8) -> Reason {
-    let (region_de, region_en) = (&policy.name.de, &policy.name.en);
+    let region = |language| policy.name.get(language);
     let rule = Rule::KnownGroup;
     if policy.group(id).is_some() {
-        return Reason::new(
-            rule,
-            true,
-            format!("Sie gehören zur Priorisierungsgruppe {id} der Regeln für {region_de}."),
-            format!("You are in priority group {id} of the rules for {region_en}."),
-        );
+        return Reason::new(rule, true, |language| {
+            let region = region(language);
+            match language {
+                Language::De => {
+                    format!("Sie gehören zur Priorisierungsgruppe {id} der Regeln für {region}.")
+                }
+                Language::En => format!("You are in priority group {id} of the rules for {region}."),
+                Language::Tr => format!("{region} kurallarına göre {id}. öncelik grubundasınız."),
+                Language::Ar => format!("أنت في فئة الأولوية {id} وفق قواعد {region}."),
+            }
+        });
     }
     let ids: Vec<String> = policy.groups.iter().map(|g| g.id.to_string()).collect();
-    Reason::new(
-        rule,
-        false,
-        format!(
-            "Die Priorisierungsgruppe {id} gibt es in den Regeln für {region_de} nicht; bitte \
-             wählen Sie Gruppe {}.",
-            one_of(&ids, "oder")
-        ),
-        format!(
-            "Priority group {id} does not exist in the rules for {region_en}; please choose \
-             group {}.",
-            one_of(&ids, "or")
-        ),
-    )
+    Reason::new(rule, false, |language| {
+        let region = region(language);
+        match language {
+            Language::De => format!(
+                "Die Priorisierungsgruppe {id} gibt es in den Regeln für {region} nicht; bitte \
+                 wählen Sie Gruppe {}.",
+                one_of(&ids, "oder")
+            ),
+            Language::En => format!(
+                "Priority group {id} does not exist in the rules for {region}; please choose \
+                 group {}.",
+                one_of(&ids, "or")
+            ),
+            Language::Tr => format!(
+                "{region} kurallarında {id}. öncelik grubu yok; lütfen {} grubunu seçin.",
+                one_of(&ids, "veya")
+            ),
+            Language::Ar => format!(
+                "لا توجد فئة الأولوية {id} في قواعد {region}؛ يرجى اختيار الفئة {}.",
+                one_of(&ids, "أو")
+            ),
+        }
+    })
 }
 
 fn group_released(group: Option<&PriorityGroup>, id: u8, on: NaiveDate) -> Reason {
     let rule = Rule::GroupReleased;
     let Some(group) = group else {
-        return Reason::new(
-            rule,
-            false,
-            format!("Die Priorisierungsgruppe {id} gibt es nicht, daher hat sie kein Freigabedatum."),
-            format!("Priority group {id} does not exist, so it has no release date."),
-        );
+        return Reason::new(rule, false, |language| match language {
+            Language::De => {
+                format!("Die Priorisierungsgruppe {id} gibt es nicht, daher hat sie kein Freigabedatum.")
+            }
+            Language::En => format!("Priority group {id} does not exist, so it has no release date."),
+            Language::Tr => format!("{id}. öncelik grubu olmadığı için açılış tarihi de yok."),
+            Language::Ar => format!("فئة الأولوية {id} غير موجودة، لذا ليس لها تاريخ فتح."),
+        });
     };
-    let (de_date, en_date) = (german_date(group.released_on), english_date(group.released_on));
     if group.released_on <= on {
-        Reason::new(
-            rule,
-            true,
-            format!("Die Priorisierungsgruppe {id} ist seit dem {de_date} für Termine freigegeben."),
-            format!("Priority group {id} has been open for appointments since {en_date}."),
-        )
+        Reason::new(rule, true, |language| {
+            let date = long_date(group.released_on, language);
+            match language {
+                Language::De => {
+                    format!("Die Priorisierungsgruppe {id} ist seit dem {date} für Termine freigegeben.")
+                }
+                Language::En => format!("Priority group {id} has been open for appointments since {date}."),
+                Language::Tr => {
+                    format!("{id}. öncelik grubu {date} tarihinden beri randevulara açık.")
+                }
+                Language::Ar => format!("فئة الأولوية {id} مفتوحة للمواعيد منذ {date}."),
+            }
+        })
     } else {
-        Reason::new(
-            rule,
-            false,
-            format!("Die Priorisierungsgruppe {id} wird erst am {de_date} für Termine freigegeben."),
-            format!("Priority group {id} will only be opened for appointments on {en_date}."),
-        )
+        Reason::new(rule, false, |language| {
+            let date = long_date(group.released_on, language);
+            match language {
+                Language::De => {
+                    format!("Die Priorisierungsgruppe {id} wird erst am {date} für Termine freigegeben.")
+                }
+                Language::En => {
+                    format!("Priority group {id} will only be opened for appointments on {date}.")
+                }
+                Language::Tr => {
+                    format!("{id}. öncelik grubu ancak {date} tarihinde randevulara açılacak.")
+                }
+                Language::Ar => format!("لن تُفتح فئة الأولوية {id} للمواعيد إلا في {date}."),
+            }
+        })
     }
 }
 
 fn minimum_age(vaccine: &Vaccine, age: &Age) -> Reason {
-    let (name_de, name_en, min) = (&vaccine.name.de, &vaccine.name.en, vaccine.min_age);
+    let min = vaccine.min_age;
     let passed = age.years >= i32::from(min);
-    let (de_only, en_only) = if passed { ("", "") } else { ("erst ", "only ") };
-    Reason::new(
-        Rule::MinimumAge,
-        passed,
-        format!(
-            "{}; {name_de} ist {de_only}ab {} zugelassen.",
-            age.de(),
-            jahre(min, Case::Dative)
-        ),
-        format!("{}; {name_en} is {en_only}approved from age {min}.", age.en()),
-    )
+    Reason::new(Rule::MinimumAge, passed, |language| {
+        let (age, name) = (age.said(language), vaccine.name.get(language));
+        match (language, passed) {
+            (Language::De, true) => format!("{age}; {name} ist ab {} zugelassen.", jahre(min, Case::Dative)),
+            (Language::De, false) => {
+                format!(
+                    "{age}; {name} ist erst ab {} zugelassen.",
+                    jahre(min, Case::Dative)
+                )
+            }
+            (Language::En, true) => format!("{age}; {name} is approved from age {min}."),
+            (Language::En, false) => format!("{age}; {name} is only approved from age {min}."),
+            (Language::Tr, true) => format!("{age}; {name} {min} yaşından itibaren onaylıdır."),
+            (Language::Tr, false) => format!("{age}; {name} ancak {min} yaşından itibaren onaylıdır."),
+            (Language::Ar, true) => format!("{age}؛ {name} معتمد ابتداءً من سن {min}."),
+            (Language::Ar, false) => format!("{age}؛ {name} معتمد فقط ابتداءً من سن {min}."),
+        }
+    })
 }
 
 fn maximum_age(vaccine: &Vaccine, max: u8, age: &Age) -> Reason {
-    let (name_de, name_en) = (&vaccine.name.de, &vaccine.name.en);
     let passed = age.years <= i32::from(max);
-    let (de_only, en_only) = if passed { ("", "") } else { ("nur ", "only ") };
-    Reason::new(
-        Rule::MaximumAge,
-        passed,
-        format!(
-            "{}; {name_de} ist {de_only}bis zum Alter von {} zugelassen.",
-            age.de(),
-            jahre(max, Case::Dative)
-        ),
-        format!("{}; {name_en} is {en_only}approved up to age {max}.", age.en()),
-    )
+    Reason::new(Rule::MaximumAge, passed, |language| {
+        let (age, name) = (age.said(language), vaccine.name.get(language));
+        match (language, passed) {
+            (Language::De, true) => format!(
+                "{age}; {name} ist bis zum Alter von {} zugelassen.",
+                jahre(max, Case::Dative)
+            ),
+            (Language::De, false) => format!(
+                "{age}; {name} ist nur bis zum Alter von {} zugelassen.",
+                jahre(max, Case::Dative)
+            ),
+            (Language::En, true) => format!("{age}; {name} is approved up to age {max}."),
+            (Language::En, false) => format!("{age}; {name} is only approved up to age {max}."),
+            (Language::Tr, true) => format!("{age}; {name} {max} yaşına kadar onaylıdır."),
+            (Language::Tr, false) => format!("{age}; {name} yalnızca {max} yaşına kadar onaylıdır."),
+            (Language::Ar, true) => format!("{age}؛ {name} معتمد حتى سن {max}."),
+            (Language::Ar, false) => format!("{age}؛ {name} معتمد فقط حتى سن {max}."),
+        }
+    })
 }
 
 fn accepted(vaccine: &Vaccine, person: &Person) -> Reason {
-    let (name_de, name_en) = (&vaccine.name.de, &vaccine.name.en);
-    if person.accepts(&vaccine.code) {
-        Reason::new(
-            Rule::Accepted,
-            true,
-            format!("Sie haben angegeben, dass Sie {name_de} akzeptieren."),
-            format!("You said you accept {name_en}."),
-        )
-    } else {
-        Reason::new(
-            Rule::Accepted,
-            false,
-            format!(
-                "Sie haben angegeben, dass Sie {name_de} nicht akzeptieren; das respektieren wir \
+    let passed = person.accepts(&vaccine.code);
+    Reason::new(Rule::Accepted, passed, |language| {
+        let name = vaccine.name.get(language);
+        match (language, passed) {
+            (Language::De, true) => format!("Sie haben angegeben, dass Sie {name} akzeptieren."),
+            (Language::De, false) => format!(
+                "Sie haben angegeben, dass Sie {name} nicht akzeptieren; das respektieren wir \
                  und bieten Ihnen diesen Impfstoff nie an."
             ),
-            format!(
-                "You said you do not accept {name_en}; we respect that and will never offer it \
+            (Language::En, true) => format!("You said you accept {name}."),
+            (Language::En, false) => format!(
+                "You said you do not accept {name}; we respect that and will never offer it \
                  to you."
             ),
-        )
-    }
+            (Language::Tr, true) => format!("{name} aşısını kabul ettiğinizi belirttiniz."),
+            (Language::Tr, false) => format!(
+                "{name} aşısını kabul etmediğinizi belirttiniz; buna saygı duyuyoruz ve bu aşıyı \
+                 size asla önermeyeceğiz."
+            ),
+            (Language::Ar, true) => format!("لقد ذكرت أنك تقبل لقاح {name}."),
+            (Language::Ar, false) => {
+                format!("لقد ذكرت أنك لا تقبل لقاح {name}؛ نحترم ذلك ولن نعرض عليك هذا اللقاح أبدًا.")
+            }
+        }
+    })
 }
 
 /// The age used by the age rules, with the facts needed to explain it.
@@ -335,29 +424,22 @@ impl Age {
         }
     }
 
-    fn de(&self) -> String {
+    /// "You will be 65 in 2021", or why there is no age yet.
+    fn said(&self, language: Language) -> String {
         let Age {
             years,
             year,
             birth_year,
         } = self;
-        if *years < 0 {
-            format!("Ihr Geburtsjahr {birth_year} liegt nach {year}")
-        } else {
-            format!("Sie werden {year} {} alt", jahre(*years, Case::Nominative))
-        }
-    }
-
-    fn en(&self) -> String {
-        let Age {
-            years,
-            year,
-            birth_year,
-        } = self;
-        if *years < 0 {
-            format!("Your year of birth {birth_year} is after {year}")
-        } else {
-            format!("You will be {years} in {year}")
+        match (language, *years < 0) {
+            (Language::De, true) => format!("Ihr Geburtsjahr {birth_year} liegt nach {year}"),
+            (Language::De, false) => format!("Sie werden {year} {} alt", jahre(*years, Case::Nominative)),
+            (Language::En, true) => format!("Your year of birth {birth_year} is after {year}"),
+            (Language::En, false) => format!("You will be {years} in {year}"),
+            (Language::Tr, true) => format!("Doğum yılınız {birth_year}, {year} yılından sonra"),
+            (Language::Tr, false) => format!("{year} yılında {years} yaşına giriyorsunuz"),
+            (Language::Ar, true) => format!("سنة ميلادك {birth_year} بعد عام {year}"),
+            (Language::Ar, false) => format!("عمرك في عام {year} هو {years}"),
         }
     }
 }
@@ -390,14 +472,10 @@ fn one_of(items: &[String], or: &str) -> String {
     }
 }
 
-/// "7 June 2021".
-fn english_date(date: NaiveDate) -> String {
-    date.format("%-d %B %Y").to_string()
-}
-
-/// "7. Juni 2021" (chrono only knows English month names without its locale feature).
-fn german_date(date: NaiveDate) -> String {
-    const MONTHS: [&str; 12] = [
+/// "7. Juni 2021", "7 June 2021", "7 Haziran 2021", "7 يونيو 2021" (chrono knows only English
+/// month names without its locale feature).
+fn long_date(date: NaiveDate, language: Language) -> String {
+    const MONTHS_DE: [&str; 12] = [
         "Januar",
         "Februar",
         "März",
@@ -411,8 +489,32 @@ fn german_date(date: NaiveDate) -> String {
         "November",
         "Dezember",
     ];
-    let month = MONTHS.get(date.month0() as usize).copied().unwrap_or_default();
-    format!("{}. {month} {}", date.day(), date.year())
+    const MONTHS_TR: [&str; 12] = [
+        "Ocak", "Şubat", "Mart", "Nisan", "Mayıs", "Haziran", "Temmuz", "Ağustos", "Eylül", "Ekim", "Kasım",
+        "Aralık",
+    ];
+    const MONTHS_AR: [&str; 12] = [
+        "يناير",
+        "فبراير",
+        "مارس",
+        "أبريل",
+        "مايو",
+        "يونيو",
+        "يوليو",
+        "أغسطس",
+        "سبتمبر",
+        "أكتوبر",
+        "نوفمبر",
+        "ديسمبر",
+    ];
+    let month = |names: [&'static str; 12]| names.get(date.month0() as usize).copied().unwrap_or_default();
+    let (day, year) = (date.day(), date.year());
+    match language {
+        Language::De => format!("{day}. {} {year}", month(MONTHS_DE)),
+        Language::En => date.format("%-d %B %Y").to_string(),
+        Language::Tr => format!("{day} {} {year}", month(MONTHS_TR)),
+        Language::Ar => format!("{day} {} {year}", month(MONTHS_AR)),
+    }
 }
 
 #[cfg(test)]
@@ -473,7 +575,7 @@ mod tests {
             day(2021, 5, 3),
         );
         assert!(evaluation.eligible);
-        assert_eq!(evaluation.policy_version, 2);
+        assert_eq!(evaluation.policy_version, 3);
         assert_eq!(
             evaluation.eligible_vaccines().collect::<Vec<_>>(),
             ["biontech", "moderna"]
@@ -665,8 +767,10 @@ mod tests {
         assert_eq!(one_of(&items(&[]), "or"), "");
         assert_eq!(one_of(&items(&["1"]), "or"), "1");
         assert_eq!(one_of(&items(&["1", "2", "3"]), "oder"), "1, 2 oder 3");
-        assert_eq!(german_date(day(2021, 3, 31)), "31. März 2021");
-        assert_eq!(english_date(day(2020, 12, 27)), "27 December 2020");
+        assert_eq!(long_date(day(2021, 3, 31), Language::De), "31. März 2021");
+        assert_eq!(long_date(day(2020, 12, 27), Language::En), "27 December 2020");
+        assert_eq!(long_date(day(2021, 2, 8), Language::Tr), "8 Şubat 2021");
+        assert_eq!(long_date(day(2021, 6, 7), Language::Ar), "7 يونيو 2021");
     }
 
     #[test]
@@ -713,7 +817,9 @@ mod tests {
                 prop_assert_eq!(&d.vaccine, &vaccine.code);
                 prop_assert_eq!(d.eligible, d.reasons.iter().all(|r| r.passed));
                 for r in &d.reasons {
-                    prop_assert!(!r.de.trim().is_empty() && !r.en.trim().is_empty());
+                    for language in Language::ALL {
+                        prop_assert!(!r.text(language).trim().is_empty());
+                    }
                 }
             }
             prop_assert_eq!(evaluation.eligible, evaluation.vaccines.iter().any(|d| d.eligible));

@@ -81,8 +81,9 @@ pub struct Vaccine {
     pub max_age: Option<u8>,
 }
 
-/// A name as citizens read it, in every language Drawbridge speaks: a policy that leaves one
-/// out is refused, so no page shows a German name in an English sentence.
+/// A name as citizens read it. German and English are required, so no German or English page
+/// shows a name in the other language; Turkish and Arabic are optional and read as the English
+/// name where a region has not written them (vaccines' and regions' proper names mostly are).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Label {
@@ -90,6 +91,12 @@ pub struct Label {
     pub de: String,
     /// English.
     pub en: String,
+    /// Türkçe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tr: Option<String>,
+    /// العربية.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ar: Option<String>,
 }
 
 impl Label {
@@ -99,19 +106,31 @@ impl Label {
         Label {
             de: text.to_owned(),
             en: text.to_owned(),
+            tr: Some(text.to_owned()),
+            ar: Some(text.to_owned()),
         }
     }
 
-    /// The text in `language`.
+    /// The text in `language`, or the English one where the policy has none in it.
     pub fn get(&self, language: Language) -> &str {
         match language {
             Language::De => &self.de,
             Language::En => &self.en,
+            Language::Tr => self.tr.as_deref().unwrap_or(&self.en),
+            Language::Ar => self.ar.as_deref().unwrap_or(&self.en),
         }
     }
 
-    fn texts(&self) -> [(Language, &str); 2] {
-        [(Language::De, &self.de), (Language::En, &self.en)]
+    /// The texts the policy wrote, by language.
+    fn texts(&self) -> impl Iterator<Item = (Language, &str)> {
+        [
+            (Language::De, Some(self.de.as_str())),
+            (Language::En, Some(self.en.as_str())),
+            (Language::Tr, self.tr.as_deref()),
+            (Language::Ar, self.ar.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(language, text)| Some((language, text?)))
     }
 }
 
@@ -667,7 +686,7 @@ waiting_time_weight_per_week = 0.0
     fn published_bw_policy_is_valid_and_models_spring_2021() {
         let policy = bw();
         assert_eq!(policy.region, "bw");
-        assert_eq!(policy.version, 2);
+        assert_eq!(policy.version, 3);
         let codes: Vec<_> = policy.vaccines.iter().map(|v| v.code.as_str()).collect();
         assert_eq!(codes, ["biontech", "moderna", "astrazeneca", "janssen"]);
         let astrazeneca = policy.vaccine("astrazeneca").expect("astrazeneca");
@@ -698,7 +717,27 @@ waiting_time_weight_per_week = 0.0
                 group.name.en
             );
             assert_ne!(group.name.de, group.name.en);
+            for language in [Language::Tr, Language::Ar] {
+                assert_ne!(group.name.get(language), group.name.en, "{language:?}");
+            }
         }
+    }
+
+    #[test]
+    fn turkish_and_arabic_names_are_optional_and_read_as_english_where_missing() {
+        let policy = Policy::from_toml(&minimal_with(
+            r#"name = { de = "Everyone", en = "Everyone" }"#,
+            r#"name = { de = "Alle", en = "Everyone", ar = "الجميع" }"#,
+        ))
+        .expect("valid");
+        let name = &policy.group(1).unwrap().name;
+        assert_eq!(name.get(Language::Tr), "Everyone");
+        assert_eq!(name.get(Language::Ar), "الجميع");
+        let error = error_of(&minimal_with(
+            r#"name = { de = "Everyone", en = "Everyone" }"#,
+            r#"name = { de = "Alle", en = "Everyone", tr = " " }"#,
+        ));
+        assert!(error.contains("groups[0].name.tr: must not be empty"), "{error}");
     }
 
     #[test]

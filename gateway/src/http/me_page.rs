@@ -79,10 +79,7 @@ impl StatusView {
             .iter()
             .flat_map(|decision| decision.reasons.iter())
             .filter(|reason| !reason.passed)
-            .map(|reason| match language {
-                Language::De => reason.de.clone(),
-                Language::En => reason.en.clone(),
-            })
+            .map(|reason| reason.text(language).to_owned())
             .collect();
         StatusView {
             next_step: status.next_step.key(),

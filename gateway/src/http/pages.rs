@@ -288,10 +288,7 @@ fn decisions<'a>(
                 .iter()
                 .map(|r| ReasonView {
                     passed: r.passed,
-                    text: match language {
-                        Language::De => &r.de,
-                        Language::En => &r.en,
-                    },
+                    text: r.text(language),
                 })
                 .collect(),
         })
