@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub use fantoccini::key::Key;
+use fantoccini::wd::WebDriverCompatibleCommand;
 pub use fantoccini::Locator;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
@@ -93,13 +94,30 @@ impl Browser {
 
     /// Whether the page is wider than the screen, so that it scrolls sideways. (Measured
     /// against the screen: a phone's browser widens its window to a page that overflows.)
+    /// Asked of the browser, not the page, so it holds with the page's scripts off too.
     pub async fn scrolls_sideways(&self) -> bool {
-        let wide = self
-            .client
-            .execute("return document.documentElement.scrollWidth;", Vec::new())
+        let metrics = self.devtools("Page.getLayoutMetrics", json!({})).await;
+        let wide = metrics["cssContentSize"]["width"].as_f64().expect("a width");
+        wide > f64::from(self.width)
+    }
+
+    /// Turns the pages' scripts off or on, for this and every later page, as a person may in
+    /// their browser's settings. WebDriver's own commands keep working, except clicking:
+    /// with scripts off, press keys instead (Enter on a button or link, Space on a box).
+    pub async fn allow_scripts(&self, allowed: bool) {
+        self.devtools(
+            "Emulation.setScriptExecutionDisabled",
+            json!({ "value": !allowed }),
+        )
+        .await;
+    }
+
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    async fn devtools(&self, command: &'static str, params: serde_json::Value) -> serde_json::Value {
+        self.client
+            .issue_cmd(DevTools { command, params })
             .await
-            .expect("the page answers");
-        wide.as_u64().expect("a width") > u64::from(self.width)
+            .unwrap_or_else(|error| panic!("{command}: {error}"))
     }
 
     /// Presses `keys` on whatever has the focus, as a keyboard would.
@@ -139,6 +157,27 @@ impl Browser {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// chromedriver's door to the DevTools Protocol, which WebDriver itself lacks.
+#[derive(Debug)]
+struct DevTools {
+    command: &'static str,
+    params: serde_json::Value,
+}
+
+impl WebDriverCompatibleCommand for DevTools {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.command, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
     }
 }
 

@@ -12,6 +12,17 @@ use reqwest::Method;
 
 const STUTTGART: &str = "stuttgart-liederhalle";
 
+/// The page text `key` (`section.name`) in `lang`, as the pages' text file writes it.
+fn page_text(lang: &str, key: &str) -> String {
+    let path = format!(
+        "{}/gateway/templates/lang/{lang}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let texts: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (section, name) = key.split_once('.').unwrap();
+    texts[section][name].as_str().unwrap().to_owned()
+}
+
 /// Checks the page the browser shows, named `name` in the screenshots.
 async fn looks_right(browser: &Browser, name: &str) {
     let violations = browser.accessibility_violations().await;
@@ -21,6 +32,26 @@ async fn looks_right(browser: &Browser, name: &str) {
         "{name} scrolls sideways at 360 px"
     );
     browser.screenshot(name).await;
+}
+
+/// What can be checked of a page with its scripts off (axe-core is a script): it fits the
+/// screen, and its screenshot is kept.
+async fn looks_right_without_scripts(browser: &Browser, name: &str) {
+    assert!(
+        !browser.scrolls_sideways().await,
+        "{name} scrolls sideways at 360 px"
+    );
+    browser.screenshot(name).await;
+}
+
+/// Tabs to the element `css` selects and presses `typed` there; answers the keystrokes.
+async fn by_keyboard(browser: &Browser, css: &str, typed: &str) -> usize {
+    let tabs = browser
+        .tab_to(css)
+        .await
+        .unwrap_or_else(|| panic!("{css} cannot be reached by keyboard"));
+    browser.press(typed).await;
+    tabs + typed.chars().count()
 }
 
 /// The text of the element `css` selects, once the page shows it.
@@ -96,9 +127,10 @@ async fn booked(app: &TestApp, phone: &str) -> (uuid::Uuid, drawbridge_domain::B
     (registrant, code)
 }
 
-/// From the start page to the booking code and the status page, in German and in English,
-/// with the SMS code read from the SMS provider; a form sent incomplete comes back with its
-/// problems summarised at the top and tied to their fields.
+/// From the start page to the booking code and the status page, then from the offer's SMS to
+/// the first dose, in German, English, Turkish and Arabic (right to left), with the SMS code
+/// read from the SMS provider; a form sent incomplete comes back with its problems summarised
+/// at the top and tied to their fields.
 #[tokio::test]
 async fn a_citizen_registers_in_a_browser_and_sees_their_status() {
     let app = spawn_with(
@@ -112,24 +144,14 @@ async fn a_citizen_registers_in_a_browser_and_sees_their_status() {
     app.load_demo().await;
     let browser = Browser::start(360, 740).await;
     let people = [
-        (
-            "de",
-            "+4917155590001",
-            "Registrieren",
-            "Ihre Angaben",
-            "Erste Dosis gegeben",
-        ),
-        (
-            "en",
-            "+4917155590002",
-            "Register",
-            "Your details",
-            "First dose given",
-        ),
+        ("de", "+4917155590001"),
+        ("en", "+4917155590002"),
+        ("tr", "+4917155590003"),
+        ("ar", "+4917155590004"),
     ];
     let mut booking_codes = Vec::new();
-    for (lang, phone, register, status, _) in people {
-        booking_codes.push(register_in(&app, &browser, lang, phone, register, status).await);
+    for (lang, phone) in people {
+        booking_codes.push(register_in(&app, &browser, lang, phone).await);
     }
 
     // One draw offers both of them a pair: each follows the link in their SMS to the door.
@@ -144,16 +166,19 @@ async fn a_citizen_registers_in_a_browser_and_sees_their_status() {
             .await
     );
     for ((person, offer), booking_code) in people.iter().zip(offers).zip(&booking_codes) {
-        let (lang, phone, _, _, first_dose) = *person;
+        let (lang, phone) = *person;
         let offer = tokio::time::timeout(Duration::from_secs(20), offer)
             .await
             .expect("the offer SMS");
+        // The messages speak the language the person registered in.
+        let arabic = offer.body.chars().any(|c| ('\u{600}'..='\u{6ff}').contains(&c));
+        assert_eq!(arabic, lang == "ar", "{lang}: {}", offer.body);
         let person = Person {
             lang,
             phone,
             booking_code,
         };
-        to_the_door(&app, &browser, &person, &offer.body, &door, first_dose).await;
+        to_the_door(&app, &browser, &person, &offer.body, &door).await;
     }
     browser.close().await;
     app.stop().await;
@@ -175,14 +200,7 @@ fn link_in(sms: &str) -> &str {
 }
 
 /// From the offer's link to the pass, the first dose at the door, and the status page saying so.
-async fn to_the_door(
-    app: &TestApp,
-    browser: &Browser,
-    person: &Person<'_>,
-    offer_sms: &str,
-    door: &str,
-    first_dose: &str,
-) {
+async fn to_the_door(app: &TestApp, browser: &Browser, person: &Person<'_>, offer_sms: &str, door: &str) {
     let lang = person.lang;
     browser.client.goto(&app.url(link_in(offer_sms))).await.unwrap();
     text_of(browser, "main form[action*='/accept'] button").await;
@@ -192,8 +210,10 @@ async fn to_the_door(
         page.contains("openstreetmap.org/search?query=Berliner"),
         "a map link: {page}"
     );
-    let left = if lang == "de" { "Std." } else { " h " };
-    assert!(page.contains(left), "the time left: {page}");
+    let time_left = page_text(lang, "offer.time_left");
+    let (_, hours) = time_left.split_once("{hours}").unwrap();
+    let (hours, _) = hours.split_once("{minutes}").unwrap();
+    assert!(page.contains(hours), "the time left ({hours:?}): {page}");
     let confirmation = app.twilio.next_message_to(person.phone);
     let accept = browser
         .client
@@ -203,6 +223,31 @@ async fn to_the_door(
     accept.click().await.unwrap();
     text_of(browser, "main [role=status], main [role=alert]").await;
     looks_right(browser, &format!("accepted-{lang}")).await;
+    open_the_pass(app, browser, confirmation).await;
+    looks_right(browser, &format!("pass-{lang}")).await;
+
+    check_in_at_the_door(app, person, door).await;
+
+    browser
+        .client
+        .goto(&app.url(&format!("/me?lang={lang}")))
+        .await
+        .unwrap();
+    sign_in_as(browser, person.booking_code).await;
+    let page = browser.client.source().await.unwrap();
+    assert!(
+        page.contains(&page_text(lang, "booking_state.first_dose_given")),
+        "{page}"
+    );
+    looks_right(browser, &format!("status-first-dose-{lang}")).await;
+}
+
+/// Waits for the confirmation SMS and opens the pass page it links to.
+async fn open_the_pass(
+    app: &TestApp,
+    browser: &Browser,
+    confirmation: impl std::future::Future<Output = drawbridge_test_support::twilio::Sms>,
+) {
     let confirmation = tokio::time::timeout(Duration::from_secs(20), confirmation)
         .await
         .expect("the confirmation SMS");
@@ -212,9 +257,11 @@ async fn to_the_door(
         .await
         .unwrap();
     text_of(browser, "main img").await;
-    looks_right(browser, &format!("pass-{lang}")).await;
+}
 
-    // At the door with the pass the page shows, on the day of the first appointment.
+/// The first dose at the door, with the pass the pass page shows, on the day of the first
+/// appointment: the centre's door device checks it in.
+async fn check_in_at_the_door(app: &TestApp, person: &Person<'_>, door: &str) {
     let (_, me) = app
         .call(
             Method::GET,
@@ -241,16 +288,6 @@ async fn to_the_door(
         )
         .await;
     assert_eq!((status, body["dose"].as_str()), (200, Some("first")), "{body}");
-
-    browser
-        .client
-        .goto(&app.url(&format!("/me?lang={lang}")))
-        .await
-        .unwrap();
-    sign_in_as(browser, person.booking_code).await;
-    let page = browser.client.source().await.unwrap();
-    assert!(page.contains(first_dose), "{page}");
-    looks_right(browser, &format!("status-first-dose-{lang}")).await;
 }
 
 /// Signs out whoever is signed in to `/me`, and in with `booking_code`.
@@ -269,14 +306,7 @@ async fn sign_in_as(browser: &Browser, booking_code: &str) {
 }
 
 /// Registers from the start page; answers the booking code the page showed.
-async fn register_in(
-    app: &TestApp,
-    browser: &Browser,
-    lang: &str,
-    phone: &str,
-    register: &str,
-    status: &str,
-) -> String {
+async fn register_in(app: &TestApp, browser: &Browser, lang: &str, phone: &str) -> String {
     browser
         .client
         .goto(&app.url(&format!("/?lang={lang}")))
@@ -299,7 +329,7 @@ async fn register_in(
         .unwrap();
     browser
         .client
-        .find(Locator::LinkText(register))
+        .find(Locator::LinkText(&page_text(lang, "register.start")))
         .await
         .unwrap()
         .click()
@@ -364,7 +394,7 @@ async fn register_in(
     let next = text_of(browser, "main [role=status]").await;
     assert!(!next.is_empty());
     let page = browser.client.source().await.unwrap();
-    assert!(page.contains(status), "{page}");
+    assert!(page.contains(&page_text(lang, "me.choices")), "{page}");
     looks_right(browser, &format!("status-{lang}")).await;
     booking_code
 }
@@ -515,10 +545,12 @@ async fn a_citizen_changes_choices_cancels_and_withdraws_after_being_asked() {
     app.stop().await;
 }
 
-/// Keyboard only: from the skip link through every field of the registration form, a
-/// checkbox ticked with the space bar, the form sent with Enter, the code typed and sent.
+/// The whole path in Arabic at 360 × 740 with the keyboard alone and the pages' scripts off:
+/// the waiting room says what to do without JavaScript (it needs it to hold a place), and
+/// once let through, the form, the SMS code, the booking code, the status page, the offer and
+/// the pass work as plain HTML, to the first dose and the status page saying so.
 #[tokio::test]
-async fn a_citizen_registers_with_the_keyboard_alone() {
+async fn a_citizen_goes_the_whole_way_by_keyboard_without_javascript_in_arabic() {
     let app = spawn_with(
         Components {
             notifier: true,
@@ -528,18 +560,39 @@ async fn a_citizen_registers_with_the_keyboard_alone() {
     )
     .await;
     app.load_demo().await;
+    app.put_room(
+        "bw-opening",
+        &serde_json::json!({
+            "mode": "fifo", "opens_at": chrono::Utc::now().to_rfc3339(), "guards": ["bw"],
+            "target_path": "/regions/bw/register?lang=ar",
+        }),
+    )
+    .await;
     let browser = Browser::start(360, 740).await;
+    browser.allow_scripts(false).await;
     browser
         .client
-        .goto(&app.url("/regions/bw/register?lang=en"))
+        .goto(&app.url("/regions/bw/register?lang=ar"))
         .await
         .unwrap();
+    let told = text_of(&browser, "noscript p").await;
+    assert_eq!(told, page_text("ar", "room.noscript"));
+    looks_right_without_scripts(&browser, "room-noscript-ar").await;
+
+    // The room holds the place with its script; the rest of the way needs none.
+    browser.allow_scripts(true).await;
+    browser.client.refresh().await.unwrap();
     text_of(&browser, "label[for=phone]").await;
-    let mut keys = 0;
-    let mut key = |count: usize| keys += count;
-    key(browser.tab_to("a.skip").await.expect("the skip link comes first"));
-    browser.press(&Key::Enter.to_string()).await;
-    key(1);
+    browser.allow_scripts(false).await;
+    browser.client.refresh().await.unwrap();
+    text_of(&browser, "label[for=phone]").await;
+    looks_right_without_scripts(&browser, "register-noscript-ar").await;
+
+    // Keystrokes so far.
+    let keys = std::cell::Cell::new(0);
+    let key = |count: usize| keys.set(keys.get() + count);
+    let enter = Key::Enter.to_string();
+    key(by_keyboard(&browser, "a.skip", &enter).await);
     for (css, typed) in [
         ("#phone", "0171 55590005"),
         ("#birth_year", "1956"),
@@ -547,34 +600,66 @@ async fn a_citizen_registers_with_the_keyboard_alone() {
         ("#postcode", "70173"),
         ("input[value=biontech]", " "),
     ] {
-        key(browser
-            .tab_to(css)
-            .await
-            .unwrap_or_else(|| panic!("{css} cannot be reached by keyboard")));
-        browser.press(typed).await;
-        key(typed.chars().count());
+        key(by_keyboard(&browser, css, typed).await);
     }
-    let sms = app.twilio.next_message_to("+4917155590005");
-    key(browser
-        .tab_to("main form button[type=submit]")
-        .await
-        .expect("the button is reachable"));
-    browser.press(&Key::Enter.to_string()).await;
-    key(1);
+    let phone = "+4917155590005";
+    let sms = app.twilio.next_message_to(phone);
+    key(by_keyboard(&browser, "main form button[type=submit]", &enter).await);
     let sms = tokio::time::timeout(Duration::from_secs(20), sms)
         .await
         .expect("the SMS code arrives");
     text_of(&browser, "label[for=code]").await;
+    looks_right_without_scripts(&browser, "code-noscript-ar").await;
     let code = code_in(&sms.body);
-    key(browser
-        .tab_to("#code")
-        .await
-        .expect("the code field is reachable"));
-    browser.press(&format!("{code}{}", Key::Enter)).await;
-    key(7);
+    key(by_keyboard(&browser, "#code", &format!("{code}{enter}")).await);
     let booking_code = text_of(&browser, ".booking-code").await;
     assert_eq!(booking_code.len(), 19);
-    eprintln!("registered with the keyboard alone in {keys} keystrokes");
+    looks_right_without_scripts(&browser, "registered-noscript-ar").await;
+    eprintln!("registered with the keyboard alone in {} keystrokes", keys.get());
+
+    key(by_keyboard(&browser, "main a[href^='/me']", &enter).await);
+    text_of(&browser, "main [role=status]").await;
+    looks_right_without_scripts(&browser, "status-noscript-ar").await;
+
+    // Drawn: the link in the SMS opens the offer, accepted with the keyboard.
+    let offer = app.twilio.next_message_to(phone);
+    app.draw().await;
+    let offer = tokio::time::timeout(Duration::from_secs(20), offer)
+        .await
+        .expect("the offer SMS");
+    browser.client.goto(&app.url(link_in(&offer.body))).await.unwrap();
+    text_of(&browser, "main form[action*='/accept'] button").await;
+    looks_right_without_scripts(&browser, "offer-noscript-ar").await;
+    let confirmation = app.twilio.next_message_to(phone);
+    key(by_keyboard(&browser, "main form[action*='/accept'] button", &enter).await);
+    text_of(&browser, "main [role=status]").await;
+    looks_right_without_scripts(&browser, "accepted-noscript-ar").await;
+    open_the_pass(&app, &browser, confirmation).await;
+    looks_right_without_scripts(&browser, "pass-noscript-ar").await;
+
+    let door = format!(
+        "Bearer {}",
+        app.staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(STUTTGART))
+            .await
+    );
+    let person = Person {
+        lang: "ar",
+        phone,
+        booking_code: &booking_code,
+    };
+    check_in_at_the_door(&app, &person, &door).await;
+    browser.client.goto(&app.url("/me?lang=ar")).await.unwrap();
+    text_of(&browser, "main [role=status]").await;
+    let page = browser.client.source().await.unwrap();
+    assert!(
+        page.contains(&page_text("ar", "booking_state.first_dose_given")),
+        "{page}"
+    );
+    looks_right_without_scripts(&browser, "status-first-dose-noscript-ar").await;
+    eprintln!(
+        "from the form to the first dose with the keyboard alone in {} keystrokes",
+        keys.get()
+    );
     browser.close().await;
     app.stop().await;
 }
