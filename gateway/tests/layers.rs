@@ -37,11 +37,15 @@ fn code(text: &str) -> &str {
     text.split("#[cfg(test)]").next().unwrap_or(text)
 }
 
-/// Modules under `http/` that hold handlers (not the shared extractors, answers, the NUL check
-/// and the `/me` session cookie).
+/// Modules under `http/` that hold handlers (not the shared extractors, answers, refusals, the
+/// NUL check and the `/me` session cookie).
 fn handler_module(file: &str) -> Option<&str> {
     let name = file.strip_prefix("http/")?.strip_suffix(".rs")?;
-    (!matches!(name, "mod" | "extract" | "answers" | "nul" | "my_session")).then_some(name)
+    (!matches!(
+        name,
+        "mod" | "extract" | "answers" | "refusal" | "nul" | "my_session"
+    ))
+    .then_some(name)
 }
 
 #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{client_address, cookie, LanguageQuery};
 use super::my_session;
+use super::refusal::problem;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrants::Registrant;
 use crate::use_cases::my_status::{self, Changes, MyStatus};
@@ -262,10 +263,7 @@ async fn answer(
         // Said on the status page, in its language, with the status as it now stands.
         Err(refused) if refused.code() != ErrorCode::Internal => {
             let code = actix_web::ResponseError::status_code(&refused);
-            let problem = state
-                .templates
-                .text(language, "me_errors", refused.code().as_str())
-                .unwrap_or_else(|| refused.public_message());
+            let problem = problem(state, language, "me_errors", &refused).message;
             Ok(status_page(state, me, language, code, Some(problem)).await)
         }
         Err(internal) => Err(internal),
@@ -391,14 +389,7 @@ pub async fn change_choices(
         Ok(()) => Ok(back_to_me(language)),
         Err(refused) if refused.code() == ErrorCode::InvalidField => {
             let status = actix_web::ResponseError::status_code(&refused);
-            let key = match refused.field().unwrap_or_default() {
-                "accepted_vaccines" => "vaccines",
-                field => field,
-            };
-            let problem = state
-                .templates
-                .text(language, "register_errors", key)
-                .unwrap_or_else(|| refused.public_message());
+            let problem = problem(&state, language, "register_errors", &refused).message;
             show_choices(&state, &region, language, status, entered, Some(problem)).await
         }
         Err(other) => Err(other),

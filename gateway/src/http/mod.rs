@@ -1,6 +1,6 @@
 //! The HTTP adapters: every route, each handler thin (parse, authorise, call one use case,
-//! render). Handlers never import each other; what several share (extractors, common answers)
-//! lives in `extract` and `answers`.
+//! render). Handlers never import each other; what several share (extractors, common answers,
+//! refusals as pages say them) lives in `extract`, `answers` and `refusal`.
 
 pub(crate) mod answers;
 mod callcentre;
@@ -14,6 +14,7 @@ pub mod nul;
 mod offer_links;
 mod pages;
 mod pass;
+mod refusal;
 mod regions;
 mod register_page;
 mod registrations;

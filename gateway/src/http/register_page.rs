@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::extract::{client_address, waiting_room_of, Admitted, LanguageQuery};
 use super::my_session;
+use super::refusal::{problem, Problem};
 use crate::error::ApiError;
 use crate::use_cases::register::RegistrationForm;
 use crate::use_cases::{admission, rules, verify};
@@ -20,13 +21,6 @@ use crate::AppState;
 
 /// The distance people are asked for first.
 const DISTANCE_KM: u32 = 30;
-
-/// A problem with what was entered: the field it belongs to (its element id), if any.
-#[derive(Serialize)]
-struct Problem {
-    field: Option<String>,
-    message: String,
-}
 
 /// What the person entered, shown again when a field is refused.
 #[derive(Serialize, Default)]
@@ -333,26 +327,6 @@ fn code_refused(
 
 /// What the person is told of `refused`, in the page's language: the texts of `section` say it
 /// per field, or per error code where no field is at fault; otherwise the answer's own words.
-fn problem(state: &AppState, language: Language, section: &str, refused: &ApiError) -> Problem {
-    // `accepted_vaccines[2]` and the like belong to the field before the index; the form's
-    // checkboxes are the fieldset `vaccines`.
-    let field = refused
-        .field()
-        .map(|field| match field.split(['[', '.']).next().unwrap_or(field) {
-            "accepted_vaccines" => "vaccines".to_owned(),
-            field => field.to_owned(),
-        });
-    let key = field
-        .clone()
-        .unwrap_or_else(|| refused.code().as_str().to_owned());
-    let said = state.templates.text(language, section, &key).map(|text| {
-        let attempts = refused.attempts_left().unwrap_or_default();
-        text.replace("{attempts}", &attempts.to_string())
-    });
-    let message = said.unwrap_or_else(|| refused.public_message());
-    Problem { field, message }
-}
-
 fn page(
     state: &AppState,
     template: &str,
