@@ -12,6 +12,9 @@ use reqwest::Method;
 
 const STUTTGART: &str = "stuttgart-liederhalle";
 
+/// Every language the pages speak.
+const LANGUAGES: [&str; 4] = ["de", "en", "tr", "ar"];
+
 /// The page text `key` (`section.name`) in `lang`, as the pages' text file writes it.
 fn page_text(lang: &str, key: &str) -> String {
     let path = format!(
@@ -442,6 +445,20 @@ async fn a_guarded_region_sends_visitors_through_its_waiting_room_to_the_form() 
         "/rooms/bw-opening"
     );
     looks_right(&browser, "room-en").await;
+    for lang in LANGUAGES {
+        browser
+            .client
+            .goto(&app.url(&format!("/rooms/bw-opening?lang={lang}")))
+            .await
+            .unwrap();
+        text_of(&browser, "main [role=status]").await;
+        looks_right(&browser, &format!("room-{lang}")).await;
+    }
+    browser
+        .client
+        .goto(&app.url("/rooms/bw-opening?lang=en"))
+        .await
+        .unwrap();
     // It opens: the waiting page takes the visitor on to the form.
     app.put_room(
         "bw-opening",
@@ -469,8 +486,32 @@ async fn a_citizen_changes_choices_cancels_and_withdraws_after_being_asked() {
     let holder = format!("BookingCode {code}");
 
     let browser = Browser::start(360, 740).await;
+    for lang in LANGUAGES {
+        browser
+            .client
+            .goto(&app.url(&format!("/me?lang={lang}")))
+            .await
+            .unwrap();
+        text_of(&browser, "label[for=booking_code]").await;
+        looks_right(&browser, &format!("sign-in-{lang}")).await;
+    }
     browser.client.goto(&app.url("/me?lang=en")).await.unwrap();
     sign_in_as(&browser, &code.to_string()).await;
+    // Every page of a booked person, in every language, before anything changes.
+    for lang in LANGUAGES {
+        for page in ["me", "me/choices", "me/cancel", "me/withdraw"] {
+            browser
+                .client
+                .goto(&app.url(&format!("/{page}?lang={lang}")))
+                .await
+                .unwrap();
+            text_of(&browser, "main h1").await;
+            let name = format!("{}-booked-{lang}", page.replace('/', "-"));
+            looks_right(&browser, &name).await;
+        }
+    }
+    browser.client.goto(&app.url("/me?lang=en")).await.unwrap();
+    text_of(&browser, "main [role=status]").await;
     looks_right(&browser, "status-booked-en").await;
 
     let click = |text: &'static str| {
