@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use drawbridge_allocator::BeaconValue;
 use drawbridge_domain::allocation::draw::{unhex, Manifest};
 use drawbridge_domain::waiting_room::room::is_valid_name;
-use drawbridge_domain::{Role, RoomConfig, RoomMode};
+use drawbridge_domain::{BookingReference, CheckinPass, PublicPassKeys, Role, RoomConfig, RoomMode};
 use drawbridge_gateway::rooms::RoomStore;
 use drawbridge_platform::staff::NewStaff;
 use drawbridge_platform::{postgres, redis, telemetry, Settings};
@@ -96,6 +96,24 @@ enum Command {
     Staff {
         #[command(subcommand)]
         action: StaffAction,
+    },
+    /// Check-in passes.
+    Pass {
+        #[command(subcommand)]
+        action: PassAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PassAction {
+    /// Check a pass (the QR code's content) offline with the published public keys only, as a
+    /// door does; print what it says, or why it is refused (exit 1). Needs no configuration.
+    Verify {
+        /// The pass; - for standard input.
+        pass: String,
+        /// The public keys: a file with the JWK set from GET /.well-known/jwks.json.
+        #[arg(long)]
+        keys: PathBuf,
     },
 }
 
@@ -221,6 +239,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Replay { manifest } = &cli.command {
         return replay(manifest);
     }
+    if let Command::Pass {
+        action: PassAction::Verify { pass, keys },
+    } = &cli.command
+    {
+        return verify_pass(pass, keys);
+    }
     if let Command::Audit {
         manifests: Some(dir), ..
     } = &cli.command
@@ -309,6 +333,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             action: PolicyAction::Check { .. },
         }
         | Command::Replay { .. }
+        | Command::Pass { .. }
         | Command::Simulate(_) => unreachable!("handled before loading configuration"),
         Command::Rooms { action } => rooms(&settings, action).await?,
         Command::Staff {
@@ -447,6 +472,30 @@ fn check_policy(file: &std::path::Path) -> anyhow::Result<()> {
         file.display(),
         policy.version,
         policy.region
+    );
+    Ok(())
+}
+
+fn verify_pass(pass: &str, keys: &std::path::Path) -> anyhow::Result<()> {
+    let keys = PublicPassKeys::from_jwk_set(&read(keys)?)
+        .with_context(|| format!("{} holds no usable pass keys", keys.display()))?;
+    let pass = if pass == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the pass from standard input")?
+    } else {
+        pass.to_owned()
+    };
+    let checked = CheckinPass::verify(&keys, &pass, chrono::Utc::now())
+        .map_err(|refused| anyhow::anyhow!("the pass is NOT valid: {refused}"))?;
+    println!(
+        "valid pass: booking {} ({}) at centre {}, first appointment {}{}",
+        checked.booking,
+        BookingReference::of(checked.booking),
+        checked.centre,
+        checked.first_at.to_rfc3339(),
+        checked
+            .second_at
+            .map(|second| format!(", second {}", second.to_rfc3339()))
+            .unwrap_or_default()
     );
     Ok(())
 }

@@ -37,6 +37,7 @@ pub use allocation::draw::{
 pub use allocation::eligibility::{
     eligible_vaccines, evaluate, Evaluation, Person, Reason, Rule, VaccineDecision,
 };
+pub use allocation::pass_keys::{JwkSet, JwkSetError, PassKeyring, PassSigningKey, PublicPassKeys};
 pub use allocation::policy::{
     DrawSettings, IntervalWindow, Label, Policy, PolicyError, PriorityGroup, Reserve, Vaccine,
 };

@@ -138,6 +138,24 @@ pub enum TokenError {
     BadClaims,
 }
 
+/// Key ids travel in every token: 1 to 32 characters of `A-Z a-z 0-9 _ -`, each id once.
+pub(crate) fn check_key_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<(), KeyringError> {
+    let mut seen = HashSet::new();
+    for id in ids {
+        let valid = (1..=MAX_KEY_ID_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(KeyringError::InvalidId { id: id.to_owned() });
+        }
+        if !seen.insert(id) {
+            return Err(KeyringError::DuplicateId { id: id.to_owned() });
+        }
+    }
+    Ok(())
+}
+
 /// A token that passed every check, with its claims and validity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified<T> {
@@ -222,19 +240,8 @@ impl Keyring {
     /// Checks the keys: at least one, unique ids of 1 to 32 characters from `[A-Za-z0-9_-]`,
     /// and secrets of at least [`MIN_SECRET_LEN`] bytes. The last key signs.
     pub fn new(keys: Vec<SigningKey>) -> Result<Keyring, KeyringError> {
-        let mut ids = HashSet::new();
+        check_key_ids(keys.iter().map(|key| key.id.as_str()))?;
         for key in &keys {
-            let valid_id = (1..=MAX_KEY_ID_LEN).contains(&key.id.len())
-                && key
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !valid_id {
-                return Err(KeyringError::InvalidId { id: key.id.clone() });
-            }
-            if !ids.insert(key.id.as_str()) {
-                return Err(KeyringError::DuplicateId { id: key.id.clone() });
-            }
             if key.secret.len() < MIN_SECRET_LEN {
                 return Err(KeyringError::SecretTooShort {
                     id: key.id.clone(),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
-use drawbridge_domain::Keyring;
+use drawbridge_domain::{Keyring, PassKeyring};
 use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
@@ -45,8 +45,10 @@ pub struct AppState {
     pub hash_key: Vec<u8>,
     policies: PolicyCache,
     pub rooms: Arc<Rooms>,
-    /// Signs and verifies offer links and check-in passes.
+    /// Signs and verifies offer links.
     keyring: Keyring,
+    /// Signs check-in passes; its public half checks them and is published.
+    pass_keys: PassKeyring,
     /// Failure counters shared by all gateways (booking-code guesses, staff logins), kept here
     /// while Redis is away.
     limits: Limits,
@@ -172,6 +174,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         settings: settings.gateway.clone(),
         hash_key: settings.secrets.hash_key()?,
         keyring: settings.secrets.keyring()?,
+        pass_keys: settings.secrets.pass_keyring()?,
         rooms,
         limits: Limits::new(
             redis.clone(),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use drawbridge_domain::phone::is_country_calling_code;
-use drawbridge_domain::{Keyring, SigningKey};
+use drawbridge_domain::{Keyring, PassKeyring, PassSigningKey, SigningKey};
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -190,6 +190,17 @@ pub struct SecretSettings {
     pub token_keys: Vec<TokenKeySetting>,
     /// Base64 key for the keyed hashes of booking codes and SMS codes (at least 32 bytes).
     pub hash_key: SecretString,
+    /// Ed25519 keys of the check-in passes, oldest first: the last one signs, all are
+    /// published (`/.well-known/jwks.json`) and verify; a key taken off the list is retired.
+    pub pass_keys: Vec<PassKeySetting>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassKeySetting {
+    pub id: String,
+    /// Base64 (standard alphabet) of exactly 32 random bytes: the private key's seed.
+    pub seed: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +230,38 @@ impl SecretSettings {
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         Keyring::new(keys).map_err(|e| ConfigError::key("secrets.token_keys", e.to_string()))
+    }
+
+    pub fn pass_keyring(&self) -> Result<PassKeyring, ConfigError> {
+        const FIELD: &str = "secrets.pass_keys";
+        if self.pass_keys.is_empty() {
+            return Err(ConfigError::key(
+                FIELD,
+                "at least one pass key is required, e.g. pass_keys = [{ id = \"p1\", seed = \"<base64 of 32 random bytes>\" }]",
+            ));
+        }
+        let keys = self
+            .pass_keys
+            .iter()
+            .map(|key| {
+                let seed = decode_base64("secrets.pass_keys.seed", key.seed.expose_secret())?;
+                let seed: [u8; 32] = seed.try_into().map_err(|seed: Vec<u8>| {
+                    ConfigError::key(
+                        "secrets.pass_keys.seed",
+                        format!(
+                            "key {:?}: must decode to exactly 32 bytes, got {}",
+                            key.id,
+                            seed.len()
+                        ),
+                    )
+                })?;
+                Ok(PassSigningKey {
+                    id: key.id.clone(),
+                    seed,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        PassKeyring::new(keys).map_err(|e| ConfigError::key(FIELD, e.to_string()))
     }
 
     pub fn hash_key(&self) -> Result<Vec<u8>, ConfigError> {
@@ -620,6 +663,7 @@ impl Settings {
             return Err(ConfigError::key("amqp.prefetch", "must be at least 1"));
         }
         self.secrets.keyring()?;
+        self.secrets.pass_keyring()?;
         self.secrets.hash_key()?;
         let code = &self.gateway.default_country_code;
         if !is_country_calling_code(code) {
@@ -802,6 +846,7 @@ mod tests {
 [secrets]
 token_keys = [{ id = "k1", secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" }]
 hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
+pass_keys = [{ id = "p1", seed = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" }]
 "#;
 
     // Jail's closure signature is figment's, large error type included.
@@ -873,6 +918,19 @@ hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
             err.contains("secrets.hash_key") && err.contains("32 bytes"),
             "{err}"
         );
+        let without_pass_keys: String = SECRETS
+            .lines()
+            .filter(|line| !line.starts_with("pass_keys"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let err = load(&without_pass_keys).unwrap_err();
+        assert!(err.contains("secrets.pass_keys"), "{err}");
+        let short = SECRETS.replace(
+            r#"seed = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=""#,
+            r#"seed = "c2hvcnQ=""#,
+        );
+        let err = load(&short).unwrap_err();
+        assert!(err.contains("exactly 32 bytes, got 5"), "{err}");
     }
 
     #[test]
@@ -983,6 +1041,7 @@ url = "amqp://app:amqp-password-3@broker.internal:5672/%2f"
 [secrets]
 token_keys = [{ id = "k1", secret = "dG9rZW4ta2V5LXNlY3JldC00LTAxMjM0NTY3ODlhYmNkZWY=" }]
 hash_key = "aGFzaC1rZXktc2VjcmV0LTUtMDEyMzQ1Njc4OWFiY2RlZg=="
+pass_keys = [{ id = "p1", seed = "cGFzcy1rZXktc2VjcmV0LTctMDEyMzQ1Njc4OWFiY2Q=" }]
 [rooms]
 admin_token = "rooms-admin-token-6-0123456789abcdef"
 [notifier.sms]
@@ -1002,6 +1061,7 @@ password = "smtp-password-8"
             "amqp-password-3",
             "dG9rZW4ta2V5LXNlY3JldC00",
             "aGFzaC1rZXktc2VjcmV0LTUt",
+            "cGFzcy1rZXktc2VjcmV0LTct",
             "rooms-admin-token-6",
             "sms-auth-token-7",
             "smtp-password-8",

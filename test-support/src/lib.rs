@@ -37,7 +37,9 @@ pub mod twilio;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use drawbridge_platform::config::{EmailProvider, EmailTls, InDoubt, SmsProvider, TokenKeySetting};
+use drawbridge_platform::config::{
+    EmailProvider, EmailTls, InDoubt, PassKeySetting, SmsProvider, TokenKeySetting,
+};
 use drawbridge_platform::Settings;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -146,6 +148,18 @@ pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
             ),
         ),
         ("SECRETS__HASH_KEY", s.secrets.hash_key.expose_secret().to_owned()),
+        (
+            "SECRETS__PASS_KEYS",
+            format!(
+                "[{}]",
+                s.secrets
+                    .pass_keys
+                    .iter()
+                    .map(|key| format!("{{id=\"{}\",seed=\"{}\"}}", key.id, key.seed.expose_secret()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ),
         ("GATEWAY__LISTEN", listen.clone()),
         ("GATEWAY__WORKERS", s.gateway.workers.unwrap_or(2).to_string()),
         (
@@ -276,6 +290,10 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
         secret: "dGVzdCB0b2tlbiBrZXkgZm9yIGRyYXdicmlkZ2UgdGVzdHMh".into(),
     }];
     settings.secrets.hash_key = HASH_KEY_B64.into();
+    settings.secrets.pass_keys = vec![PassKeySetting {
+        id: "test-pass".into(),
+        seed: "dGVzdCBwYXNzIGtleSBmb3IgZHJhd2JyaWRnZSEhISE=".into(),
+    }];
     settings.gateway.listen = "127.0.0.1:0".parse().unwrap();
     settings.gateway.workers = Some(2);
     settings.rooms.admin_token = ADMIN_TOKEN.into();

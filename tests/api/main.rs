@@ -19,6 +19,7 @@ mod me;
 mod notifier_crashes;
 mod notifier_delivery;
 mod pages;
+mod passes;
 mod pipeline;
 mod redis_outage;
 mod schema;

@@ -2,20 +2,20 @@
 //! offer link, the check-in pass in the confirmation's QR code, and what a scan at the centre
 //! means for a booking.
 //!
-//! The pass is verifiable offline: a centre's scanner that holds the verification keys can
-//! tell a genuine pass (which booking, where, when) from a forged or altered one without a
-//! network; the server then records the dose, once.
+//! The pass is verifiable offline: it is signed with Ed25519 ([`pass_keys`](super::pass_keys)),
+//! so a centre's scanner that holds only the published public keys can tell a genuine pass
+//! (which booking, where, when) from a forged or altered one without a network; the server
+//! then records the dose, once.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::allocation::pass_keys::{PassKeyring, PublicPassKeys};
 use crate::token::{Keyring, TokenError};
 
 /// Token purpose of the link in an offer message.
 pub const OFFER_LINK: &str = "offer";
-/// Token purpose of the check-in pass.
-pub const CHECKIN_PASS: &str = "checkin";
 
 /// What the link in an offer message proves: that we sent it, for this one offer. It expires
 /// with the offer.
@@ -111,21 +111,14 @@ pub const PASS_GRACE: Duration = Duration::days(1);
 
 impl CheckinPass {
     /// The pass's token, valid until a day after the last appointment.
-    pub fn sign(&self, keyring: &Keyring, now: DateTime<Utc>) -> String {
+    pub fn sign(&self, keys: &PassKeyring, now: DateTime<Utc>) -> String {
         let last = self.second_at.unwrap_or(self.first_at);
-        keyring.sign(
-            CHECKIN_PASS,
-            self,
-            now.timestamp(),
-            (last + PASS_GRACE).timestamp(),
-        )
+        keys.sign(self, now.timestamp(), (last + PASS_GRACE).timestamp())
     }
 
-    /// The pass a token carries, if genuine and not expired.
-    pub fn verify(keyring: &Keyring, token: &str, now: DateTime<Utc>) -> Result<CheckinPass, TokenError> {
-        keyring
-            .verify(CHECKIN_PASS, token.trim(), now.timestamp())
-            .map(|verified| verified.claims)
+    /// The pass a token carries, if genuine and not expired: checked with the public keys only.
+    pub fn verify(keys: &PublicPassKeys, token: &str, now: DateTime<Utc>) -> Result<CheckinPass, TokenError> {
+        keys.verify(token.trim(), now.timestamp())
     }
 }
 
@@ -212,6 +205,7 @@ pub fn after_dose(dose: Dose, two_doses: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allocation::pass_keys::PassSigningKey;
     use crate::token::SigningKey;
     use chrono::TimeZone;
 
@@ -266,31 +260,45 @@ mod tests {
 
     #[test]
     fn a_pass_verifies_until_a_day_after_the_last_appointment_and_not_when_altered() {
+        let keys = PassKeyring::new(vec![PassSigningKey {
+            id: "p1".into(),
+            seed: [3; 32],
+        }])
+        .unwrap();
         let pass = CheckinPass {
             booking: Uuid::from_u128(7),
             centre: "stuttgart".into(),
             first_at: at(3, 9),
             second_at: Some(at(31, 9)),
         };
-        let token = pass.sign(&keyring(), at(1, 8));
-        assert_eq!(CheckinPass::verify(&keyring(), &token, at(31, 10)).unwrap(), pass);
+        let token = pass.sign(&keys, at(1, 8));
+        let door = keys.public();
+        assert_eq!(CheckinPass::verify(door, &token, at(31, 10)).unwrap(), pass);
         assert_eq!(
-            CheckinPass::verify(&keyring(), &token, at(31, 9) + PASS_GRACE),
+            CheckinPass::verify(door, &token, at(31, 9) + PASS_GRACE),
             Err(TokenError::Expired)
         );
         let mut altered = token.clone().into_bytes();
         let middle = altered.len() / 2;
         altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
-        assert!(CheckinPass::verify(&keyring(), std::str::from_utf8(&altered).unwrap(), at(3, 9)).is_err());
-        // An offer link is not a pass, even though the same keys sign both.
+        assert!(CheckinPass::verify(door, std::str::from_utf8(&altered).unwrap(), at(3, 9)).is_err());
+        // An offer link is not a pass.
         let link = OfferLink {
             offer: Uuid::from_u128(7),
         }
         .sign(&keyring(), at(1, 8), at(2, 8));
         assert_eq!(
-            CheckinPass::verify(&keyring(), &link, at(1, 9)),
-            Err(TokenError::WrongPurpose)
+            CheckinPass::verify(door, &link, at(1, 9)),
+            Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn an_offer_link_verifies_until_its_offer_expires() {
+        let link = OfferLink {
+            offer: Uuid::from_u128(7),
+        }
+        .sign(&keyring(), at(1, 8), at(2, 8));
         assert_eq!(
             OfferLink::verify(&keyring(), &link, at(1, 9)).unwrap().offer,
             Uuid::from_u128(7)

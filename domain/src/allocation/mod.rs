@@ -10,5 +10,6 @@ pub mod draw;
 pub mod eligibility;
 pub mod fairness;
 pub mod geo;
+pub mod pass_keys;
 pub mod policy;
 pub mod waiting;

@@ -112,6 +112,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/me/withdraw", web::post().to(me_page::withdraw))
         .route("/offers/{id}", web::get().to(offer_links::page))
         .route("/pass/{booking}/{key}", web::get().to(pass::page))
+        .route("/.well-known/jwks.json", web::get().to(pass::keys))
         .route("/offers/{id}/accept", web::post().to(offer_links::accept_form))
         .route("/offers/{id}/decline", web::post().to(offer_links::decline_form))
         .route("/v1/offers/{id}/accept", web::post().to(offer_links::accept))

@@ -1,6 +1,8 @@
 //! `GET /pass/{booking}/{key}`: the page behind the link in a confirmation, showing the
-//! check-in pass as a QR code with the booking reference, printable, without JavaScript.
+//! check-in pass as a QR code with the booking reference, printable, without JavaScript; and
+//! `GET /.well-known/jwks.json`, the public keys every pass is checked with.
 
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use base64::Engine;
 use drawbridge_domain::language::when;
@@ -47,6 +49,14 @@ pub async fn page(
         state: pass.booking.state.as_str(),
     };
     state.templates.page("pass.html", language, view)
+}
+
+/// The pass keys as a JWK set. Doors fetch it now and then and check passes offline, so it may
+/// be cached for an hour; a new key is listed well before it signs (deploy/README.md).
+pub async fn keys(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .json(pass::public_keys(&state))
 }
 
 /// The QR code of `content` as an SVG `data:` URL, which the page's content policy allows.

@@ -174,7 +174,7 @@ async fn book(
         first_at: row.place.first_at,
         second_at: row.place.second_at,
     }
-    .sign(&state.keyring, Utc::now());
+    .sign(&state.pass_keys, Utc::now());
     let notification = Notification::Confirmation {
         booking_reference: reference(booking),
         appointment: appointment(&row.place, policy),

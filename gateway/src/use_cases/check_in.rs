@@ -50,7 +50,7 @@ async fn booking_presented(
 ) -> Result<Uuid, ApiError> {
     let pool = state.store.pool();
     match *presented {
-        Presented::Pass(pass) => CheckinPass::verify(&state.keyring, pass, now)
+        Presented::Pass(pass) => CheckinPass::verify(state.pass_keys.public(), pass, now)
             .map(|pass| pass.booking)
             .map_err(|error| {
                 ApiError::invalid(

@@ -151,7 +151,7 @@ impl MyBooking {
             first_at: booking.first_at,
             second_at: booking.second_at,
         }
-        .sign(&state.keyring, Utc::now());
+        .sign(&state.pass_keys, Utc::now());
         MyBooking {
             reference: reference(booking.id),
             pass_url: pass_url(state, booking.id),

@@ -3,7 +3,7 @@
 //! booking, so it opens that one pass; a booking cancelled since shows no pass.
 
 use chrono::Utc;
-use drawbridge_domain::{is_pass_key, CheckinPass, Label};
+use drawbridge_domain::{is_pass_key, CheckinPass, JwkSet, Label};
 use drawbridge_platform::states::BookingState;
 use uuid::Uuid;
 
@@ -40,7 +40,7 @@ pub async fn show(state: &AppState, booking: Uuid, key: &str) -> Result<Pass, Ap
                 first_at: found.place.first_at,
                 second_at: found.place.second_at,
             }
-            .sign(&state.keyring, Utc::now()),
+            .sign(&state.pass_keys, Utc::now()),
         ),
     };
     let policy = state.policies.current(&found.place.region_id).await?;
@@ -51,4 +51,9 @@ pub async fn show(state: &AppState, booking: Uuid, key: &str) -> Result<Pass, Ap
         booking: found,
         checkin_pass,
     })
+}
+
+/// The public keys that check every pass, for doors that check them offline.
+pub fn public_keys(state: &AppState) -> JwkSet {
+    state.pass_keys.public().jwk_set()
 }
