@@ -93,3 +93,56 @@ async fn every_state_enum_has_exactly_the_states_its_column_allows() {
         assert_eq!(ours, allowed, "{table}.{column}");
     }
 }
+
+/// Every `table.column` the data inventory's tables name (in backticks, in a table row's first
+/// cell), up to its part about what lies outside PostgreSQL.
+fn inventoried_columns(inventory: &str) -> BTreeSet<String> {
+    let (database, _) = inventory
+        .split_once("\n## Outside PostgreSQL")
+        .unwrap_or((inventory, ""));
+    database
+        .lines()
+        .filter_map(|line| line.strip_prefix("| "))
+        .filter_map(|row| row.split(" |").next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .filter(|name| {
+            name.split_once('.')
+                .is_some_and(|(table, column)| !table.is_empty() && !column.is_empty() && !name.contains(' '))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_data_inventory_names_every_column_of_the_schema() {
+    let pool = migrated_database().await;
+    let columns: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT table_name || '.' || column_name FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert!(columns.len() > 150, "{columns:?}");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/data-inventory.md");
+    let inventory = std::fs::read_to_string(path).unwrap();
+    let named = inventoried_columns(&inventory);
+    let missing: Vec<_> = columns.difference(&named).collect();
+    let gone: Vec<_> = named.difference(&columns).collect();
+    assert!(
+        missing.is_empty() && gone.is_empty(),
+        "docs/data-inventory.md lacks {missing:?} and names {gone:?}, which the schema has not"
+    );
+}
+
+#[test]
+fn the_inventory_is_read_from_the_first_cell_of_its_rows() {
+    let named = inventoried_columns(
+        "| `a.b` | what `c.d` |\n| `e.f`, `g.h` | x |\n|---|---|\n| `file.md` is | y |\n`i.j`\n\
+         ## Outside PostgreSQL\n| `k.l` | z |\n",
+    );
+    let expected: BTreeSet<String> = ["a.b", "e.f", "g.h", "file.md"].map(String::from).into();
+    assert_eq!(named, expected);
+}
