@@ -2,6 +2,8 @@
 //! their pseudonym and lottery key per draw, matching the published manifest; wrong codes are
 //! refused alike whether or not they exist, and guessing is rate-limited.
 
+use std::collections::BTreeSet;
+
 use drawbridge_domain::allocation::draw::Pseudonym;
 use drawbridge_domain::BookingCode;
 use drawbridge_test_support::{spawn_app, TestApp};
@@ -193,5 +195,94 @@ async fn wrong_codes_sent_at_once_get_no_more_lookups_than_the_limit() {
     let limited = statuses.iter().filter(|&&status| status == 429).count();
     // Ten wrong codes per prefix.
     assert_eq!((judged, limited), (10, 140), "{statuses:?}");
+    app.stop().await;
+}
+
+/// GDPR Art. 15: the person's copy of everything held about them, from the API and as a file
+/// from the status page; codes and message contents are not in it.
+#[tokio::test]
+async fn a_person_gets_a_copy_of_everything_held_about_them() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let phone = "+4917155592001";
+    let registered = app
+        .post_json(
+            "/v1/regions/bw/registrations",
+            &drawbridge_test_support::registration(phone),
+        )
+        .await;
+    assert_eq!(registered.status(), 202);
+    let id = registered.json::<Value>().await.unwrap()["registration_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sms_code: String = sqlx::query_scalar(
+        "SELECT payload->>'code' FROM outbox WHERE kind = 'verification_code' AND recipient = $1",
+    )
+    .bind(phone)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let booking_code = app.verified_booking_code(&id, &sms_code).await;
+    app.draw().await;
+    let holder = format!("BookingCode {booking_code}");
+    let (status, _) = app
+        .call(reqwest::Method::POST, "/v1/me/offer/accept", &holder, None)
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, data) = app
+        .call(reqwest::Method::GET, "/v1/me/export", &holder, None)
+        .await;
+    assert_eq!(status, 200, "{data}");
+    assert_eq!(data["registration"]["phone"], phone);
+    assert_eq!(data["registration"]["email"], "anna@example.de");
+    assert_eq!(data["registration"]["channel"], "web");
+    assert_eq!(data["status"]["registration_id"], id.as_str());
+    assert_eq!(data["offers"][0]["state"], "accepted");
+    assert_eq!(data["bookings"][0]["state"], "booked");
+    let kinds: BTreeSet<(&str, &str)> = data["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["kind"].as_str().unwrap(), m["channel"].as_str().unwrap()))
+        .collect();
+    for kind in ["verification_code", "booking_code", "offer", "confirmation"] {
+        assert!(kinds.contains(&(kind, "sms")), "{kind}: {kinds:?}");
+    }
+    let text = data.to_string();
+    for secret in [sms_code.as_str(), booking_code.as_str(), "payload", "token"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+
+    // The same as a file from the status page, for the person signed in there only.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let anonymous = browser.get(app.url("/me/export")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 303);
+    let signed_in = browser
+        .post(app.url("/me"))
+        .form(&[("booking_code", booking_code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let session = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let session = session.split(';').next().unwrap().to_owned();
+    let file = browser
+        .get(app.url("/me/export"))
+        .header("Cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(
+        file.headers()["content-disposition"],
+        "attachment; filename=\"drawbridge-my-data.json\""
+    );
+    let file: Value = file.json().await.unwrap();
+    assert_eq!(file["bookings"], data["bookings"]);
     app.stop().await;
 }

@@ -5,6 +5,7 @@ use actix_web::{web, HttpResponse};
 use super::answers::outcome;
 use super::extract::{BookingCodeHolder, Json};
 use crate::error::ApiError;
+use crate::use_cases::my_data;
 use crate::use_cases::my_status::{self, Changes};
 use crate::use_cases::{act, Acting, Request};
 use crate::AppState;
@@ -12,6 +13,11 @@ use crate::AppState;
 /// `GET /v1/me`.
 pub async fn show(state: web::Data<AppState>, me: BookingCodeHolder) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(my_status::status(&state, me.0).await?))
+}
+
+/// `GET /v1/me/export`: everything held about the registrant.
+pub async fn export(state: web::Data<AppState>, me: BookingCodeHolder) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(my_data::export(&state, me.0).await?))
 }
 
 /// `PATCH /v1/me`: change choices; they count from the next draw on.

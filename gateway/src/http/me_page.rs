@@ -15,6 +15,7 @@ use super::my_session;
 use super::refusal::problem;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrants::Registrant;
+use crate::use_cases::my_data;
 use crate::use_cases::my_status::{self, Changes, MyStatus};
 use crate::use_cases::rules;
 use crate::use_cases::{act, Acting, Request};
@@ -192,6 +193,25 @@ async fn status_page(
         ),
         Err(error) => actix_web::ResponseError::error_response(&error),
     }
+}
+
+/// `GET /me/export`: everything held about the signed-in person, as a JSON file to keep.
+pub async fn export(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: LanguageQuery,
+) -> Result<HttpResponse, ApiError> {
+    let Some(me) = signed_in(&state, &request).await else {
+        return Ok(back_to_me(query.language()));
+    };
+    let data = my_data::export(&state, me?).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"drawbridge-my-data.json\"",
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(data))
 }
 
 #[derive(Deserialize)]

@@ -83,6 +83,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             web::post().to(verification::resend),
         )
         .route("/v1/me", web::get().to(me::show))
+        .route("/v1/me/export", web::get().to(me::export))
         .route("/v1/me", web::patch().to(me::change))
         .route("/v1/me", web::delete().to(me::withdraw))
         .route("/v1/me/offer/accept", web::post().to(me::accept))
@@ -102,6 +103,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/me", web::get().to(me_page::page))
         .route("/me", web::post().to(me_page::sign_in))
         .route("/me/sign-out", web::post().to(me_page::sign_out))
+        .route("/me/export", web::get().to(me_page::export))
         .route("/me/offer/accept", web::post().to(me_page::accept))
         .route("/me/offer/decline", web::post().to(me_page::decline))
         .route("/me/choices", web::get().to(me_page::choices))

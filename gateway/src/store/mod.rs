@@ -12,6 +12,7 @@ pub mod bookings;
 pub mod capacity;
 pub mod messages;
 pub mod offers;
+pub mod personal_data;
 pub mod registrants;
 pub mod staff;
 pub mod verifications;
@@ -64,6 +65,7 @@ pub fn all_statements() -> Vec<(String, &'static str)> {
         ("capacity", capacity::STATEMENTS),
         ("messages", messages::STATEMENTS),
         ("offers", offers::STATEMENTS),
+        ("personal_data", personal_data::STATEMENTS),
         ("registrants", registrants::STATEMENTS),
         ("staff", staff::STATEMENTS),
         ("verifications", verifications::STATEMENTS),

@@ -10,6 +10,7 @@ pub mod capacity;
 pub mod check_in;
 pub mod draws;
 pub mod expiry;
+pub mod my_data;
 pub mod my_status;
 pub mod offer_link;
 pub mod operators;

@@ -1,0 +1,46 @@
+//! A registrant's copy of everything held about them (GDPR Art. 15), opened with their booking
+//! code: the status as `/v1/me` shows it, their contact and registration, every offer, booking
+//! and message, and every staff action that concerned them. Message contents are left out:
+//! they may hold codes, and the person received them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::my_status::{self, MyStatus};
+use crate::error::ApiError;
+use crate::store::personal_data::{self, BookingMade, MessageQueued, OfferMade, Registration, StaffAction};
+use crate::store::registrants::Registrant;
+use crate::AppState;
+
+#[derive(Serialize)]
+pub struct MyData {
+    pub exported_at: DateTime<Utc>,
+    /// Who holds the data and why, in a sentence.
+    pub controller: &'static str,
+    pub registration: Registration,
+    pub status: MyStatus,
+    pub offers: Vec<OfferMade>,
+    pub bookings: Vec<BookingMade>,
+    pub messages: Vec<MessageQueued>,
+    pub staff_actions: Vec<StaffAction>,
+}
+
+const CONTROLLER: &str = "Drawbridge holds these data of yours to offer you vaccination \
+     appointments by its published rules; docs/data-inventory.md lists every field, why and how long.";
+
+pub async fn export(state: &AppState, me: Registrant) -> Result<MyData, ApiError> {
+    let held = personal_data::held(state.store.pool(), me.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("There is no registration to export."))?;
+    let status = my_status::status(state, me).await?;
+    Ok(MyData {
+        exported_at: Utc::now(),
+        controller: CONTROLLER,
+        registration: held.registration,
+        status,
+        offers: held.offers,
+        bookings: held.bookings,
+        messages: held.messages,
+        staff_actions: held.staff_actions,
+    })
+}
