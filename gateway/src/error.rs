@@ -136,6 +136,8 @@ error_codes! {
         "Username or password is wrong.";
     NotAllowed => FORBIDDEN, "not_allowed",
         "Not allowed.";
+    FormExpired => FORBIDDEN, "form_expired",
+        "This form has expired or was not sent from this site. Please open the page again and send it from there.";
     // Operations. (`/metrics` answers this from the platform's endpoints, in the same shape.)
     MetricsTokenRequired => UNAUTHORIZED, "metrics_token_required",
         "Send the metrics token (telemetry.metrics_token) as `Authorization: Bearer <token>`.";

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 15] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -36,6 +36,11 @@ const TEMPLATES: [(&str, &str); 13] = [
         "offer_answered.html",
         include_str!("../templates/offer_answered.html"),
     ),
+    (
+        "staff_sign_in.html",
+        include_str!("../templates/staff_sign_in.html"),
+    ),
+    ("staff_home.html", include_str!("../templates/staff_home.html")),
 ];
 
 /// The pages' words, one file per language with the same keys.
@@ -171,6 +176,24 @@ impl Templates {
             .insert_header((header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
             .insert_header((header::X_FRAME_OPTIONS, "DENY"))
             .body(html))
+    }
+
+    /// The page `template` showing `view` with `status`: a refused form comes back with the
+    /// refusal's status. A page that cannot be rendered answers as the API's internal error.
+    pub fn page_with_status(
+        &self,
+        template: &str,
+        language: Language,
+        status: actix_web::http::StatusCode,
+        view: impl Serialize,
+    ) -> HttpResponse {
+        match self.page(template, language, view) {
+            Ok(mut response) => {
+                *response.status_mut() = status;
+                response
+            }
+            Err(error) => actix_web::ResponseError::error_response(&error),
+        }
     }
 
     /// The static file served as `file` (`name.hash.ext`).

@@ -38,14 +38,28 @@ fn code(text: &str) -> &str {
 }
 
 /// Modules under `http/` that hold handlers (not the shared extractors, answers, refusals, the
-/// NUL check and the `/me` session cookie).
+/// NUL check and the `/me` and `/staff` session cookies).
 fn handler_module(file: &str) -> Option<&str> {
     let name = file.strip_prefix("http/")?.strip_suffix(".rs")?;
     (!matches!(
         name,
-        "mod" | "extract" | "answers" | "refusal" | "nul" | "my_session"
+        "mod" | "extract" | "answers" | "refusal" | "nul" | "my_session" | "staff_session"
     ))
     .then_some(name)
+}
+
+/// Whether `text` has `path` as a whole module path: `super::staff` is not in
+/// `super::staff_session`.
+fn names_module(text: &str, path: &str) -> bool {
+    text.match_indices(path)
+        .any(|(at, _)| !text[at + path.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+}
+
+#[test]
+fn a_module_path_is_matched_whole() {
+    assert!(names_module("use super::staff::{x};", "super::staff"));
+    assert!(names_module("use super::staff;", "super::staff"));
+    assert!(!names_module("use super::staff_session;", "super::staff"));
 }
 
 #[test]
@@ -67,7 +81,7 @@ fn handlers_never_import_each_other() {
                 format!("crate::http::{other}"),
                 format!("http::{other}::"),
             ] {
-                if code(text).contains(&pattern) {
+                if names_module(code(text), &pattern) {
                     found.push(format!("{file} uses {pattern}"));
                 }
             }

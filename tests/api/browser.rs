@@ -47,6 +47,20 @@ async fn looks_right_without_scripts(browser: &Browser, name: &str) {
     browser.screenshot(name).await;
 }
 
+/// Opens `path` in every language and checks each page (`name-<lang>` in the screenshots) once
+/// the element `css` selects shows.
+async fn in_every_language(app: &TestApp, browser: &Browser, path: &str, css: &str, name: &str) {
+    for lang in LANGUAGES {
+        browser
+            .client
+            .goto(&app.url(&format!("{path}?lang={lang}")))
+            .await
+            .unwrap();
+        text_of(browser, css).await;
+        looks_right(browser, &format!("{name}-{lang}")).await;
+    }
+}
+
 /// Tabs to the element `css` selects and presses `typed` there; answers the keystrokes.
 async fn by_keyboard(browser: &Browser, css: &str, typed: &str) -> usize {
     let tabs = browser
@@ -445,15 +459,7 @@ async fn a_guarded_region_sends_visitors_through_its_waiting_room_to_the_form() 
         "/rooms/bw-opening"
     );
     looks_right(&browser, "room-en").await;
-    for lang in LANGUAGES {
-        browser
-            .client
-            .goto(&app.url(&format!("/rooms/bw-opening?lang={lang}")))
-            .await
-            .unwrap();
-        text_of(&browser, "main [role=status]").await;
-        looks_right(&browser, &format!("room-{lang}")).await;
-    }
+    in_every_language(&app, &browser, "/rooms/bw-opening", "main [role=status]", "room").await;
     browser
         .client
         .goto(&app.url("/rooms/bw-opening?lang=en"))
@@ -486,29 +492,13 @@ async fn a_citizen_changes_choices_cancels_and_withdraws_after_being_asked() {
     let holder = format!("BookingCode {code}");
 
     let browser = Browser::start(360, 740).await;
-    for lang in LANGUAGES {
-        browser
-            .client
-            .goto(&app.url(&format!("/me?lang={lang}")))
-            .await
-            .unwrap();
-        text_of(&browser, "label[for=booking_code]").await;
-        looks_right(&browser, &format!("sign-in-{lang}")).await;
-    }
+    in_every_language(&app, &browser, "/me", "label[for=booking_code]", "sign-in").await;
     browser.client.goto(&app.url("/me?lang=en")).await.unwrap();
     sign_in_as(&browser, &code.to_string()).await;
     // Every page of a booked person, in every language, before anything changes.
-    for lang in LANGUAGES {
-        for page in ["me", "me/choices", "me/cancel", "me/withdraw"] {
-            browser
-                .client
-                .goto(&app.url(&format!("/{page}?lang={lang}")))
-                .await
-                .unwrap();
-            text_of(&browser, "main h1").await;
-            let name = format!("{}-booked-{lang}", page.replace('/', "-"));
-            looks_right(&browser, &name).await;
-        }
+    for page in ["me", "me/choices", "me/cancel", "me/withdraw"] {
+        let name = format!("{}-booked", page.replace('/', "-"));
+        in_every_language(&app, &browser, &format!("/{page}"), "main h1", &name).await;
     }
     browser.client.goto(&app.url("/me?lang=en")).await.unwrap();
     text_of(&browser, "main [role=status]").await;
@@ -737,6 +727,31 @@ async fn the_status_page_says_why_it_cannot_cancel_a_started_course() {
     let said = text_of(&browser, "main [role=alert]").await;
     assert!(said.contains("erste Dosis"), "{said}");
     looks_right(&browser, "status-refused-de").await;
+    browser.close().await;
+    app.stop().await;
+}
+
+/// The staff sign-in and home pages pass axe-core and fit 360 px in every language; a staff
+/// member signs in and out with the keyboard alone.
+#[tokio::test]
+async fn a_staff_member_signs_in_and_out_with_the_keyboard() {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    app.staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(STUTTGART))
+        .await;
+    let browser = Browser::start(360, 740).await;
+    in_every_language(&app, &browser, "/staff", "label[for=password]", "staff-sign-in").await;
+    browser.client.goto(&app.url("/staff?lang=en")).await.unwrap();
+    text_of(&browser, "label[for=password]").await;
+    let enter = Key::Enter.to_string();
+    let mut keys = by_keyboard(&browser, "#username", "door.stuttgart").await;
+    keys += by_keyboard(&browser, "#password", &format!("a long test password{enter}")).await;
+    let signed_in = text_of(&browser, "main [role=status]").await;
+    assert_eq!(signed_in, "Signed in as door.stuttgart.");
+    eprintln!("signed in with the keyboard alone in {keys} keystrokes");
+    in_every_language(&app, &browser, "/staff", "main [role=status]", "staff-home").await;
+    by_keyboard(&browser, "main form button[type=submit]", &enter).await;
+    text_of(&browser, "label[for=password]").await;
     browser.close().await;
     app.stop().await;
 }

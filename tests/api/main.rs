@@ -26,6 +26,7 @@ mod schema;
 mod schema_invariants;
 mod simulation;
 mod sms_bill;
+mod staff_pages;
 mod verification;
 mod waiting_room;
 

@@ -114,7 +114,9 @@ impl FromRequest for Staff {
         let token = authorization(request, "Bearer").map(str::to_owned);
         Box::pin(async move {
             let token = token.ok_or_else(|| ApiError::new(ErrorCode::StaffLoginRequired))?;
-            staff::session_holder(&state, &token).await.map(Staff)
+            staff::session_holder(&state, &token)
+                .await
+                .map(|session| Staff(session.staff))
         })
     }
 }

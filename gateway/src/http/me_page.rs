@@ -127,13 +127,9 @@ async fn signed_in(state: &AppState, request: &HttpRequest) -> Option<Result<Reg
 }
 
 fn render(state: &AppState, language: Language, status: StatusCode, view: MeView) -> HttpResponse {
-    match state.templates.page("me.html", language, view) {
-        Ok(mut response) => {
-            *response.status_mut() = status;
-            response
-        }
-        Err(error) => actix_web::ResponseError::error_response(&error),
-    }
+    state
+        .templates
+        .page_with_status("me.html", language, status, view)
 }
 
 /// The sign-in form again, saying why the booking code did not open a registration.

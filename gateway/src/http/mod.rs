@@ -21,6 +21,8 @@ mod registrations;
 mod room_admin;
 mod rooms;
 mod staff;
+mod staff_pages;
+mod staff_session;
 mod verification;
 
 use actix_web::body::MessageBody;
@@ -104,6 +106,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/me", web::post().to(me_page::sign_in))
         .route("/me/sign-out", web::post().to(me_page::sign_out))
         .route("/me/export", web::get().to(me_page::export))
+        .route("/staff", web::get().to(staff_pages::home))
+        .route("/staff/sign-in", web::post().to(staff_pages::sign_in))
+        .route("/staff/sign-out", web::post().to(staff_pages::sign_out))
         .route("/me/offer/accept", web::post().to(me_page::accept))
         .route("/me/offer/decline", web::post().to(me_page::decline))
         .route("/me/choices", web::get().to(me_page::choices))

@@ -153,7 +153,9 @@ async fn show_form(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    page(state, "register.html", language, status, view)
+    state
+        .templates
+        .page_with_status("register.html", language, status, view)
 }
 
 /// The form's fields; read by hand because a form repeats `vaccine` once per checkbox.
@@ -260,7 +262,9 @@ pub async fn code(
         sent: sent.sent,
         ..CodeView::default()
     };
-    page(&state, "code.html", query.language(), StatusCode::OK, view)
+    state
+        .templates
+        .page_with_status("code.html", query.language(), StatusCode::OK, view)
 }
 
 #[derive(Deserialize)]
@@ -280,8 +284,7 @@ pub async fn verify(
     match verify::verify(&state, *id, &form.code).await {
         Ok(booking_code) => {
             let booking_code = booking_code.to_string();
-            let mut response = page(
-                &state,
+            let mut response = state.templates.page_with_status(
                 "code.html",
                 language,
                 StatusCode::OK,
@@ -322,25 +325,9 @@ fn code_refused(
         ..CodeView::default()
     };
     let status = actix_web::ResponseError::status_code(refused);
-    page(state, "code.html", language, status, view)
-}
-
-/// What the person is told of `refused`, in the page's language: the texts of `section` say it
-/// per field, or per error code where no field is at fault; otherwise the answer's own words.
-fn page(
-    state: &AppState,
-    template: &str,
-    language: Language,
-    status: StatusCode,
-    view: impl Serialize,
-) -> HttpResponse {
-    match state.templates.page(template, language, view) {
-        Ok(mut response) => {
-            *response.status_mut() = status;
-            response
-        }
-        Err(error) => actix_web::ResponseError::error_response(&error),
-    }
+    state
+        .templates
+        .page_with_status("code.html", language, status, view)
 }
 
 fn to_the_waiting_room(room: &str, language: Language) -> HttpResponse {

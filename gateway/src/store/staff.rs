@@ -12,7 +12,7 @@ statements! {
          VALUES ($1, $2, $3, $4, $5, $6)";
     /// The staff member a live session token (by its hash) belongs to.
     SESSION_HOLDER =
-        "SELECT s.id, s.username, s.role, s.region_id, s.centre_id
+        "SELECT s.id, s.username, s.role, s.region_id, s.centre_id, t.expires_at
          FROM staff_sessions t JOIN staff s ON s.id = t.staff_id
          WHERE t.token_hash = $1 AND t.ended_at IS NULL AND t.expires_at > now() AND s.disabled_at IS NULL";
     ACCOUNT =
@@ -67,6 +67,14 @@ pub struct StaffRow {
     pub centre_id: Option<String>,
 }
 
+/// A live session's holder and when the session ends.
+#[derive(sqlx::FromRow)]
+pub struct SessionRow {
+    #[sqlx(flatten)]
+    pub staff: StaffRow,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A staff row with its password hash, for logging in.
 #[derive(sqlx::FromRow)]
 pub struct Account {
@@ -75,7 +83,7 @@ pub struct Account {
     pub password_hash: String,
 }
 
-pub async fn session_holder(pool: &PgPool, token_hash: &[u8]) -> Result<Option<StaffRow>, sqlx::Error> {
+pub async fn session_holder(pool: &PgPool, token_hash: &[u8]) -> Result<Option<SessionRow>, sqlx::Error> {
     sqlx::query_as(SESSION_HOLDER)
         .bind(token_hash)
         .fetch_optional(pool)

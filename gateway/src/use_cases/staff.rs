@@ -46,12 +46,21 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// The staff member whose live session `token` is.
-pub async fn session_holder(state: &AppState, token: &str) -> Result<StaffMember, ApiError> {
+/// The live session `token`: whose it is and when it ends.
+pub async fn session_holder(state: &AppState, token: &str) -> Result<LiveSession, ApiError> {
     let row = staff::session_holder(state.store.pool(), &token_hash(token))
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::StaffSessionInvalid))?;
-    member(row)
+    Ok(LiveSession {
+        staff: member(row.staff)?,
+        expires_at: row.expires_at,
+    })
+}
+
+/// A session in use.
+pub struct LiveSession {
+    pub staff: StaffMember,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A session just started.
