@@ -1145,3 +1145,27 @@ pub fn run(scenario: &Scenario, options: RunOptions, progress: &dyn Fn(u32)) -> 
     Sim::new(scenario, options).run(progress)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_german_state_registers_near_37000_an_hour_at_its_peak_at_full_scale() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bw-spring-2021.toml");
+        let mut scenario = Scenario::load(&path).expect("a valid scenario");
+        let sample = 100_000;
+        scenario.scale_population(sample);
+        let sim = Sim::new(&scenario, RunOptions::new(1));
+        let mut per_hour: FxHashMap<i64, u64> = FxHashMap::default();
+        for p in sim.people.iter().filter(|p| p.arrival >= sim.t0) {
+            *per_hour.entry((p.arrival - sim.t0) / 3600).or_default() += 1;
+        }
+        let peak = per_hour.values().copied().max().unwrap_or(0);
+        // The scenario is the state at one in eleven.
+        let full_scale = peak as f64 * (11_000_000 / sample) as f64;
+        assert!(
+            (33_000.0..41_000.0).contains(&full_scale),
+            "{full_scale:.0} an hour"
+        );
+    }
+}
