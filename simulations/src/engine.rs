@@ -258,8 +258,10 @@ pub(crate) struct Sim<'a> {
     /// Candidate templates by profile, valid for one eligibility epoch.
     profiles: FxHashMap<u64, Option<Candidate>>,
     epoch: Option<(usize, u64, i32)>,
-    /// Reachable centres (indices, nearest first) per (area, travel choice).
-    reach: Vec<Vec<u16>>,
+    /// Reachable centres' ids, nearest first, per (area, travel choice): a candidate's
+    /// `centres` (the domain passes them through) are copied from these few lists, which stay
+    /// in the cache, rather than from each profile's template.
+    reach_ids: Vec<Vec<String>>,
     centre_ids: Vec<String>,
     vaccine_codes: Vec<String>,
     /// Local midnight of day 0, seconds.
@@ -303,16 +305,11 @@ impl<'a> Sim<'a> {
         let mut reach = Vec::with_capacity(area_places.len() * travel.len());
         for home in &area_places {
             for km in travel {
-                let near = waiting::reachable(
+                reach.push(waiting::reachable(
                     *home,
                     centre_ids.iter().map(String::as_str).zip(places.iter().copied()),
                     km.value,
-                );
-                reach.push(
-                    near.iter()
-                        .map(|id| centre_ids.iter().position(|c| c == id).expect("a centre") as u16)
-                        .collect(),
-                );
+                ));
             }
         }
         let people = population(scenario, options.seed, t0, &vaccine_codes);
@@ -355,7 +352,7 @@ impl<'a> Sim<'a> {
             published: 0,
             profiles: FxHashMap::default(),
             epoch: None,
-            reach,
+            reach_ids: reach,
             centre_ids,
             vaccine_codes,
             t0,
@@ -579,12 +576,11 @@ impl<'a> Sim<'a> {
     fn candidate(&mut self, person: u32, drawn_at: i64) -> Option<Candidate> {
         let p = &self.people[person as usize];
         let (arrival, declines) = (p.arrival, p.declines);
-        let spare = self.spare_candidates.pop();
-        let Some(template) = self.template(person, drawn_at) else {
-            self.spare_candidates.extend(spare);
-            return None;
-        };
-        let mut candidate = match spare {
+        let reach = self.reach_index(p);
+        let key = self.template(person, drawn_at);
+        // Field by field below, so the borrows are of `profiles` and `reach_ids` alone.
+        let template = self.profiles[&key].as_ref()?;
+        let mut candidate = match self.spare_candidates.pop() {
             Some(mut spare) => {
                 // Field by field: `clone_from` of a string or a list of them reuses the spare's
                 // allocations (a derived `clone_from` would not).
@@ -601,11 +597,21 @@ impl<'a> Sim<'a> {
                 spare.group = *group;
                 spare.age_band.clone_from(age_band);
                 spare.vaccines.clone_from(vaccines);
-                spare.centres.clone_from(centres);
+                debug_assert_eq!(*centres, self.reach_ids[reach]);
+                spare.centres.clone_from(&self.reach_ids[reach]);
                 spare.ahead = *ahead;
                 spare
             }
-            None => template.clone(),
+            None => Candidate {
+                pseudonym: template.pseudonym,
+                group: template.group,
+                age_band: template.age_band.clone(),
+                waited_weeks: 0,
+                declines: 0,
+                vaccines: template.vaccines.clone(),
+                centres: self.reach_ids[reach].clone(),
+                ahead: template.ahead,
+            },
         };
         candidate.pseudonym = self.pseudonym(person);
         candidate.waited_weeks = waiting::waited_weeks(time(arrival), time(drawn_at));
@@ -613,14 +619,15 @@ impl<'a> Sim<'a> {
         Some(candidate)
     }
 
-    /// The candidate the domain makes of anyone with this person's profile.
-    fn template(&mut self, person: u32, drawn_at: i64) -> Option<&Candidate> {
+    /// Makes sure `profiles` holds the candidate the domain makes of anyone with this
+    /// person's profile; returns its key there.
+    fn template(&mut self, person: u32, drawn_at: i64) -> u64 {
         let key = self.profile_key(person);
         if !self.profiles.contains_key(&key) {
             let made = self.profile(person, drawn_at);
             self.profiles.insert(key, made);
         }
-        self.profiles[&key].as_ref()
+        key
     }
 
     /// What the domain's rule reads of a person, in one number.
@@ -650,10 +657,7 @@ impl<'a> Sim<'a> {
                 .map(|(_, code)| code.clone())
                 .collect(),
         };
-        let centres = self.reach[self.reach_index(p)]
-            .iter()
-            .map(|&c| self.centre_ids[usize::from(c)].clone())
-            .collect();
+        let centres = self.reach_ids[self.reach_index(p)].clone();
         let waiting = Waiting {
             pseudonym: self.pseudonym(person),
             verified_at: time(p.arrival),
@@ -711,15 +715,13 @@ impl<'a> Sim<'a> {
         let mut kept = 0;
         for i in 0..self.input.candidates.len() {
             let person = Sim::person_of(&self.input.candidates[i].pseudonym);
-            self.template(person, at);
+            let key = self.template(person, at);
             let candidate = &self.input.candidates[i];
-            let same = self.profiles[&self.profile_key(person)]
-                .as_ref()
-                .is_some_and(|t| {
-                    t.vaccines == candidate.vaccines
-                        && t.age_band == candidate.age_band
-                        && t.centres == candidate.centres
-                });
+            let same = self.profiles[&key].as_ref().is_some_and(|t| {
+                t.vaccines == candidate.vaccines
+                    && t.age_band == candidate.age_band
+                    && t.centres == candidate.centres
+            });
             if same {
                 self.input.candidates.swap(kept, i);
                 self.waits_of_pool.swap(kept, i);
