@@ -237,9 +237,18 @@ pub(crate) struct Sim<'a> {
     pair_slot: Vec<u32>,
     /// Waiting people who may not be offered anything yet, with their group.
     ineligible: Vec<(u32, u8)>,
-    /// The registration time of each candidate, aligned with `input.candidates` (read every
-    /// tick, so kept beside the pool, already converted, rather than looked up person by person).
-    arrivals_of_pool: Vec<DateTime<Utc>>,
+    /// The registration time and waiting weeks of each candidate, aligned with
+    /// `input.candidates`: read every tick, so kept beside the pool, already converted, and
+    /// small, so that a tick writes only the candidates whose waiting weeks changed.
+    waits_of_pool: Vec<(DateTime<Utc>, u32)>,
+    /// Candidates and pairs taken out of the draw's input, kept so that the next one put in
+    /// reuses their text's allocations instead of making new ones (millions of small strings
+    /// are most of what filling the pool costs).
+    spare_candidates: Vec<Candidate>,
+    spare_pairs: Vec<FreePair>,
+    /// Candidates in the pool by group id, kept as they enter and leave so that the day's
+    /// sample need not read the whole pool.
+    pool_by_group: [u64; 256],
     /// People holding a pending offer: (person, pair, expires_at).
     pending: Vec<(u32, u32, i64)>,
     events: BinaryHeap<Reverse<(i64, u64, Event)>>,
@@ -249,8 +258,10 @@ pub(crate) struct Sim<'a> {
     /// Candidate templates by profile, valid for one eligibility epoch.
     profiles: FxHashMap<u64, Option<Candidate>>,
     epoch: Option<(usize, u64, i32)>,
-    /// Reachable centres (indices, nearest first) per (area, travel choice).
-    reach: Vec<Vec<u16>>,
+    /// Reachable centres' ids, nearest first, per (area, travel choice): a candidate's
+    /// `centres` (the domain passes them through) are copied from these few lists, which stay
+    /// in the cache, rather than from each profile's template.
+    reach_ids: Vec<Vec<String>>,
     centre_ids: Vec<String>,
     vaccine_codes: Vec<String>,
     /// Local midnight of day 0, seconds.
@@ -294,21 +305,23 @@ impl<'a> Sim<'a> {
         let mut reach = Vec::with_capacity(area_places.len() * travel.len());
         for home in &area_places {
             for km in travel {
-                let near = waiting::reachable(
+                reach.push(waiting::reachable(
                     *home,
                     centre_ids.iter().map(String::as_str).zip(places.iter().copied()),
                     km.value,
-                );
-                reach.push(
-                    near.iter()
-                        .map(|id| centre_ids.iter().position(|c| c == id).expect("a centre") as u16)
-                        .collect(),
-                );
+                ));
             }
         }
         let people = population(scenario, options.seed, t0, &vaccine_codes);
-        let mut arrivals: Vec<u32> = (0..people.len() as u32).collect();
-        arrivals.sort_by_key(|&i| (people[i as usize].arrival, i));
+        // Sorted with their keys beside them: looking each key up in `people` while sorting
+        // costs a cache miss per comparison. The index makes every key distinct.
+        let mut by_arrival: Vec<(i64, u32)> = people
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.arrival, i as u32))
+            .collect();
+        by_arrival.sort_unstable();
+        let arrivals: Vec<u32> = by_arrival.into_iter().map(|(_, i)| i).collect();
         let batches = schedule(scenario, options.seed, t0, &vaccine_codes);
         let n = people.len();
         let groups: Vec<u8> = file.population.groups.iter().map(|g| g.id).collect();
@@ -322,12 +335,16 @@ impl<'a> Sim<'a> {
             input: DrawInput {
                 drawn_at: time(t0),
                 pairs: Vec::new(),
-                candidates: Vec::new(),
+                // Most people end up in the pool: growing it by doubling would copy it.
+                candidates: Vec::with_capacity(n),
             },
             slot: vec![u32::MAX; n],
             pair_slot: Vec::new(),
             ineligible: Vec::new(),
-            arrivals_of_pool: Vec::new(),
+            waits_of_pool: Vec::with_capacity(n),
+            spare_candidates: Vec::new(),
+            spare_pairs: Vec::new(),
+            pool_by_group: [0; 256],
             pending: Vec::new(),
             events: BinaryHeap::new(),
             sequence: 0,
@@ -335,7 +352,7 @@ impl<'a> Sim<'a> {
             published: 0,
             profiles: FxHashMap::default(),
             epoch: None,
-            reach,
+            reach_ids: reach,
             centre_ids,
             vaccine_codes,
             t0,
@@ -466,20 +483,36 @@ impl<'a> Sim<'a> {
         let record = &mut self.pairs[pair as usize];
         record.state = PairState::Open;
         self.pair_slot[pair as usize] = self.input.pairs.len() as u32;
-        self.input.pairs.push(FreePair {
-            id: Uuid::from_u128(u128::from(pair)),
-            centre: self.centre_ids[usize::from(record.centre)].clone(),
-            vaccine: self.vaccine_codes[usize::from(record.vaccine)].clone(),
-            first_at: time(record.first_at),
-            second_at: record.second_at.map(time),
-        });
+        let id = Uuid::from_u128(u128::from(pair));
+        let (first_at, second_at) = (time(record.first_at), record.second_at.map(time));
+        let centre = &self.centre_ids[usize::from(record.centre)];
+        let vaccine = &self.vaccine_codes[usize::from(record.vaccine)];
+        let free = match self.spare_pairs.pop() {
+            Some(mut spare) => {
+                spare.id = id;
+                spare.centre.clone_from(centre);
+                spare.vaccine.clone_from(vaccine);
+                spare.first_at = first_at;
+                spare.second_at = second_at;
+                spare
+            }
+            None => FreePair {
+                id,
+                centre: centre.clone(),
+                vaccine: vaccine.clone(),
+                first_at,
+                second_at,
+            },
+        };
+        self.input.pairs.push(free);
     }
 
     /// Takes a pair off offer (offered, or its time passed).
     fn close(&mut self, pair: u32) {
         let at = self.pair_slot[pair as usize] as usize;
         self.pair_slot[pair as usize] = u32::MAX;
-        self.input.pairs.swap_remove(at);
+        let spare = self.input.pairs.swap_remove(at);
+        self.spare_pairs.push(spare);
         if let Some(moved) = self.input.pairs.get(at) {
             self.pair_slot[moved.id.as_u128() as usize] = at as u32;
         }
@@ -512,9 +545,10 @@ impl<'a> Sim<'a> {
                     self.recorder.became_eligible(day, record.group);
                 }
                 self.slot[person as usize] = self.input.candidates.len() as u32;
+                let arrival = time(self.people[person as usize].arrival);
+                self.waits_of_pool.push((arrival, candidate.waited_weeks));
+                self.pool_by_group[usize::from(candidate.group)] += 1;
                 self.input.candidates.push(candidate);
-                self.arrivals_of_pool
-                    .push(time(self.people[person as usize].arrival));
             }
             None => {
                 self.people[person as usize].state = PersonState::Ineligible;
@@ -527,8 +561,10 @@ impl<'a> Sim<'a> {
     fn leave(&mut self, person: u32) {
         let at = self.slot[person as usize] as usize;
         self.slot[person as usize] = u32::MAX;
-        self.input.candidates.swap_remove(at);
-        self.arrivals_of_pool.swap_remove(at);
+        let spare = self.input.candidates.swap_remove(at);
+        self.pool_by_group[usize::from(spare.group)] -= 1;
+        self.spare_candidates.push(spare);
+        self.waits_of_pool.swap_remove(at);
         if let Some(moved) = self.input.candidates.get(at) {
             self.slot[Sim::person_of(&moved.pseudonym) as usize] = at as u32;
         }
@@ -540,26 +576,68 @@ impl<'a> Sim<'a> {
     fn candidate(&mut self, person: u32, drawn_at: i64) -> Option<Candidate> {
         let p = &self.people[person as usize];
         let (arrival, declines) = (p.arrival, p.declines);
-        let mut candidate = self.template(person, drawn_at)?.clone();
+        let reach = self.reach_index(p);
+        let key = self.template(person, drawn_at);
+        // Field by field below, so the borrows are of `profiles` and `reach_ids` alone.
+        let template = self.profiles[&key].as_ref()?;
+        let mut candidate = match self.spare_candidates.pop() {
+            Some(mut spare) => {
+                // Field by field: `clone_from` of a string or a list of them reuses the spare's
+                // allocations (a derived `clone_from` would not).
+                let Candidate {
+                    pseudonym: _,
+                    group,
+                    age_band,
+                    waited_weeks: _,
+                    declines: _,
+                    vaccines,
+                    centres,
+                    ahead,
+                } = template;
+                spare.group = *group;
+                spare.age_band.clone_from(age_band);
+                spare.vaccines.clone_from(vaccines);
+                debug_assert_eq!(*centres, self.reach_ids[reach]);
+                spare.centres.clone_from(&self.reach_ids[reach]);
+                spare.ahead = *ahead;
+                spare
+            }
+            None => Candidate {
+                pseudonym: template.pseudonym,
+                group: template.group,
+                age_band: template.age_band.clone(),
+                waited_weeks: 0,
+                declines: 0,
+                vaccines: template.vaccines.clone(),
+                centres: self.reach_ids[reach].clone(),
+                ahead: template.ahead,
+            },
+        };
         candidate.pseudonym = self.pseudonym(person);
         candidate.waited_weeks = waiting::waited_weeks(time(arrival), time(drawn_at));
         candidate.declines = declines;
         Some(candidate)
     }
 
-    /// The candidate the domain makes of anyone with this person's profile.
-    fn template(&mut self, person: u32, drawn_at: i64) -> Option<&Candidate> {
-        let p = &self.people[person as usize];
-        let key = u64::from(p.group)
-            | u64::from(p.birth_year as u16) << 8
-            | u64::from(p.refuses) << 24
-            | u64::from(p.area) << 32
-            | u64::from(p.travel) << 48;
+    /// Makes sure `profiles` holds the candidate the domain makes of anyone with this
+    /// person's profile; returns its key there.
+    fn template(&mut self, person: u32, drawn_at: i64) -> u64 {
+        let key = self.profile_key(person);
         if !self.profiles.contains_key(&key) {
             let made = self.profile(person, drawn_at);
             self.profiles.insert(key, made);
         }
-        self.profiles[&key].as_ref()
+        key
+    }
+
+    /// What the domain's rule reads of a person, in one number.
+    fn profile_key(&self, person: u32) -> u64 {
+        let p = &self.people[person as usize];
+        u64::from(p.group)
+            | u64::from(p.birth_year as u16) << 8
+            | u64::from(p.refuses) << 24
+            | u64::from(p.area) << 32
+            | u64::from(p.travel) << 48
     }
 
     fn profile(&self, person: u32, drawn_at: i64) -> Option<Candidate> {
@@ -579,10 +657,7 @@ impl<'a> Sim<'a> {
                 .map(|(_, code)| code.clone())
                 .collect(),
         };
-        let centres = self.reach[self.reach_index(p)]
-            .iter()
-            .map(|&c| self.centre_ids[usize::from(c)].clone())
-            .collect();
+        let centres = self.reach_ids[self.reach_index(p)].clone();
         let waiting = Waiting {
             pseudonym: self.pseudonym(person),
             verified_at: time(p.arrival),
@@ -631,31 +706,37 @@ impl<'a> Sim<'a> {
         }
         self.epoch = epoch;
         self.profiles.clear();
-        // Candidates whom the rule still makes the same candidate stay as they are.
-        let pool = std::mem::take(&mut self.input.candidates);
-        let arrivals = std::mem::take(&mut self.arrivals_of_pool);
-        self.input.candidates.reserve(pool.len());
-        self.arrivals_of_pool.reserve(pool.len());
+        // Candidates whom the rule still makes the same candidate stay as they are, in their
+        // order; the others leave the pool and enter again.
         let mut everyone: Vec<u32> = std::mem::take(&mut self.ineligible)
             .into_iter()
             .map(|(person, _)| person)
             .collect();
-        for (candidate, arrival) in pool.into_iter().zip(arrivals) {
-            let person = Sim::person_of(&candidate.pseudonym);
-            let same = self.template(person, at).is_some_and(|t| {
+        let mut kept = 0;
+        for i in 0..self.input.candidates.len() {
+            let person = Sim::person_of(&self.input.candidates[i].pseudonym);
+            let key = self.template(person, at);
+            let candidate = &self.input.candidates[i];
+            let same = self.profiles[&key].as_ref().is_some_and(|t| {
                 t.vaccines == candidate.vaccines
                     && t.age_band == candidate.age_band
                     && t.centres == candidate.centres
             });
             if same {
-                self.slot[person as usize] = self.input.candidates.len() as u32;
-                self.input.candidates.push(candidate);
-                self.arrivals_of_pool.push(arrival);
+                self.input.candidates.swap(kept, i);
+                self.waits_of_pool.swap(kept, i);
+                self.slot[person as usize] = kept as u32;
+                kept += 1;
             } else {
                 self.slot[person as usize] = u32::MAX;
                 everyone.push(person);
             }
         }
+        for left in self.input.candidates.drain(kept..) {
+            self.pool_by_group[usize::from(left.group)] -= 1;
+            self.spare_candidates.push(left);
+        }
+        self.waits_of_pool.truncate(kept);
         everyone.sort_unstable();
         for person in everyone {
             self.enter(person, at);
@@ -693,14 +774,20 @@ impl<'a> Sim<'a> {
             self.recorder.unused(self.day_of(first_at));
         }
         let now = time(at);
-        for (candidate, &arrival) in self.input.candidates.iter_mut().zip(&self.arrivals_of_pool) {
-            candidate.waited_weeks = waiting::waited_weeks(arrival, now);
+        for (candidate, (arrival, weeks)) in self.input.candidates.iter_mut().zip(&mut self.waits_of_pool) {
+            let waited = waiting::waited_weeks(*arrival, now);
+            if waited != *weeks {
+                *weeks = waited;
+                candidate.waited_weeks = waited;
+            }
         }
         self.input.drawn_at = time(at);
         let (policy, _) = self.scenario.policy_on(day);
         if sample {
-            for c in &self.input.candidates {
-                self.recorder.pool(day, c.group);
+            for (group, &count) in self.pool_by_group.iter().enumerate() {
+                if count > 0 {
+                    self.recorder.pool(day, group as u8, count);
+                }
             }
             for &(_, group) in &self.ineligible {
                 self.recorder.ineligible(day, group);
@@ -1058,4 +1145,29 @@ fn schedule(scenario: &Scenario, seed: u64, t0: i64, vaccines: &[String]) -> Vec
 /// One run of a scenario.
 pub fn run(scenario: &Scenario, options: RunOptions, progress: &dyn Fn(u32)) -> Result<RunResult, DrawError> {
     Sim::new(scenario, options).run(progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_german_state_registers_near_37000_an_hour_at_its_peak_at_full_scale() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/bw-spring-2021.toml");
+        let mut scenario = Scenario::load(&path).expect("a valid scenario");
+        let sample = 100_000;
+        scenario.scale_population(sample);
+        let sim = Sim::new(&scenario, RunOptions::new(1));
+        let mut per_hour: FxHashMap<i64, u64> = FxHashMap::default();
+        for p in sim.people.iter().filter(|p| p.arrival >= sim.t0) {
+            *per_hour.entry((p.arrival - sim.t0) / 3600).or_default() += 1;
+        }
+        let peak = per_hour.values().copied().max().unwrap_or(0);
+        // The scenario is the state at one in eleven.
+        let full_scale = peak as f64 * (11_000_000 / sample) as f64;
+        assert!(
+            (33_000.0..41_000.0).contains(&full_scale),
+            "{full_scale:.0} an hour"
+        );
+    }
 }

@@ -75,8 +75,8 @@ impl DayRecorder {
     pub(crate) fn became_eligible(&mut self, day: u32, group: u8) {
         self.at(day, group).became_eligible += 1;
     }
-    pub(crate) fn pool(&mut self, day: u32, group: u8) {
-        self.at(day, group).pool += 1;
+    pub(crate) fn pool(&mut self, day: u32, group: u8, count: u64) {
+        self.at(day, group).pool += count;
     }
     pub(crate) fn ineligible(&mut self, day: u32, group: u8) {
         self.at(day, group).ineligible += 1;

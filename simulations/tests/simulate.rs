@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use drawbridge_domain::allocation::draw::{
@@ -275,6 +276,43 @@ fn an_arrival_order_biased_draw_is_flagged_by_the_audit() {
     assert!(by_time > 0, "and registration time is named: {broken:?}");
 }
 
+/// The manifest the allocator publishes for a draw of `input` under `policy` with `seed`.
+fn manifest_of(
+    policy: &Policy,
+    document: &str,
+    seed: &Seed,
+    input: &DrawInput,
+    outcome: &DrawOutcome,
+    keys: &[f64],
+) -> Manifest {
+    let policy_digest: [u8; 32] = Sha256::digest(document.as_bytes()).into();
+    Manifest {
+        draw: uuid::Uuid::from_u128(1),
+        region: policy.region.clone(),
+        policy_version: policy.version,
+        policy_digest: draw::hex(&policy_digest),
+        policy: document.to_owned(),
+        seed_commitment: draw::hex(&seed.commitment()),
+        seed: draw::hex(seed.as_bytes()),
+        beacon: None,
+        drawn_at: input.drawn_at,
+        inputs_digest: draw::hex(&input.digest(&policy_digest)),
+        outputs_digest: draw::hex(&outcome.digest()),
+        pairs: input.pairs.clone(),
+        candidates: input
+            .candidates
+            .iter()
+            .zip(keys)
+            .map(|(c, &k)| PublishedCandidate {
+                candidate: c.clone(),
+                lottery_key: LotteryKey::exact(k),
+            })
+            .collect(),
+        matches: outcome.matches.clone(),
+        unmatched: outcome.unmatched.clone(),
+    }
+}
+
 thread_local! {
     static INPUTS: RefCell<Vec<(Seed, DrawInput)>> = const { RefCell::new(Vec::new()) };
 }
@@ -289,6 +327,17 @@ fn recording_draw(
     production_draw(policy, seed, input, keys)
 }
 
+/// The seed and input of every draw of a run of `scenario`.
+fn recorded_pools(scenario: &Scenario, seed: u64) -> Vec<(Seed, DrawInput)> {
+    let options = RunOptions {
+        draw: recording_draw,
+        ..RunOptions::new(seed)
+    };
+    INPUTS.with(|inputs| inputs.borrow_mut().clear());
+    engine::run(scenario, options, &|_| {}).unwrap();
+    INPUTS.with(|inputs| inputs.take())
+}
+
 /// The allocator's draw needs Postgres for its inputs and records; what it does with them
 /// between reading and writing is `draw::draw_with_keys` on the pool built by the domain's
 /// `waiting::candidate` (allocator/src/pool.rs, lib.rs). This test takes pools the simulation
@@ -299,47 +348,16 @@ fn recording_draw(
 #[test]
 fn a_simulated_draw_and_the_allocators_draw_on_the_same_pool_and_seed_give_the_same_offers() {
     let scenario = county(5_000);
-    let options = RunOptions {
-        draw: recording_draw,
-        ..RunOptions::new(9)
-    };
-    INPUTS.with(|inputs| inputs.borrow_mut().clear());
-    engine::run(&scenario, options, &|_| {}).unwrap();
-    let inputs = INPUTS.with(|inputs| inputs.take());
+    let inputs = recorded_pools(&scenario, 9);
     assert!(inputs.len() >= 30);
     let (policy, document) = scenario.policy_on(0);
-    let policy_digest: [u8; 32] = Sha256::digest(document.as_bytes()).into();
     let mut offers = 0;
     for (seed, input) in inputs.iter().step_by(5) {
         let simulated = draw::draw(policy, seed, input).unwrap();
         let (allocated, keys) = draw::draw_with_keys(policy, seed, input).unwrap();
         assert_eq!(simulated, allocated);
         offers += allocated.matches.len();
-        let manifest = Manifest {
-            draw: uuid::Uuid::from_u128(1),
-            region: policy.region.clone(),
-            policy_version: policy.version,
-            policy_digest: draw::hex(&policy_digest),
-            policy: document.to_owned(),
-            seed_commitment: draw::hex(&seed.commitment()),
-            seed: draw::hex(seed.as_bytes()),
-            beacon: None,
-            drawn_at: input.drawn_at,
-            inputs_digest: draw::hex(&input.digest(&policy_digest)),
-            outputs_digest: draw::hex(&allocated.digest()),
-            pairs: input.pairs.clone(),
-            candidates: input
-                .candidates
-                .iter()
-                .zip(&keys)
-                .map(|(c, &k)| PublishedCandidate {
-                    candidate: c.clone(),
-                    lottery_key: LotteryKey::exact(k),
-                })
-                .collect(),
-            matches: allocated.matches.clone(),
-            unmatched: allocated.unmatched.clone(),
-        };
+        let manifest = manifest_of(policy, document, seed, input, &allocated, &keys);
         let verdict = manifest.replay();
         assert!(verdict.reproduced(), "{:?}", verdict.problems);
         // And through the JSON the gateway serves.
@@ -355,16 +373,11 @@ fn a_sweep_split_by_seed_ranges_merges_into_the_report_of_one_run() {
     let scenario_path = scenarios().join("small-county.toml");
     let run = |seeds: &str, out: &Path| {
         let args = cli::SimulateArgs {
-            action: None,
             scenario: Some(scenario_path.clone()),
-            compare: None,
-            from_manifests: None,
-            policy: None,
             seeds: Some(seeds.parse().unwrap()),
-            out: out.to_owned(),
             threads: Some(2),
-            audit: false,
             population: Some(3_000),
+            ..arguments(out)
         };
         cli::run(args).unwrap();
     };
@@ -382,16 +395,246 @@ fn a_sweep_split_by_seed_ranges_merges_into_the_report_of_one_run() {
             out: merged.clone(),
             parts: vec![second, first],
         }),
+        ..arguments(Path::new("unused"))
+    })
+    .unwrap();
+    assert_eq!(files(&whole), files(&merged));
+}
+
+/// `drawbridge simulate --out OUT` and nothing else.
+fn arguments(out: &Path) -> cli::SimulateArgs {
+    cli::SimulateArgs {
+        action: None,
         scenario: None,
         compare: None,
         from_manifests: None,
         policy: None,
         seeds: None,
-        out: PathBuf::from("unused"),
+        out: out.to_owned(),
         threads: None,
         audit: false,
         population: None,
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Per group, the sum of `field` over every draw of a `replay.json`.
+fn per_group(replays: &serde_json::Value, field: &str) -> BTreeMap<u64, u64> {
+    let mut sums = BTreeMap::new();
+    for replay in replays.as_array().unwrap() {
+        for g in replay["groups"].as_array().unwrap() {
+            *sums.entry(g["group"].as_u64().unwrap()).or_default() += g[field].as_u64().unwrap();
+        }
+    }
+    sums
+}
+
+#[test]
+fn replaying_published_manifests_measures_the_real_draws_and_redraws_their_pools_under_another_policy() {
+    let scenario = county(5_000);
+    let (policy, document) = scenario.policy_on(0);
+    // Published manifests of the draws after group 3's release, as the gateway serves them.
+    let manifests = temp_dir("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let mut recorded_offers: BTreeMap<u64, u64> = BTreeMap::new();
+    let pools = recorded_pools(&scenario, 9);
+    let later = pools
+        .iter()
+        .filter(|(_, input)| input.candidates.iter().any(|c| c.group == 3));
+    for (n, (seed, input)) in later.step_by(3).take(6).enumerate() {
+        let (outcome, keys) = draw::draw_with_keys(policy, seed, input).unwrap();
+        for c in &input.candidates {
+            recorded_offers.entry(u64::from(c.group)).or_default();
+        }
+        let group_of = |m: &drawbridge_domain::Match| {
+            input
+                .candidates
+                .iter()
+                .find(|c| c.pseudonym == m.pseudonym)
+                .unwrap()
+                .group
+        };
+        for m in &outcome.matches {
+            *recorded_offers.entry(u64::from(group_of(m))).or_default() += 1;
+        }
+        let manifest = manifest_of(policy, document, seed, input, &outcome, &keys);
+        let served = serde_json::to_string(&manifest).unwrap();
+        std::fs::write(manifests.join(format!("{n:03}.json")), served).unwrap();
+    }
+    // Strict tiers: group 3 waits behind group 2 in these draws.
+    assert_eq!(recorded_offers.get(&3), Some(&0), "{recorded_offers:?}");
+    let policies = temp_dir("counterfactual-policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let replay_under = |name: &str, text: &str| {
+        let file = policies.join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = temp_dir(&format!("replay-{name}"));
+        cli::run(cli::SimulateArgs {
+            from_manifests: Some(manifests.clone()),
+            policy: Some(file),
+            ..arguments(&out)
+        })
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(out.join("replay.csv"))
+                .unwrap()
+                .lines()
+                .count()
+                > 6
+        );
+        json(&out.join("replay.json"))
+    };
+
+    // Under a policy with a reserve for group 3: the real draws are reproduced and measured,
+    // and their pools drawn again give group 3 more offers, some of which a better tier envies.
+    let (_, _, reserve) = reserve_for_group_3(0.4);
+    let replays = replay_under("reserve.toml", &reserve);
+    assert_eq!(replays.as_array().unwrap().len(), 6);
+    for r in replays.as_array().unwrap() {
+        assert_eq!(r["reproduced"], true, "{}", r["problems"]);
+        assert!(!r["tests"].as_array().unwrap().is_empty(), "the bias tests ran");
+        assert!(r["counterfactual_changed"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(per_group(&replays, "offers"), recorded_offers);
+    assert!(
+        per_group(&replays, "envy").values().all(|&e| e == 0),
+        "strict tiers: no envy"
+    );
+    let counterfactual = per_group(&replays, "counterfactual_offers");
+    assert!(
+        counterfactual[&3] > recorded_offers[&3],
+        "{counterfactual:?} against {recorded_offers:?}"
+    );
+    assert!(per_group(&replays, "counterfactual_envy").values().sum::<u64>() > 0);
+
+    // Under the draws' own policy, nothing changes.
+    let same = replay_under("same.toml", document);
+    for r in same.as_array().unwrap() {
+        assert_eq!(r["counterfactual_changed"], 0);
+    }
+    assert_eq!(per_group(&same, "counterfactual_offers"), recorded_offers);
+
+    // A manifest whose offers were altered after the draw is not reproduced.
+    let first = manifests.join("000.json");
+    let mut altered: Manifest = serde_json::from_str(&std::fs::read_to_string(&first).unwrap()).unwrap();
+    let last = altered.matches.len() - 1;
+    let (a, b) = (altered.matches[0].pair, altered.matches[last].pair);
+    altered.matches[0].pair = b;
+    altered.matches[last].pair = a;
+    std::fs::write(&first, serde_json::to_string(&altered).unwrap()).unwrap();
+    let replays = replay_under("same.toml", document);
+    assert_eq!(replays[0]["reproduced"], false);
+    assert_eq!(replays[1]["reproduced"], true);
+}
+
+#[test]
+fn compare_reports_each_metrics_difference_with_its_interval_and_writes_both_reports() {
+    let policies = temp_dir("compare-policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    let reserve = policies.join("reserve.toml");
+    std::fs::write(&reserve, reserve_for_group_3(0.4).2).unwrap();
+    let out = temp_dir("compare");
+    cli::run(cli::SimulateArgs {
+        scenario: Some(scenarios().join("small-county.toml")),
+        compare: Some(vec![scenarios().join("policies/bw-group3-monday.toml"), reserve]),
+        seeds: Some("0..4".parse().unwrap()),
+        population: Some(4_000),
+        ..arguments(&out)
     })
     .unwrap();
-    assert_eq!(files(&whole), files(&merged));
+    let csv = std::fs::read_to_string(out.join("compare.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("metric,a,b,difference,low,high,seeds"));
+    let rows: BTreeMap<&str, Vec<f64>> = lines
+        .map(|line| {
+            let (metric, values) = line.split_once(',').unwrap();
+            (metric, values.split(',').map(|v| v.parse().unwrap()).collect())
+        })
+        .collect();
+    assert!(rows.len() > 20, "every metric: {}", rows.len());
+    for (metric, v) in &rows {
+        let [a, b, difference, low, high, seeds] = v[..] else {
+            panic!("{metric}: {v:?}");
+        };
+        assert_eq!(seeds, 4.0, "{metric}");
+        assert!((b - a - difference).abs() < 1e-9, "{metric}: paired by seed");
+        assert!(low <= difference && difference <= high, "{metric}: {v:?}");
+    }
+    assert!(
+        rows["group3.reached_share"][3] > 0.0,
+        "the reserve reaches group 3 more"
+    );
+    assert_eq!(
+        json(&out.join("compare.json")).as_array().unwrap().len(),
+        rows.len()
+    );
+    for side in ["a", "b"] {
+        let summary = json(&out.join(side).join("summary.json"));
+        assert_eq!(summary["runs"].as_array().unwrap().len(), 4, "{side}");
+    }
+}
+
+#[test]
+fn the_report_page_is_self_contained_with_charts_and_the_terminal_table_shows_every_group() {
+    let scenario = county(3_000);
+    let results = drawbridge_simulations::run_seeds(&scenario, &[1], Some(1), false, &|_| {}).unwrap();
+    let (report, rows, pair_rows) = drawbridge_simulations::report(&scenario, results);
+    let dir = temp_dir("report");
+    output::write_all(&dir, &report, &rows, &pair_rows).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.matches("<svg").count() >= 4, "charts drawn as SVG");
+    assert!(html.matches("<polyline").count() >= 4, "with lines in them");
+    for external in ["<script", "src=", "href=", "@import", "url("] {
+        assert!(
+            !html.contains(external),
+            "nothing loaded from elsewhere: {external}"
+        );
+    }
+    let table = output::terminal(&report);
+    for g in &report.runs[0].groups {
+        let row = format!("\n{:>5} {:>9}", g.group, g.people);
+        assert!(table.contains(&row), "group {} in\n{table}", g.group);
+    }
+    assert!(table.contains("utilisation"), "{table}");
+}
+
+#[test]
+fn every_shipped_scenario_runs_and_the_german_state_has_the_seeds_figures() {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(scenarios()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let mut scenario = Scenario::load(&path).unwrap();
+        scenario.scale_population(3_000);
+        let result = engine::run(&scenario, RunOptions::new(1), &|_| {}).unwrap();
+        let s = &result.summary;
+        let people: u64 = s.groups.iter().map(|g| g.states.values().sum::<u64>()).sum();
+        assert_eq!(people, 3_000, "{}", path.display());
+        assert!(
+            s.pair_states["used"] > 0,
+            "{}: {:?}",
+            path.display(),
+            s.pair_states
+        );
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    assert!(names.len() >= 3, "{names:?}");
+
+    // Baden-Württemberg at one in eleven: ~11 M people, 50+ centres, deliveries of which
+    // some arrive late.
+    let state = Scenario::load(&scenarios().join("bw-spring-2021.toml")).unwrap();
+    let file = &state.file;
+    assert_eq!(file.population.size * 11, 11_000_000);
+    assert!(file.centres.len() >= 50, "{}", file.centres.len());
+    assert!(file
+        .supply
+        .iter()
+        .all(|s| s.late_share > 0.0 && s.late_lead_days < s.lead_days));
+    // The registration peak: `engine`'s own test, which sees each arrival's time.
 }
