@@ -404,6 +404,9 @@ impl Consumer {
         let keys: Vec<i64> = ids.iter().map(|id| lock_key(*id)).collect();
         // An attempt is settled at the provider once its request has timed out and the grace
         // for recording it has passed.
+        // Taken before the claim, so that each attempt's deadline (this plus the channel's
+        // timeout) comes no later than the database reckons its intent settled.
+        let claimed_at = tokio::time::Instant::now();
         let settles_in: Vec<f64> = candidates
             .iter()
             .map(|&i| {
@@ -450,11 +453,10 @@ impl Consumer {
             }
         }
         let items = &*items;
-        let sent =
-            join_all(to_send.iter().map(|&(index, in_doubt)| {
-                self.attempt(parsed(&items[index]), items[index].attempt, in_doubt)
-            }))
-            .await;
+        let sent = join_all(to_send.iter().map(|&(index, in_doubt)| {
+            self.attempt(parsed(&items[index]), items[index].attempt, in_doubt, claimed_at)
+        }))
+        .await;
         let mut settled = Settled::default();
         for (&(index, _), outcome) in to_send.iter().zip(sent) {
             settled.add(
@@ -486,7 +488,15 @@ impl Consumer {
     }
 
     /// One message through its transport, after asking the provider if it may have it already.
-    async fn attempt(&self, message: &Message, attempt: u32, in_doubt: bool) -> Outcome {
+    /// Its request ends within the channel's timeout of `claimed_at`, when the attempt's intent
+    /// was recorded: a later lookup must not miss it.
+    async fn attempt(
+        &self,
+        message: &Message,
+        attempt: u32,
+        in_doubt: bool,
+        claimed_at: tokio::time::Instant,
+    ) -> Outcome {
         let rendered = match self.templates.render(&message.notification, message.language) {
             Ok(rendered) => rendered,
             // A message we cannot word will not word itself on a retry.
@@ -524,9 +534,10 @@ impl Consumer {
             }
         }
         let started = std::time::Instant::now();
+        let deadline = claimed_at + self.transports.in_flight(message.channel).timeout;
         let result = self
             .transports
-            .send(message.channel, &message.recipient, &rendered)
+            .send(message.channel, &message.recipient, &rendered, deadline)
             .await;
         self.metrics
             .send_seconds
