@@ -431,11 +431,14 @@ struct Faults {
     recovery: BTreeMap<Fault, Vec<f64>>,
     /// When notifiers were killed: a message the provider took just before has its answer lost.
     notifier_kills: Vec<Instant>,
+    /// When each fault began.
+    log: Vec<(Instant, Fault)>,
 }
 
 impl Faults {
     async fn inject(&mut self, cluster: &mut Cluster, http: &reqwest::Client, fault: Fault, round: usize) {
         let began = Instant::now();
+        self.log.push((began, fault));
         match fault {
             Fault::Kill(component) => {
                 let i = cluster.indices(component)[round % 2];
@@ -667,7 +670,8 @@ struct Delivered {
     messages: usize,
     sent: usize,
     dead: usize,
-    /// Not sent, or recorded as sent with an id the provider never gave out.
+    /// Not sent, or recorded as sent with an id the provider never gave out or that another
+    /// message's delivery records too (a lookup that took another message for it).
     lost: usize,
     /// Copies the provider took beyond one per message...
     doubled: usize,
@@ -678,6 +682,8 @@ struct Delivered {
     /// Copies taken with the answer lost that a delivery records: found by a lookup, or
     /// (email) recorded as sent although the reply was lost.
     answer_lost_recorded: usize,
+    /// The provider's ids of the copies no delivery records and nothing excuses.
+    unexcused_ids: Vec<String>,
 }
 
 impl Delivered {
@@ -709,9 +715,16 @@ async fn delivered(
         messages: rows.len(),
         ..Default::default()
     };
+    let mut counted = HashSet::new();
     for (state, id) in &rows {
         match state.as_deref() {
-            Some("sent") if id.as_deref().is_some_and(|id| ids.contains(id)) => result.sent += 1,
+            Some("sent")
+                if id
+                    .as_deref()
+                    .is_some_and(|id| ids.contains(id) && counted.insert(id)) =>
+            {
+                result.sent += 1
+            }
             Some("dead") => {
                 result.dead += 1;
                 result.lost += 1;
@@ -736,9 +749,69 @@ async fn delivered(
             result.doubled_answer_lost += 1;
         } else if excuse_kills && killed_mid_call(*at) {
             result.doubled_notifier_killed += 1;
+        } else {
+            result.unexcused_ids.push(id.clone());
         }
     }
     result
+}
+
+/// Seconds from `origin` to `at`, negative before it.
+fn since(origin: Instant, at: Instant) -> f64 {
+    match at.checked_duration_since(origin) {
+        Some(after) => after.as_secs_f64(),
+        None => -(origin - at).as_secs_f64(),
+    }
+}
+
+/// Prints, for each SMS copy that no delivery records and nothing excuses, when the provider
+/// took it and the copy a delivery records (same number and text), with that delivery's
+/// attempts and last detail and the nearest fault: what a failed run needs to find the cause.
+async fn explain_sms_doubles(
+    pool: &PgPool,
+    accepted: &[drawbridge_test_support::twilio::Sms],
+    unexcused: &[String],
+    began: Instant,
+    log: &[(Instant, Fault)],
+) {
+    for id in unexcused.iter().take(50) {
+        let Some(copy) = accepted.iter().find(|sms| &sms.sid == id) else {
+            continue;
+        };
+        let recorded = accepted
+            .iter()
+            .find(|sms| sms.sid != *id && sms.to == copy.to && sms.body == copy.body);
+        let delivery: Option<(i32, Option<String>)> = match recorded {
+            Some(sms) => {
+                sqlx::query_as("SELECT attempts, detail FROM deliveries WHERE provider_message_id = $1")
+                    .bind(&sms.sid)
+                    .fetch_optional(pool)
+                    .await
+                    .unwrap()
+            }
+            None => None,
+        };
+        let nearest = log
+            .iter()
+            .min_by(|a, b| {
+                let (a, b) = (
+                    since(copy.accepted_at, a.0).abs(),
+                    since(copy.accepted_at, b.0).abs(),
+                );
+                a.total_cmp(&b)
+            })
+            .map(|(at, fault)| format!("{} at {:+.1} s", fault.name(), since(copy.accepted_at, *at)));
+        println!(
+            "  extra SMS {id} taken at {:.1} s{}: {:.40}; recorded copy {} at {}, delivery {:?}; nearest fault {}",
+            since(began, copy.accepted_at),
+            if copy.answer_lost { " (answer lost)" } else { "" },
+            copy.body,
+            recorded.map_or("none", |sms| sms.sid.as_str()),
+            recorded.map_or("-".into(), |sms| format!("{:.1} s", since(began, sms.accepted_at))),
+            delivery,
+            nearest.unwrap_or_default()
+        );
+    }
 }
 
 fn seconds(values: &[f64]) -> String {
@@ -843,6 +916,7 @@ async fn faults_lose_nothing_and_double_nothing() {
         rabbit,
         recovery: BTreeMap::new(),
         notifier_kills: Vec::new(),
+        log: Vec::new(),
     };
     for k in 0..total {
         let due = Duration::from_secs(plan.seconds).mul_f64((k + 1) as f64 / (total + 1) as f64);
@@ -964,6 +1038,15 @@ async fn faults_lose_nothing_and_double_nothing() {
         twilio.lookups(),
         dir.display()
     );
+
+    explain_sms_doubles(
+        &pool,
+        &twilio.accepted(),
+        &sms.unexcused_ids,
+        load_began,
+        &faults.log,
+    )
+    .await;
 
     let broken: Vec<_> = violations.iter().filter(|(_, n)| *n > 0).collect();
     assert!(broken.is_empty(), "invariants broken: {broken:?}");
