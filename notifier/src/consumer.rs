@@ -80,6 +80,10 @@ statements! {
     UNLOCK = "SELECT pg_advisory_unlock(key) FROM UNNEST($1::bigint[]) AS key";
 }
 
+/// How the delivery record of a message sent again in doubt, without a way to ask the provider,
+/// begins its detail: the person may have it twice.
+pub const RESENT_IN_DOUBT: &str = "sent again in doubt";
+
 pub struct Consumer {
     pub pool: PgPool,
     pub topology: Topology,
@@ -117,7 +121,9 @@ impl Settled {
     /// `grace`: how long after its answer the provider may still record an attempt.
     fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome, grace: Duration) {
         let (state, provider_id, detail) = match outcome {
-            Outcome::Sent { provider_id } => (DeliveryState::Sent, Some(provider_id.clone()), None),
+            Outcome::Sent { provider_id, note } => {
+                (DeliveryState::Sent, Some(provider_id.clone()), note.clone())
+            }
             Outcome::Dead { reason } => (DeliveryState::Dead, None, Some(reason.clone())),
             // An attempt that may have reached the provider keeps its intent, so the retry asks.
             Outcome::Retry {
@@ -152,6 +158,8 @@ impl Settled {
 enum Outcome {
     Sent {
         provider_id: String,
+        /// Kept in the delivery record: why this message may have reached the person twice.
+        note: Option<String>,
     },
     AlreadyDone,
     /// Try again after the step's delay; `in_doubt` if this attempt may have reached the provider.
@@ -507,6 +515,7 @@ impl Consumer {
             }
         };
         let labels = [message.channel.as_str(), message.notification.kind()];
+        let mut note = None;
         if in_doubt {
             match self
                 .transports
@@ -515,11 +524,20 @@ impl Consumer {
             {
                 Ok(Lookup::Found(provider_id)) => {
                     self.metrics.reconciled.with_label_values(&labels).inc();
-                    return Outcome::Sent { provider_id };
+                    return Outcome::Sent {
+                        provider_id,
+                        note: None,
+                    };
                 }
                 Ok(Lookup::NotFound) => {}
                 Ok(Lookup::Unavailable(why)) => match self.transports.in_flight(message.channel).in_doubt {
-                    InDoubt::Resend => self.metrics.resent_in_doubt.with_label_values(&labels).inc(),
+                    InDoubt::Resend => {
+                        self.metrics.resent_in_doubt.with_label_values(&labels).inc();
+                        note = Some(format!(
+                            "{RESENT_IN_DOUBT}: an earlier attempt may have reached the provider, and {why} \
+                             (in_doubt = \"resend\")"
+                        ));
+                    }
                     InDoubt::DeadLetter => {
                         return Outcome::Dead {
                             reason: format!(
@@ -544,7 +562,7 @@ impl Consumer {
             .with_label_values(&[message.channel.as_str()])
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(provider_id) => Outcome::Sent { provider_id },
+            Ok(provider_id) => Outcome::Sent { provider_id, note },
             Err(error) => self.failed(attempt, error),
         }
     }

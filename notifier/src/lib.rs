@@ -6,6 +6,7 @@
 //! the database goes away, and a sweeper publishes again any message the broker lost.
 
 mod consumer;
+pub use consumer::RESENT_IN_DOUBT;
 mod email;
 mod relay;
 pub mod render;

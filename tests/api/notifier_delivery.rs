@@ -128,15 +128,26 @@ async fn a_lost_answer_is_found_in_the_message_list_and_not_sent_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_answer_from_a_provider_without_a_message_list_is_sent_again() {
+async fn a_lost_answer_from_a_provider_without_a_message_list_is_sent_again_and_recorded_so() {
     let app = spawn_notifier().await;
     app.twilio.list_answers(405);
     app.twilio.fail_next(&[500]);
     let id = enqueue_code(&app, "+491710000008").await;
-    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
+    let Settled {
+        state,
+        attempts,
+        detail,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled, not dead-lettered");
     assert_eq!((state.as_str(), attempts), ("sent", 2));
+    // The record says the person may have it twice, for whoever asks why.
+    let detail = detail.unwrap_or_default();
+    assert!(
+        detail.starts_with(drawbridge_notifier::RESENT_IN_DOUBT),
+        "{detail}"
+    );
     assert_eq!((app.twilio.requests(), app.twilio.lookups()), (2, 1));
     assert_eq!(app.twilio.accepted().len(), 1);
     let metrics = app.metrics(app.notifier_address.as_ref().unwrap()).await;
