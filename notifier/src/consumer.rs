@@ -80,6 +80,10 @@ statements! {
     UNLOCK = "SELECT pg_advisory_unlock(key) FROM UNNEST($1::bigint[]) AS key";
 }
 
+/// How the delivery record of a message sent again in doubt, without a way to ask the provider,
+/// begins its detail: the person may have it twice.
+pub const RESENT_IN_DOUBT: &str = "sent again in doubt";
+
 pub struct Consumer {
     pub pool: PgPool,
     pub topology: Topology,
@@ -117,7 +121,9 @@ impl Settled {
     /// `grace`: how long after its answer the provider may still record an attempt.
     fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome, grace: Duration) {
         let (state, provider_id, detail) = match outcome {
-            Outcome::Sent { provider_id } => (DeliveryState::Sent, Some(provider_id.clone()), None),
+            Outcome::Sent { provider_id, note } => {
+                (DeliveryState::Sent, Some(provider_id.clone()), note.clone())
+            }
             Outcome::Dead { reason } => (DeliveryState::Dead, None, Some(reason.clone())),
             // An attempt that may have reached the provider keeps its intent, so the retry asks.
             Outcome::Retry {
@@ -152,6 +158,8 @@ impl Settled {
 enum Outcome {
     Sent {
         provider_id: String,
+        /// Kept in the delivery record: why this message may have reached the person twice.
+        note: Option<String>,
     },
     AlreadyDone,
     /// Try again after the step's delay; `in_doubt` if this attempt may have reached the provider.
@@ -404,6 +412,9 @@ impl Consumer {
         let keys: Vec<i64> = ids.iter().map(|id| lock_key(*id)).collect();
         // An attempt is settled at the provider once its request has timed out and the grace
         // for recording it has passed.
+        // Taken before the claim, so that each attempt's deadline (this plus the channel's
+        // timeout) comes no later than the database reckons its intent settled.
+        let claimed_at = tokio::time::Instant::now();
         let settles_in: Vec<f64> = candidates
             .iter()
             .map(|&i| {
@@ -450,11 +461,10 @@ impl Consumer {
             }
         }
         let items = &*items;
-        let sent =
-            join_all(to_send.iter().map(|&(index, in_doubt)| {
-                self.attempt(parsed(&items[index]), items[index].attempt, in_doubt)
-            }))
-            .await;
+        let sent = join_all(to_send.iter().map(|&(index, in_doubt)| {
+            self.attempt(parsed(&items[index]), items[index].attempt, in_doubt, claimed_at)
+        }))
+        .await;
         let mut settled = Settled::default();
         for (&(index, _), outcome) in to_send.iter().zip(sent) {
             settled.add(
@@ -486,7 +496,15 @@ impl Consumer {
     }
 
     /// One message through its transport, after asking the provider if it may have it already.
-    async fn attempt(&self, message: &Message, attempt: u32, in_doubt: bool) -> Outcome {
+    /// Its request ends within the channel's timeout of `claimed_at`, when the attempt's intent
+    /// was recorded: a later lookup must not miss it.
+    async fn attempt(
+        &self,
+        message: &Message,
+        attempt: u32,
+        in_doubt: bool,
+        claimed_at: tokio::time::Instant,
+    ) -> Outcome {
         let rendered = match self.templates.render(&message.notification, message.language) {
             Ok(rendered) => rendered,
             // A message we cannot word will not word itself on a retry.
@@ -497,6 +515,7 @@ impl Consumer {
             }
         };
         let labels = [message.channel.as_str(), message.notification.kind()];
+        let mut note = None;
         if in_doubt {
             match self
                 .transports
@@ -505,11 +524,20 @@ impl Consumer {
             {
                 Ok(Lookup::Found(provider_id)) => {
                     self.metrics.reconciled.with_label_values(&labels).inc();
-                    return Outcome::Sent { provider_id };
+                    return Outcome::Sent {
+                        provider_id,
+                        note: None,
+                    };
                 }
                 Ok(Lookup::NotFound) => {}
                 Ok(Lookup::Unavailable(why)) => match self.transports.in_flight(message.channel).in_doubt {
-                    InDoubt::Resend => self.metrics.resent_in_doubt.with_label_values(&labels).inc(),
+                    InDoubt::Resend => {
+                        self.metrics.resent_in_doubt.with_label_values(&labels).inc();
+                        note = Some(format!(
+                            "{RESENT_IN_DOUBT}: an earlier attempt may have reached the provider, and {why} \
+                             (in_doubt = \"resend\")"
+                        ));
+                    }
                     InDoubt::DeadLetter => {
                         return Outcome::Dead {
                             reason: format!(
@@ -524,16 +552,17 @@ impl Consumer {
             }
         }
         let started = std::time::Instant::now();
+        let deadline = claimed_at + self.transports.in_flight(message.channel).timeout;
         let result = self
             .transports
-            .send(message.channel, &message.recipient, &rendered)
+            .send(message.channel, &message.recipient, &rendered, deadline)
             .await;
         self.metrics
             .send_seconds
             .with_label_values(&[message.channel.as_str()])
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(provider_id) => Outcome::Sent { provider_id },
+            Ok(provider_id) => Outcome::Sent { provider_id, note },
             Err(error) => self.failed(attempt, error),
         }
     }

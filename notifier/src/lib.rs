@@ -6,6 +6,7 @@
 //! the database goes away, and a sweeper publishes again any message the broker lost.
 
 mod consumer;
+pub use consumer::RESENT_IN_DOUBT;
 mod email;
 mod relay;
 pub mod render;
@@ -167,10 +168,17 @@ impl Transports {
         }
     }
 
-    async fn send(&self, channel: Channel, to: &str, message: &Rendered) -> Result<String, SendError> {
+    /// Sends one message; an SMS request ends by `deadline` (see [`TwilioClient::send`]).
+    async fn send(
+        &self,
+        channel: Channel,
+        to: &str,
+        message: &Rendered,
+        deadline: tokio::time::Instant,
+    ) -> Result<String, SendError> {
         match channel {
             Channel::Sms => match &self.sms {
-                SmsTransport::Twilio(client) => client.send(to, &message.sms).await,
+                SmsTransport::Twilio(client) => client.send(to, &message.sms, deadline).await,
                 SmsTransport::Sink(sink) => sink.deliver("sms", to, None, &message.sms),
             },
             Channel::Email => match &self.email {

@@ -21,6 +21,9 @@ pub struct TwilioClient {
     from: String,
     messaging_service_sid: String,
     pacer: Pacer,
+    /// The least time a request is given: a send whose turn at the rate would leave it less
+    /// before its attempt's deadline waits for the next attempt instead.
+    least_time: Duration,
 }
 
 /// Twilio's reply to a created message (only what we use).
@@ -65,14 +68,25 @@ impl TwilioClient {
             from: settings.from.clone(),
             messaging_service_sid: settings.messaging_service_sid.clone(),
             pacer: Pacer::new(settings.messages_per_second),
+            least_time: Duration::from_secs(settings.timeout_seconds) / 2,
         })
     }
 
     /// Sends one SMS and returns the provider's message id. A failure says whether the
     /// provider may have taken the message: a 429 or a refused connection means it did not; a
     /// timeout or a 5xx (the request was written, the answer lost or unhelpful) means it may.
-    pub async fn send(&self, to: &str, body: &str) -> Result<String, SendError> {
-        self.pacer.wait_turn().await;
+    ///
+    /// The request ends by `deadline`, however long it waited for its turn at the send rate:
+    /// the attempt's intent says it is settled at the provider from then on (plus the grace),
+    /// and a lookup after that must not miss a request still on its way. A turn that would
+    /// leave it less than half the timeout is not taken: not sent, try again.
+    pub async fn send(&self, to: &str, body: &str, deadline: Instant) -> Result<String, SendError> {
+        let Some(time_left) = self.pacer.wait_turn_before(deadline, self.least_time).await else {
+            return Err(SendError::NotSent(
+                "no turn at the send rate (messages_per_second) left time for the request in this attempt"
+                    .into(),
+            ));
+        };
         let mut form = vec![("To", to), ("Body", body)];
         if self.messaging_service_sid.is_empty() {
             form.push(("From", &self.from));
@@ -83,6 +97,7 @@ impl TwilioClient {
             .http
             .post(&self.messages_url)
             .basic_auth(&self.account_sid, Some(self.auth_token.expose_secret()))
+            .timeout(time_left)
             .form(&form)
             .send()
             .await
@@ -179,14 +194,20 @@ impl Pacer {
         }
     }
 
-    async fn wait_turn(&self) {
+    /// Waits for the next turn if it leaves at least `least` before `deadline`, and returns
+    /// the time left then; otherwise takes no turn and returns `None` at once.
+    async fn wait_turn_before(&self, deadline: Instant, least: Duration) -> Option<Duration> {
         let slot = {
             let mut next = self.next.lock().await;
             let slot = (*next).max(Instant::now());
+            if slot + least > deadline {
+                return None;
+            }
             *next = slot + self.interval;
             slot
         };
         tokio::time::sleep_until(slot).await;
+        Some(deadline.saturating_duration_since(Instant::now()))
     }
 }
 
@@ -208,7 +229,8 @@ mod tests {
             ..SmsSettings::default()
         })
         .expect("a client");
-        match client.send("+4915100000001", "hello").await {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        match client.send("+4915100000001", "hello", deadline).await {
             Err(SendError::NotSent(detail)) => assert!(detail.contains("unreachable"), "{detail}"),
             other => panic!("expected NotSent, got {other:?}"),
         }
@@ -218,10 +240,35 @@ mod tests {
     async fn pacer_spaces_sends_at_the_rate() {
         let pacer = Pacer::new(10);
         let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
         for _ in 0..21 {
-            pacer.wait_turn().await;
+            pacer.wait_turn_before(deadline, Duration::ZERO).await.unwrap();
         }
         // 21 sends at 10/s: the first is immediate, the last 2 s later.
         assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_takes_no_turn_that_leaves_too_little_time() {
+        let pacer = Pacer::new(1);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(2);
+        let least = Duration::from_secs(1);
+        assert_eq!(
+            pacer.wait_turn_before(deadline, least).await,
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            pacer.wait_turn_before(deadline, least).await,
+            Some(Duration::from_secs(1))
+        );
+        // The third turn would come 2 s in, with nothing left: refused at once, and not taken.
+        assert_eq!(pacer.wait_turn_before(deadline, least).await, None);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        let later = deadline + Duration::from_secs(2);
+        assert_eq!(
+            pacer.wait_turn_before(later, least).await,
+            Some(Duration::from_secs(2))
+        );
     }
 }

@@ -125,12 +125,17 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std
                 .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 .await?;
             let mut data = String::new();
-            while let Some(line) = lines.next_line().await? {
-                if line == "." {
-                    break;
+            loop {
+                match lines.next_line().await? {
+                    Some(line) if line == "." => break,
+                    Some(line) => {
+                        data.push_str(line.strip_prefix('.').unwrap_or(&line));
+                        data.push('\n');
+                    }
+                    // A connection closed before the final dot aborts the transaction
+                    // (RFC 5321, 3.8): nothing was taken.
+                    None => return Ok(()),
                 }
-                data.push_str(line.strip_prefix('.').unwrap_or(&line));
-                data.push('\n');
             }
             let delay = state.lock().unwrap().delay;
             tokio::time::sleep(delay).await;
@@ -161,4 +166,42 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std
         write.write_all(format!("{reply}\r\n").as_bytes()).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_message_cut_off_before_its_final_dot_is_not_taken() {
+        let smtp = FakeSmtp::start().await;
+        let socket = tokio::net::TcpStream::connect(("127.0.0.1", smtp.port))
+            .await
+            .unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut replies = BufReader::new(read).lines();
+        let greeting = replies.next_line().await.unwrap().unwrap();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        for (command, code) in [
+            ("HELO client", "250"),
+            ("MAIL FROM:<a@example.de>", "250"),
+            ("RCPT TO:<b@example.de>", "250"),
+            ("DATA", "354"),
+        ] {
+            write
+                .write_all(format!("{command}\r\n").as_bytes())
+                .await
+                .unwrap();
+            let reply = replies.next_line().await.unwrap().unwrap();
+            assert!(reply.starts_with(code), "{command}: {reply}");
+        }
+        // A sender killed mid-message: half the headers, then the connection closes.
+        write.write_all(b"From: a@example.de\r\nTo: b@exa").await.unwrap();
+        drop(write);
+        assert!(
+            replies.next_line().await.unwrap().is_none(),
+            "the server hangs up"
+        );
+        assert!(smtp.accepted().is_empty(), "{:?}", smtp.accepted());
+    }
 }

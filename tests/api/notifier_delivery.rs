@@ -128,15 +128,26 @@ async fn a_lost_answer_is_found_in_the_message_list_and_not_sent_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_answer_from_a_provider_without_a_message_list_is_sent_again() {
+async fn a_lost_answer_from_a_provider_without_a_message_list_is_sent_again_and_recorded_so() {
     let app = spawn_notifier().await;
     app.twilio.list_answers(405);
     app.twilio.fail_next(&[500]);
     let id = enqueue_code(&app, "+491710000008").await;
-    let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(id))
+    let Settled {
+        state,
+        attempts,
+        detail,
+        ..
+    } = eventually(Duration::from_secs(20), || app.settled(id))
         .await
         .expect("settled, not dead-lettered");
     assert_eq!((state.as_str(), attempts), ("sent", 2));
+    // The record says the person may have it twice, for whoever asks why.
+    let detail = detail.unwrap_or_default();
+    assert!(
+        detail.starts_with(drawbridge_notifier::RESENT_IN_DOUBT),
+        "{detail}"
+    );
     assert_eq!((app.twilio.requests(), app.twilio.lookups()), (2, 1));
     assert_eq!(app.twilio.accepted().len(), 1);
     let metrics = app.metrics(app.notifier_address.as_ref().unwrap()).await;
@@ -282,6 +293,50 @@ async fn a_hanging_send_does_not_hold_back_the_messages_behind_it() {
     .await;
     assert!(all.is_some(), "the hung message is retried and sent");
     assert_eq!(app.twilio.accepted_count(), 40, "each sent once");
+    app.stop().await;
+}
+
+/// A redelivered message in doubt is looked up once its attempt's timeout and grace have passed
+/// since the attempt was claimed, so no request of that attempt may reach the provider later:
+/// a send still waiting for its turn at the send rate when too little of the timeout is left
+/// waits for the next attempt instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_is_sent_within_its_attempts_timeout_however_long_its_turn_at_the_rate() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |s| {
+            s.notifier.sms.messages_per_second = 1;
+            s.notifier.sms.timeout_seconds = 2;
+        },
+    )
+    .await;
+    let queued = std::time::Instant::now();
+    // Claimed together, they would go out 0, 1, 2 and 3 s after the claim at one a second.
+    enqueue_burst(&app, 4, Channel::Sms).await;
+    let all = eventually(Duration::from_secs(30), || async {
+        (app.sent_count().await == 4).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "{} of 4 sent", app.sent_count().await);
+    let accepted = app.twilio.accepted();
+    assert_eq!(accepted.len(), 4, "each sent once");
+    for sms in accepted {
+        let attempts: i32 =
+            sqlx::query_scalar("SELECT attempts FROM deliveries WHERE provider_message_id = $1")
+                .bind(&sms.sid)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        let taken = sms.accepted_at - queued;
+        assert!(
+            attempts > 1 || taken < Duration::from_secs(2),
+            "{} taken {taken:?} after it was queued, in its first attempt: past the attempt's 2 s",
+            sms.to
+        );
+    }
     app.stop().await;
 }
 
