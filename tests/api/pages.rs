@@ -235,6 +235,13 @@ async fn every_citizen_page_weighs_under_50_kb() {
     app.stop().await;
 }
 
+/// The language a page says it is in (`<html lang="..">`).
+async fn language_of(page: reqwest::Response) -> String {
+    let html = page.text().await.unwrap();
+    let start = html.find("<html lang=\"").unwrap() + 12;
+    html[start..start + 2].to_owned()
+}
+
 /// A page's language comes from its link, else from the language the person chose before
 /// (remembered in a cookie by the page they chose it on), else from the browser's
 /// `Accept-Language`, else German.
@@ -242,10 +249,6 @@ async fn every_citizen_page_weighs_under_50_kb() {
 async fn a_page_speaks_the_language_chosen_before_or_the_browsers() {
     let app = spawn_app().await;
     app.load_demo().await;
-    let lang_of = |html: &str| {
-        let start = html.find("<html lang=\"").unwrap() + 12;
-        html[start..start + 2].to_owned()
-    };
     let page = |accept: Option<&'static str>, cookie: Option<String>, path: &'static str| {
         let mut request = app.http.get(app.url(path));
         if let Some(accept) = accept {
@@ -257,27 +260,18 @@ async fn a_page_speaks_the_language_chosen_before_or_the_browsers() {
         request.send()
     };
     let english_browser = Some("en-GB,en;q=0.9,de;q=0.8");
-    let html = page(english_browser, None, "/me")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(lang_of(&html), "en");
-    let html = page(Some("fr-FR, ar;q=0.5"), None, "/me")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(lang_of(&html), "ar");
-    let html = page(Some("fr-FR, it"), None, "/me")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(lang_of(&html), "de");
+    assert_eq!(
+        language_of(page(english_browser, None, "/me").await.unwrap()).await,
+        "en"
+    );
+    assert_eq!(
+        language_of(page(Some("fr-FR, ar;q=0.5"), None, "/me").await.unwrap()).await,
+        "ar"
+    );
+    assert_eq!(
+        language_of(page(Some("fr-FR, it"), None, "/me").await.unwrap()).await,
+        "de"
+    );
 
     // Chosen on a page with the switch: remembered, and it beats the browser's.
     let chosen = page(english_browser, None, "/?lang=de").await.unwrap();
@@ -288,21 +282,15 @@ async fn a_page_speaks_the_language_chosen_before_or_the_browsers() {
         "{remembered}"
     );
     let cookie = Some("drawbridge_lang=de".to_owned());
-    let html = page(english_browser, cookie.clone(), "/me")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(lang_of(&html), "de");
+    assert_eq!(
+        language_of(page(english_browser, cookie.clone(), "/me").await.unwrap()).await,
+        "de"
+    );
     // The link's own language still comes first; JSON answers set nothing.
-    let html = page(None, cookie, "/regions/bw/policy?lang=en")
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(lang_of(&html), "en");
+    assert_eq!(
+        language_of(page(None, cookie, "/regions/bw/policy?lang=en").await.unwrap()).await,
+        "en"
+    );
     let api = page(None, None, "/v1/regions?lang=en").await.unwrap();
     assert!(api.headers().get("set-cookie").is_none());
     app.stop().await;
