@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use drawbridge_test_support::spawn_app;
+use drawbridge_test_support::{citizen_pages, spawn_app};
 
 fn main() {
     let requests: usize = std::env::var("BENCH_REQUESTS")
@@ -24,15 +24,7 @@ fn main() {
         let app = spawn_app().await;
         app.load_demo().await;
         let code_page = app.register_on_the_form("0171 5559900").await;
-        let pages = [
-            "/?lang=de".to_owned(),
-            "/regions/bw/policy?lang=de".to_owned(),
-            "/regions/bw/check?lang=de&birth_year=1956&priority_group=3&postcode=70173&vaccine=biontech"
-                .to_owned(),
-            "/regions/bw/register?lang=de".to_owned(),
-            format!("{code_page}?lang=de"),
-            "/me?lang=de".to_owned(),
-        ];
+        let pages = citizen_pages(&code_page);
         println!("{:<48} {:>10} {:>10} {:>10}", "page", "median", "p95", "weight");
         for page in &pages {
             let mut times = Vec::with_capacity(requests);

@@ -834,6 +834,20 @@ where
     }
 }
 
+/// The citizen pages of the demo a person meets first, in German, with `code_page` (from
+/// [`TestApp::register_on_the_form`]): for weighing and timing them.
+pub fn citizen_pages(code_page: &str) -> Vec<String> {
+    vec![
+        "/?lang=de".to_owned(),
+        "/regions/bw/policy?lang=de".to_owned(),
+        "/regions/bw/check?lang=de&birth_year=1956&priority_group=3&postcode=70173&vaccine=biontech"
+            .to_owned(),
+        "/regions/bw/register?lang=de".to_owned(),
+        format!("{code_page}?lang=de"),
+        "/me?lang=de".to_owned(),
+    ]
+}
+
 /// A registration body that passes every check under the demo policy.
 pub fn registration(phone: &str) -> serde_json::Value {
     serde_json::json!({

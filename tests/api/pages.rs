@@ -1,7 +1,7 @@
 //! The server-rendered pages: values escaped by the template engine, and the stylesheet and
 //! script as static files under content-hashed names that browsers may keep.
 
-use drawbridge_test_support::spawn_app;
+use drawbridge_test_support::{citizen_pages, spawn_app};
 use serde_json::{json, Value};
 
 /// The first `/static/...` URL in `page` whose file name starts with `name.`.
@@ -219,16 +219,9 @@ async fn every_citizen_page_weighs_under_50_kb() {
     let opened = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     app.put_room("weighed", &json!({ "mode": "fifo", "opens_at": opened }))
         .await;
-    for page in [
-        "/?lang=de".to_owned(),
-        "/regions/bw/policy?lang=de".to_owned(),
-        "/regions/bw/check?lang=de&birth_year=1956&priority_group=3&postcode=70173&vaccine=biontech"
-            .to_owned(),
-        "/regions/bw/register?lang=de".to_owned(),
-        format!("{code_page}?lang=de"),
-        "/me?lang=de".to_owned(),
-        "/rooms/weighed?lang=de".to_owned(),
-    ] {
+    let mut pages = citizen_pages(&code_page);
+    pages.push("/rooms/weighed?lang=de".to_owned());
+    for page in pages {
         let weight = app.page_weight(&page).await;
         assert!(weight < 50 * 1024, "{page} weighs {weight} bytes");
     }
