@@ -5,16 +5,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use drawbridge_domain::language::when;
-use drawbridge_domain::StaffMember;
+use drawbridge_domain::{Language, StaffMember};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{client_address, cookie, LanguageQuery};
 use super::refusal::problem;
 use super::staff_session::{self, form_token, is_expected, session_token, sign_in_token};
 use crate::error::{ApiError, ErrorCode};
-use crate::use_cases::staff;
+use crate::use_cases::staff::{self, LiveSession};
 use crate::AppState;
 
 /// Session times are shown in the service's home time zone: staff work in the region.
@@ -35,39 +35,50 @@ struct HomeView {
     ends: String,
 }
 
-/// `GET /staff`.
-pub async fn home(state: web::Data<AppState>, request: HttpRequest, query: LanguageQuery) -> HttpResponse {
-    let language = query.language();
-    if let Some(token) = session_token(&request) {
-        if let Ok(session) = staff::session_holder(&state, token).await {
-            return home_page(&state, language, token, session.staff, session.expires_at);
-        }
+/// The live session the request's cookie holds, with its token; `None` without one or once it
+/// ended or expired. Other failures (the database away) are errors, not a signed-out page.
+async fn live_session<'r>(
+    state: &AppState,
+    request: &'r HttpRequest,
+) -> Result<Option<(&'r str, LiveSession)>, ApiError> {
+    let Some(token) = session_token(request) else {
+        return Ok(None);
+    };
+    match staff::session_holder(state, token).await {
+        Ok(session) => Ok(Some((token, session))),
+        Err(error) if error.code() == ErrorCode::StaffSessionInvalid => Ok(None),
+        Err(error) => Err(error),
     }
-    sign_in_page(&state, language, StatusCode::OK, SignInView::default())
 }
 
-fn home_page(
-    state: &AppState,
-    language: drawbridge_domain::Language,
-    token: &str,
-    staff: StaffMember,
-    expires_at: DateTime<Utc>,
-) -> HttpResponse {
-    let view = HomeView {
-        csrf: form_token(state, token),
-        role: staff.role.as_str(),
-        ends: when(expires_at, TIMEZONE, language),
-        staff,
+/// `GET /staff`.
+pub async fn home(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: LanguageQuery,
+) -> Result<HttpResponse, ApiError> {
+    let language = query.language();
+    let Some((token, session)) = live_session(&state, &request).await? else {
+        return Ok(sign_in_page(
+            &state,
+            language,
+            StatusCode::OK,
+            SignInView::default(),
+        ));
     };
-    state
-        .templates
-        .page_with_status("staff_home.html", language, StatusCode::OK, view)
+    let view = HomeView {
+        csrf: form_token(&state, token),
+        role: session.staff.role.as_str(),
+        ends: when(session.expires_at, TIMEZONE, language),
+        staff: session.staff,
+    };
+    state.templates.page("staff_home.html", language, view)
 }
 
 /// The sign-in form with a fresh CSRF token and its cookie.
 fn sign_in_page(
     state: &AppState,
-    language: drawbridge_domain::Language,
+    language: Language,
     status: StatusCode,
     mut view: SignInView,
 ) -> HttpResponse {
@@ -143,10 +154,7 @@ pub async fn sign_out(
     form: web::Form<SignOutForm>,
 ) -> Result<HttpResponse, ApiError> {
     let language = query.language();
-    let Some(token) = session_token(&request) else {
-        return Ok(to_home(language));
-    };
-    let Ok(session) = staff::session_holder(&state, token).await else {
+    let Some((token, session)) = live_session(&state, &request).await? else {
         return Ok(to_home(language));
     };
     if !is_expected(&form.csrf, &form_token(&state, token)) {
@@ -158,7 +166,7 @@ pub async fn sign_out(
     Ok(response)
 }
 
-fn to_home(language: drawbridge_domain::Language) -> HttpResponse {
+fn to_home(language: Language) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((
             actix_web::http::header::LOCATION,
