@@ -26,7 +26,8 @@ pub struct MyData {
 }
 
 const CONTROLLER: &str = "Drawbridge holds these data of yours to offer you vaccination \
-     appointments by its published rules; docs/data-inventory.md lists every field, why and how long.";
+     appointments by its published rules. Withdrawing erases them, except the pseudonymous \
+     entries of published draws, which keep the draws replayable.";
 
 pub async fn export(state: &AppState, me: Registrant) -> Result<MyData, ApiError> {
     let held = personal_data::held(state.store.pool(), me.id)
