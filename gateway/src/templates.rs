@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 15] = [
+const TEMPLATES: [(&str, &str); 30] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -28,6 +28,11 @@ const TEMPLATES: [(&str, &str); 15] = [
     ("offer.html", include_str!("../templates/offer.html")),
     ("pass.html", include_str!("../templates/pass.html")),
     ("me.html", include_str!("../templates/me.html")),
+    ("offer_table.html", include_str!("../templates/offer_table.html")),
+    (
+        "booking_table.html",
+        include_str!("../templates/booking_table.html"),
+    ),
     ("register.html", include_str!("../templates/register.html")),
     ("code.html", include_str!("../templates/code.html")),
     ("me_choices.html", include_str!("../templates/me_choices.html")),
@@ -41,6 +46,40 @@ const TEMPLATES: [(&str, &str); 15] = [
         include_str!("../templates/staff_sign_in.html"),
     ),
     ("staff_home.html", include_str!("../templates/staff_home.html")),
+    ("console.html", include_str!("../templates/console.html")),
+    (
+        "staff_refused.html",
+        include_str!("../templates/staff_refused.html"),
+    ),
+    ("read_back.html", include_str!("../templates/read_back.html")),
+    ("agent_desk.html", include_str!("../templates/agent_desk.html")),
+    (
+        "agent_register.html",
+        include_str!("../templates/agent_register.html"),
+    ),
+    (
+        "agent_registered.html",
+        include_str!("../templates/agent_registered.html"),
+    ),
+    (
+        "agent_caller.html",
+        include_str!("../templates/agent_caller.html"),
+    ),
+    (
+        "agent_capacity.html",
+        include_str!("../templates/agent_capacity.html"),
+    ),
+    ("centre_list.html", include_str!("../templates/centre_list.html")),
+    ("centre_day.html", include_str!("../templates/centre_day.html")),
+    (
+        "centre_publish.html",
+        include_str!("../templates/centre_publish.html"),
+    ),
+    (
+        "centre_withdrawn.html",
+        include_str!("../templates/centre_withdrawn.html"),
+    ),
+    ("centre_door.html", include_str!("../templates/centre_door.html")),
 ];
 
 /// The pages' words, one file per language with the same keys.
@@ -51,10 +90,23 @@ const TEXTS: [(Language, &str); 4] = [
     (Language::Ar, include_str!("../templates/lang/ar.toml")),
 ];
 
-/// The files served under `/static/`.
-const STATIC: [(&str, &str); 2] = [
+/// The staff consoles' words, in the two languages they are offered in.
+const CONSOLE_TEXTS: [(Language, &str); 2] = [
+    (Language::De, include_str!("../templates/lang/console/de.toml")),
+    (Language::En, include_str!("../templates/lang/console/en.toml")),
+];
+
+/// The languages of the staff consoles.
+pub const CONSOLE_LANGUAGES: [Language; 2] = [Language::De, Language::En];
+
+/// The files served under `/static/`. `jsqr.js` is jsQR 1.4.0 from npm (Apache-2.0, its
+/// licence beside it), the door's QR decoder where the browser has no BarcodeDetector.
+const STATIC: [(&str, &str); 5] = [
     ("site.css", include_str!("../static/site.css")),
     ("waiting-room.js", include_str!("../static/waiting-room.js")),
+    ("capacity-form.js", include_str!("../static/capacity-form.js")),
+    ("door.js", include_str!("../static/door.js")),
+    ("jsqr.js", include_str!("../static/vendor/jsQR.js")),
 ];
 
 /// Static files never change under one name: a new content gets a new name.
@@ -115,11 +167,22 @@ impl Templates {
                 .add_template(name, source)
                 .unwrap_or_else(|error| panic!("template {name}: {error:#}"));
         }
+        let parse = |language: Language, source: &str| -> toml::Table {
+            toml::from_str(source).unwrap_or_else(|error| panic!("texts {}: {error}", language.as_str()))
+        };
         let texts = TEXTS
             .into_iter()
             .map(|(language, source)| {
-                let table: toml::Table = toml::from_str(source)
-                    .unwrap_or_else(|error| panic!("texts {}: {error}", language.as_str()));
+                let mut table = parse(language, source);
+                if let Some((_, console)) = CONSOLE_TEXTS.iter().find(|(l, _)| *l == language) {
+                    for (section, texts) in parse(language, console) {
+                        assert!(
+                            table.insert(section.clone(), texts).is_none(),
+                            "texts {}: [{section}] is both a page's and a console's",
+                            language.as_str()
+                        );
+                    }
+                }
                 (language, Value::from_serialize(table))
             })
             .collect();
@@ -140,10 +203,16 @@ impl Templates {
         text.as_str().map(str::to_owned)
     }
 
-    /// The page `template` shows `view` in `language`.
-    pub fn render(&self, template: &str, language: Language, view: impl Serialize) -> Result<String, Error> {
-        let languages: Vec<Value> = Language::ALL
-            .into_iter()
+    /// The page `template` shows `view` in `language`, linking to the others of `offered`.
+    fn render(
+        &self,
+        template: &str,
+        language: Language,
+        offered: &[Language],
+        view: impl Serialize,
+    ) -> Result<String, Error> {
+        let languages: Vec<Value> = offered
+            .iter()
             .map(|other| {
                 context! {
                     code => other.as_str(),
@@ -168,8 +237,29 @@ impl Templates {
         language: Language,
         view: impl Serialize,
     ) -> Result<HttpResponse, ApiError> {
+        self.page_in(template, language, &Language::ALL, view)
+    }
+
+    /// A `200 OK` with the staff console's page `template` showing `view` in `language`, which
+    /// [`console_language`] chose.
+    pub fn console_page(
+        &self,
+        template: &str,
+        language: Language,
+        view: impl Serialize,
+    ) -> Result<HttpResponse, ApiError> {
+        self.page_in(template, language, &CONSOLE_LANGUAGES, view)
+    }
+
+    fn page_in(
+        &self,
+        template: &str,
+        language: Language,
+        offered: &[Language],
+        view: impl Serialize,
+    ) -> Result<HttpResponse, ApiError> {
         let html = self
-            .render(template, language, view)
+            .render(template, language, offered, view)
             .map_err(|error| ApiError::internal(format!("page {template}: {error:#}")))?;
         Ok(HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
@@ -187,13 +277,18 @@ impl Templates {
         status: actix_web::http::StatusCode,
         view: impl Serialize,
     ) -> HttpResponse {
-        match self.page(template, language, view) {
-            Ok(mut response) => {
-                *response.status_mut() = status;
-                response
-            }
-            Err(error) => actix_web::ResponseError::error_response(&error),
-        }
+        with_status(self.page(template, language, view), status)
+    }
+
+    /// The console's page `template` showing `view` with `status`, as [`Self::page_with_status`].
+    pub fn console_page_with_status(
+        &self,
+        template: &str,
+        language: Language,
+        status: actix_web::http::StatusCode,
+        view: impl Serialize,
+    ) -> HttpResponse {
+        with_status(self.console_page(template, language, view), status)
     }
 
     /// The static file served as `file` (`name.hash.ext`).
@@ -207,6 +302,25 @@ impl Templates {
             .content_type(asset.content_type)
             .insert_header((header::CACHE_CONTROL, IMMUTABLE))
             .body(asset.body)
+    }
+}
+
+/// The language a staff console is shown in for `asked`: German, else English.
+pub fn console_language(asked: Language) -> Language {
+    if CONSOLE_LANGUAGES.contains(&asked) {
+        asked
+    } else {
+        Language::En
+    }
+}
+
+fn with_status(page: Result<HttpResponse, ApiError>, status: actix_web::http::StatusCode) -> HttpResponse {
+    match page {
+        Ok(mut response) => {
+            *response.status_mut() = status;
+            response
+        }
+        Err(error) => actix_web::ResponseError::error_response(&error),
     }
 }
 
@@ -302,12 +416,30 @@ mod tests {
     }
 
     #[test]
+    fn each_console_language_has_every_console_text_with_the_same_values_filled_in() {
+        let texts = CONSOLE_TEXTS.map(|(language, source)| {
+            let mut found = Vec::new();
+            keys(&toml::from_str(source).unwrap(), "", &mut found);
+            found.sort();
+            (language, found)
+        });
+        assert!(texts[0].1.len() > 20, "{:?}", texts[0].1);
+        assert_eq!(texts[1].1, texts[0].1, "English against German");
+        assert_eq!(texts.map(|(language, _)| language), CONSOLE_LANGUAGES);
+        // Loading merges them into the pages' texts, refusing a section both have.
+        let templates = Templates::load();
+        assert!(templates.text(Language::En, "staff", "sign_in").is_some());
+        assert!(templates.text(Language::Tr, "staff", "sign_in").is_none());
+    }
+
+    #[test]
     fn values_are_escaped_once() {
         let templates = Templates::load();
         let html = templates
             .render(
                 "offer_answered.html",
                 Language::En,
+                &Language::ALL,
                 context! { refusal => "<b>&</b>" },
             )
             .unwrap();
@@ -323,6 +455,7 @@ mod tests {
             .render(
                 "offer_answered.html",
                 Language::De,
+                &Language::ALL,
                 context! { refusal => Value::from(()), booked },
             )
             .unwrap();
@@ -334,7 +467,12 @@ mod tests {
         assert_eq!(hashed_name("site.css", ""), "site.e3b0c44298fc.css");
         let templates = Templates::load();
         let html = templates
-            .render("offer_answered.html", Language::En, context! { refusal => "x" })
+            .render(
+                "offer_answered.html",
+                Language::En,
+                &Language::ALL,
+                context! { refusal => "x" },
+            )
             .unwrap();
         let css = hashed_name("site.css", STATIC[0].1);
         assert!(html.contains(&format!("href=\"/static/{css}\"")), "{html}");

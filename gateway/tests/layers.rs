@@ -38,12 +38,21 @@ fn code(text: &str) -> &str {
 }
 
 /// Modules under `http/` that hold handlers (not the shared extractors, answers, refusals, the
-/// NUL check and the `/me` and `/staff` session cookies).
+/// NUL check, the `/me` session cookie, the consoles' shared parts, the status and the registration
+/// form as pages show them).
 fn handler_module(file: &str) -> Option<&str> {
     let name = file.strip_prefix("http/")?.strip_suffix(".rs")?;
     (!matches!(
         name,
-        "mod" | "extract" | "answers" | "refusal" | "nul" | "my_session" | "staff_session"
+        "mod"
+            | "extract"
+            | "answers"
+            | "refusal"
+            | "nul"
+            | "my_session"
+            | "console"
+            | "status_view"
+            | "registration_form"
     ))
     .then_some(name)
 }

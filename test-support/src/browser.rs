@@ -112,6 +112,18 @@ impl Browser {
         .await;
     }
 
+    /// Cuts the browser off the network, or connects it again, as a door device losing its
+    /// connection: requests fail and `navigator.onLine` turns false (and back, with the
+    /// page's `online` event).
+    pub async fn set_offline(&self, offline: bool) {
+        self.devtools("Network.enable", json!({})).await;
+        self.devtools(
+            "Network.emulateNetworkConditions",
+            json!({ "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1 }),
+        )
+        .await;
+    }
+
     /// Runs a Chrome DevTools Protocol command through chromedriver.
     async fn devtools(&self, command: &'static str, params: serde_json::Value) -> serde_json::Value {
         self.client

@@ -50,7 +50,19 @@ async fn looks_right_without_scripts(browser: &Browser, name: &str) {
 /// Opens `path` in every language and checks each page (`name-<lang>` in the screenshots) once
 /// the element `css` selects shows.
 async fn in_every_language(app: &TestApp, browser: &Browser, path: &str, css: &str, name: &str) {
-    for lang in LANGUAGES {
+    in_languages(app, browser, &LANGUAGES, path, css, name).await;
+}
+
+/// Opens `path` in each of `languages` and checks it, as [`in_every_language`] does.
+async fn in_languages(
+    app: &TestApp,
+    browser: &Browser,
+    languages: &[&str],
+    path: &str,
+    css: &str,
+    name: &str,
+) {
+    for lang in languages {
         browser
             .client
             .goto(&app.url(&format!("{path}?lang={lang}")))
@@ -731,16 +743,21 @@ async fn the_status_page_says_why_it_cannot_cancel_a_started_course() {
     app.stop().await;
 }
 
-/// The staff sign-in and home pages pass axe-core and fit 360 px in every language; a staff
-/// member signs in and out with the keyboard alone.
+/// The staff sign-in and home pages pass axe-core and fit 360 px in German and English; a
+/// staff member signs in and out with the keyboard alone.
 #[tokio::test]
 async fn a_staff_member_signs_in_and_out_with_the_keyboard() {
-    let app = spawn_with(Components::default(), |_| {}).await;
-    app.load_demo().await;
-    app.staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(STUTTGART))
-        .await;
+    let app = demo_with_door_staff().await;
     let browser = Browser::start(360, 740).await;
-    in_every_language(&app, &browser, "/staff", "label[for=password]", "staff-sign-in").await;
+    in_languages(
+        &app,
+        &browser,
+        &CONSOLE_LANGUAGES,
+        "/staff",
+        "label[for=password]",
+        "staff-sign-in",
+    )
+    .await;
     browser.client.goto(&app.url("/staff?lang=en")).await.unwrap();
     text_of(&browser, "label[for=password]").await;
     let enter = Key::Enter.to_string();
@@ -749,9 +766,368 @@ async fn a_staff_member_signs_in_and_out_with_the_keyboard() {
     let signed_in = text_of(&browser, "main [role=status]").await;
     assert_eq!(signed_in, "Signed in as door.stuttgart.");
     eprintln!("signed in with the keyboard alone in {keys} keystrokes");
-    in_every_language(&app, &browser, "/staff", "main [role=status]", "staff-home").await;
-    by_keyboard(&browser, "main form button[type=submit]", &enter).await;
+    in_languages(
+        &app,
+        &browser,
+        &CONSOLE_LANGUAGES,
+        "/staff",
+        "main [role=status]",
+        "staff-home",
+    )
+    .await;
+    by_keyboard(&browser, "nav form button[type=submit]", &enter).await;
     text_of(&browser, "label[for=password]").await;
     browser.close().await;
+    app.stop().await;
+}
+
+/// The demo, with `door.stuttgart` of the Stuttgart centre's staff (the test password).
+async fn demo_with_door_staff() -> TestApp {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    app.staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(STUTTGART))
+        .await;
+    app
+}
+
+/// The languages of the staff consoles.
+const CONSOLE_LANGUAGES: [&str; 2] = ["de", "en"];
+
+/// Signs `username` in through the sign-in page, by keyboard, in English.
+async fn sign_in_to_the_console(app: &TestApp, browser: &Browser, username: &str) {
+    browser.client.goto(&app.url("/staff?lang=en")).await.unwrap();
+    text_of(browser, "label[for=password]").await;
+    by_keyboard(browser, "#username", username).await;
+    by_keyboard(
+        browser,
+        "#password",
+        &format!("a long test password{}", Key::Enter),
+    )
+    .await;
+    text_of(browser, "main [role=status]").await;
+}
+
+/// An agent on the phone registers a caller and a second person of the household on the same
+/// phone without touching the mouse, reads the booking code back from the page, and later finds
+/// the caller by that code and accepts their offer for them. Prints the keystrokes and seconds
+/// of a registration; every console page passes axe-core in German and English on a tablet.
+#[tokio::test]
+async fn an_agent_registers_a_caller_by_keyboard_and_accepts_their_offer() {
+    let app = spawn_with(
+        Components {
+            notifier: true,
+            allocator: false,
+        },
+        |_| {},
+    )
+    .await;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let browser = Browser::start(800, 1000).await;
+    sign_in_to_the_console(&app, &browser, "agent.anna").await;
+    for (path, css, name) in [
+        ("/staff", "main [role=status]", "agent-home"),
+        ("/staff/callers", "label[for=query]", "agent-desk"),
+        ("/staff/callers/new", "label[for=phone]", "agent-register"),
+        ("/staff/capacity", "main table", "agent-capacity"),
+    ] {
+        in_languages(&app, &browser, &CONSOLE_LANGUAGES, path, css, name).await;
+    }
+
+    // The form opens with the cursor in the phone field; Enter in the postcode sends it with
+    // every vaccine, 30 km and German messages, as most callers answer.
+    browser
+        .client
+        .goto(&app.url("/staff/callers/new?lang=en"))
+        .await
+        .unwrap();
+    text_of(&browser, "label[for=phone]").await;
+    let (tab, enter) = (Key::Tab.to_string(), Key::Enter.to_string());
+    let typed = format!("0171 5553001{tab}1950{tab}{tab}2{tab}70173{enter}");
+    let sms = app.twilio.next_message_to("+491715553001");
+    let started = std::time::Instant::now();
+    browser.press(&typed).await;
+    let read_out = text_of(&browser, "#booking_code").await;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "an agent registered a caller in {} keystrokes and {seconds:.2} s (browser and WebDriver included)",
+        typed.chars().count()
+    );
+    looks_right(&browser, "agent-registered-en").await;
+    let sms = tokio::time::timeout(Duration::from_secs(20), sms)
+        .await
+        .expect("the booking code by SMS");
+    assert!(sms.body.contains(&read_out), "{read_out} in {}", sms.body);
+    let spelled = text_of(&browser, "ol.read-back").await;
+    assert!(spelled.contains(" as in "), "{spelled}");
+
+    // The household's second person: the phone and the rest are kept, the cursor waits at the
+    // birth year.
+    let typed = enter.clone();
+    browser.press(&typed).await;
+    text_of(&browser, "label[for=birth_year]").await;
+    let second = format!("1952{tab}B.M.{tab}2{tab}{enter}");
+    browser.press(&second).await;
+    let second_code = text_of(&browser, "#booking_code").await;
+    assert_ne!(second_code, read_out);
+    eprintln!(
+        "and the household's second person in {} keystrokes",
+        typed.chars().count() + second.chars().count()
+    );
+    let on_phone: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM registrants WHERE status = 'active' AND phone = '+491715553001'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(on_phone, 2);
+
+    // A draw offers the caller a pair; they call back and read out their code.
+    app.draw().await;
+    browser
+        .client
+        .goto(&app.url("/staff/callers?lang=de"))
+        .await
+        .unwrap();
+    text_of(&browser, "label[for=query]").await;
+    browser.press(&format!("{read_out}{enter}")).await;
+    text_of(&browser, "main h2").await;
+    looks_right(&browser, "agent-caller-offer-de").await;
+    // The caller's messages are in German here; Accept has the focus.
+    browser.press(&enter).await;
+    let done = text_of(&browser, "main p.yes[role=status]").await;
+    assert!(done.starts_with("Gebucht"), "{done}");
+    looks_right(&browser, "agent-caller-booked-de").await;
+    let booked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM bookings b JOIN registrants r ON r.id = b.registrant_id
+         WHERE r.phone = '+491715553001' AND r.birth_year = 1950 AND b.state = 'booked'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(booked, 1);
+    browser.close().await;
+    app.stop().await;
+}
+
+/// The check-in pass of the booked person with `code`, as their status gives it; their first
+/// appointment moved to now, so the door may check them in.
+async fn pass_for_today(app: &TestApp, code: &drawbridge_domain::BookingCode) -> (String, String) {
+    let (_, me) = app
+        .call(Method::GET, "/v1/me", &format!("BookingCode {code}"), None)
+        .await;
+    let booking = &me["booking"];
+    sqlx::query(
+        "UPDATE slot_pairs p SET first_slot_at = now() FROM bookings b
+         WHERE p.id = b.slot_pair_id AND b.state = 'booked' AND b.registrant_id = $1",
+    )
+    .bind(
+        me["registration_id"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .unwrap(),
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    (
+        booking["checkin_pass"].as_str().unwrap().to_owned(),
+        booking["reference"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Centre staff on a tablet publish capacity through the form (the vaccine's dose interval
+/// checked as they type), see a booking in the day's schedule, and check people in at the door
+/// with the pass's text (as a scanner types it) and with the booking reference and birth year;
+/// the same pass again is refused in red. Every page passes axe-core in German and English.
+#[tokio::test]
+async fn centre_staff_publish_capacity_and_check_people_in_at_the_door() {
+    let app = demo_with_door_staff().await;
+    let browser = Browser::start(1024, 768).await;
+    sign_in_to_the_console(&app, &browser, "door.stuttgart").await;
+    let centre = format!("/staff/centres/{STUTTGART}");
+    for (path, css, name) in [
+        (centre.clone(), "main h2", "centre-day"),
+        (
+            format!("{centre}/publish"),
+            "label[for=vaccine]",
+            "centre-publish",
+        ),
+        (format!("{centre}/door"), "label[for=pass]", "centre-door"),
+    ] {
+        in_languages(&app, &browser, &CONSOLE_LANGUAGES, &path, css, name).await;
+    }
+
+    // Publishing: the form says what the vaccine needs before it is sent.
+    browser
+        .client
+        .goto(&app.url(&format!("{centre}/publish?lang=en")))
+        .await
+        .unwrap();
+    text_of(&browser, "label[for=vaccine]").await;
+    browser
+        .client
+        .find(Locator::Css("#vaccine option[value=biontech]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let said = text_of(&browser, "#check").await;
+    assert!(
+        said.starts_with("The second dose of this vaccine must be"),
+        "{said}"
+    );
+    type_into(&browser, "second_dose_after_days", "28").await;
+    let said = text_of(&browser, "#check").await;
+    assert!(
+        said.ends_with("pairs of appointments will be published."),
+        "{said}"
+    );
+    let announced: i64 = said.split(' ').next().unwrap().parse().unwrap();
+    browser
+        .client
+        .find(Locator::Css("#capacity button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let done = text_of(&browser, "main p.yes[role=status]").await;
+    assert!(done.starts_with("Capacity published"), "{done}");
+    let published: i64 = sqlx::query_scalar(
+        "SELECT pairs::bigint FROM capacity_batches b JOIN staff s ON s.id = b.created_by WHERE s.username = 'door.stuttgart'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(published, announced);
+    looks_right(&browser, "centre-published-en").await;
+
+    // Two people booked at the centre, both due now.
+    let (_, first) = booked(&app, "+4917155570001").await;
+    let (_, second) = booked(&app, "+4917155570002").await;
+    let (pass, _) = pass_for_today(&app, &first).await;
+    let (_, reference) = pass_for_today(&app, &second).await;
+    browser
+        .client
+        .goto(&app.url(&format!("{centre}?lang=en")))
+        .await
+        .unwrap();
+    let totals = text_of(&browser, "main h2 + p").await;
+    assert!(totals.contains("2 booked, 0 checked in"), "{totals}");
+
+    // The door: the scanner types the pass into the focused field and presses Enter.
+    browser
+        .client
+        .goto(&app.url(&format!("{centre}/door?lang=en")))
+        .await
+        .unwrap();
+    text_of(&browser, "label[for=pass]").await;
+    let enter = Key::Enter.to_string();
+    browser.press(&format!("{pass}{enter}")).await;
+    let admitted = text_of(&browser, "#answer.admitted .headline").await;
+    assert!(admitted.ends_with("Admit: first dose"), "{admitted}");
+    looks_right(&browser, "centre-door-admitted-en").await;
+    browser.press(&format!("{pass}{enter}")).await;
+    let refused = text_of(&browser, "#answer.refused").await;
+    // Its first dose given, the pass next opens the door for the second appointment.
+    assert!(
+        refused.contains("Do not admit") && refused.contains("Too early"),
+        "{refused}"
+    );
+    looks_right(&browser, "centre-door-refused-en").await;
+    // No pass at hand: the reference and the birth year.
+    by_keyboard(&browser, "#reference", &reference).await;
+    by_keyboard(&browser, "#birth_year", &format!("1950{enter}")).await;
+    let admitted = text_of(&browser, "#answer.admitted .headline").await;
+    assert!(admitted.ends_with("Admit: first dose"), "{admitted}");
+
+    browser
+        .client
+        .goto(&app.url(&format!("{centre}?lang=en")))
+        .await
+        .unwrap();
+    let totals = text_of(&browser, "main h2 + p").await;
+    assert!(totals.contains("2 booked, 2 checked in"), "{totals}");
+    browser.close().await;
+    app.stop().await;
+}
+
+/// Two door devices lose their connection: each checks passes on the device with the published
+/// keys, refuses a forged pass and a pass used twice on it, and once connected again sends its
+/// check-ins; the one whose pass the other door had already sent is flagged.
+#[tokio::test]
+async fn doors_check_passes_offline_and_flag_a_pass_used_at_two_doors() {
+    let app = demo_with_door_staff().await;
+    let (_, code) = booked(&app, "+4917155570003").await;
+    let (pass, reference) = pass_for_today(&app, &code).await;
+    let door = format!("/staff/centres/{STUTTGART}/door?lang=en");
+    let mut doors = Vec::new();
+    for _ in 0..2 {
+        let browser = Browser::start(1024, 768).await;
+        sign_in_to_the_console(&app, &browser, "door.stuttgart").await;
+        browser.client.goto(&app.url(&door)).await.unwrap();
+        text_of(&browser, "label[for=pass]").await;
+        // The keys are kept on the device once fetched.
+        let kept = browser
+            .client
+            .execute("return localStorage.getItem('drawbridge-pass-keys')", Vec::new())
+            .await
+            .unwrap();
+        assert!(kept.as_str().unwrap_or_default().contains("Ed25519"), "{kept}");
+        browser.set_offline(true).await;
+        doors.push(browser);
+    }
+    let enter = Key::Enter.to_string();
+    // An altered pass: one character early in its signature changed (the last one may only
+    // carry padding bits).
+    let at = pass.rfind('.').unwrap() + 5;
+    let changed = if &pass[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{changed}{}", &pass[..at], &pass[at + 1..]);
+    let (one, other) = (&doors[0], &doors[1]);
+    one.press(&format!("{forged}{enter}")).await;
+    let refused = text_of(one, "#answer.refused").await;
+    assert!(refused.contains("not a valid pass"), "{refused}");
+    for browser in &doors {
+        browser.press(&format!("{pass}{enter}")).await;
+        let admitted = text_of(browser, "#answer.admitted").await;
+        assert!(
+            admitted.contains("No connection") && admitted.contains(&reference),
+            "{admitted}"
+        );
+    }
+    one.press(&format!("{pass}{enter}")).await;
+    let twice = text_of(one, "#answer.refused").await;
+    assert!(
+        twice.contains("used twice") && twice.contains(&reference),
+        "{twice}"
+    );
+    looks_right(one, "centre-door-offline-twice-en").await;
+    let given: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings WHERE first_dose_at IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(given, 0, "nothing reached the server while offline");
+
+    one.set_offline(false).await;
+    let synced = text_of(one, "#answer.admitted").await;
+    assert!(synced.contains("were sent"), "{synced}");
+    other.set_offline(false).await;
+    let flagged = text_of(other, "#answer.refused").await;
+    assert!(
+        flagged.contains("used twice") && flagged.contains(&reference),
+        "{flagged}"
+    );
+    let given: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings WHERE first_dose_at IS NOT NULL")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(given, 1);
+    for browser in doors {
+        browser.close().await;
+    }
     app.stop().await;
 }

@@ -799,6 +799,7 @@ async fn withdrawn_capacity_tells_its_people_and_sends_them_ahead_of_every_tier(
             "offers_withdrawn": 1,
             "bookings_cancelled": 1,
             "kept_course_in_progress": 0,
+            "cancelled_bookings": [booking["reference"]],
         })
     );
     assert_eq!(batch_pairs(&app, batch).await, counts(&[("cancelled", 3)]));

@@ -141,3 +141,283 @@ async fn staff_sign_in_and_out_on_pages_only_through_this_sites_forms() {
     assert_eq!(audited, ["session.start", "session.start", "session.end"]);
     app.stop().await;
 }
+
+/// A browser signed in to the consoles through the pages, in English.
+struct Console<'a> {
+    app: &'a drawbridge_test_support::TestApp,
+    client: reqwest::Client,
+    session: String,
+    csrf: String,
+}
+
+impl<'a> Console<'a> {
+    /// Signs `username` (with the test password) in through the sign-in form.
+    async fn sign_in(app: &'a drawbridge_test_support::TestApp, username: &str) -> Console<'a> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let form = client.get(app.url("/staff?lang=en")).send().await.unwrap();
+        let csrf_cookie = pair(&set_cookie(&form, "drawbridge_staff_csrf").unwrap()).to_owned();
+        let csrf = csrf_in(&form.text().await.unwrap());
+        let signed_in = client
+            .post(app.url("/staff/sign-in?lang=en"))
+            .header("Cookie", csrf_cookie)
+            .form(&[
+                ("username", username),
+                ("password", "a long test password"),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), 303, "{username} signs in");
+        let session = pair(&set_cookie(&signed_in, "drawbridge_staff").unwrap()).to_owned();
+        let mut console = Console {
+            app,
+            client,
+            session,
+            csrf: String::new(),
+        };
+        console.csrf = csrf_in(&console.get("/staff").await.1);
+        console
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .client
+            .get(self.app.url(&format!("{path}?lang=en")))
+            .header("Cookie", &self.session)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Posts `fields` to `path`, with the session's CSRF token unless `csrf` says another.
+    async fn post(&self, path: &str, fields: &[(&str, &str)], csrf: Option<&str>) -> reqwest::Response {
+        let mut fields = fields.to_vec();
+        fields.push(("csrf", csrf.unwrap_or(&self.csrf)));
+        self.client
+            .post(self.app.url(&format!("{path}?lang=en")))
+            .header("Cookie", &self.session)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A caller's registration as an agent types it.
+const CALLER: [(&str, &str); 7] = [
+    ("phone", "0171 5551234"),
+    ("birth_year", "1950"),
+    ("priority_group", "2"),
+    ("postcode", "70173"),
+    ("vaccine", "biontech"),
+    ("max_distance_km", "30"),
+    ("language", "tr"),
+];
+
+async fn registrants(app: &drawbridge_test_support::TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM registrants WHERE status = 'active'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// Every form of the call-centre console needs the session's own CSRF token: a form posted
+/// from another site (no token, or the sign-in form's) changes nothing.
+#[tokio::test]
+async fn the_agent_console_refuses_forms_from_other_sites() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let console = Console::sign_in(&app, "agent.anna").await;
+    let before = registrants(&app).await;
+    for forged in ["", "not-the-token"] {
+        let refused = console
+            .post("/staff/callers/register", &CALLER, Some(forged))
+            .await;
+        assert_eq!(refused.status(), 403);
+        let page = refused.text().await.unwrap();
+        assert!(page.contains("not sent from this site"), "{page}");
+    }
+    assert_eq!(registrants(&app).await, before, "nothing registered");
+
+    let registered = console.post("/staff/callers/register", &CALLER, None).await;
+    assert_eq!(registered.status(), 201);
+    let page = registered.text().await.unwrap();
+    assert!(page.contains("read the booking code out"), "{page}");
+    assert_eq!(registrants(&app).await, before + 1);
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM registrants ORDER BY created_at DESC LIMIT 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let withdraw = format!("/staff/callers/{id}/withdraw");
+    let forged = console.post(&withdraw, &[("confirmed", "yes")], Some("")).await;
+    assert_eq!(forged.status(), 403);
+    // Not confirmed with the caller: refused and said, nothing erased.
+    let unconfirmed = console.post(&withdraw, &[], None).await;
+    assert_eq!(unconfirmed.status(), 422);
+    assert!(unconfirmed.text().await.unwrap().contains("Please tick the box"));
+    assert_eq!(registrants(&app).await, before + 1);
+    let withdrawn = console.post(&withdraw, &[("confirmed", "yes")], None).await;
+    assert_eq!(withdrawn.status(), 303);
+    assert_eq!(
+        withdrawn.headers()["location"],
+        "/staff/callers?done=withdrawn&lang=en"
+    );
+    assert_eq!(registrants(&app).await, before);
+    app.stop().await;
+}
+
+/// An agent sees and acts for callers of their own region only: another region's caller is
+/// refused by id and by booking code, and the open capacity is their region's.
+#[tokio::test]
+async fn an_agent_sees_only_their_own_region() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    app.staff_token("agent.otto", Role::CallcentreAgent, "elsewhere", None)
+        .await;
+    let (id, code) = app.registrant_with_code("+4917155512345").await;
+    let anna = Console::sign_in(&app, "agent.anna").await;
+    let otto = Console::sign_in(&app, "agent.otto").await;
+
+    let (status, page) = anna.get(&format!("/staff/callers/{id}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Pseudonym in the draws"), "{page}");
+    let (status, page) = otto.get(&format!("/staff/callers/{id}")).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("another region"), "{page}");
+    assert!(!page.contains("1950") && !page.contains("Pseudonym"), "{page}");
+    let found = otto
+        .post("/staff/callers/find", &[("query", &code.to_string())], None)
+        .await;
+    assert_eq!(found.status(), 403);
+    let found = anna
+        .post("/staff/callers/find", &[("query", &code.to_string())], None)
+        .await;
+    assert_eq!(found.status(), 303);
+    assert_eq!(
+        found.headers()["location"],
+        format!("/staff/callers/{id}?lang=en")
+    );
+
+    let (_, theirs) = anna.get("/staff/capacity").await;
+    let (_, others) = otto.get("/staff/capacity").await;
+    assert!(theirs.contains("Liederhalle"), "{theirs}");
+    assert!(!others.contains("Liederhalle"), "{others}");
+    assert!(others.contains("No appointments are published"), "{others}");
+
+    // A mistyped code and a reference without its birth year are said at the field.
+    let typo = anna
+        .post("/staff/callers/find", &[("query", "K7Q2-M9XD-4HTB-R8WM")], None)
+        .await;
+    assert_eq!(typo.status(), 422);
+    assert!(typo.text().await.unwrap().contains("id=\"query_error\""));
+    let no_year = anna
+        .post("/staff/callers/find", &[("query", "B-1A2B-3C4D")], None)
+        .await;
+    assert_eq!(no_year.status(), 422);
+    assert!(no_year.text().await.unwrap().contains("birth_year_error"));
+    app.stop().await;
+}
+
+/// Centre staff run their own centre only, a region admin any centre of their region: every
+/// other centre's page, form and door answers 403 and shows nothing of it; the console's forms
+/// need the session's CSRF token.
+#[tokio::test]
+async fn centre_staff_see_only_their_own_centre() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    let (stuttgart, karlsruhe) = ("stuttgart-liederhalle", "karlsruhe-schwarzwaldhalle");
+    app.staff_token("door.stuttgart", Role::CentreStaff, "bw", Some(stuttgart))
+        .await;
+    app.staff_token("admin.elsewhere", Role::RegionAdmin, "elsewhere", None)
+        .await;
+    let door = Console::sign_in(&app, "door.stuttgart").await;
+    let stranger = Console::sign_in(&app, "admin.elsewhere").await;
+
+    let (status, own) = door.get(&format!("/staff/centres/{stuttgart}")).await;
+    assert_eq!(status, 200, "{own}");
+    for path in ["", "/publish", "/door"] {
+        let (status, page) = door.get(&format!("/staff/centres/{karlsruhe}{path}")).await;
+        assert_eq!(status, 403, "{path}: {page}");
+        let (status, page) = stranger.get(&format!("/staff/centres/{stuttgart}{path}")).await;
+        assert_eq!(status, 403, "{path}: {page}");
+        assert!(!page.contains("Liederhalle"), "{page}");
+    }
+    let (_, list) = door.get("/staff/centres").await;
+    assert!(list.is_empty(), "centre staff are sent to their centre");
+    let (_, list) = stranger.get("/staff/centres").await;
+    assert!(
+        !list.contains("Liederhalle") && list.contains("no centres"),
+        "{list}"
+    );
+
+    // The same checks for forms: another centre's door refuses; a form without the session's
+    // token changes nothing.
+    let checkin = door
+        .post(
+            &format!("/staff/centres/{karlsruhe}/door"),
+            &[("pass", "x")],
+            None,
+        )
+        .await;
+    assert_eq!(checkin.status(), 403);
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM capacity_batches")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let day = (chrono::Utc::now() + chrono::Duration::days(2))
+        .date_naive()
+        .to_string();
+    let capacity = [
+        ("key", "a-key"),
+        ("vaccine", "biontech"),
+        ("day", day.as_str()),
+        ("from", "09:00"),
+        ("until", "10:00"),
+        ("slot_minutes", "10"),
+        ("people_per_slot", "1"),
+        ("second_dose_after_days", "28"),
+    ];
+    let forged = door
+        .post(
+            &format!("/staff/centres/{stuttgart}/publish"),
+            &capacity,
+            Some(""),
+        )
+        .await;
+    assert_eq!(forged.status(), 403);
+    let published = door
+        .post(&format!("/staff/centres/{stuttgart}/publish"), &capacity, None)
+        .await;
+    assert_eq!(published.status(), 303);
+    // Sent twice (its key): published once.
+    let again = door
+        .post(&format!("/staff/centres/{stuttgart}/publish"), &capacity, None)
+        .await;
+    assert_eq!(again.status(), 303);
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM capacity_batches")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, before + 1);
+
+    // An interval outside the vaccine's window is said at its field.
+    let mut wrong = capacity;
+    wrong[0] = ("key", "another-key");
+    wrong[7] = ("second_dose_after_days", "3");
+    let refused = door
+        .post(&format!("/staff/centres/{stuttgart}/publish"), &wrong, None)
+        .await;
+    assert_eq!(refused.status(), 422);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("id=\"second_dose_after_days_error\""), "{page}");
+    app.stop().await;
+}

@@ -95,7 +95,7 @@ pub fn idempotency_key(request: &HttpRequest) -> Result<Option<&str>, ApiError> 
         })
 }
 
-fn state(request: &HttpRequest) -> web::Data<AppState> {
+pub fn state(request: &HttpRequest) -> web::Data<AppState> {
     request
         .app_data::<web::Data<AppState>>()
         .expect("the application state is registered")

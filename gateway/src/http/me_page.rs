@@ -5,18 +5,17 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use drawbridge_domain::allocation::draw::LotteryKey;
-use drawbridge_domain::language::when;
 use drawbridge_domain::{Label, Language};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{client_address, cookie, LanguageQuery};
 use super::my_session;
 use super::refusal::problem;
+use super::status_view::StatusView;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::registrants::Registrant;
 use crate::use_cases::my_data;
-use crate::use_cases::my_status::{self, Changes, MyStatus};
+use crate::use_cases::my_status::{self, Changes};
 use crate::use_cases::rules;
 use crate::use_cases::{act, Acting, Request};
 use crate::AppState;
@@ -28,96 +27,6 @@ struct MeView {
     /// Why an answer, a cancellation or a withdrawal was refused, above the status.
     problem: Option<String>,
     status: Option<StatusView>,
-}
-
-#[derive(Serialize)]
-struct StatusView {
-    next_step: &'static str,
-    eligible: bool,
-    reasons: Vec<String>,
-    offer: Option<OfferView>,
-    booking: Option<BookingView>,
-    draws: Vec<DrawView>,
-    choices: my_status::MyChoices,
-}
-
-#[derive(Serialize)]
-struct OfferView {
-    vaccine: String,
-    centre: String,
-    address: String,
-    first: String,
-    second: Option<String>,
-    expires: String,
-    /// Minutes left to answer.
-    minutes_left: i64,
-}
-
-#[derive(Serialize)]
-struct BookingView {
-    reference: String,
-    state: &'static str,
-    centre: String,
-    first: String,
-    second: Option<String>,
-    pass_url: String,
-}
-
-#[derive(Serialize)]
-struct DrawView {
-    completed: String,
-    pool: Option<i64>,
-    lottery_key: Option<LotteryKey>,
-    offered: bool,
-    manifest: String,
-}
-
-impl StatusView {
-    fn of(status: MyStatus, language: Language, timezone: &str) -> Self {
-        let at = |t| when(t, timezone, language);
-        let reasons = status
-            .eligibility
-            .vaccines
-            .iter()
-            .flat_map(|decision| decision.reasons.iter())
-            .filter(|reason| !reason.passed)
-            .map(|reason| reason.text(language).to_owned())
-            .collect();
-        StatusView {
-            next_step: status.next_step.key(),
-            eligible: status.eligibility.eligible,
-            reasons,
-            offer: status.offer.map(|o| OfferView {
-                first: at(o.first_at),
-                second: o.second_at.map(at),
-                expires: at(o.expires_at),
-                minutes_left: (o.expires_at - chrono::Utc::now()).num_minutes().max(0),
-                vaccine: o.vaccine,
-                centre: o.centre,
-                address: o.address,
-            }),
-            booking: status.booking.map(|b| BookingView {
-                first: at(b.booking.first_at),
-                second: b.booking.second_at.map(at),
-                state: b.booking.state.as_str(),
-                centre: b.booking.centre,
-                reference: b.reference,
-                pass_url: b.pass_url,
-            }),
-            draws: status
-                .draws
-                .into_iter()
-                .map(|d| DrawView {
-                    completed: d.completed_at.map(at).unwrap_or_default(),
-                    pool: d.pool,
-                    lottery_key: d.lottery_key,
-                    offered: d.offered,
-                    manifest: d.manifest,
-                })
-                .collect(),
-            choices: status.choices,
-        }
-    }
 }
 
 /// The registrant whose booking code the session cookie carries, within the guessing limits.

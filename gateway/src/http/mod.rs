@@ -2,9 +2,12 @@
 //! render). Handlers never import each other; what several share (extractors, common answers,
 //! refusals as pages say them) lives in `extract`, `answers` and `refusal`.
 
+mod agent_pages;
 pub(crate) mod answers;
 mod callcentre;
+mod centre_pages;
 mod centres;
+mod console;
 mod draws;
 pub mod extract;
 mod me;
@@ -17,12 +20,13 @@ mod pass;
 mod refusal;
 mod regions;
 mod register_page;
+mod registration_form;
 mod registrations;
 mod room_admin;
 mod rooms;
 mod staff;
 mod staff_pages;
-mod staff_session;
+mod status_view;
 mod verification;
 
 use actix_web::body::MessageBody;
@@ -109,6 +113,39 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/staff", web::get().to(staff_pages::home))
         .route("/staff/sign-in", web::post().to(staff_pages::sign_in))
         .route("/staff/sign-out", web::post().to(staff_pages::sign_out))
+        .route("/staff/callers", web::get().to(agent_pages::desk))
+        .route("/staff/callers/find", web::post().to(agent_pages::find))
+        .route("/staff/callers/new", web::get().to(agent_pages::new_caller))
+        .route(
+            "/staff/callers/new",
+            web::post().to(agent_pages::another_on_the_phone),
+        )
+        .route("/staff/callers/register", web::post().to(agent_pages::register))
+        .route("/staff/callers/{id}", web::get().to(agent_pages::caller))
+        .route(
+            "/staff/callers/{id}/{action}",
+            web::post().to(agent_pages::action),
+        )
+        .route("/staff/capacity", web::get().to(agent_pages::capacity))
+        .route("/staff/centres", web::get().to(centre_pages::centres))
+        .route("/staff/centres/{centre}", web::get().to(centre_pages::day))
+        .route(
+            "/staff/centres/{centre}/publish",
+            web::get().to(centre_pages::publish_form),
+        )
+        .route(
+            "/staff/centres/{centre}/publish",
+            web::post().to(centre_pages::publish),
+        )
+        .route(
+            "/staff/centres/{centre}/batches/{id}/withdraw",
+            web::post().to(centre_pages::withdraw),
+        )
+        .route("/staff/centres/{centre}/door", web::get().to(centre_pages::door))
+        .route(
+            "/staff/centres/{centre}/door",
+            web::post().to(centre_pages::check_in),
+        )
         .route("/me/offer/accept", web::post().to(me_page::accept))
         .route("/me/offer/decline", web::post().to(me_page::decline))
         .route("/me/choices", web::get().to(me_page::choices))

@@ -14,26 +14,12 @@ use uuid::Uuid;
 use super::extract::{client_address, waiting_room_of, Admitted, LanguageQuery};
 use super::my_session;
 use super::refusal::{problem, Problem};
+use super::registration_form::{
+    groups, read_form, registration_form, vaccines, Choice, Entered, DISTANCE_KM,
+};
 use crate::error::ApiError;
-use crate::use_cases::register::RegistrationForm;
 use crate::use_cases::{admission, rules, verify};
 use crate::AppState;
-
-/// The distance people are asked for first.
-const DISTANCE_KM: u32 = 30;
-
-/// What the person entered, shown again when a field is refused.
-#[derive(Serialize, Default)]
-struct Entered {
-    phone: String,
-    email: String,
-    birth_year: String,
-    initials: String,
-    priority_group: Option<u8>,
-    postcode: String,
-    vaccines: Vec<String>,
-    max_distance_km: String,
-}
 
 #[derive(Serialize)]
 struct FormView<'a> {
@@ -43,14 +29,6 @@ struct FormView<'a> {
     vaccines: Vec<Choice<'a>>,
     entered: Entered,
     problems: Vec<Problem>,
-}
-
-/// A priority group or vaccine to choose.
-#[derive(Serialize)]
-struct Choice<'a> {
-    value: String,
-    name: &'a Label,
-    chosen: bool,
 }
 
 /// `GET /regions/{region}/register`; a visitor of a guarded region without an admission goes
@@ -127,24 +105,8 @@ async fn show_form(
     let view = FormView {
         region,
         region_name: &policy.name,
-        groups: policy
-            .groups
-            .iter()
-            .map(|group| Choice {
-                value: group.id.to_string(),
-                name: &group.name,
-                chosen: entered.priority_group == Some(group.id),
-            })
-            .collect(),
-        vaccines: policy
-            .vaccines
-            .iter()
-            .map(|vaccine| Choice {
-                value: vaccine.code.clone(),
-                name: &vaccine.name,
-                chosen: entered.vaccines.contains(&vaccine.code),
-            })
-            .collect(),
+        groups: groups(policy, &entered),
+        vaccines: vaccines(policy, &entered),
         entered,
         problems,
     };
@@ -156,81 +118,6 @@ async fn show_form(
     state
         .templates
         .page_with_status("register.html", language, status, view)
-}
-
-/// The form's fields; read by hand because a form repeats `vaccine` once per checkbox.
-fn read_form(fields: Vec<(String, String)>) -> Entered {
-    let mut entered = Entered::default();
-    for (key, value) in fields {
-        match key.as_str() {
-            "phone" => entered.phone = value,
-            "email" => entered.email = value,
-            "birth_year" => entered.birth_year = value,
-            "initials" => entered.initials = value,
-            "priority_group" => entered.priority_group = value.trim().parse().ok(),
-            "postcode" => entered.postcode = value,
-            "vaccine" => entered.vaccines.push(value),
-            "max_distance_km" => entered.max_distance_km = value,
-            _ => {}
-        }
-    }
-    entered
-}
-
-/// The registration the form asks for. Fields left empty or numbers that are not numbers are
-/// all named at once; everything else is checked by the use case, which names the first
-/// problem it finds.
-fn registration_form(entered: &Entered, language: Language) -> Result<RegistrationForm, Vec<ApiError>> {
-    let mut problems = Vec::new();
-    let mut required = |field: &'static str, text: &str| {
-        if text.trim().is_empty() {
-            problems.push(ApiError::invalid(field, "Please fill in this field."));
-        }
-    };
-    required("phone", &entered.phone);
-    required("postcode", &entered.postcode);
-    let birth_year = entered.birth_year.trim().parse();
-    let max_distance_km = entered.max_distance_km.trim().parse();
-    for (field, wrong) in [
-        ("birth_year", birth_year.is_err()),
-        ("priority_group", entered.priority_group.is_none()),
-        ("accepted_vaccines", entered.vaccines.is_empty()),
-        ("max_distance_km", max_distance_km.is_err()),
-    ] {
-        if wrong {
-            problems.push(ApiError::invalid(field, "Please fill in this field."));
-        }
-    }
-    let (Ok(birth_year), Some(priority_group), Ok(max_distance_km), true) = (
-        birth_year,
-        entered.priority_group,
-        max_distance_km,
-        problems.is_empty(),
-    ) else {
-        // Shown in the order of the form.
-        let order = [
-            "phone",
-            "birth_year",
-            "priority_group",
-            "postcode",
-            "accepted_vaccines",
-            "max_distance_km",
-        ];
-        problems.sort_by_key(|problem| order.iter().position(|field| Some(*field) == problem.field()));
-        return Err(problems);
-    };
-    let text = |text: &str| Some(text.trim().to_owned()).filter(|text| !text.is_empty());
-    Ok(RegistrationForm {
-        phone: entered.phone.clone(),
-        email: text(&entered.email),
-        birth_year,
-        initials: text(&entered.initials),
-        priority_group,
-        postcode: entered.postcode.clone(),
-        accepted_vaccines: entered.vaccines.clone(),
-        max_distance_km,
-        language,
-    })
 }
 
 #[derive(Serialize, Default)]

@@ -6,19 +6,15 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use drawbridge_domain::language::when;
-use drawbridge_domain::{Language, StaffMember};
+use drawbridge_domain::Language;
 use serde::{Deserialize, Serialize};
 
+use super::console::{self, is_expected, see_other, sign_in_token, Console, NotSignedIn};
 use super::extract::{client_address, cookie, LanguageQuery};
 use super::refusal::problem;
-use super::staff_session::{self, form_token, is_expected, session_token, sign_in_token};
 use crate::error::{ApiError, ErrorCode};
-use crate::use_cases::staff::{self, LiveSession};
+use crate::use_cases::staff;
 use crate::AppState;
-
-/// Session times are shown in the service's home time zone: staff work in the region.
-const TIMEZONE: &str = "Europe/Berlin";
 
 #[derive(Serialize, Default)]
 struct SignInView {
@@ -27,52 +23,21 @@ struct SignInView {
     problem: Option<String>,
 }
 
-#[derive(Serialize)]
-struct HomeView {
-    csrf: String,
-    staff: StaffMember,
-    role: &'static str,
-    ends: String,
-}
-
-/// The live session the request's cookie holds, with its token; `None` without one or once it
-/// ended or expired. Other failures (the database away) are errors, not a signed-out page.
-async fn live_session<'r>(
-    state: &AppState,
-    request: &'r HttpRequest,
-) -> Result<Option<(&'r str, LiveSession)>, ApiError> {
-    let Some(token) = session_token(request) else {
-        return Ok(None);
-    };
-    match staff::session_holder(state, token).await {
-        Ok(session) => Ok(Some((token, session))),
-        Err(error) if error.code() == ErrorCode::StaffSessionInvalid => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-/// `GET /staff`.
+/// `GET /staff`: the role's home page, or the sign-in form.
 pub async fn home(
     state: web::Data<AppState>,
-    request: HttpRequest,
-    query: LanguageQuery,
+    console: Result<Console, NotSignedIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let language = query.language();
-    let Some((token, session)) = live_session(&state, &request).await? else {
-        return Ok(sign_in_page(
+    match console {
+        Ok(console) => Ok(console.page(&state, "staff_home.html", StatusCode::OK, ())),
+        Err(NotSignedIn::SignedOut(language)) => Ok(sign_in_page(
             &state,
             language,
             StatusCode::OK,
             SignInView::default(),
-        ));
-    };
-    let view = HomeView {
-        csrf: form_token(&state, token),
-        role: session.staff.role.as_str(),
-        ends: when(session.expires_at, TIMEZONE, language),
-        staff: session.staff,
-    };
-    state.templates.page("staff_home.html", language, view)
+        )),
+        Err(NotSignedIn::Failed(error)) => Err(error),
+    }
 }
 
 /// The sign-in form with a fresh CSRF token and its cookie.
@@ -86,7 +51,7 @@ fn sign_in_page(
     view.csrf = csrf;
     let mut response = state
         .templates
-        .page_with_status("staff_sign_in.html", language, status, view);
+        .console_page_with_status("staff_sign_in.html", language, status, view);
     let _ = response.add_cookie(&csrf_cookie);
     response
 }
@@ -105,13 +70,13 @@ pub async fn sign_in(
     query: LanguageQuery,
     form: web::Form<SignInForm>,
 ) -> HttpResponse {
-    let language = query.language();
+    let language = console::language(&query);
     let SignInForm {
         username,
         password,
         csrf,
     } = form.into_inner();
-    let expected = cookie(&request, staff_session::SIGN_IN_CSRF).unwrap_or_default();
+    let expected = cookie(&request, console::SIGN_IN_CSRF).unwrap_or_default();
     let refused = |error: ApiError| {
         let view = SignInView {
             problem: Some(problem(&state, language, "staff_errors", &error).message),
@@ -132,8 +97,8 @@ pub async fn sign_in(
         Ok(session) => {
             let seconds = (session.expires_at - Utc::now()).num_seconds().max(0);
             let mut response = to_home(language);
-            let _ = response.add_cookie(&staff_session::session_cookie(&state, &session.token, seconds));
-            let _ = response.add_removal_cookie(&staff_session::sign_in_token_used(&state));
+            let _ = response.add_cookie(&console::session_cookie(&state, &session.token, seconds));
+            let _ = response.add_removal_cookie(&console::sign_in_token_used(&state));
             response
         }
         Err(error) if error.code() == ErrorCode::Internal => actix_web::ResponseError::error_response(&error),
@@ -149,28 +114,21 @@ pub struct SignOutForm {
 /// `POST /staff/sign-out`: ends the session, as `DELETE /v1/staff/sessions/current` does.
 pub async fn sign_out(
     state: web::Data<AppState>,
-    request: HttpRequest,
-    query: LanguageQuery,
     form: web::Form<SignOutForm>,
+    console: Result<Console, NotSignedIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let language = query.language();
-    let Some((token, session)) = live_session(&state, &request).await? else {
-        return Ok(to_home(language));
+    let console = match console {
+        Ok(console) => console,
+        Err(NotSignedIn::SignedOut(language)) => return Ok(to_home(language)),
+        Err(NotSignedIn::Failed(error)) => return Err(error),
     };
-    if !is_expected(&form.csrf, &form_token(&state, token)) {
-        return Err(ApiError::new(ErrorCode::FormExpired));
-    }
-    staff::log_out(&state, &session.staff, token).await?;
-    let mut response = to_home(language);
-    let _ = response.add_removal_cookie(&staff_session::session_cookie(&state, "", 0));
+    console.check_form(&form.csrf)?;
+    staff::log_out(&state, &console.member, &console.token).await?;
+    let mut response = to_home(console.language);
+    let _ = response.add_removal_cookie(&console::session_cookie(&state, "", 0));
     Ok(response)
 }
 
 fn to_home(language: Language) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((
-            actix_web::http::header::LOCATION,
-            format!("/staff?lang={}", language.as_str()),
-        ))
-        .finish()
+    see_other(&format!("/staff?lang={}", language.as_str()))
 }

@@ -46,6 +46,20 @@ statements! {
         "UPDATE slot_pairs SET state = 'cancelled', offer_id = NULL, booking_id = NULL WHERE id = ANY($1)";
     MARK_BATCH_CANCELLED =
         "UPDATE capacity_batches SET cancelled_at = now(), cancel_reason = $2 WHERE id = $1";
+    /// The centres of a region.
+    CENTRES_OF_REGION = "SELECT id, name, address FROM centres WHERE region_id = $1 ORDER BY name";
+    /// The centre's batches whose first doses are on or after `$2`, newest first, with their
+    /// pairs by state.
+    BATCHES =
+        "SELECT b.id, b.created_at, b.request->>'vaccine' AS vaccine, (b.request->>'day')::date AS day,
+                b.request->>'from' AS from_time, b.request->>'until' AS until_time, b.pairs,
+                b.cancelled_at, b.cancel_reason,
+                count(p.id) FILTER (WHERE p.state = 'open') AS open,
+                count(p.id) FILTER (WHERE p.state = 'offered') AS offered,
+                count(p.id) FILTER (WHERE p.state IN ('booked', 'used')) AS booked
+         FROM capacity_batches b LEFT JOIN slot_pairs p ON p.batch_id = b.id
+         WHERE b.centre_id = $1 AND (b.request->>'day')::date >= $2
+         GROUP BY b.id ORDER BY (b.request->>'day')::date, b.created_at LIMIT 200";
     /// Every appointment (a pair has one or two) of the centre between `$2` and `$3`.
     APPOINTMENTS =
         "SELECT a.at, a.dose, p.vaccine, p.state AS pair_state, b.id AS booking_id, b.state AS booking_state,
@@ -207,6 +221,47 @@ pub async fn appointments(
         .bind(centre)
         .bind(start)
         .bind(end)
+        .fetch_all(pool)
+        .await
+}
+
+/// A batch of capacity as the centre's console lists it.
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct Batch {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub vaccine: String,
+    pub day: chrono::NaiveDate,
+    pub from_time: String,
+    pub until_time: String,
+    pub pairs: i32,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub open: i64,
+    pub offered: i64,
+    pub booked: i64,
+}
+
+/// The centre's batches of first doses from `day` on.
+pub async fn batches(pool: &PgPool, centre: &str, day: chrono::NaiveDate) -> Result<Vec<Batch>, sqlx::Error> {
+    sqlx::query_as(BATCHES)
+        .bind(centre)
+        .bind(day)
+        .fetch_all(pool)
+        .await
+}
+
+/// A centre as a list of the region's centres shows it.
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+pub struct CentreListed {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+}
+
+pub async fn centres_of_region(pool: &PgPool, region: &str) -> Result<Vec<CentreListed>, sqlx::Error> {
+    sqlx::query_as(CENTRES_OF_REGION)
+        .bind(region)
         .fetch_all(pool)
         .await
 }

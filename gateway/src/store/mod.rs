@@ -9,6 +9,7 @@
 
 mod batch;
 pub mod bookings;
+pub mod callers;
 pub mod capacity;
 pub mod messages;
 pub mod offers;
@@ -62,6 +63,7 @@ impl Store {
 pub fn all_statements() -> Vec<(String, &'static str)> {
     drawbridge_platform::list_statements(&[
         ("bookings", bookings::STATEMENTS),
+        ("callers", callers::STATEMENTS),
         ("capacity", capacity::STATEMENTS),
         ("messages", messages::STATEMENTS),
         ("offers", offers::STATEMENTS),

@@ -142,6 +142,9 @@ pub struct Withdrawn {
     pub bookings_cancelled: u32,
     /// Pairs kept because their first dose was given: no course is cut in half.
     pub kept_course_in_progress: u32,
+    /// The references of the bookings cancelled: these people, and those whose offer was
+    /// withdrawn, are told and go ahead of others in the next draws.
+    pub cancelled_bookings: Vec<String>,
 }
 
 /// Withdraws a published batch. Pending offers on it are withdrawn and bookings cancelled;
@@ -182,7 +185,8 @@ pub async fn withdraw(
     capacity::lock_holders(&mut tx, batch).await?;
     let held = capacity::held_pairs(&mut tx, batch).await?;
     let mut cancelled_pairs = Vec::new();
-    let (mut offers, mut bookings, mut kept) = (0, 0, 0);
+    let (mut offers, mut kept) = (0, 0);
+    let mut cancelled_bookings = Vec::new();
     for pair in &held {
         if matches!(
             pair.booking_state,
@@ -204,7 +208,7 @@ pub async fn withdraw(
             (None, Some((booking, registrant))) => {
                 let why = format!("capacity withdrawn by the centre: {reason}");
                 bookings::cancel(&mut tx, booking, None, &why).await?;
-                bookings += 1;
+                cancelled_bookings.push(reference(booking));
                 (booking, registrant)
             }
             (None, None) => continue,
@@ -223,8 +227,9 @@ pub async fn withdraw(
         capacity_id: batch,
         pairs_cancelled: cancelled_pairs.len() + open as usize,
         offers_withdrawn: offers,
-        bookings_cancelled: bookings,
+        bookings_cancelled: cancelled_bookings.len() as u32,
         kept_course_in_progress: kept,
+        cancelled_bookings,
     };
     audit(
         &mut tx,
@@ -236,8 +241,28 @@ pub async fn withdraw(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(centre = %centre.id, %batch, offers, bookings, "capacity withdrawn");
+    tracing::info!(centre = %centre.id, %batch, offers, bookings = outcome.bookings_cancelled, "capacity withdrawn");
     Ok(outcome)
+}
+
+pub use crate::store::capacity::{Batch, CentreListed};
+
+/// The centres of the member's region, for a region admin to choose one to run.
+pub async fn centres(state: &AppState, member: &StaffMember) -> Result<Vec<CentreListed>, ApiError> {
+    // Any centre of the region: only those who may run every centre of it pass.
+    member.may_run_centre("", &member.region).map_err(forbidden)?;
+    Ok(capacity::centres_of_region(state.store.pool(), &member.region).await?)
+}
+
+/// The centre's batches of capacity from `day` on, for its staff to review or withdraw.
+pub async fn batches(
+    state: &AppState,
+    member: &StaffMember,
+    centre_id: &str,
+    day: NaiveDate,
+) -> Result<Vec<Batch>, ApiError> {
+    let centre = centre(state, member, centre_id).await?;
+    Ok(capacity::batches(state.store.pool(), &centre.id, day).await?)
 }
 
 /// A centre's day, per slot.
