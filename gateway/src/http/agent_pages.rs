@@ -260,12 +260,17 @@ pub async fn register(
         Ok(entered) => entered,
         Err(refused) => return console.refused(&state, DESK, &refused),
     };
-    let language = Language::parse(&entered.language).unwrap_or_default();
-    let registered = match registration_form(&entered, language) {
-        Err(problems) => Err(problems),
-        Ok(form) => register::by_phone(&state, &console.member, form)
-            .await
-            .map_err(|refused| vec![refused]),
+    let registered = match Language::parse(&entered.language) {
+        None => Err(vec![ApiError::invalid(
+            "language",
+            "Please choose the language of the caller's messages.",
+        )]),
+        Some(language) => match registration_form(&entered, language) {
+            Err(problems) => Err(problems),
+            Ok(form) => register::by_phone(&state, &console.member, form)
+                .await
+                .map_err(|refused| vec![refused]),
+        },
     };
     match registered {
         Ok(registered) => {

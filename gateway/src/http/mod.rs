@@ -121,9 +121,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
             web::post().to(agent_pages::another_on_the_phone),
         )
         .route("/staff/callers/register", web::post().to(agent_pages::register))
-        .route("/staff/callers/{id}", web::get().to(agent_pages::caller))
+        // A caller's id is a UUID, so `find`, `new` and `register` never reach these.
         .route(
-            "/staff/callers/{id}/{action}",
+            "/staff/callers/{id:[0-9a-fA-F-]+}",
+            web::get().to(agent_pages::caller),
+        )
+        .route(
+            "/staff/callers/{id:[0-9a-fA-F-]+}/{action}",
             web::post().to(agent_pages::action),
         )
         .route("/staff/capacity", web::get().to(agent_pages::capacity))
@@ -266,11 +270,26 @@ static DOCUMENTED_METHODS: LazyLock<HashMap<String, String>> = LazyLock::new(|| 
         .collect()
 });
 
+/// A route's pattern as `openapi.json` writes it: `/a/{id:[0-9a-f-]+}` is `/a/{id}`.
+fn as_documented(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(
+            |segment| match (segment.starts_with('{'), segment.split_once(':')) {
+                (true, Some((name, _))) => format!("{name}}}"),
+                _ => segment.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Nothing here: 405 with `Allow` for a path that exists with other methods, else 404.
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let Some(pattern) = request.resource_map().match_pattern(request.path()) else {
         return Err(ApiError::new(ErrorCode::NotFound));
     };
+    let pattern = as_documented(&pattern);
     let mut response = ApiError::new(ErrorCode::MethodNotAllowed).error_response();
     if let Some(allowed) = DOCUMENTED_METHODS
         .get(&pattern)
@@ -279,4 +298,19 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
         response.headers_mut().insert(header::ALLOW, allowed);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_pattern_is_written_as_documented() {
+        assert_eq!(
+            super::as_documented("/staff/callers/{id:[0-9a-fA-F-]+}/{action}"),
+            "/staff/callers/{id}/{action}"
+        );
+        assert_eq!(
+            super::as_documented("/v1/rooms/{room}/status"),
+            "/v1/rooms/{room}/status"
+        );
+    }
 }
