@@ -26,14 +26,16 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgListener;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use drawbridge_domain::allocation::draw::{self, DrawError, Seed};
-use drawbridge_domain::Keyring;
+use drawbridge_domain::{Keyring, Language};
 use drawbridge_platform::ops::{self, Readiness};
+use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
 use drawbridge_platform::{policies, postgres, Settings, StartupError};
 
 use crate::metrics::Metrics;
@@ -78,10 +80,12 @@ statements! {
              RETURNING o.id, o.slot_pair_id)
          UPDATE slot_pairs p SET state = 'open', offer_id = NULL
          FROM lapsed WHERE p.id = lapsed.slot_pair_id AND p.offer_id = lapsed.id";
-    REMIND_EXPIRING =
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT gen_random_uuid(), 'offer_expiring', o.id, m.channel, to_whom.recipient, r.language,
-                m.payload || '{\"kind\": \"offer_expiring\"}'
+    /// The region's pending offers with `$2` minutes or less left to answer, unless the whole
+    /// window was that short: per channel their offer went out on and not yet reminded on, the
+    /// registrant's current phone or email and the offer message's appointment.
+    DUE_REMINDERS =
+        "SELECT o.id, o.expires_at, m.channel, to_whom.recipient, r.language,
+                m.payload->'appointment' AS appointment
          FROM offers o
          JOIN slot_pairs p ON p.id = o.slot_pair_id
          JOIN centres c ON c.id = p.centre_id
@@ -91,7 +95,9 @@ statements! {
          WHERE c.region_id = $1 AND o.state = 'pending' AND to_whom.recipient IS NOT NULL
            AND o.expires_at > now() AND o.expires_at <= now() + make_interval(mins => $2)
            AND o.expires_at - o.offered_at > make_interval(mins => $2)
-         ON CONFLICT (kind, subject_id, channel) DO NOTHING";
+           AND m.payload->'appointment' IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM outbox x
+                           WHERE x.kind = 'offer_expiring' AND x.subject_id = o.id AND x.channel = m.channel)";
 }
 
 /// Namespace of the allocator's advisory locks (the first of the two-key form).
@@ -350,9 +356,14 @@ impl Allocator {
             sqlx::query_as(DRAWABLE).bind(region).fetch_one(&mut *tx).await?;
         tick.free_pairs = free_pairs;
         let policy = policies::current(&mut tx, region).await?;
+        let notices = Notices {
+            keyring: &self.keyring,
+            public_url: &self.public_url,
+            timezone: timezone.name(),
+        };
         if let Some(policy) = &policy {
-            tick.reminded =
-                remind_expiring(&mut tx, region, policy.policy.draw.remind_before_minutes).await?;
+            let minutes = policy.policy.draw.remind_before_minutes;
+            tick.reminded = remind_expiring(&mut tx, region, minutes, &notices).await?;
         }
         let Some(policy) = policy else {
             tx.commit().await?;
@@ -429,11 +440,6 @@ impl Allocator {
         phases.mark_now("record_candidates");
         record::decisions(&mut tx, draw_id, &pool, &outcome).await?;
         phases.mark_now("record_decisions");
-        let notices = Notices {
-            keyring: &self.keyring,
-            public_url: &self.public_url,
-            timezone: timezone.name(),
-        };
         let offers = record::offers(&mut tx, draw_id, &policy.policy, &pool, &outcome, &notices).await?;
         phases.mark_now("offers");
         let mut unmatched = HashMap::new();
@@ -506,25 +512,53 @@ async fn expire_offers(connection: &mut PgConnection, region: &str) -> Result<u6
     Ok(expired)
 }
 
+/// A reminder due, as [`DUE_REMINDERS`] reads it.
+#[derive(sqlx::FromRow)]
+struct DueReminder {
+    id: Uuid,
+    expires_at: DateTime<Utc>,
+    channel: Channel,
+    recipient: String,
+    language: String,
+    appointment: Json<Appointment>,
+}
+
 /// Queues one reminder per channel for the region's pending offers with `minutes` or less left
-/// to answer, unless the whole window was that short. The reminder repeats the offer's own
-/// message (same link, same appointment) to the registrant's current phone and email; the
-/// outbox's (kind, subject, channel) key makes it once per offer, whichever tick gets there.
+/// to answer, unless the whole window was that short. The reminder repeats the offer's
+/// appointment with a link of its own (the offer message's link is erased once it is sent) to
+/// the registrant's current phone and email; once per offer and channel, under the region's
+/// tick lock.
 async fn remind_expiring(
     connection: &mut PgConnection,
     region: &str,
     minutes: u32,
+    notices: &Notices<'_>,
 ) -> Result<u64, sqlx::Error> {
     if minutes == 0 {
         return Ok(0);
     }
-    let reminded = sqlx::query(REMIND_EXPIRING)
+    let due: Vec<DueReminder> = sqlx::query_as(DUE_REMINDERS)
         .bind(region)
         .bind(minutes as i32)
-        .execute(connection)
-        .await?
-        .rows_affected();
-    Ok(reminded)
+        .fetch_all(&mut *connection)
+        .await?;
+    let now = Utc::now();
+    let reminders: Vec<Outgoing<'_>> = due
+        .iter()
+        .map(|offer| Outgoing {
+            subject_id: offer.id,
+            channel: offer.channel,
+            recipient: &offer.recipient,
+            language: Language::parse(&offer.language).unwrap_or_default(),
+            notification: Notification::OfferExpiring {
+                appointment: offer.appointment.0.clone(),
+                expires_at: offer.expires_at,
+                accept_url: notices.accept_url(offer.id, now, offer.expires_at),
+            },
+        })
+        .collect();
+    outbox::copy_many(connection, &reminders).await?;
+    Ok(reminders.len() as u64)
 }
 
 /// The next `<region> <count>` notification, or `None` when there is no working listener.

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
+use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::{Candidate, DrawOutcome, FreePair, Pseudonym};
 use drawbridge_domain::{Keyring, Language, OfferLink, Policy};
 use drawbridge_platform::copy::CopyRows;
@@ -56,6 +57,18 @@ pub struct Notices<'a> {
     pub keyring: &'a Keyring,
     pub public_url: &'a str,
     pub timezone: &'a str,
+}
+
+impl Notices<'_> {
+    /// The link that answers `offer` without a login: it proves it came from us and for which
+    /// offer, and stops working when the offer does.
+    pub fn accept_url(&self, offer: Uuid, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> String {
+        let token = OfferLink { offer }.sign(self.keyring, now, expires_at);
+        format!(
+            "{}/offers/{offer}?token={token}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
 }
 
 /// A candidate's vaccines and centres.
@@ -263,14 +276,10 @@ pub async fn offers(
             .collect();
     let pairs: HashMap<Uuid, &FreePair> = pool.input.pairs.iter().map(|p| (p.id, p)).collect();
     let contacts: HashMap<Uuid, Contact> = contacts.into_iter().map(|c| (c.id, c)).collect();
-    let base = notices.public_url.trim_end_matches('/');
     let mut messages = Vec::with_capacity(matches.len() * 2);
     for ((m, offer_id), registrant) in matches.iter().zip(&offer_ids).zip(&registrants) {
         let (pair, contact) = (pairs[&m.pair], &contacts[registrant]);
         let (centre_name, centre_address) = centres.get(&pair.centre).cloned().unwrap_or_default();
-        // The link itself proves it came from us and for which offer, so answering needs no
-        // login; it stops working when the offer does.
-        let token = OfferLink { offer: *offer_id }.sign(notices.keyring, pool.input.drawn_at, m.expires_at);
         let notification = Notification::Offer {
             appointment: Appointment {
                 centre_name,
@@ -281,7 +290,7 @@ pub async fn offers(
                 timezone: notices.timezone.to_owned(),
             },
             expires_at: m.expires_at,
-            accept_url: format!("{base}/offers/{offer_id}?token={token}"),
+            accept_url: notices.accept_url(*offer_id, pool.input.drawn_at, m.expires_at),
         };
         let language = Language::parse(&contact.language).unwrap_or_default();
         if let Some(email) = &contact.email {
