@@ -120,7 +120,7 @@ async fn bare_lapin(count: usize) -> Round {
         )
         .await
         .unwrap();
-    let body = br#"{"id":"00000000-0000-0000-0000-000000000000","channel":"sms","recipient":"+491710000000","notification":{"kind":"verification_code","code":"123456","valid_minutes":10}}"#;
+    let body = br#"{"id":"00000000-0000-0000-0000-000000000000","channel":"sms","kind":"verification_code"}"#;
     let (cpu, started) = (CpuTime::now(), Instant::now());
     let consuming = tokio::spawn(async move {
         for _ in 0..count {

@@ -43,6 +43,7 @@ pub use allocation::policy::{
 };
 pub use booking_code::{BookingCode, BookingCodeError};
 pub use language::Language;
+pub use mac::message_digest;
 pub use phone::{PhoneError, PhoneNumber, DEFAULT_COUNTRY_CODE};
 pub use registrant::{BirthYear, DistanceKm, Email, FieldError, Initials, Postcode};
 pub use staff::{Role, StaffMember, StaffRefusal};

@@ -3,7 +3,9 @@
 //! a final delivery record is acknowledged without sending, so a redelivery (after a crash, a
 //! lost ack, or a relay publishing twice) is not sent again. A message whose earlier attempt may
 //! have reached the provider is looked up there first, or, where the provider cannot be asked,
-//! sent again or dead-lettered as the channel's `in_doubt` policy says.
+//! sent again or dead-lettered as the channel's `in_doubt` policy says. RabbitMQ carries only
+//! a reference; the message is read from its outbox row when it is sent, and its words are
+//! erased from the row in the statement that records it sent or given up.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -16,16 +18,18 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, 
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use rand::Rng;
+use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use drawbridge_platform::config::{InDoubt, SendBatches};
-use drawbridge_platform::outbox::Message;
+use drawbridge_platform::outbox::{Message, Notification, Reference};
 use drawbridge_platform::states::DeliveryState;
 
-use crate::render::Templates;
+use crate::relay::OutboxRow;
+use crate::render::{Rendered, Templates};
 use crate::topology::{header_name, RetryStep, Topology, ATTEMPT_HEADER, REASON_HEADER};
 use crate::{Lookup, Metrics, NotifierError, SendError, Transports};
 
@@ -34,7 +38,8 @@ use drawbridge_platform::statements;
 statements! {
     /// Takes each message's advisory lock, reads its delivery record and records the intent to
     /// send (a new record, or a waiting or in-doubt one taken up again), in one statement (one
-    /// commit) for the batch. The record is read per message through the primary key (`OFFSET 0`
+    /// commit) for the batch; for a message it may send, its outbox row (read only then: a copy
+    /// of a settled message reads nothing, and its words may be erased by then). The record is read per message through the primary key (`OFFSET 0`
     /// keeps the lookup from being flattened into a join), because the planner's statistics for a
     /// fast-growing `deliveries` table lag behind and a hash join over all of it grows with every
     /// message ever sent. An intent is due back when its attempt is settled at the provider ($3,
@@ -62,21 +67,34 @@ statements! {
             WHERE d.state IN ('sending', 'waiting') AND d.attempts + 1 = EXCLUDED.attempts
         RETURNING outbox_id
     )
-    SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended, c.wait AS wait_seconds
-    FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id ORDER BY c.n";
+    SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended, c.wait AS wait_seconds,
+           o.subject_id, o.channel, o.recipient, o.language, o.payload
+    FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id
+    LEFT JOIN outbox o ON o.id = i.outbox_id
+    ORDER BY c.n";
     /// Records the outcomes of a batch's attempts. A retry keeps the record in flight: `sending`
     /// if the attempt may have reached the provider, `waiting` if it certainly did not, due back
-    /// after its delay ($6, seconds).
+    /// after its delay ($6, seconds). A message sent or given up has its credentials (codes,
+    /// link tokens: the fields $8) erased from its outbox row in the same statement; the record
+    /// keeps the keyed digest of the words sent ($7). A copy that comes later finds the record
+    /// final and reads nothing.
     SETTLE = "
-    INSERT INTO deliveries (outbox_id, state, attempts, provider_message_id, detail, finished_at, next_attempt_at)
-    SELECT id, state, attempt, provider_id, detail,
-           CASE WHEN state IN ('sending', 'waiting') THEN NULL ELSE now() END,
-           now() + make_interval(secs => due_in)
-    FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[])
-         AS t(id, state, attempt, provider_id, detail, due_in)
-    ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
-        provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
-        finished_at = EXCLUDED.finished_at, next_attempt_at = EXCLUDED.next_attempt_at";
+    WITH settled AS (
+        INSERT INTO deliveries AS d (outbox_id, state, attempts, provider_message_id, detail, finished_at,
+                                     next_attempt_at, body_digest)
+        SELECT id, state, attempt, provider_id, detail,
+               CASE WHEN state IN ('sending', 'waiting') THEN NULL ELSE now() END,
+               now() + make_interval(secs => due_in), digest
+        FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::float8[], $7::bytea[])
+             AS t(id, state, attempt, provider_id, detail, due_in, digest)
+        ON CONFLICT (outbox_id) DO UPDATE SET state = EXCLUDED.state, attempts = EXCLUDED.attempts,
+            provider_message_id = EXCLUDED.provider_message_id, detail = EXCLUDED.detail,
+            finished_at = EXCLUDED.finished_at, next_attempt_at = EXCLUDED.next_attempt_at,
+            body_digest = coalesce(EXCLUDED.body_digest, d.body_digest)
+        RETURNING outbox_id, finished_at
+    )
+    UPDATE outbox o SET payload = (o.payload - $8::text[]) || jsonb_build_object('erased', true)
+    FROM settled s WHERE o.id = s.outbox_id AND s.finished_at IS NOT NULL";
     UNLOCK = "SELECT pg_advisory_unlock(key) FROM UNNEST($1::bigint[]) AS key";
 }
 
@@ -95,6 +113,8 @@ pub struct Consumer {
     pub prefetch: u16,
     /// How long after an attempt's request ended the provider may still record its message.
     pub grace: Duration,
+    /// Keys the digests that delivery records keep of the words they sent.
+    pub hash_key: Vec<u8>,
 }
 
 /// One delivery with what was read from it.
@@ -102,7 +122,7 @@ struct Item {
     delivery: Delivery,
     /// As the copy's header says, until the claim counts it from the delivery record.
     attempt: u32,
-    message: Result<Message, String>,
+    reference: Result<Reference, String>,
 }
 
 /// Outcomes to record, as columns for one `UNNEST` statement.
@@ -115,15 +135,16 @@ struct Settled {
     details: Vec<Option<String>>,
     /// Seconds until a message in flight is due back.
     due_in: Vec<f64>,
+    digests: Vec<Option<Vec<u8>>>,
 }
 
 impl Settled {
     /// `grace`: how long after its answer the provider may still record an attempt.
     fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome, grace: Duration) {
         let (state, provider_id, detail) = match outcome {
-            Outcome::Sent { provider_id, note } => {
-                (DeliveryState::Sent, Some(provider_id.clone()), note.clone())
-            }
+            Outcome::Sent {
+                provider_id, note, ..
+            } => (DeliveryState::Sent, Some(provider_id.clone()), note.clone()),
             Outcome::Dead { reason } => (DeliveryState::Dead, None, Some(reason.clone())),
             // An attempt that may have reached the provider keeps its intent, so the retry asks.
             Outcome::Retry {
@@ -152,6 +173,10 @@ impl Settled {
         self.attempts.push(attempt as i32);
         self.provider_ids.push(provider_id);
         self.details.push(detail);
+        self.digests.push(match outcome {
+            Outcome::Sent { digest, .. } => Some(digest.to_vec()),
+            _ => None,
+        });
     }
 }
 
@@ -160,6 +185,8 @@ enum Outcome {
         provider_id: String,
         /// Kept in the delivery record: why this message may have reached the person twice.
         note: Option<String>,
+        /// Of the words sent, for the delivery record.
+        digest: [u8; 32],
     },
     AlreadyDone,
     /// Try again after the step's delay; `in_doubt` if this attempt may have reached the provider.
@@ -192,6 +219,36 @@ struct Claim {
     intended: bool,
     /// Seconds until an earlier attempt in doubt is settled at the provider, if it is not yet.
     wait_seconds: Option<f64>,
+    /// The outbox row, if the intent is recorded.
+    subject_id: Option<Uuid>,
+    channel: Option<String>,
+    recipient: Option<String>,
+    language: Option<String>,
+    payload: Option<Json<serde_json::Value>>,
+}
+
+impl Claim {
+    /// The message as its outbox row holds it.
+    fn message(self, id: Uuid) -> Result<Message, String> {
+        match (
+            self.subject_id,
+            self.channel,
+            self.recipient,
+            self.language,
+            self.payload,
+        ) {
+            (Some(subject_id), Some(channel), Some(recipient), Some(language), Some(payload)) => OutboxRow {
+                id,
+                subject_id,
+                channel,
+                recipient,
+                language,
+                payload,
+            }
+            .into_message(),
+            _ => Err("no outbox row has its id".to_owned()),
+        }
+    }
 }
 
 impl Consumer {
@@ -275,7 +332,7 @@ impl Consumer {
             .into_iter()
             .map(|delivery| Item {
                 attempt: attempt_of(&delivery),
-                message: serde_json::from_slice::<Message>(&delivery.data).map_err(|e| e.to_string()),
+                reference: serde_json::from_slice::<Reference>(&delivery.data).map_err(|e| e.to_string()),
                 delivery,
             })
             .collect();
@@ -311,8 +368,8 @@ impl Consumer {
         item: &Item,
         outcome: Outcome,
     ) -> Result<(), NotifierError> {
-        let (channel, kind) = match &item.message {
-            Ok(message) => (message.channel.as_str(), message.notification.kind()),
+        let (channel, kind) = match &item.reference {
+            Ok(reference) => (reference.channel.as_str(), reference.kind.as_str()),
             Err(_) => ("unknown", "unreadable"),
         };
         let labels = [channel, kind];
@@ -370,14 +427,14 @@ impl Consumer {
         let mut seen = HashSet::new();
         let mut candidates = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            match &item.message {
+            match &item.reference {
                 Err(error) => {
                     outcomes[index] = Some(Outcome::Dead {
                         reason: format!("unreadable message: {error}"),
                     })
                 }
                 // Session locks are re-entrant, so a second copy in the same batch is settled here.
-                Ok(message) if !seen.insert(message.id) => outcomes[index] = Some(Outcome::AlreadyDone),
+                Ok(reference) if !seen.insert(reference.id) => outcomes[index] = Some(Outcome::AlreadyDone),
                 Ok(_) => candidates.push(index),
             }
         }
@@ -398,7 +455,8 @@ impl Consumer {
             .collect())
     }
 
-    /// Claim with intents, send, record outcomes, release: three round trips for the batch.
+    /// Claim with intents (reading the messages to send), send, record outcomes, release: three
+    /// round trips for the batch.
     /// An intent left by an earlier attempt means that attempt may have reached the provider
     /// (it timed out, got a 5xx, or died mid-call): ask the provider before sending again.
     async fn deliver_claimed(
@@ -454,19 +512,30 @@ impl Consumer {
                     outcomes[index] = Some(Outcome::AlreadyDone)
                 }
                 (_, _, Some((step, wait))) => outcomes[index] = Some(Outcome::Wait { step, wait }),
-                (state, true, _) => to_send.push((index, state == Some(DeliveryState::Sending))),
+                (state, true, _) => {
+                    let in_doubt = state == Some(DeliveryState::Sending);
+                    to_send.push((index, in_doubt, claim.message(parsed(&items[index]).id)));
+                }
                 // Another consumer changed the record between this statement's snapshot and its
                 // lock, and has settled this message or left it to its own copy.
                 (_, false, _) => outcomes[index] = Some(Outcome::AlreadyDone),
             }
         }
         let items = &*items;
-        let sent = join_all(to_send.iter().map(|&(index, in_doubt)| {
-            self.attempt(parsed(&items[index]), items[index].attempt, in_doubt, claimed_at)
+        let sent = join_all(to_send.iter().map(|&(index, in_doubt, ref message)| async move {
+            match message {
+                Ok(message) => {
+                    self.attempt(message, items[index].attempt, in_doubt, claimed_at)
+                        .await
+                }
+                Err(reason) => Outcome::Dead {
+                    reason: format!("cannot be sent: {reason}"),
+                },
+            }
         }))
         .await;
         let mut settled = Settled::default();
-        for (&(index, _), outcome) in to_send.iter().zip(sent) {
+        for (&(index, _, _), outcome) in to_send.iter().zip(sent) {
             settled.add(
                 parsed(&items[index]).id,
                 items[index].attempt,
@@ -483,6 +552,8 @@ impl Consumer {
                 .bind(&settled.provider_ids)
                 .bind(&settled.details)
                 .bind(&settled.due_in)
+                .bind(&settled.digests)
+                .bind(&Notification::SECRET_FIELDS[..])
                 .execute(&mut *connection)
                 .await?;
         }
@@ -515,6 +586,7 @@ impl Consumer {
             }
         };
         let labels = [message.channel.as_str(), message.notification.kind()];
+        let digest = drawbridge_domain::message_digest(&self.hash_key, words(message, &rendered));
         let mut note = None;
         if in_doubt {
             match self
@@ -527,6 +599,7 @@ impl Consumer {
                     return Outcome::Sent {
                         provider_id,
                         note: None,
+                        digest,
                     };
                 }
                 Ok(Lookup::NotFound) => {}
@@ -562,7 +635,11 @@ impl Consumer {
             .with_label_values(&[message.channel.as_str()])
             .observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(provider_id) => Outcome::Sent { provider_id, note },
+            Ok(provider_id) => Outcome::Sent {
+                provider_id,
+                note,
+                digest,
+            },
             Err(error) => self.failed(attempt, error),
         }
     }
@@ -676,9 +753,17 @@ enum Target<'a> {
     Dead { queue: &'a str },
 }
 
-/// The message of an item that passed parsing.
-fn parsed(item: &Item) -> &Message {
-    item.message.as_ref().expect("only parsed messages are claimed")
+/// The reference of an item that passed parsing.
+fn parsed(item: &Item) -> &Reference {
+    item.reference.as_ref().expect("only parsed messages are claimed")
+}
+
+/// The words a channel sends: the SMS, or the email's text (its HTML says the same).
+fn words<'a>(message: &Message, rendered: &'a Rendered) -> &'a str {
+    match message.channel {
+        drawbridge_platform::outbox::Channel::Sms => &rendered.sms,
+        drawbridge_platform::outbox::Channel::Email => &rendered.text,
+    }
 }
 
 /// The advisory lock key of a message: its id's first 64 bits.

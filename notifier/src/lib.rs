@@ -360,6 +360,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         batches: settings.notifier.send_batches(),
         prefetch: settings.amqp.prefetch,
         grace: Duration::from_secs(settings.notifier.in_doubt_grace_seconds),
+        hash_key: settings.secrets.hash_key().map_err(StartupError::Config)?,
     });
     let mut tasks = JoinSet::new();
     // Several relay workers overlap one batch's wait for confirms and commit with the next

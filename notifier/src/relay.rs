@@ -1,6 +1,7 @@
-//! The outbox relay: publishes outbox rows to RabbitMQ with publisher confirms, then marks them
-//! published. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays share the work
-//! without publishing a row twice at the same time. A crash between the broker's confirm and
+//! The outbox relay: publishes a reference to each outbox row (its id, channel and kind, not
+//! its recipient or words) to RabbitMQ with publisher confirms, then marks the rows published.
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several relays share the work without
+//! publishing a row twice at the same time. A crash between the broker's confirm and
 //! the commit publishes the row again later: delivery is at least once, and the consumer's
 //! delivery record keeps a second copy of a sent message from being sent again.
 
@@ -13,7 +14,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use drawbridge_domain::Language;
-use drawbridge_platform::outbox::{Channel, Message, Notification};
+use drawbridge_platform::outbox::{Channel, Message, Notification, Reference};
 
 use crate::topology::Topology;
 use crate::{Metrics, NotifierError};
@@ -34,25 +35,52 @@ statements! {
          WHERE id = ANY($1)";
 }
 
+/// An outbox row as read for publishing or sending.
 #[derive(sqlx::FromRow)]
-struct OutboxRow {
-    id: Uuid,
-    subject_id: Uuid,
-    channel: String,
-    recipient: String,
-    language: String,
-    payload: Json<serde_json::Value>,
+pub(crate) struct OutboxRow {
+    pub(crate) id: Uuid,
+    pub(crate) subject_id: Uuid,
+    pub(crate) channel: String,
+    pub(crate) recipient: String,
+    pub(crate) language: String,
+    pub(crate) payload: Json<serde_json::Value>,
 }
 
 impl OutboxRow {
-    fn into_message(self) -> Result<Message, String> {
-        let channel = match self.channel.as_str() {
-            "sms" => Channel::Sms,
-            "email" => Channel::Email,
-            other => return Err(format!("unknown channel {other:?}")),
-        };
+    fn channel(&self) -> Result<Channel, String> {
+        match self.channel.as_str() {
+            "sms" => Ok(Channel::Sms),
+            "email" => Ok(Channel::Email),
+            other => Err(format!("unknown channel {other:?}")),
+        }
+    }
+
+    /// Its words were erased: its message was sent or given up, or its person withdrew.
+    fn erased(&self) -> bool {
+        self.payload.0.get("erased") == Some(&serde_json::Value::Bool(true))
+    }
+
+    /// What RabbitMQ carries for the row. An erased row (published again by a sweeper that met
+    /// its settlement) has one too: the consumer's delivery record decides what becomes of it.
+    fn reference(self) -> Result<Reference, String> {
+        if !self.erased() {
+            return self.into_message().map(|message| message.reference());
+        }
+        let kind = self.payload.0.get("kind").and_then(|kind| kind.as_str());
+        Ok(Reference {
+            id: self.id,
+            channel: self.channel()?,
+            kind: kind.ok_or("an erased payload without its kind")?.to_owned(),
+        })
+    }
+
+    pub(crate) fn into_message(self) -> Result<Message, String> {
+        let channel = self.channel()?;
         let language =
             Language::parse(&self.language).ok_or_else(|| format!("unknown language {:?}", self.language))?;
+        if self.erased() {
+            return Err("its words were erased before it was sent (the person withdrew)".into());
+        }
         Ok(Message {
             id: self.id,
             subject_id: self.subject_id,
@@ -100,8 +128,8 @@ impl Relay<'_> {
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.id;
-            let message = match row.into_message() {
-                Ok(message) => message,
+            let reference = match row.reference() {
+                Ok(reference) => reference,
                 // A row this version cannot read is parked with its error for an operator,
                 // so it does not stop everything behind it.
                 Err(problem) => {
@@ -114,7 +142,7 @@ impl Relay<'_> {
                     continue;
                 }
             };
-            let body = serde_json::to_vec(&message).expect("messages serialise");
+            let body = serde_json::to_vec(&reference).expect("references serialise");
             let properties = BasicProperties::default()
                 .with_delivery_mode(2) // persistent
                 .with_content_type(ShortString::from("application/json"))
@@ -127,7 +155,7 @@ impl Relay<'_> {
                 .amqp
                 .basic_publish(
                     &self.topology.exchange(),
-                    &message.routing_key(),
+                    &reference.routing_key(),
                     options,
                     &body,
                     properties,

@@ -134,6 +134,11 @@ impl Notification {
         "phone_full",
     ];
 
+    /// The fields that are credentials (SMS and booking codes, offer link and pass tokens): an
+    /// outbox row keeps them only until its message is sent or given up.
+    pub const SECRET_FIELDS: [&'static str; 5] =
+        ["code", "booking_code", "accept_url", "qr_token", "pass_url"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Notification::VerificationCode { .. } => "verification_code",
@@ -149,8 +154,8 @@ impl Notification {
     }
 }
 
-/// One outbox row as it travels through RabbitMQ to the notifier. `id` is the idempotency key:
-/// the notifier records one delivery per id, and does not send a sent id again.
+/// One outbox row as the notifier sends it. `id` is the idempotency key: the notifier records
+/// one delivery per id, and does not send a sent id again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub id: Uuid,
@@ -162,9 +167,30 @@ pub struct Message {
 }
 
 impl Message {
+    /// What RabbitMQ carries for this message.
+    pub fn reference(&self) -> Reference {
+        Reference {
+            id: self.id,
+            channel: self.channel,
+            kind: self.notification.kind().to_owned(),
+        }
+    }
+}
+
+/// What travels through RabbitMQ for an outbox row: its id and what it is, never its recipient
+/// or its words, so no queue (the delay and dead-letter queues included) holds a code, a link
+/// token or an address. The notifier reads the row when it sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub kind: String,
+}
+
+impl Reference {
     /// `<channel>.<kind>`: lets queues subscribe by channel or by kind.
     pub fn routing_key(&self) -> String {
-        format!("{}.{}", self.channel.as_str(), self.notification.kind())
+        format!("{}.{}", self.channel.as_str(), self.kind)
     }
 }
 
@@ -242,6 +268,53 @@ pub async fn enqueue(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erasing_the_secret_fields_leaves_no_code_or_token() {
+        let appointment = Appointment {
+            centre_name: "Impfzentrum".into(),
+            centre_address: "Straße 1".into(),
+            vaccine_name: Label::same("Comirnaty"),
+            first_at: Utc::now(),
+            second_at: None,
+            timezone: "Europe/Berlin".into(),
+        };
+        let secret = "SECRET-VALUE";
+        let notifications = [
+            Notification::VerificationCode {
+                code: secret.into(),
+                valid_minutes: 10,
+            },
+            Notification::BookingCode {
+                booking_code: secret.into(),
+                status_url: "https://example.test/me".into(),
+            },
+            Notification::Offer {
+                appointment: appointment.clone(),
+                expires_at: Utc::now(),
+                accept_url: format!("https://example.test/offers/1?token={secret}"),
+            },
+            Notification::OfferExpiring {
+                appointment: appointment.clone(),
+                expires_at: Utc::now(),
+                accept_url: format!("https://example.test/offers/1?token={secret}"),
+            },
+            Notification::Confirmation {
+                booking_reference: "R".into(),
+                appointment,
+                qr_token: secret.into(),
+                pass_url: format!("https://example.test/pass/1/{secret}"),
+            },
+        ];
+        for notification in notifications {
+            let mut payload = serde_json::to_value(&notification).unwrap();
+            assert!(payload.to_string().contains(secret));
+            for field in Notification::SECRET_FIELDS {
+                payload.as_object_mut().unwrap().remove(field);
+            }
+            assert!(!payload.to_string().contains(secret), "{payload}");
+        }
+    }
 
     #[test]
     fn a_message_queued_with_one_vaccine_name_still_reads() {

@@ -564,13 +564,13 @@ impl TestApp {
 
     /// Publishes `message` straight to the notifications exchange `copies` times, as a relay
     /// that crashed after the broker's confirm (and so published again) would.
-    pub async fn publish(&self, message: &drawbridge_platform::outbox::Message, copies: usize) {
+    pub async fn publish(&self, message: &drawbridge_platform::outbox::Reference, copies: usize) {
         let connection = drawbridge_platform::amqp::connect_once(&self.settings.amqp)
             .await
             .expect("RabbitMQ");
         let channel = connection.create_channel().await.expect("channel");
         let exchange = format!("{}.notifications", self.settings.amqp.prefix);
-        let body = serde_json::to_vec(message).expect("messages serialise");
+        let body = serde_json::to_vec(message).expect("references serialise");
         for _ in 0..copies {
             channel
                 .basic_publish(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use drawbridge_domain::Language;
 use drawbridge_notifier::render::Templates;
-use drawbridge_platform::outbox::{self, Channel, Message, Notification};
+use drawbridge_platform::outbox::{self, Channel, Notification, Reference};
 use drawbridge_test_support::twilio;
 use drawbridge_test_support::{
     eventually, spawn_app, spawn_notifier, spawn_with, Components, Settled, TestApp,
@@ -32,7 +32,7 @@ async fn in_flight(
     state: &str,
     due_in_seconds: f64,
     already_at_provider: bool,
-) -> (Message, Option<String>) {
+) -> (Reference, Option<String>) {
     let notification = code(424242);
     let mut tx = app.pool.begin().await.unwrap();
     let id = outbox::enqueue(
@@ -66,13 +66,10 @@ async fn in_flight(
     } else {
         None
     };
-    let message = Message {
+    let message = Reference {
         id,
-        subject_id: Uuid::new_v4(),
         channel: Channel::Sms,
-        recipient: phone.to_owned(),
-        language: Language::De,
-        notification,
+        kind: notification.kind().to_owned(),
     };
     (message, earlier_sid)
 }
@@ -216,7 +213,7 @@ async fn a_redelivered_message_is_not_looked_up_while_its_earlier_attempt_may_be
         "neither looked up nor sent while the earlier attempt may be under way"
     );
     // The provider records the dead notifier's request only now.
-    let earlier_sid = send_directly(&app, phone, &message.notification).await;
+    let earlier_sid = send_directly(&app, phone, &code(424242)).await;
     let Settled {
         state, provider_id, ..
     } = eventually(Duration::from_secs(20), || app.settled(message.id))

@@ -114,8 +114,8 @@ statements! {
          WHERE o.registrant_id = $1 AND o.state = 'pending' AND p.offer_id = o.id";
     WITHDRAW_PENDING_OFFER =
         "UPDATE offers SET state = 'withdrawn', answered_at = now() WHERE registrant_id = $1 AND state = 'pending'";
-    /// Messages already handed to the notifier carry their own copy; the stored rows need not
-    /// keep the number or address any longer. Unsent ones are dropped with the registration.
+    /// The notifier reads a message's row when it sends it: a message not yet sent is not sent
+    /// once erased (it is given up as erased), and an unpublished one is never published.
     ERASE_MESSAGES =
         "UPDATE outbox SET recipient = 'erased', payload = jsonb_build_object('kind', kind, 'erased', true),
                            published_at = coalesce(published_at, now())
