@@ -550,6 +550,17 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Registers `form` (see [`registration`]) in region `bw`; answers the registration's id.
+    pub async fn register(&self, form: &serde_json::Value) -> Uuid {
+        let registered = self.post_json("/v1/regions/bw/registrations", form).await;
+        assert_eq!(registered.status(), 202);
+        let body: serde_json::Value = registered.json().await.expect("JSON");
+        body["registration_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("a registration id")
+    }
+
     /// The Prometheus text of the component served at `address` (gateway, notifier, allocator).
     pub async fn metrics(&self, address: &str) -> String {
         let response = self

@@ -16,6 +16,7 @@ mod flows;
 mod gateway_api;
 mod households;
 mod me;
+mod no_plaintext;
 mod notifier_crashes;
 mod notifier_delivery;
 mod pages;
