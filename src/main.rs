@@ -79,6 +79,13 @@ enum Command {
     Notifier,
     /// Apply database migrations and exit.
     Migrate,
+    /// Remove what is past its retention under `[retention]` (every gateway also does so every
+    /// `retention.purge_every_seconds`) and print how many rows of each kind went, as JSON.
+    Purge {
+        /// Count what would go and keep it.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Load the demo data set (region, policy, centres, a week of capacity) and exit.
     Demo,
     /// Work with region policies.
@@ -310,6 +317,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("database is at the newest schema");
         }
         Command::Demo => load_demo(&settings).await?,
+        Command::Purge { dry_run } => {
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let purged =
+                drawbridge_gateway::purge::purge(&pool, &settings.retention, Utc::now(), dry_run).await?;
+            let counts: serde_json::Map<String, serde_json::Value> = purged
+                .into_iter()
+                .map(|(kind, count)| (kind.as_str().to_owned(), count.into()))
+                .collect();
+            println!("{}", serde_json::json!({ "dry_run": dry_run, "purged": counts }));
+        }
         Command::Audit { region, last, .. } => {
             let pool = postgres::connect_and_migrate(&settings.database).await?;
             let audits =

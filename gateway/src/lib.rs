@@ -15,6 +15,9 @@ pub mod store;
 mod templates;
 mod use_cases;
 
+/// Retention, for `drawbridge purge`.
+pub use use_cases::purge;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -163,6 +166,17 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     registry
         .register(Box::new(expired.clone()))
         .expect("metrics register once");
+    let purged = IntCounterVec::new(
+        Opts::new(
+            "purged_rows_total",
+            "Rows removed because their retention was up, by kind (people, for completed courses)",
+        ),
+        &["kind"],
+    )
+    .expect("valid counter");
+    registry
+        .register(Box::new(purged.clone()))
+        .expect("metrics register once");
     let phones = PhoneLimits {
         people: i32::try_from(settings.gateway.registrations_per_phone).unwrap_or(i32::MAX),
         codes: i32::try_from(settings.gateway.codes_per_phone_per_day).unwrap_or(i32::MAX),
@@ -187,6 +201,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
     };
     // Without Redis the gateway serves everything but the waiting rooms' joins, leaves and
     // administration (failure limits count here): it stays in the load balancer, degraded.
+    use_cases::purge::spawn(pool.clone(), settings.retention.clone(), purged, shutdown.clone());
     let readiness = Readiness::new().postgres(pool).redis(redis).optional();
     let state = Arc::new(state);
     use_cases::expiry::spawn(state.clone(), expired, shutdown.clone());

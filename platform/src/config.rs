@@ -109,6 +109,7 @@ pub struct Settings {
     pub rooms: RoomsSettings,
     pub allocator: AllocatorSettings,
     pub notifier: NotifierSettings,
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -429,6 +430,85 @@ impl RoomsSettings {
     }
 }
 
+/// How long each kind of data is kept before `drawbridge purge` (and every gateway's purge
+/// sweep) removes it, in days after the event that ends its use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Registrations never verified (expired, erased), after they were made.
+    pub unverified_registrations_days: u32,
+    /// What is left of a withdrawn person besides the pseudonymous rows (their messages and
+    /// code records), after the withdrawal.
+    pub withdrawn_people_days: u32,
+    /// A person whose course is complete, after the last dose: erased as on withdrawal.
+    pub completed_courses_days: u32,
+    /// Cancelled bookings and their messages, after the cancellation.
+    pub cancelled_bookings_days: u32,
+    /// Messages sent or given up, after that.
+    pub delivered_messages_days: u32,
+    /// Staff sessions, after they ended or expired.
+    pub staff_sessions_days: u32,
+    /// The staff audit log, after the action; at least [`AUDIT_MINIMUM_DAYS`].
+    pub audit_entries_days: u32,
+    /// How often each gateway purges.
+    pub purge_every_seconds: u64,
+}
+
+/// The shortest time the audit log of staff actions is kept: a year, so that a person's
+/// question about who looked at their data can be answered for that long.
+pub const AUDIT_MINIMUM_DAYS: u32 = 365;
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        RetentionSettings {
+            unverified_registrations_days: 7,
+            withdrawn_people_days: 30,
+            completed_courses_days: 90,
+            cancelled_bookings_days: 90,
+            delivered_messages_days: 30,
+            staff_sessions_days: 90,
+            audit_entries_days: 730,
+            purge_every_seconds: 3600,
+        }
+    }
+}
+
+impl RetentionSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, days) in [
+            (
+                "retention.unverified_registrations_days",
+                self.unverified_registrations_days,
+            ),
+            ("retention.withdrawn_people_days", self.withdrawn_people_days),
+            ("retention.completed_courses_days", self.completed_courses_days),
+            ("retention.cancelled_bookings_days", self.cancelled_bookings_days),
+            ("retention.delivered_messages_days", self.delivered_messages_days),
+            ("retention.staff_sessions_days", self.staff_sessions_days),
+        ] {
+            if days == 0 {
+                return Err(ConfigError::key(key, "must be at least 1"));
+            }
+        }
+        if self.audit_entries_days < AUDIT_MINIMUM_DAYS {
+            return Err(ConfigError::key(
+                "retention.audit_entries_days",
+                format!(
+                    "must be at least {AUDIT_MINIMUM_DAYS}: the audit log is kept a year at least, got {}",
+                    self.audit_entries_days
+                ),
+            ));
+        }
+        if self.purge_every_seconds == 0 {
+            return Err(ConfigError::key(
+                "retention.purge_every_seconds",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AllocatorSettings {
@@ -721,6 +801,7 @@ impl Settings {
             ));
         }
         self.rooms.validate()?;
+        self.retention.validate()?;
         if self.allocator.tick_seconds == 0 {
             return Err(ConfigError::key("allocator.tick_seconds", "must be at least 1"));
         }
@@ -931,6 +1012,19 @@ pass_keys = [{ id = "p1", seed = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" 
         );
         let err = load(&short).unwrap_err();
         assert!(err.contains("exactly 32 bytes, got 5"), "{err}");
+    }
+
+    #[test]
+    fn an_audit_log_kept_less_than_its_minimum_is_refused() {
+        let s = load(SECRETS).unwrap();
+        assert_eq!(s.retention.audit_entries_days, 730);
+        let err = load(&format!("{SECRETS}\n[retention]\naudit_entries_days = 364\n")).unwrap_err();
+        assert!(
+            err.contains("retention.audit_entries_days") && err.contains("at least 365"),
+            "{err}"
+        );
+        let s = load(&format!("{SECRETS}\n[retention]\naudit_entries_days = 365\n")).unwrap();
+        assert_eq!(s.retention.audit_entries_days, 365);
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod pages;
 mod passes;
 mod pipeline;
 mod redis_outage;
+mod retention;
 mod schema;
 mod schema_invariants;
 mod simulation;

@@ -15,6 +15,7 @@ pub mod messages;
 pub mod offers;
 pub mod personal_data;
 pub mod registrants;
+pub mod retention;
 pub mod staff;
 pub mod verifications;
 
@@ -69,6 +70,7 @@ pub fn all_statements() -> Vec<(String, &'static str)> {
         ("offers", offers::STATEMENTS),
         ("personal_data", personal_data::STATEMENTS),
         ("registrants", registrants::STATEMENTS),
+        ("retention", retention::STATEMENTS),
         ("staff", staff::STATEMENTS),
         ("verifications", verifications::STATEMENTS),
     ])

@@ -15,6 +15,7 @@ pub mod my_status;
 pub mod offer_link;
 pub mod operators;
 pub mod pass;
+pub mod purge;
 pub mod register;
 pub mod rules;
 pub mod staff;
