@@ -6,7 +6,8 @@
 //! - [`waiting_room`]: metering a surge into the APIs: room configuration and tokens, tickets,
 //!   queues, the pre-queue shuffle and proof of work;
 //! - at the top: what both use and what registering needs: signed tokens, booking and SMS
-//!   codes, phone numbers, a registrant's fields, staff roles, languages.
+//!   codes, phone numbers, a registrant's fields and their sealing at rest, staff roles,
+//!   languages.
 //!
 //! No I/O and no async, so every rule can be tested in isolation and every decision replayed
 //! on any machine from published inputs.
@@ -19,6 +20,7 @@ pub mod booking_code;
 mod json;
 pub mod language;
 mod mac;
+pub mod personal_data;
 pub mod phone;
 pub mod registrant;
 pub mod staff;
@@ -44,6 +46,7 @@ pub use allocation::policy::{
 pub use booking_code::{BookingCode, BookingCodeError};
 pub use language::Language;
 pub use mac::message_digest;
+pub use personal_data::{Field, OpenError, PersonalDataKeys, SealingKey};
 pub use phone::{PhoneError, PhoneNumber, DEFAULT_COUNTRY_CODE};
 pub use registrant::{BirthYear, DistanceKm, Email, FieldError, Initials, Postcode};
 pub use staff::{Role, StaffMember, StaffRefusal};
