@@ -23,10 +23,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Days, Utc};
-use drawbridge_domain::Role;
+use drawbridge_domain::{Field, Role};
 use drawbridge_test_support::cpu::{CpuCost, CpuTime};
 use drawbridge_test_support::{metric, registration, spawn_with, Components, TestApp};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -87,16 +88,20 @@ fn main() {
 
         app.draw().await;
         // The people the draw offered a pair, by the number in their phone.
-        let offered: Vec<String> = sqlx::query_scalar(
-            "SELECT r.phone FROM offers o JOIN registrants r ON r.id = o.registrant_id WHERE o.state = 'pending'",
+        let offered: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT r.id, r.phone FROM offers o JOIN registrants r ON r.id = o.registrant_id WHERE o.state = 'pending'",
         )
         .fetch_all(&app.pool)
         .await
         .unwrap();
+        let keys = app.personal_data_keys();
         let offered: Arc<Vec<usize>> = Arc::new(
             offered
                 .iter()
-                .map(|phone| phone["+4917140".len()..].parse().unwrap())
+                .map(|(id, sealed)| {
+                    let phone = keys.open(Field::Phone, *id, sealed).unwrap();
+                    phone["+4917140".len()..].parse().unwrap()
+                })
                 .collect(),
         );
         let offers = offered.len();

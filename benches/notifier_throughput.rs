@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use drawbridge_domain::Field;
 use drawbridge_test_support::cpu::{CpuCost, CpuTime};
 use drawbridge_test_support::{spawn_with, Components};
 use futures_util::StreamExt;
@@ -173,13 +174,18 @@ async fn drawbridge(count: usize) -> Round {
     )
     .await;
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-    let recipients: Vec<String> = (0..count).map(|n| format!("+49171{n:08}")).collect();
+    // Sealed as the gateway seals them; the relay opens each as it publishes.
+    let keys = app.personal_data_keys();
+    let recipients: Vec<Vec<u8>> = (0..count)
+        .zip(&ids)
+        .map(|(n, id)| keys.seal(Field::Phone, *id, &format!("+49171{n:08}")))
+        .collect();
     let (cpu, started) = (CpuTime::now(), Instant::now());
     sqlx::query(
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT id, 'verification_code', id, 'sms', recipient, 'de',
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+         SELECT id, 'verification_code', id, 'sms', recipient, id, 'de',
                 jsonb_build_object('kind', 'verification_code', 'code', '123456', 'valid_minutes', 10)
-         FROM UNNEST($1::uuid[], $2::text[]) AS t(id, recipient)",
+         FROM UNNEST($1::uuid[], $2::bytea[]) AS t(id, recipient)",
     )
     .bind(&ids)
     .bind(&recipients)

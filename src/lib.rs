@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod demo;
+pub mod keys;
 
 /// Every SQL statement of every component, `crate::module::NAME` and its text: the schema test
 /// prepares each one against a freshly migrated database.
@@ -14,7 +15,11 @@ pub fn all_statements() -> Vec<(String, &'static str)> {
         ("notifier", drawbridge_notifier::all_statements()),
         (
             "drawbridge",
-            drawbridge_platform::list_statements(&[("audit", audit::STATEMENTS), ("demo", demo::STATEMENTS)]),
+            drawbridge_platform::list_statements(&[
+                ("audit", audit::STATEMENTS),
+                ("demo", demo::STATEMENTS),
+                ("keys", keys::STATEMENTS),
+            ]),
         ),
     ];
     crates

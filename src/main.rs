@@ -109,6 +109,27 @@ enum Command {
         #[command(subcommand)]
         action: PassAction,
     },
+    /// The keys of personal data at rest.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Seal again, under the last of `secrets.personal_data_keys`, every phone number, email
+    /// address and message recipient sealed under an older key or stored before sealing, while
+    /// the system runs. Every gateway, allocator and notifier must know that key first. Prints
+    /// the counts as JSON; exits 1 if a value did not open.
+    Rotate {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
+        /// Only count the rows to seal again.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -353,6 +374,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Pass { .. }
         | Command::Simulate(_) => unreachable!("handled before loading configuration"),
         Command::Rooms { action } => rooms(&settings, action).await?,
+        Command::Keys {
+            action: KeysAction::Rotate { batch, dry_run },
+        } => {
+            let keys = settings.secrets.personal_data_keys()?;
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let rotation = if dry_run {
+                drawbridge::keys::count(&pool, &keys).await?
+            } else {
+                drawbridge::keys::rotate(&pool, &keys, batch, |so_far| {
+                    tracing::info!(
+                        registrants = so_far.registrants,
+                        messages = so_far.messages,
+                        "sealed again so far"
+                    );
+                })
+                .await?
+            };
+            println!("{}", serde_json::to_string_pretty(&rotation)?);
+            if !rotation.unreadable.is_empty() {
+                anyhow::bail!(
+                    "some values did not open: is every key that sealed them in secrets.personal_data_keys?"
+                );
+            }
+        }
         Command::Staff {
             action:
                 StaffAction::Add {

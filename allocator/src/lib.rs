@@ -35,7 +35,7 @@ use uuid::Uuid;
 use drawbridge_domain::allocation::draw::{self, DrawError, Seed};
 use drawbridge_domain::{Keyring, Language};
 use drawbridge_platform::ops::{self, Readiness};
-use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
+use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing, Recipient};
 use drawbridge_platform::{policies, postgres, Settings, StartupError};
 
 use crate::metrics::Metrics;
@@ -82,9 +82,10 @@ statements! {
          FROM lapsed WHERE p.id = lapsed.slot_pair_id AND p.offer_id = lapsed.id";
     /// The region's pending offers with `$2` minutes or less left to answer, unless the whole
     /// window was that short: per channel their offer went out on and not yet reminded on, the
-    /// registrant's current phone or email and the offer message's appointment.
+    /// registrant (`recipient_of`) with their current phone or email as stored (sealed) and the
+    /// offer message's appointment.
     DUE_REMINDERS =
-        "SELECT o.id, o.expires_at, m.channel, to_whom.recipient, r.language,
+        "SELECT o.id, o.expires_at, m.channel, to_whom.recipient, r.id AS recipient_of, r.language,
                 m.payload->'appointment' AS appointment
          FROM offers o
          JOIN slot_pairs p ON p.id = o.slot_pair_id
@@ -518,7 +519,8 @@ struct DueReminder {
     id: Uuid,
     expires_at: DateTime<Utc>,
     channel: Channel,
-    recipient: String,
+    recipient: Vec<u8>,
+    recipient_of: Uuid,
     language: String,
     appointment: Json<Appointment>,
 }
@@ -548,7 +550,10 @@ async fn remind_expiring(
         .map(|offer| Outgoing {
             subject_id: offer.id,
             channel: offer.channel,
-            recipient: &offer.recipient,
+            recipient: Recipient {
+                sealed: &offer.recipient,
+                of: offer.recipient_of,
+            },
             language: Language::parse(&offer.language).unwrap_or_default(),
             notification: Notification::OfferExpiring {
                 appointment: offer.appointment.0.clone(),

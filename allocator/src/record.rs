@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::{Candidate, DrawOutcome, FreePair, Pseudonym};
 use drawbridge_domain::{Keyring, Language, OfferLink, Policy};
 use drawbridge_platform::copy::CopyRows;
-use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing};
+use drawbridge_platform::outbox::{self, Appointment, Channel, Notification, Outgoing, Recipient};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -187,11 +187,12 @@ pub async fn decisions(
     Ok(())
 }
 
+/// A registrant's contact as stored, sealed for them: copied into their messages unopened.
 #[derive(sqlx::FromRow)]
 struct Contact {
     id: Uuid,
-    phone: String,
-    email: Option<String>,
+    phone: Vec<u8>,
+    email: Option<Vec<u8>>,
     language: String,
 }
 
@@ -297,7 +298,10 @@ pub async fn offers(
             messages.push(Outgoing {
                 subject_id: *offer_id,
                 channel: Channel::Email,
-                recipient: email,
+                recipient: Recipient {
+                    sealed: email,
+                    of: contact.id,
+                },
                 language,
                 notification: notification.clone(),
             });
@@ -305,7 +309,10 @@ pub async fn offers(
         messages.push(Outgoing {
             subject_id: *offer_id,
             channel: Channel::Sms,
-            recipient: &contact.phone,
+            recipient: Recipient {
+                sealed: &contact.phone,
+                of: contact.id,
+            },
             language,
             notification,
         });

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpServer};
-use drawbridge_domain::{Keyring, PassKeyring};
+use drawbridge_domain::{Keyring, PassKeyring, PersonalDataKeys};
 use drawbridge_platform::config::GatewaySettings;
 use drawbridge_platform::http_telemetry::{self, HttpMetrics};
 use drawbridge_platform::ops::{self, Readiness};
@@ -46,6 +46,8 @@ pub struct AppState {
     pub settings: GatewaySettings,
     /// Key of the keyed hashes under which codes are stored.
     pub hash_key: Vec<u8>,
+    /// Seal and open phone numbers and email addresses, and key their blind index.
+    pub personal_data: PersonalDataKeys,
     policies: PolicyCache,
     pub rooms: Arc<Rooms>,
     /// Signs and verifies offer links.
@@ -187,6 +189,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<A
         store: Store::new(pool.clone(), &batch_sizes, phones),
         settings: settings.gateway.clone(),
         hash_key: settings.secrets.hash_key()?,
+        personal_data: settings.secrets.personal_data_keys()?,
         keyring: settings.secrets.keyring()?,
         pass_keys: settings.secrets.pass_keyring()?,
         rooms,

@@ -24,6 +24,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use drawbridge_domain::PersonalDataKeys;
 use drawbridge_platform::config::{InDoubt, SendBatches};
 use drawbridge_platform::outbox::{Message, Notification, Reference};
 use drawbridge_platform::states::DeliveryState;
@@ -68,7 +69,7 @@ statements! {
         RETURNING outbox_id
     )
     SELECT c.claimed, c.state, c.attempt, i.outbox_id IS NOT NULL AS intended, c.wait AS wait_seconds,
-           o.subject_id, o.channel, o.recipient, o.language, o.payload
+           o.subject_id, o.channel, o.recipient, o.recipient_of, o.language, o.payload
     FROM claims c LEFT JOIN intents i ON i.outbox_id = c.id
     LEFT JOIN outbox o ON o.id = i.outbox_id
     ORDER BY c.n";
@@ -115,6 +116,8 @@ pub struct Consumer {
     pub grace: Duration,
     /// Keys the digests that delivery records keep of the words they sent.
     pub hash_key: Vec<u8>,
+    /// Open the recipients, which the outbox keeps sealed.
+    pub keys: PersonalDataKeys,
 }
 
 /// One delivery with what was read from it.
@@ -139,8 +142,9 @@ struct Settled {
 }
 
 impl Settled {
-    /// `grace`: how long after its answer the provider may still record an attempt.
-    fn add(&mut self, id: Uuid, attempt: u32, outcome: &Outcome, grace: Duration) {
+    /// `grace`: how long after its answer the provider may still record an attempt. A
+    /// provider's answer may quote the phone number or address: the record names it no more.
+    fn add(&mut self, id: Uuid, recipient: &str, attempt: u32, outcome: &Outcome, grace: Duration) {
         let (state, provider_id, detail) = match outcome {
             Outcome::Sent {
                 provider_id, note, ..
@@ -172,7 +176,11 @@ impl Settled {
         self.states.push(state);
         self.attempts.push(attempt as i32);
         self.provider_ids.push(provider_id);
-        self.details.push(detail);
+        // A provider's answer may quote the number or address; the record keeps neither.
+        self.details.push(detail.map(|detail| match recipient {
+            "" => detail,
+            recipient => detail.replace(recipient, "the recipient"),
+        }));
         self.digests.push(match outcome {
             Outcome::Sent { digest, .. } => Some(digest.to_vec()),
             _ => None,
@@ -222,30 +230,40 @@ struct Claim {
     /// The outbox row, if the intent is recorded.
     subject_id: Option<Uuid>,
     channel: Option<String>,
-    recipient: Option<String>,
+    recipient: Option<Vec<u8>>,
+    recipient_of: Option<Uuid>,
     language: Option<String>,
     payload: Option<Json<serde_json::Value>>,
 }
 
 impl Claim {
-    /// The message as its outbox row holds it.
-    fn message(self, id: Uuid) -> Result<Message, String> {
+    /// The message as its outbox row holds it, its recipient opened with `keys`.
+    fn message(self, id: Uuid, keys: &PersonalDataKeys) -> Result<Message, String> {
         match (
             self.subject_id,
             self.channel,
             self.recipient,
+            self.recipient_of,
             self.language,
             self.payload,
         ) {
-            (Some(subject_id), Some(channel), Some(recipient), Some(language), Some(payload)) => OutboxRow {
+            (
+                Some(subject_id),
+                Some(channel),
+                Some(recipient),
+                Some(recipient_of),
+                Some(language),
+                Some(payload),
+            ) => OutboxRow {
                 id,
                 subject_id,
                 channel,
                 recipient,
+                recipient_of,
                 language,
                 payload,
             }
-            .into_message(),
+            .into_message(keys),
             _ => Err("no outbox row has its id".to_owned()),
         }
     }
@@ -514,7 +532,11 @@ impl Consumer {
                 (_, _, Some((step, wait))) => outcomes[index] = Some(Outcome::Wait { step, wait }),
                 (state, true, _) => {
                     let in_doubt = state == Some(DeliveryState::Sending);
-                    to_send.push((index, in_doubt, claim.message(parsed(&items[index]).id)));
+                    to_send.push((
+                        index,
+                        in_doubt,
+                        claim.message(parsed(&items[index]).id, &self.keys),
+                    ));
                 }
                 // Another consumer changed the record between this statement's snapshot and its
                 // lock, and has settled this message or left it to its own copy.
@@ -535,9 +557,11 @@ impl Consumer {
         }))
         .await;
         let mut settled = Settled::default();
-        for (&(index, _, _), outcome) in to_send.iter().zip(sent) {
+        for (&(index, _, ref message), outcome) in to_send.iter().zip(sent) {
+            let recipient = message.as_ref().map_or("", |message| message.recipient.as_str());
             settled.add(
                 parsed(&items[index]).id,
+                recipient,
                 items[index].attempt,
                 &outcome,
                 self.grace,

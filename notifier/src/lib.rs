@@ -27,6 +27,7 @@ use sqlx::PgPool;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use drawbridge_domain::PersonalDataKeys;
 use drawbridge_platform::config::{EmailProvider, ExposeSecret, InDoubt, NotifierSettings, SmsProvider};
 use drawbridge_platform::ops::{self, Readiness};
 use drawbridge_platform::outbox::Channel;
@@ -320,6 +321,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         waited_seconds: 0,
         detail: format!("declaring the topology failed: {e}"),
     })?;
+    let keys = settings.secrets.personal_data_keys()?;
     let transports = Transports::from_settings(&settings.notifier)
         .map_err(|message| StartupError::Config(drawbridge_platform::ConfigError::Invalid(message)))?;
 
@@ -361,6 +363,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
         prefetch: settings.amqp.prefetch,
         grace: Duration::from_secs(settings.notifier.in_doubt_grace_seconds),
         hash_key: settings.secrets.hash_key().map_err(StartupError::Config)?,
+        keys: keys.clone(),
     });
     let mut tasks = JoinSet::new();
     // Several relay workers overlap one batch's wait for confirms and commit with the next
@@ -368,6 +371,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
     for _ in 0..settings.notifier.relay_workers {
         tasks.spawn(run_relay(
             settings.clone(),
+            keys.clone(),
             pool.clone(),
             topology.clone(),
             metrics.clone(),
@@ -393,6 +397,7 @@ pub async fn build(settings: &Settings, shutdown: CancellationToken) -> Result<N
 /// Keeps a relay connected and publishing until shutdown.
 async fn run_relay(
     settings: Settings,
+    keys: PersonalDataKeys,
     pool: PgPool,
     topology: Topology,
     metrics: Arc<Metrics>,
@@ -408,6 +413,7 @@ async fn run_relay(
             broker_up.store(true, Ordering::Relaxed);
             let relay = Relay {
                 pool: &pool,
+                keys: &keys,
                 amqp: &channel,
                 topology: &topology,
                 metrics: &metrics,

@@ -4,6 +4,10 @@
 //! publishing a row twice at the same time. A crash between the broker's confirm and
 //! the commit publishes the row again later: delivery is at least once, and the consumer's
 //! delivery record keeps a second copy of a sent message from being sent again.
+//!
+//! A row's recipient is stored sealed (`drawbridge_domain::personal_data`); the relay opens it
+//! only to check the row can be sent, and the consumer opens it when it sends, so neither the
+//! database nor the broker holds it as text.
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
@@ -13,7 +17,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use drawbridge_domain::Language;
+use drawbridge_domain::{Field, Language, PersonalDataKeys};
 use drawbridge_platform::outbox::{Channel, Message, Notification, Reference};
 
 use crate::topology::Topology;
@@ -25,7 +29,7 @@ statements! {
     RELAY_SESSION =
         "SELECT set_config('enable_bitmapscan', 'off', true), set_config('synchronous_commit', 'off', true)";
     UNPUBLISHED =
-        "SELECT id, subject_id, channel, recipient, language, payload FROM outbox
+        "SELECT id, subject_id, channel, recipient, recipient_of, language, payload FROM outbox
          WHERE published_at IS NULL AND last_error IS NULL ORDER BY created_at
          LIMIT $1 FOR UPDATE SKIP LOCKED";
     PUBLISH_FAILED =
@@ -41,7 +45,9 @@ pub(crate) struct OutboxRow {
     pub(crate) id: Uuid,
     pub(crate) subject_id: Uuid,
     pub(crate) channel: String,
-    pub(crate) recipient: String,
+    /// Sealed for the registration `recipient_of`.
+    pub(crate) recipient: Vec<u8>,
+    pub(crate) recipient_of: Uuid,
     pub(crate) language: String,
     pub(crate) payload: Json<serde_json::Value>,
 }
@@ -62,9 +68,9 @@ impl OutboxRow {
 
     /// What RabbitMQ carries for the row. An erased row (published again by a sweeper that met
     /// its settlement) has one too: the consumer's delivery record decides what becomes of it.
-    fn reference(self) -> Result<Reference, String> {
+    fn reference(self, keys: &PersonalDataKeys) -> Result<Reference, String> {
         if !self.erased() {
-            return self.into_message().map(|message| message.reference());
+            return self.into_message(keys).map(|message| message.reference());
         }
         let kind = self.payload.0.get("kind").and_then(|kind| kind.as_str());
         Ok(Reference {
@@ -74,8 +80,16 @@ impl OutboxRow {
         })
     }
 
-    pub(crate) fn into_message(self) -> Result<Message, String> {
+    /// The message to send, its recipient opened with `keys`.
+    pub(crate) fn into_message(self, keys: &PersonalDataKeys) -> Result<Message, String> {
         let channel = self.channel()?;
+        let field = match channel {
+            Channel::Sms => Field::Phone,
+            Channel::Email => Field::Email,
+        };
+        let recipient = keys
+            .open(field, self.recipient_of, &self.recipient)
+            .map_err(|e| format!("recipient: {e}"))?;
         let language =
             Language::parse(&self.language).ok_or_else(|| format!("unknown language {:?}", self.language))?;
         if self.erased() {
@@ -85,7 +99,7 @@ impl OutboxRow {
             id: self.id,
             subject_id: self.subject_id,
             channel,
-            recipient: self.recipient,
+            recipient,
             language,
             notification: serde_json::from_value::<Notification>(self.payload.0)
                 .map_err(|e| format!("unreadable payload: {e}"))?,
@@ -95,6 +109,7 @@ impl OutboxRow {
 
 pub struct Relay<'a> {
     pub pool: &'a PgPool,
+    pub keys: &'a PersonalDataKeys,
     pub amqp: &'a lapin::Channel,
     pub topology: &'a Topology,
     pub metrics: &'a Metrics,
@@ -128,7 +143,7 @@ impl Relay<'_> {
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.id;
-            let reference = match row.reference() {
+            let reference = match row.reference(self.keys) {
                 Ok(reference) => reference,
                 // A row this version cannot read is parked with its error for an operator,
                 // so it does not stop everything behind it.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use drawbridge_domain::phone::is_country_calling_code;
-use drawbridge_domain::{Keyring, PassKeyring, PassSigningKey, SigningKey};
+use drawbridge_domain::{Keyring, PassKeyring, PassSigningKey, PersonalDataKeys, SealingKey, SigningKey};
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
@@ -194,6 +194,18 @@ pub struct SecretSettings {
     /// Ed25519 keys of the check-in passes, oldest first: the last one signs, all are
     /// published (`/.well-known/jwks.json`) and verify; a key taken off the list is retired.
     pub pass_keys: Vec<PassKeySetting>,
+    /// XChaCha20-Poly1305 keys that seal phone numbers and email addresses at rest, oldest
+    /// first: the last one seals, all of them open (`drawbridge keys rotate` seals again what an
+    /// older one sealed).
+    pub personal_data_keys: Vec<PersonalDataKeySetting>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalDataKeySetting {
+    pub id: String,
+    /// Base64 (standard alphabet) of exactly 32 random bytes.
+    pub key: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,24 +257,36 @@ impl SecretSettings {
             .pass_keys
             .iter()
             .map(|key| {
-                let seed = decode_base64("secrets.pass_keys.seed", key.seed.expose_secret())?;
-                let seed: [u8; 32] = seed.try_into().map_err(|seed: Vec<u8>| {
-                    ConfigError::key(
-                        "secrets.pass_keys.seed",
-                        format!(
-                            "key {:?}: must decode to exactly 32 bytes, got {}",
-                            key.id,
-                            seed.len()
-                        ),
-                    )
-                })?;
                 Ok(PassSigningKey {
                     id: key.id.clone(),
-                    seed,
+                    seed: decode_key_32("secrets.pass_keys.seed", &key.id, &key.seed)?,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         PassKeyring::new(keys).map_err(|e| ConfigError::key(FIELD, e.to_string()))
+    }
+
+    /// The keys of personal data at rest; its blind index is keyed by a key derived from
+    /// `hash_key`, which never rotates.
+    pub fn personal_data_keys(&self) -> Result<PersonalDataKeys, ConfigError> {
+        const FIELD: &str = "secrets.personal_data_keys";
+        if self.personal_data_keys.is_empty() {
+            return Err(ConfigError::key(
+                FIELD,
+                "at least one key is required, e.g. personal_data_keys = [{ id = \"d1\", key = \"<base64 of 32 random bytes>\" }]",
+            ));
+        }
+        let keys = self
+            .personal_data_keys
+            .iter()
+            .map(|key| {
+                Ok(SealingKey {
+                    id: key.id.clone(),
+                    key: decode_key_32("secrets.personal_data_keys.key", &key.id, &key.key)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        PersonalDataKeys::new(keys, &self.hash_key()?).map_err(|e| ConfigError::key(FIELD, e.to_string()))
     }
 
     pub fn hash_key(&self) -> Result<Vec<u8>, ConfigError> {
@@ -282,6 +306,17 @@ impl SecretSettings {
         }
         Ok(key)
     }
+}
+
+/// A key of exactly 32 bytes, in base64, of the key named `id`.
+fn decode_key_32(field: &'static str, id: &str, value: &SecretString) -> Result<[u8; 32], ConfigError> {
+    let bytes = decode_base64(field, value.expose_secret())?;
+    bytes.try_into().map_err(|bytes: Vec<u8>| {
+        ConfigError::key(
+            field,
+            format!("key {id:?}: must decode to exactly 32 bytes, got {}", bytes.len()),
+        )
+    })
 }
 
 fn decode_base64(key: &'static str, value: &str) -> Result<Vec<u8>, ConfigError> {
@@ -745,6 +780,7 @@ impl Settings {
         self.secrets.keyring()?;
         self.secrets.pass_keyring()?;
         self.secrets.hash_key()?;
+        self.secrets.personal_data_keys()?;
         let code = &self.gateway.default_country_code;
         if !is_country_calling_code(code) {
             return Err(ConfigError::key(
@@ -928,6 +964,7 @@ mod tests {
 token_keys = [{ id = "k1", secret = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" }]
 hash_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
 pass_keys = [{ id = "p1", seed = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" }]
+personal_data_keys = [{ id = "d1", key = "ZGF0YS1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY=" }]
 "#;
 
     // Jail's closure signature is figment's, large error type included.
@@ -1012,6 +1049,22 @@ pass_keys = [{ id = "p1", seed = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" 
         );
         let err = load(&short).unwrap_err();
         assert!(err.contains("exactly 32 bytes, got 5"), "{err}");
+        let without_data_keys: String = SECRETS
+            .lines()
+            .filter(|line| !line.starts_with("personal_data_keys"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let err = load(&without_data_keys).unwrap_err();
+        assert!(err.contains("secrets.personal_data_keys"), "{err}");
+        let short = SECRETS.replace(
+            r#"key = "ZGF0YS1rZXktMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY=""#,
+            r#"key = "c2hvcnQ=""#,
+        );
+        let err = load(&short).unwrap_err();
+        assert!(
+            err.contains("secrets.personal_data_keys.key") && err.contains("exactly 32 bytes, got 5"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1136,6 +1189,7 @@ url = "amqp://app:amqp-password-3@broker.internal:5672/%2f"
 token_keys = [{ id = "k1", secret = "dG9rZW4ta2V5LXNlY3JldC00LTAxMjM0NTY3ODlhYmNkZWY=" }]
 hash_key = "aGFzaC1rZXktc2VjcmV0LTUtMDEyMzQ1Njc4OWFiY2RlZg=="
 pass_keys = [{ id = "p1", seed = "cGFzcy1rZXktc2VjcmV0LTctMDEyMzQ1Njc4OWFiY2Q=" }]
+personal_data_keys = [{ id = "d1", key = "ZGF0YS1rZXktc2VjcmV0LTgtMDEyMzQ1Njc4OWFiY2Q=" }]
 [rooms]
 admin_token = "rooms-admin-token-6-0123456789abcdef"
 [notifier.sms]
@@ -1156,6 +1210,7 @@ password = "smtp-password-8"
             "dG9rZW4ta2V5LXNlY3JldC00",
             "aGFzaC1rZXktc2VjcmV0LTUt",
             "cGFzcy1rZXktc2VjcmV0LTct",
+            "ZGF0YS1rZXktc2VjcmV0LTgt",
             "rooms-admin-token-6",
             "sms-auth-token-7",
             "smtp-password-8",

@@ -48,6 +48,15 @@ impl<'c> CopyRows<'c> {
     }
 }
 
+/// Appends `bytes` as one `bytea` field, in hex.
+pub fn bytea(out: &mut String, bytes: &[u8]) {
+    use std::fmt::Write as _;
+    out.push_str("\\\\x");
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+}
+
 /// Appends `text` as one field: backslash, tab, newline and carriage return are the text
 /// format's delimiters and escapes, so they are written as escapes.
 pub fn escape(out: &mut String, text: &str) {

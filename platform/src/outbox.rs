@@ -16,8 +16,8 @@ use crate::statements;
 
 statements! {
     ENQUEUE =
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -194,11 +194,19 @@ impl Reference {
     }
 }
 
+/// Where a message goes: a registration's phone number or email address as the registration
+/// stores it, sealed for that registration (`of`); the relay opens it when it hands the message on.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub sealed: &'a [u8],
+    pub of: Uuid,
+}
+
 /// A message to add to the outbox; see [`copy_many`].
 pub struct Outgoing<'a> {
     pub subject_id: Uuid,
     pub channel: Channel,
-    pub recipient: &'a str,
+    pub recipient: Recipient<'a>,
     pub language: Language,
     pub notification: Notification,
 }
@@ -213,7 +221,7 @@ pub async fn copy_many(
     let ids: Vec<Uuid> = messages.iter().map(|_| Uuid::new_v4()).collect();
     let mut rows = CopyRows::start(
         connection,
-        "COPY outbox (id, kind, subject_id, channel, recipient, language, payload) FROM STDIN",
+        "COPY outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload) FROM STDIN",
     )
     .await?;
     let mut payload = Vec::new();
@@ -229,8 +237,8 @@ pub async fn copy_many(
             subject = message.subject_id,
             channel = message.channel.as_str(),
         );
-        copy::escape(row, message.recipient);
-        let _ = write!(row, "\t{}\t", message.language.as_str());
+        copy::bytea(row, message.recipient.sealed);
+        let _ = write!(row, "\t{}\t{}\t", message.recipient.of, message.language.as_str());
         copy::escape(
             row,
             std::str::from_utf8(&payload).expect("serde_json writes UTF-8"),
@@ -247,7 +255,7 @@ pub async fn enqueue(
     connection: &mut PgConnection,
     subject_id: Uuid,
     channel: Channel,
-    recipient: &str,
+    recipient: Recipient<'_>,
     language: Language,
     notification: &Notification,
 ) -> Result<Uuid, sqlx::Error> {
@@ -257,7 +265,8 @@ pub async fn enqueue(
         .bind(notification.kind())
         .bind(subject_id)
         .bind(channel.as_str())
-        .bind(recipient)
+        .bind(recipient.sealed)
+        .bind(recipient.of)
         .bind(language.as_str())
         .bind(sqlx::types::Json(notification))
         .execute(connection)

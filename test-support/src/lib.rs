@@ -37,9 +37,11 @@ pub mod twilio;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use drawbridge_domain::{Field, Language, PersonalDataKeys};
 use drawbridge_platform::config::{
-    EmailProvider, EmailTls, InDoubt, PassKeySetting, SmsProvider, TokenKeySetting,
+    EmailProvider, EmailTls, InDoubt, PassKeySetting, PersonalDataKeySetting, SmsProvider, TokenKeySetting,
 };
+use drawbridge_platform::outbox::{self, Channel, Notification, Recipient};
 use drawbridge_platform::Settings;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -156,6 +158,18 @@ pub fn settings_env(settings: &Settings) -> Vec<(String, String)> {
                     .pass_keys
                     .iter()
                     .map(|key| format!("{{id=\"{}\",seed=\"{}\"}}", key.id, key.seed.expose_secret()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ),
+        (
+            "SECRETS__PERSONAL_DATA_KEYS",
+            format!(
+                "[{}]",
+                s.secrets
+                    .personal_data_keys
+                    .iter()
+                    .map(|key| format!("{{id=\"{}\",key=\"{}\"}}", key.id, key.key.expose_secret()))
                     .collect::<Vec<_>>()
                     .join(",")
             ),
@@ -293,6 +307,10 @@ pub fn test_settings(twilio: &FakeTwilio, smtp: &FakeSmtp) -> Settings {
     settings.secrets.pass_keys = vec![PassKeySetting {
         id: "test-pass".into(),
         seed: "dGVzdCBwYXNzIGtleSBmb3IgZHJhd2JyaWRnZSEhISE=".into(),
+    }];
+    settings.secrets.personal_data_keys = vec![PersonalDataKeySetting {
+        id: "test-data".into(),
+        key: "dGVzdCBkYXRhIGtleSBmb3IgZHJhd2JyaWRnZSEhISE=".into(),
     }];
     settings.gateway.listen = "127.0.0.1:0".parse().unwrap();
     settings.gateway.workers = Some(2);
@@ -622,13 +640,15 @@ impl TestApp {
     /// pools far larger than registering through the API would allow), numbered from `from`
     /// so repeated calls do not collide: groups 1 to 4 in turn, born 1940 to 1989, living in
     /// Stuttgart (70173) with 50 km of travel, accepting BioNTech and Moderna; every tenth has
-    /// an email address.
+    /// an email address. Their phone numbers and addresses are stored as from before sealing
+    /// (what `drawbridge keys rotate` seals): sealing a million of them here would outlast the
+    /// draws under test.
     pub async fn insert_registrants(&self, from: i64, count: i64) {
         sqlx::query(
             "INSERT INTO registrants (id, region_id, status, channel, phone, email, birth_year, priority_group,
                                       postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
-             SELECT gen_random_uuid(), 'bw', 'active', 'web', '+49171' || lpad(i::text, 8, '0'),
-                    CASE WHEN i % 10 = 0 THEN 'person' || i || '@example.de' END,
+             SELECT gen_random_uuid(), 'bw', 'active', 'web', convert_to('+49171' || lpad(i::text, 8, '0'), 'UTF8'),
+                    CASE WHEN i % 10 = 0 THEN convert_to('person' || i || '@example.de', 'UTF8') END,
                     1940 + i % 50, 1 + i % 4, '70173', '{biontech,moderna}', 50, now(),
                     sha256(('registrant ' || i)::bytea)
              FROM generate_series($1::bigint, $1::bigint + $2::bigint - 1) AS i",
@@ -672,18 +692,32 @@ impl TestApp {
         weight
     }
 
-    /// An active registrant in Stuttgart (group 1, born 1950, accepting BioNTech, 30 km) with
-    /// a booking code the test knows.
+    /// An active registrant in Stuttgart (group 1, born 1950, accepting BioNTech, 30 km, email
+    /// person@example.de) with a booking code the test knows.
     pub async fn registrant_with_code(&self, phone: &str) -> (Uuid, drawbridge_domain::BookingCode) {
+        self.registrant_with_code_under(&self.personal_data_keys(), phone)
+            .await
+    }
+
+    /// [`TestApp::registrant_with_code`], its phone and email sealed under `keys` (another
+    /// process's keys, e.g. before a rotation).
+    pub async fn registrant_with_code_under(
+        &self,
+        keys: &PersonalDataKeys,
+        phone: &str,
+    ) -> (Uuid, drawbridge_domain::BookingCode) {
         let code = drawbridge_domain::BookingCode::generate(&mut rand::rngs::OsRng);
         let id = Uuid::new_v4();
         sqlx::query(
-            "INSERT INTO registrants (id, region_id, status, channel, phone, email, birth_year, priority_group,
-                                      postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
-             VALUES ($1, 'bw', 'active', 'web', $2, 'person@example.de', 1950, 1, '70173', '{biontech}', 30, now(), $3)",
+            "INSERT INTO registrants (id, region_id, status, channel, phone, phone_index, email, birth_year,
+                                      priority_group, postcode, accepted_vaccines, max_distance_km, verified_at,
+                                      booking_code_hash)
+             VALUES ($1, 'bw', 'active', 'web', $2, $3, $4, 1950, 1, '70173', '{biontech}', 30, now(), $5)",
         )
         .bind(id)
-        .bind(phone)
+        .bind(keys.seal(Field::Phone, id, phone))
+        .bind(keys.index(Field::Phone, phone).as_slice())
+        .bind(keys.seal(Field::Email, id, "person@example.de"))
         .bind(code.keyed_hash(&self.hash_key()).as_slice())
         .execute(&self.pool)
         .await
@@ -768,6 +802,72 @@ impl TestApp {
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The keys that seal phone numbers and email addresses, as the processes hold them.
+    pub fn personal_data_keys(&self) -> PersonalDataKeys {
+        self.settings.secrets.personal_data_keys().unwrap()
+    }
+
+    /// Queues `notification` about `subject` to `recipient`, sealed as a registration's contact
+    /// is (bound to `subject`), in the caller's transaction; its outbox id.
+    pub async fn enqueue(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        subject: Uuid,
+        channel: Channel,
+        recipient: &str,
+        language: Language,
+        notification: &Notification,
+    ) -> Uuid {
+        let field = match channel {
+            Channel::Sms => Field::Phone,
+            Channel::Email => Field::Email,
+        };
+        let sealed = self.personal_data_keys().seal(field, subject, recipient);
+        let recipient = Recipient {
+            sealed: &sealed,
+            of: subject,
+        };
+        outbox::enqueue(connection, subject, channel, recipient, language, notification)
+            .await
+            .expect("message queued")
+    }
+
+    /// The blind index the registrants of `phone` are found by.
+    pub fn phone_index(&self, phone: &str) -> Vec<u8> {
+        self.personal_data_keys().index(Field::Phone, phone).to_vec()
+    }
+
+    /// A registrant's phone number and email address, opened from their sealed columns.
+    pub async fn contact(&self, registrant: Uuid) -> (Option<String>, Option<String>) {
+        let (phone, email): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            sqlx::query_as("SELECT phone, email FROM registrants WHERE id = $1")
+                .bind(registrant)
+                .fetch_one(&self.pool)
+                .await
+                .expect("a registrant");
+        let keys = self.personal_data_keys();
+        let open = |field, sealed: Option<Vec<u8>>| {
+            sealed.map(|sealed| keys.open(field, registrant, &sealed).expect("a contact opens"))
+        };
+        (open(Field::Phone, phone), open(Field::Email, email))
+    }
+
+    /// A message's recipient as its outbox row stores it (sealed for registration `of`, or
+    /// empty once erased), opened: `erased` when erased.
+    pub fn recipient(&self, channel: &str, sealed: &[u8], of: Uuid) -> String {
+        if sealed.is_empty() {
+            return "erased".to_owned();
+        }
+        let field = if channel == "email" {
+            Field::Email
+        } else {
+            Field::Phone
+        };
+        self.personal_data_keys()
+            .open(field, of, sealed)
+            .expect("a recipient opens")
     }
 
     pub fn hash_key(&self) -> Vec<u8> {

@@ -319,18 +319,20 @@ async fn offers_about_to_lapse_are_reminded_once_per_channel_at_the_current_addr
         .unwrap();
     let tick = draw(&allocator).await;
     assert_eq!(tick.reminded, 3, "an SMS for 10 and 11 and an email for 10");
-    let reminders: Vec<(String, String, Value, Value)> = sqlx::query_as(
-        "SELECT r.channel, r.recipient, r.payload, o.payload FROM outbox r
+    let reminders: Vec<(String, Vec<u8>, Uuid, Value, Value)> = sqlx::query_as(
+        "SELECT r.channel, r.recipient, r.recipient_of, r.payload, o.payload FROM outbox r
          JOIN outbox o ON o.kind = 'offer' AND o.subject_id = r.subject_id AND o.channel = r.channel
-         WHERE r.kind = 'offer_expiring' ORDER BY r.channel, r.recipient",
+         WHERE r.kind = 'offer_expiring'",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    let recipients: Vec<(&str, &str)> = reminders
+    let mut recipients: Vec<(String, String)> = reminders
         .iter()
-        .map(|(channel, recipient, _, _)| (channel.as_str(), recipient.as_str()))
+        .map(|(channel, sealed, of, _, _)| (channel.clone(), app.recipient(channel, sealed, *of)))
         .collect();
+    recipients.sort();
+    let recipients: Vec<(&str, &str)> = recipients.iter().map(|(c, r)| (c.as_str(), r.as_str())).collect();
     assert_eq!(
         recipients,
         [
@@ -339,7 +341,7 @@ async fn offers_about_to_lapse_are_reminded_once_per_channel_at_the_current_addr
             ("sms", "+4917600000011")
         ]
     );
-    for (_, _, reminder, offer) in &reminders {
+    for (_, _, _, reminder, offer) in &reminders {
         // The notifier reads it as a reminder, with its own template.
         let notification: Notification = serde_json::from_value(reminder.clone()).expect("a notification");
         assert_eq!(notification.kind(), "offer_expiring");

@@ -302,9 +302,9 @@ async fn check_in_at_the_door(app: &TestApp, person: &Person<'_>, door: &str) {
     let pass = me["booking"]["checkin_pass"].as_str().unwrap().to_owned();
     sqlx::query(
         "UPDATE slot_pairs p SET first_slot_at = now() FROM bookings b JOIN registrants r ON r.id = b.registrant_id
-         WHERE p.id = b.slot_pair_id AND b.state = 'booked' AND r.phone = $1",
+         WHERE p.id = b.slot_pair_id AND b.state = 'booked' AND r.phone_index = $1",
     )
-    .bind(person.phone)
+    .bind(app.phone_index(person.phone))
     .execute(&app.pool)
     .await
     .unwrap();

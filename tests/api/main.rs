@@ -21,6 +21,7 @@ mod notifier_crashes;
 mod notifier_delivery;
 mod pages;
 mod passes;
+mod personal_data_at_rest;
 mod pipeline;
 mod redis_outage;
 mod retention;

@@ -21,7 +21,7 @@ async fn registrant_with_code(app: &TestApp, phone: &str) -> (Uuid, BookingCode)
          VALUES ($1, 'bw', 'active', 'web', $2, 1950, 1, '70173', '{biontech}', 30, now(), $3)",
     )
     .bind(id)
-    .bind(phone)
+    .bind(phone.as_bytes())
     .bind(code.keyed_hash(&app.hash_key()).as_slice())
     .execute(&app.pool)
     .await
@@ -217,9 +217,9 @@ async fn a_person_gets_a_copy_of_everything_held_about_them() {
         .unwrap()
         .to_owned();
     let sms_code: String = sqlx::query_scalar(
-        "SELECT payload->>'code' FROM outbox WHERE kind = 'verification_code' AND recipient = $1",
+        "SELECT payload->>'code' FROM outbox WHERE kind = 'verification_code' AND recipient_of = $1::uuid",
     )
-    .bind(phone)
+    .bind(&id)
     .fetch_one(&app.pool)
     .await
     .unwrap();

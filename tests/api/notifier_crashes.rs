@@ -35,16 +35,16 @@ async fn in_flight(
 ) -> (Reference, Option<String>) {
     let notification = code(424242);
     let mut tx = app.pool.begin().await.unwrap();
-    let id = outbox::enqueue(
-        &mut tx,
-        Uuid::new_v4(),
-        Channel::Sms,
-        phone,
-        Language::De,
-        &notification,
-    )
-    .await
-    .unwrap();
+    let id = app
+        .enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Sms,
+            phone,
+            Language::De,
+            &notification,
+        )
+        .await;
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -263,7 +263,7 @@ async fn enqueue_burst(app: &TestApp, count: u32) {
     let mut tx = app.pool.begin().await.unwrap();
     for n in 0..count {
         let phone = format!("+4917140{n:05}");
-        outbox::enqueue(
+        app.enqueue(
             &mut tx,
             Uuid::new_v4(),
             Channel::Sms,
@@ -271,8 +271,7 @@ async fn enqueue_burst(app: &TestApp, count: u32) {
             Language::De,
             &code(n),
         )
-        .await
-        .unwrap();
+        .await;
     }
     tx.commit().await.unwrap();
 }

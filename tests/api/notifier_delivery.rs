@@ -18,16 +18,16 @@ async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
         code: "123456".into(),
         valid_minutes: 10,
     };
-    let id = outbox::enqueue(
-        &mut tx,
-        Uuid::new_v4(),
-        Channel::Sms,
-        phone,
-        Language::En,
-        &notification,
-    )
-    .await
-    .unwrap();
+    let id = app
+        .enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Sms,
+            phone,
+            Language::En,
+            &notification,
+        )
+        .await;
     tx.commit().await.unwrap();
     id
 }
@@ -35,16 +35,16 @@ async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
 async fn enqueue_email(app: &TestApp, to: &str) -> Uuid {
     let notification = &drawbridge_notifier::render::examples()[1];
     let mut tx = app.pool.begin().await.unwrap();
-    let id = outbox::enqueue(
-        &mut tx,
-        Uuid::new_v4(),
-        Channel::Email,
-        to,
-        Language::De,
-        notification,
-    )
-    .await
-    .unwrap();
+    let id = app
+        .enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Email,
+            to,
+            Language::De,
+            notification,
+        )
+        .await;
     tx.commit().await.unwrap();
     id
 }
@@ -61,7 +61,7 @@ async fn enqueue_burst(app: &TestApp, count: usize, channel: Channel) {
             Channel::Sms => format!("+4917120{n:05}"),
             Channel::Email => format!("person{n}@example.de"),
         };
-        outbox::enqueue(
+        app.enqueue(
             &mut tx,
             Uuid::new_v4(),
             channel,
@@ -69,8 +69,7 @@ async fn enqueue_burst(app: &TestApp, count: usize, channel: Channel) {
             Language::De,
             &notification,
         )
-        .await
-        .unwrap();
+        .await;
     }
     tx.commit().await.unwrap();
 }
@@ -477,11 +476,10 @@ async fn every_message_kind_reaches_the_person_by_sms_and_email() {
     for (n, notification) in examples.iter().enumerate() {
         let subject = Uuid::new_v4();
         let phone = format!("+4917130000{n:02}");
-        outbox::enqueue(&mut tx, subject, Channel::Sms, &phone, Language::De, notification)
-            .await
-            .unwrap();
+        app.enqueue(&mut tx, subject, Channel::Sms, &phone, Language::De, notification)
+            .await;
         let email = format!("person{n}@example.de");
-        outbox::enqueue(
+        app.enqueue(
             &mut tx,
             subject,
             Channel::Email,
@@ -489,8 +487,7 @@ async fn every_message_kind_reaches_the_person_by_sms_and_email() {
             Language::En,
             notification,
         )
-        .await
-        .unwrap();
+        .await;
     }
     tx.commit().await.unwrap();
     let all = eventually(Duration::from_secs(30), || async {
@@ -546,16 +543,16 @@ async fn a_mail_server_that_defers_is_retried_and_one_that_refuses_is_not() {
     app.smtp.refuse_next(&[451]);
     let notification = &drawbridge_notifier::render::examples()[1];
     let mut tx = app.pool.begin().await.unwrap();
-    let deferred = outbox::enqueue(
-        &mut tx,
-        Uuid::new_v4(),
-        Channel::Email,
-        "anna@example.de",
-        Language::De,
-        notification,
-    )
-    .await
-    .unwrap();
+    let deferred = app
+        .enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Email,
+            "anna@example.de",
+            Language::De,
+            notification,
+        )
+        .await;
     tx.commit().await.unwrap();
     let Settled { state, attempts, .. } = eventually(Duration::from_secs(20), || app.settled(deferred))
         .await
@@ -564,16 +561,16 @@ async fn a_mail_server_that_defers_is_retried_and_one_that_refuses_is_not() {
 
     app.smtp.refuse_next(&[550]);
     let mut tx = app.pool.begin().await.unwrap();
-    let refused = outbox::enqueue(
-        &mut tx,
-        Uuid::new_v4(),
-        Channel::Email,
-        "ben@example.de",
-        Language::De,
-        notification,
-    )
-    .await
-    .unwrap();
+    let refused = app
+        .enqueue(
+            &mut tx,
+            Uuid::new_v4(),
+            Channel::Email,
+            "ben@example.de",
+            Language::De,
+            notification,
+        )
+        .await;
     tx.commit().await.unwrap();
     let Settled {
         state,

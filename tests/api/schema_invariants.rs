@@ -13,7 +13,7 @@ async fn registrant(pool: &PgPool, phone: &str) -> Uuid {
          VALUES ($1, 'bw', 'active', 'web', $2, 1956, 3, '70173', '{biontech}', 30, now(), $3)",
     )
     .bind(id)
-    .bind(phone)
+    .bind(phone.as_bytes())
     .bind(Uuid::new_v4().as_bytes().repeat(2))
     .execute(pool)
     .await
@@ -143,8 +143,8 @@ async fn one_notification_per_subject_kind_and_channel() {
         let pool = app.pool.clone();
         async move {
             sqlx::query(
-                "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-                 VALUES ($1, 'offer', $2, $3, '+491710000030', 'de', '{}')",
+                "INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+                 VALUES ($1, 'offer', $2, $3, '+491710000030', $2, 'de', '{}')",
             )
             .bind(Uuid::new_v4())
             .bind(subject)

@@ -24,7 +24,7 @@ async fn insert_varied_registrants(pool: &PgPool) {
     sqlx::query(
         "INSERT INTO registrants (id, region_id, status, channel, phone, birth_year, priority_group,
                                   postcode, accepted_vaccines, max_distance_km, verified_at, booking_code_hash)
-         SELECT gen_random_uuid(), 'bw', 'active', 'web', '+49160' || lpad(i::text, 8, '0'),
+         SELECT gen_random_uuid(), 'bw', 'active', 'web', convert_to('+49160' || lpad(i::text, 8, '0'), 'UTF8'),
                 1935 + (i * 7) % 70, 1 + i % 4,
                 (ARRAY['70173', '70174', '76133', '76137', '68159', '68163', '69117', '72070'])[1 + i % 8],
                 (ARRAY['{biontech}', '{biontech,moderna}', '{moderna,astrazeneca}',

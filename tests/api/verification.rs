@@ -379,12 +379,8 @@ async fn a_registration_sent_again_after_its_answer_was_lost_gets_the_same_id_an
     assert_eq!(body["registration_id"], id.to_string());
     assert_eq!(body["verification"]["attempts_left"], 5);
     assert_eq!(codes_queued(&app).await, 2);
-    let email: String = sqlx::query_scalar("SELECT email FROM registrants WHERE id = $1")
-        .bind(id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(email, "anna.b@example.de");
+    let (_, email) = app.contact(id).await;
+    assert_eq!(email.as_deref(), Some("anna.b@example.de"));
     let latest = texted_code(&app, id).await;
     if latest != first {
         let (status, _) = verify(&app, id, &first).await;

@@ -9,11 +9,12 @@ use super::statements;
 
 statements! {
     /// One notification (`$3` kind, `$4` payload, `$2` subject) to the active registrant `$1`
-    /// by SMS and, if they gave one, by email, reading their contact in the same statement.
+    /// by SMS and, if they gave one, by email, copying their sealed contact in the same
+    /// statement.
     TELL =
-        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT gen_random_uuid(), $3, s.subject, m.channel, m.recipient, s.language, $4
-         FROM (SELECT $2::uuid AS subject, phone, email, language FROM registrants
+        "INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+         SELECT gen_random_uuid(), $3, s.subject, m.channel, m.recipient, s.id, s.language, $4
+         FROM (SELECT id, $2::uuid AS subject, phone, email, language FROM registrants
                WHERE id = $1 AND status = 'active' AND phone IS NOT NULL) s,
               LATERAL (VALUES ('sms', s.phone), ('email', s.email)) AS m(channel, recipient)
          WHERE m.recipient IS NOT NULL";

@@ -58,11 +58,12 @@ pub struct Place {
     pub second_at: Option<DateTime<Utc>>,
 }
 
-/// How to reach the person; no phone once they withdrew (their data is erased).
+/// How to reach the person, sealed as stored; no phone once they withdrew (their data is
+/// erased).
 #[derive(Debug, sqlx::FromRow)]
 pub struct Contact {
-    pub phone: Option<String>,
-    pub email: Option<String>,
+    pub phone: Option<Vec<u8>>,
+    pub email: Option<Vec<u8>>,
     pub language: String,
 }
 
@@ -118,6 +119,7 @@ pub struct Acceptance {
     pub offer: Uuid,
     pub slot_pair: Uuid,
     pub registrant: Uuid,
+    /// The registrant's phone and email as stored (sealed), in base64.
     pub phone: String,
     pub email: Option<String>,
     pub language: String,

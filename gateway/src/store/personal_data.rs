@@ -30,7 +30,7 @@ statements! {
     /// Every message queued about `$1`, their SMS codes, offers and bookings: to whom, when,
     /// whether handed on for sending; not its content, which may hold codes.
     MESSAGES =
-        "SELECT m.kind, m.channel, m.recipient, m.language, m.created_at, m.published_at
+        "SELECT m.kind, m.channel, m.recipient, m.recipient_of, m.language, m.created_at, m.published_at
          FROM outbox m
          WHERE m.subject_id = $1
             OR m.subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = $1)
@@ -46,10 +46,19 @@ statements! {
          ORDER BY a.at, a.id";
 }
 
+/// The phone number and email address are read sealed; the use case opens them.
 #[derive(Serialize, sqlx::FromRow)]
 pub struct Registration {
     pub channel: RegistrationChannel,
+    #[sqlx(rename = "phone")]
+    #[serde(skip)]
+    pub sealed_phone: Option<Vec<u8>>,
+    #[sqlx(rename = "email")]
+    #[serde(skip)]
+    pub sealed_email: Option<Vec<u8>>,
+    #[sqlx(skip)]
     pub phone: Option<String>,
+    #[sqlx(skip)]
     pub email: Option<String>,
     pub language: String,
     pub created_at: DateTime<Utc>,
@@ -84,10 +93,18 @@ pub struct BookingMade {
     pub second_slot_at: Option<DateTime<Utc>>,
 }
 
+/// The recipient is read sealed (empty once erased), with the registration it is bound to; the
+/// use case opens it.
 #[derive(Serialize, sqlx::FromRow)]
 pub struct MessageQueued {
     pub kind: String,
     pub channel: String,
+    #[sqlx(rename = "recipient")]
+    #[serde(skip)]
+    pub sealed_recipient: Vec<u8>,
+    #[serde(skip)]
+    pub recipient_of: Uuid,
+    #[sqlx(skip)]
     pub recipient: String,
     pub language: String,
     pub created_at: DateTime<Utc>,

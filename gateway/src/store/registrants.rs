@@ -39,24 +39,26 @@ statements! {
     INSERT_ACTIVE =
         "INSERT INTO registrants (id, region_id, status, channel, phone, email, language, birth_year,
                                   initials, priority_group, postcode, accepted_vaccines,
-                                  max_distance_km, booking_code_hash, verified_at)
-         VALUES ($1, $2, 'active', 'callcentre', $3, $4, $5, $6, $12, $7, $8, $9, $10, $11, now())";
-    /// The people a phone holds verified registrations for.
-    PEOPLE_ON_PHONE = "SELECT count(*) FROM registrants WHERE phone = $1 AND status = 'active'";
+                                  max_distance_km, booking_code_hash, verified_at, phone_index)
+         VALUES ($1, $2, 'active', 'callcentre', $3, $4, $5, $6, $12, $7, $8, $9, $10, $11, now(), $13)";
+    /// The people a phone (by its index) holds verified registrations for.
+    PEOPLE_ON_PHONE = "SELECT count(*) FROM registrants WHERE phone_index = $1 AND status = 'active'";
     /// What a phone holds besides registration `$1` (waiting for its code): when the same
     /// person registered on it, and how many people it holds, with the region's time zone.
     PHONE_HOLDS =
         "SELECT r.birth_year, r.initials, g.timezone, a.verified_at AS registered_at,
-                (SELECT count(*) FROM registrants x WHERE x.phone = r.phone AND x.status = 'active') AS people
+                (SELECT count(*) FROM registrants x WHERE x.phone_index = r.phone_index AND x.status = 'active')
+                    AS people
          FROM registrants r JOIN regions g ON g.id = r.region_id
-              LEFT JOIN registrants a ON (a.phone, a.birth_year, a.initials) = (r.phone, r.birth_year, r.initials)
+              LEFT JOIN registrants a
+                     ON (a.phone_index, a.birth_year, a.initials) = (r.phone_index, r.birth_year, r.initials)
                                      AND a.status = 'active'
          WHERE r.id = $1";
-    /// A person's registration waiting for its code, on a phone, given up because an agent
-    /// registers that person by phone.
+    /// A person's registration waiting for its code, on a phone (by its index), given up
+    /// because an agent registers that person by phone.
     PENDING_OF_PERSON =
         "SELECT id FROM registrants
-         WHERE (phone, birth_year, initials) = ($1, $2, $3) AND status = 'pending_verification'
+         WHERE (phone_index, birth_year, initials) = ($1, $2, $3) AND status = 'pending_verification'
          FOR UPDATE";
     /// Up to 500 registrations whose last code died `$1` hours ago or more, locked for expiry.
     UNVERIFIED_LONG_DEAD =
@@ -76,7 +78,7 @@ statements! {
                 priority_group = $5, postcode = $6, accepted_vaccines = $7, max_distance_km = $8
          WHERE id = $1 AND status = 'pending_verification'";
     /// Locks a registration for a new SMS code.
-    LOCK_FOR_CODE = "SELECT status, region_id, phone, language FROM registrants WHERE id = $1 FOR UPDATE";
+    LOCK_FOR_CODE = "SELECT status, region_id, language FROM registrants WHERE id = $1 FOR UPDATE";
     CHANGE_CHOICES =
         "UPDATE registrants SET accepted_vaccines = coalesce($2, accepted_vaccines),
                 max_distance_km = coalesce($3, max_distance_km),
@@ -117,7 +119,7 @@ statements! {
     /// The notifier reads a message's row when it sends it: a message not yet sent is not sent
     /// once erased (it is given up as erased), and an unpublished one is never published.
     ERASE_MESSAGES =
-        "UPDATE outbox SET recipient = 'erased', payload = jsonb_build_object('kind', kind, 'erased', true),
+        "UPDATE outbox SET recipient = '', payload = jsonb_build_object('kind', kind, 'erased', true),
                            published_at = coalesce(published_at, now())
          WHERE subject_id = ANY($1)
             OR subject_id IN (SELECT id FROM phone_verifications WHERE registrant_id = ANY($1))
@@ -130,14 +132,16 @@ statements! {
     /// Withdraws and erases every personal field; the row stays, pseudonymous, because
     /// published draws refer to it.
     ERASE =
-        "UPDATE registrants SET status = 'withdrawn', withdrawn_at = now(), phone = NULL, email = NULL,
+        "UPDATE registrants SET status = 'withdrawn', withdrawn_at = now(), phone = NULL, phone_index = NULL,
+                email = NULL,
                 birth_year = NULL, initials = '', priority_group = NULL, postcode = NULL,
                 accepted_vaccines = '{}', max_distance_km = NULL, booking_code_hash = NULL,
                 ahead_since = NULL
          WHERE id = $1";
     /// Gives up registrations that were never verified, erasing every personal field.
     EXPIRE =
-        "UPDATE registrants SET status = 'expired', phone = NULL, email = NULL, birth_year = NULL,
+        "UPDATE registrants SET status = 'expired', phone = NULL, phone_index = NULL, email = NULL,
+                birth_year = NULL,
                 initials = '', priority_group = NULL, postcode = NULL, accepted_vaccines = '{}',
                 max_distance_km = NULL
          WHERE id = ANY($1) AND status = 'pending_verification'";
@@ -150,7 +154,8 @@ pub struct Registrant {
     pub region_id: String,
     pub status: RegistrantStatus,
     pub language: String,
-    pub email: Option<String>,
+    /// Sealed ([`drawbridge_domain::PersonalDataKeys`]).
+    pub email: Option<Vec<u8>>,
     pub birth_year: i32,
     pub initials: String,
     pub priority_group: i16,
@@ -164,11 +169,14 @@ pub struct Registrant {
     pub booked: bool,
 }
 
-/// A web registration's details, checked: what the person entered.
+/// A web registration's details, checked: what the person entered. The phone number and email
+/// address travel to the database sealed, in [`NewRegistration`], never as their text.
 #[derive(Clone, Serialize)]
 pub struct Details {
     pub region_id: String,
+    #[serde(skip)]
     pub phone: String,
+    #[serde(skip)]
     pub email: Option<String>,
     pub language: &'static str,
     pub birth_year: i32,
@@ -185,6 +193,11 @@ pub struct NewRegistration {
     pub id: Uuid,
     #[serde(flatten)]
     pub details: Details,
+    /// The phone number sealed for this registration, its blind index and the email address
+    /// sealed, each in base64, as JSON has no bytes.
+    pub phone: String,
+    pub phone_index: String,
+    pub email: Option<String>,
     pub code_id: Uuid,
     /// Base64, as JSON has no bytes.
     pub code_hash: String,
@@ -296,8 +309,11 @@ impl Store {
 pub struct NewCaller<'a> {
     pub id: Uuid,
     pub region: &'a str,
-    pub phone: &'a str,
-    pub email: Option<&'a str>,
+    /// Sealed, with its blind index.
+    pub phone: &'a [u8],
+    pub phone_index: &'a [u8],
+    /// Sealed.
+    pub email: Option<&'a [u8]>,
     pub language: &'a str,
     pub birth_year: i32,
     pub initials: &'a str,
@@ -314,23 +330,24 @@ pub enum Inserted {
     PersonTaken,
 }
 
-/// The verified registrations a phone holds.
-pub async fn people_on_phone(tx: &mut PgConnection, phone: &str) -> Result<i64, sqlx::Error> {
+/// The verified registrations the phone with this blind index holds.
+pub async fn people_on_phone(tx: &mut PgConnection, phone_index: &[u8]) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(PEOPLE_ON_PHONE)
-        .bind(phone)
+        .bind(phone_index)
         .fetch_one(tx)
         .await
 }
 
-/// The person's registration on `phone` that waits for its code, locked.
+/// The person's registration on the phone with this blind index that waits for its code,
+/// locked.
 pub async fn pending_of_person(
     tx: &mut PgConnection,
-    phone: &str,
+    phone_index: &[u8],
     birth_year: i32,
     initials: &str,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(PENDING_OF_PERSON)
-        .bind(phone)
+        .bind(phone_index)
         .bind(birth_year)
         .bind(initials)
         .fetch_optional(tx)
@@ -352,6 +369,7 @@ pub async fn insert_active(tx: &mut PgConnection, caller: &NewCaller<'_>) -> Res
         .bind(caller.max_distance_km)
         .bind(caller.booking_code_hash)
         .bind(caller.initials)
+        .bind(caller.phone_index)
         .execute(&mut *tx)
         .await;
     match result {
@@ -387,7 +405,6 @@ pub async fn region(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Err
 pub struct ForCode {
     pub status: RegistrantStatus,
     pub region_id: String,
-    pub phone: Option<String>,
     pub language: String,
 }
 
@@ -396,16 +413,18 @@ pub async fn lock_for_code(tx: &mut PgConnection, id: Uuid) -> Result<Option<For
     sqlx::query_as(LOCK_FOR_CODE).bind(id).fetch_optional(tx).await
 }
 
-/// Replaces the details of a registration that waits for its code (locked by the caller).
+/// Replaces the details of a registration that waits for its code (locked by the caller);
+/// `email` is the address sealed for it.
 pub async fn update_unverified(
     tx: &mut PgConnection,
     id: Uuid,
     details: &Details,
+    email: Option<&[u8]>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(UPDATE_UNVERIFIED)
         .bind(id)
         .bind(&details.region_id)
-        .bind(&details.email)
+        .bind(email)
         .bind(details.language)
         .bind(details.priority_group)
         .bind(&details.postcode)
@@ -416,11 +435,11 @@ pub async fn update_unverified(
     Ok(())
 }
 
-/// New choices; `None` keeps a choice, `email: Some(None)` removes the address.
+/// New choices; `None` keeps a choice, `email: Some(None)` removes the address (sealed).
 pub struct Choices<'a> {
     pub accepted_vaccines: Option<&'a [String]>,
     pub max_distance_km: Option<i32>,
-    pub email: Option<Option<&'a str>>,
+    pub email: Option<Option<&'a [u8]>>,
     pub language: Option<&'a str>,
 }
 

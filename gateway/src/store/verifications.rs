@@ -20,25 +20,28 @@ statements! {
     CODES_SENT =
         "SELECT count(*), EXTRACT(EPOCH FROM now() - max(created_at))::float8
          FROM phone_verifications WHERE registrant_id = $1";
-    /// Codes and notices sent to a phone in the last `$2` hours, for all its registrations.
+    /// Codes and notices sent in the last `$2` hours to the phone of registration `$1`, for
+    /// all the registrations on it.
     CODES_TO_PHONE =
         "SELECT count(*) FROM registrants r JOIN phone_verifications v ON v.registrant_id = r.id
-         WHERE r.phone = $1 AND v.created_at > now() - make_interval(hours => $2)";
+         WHERE r.phone_index = (SELECT phone_index FROM registrants WHERE id = $1)
+           AND v.created_at > now() - make_interval(hours => $2)";
     /// Earlier codes die when a new one is sent, so only the newest SMS counts.
     KILL_UNUSED_CODES =
         "UPDATE phone_verifications SET attempts_left = 0 WHERE registrant_id = $1 AND verified_at IS NULL";
     /// A further code for a registrant and its SMS (the code, or a notice sent instead), with
     /// the Idempotency-Key of the repeated registration that asked for it, if any. The code is
     /// stored only as a keyed hash; the verification row is the message's subject, so every
-    /// code (first or resent) is one SMS.
+    /// code (first or resent) is one SMS, to the registrant's phone as stored (sealed).
     ANOTHER_CODE =
         "WITH code AS (
              INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at,
                                               idempotency_key, request_digest)
-             VALUES ($2, $1, $3, $4, $5, $9, $10) RETURNING id
+             VALUES ($2, $1, $3, $4, $5, $8, $9) RETURNING id
          )
-         INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-         SELECT gen_random_uuid(), $8::jsonb->>'kind', code.id, 'sms', $6, $7, $8 FROM code";
+         INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+         SELECT gen_random_uuid(), $7::jsonb->>'kind', code.id, 'sms', r.phone, r.id, $6, $7
+         FROM code, registrants r WHERE r.id = $1";
 }
 
 /// A code submitted for a registration: one row of `VERIFY_MANY`. Hashes in base64, as JSON
@@ -110,10 +113,10 @@ pub async fn codes_sent(tx: &mut PgConnection, registrant: Uuid) -> Result<Codes
     })
 }
 
-/// Codes and notices sent to `phone` in the last `hours`.
-pub async fn codes_to_phone(tx: &mut PgConnection, phone: &str, hours: i32) -> Result<i64, sqlx::Error> {
+/// Codes and notices sent to the phone of registration `registrant` in the last `hours`.
+pub async fn codes_to_phone(tx: &mut PgConnection, registrant: Uuid, hours: i32) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(CODES_TO_PHONE)
-        .bind(phone)
+        .bind(registrant)
         .bind(hours)
         .fetch_one(tx)
         .await
@@ -126,7 +129,6 @@ pub struct NewCode<'a> {
     pub hash: &'a [u8],
     pub attempts: i16,
     pub expires_at: DateTime<Utc>,
-    pub phone: &'a str,
     pub language: &'a str,
     pub notification: &'a Notification,
     /// The Idempotency-Key and keyed digest of the request that asked for the code.
@@ -152,7 +154,6 @@ pub async fn replace_code(tx: &mut PgConnection, code: &NewCode<'_>) -> Result<b
         .bind(code.hash)
         .bind(code.attempts)
         .bind(code.expires_at)
-        .bind(code.phone)
         .bind(code.language)
         .bind(sqlx::types::Json(code.notification))
         .bind(code.request.map(|(key, _)| key))

@@ -20,6 +20,7 @@ use serde::Serialize;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
+use super::register::base64_of;
 use super::Acting;
 use crate::error::{ApiError, ErrorCode};
 use crate::store::offers::{self, Acceptance, Booking, Offer, Place};
@@ -166,7 +167,7 @@ async fn book(
     policy: &Policy,
     acting: &Acting<'_>,
 ) -> Result<Option<Booked>, ApiError> {
-    let phone = row.contact.phone.clone().ok_or_else(withdrawn)?;
+    let phone = row.contact.phone.as_deref().ok_or_else(withdrawn)?;
     let booking = Uuid::new_v4();
     let pass = CheckinPass {
         booking,
@@ -192,8 +193,8 @@ async fn book(
             offer: row.id,
             slot_pair: row.place.slot_pair_id,
             registrant: row.registrant_id,
-            phone,
-            email: row.contact.email.clone(),
+            phone: base64_of(phone),
+            email: row.contact.email.as_deref().map(base64_of),
             language: row.contact.language.clone(),
             notification,
             staff: staff.map(|member| member.id),

@@ -22,7 +22,7 @@ pub mod staff;
 pub mod verify;
 pub mod withdraw;
 
-use drawbridge_domain::{StaffMember, StaffRefusal};
+use drawbridge_domain::{Field, StaffMember, StaffRefusal};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -140,4 +140,18 @@ async fn audit(
         },
     )
     .await
+}
+
+/// The text of `field` of registration `owner`, stored sealed; a value that does not open is
+/// an internal error (a key missing from the configuration, or a damaged row), never shown.
+pub(crate) fn open_field(
+    state: &AppState,
+    field: Field,
+    owner: Uuid,
+    sealed: &[u8],
+) -> Result<String, ApiError> {
+    state
+        .personal_data
+        .open(field, owner, sealed)
+        .map_err(ApiError::internal)
 }

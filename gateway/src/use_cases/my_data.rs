@@ -4,9 +4,11 @@
 //! they may hold codes, and the person received them.
 
 use chrono::{DateTime, Utc};
+use drawbridge_domain::Field;
 use serde::Serialize;
 
 use super::my_status::{self, MyStatus};
+use super::open_field;
 use crate::error::ApiError;
 use crate::store::personal_data::{self, BookingMade, MessageQueued, OfferMade, Registration, StaffAction};
 use crate::store::registrants::Registrant;
@@ -30,9 +32,31 @@ const CONTROLLER: &str = "Drawbridge holds these data of yours to offer you vacc
      entries of published draws, which keep the draws replayable.";
 
 pub async fn export(state: &AppState, me: Registrant) -> Result<MyData, ApiError> {
-    let held = personal_data::held(state.store.pool(), me.id)
+    let mut held = personal_data::held(state.store.pool(), me.id)
         .await?
         .ok_or_else(|| ApiError::not_found("There is no registration to export."))?;
+    let registration = &mut held.registration;
+    for (sealed, field, open) in [
+        (&registration.sealed_phone, Field::Phone, &mut registration.phone),
+        (&registration.sealed_email, Field::Email, &mut registration.email),
+    ] {
+        *open = sealed
+            .as_deref()
+            .map(|sealed| open_field(state, field, me.id, sealed))
+            .transpose()?;
+    }
+    for message in &mut held.messages {
+        let field = if message.channel == "email" {
+            Field::Email
+        } else {
+            Field::Phone
+        };
+        message.recipient = if message.sealed_recipient.is_empty() {
+            "erased".to_owned()
+        } else {
+            open_field(state, field, message.recipient_of, &message.sealed_recipient)?
+        };
+    }
     let status = my_status::status(state, me).await?;
     Ok(MyData {
         exported_at: Utc::now(),

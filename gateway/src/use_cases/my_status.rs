@@ -11,13 +11,14 @@
 use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::{LotteryKey, Pseudonym};
 use drawbridge_domain::{
-    evaluate, BookingCode, CheckinPass, DistanceKm, Email, Evaluation, Language, Person,
+    evaluate, BookingCode, CheckinPass, DistanceKm, Email, Evaluation, Field, Language, Person,
 };
 use drawbridge_platform::states::RegistrantStatus;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::answer_offer::{pass_url, reference};
+use super::open_field;
 use super::register::check_vaccines;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Counting, Credential};
@@ -228,7 +229,11 @@ pub async fn status(state: &AppState, me: Registrant) -> Result<MyStatus, ApiErr
             postcode: me.postcode,
             accepted_vaccines: me.accepted_vaccines,
             max_distance_km: me.max_distance_km,
-            email: me.email,
+            email: me
+                .email
+                .as_deref()
+                .map(|sealed| open_field(state, Field::Email, me.id, sealed))
+                .transpose()?,
         },
         eligibility: evaluation,
         offer,
@@ -269,14 +274,15 @@ pub async fn change(state: &AppState, me: Registrant, changes: Changes) -> Resul
     let email = changes
         .email
         .map(|email| email.as_deref().map(Email::parse).transpose())
-        .transpose()?;
+        .transpose()?
+        .map(|email| email.map(|email| state.personal_data.seal(Field::Email, me.id, email.as_str())));
     registrants::change_choices(
         state.store.pool(),
         me.id,
         &Choices {
             accepted_vaccines: changes.accepted_vaccines.as_deref(),
             max_distance_km: distance.map(DistanceKm::get),
-            email: email.as_ref().map(|email| email.as_ref().map(Email::as_str)),
+            email: email.as_ref().map(|email| email.as_deref()),
             language: changes.language.map(Language::as_str),
         },
     )

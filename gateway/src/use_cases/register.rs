@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use drawbridge_domain::{
-    evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Initials, Language, Person, PhoneNumber,
-    Policy, Postcode, StaffMember, VerificationCode,
+    evaluate, BirthYear, BookingCode, DistanceKm, Email, Evaluation, Field, Initials, Language, Person,
+    PhoneNumber, Policy, Postcode, StaffMember, VerificationCode,
 };
 use drawbridge_platform::outbox::Notification;
 use drawbridge_platform::policies::PublishedPolicy;
@@ -289,8 +289,11 @@ pub async fn on_the_web(
         .map(|_| request_digest(state, &details))
         .transpose()?;
     let request = idempotency_key.zip(digest.as_ref().map(|d| d.as_slice()));
+    let phone_index = base64_of(&state.personal_data.index(Field::Phone, &details.phone));
     for _ in 0..RUNS {
-        if let Some((registration_id, code_expires_at)) = start(state, &details, request).await? {
+        if let Some((registration_id, code_expires_at)) =
+            start(state, &details, &phone_index, request).await?
+        {
             tracing::info!(%registration_id, region = %published.region, "registration started");
             return Ok(Started {
                 registration_id,
@@ -306,10 +309,12 @@ pub async fn on_the_web(
 }
 
 /// One run of a web registration: its id and code expiry, or `None` if it met another request
-/// for the same phone or key and must run again.
+/// for the same phone or key and must run again. The phone number and email address go to the
+/// database sealed for the new registration, the phone found by `phone_index`.
 async fn start(
     state: &AppState,
     details: &Details,
+    phone_index: &str,
     request: Option<(&str, &[u8])>,
 ) -> Result<Option<(Uuid, DateTime<Utc>)>, ApiError> {
     let id = Uuid::new_v4();
@@ -319,6 +324,12 @@ async fn start(
         .register(NewRegistration {
             id,
             details: details.clone(),
+            phone: base64_of(&state.personal_data.seal(Field::Phone, id, &details.phone)),
+            phone_index: phone_index.to_owned(),
+            email: details
+                .email
+                .as_deref()
+                .map(|email| base64_of(&state.personal_data.seal(Field::Email, id, email))),
             code_id: code.id,
             code_hash: base64_of(&code.hash),
             attempts_left: VERIFICATION_ATTEMPTS,
@@ -365,8 +376,12 @@ async fn again(
             return Ok(None)
         }
     }
-    registrants::update_unverified(&mut tx, id, details).await?;
-    let sent = send_code(state, &mut tx, id, &details.phone, details.language, request).await?;
+    let email = details
+        .email
+        .as_deref()
+        .map(|email| state.personal_data.seal(Field::Email, id, email));
+    registrants::update_unverified(&mut tx, id, details, email.as_deref()).await?;
+    let sent = send_code(state, &mut tx, id, details.language, request).await?;
     let Some(sent) = sent else { return Ok(None) };
     tx.commit().await?;
     tracing::info!(registration_id = %id, "registration repeated; a new code sent");
@@ -377,7 +392,8 @@ async fn again(
 /// another request reusing its Idempotency-Key. Keyed, as the details are personal data.
 fn request_digest(state: &AppState, details: &Details) -> Result<[u8; 32], ApiError> {
     let mut mac = Hmac::<Sha256>::new_from_slice(&state.hash_key).map_err(ApiError::internal)?;
-    mac.update(&serde_json::to_vec(details).map_err(ApiError::internal)?);
+    let contact = (&details.phone, &details.email);
+    mac.update(&serde_json::to_vec(&(details, contact)).map_err(ApiError::internal)?);
     Ok(mac.finalize().into_bytes().into())
 }
 
@@ -405,11 +421,20 @@ pub async fn by_phone(
     let id = Uuid::new_v4();
     let booking_code = BookingCode::generate(&mut rand::rngs::OsRng);
     let booking_code_hash = booking_code.keyed_hash(&state.hash_key);
+    let phone_index = state
+        .personal_data
+        .index(Field::Phone, registration.phone.as_str());
+    let phone = state
+        .personal_data
+        .seal(Field::Phone, id, registration.phone.as_str());
+    let email = registration
+        .email
+        .as_ref()
+        .map(|email| state.personal_data.seal(Field::Email, id, email.as_str()));
     let mut tx = state.store.begin().await?;
-    let phone = registration.phone.as_str();
     if let Some(unverified) = registrants::pending_of_person(
         &mut tx,
-        phone,
+        &phone_index,
         registration.person.birth_year,
         registration.initials.as_str(),
     )
@@ -420,8 +445,9 @@ pub async fn by_phone(
     let caller = NewCaller {
         id,
         region: &published.region,
-        phone,
-        email: registration.email.as_ref().map(Email::as_str),
+        phone: &phone,
+        phone_index: &phone_index,
+        email: email.as_deref(),
         language: registration.language.as_str(),
         birth_year: registration.person.birth_year,
         initials: registration.initials.as_str(),
@@ -435,7 +461,8 @@ pub async fn by_phone(
         return Err(ApiError::new(ErrorCode::PhoneAlreadyRegistered));
     }
     // Counted with the caller, after the insert, so the person's own registration is told first.
-    if registrants::people_on_phone(&mut tx, phone).await? > i64::from(state.settings.registrations_per_phone)
+    if registrants::people_on_phone(&mut tx, &phone_index).await?
+        > i64::from(state.settings.registrations_per_phone)
     {
         return Err(ApiError::new(ErrorCode::PhoneFull));
     }

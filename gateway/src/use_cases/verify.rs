@@ -77,11 +77,8 @@ pub async fn resend(state: &AppState, id: Uuid) -> Result<CodeSent, ApiError> {
     still_pending(registration.as_ref().map(|r| r.status))?;
     let registration = registration.ok_or_else(|| ApiError::internal("a pending registration vanished"))?;
     spend_sms_budget(state, &registration.region_id).await?;
-    let phone = registration
-        .phone
-        .ok_or_else(|| ApiError::internal("a pending registration has no phone number"))?;
     let language = Language::parse(&registration.language).unwrap_or_default();
-    let sent = send_code(state, &mut tx, id, &phone, language.as_str(), None)
+    let sent = send_code(state, &mut tx, id, language.as_str(), None)
         .await?
         .ok_or_else(|| ApiError::internal("a resend without a key found its key taken"))?;
     tx.commit().await?;
@@ -110,7 +107,6 @@ pub(super) async fn send_code(
     state: &AppState,
     tx: &mut PgConnection,
     id: Uuid,
-    phone: &str,
     language: &str,
     request: Option<(&str, &[u8])>,
 ) -> Result<Option<CodeSent>, ApiError> {
@@ -132,7 +128,7 @@ pub(super) async fn send_code(
         ));
     }
     let window_hours = state.settings.unverified_hours as i32;
-    if verifications::codes_to_phone(tx, phone, window_hours).await?
+    if verifications::codes_to_phone(tx, id, window_hours).await?
         >= i64::from(state.settings.codes_per_phone_per_day)
     {
         return Err(too_many_codes(state));
@@ -162,7 +158,6 @@ pub(super) async fn send_code(
             hash: &code.hash,
             attempts: VERIFICATION_ATTEMPTS,
             expires_at: code.expires_at,
-            phone,
             language,
             notification: &code.notification,
             request,

@@ -1,6 +1,7 @@
 -- Bookings, offers, pairs, the confirmations' messages and (when staff act) the audit entries
 -- of many acceptances in one statement (store::offers::accept). $1: a JSON array of Acceptance
--- rows, no two for the same offer. It takes an offer only while it is pending, unexpired and
+-- rows, no two for the same offer, each with the registrant's phone and email as stored
+-- (sealed, in base64). It takes an offer only while it is pending, unexpired and
 -- the registrant's, locking it before its pair as every other writer does; a concurrent answer
 -- waits for that lock and then finds the offer answered, so it books nothing. An offer taken
 -- whose pair is not held for it leaves its booking without a pair, which the schema refuses:
@@ -29,8 +30,9 @@ WITH input AS (
 ), booked AS (
     SELECT i.* FROM booking JOIN input i ON i.booking = booking.id
 ), confirmation AS (
-    INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-    SELECT gen_random_uuid(), s.notification->>'kind', s.booking, m.channel, m.recipient, s.language, s.notification
+    INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+    SELECT gen_random_uuid(), s.notification->>'kind', s.booking, m.channel, decode(m.recipient, 'base64'),
+           s.registrant, s.language, s.notification
     FROM booked s, LATERAL (VALUES ('sms', s.phone), ('email', s.email)) AS m(channel, recipient)
     WHERE m.recipient IS NOT NULL
 ), audited AS (

@@ -1,6 +1,6 @@
 -- Web registrations, each with its first SMS code and that code's message, in one statement
 -- (store::registrants::register). $1: a JSON array of NewRegistration rows, no phone number
--- twice; $2: the verified registrations one phone may hold; $3: the codes one phone may be
+-- twice, each phone and email sealed and the phone's blind index (base64); $2: the verified registrations one phone may hold; $3: the codes one phone may be
 -- sent in $4 hours. A phone holds the registrations of several people, told apart by birth
 -- year and initials. Each row is answered with what became of it:
 --
@@ -18,8 +18,13 @@
 --   moment, so the insert found it taken without this statement's snapshot showing it; run
 --   the request again. (A key taken that way fails the statement: the unique index.)
 WITH input AS (
-    SELECT i.* FROM batch_rows($1) b, jsonb_to_record(b) AS i(
-        id uuid, region_id text, phone text, email text, language text,
+    SELECT i.id, i.region_id, decode(i.phone, 'base64') AS phone,
+           decode(i.phone_index, 'base64') AS phone_index, decode(i.email, 'base64') AS email,
+           i.language, i.birth_year, i.initials, i.priority_group, i.postcode,
+           i.accepted_vaccines, i.max_distance_km, i.code_id, i.code_hash, i.attempts_left,
+           i.expires_at, i.notification, i.idempotency_key, i.request_digest
+    FROM batch_rows($1) b, jsonb_to_record(b) AS i(
+        id uuid, region_id text, phone text, phone_index text, email text, language text,
         birth_year integer, initials text, priority_group smallint, postcode text,
         accepted_vaccines text[], max_distance_km integer,
         code_id uuid, code_hash text, attempts_left smallint, expires_at timestamptz,
@@ -32,14 +37,15 @@ WITH input AS (
 ), holds AS (
     SELECT i.id,
            (SELECT r.id FROM registrants r
-            WHERE (r.phone, r.birth_year, r.initials) = (i.phone, i.birth_year, i.initials)
+            WHERE (r.phone_index, r.birth_year, r.initials) = (i.phone_index, i.birth_year, i.initials)
               AND r.status = 'pending_verification') AS pending,
            EXISTS (SELECT 1 FROM registrants r
-                   WHERE (r.phone, r.birth_year, r.initials) = (i.phone, i.birth_year, i.initials)
+                   WHERE (r.phone_index, r.birth_year, r.initials) = (i.phone_index, i.birth_year, i.initials)
                      AND r.status = 'active') AS registered,
-           (SELECT count(*) FROM registrants r WHERE r.phone = i.phone AND r.status = 'active') AS people,
+           (SELECT count(*) FROM registrants r WHERE r.phone_index = i.phone_index AND r.status = 'active')
+               AS people,
            (SELECT count(*) FROM registrants r JOIN phone_verifications v ON v.registrant_id = r.id
-            WHERE r.phone = i.phone AND v.created_at > now() - make_interval(hours => $4)) AS codes
+            WHERE r.phone_index = i.phone_index AND v.created_at > now() - make_interval(hours => $4)) AS codes
     FROM input i
     WHERE i.id NOT IN (SELECT id FROM earlier)
 ), live AS (
@@ -51,14 +57,14 @@ WITH input AS (
                 ELSE 'made' END AS outcome
     FROM holds
 ), registrant AS (
-    INSERT INTO registrants (id, region_id, status, channel, phone, email, language,
+    INSERT INTO registrants (id, region_id, status, channel, phone, phone_index, email, language,
                              birth_year, initials, priority_group, postcode, accepted_vaccines,
                              max_distance_km)
-    SELECT id, region_id, 'pending_verification', 'web', phone, email, language,
+    SELECT id, region_id, 'pending_verification', 'web', phone, phone_index, email, language,
            birth_year, initials, priority_group, postcode, accepted_vaccines, max_distance_km
     FROM input JOIN live USING (id)
     WHERE live.outcome IN ('made', 'verified', 'full')
-    ON CONFLICT (phone, birth_year, initials) WHERE status = 'pending_verification' DO NOTHING
+    ON CONFLICT (phone_index, birth_year, initials) WHERE status = 'pending_verification' DO NOTHING
     RETURNING id
 ), code AS (
     INSERT INTO phone_verifications (id, registrant_id, code_hash, attempts_left, expires_at,
@@ -69,8 +75,8 @@ WITH input AS (
     WHERE l.outcome = 'made'
     RETURNING id, registrant_id
 ), sms AS (
-    INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-    SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', i.phone, i.language, i.notification
+    INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+    SELECT gen_random_uuid(), 'verification_code', code.id, 'sms', i.phone, i.id, i.language, i.notification
     FROM code JOIN input i ON i.id = code.registrant_id
 )
 SELECT i.id,

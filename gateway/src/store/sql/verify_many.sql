@@ -42,8 +42,9 @@ WITH input AS (
     WHERE r.id = c.id AND r.id IN (SELECT registrant_id FROM answered WHERE matches)
     RETURNING r.id AS subject, r.phone, r.email, r.language, c.notification
 ), sent AS (
-    INSERT INTO outbox (id, kind, subject_id, channel, recipient, language, payload)
-    SELECT gen_random_uuid(), s.notification->>'kind', s.subject, m.channel, m.recipient, s.language, s.notification
+    INSERT INTO outbox (id, kind, subject_id, channel, recipient, recipient_of, language, payload)
+    SELECT gen_random_uuid(), s.notification->>'kind', s.subject, m.channel, m.recipient, s.subject,
+           s.language, s.notification
     FROM activated s, LATERAL (VALUES ('sms', s.phone), ('email', s.email)) AS m(channel, recipient)
     WHERE m.recipient IS NOT NULL
 )
