@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use drawbridge_domain::Language;
 use drawbridge_notifier::render::Templates;
-use drawbridge_platform::outbox::{self, Channel, Notification, Reference};
+use drawbridge_platform::outbox::{Channel, Notification, Reference};
 use drawbridge_test_support::twilio;
 use drawbridge_test_support::{
     eventually, spawn_app, spawn_notifier, spawn_with, Components, Settled, TestApp,

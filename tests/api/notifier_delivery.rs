@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use drawbridge_domain::Language;
 use drawbridge_platform::config::InDoubt;
-use drawbridge_platform::outbox::{self, Channel, Notification, Reference};
+use drawbridge_platform::outbox::{Channel, Notification, Reference};
 use drawbridge_test_support::{eventually, spawn_notifier, spawn_with, Components, Settled, TestApp};
 use lapin::options::BasicGetOptions;
 use uuid::Uuid;

@@ -10,7 +10,7 @@ use drawbridge_domain::{Language, Role};
 use drawbridge_gateway::purge::{self, Kind};
 use drawbridge_platform::config::RetentionSettings;
 use drawbridge_platform::draws;
-use drawbridge_platform::outbox::{self, Channel, Notification};
+use drawbridge_platform::outbox::{Channel, Notification};
 use drawbridge_test_support::{eventually, registration, spawn_app, spawn_with, Components, TestApp};
 use reqwest::Method;
 use serde_json::Value;
@@ -67,7 +67,7 @@ async fn an_expired_registration_keeps_its_code_and_message_for_its_time_only() 
     let id = app.register(&registration("+4917155595001")).await;
     // Expired and erased as the gateway's expiry sweep leaves it.
     sqlx::query(
-        "UPDATE registrants SET status = 'expired', phone = NULL, email = NULL, birth_year = NULL,
+        "UPDATE registrants SET status = 'expired', phone = NULL, phone_index = NULL, email = NULL, birth_year = NULL,
                 initials = '', priority_group = NULL, postcode = NULL, accepted_vaccines = '{}',
                 max_distance_km = NULL
          WHERE id = $1",
@@ -208,7 +208,7 @@ async fn all_sent(app: &TestApp, days_ago: i32) {
 
 async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
     let mut connection = app.pool.acquire().await.unwrap();
-    outbox::enqueue(
+    app.enqueue(
         &mut connection,
         Uuid::new_v4(),
         Channel::Sms,
@@ -220,7 +220,6 @@ async fn enqueue_code(app: &TestApp, phone: &str) -> Uuid {
         },
     )
     .await
-    .unwrap()
 }
 
 #[tokio::test]
