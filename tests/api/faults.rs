@@ -236,6 +236,8 @@ struct Client {
     gateways: Vec<String>,
     record: Arc<Mutex<Record>>,
     pool: PgPool,
+    /// The people's phones: a code the outbox no longer holds (erased once sent) is read here.
+    twilio: FakeTwilio,
 }
 
 impl Client {
@@ -296,34 +298,81 @@ impl Client {
         unreachable!()
     }
 
-    /// The newest SMS code queued for the registration: what the person reads on their phone.
-    async fn texted_code(&self, registration: Uuid) -> String {
-        sqlx::query_scalar(
+    /// The newest SMS code texted for the registration: from the outbox while it is queued,
+    /// from the phone once it was sent (the outbox then keeps no code).
+    async fn texted_code(&self, registration: Uuid, phone: &str) -> String {
+        let queued =
             "SELECT o.payload->>'code' FROM outbox o JOIN phone_verifications v ON v.id = o.subject_id
-             WHERE v.registrant_id = $1 AND o.kind = 'verification_code' ORDER BY v.created_at DESC LIMIT 1",
-        )
-        .bind(registration)
-        .fetch_one(&self.pool)
-        .await
-        .unwrap()
+             WHERE v.registrant_id = $1 AND o.kind = 'verification_code' ORDER BY v.created_at DESC LIMIT 1";
+        self.texted(registration, phone, queued, six_digits).await
     }
 
     /// The booking code as texted, for a person whose answer to the right code was lost.
-    async fn texted_booking_code(&self, registration: Uuid) -> String {
-        sqlx::query_scalar(
-            "SELECT payload->>'booking_code' FROM outbox WHERE kind = 'booking_code' AND subject_id = $1 AND channel = 'sms'",
-        )
-        .bind(registration)
-        .fetch_one(&self.pool)
-        .await
-        .unwrap()
+    async fn texted_booking_code(&self, registration: Uuid, phone: &str) -> String {
+        let queued = "SELECT payload->>'booking_code' FROM outbox
+             WHERE kind = 'booking_code' AND subject_id = $1 AND channel = 'sms'";
+        self.texted(registration, phone, queued, booking_code_in).await
     }
+
+    /// What `queued` reads of the registration's message, else what `find` finds in the newest
+    /// SMS to `phone` that has it; waits for the message while it is on its way.
+    async fn texted(
+        &self,
+        registration: Uuid,
+        phone: &str,
+        queued: &str,
+        find: fn(&str) -> Option<String>,
+    ) -> String {
+        for _ in 0..600 {
+            let held: Option<Option<String>> = sqlx::query_scalar(queued)
+                .bind(registration)
+                .fetch_optional(&self.pool)
+                .await
+                .unwrap();
+            if let Some(Some(text)) = held {
+                return text;
+            }
+            let sent = self.twilio.accepted();
+            if let Some(text) = sent
+                .iter()
+                .rev()
+                .filter(|sms| sms.to == phone)
+                .find_map(|sms| find(&sms.body))
+            {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        String::new()
+    }
+}
+
+/// The six-digit code in an SMS.
+fn six_digits(body: &str) -> Option<String> {
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|word| word.len() == 6)
+        .map(str::to_owned)
+}
+
+/// The booking code (four groups of four) in an SMS.
+fn booking_code_in(body: &str) -> Option<String> {
+    body.split_whitespace()
+        .map(|word| word.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .find(|word| {
+            word.len() == 19
+                && word.split('-').count() == 4
+                && word
+                    .split('-')
+                    .all(|group| group.len() == 4 && group.chars().all(|c| c.is_ascii_alphanumeric()))
+        })
+        .map(str::to_owned)
 }
 
 /// One person: registers, verifies, waits for an offer, then accepts (three in five), declines
 /// (one in five) or accepts and cancels (one in five).
 async fn person(client: Arc<Client>, n: usize, offer_wait: Duration) {
-    let mut body = registration(&format!("+4915230{n:06}"));
+    let phone = format!("+4915230{n:06}");
+    let mut body = registration(&phone);
     body["email"] = Value::from(format!("person{n}@example.de"));
     let key = Uuid::new_v4().to_string();
     let path = "/v1/regions/bw/registrations";
@@ -337,7 +386,7 @@ async fn person(client: Arc<Client>, n: usize, offer_wait: Duration) {
     let id: Uuid = answer["registration_id"].as_str().unwrap().parse().unwrap();
     client.record.lock().unwrap().registered.push(id);
 
-    let code = client.texted_code(id).await;
+    let code = client.texted_code(id, &phone).await;
     let verify = format!("/v1/registrations/{id}/verify");
     let (status, answer) = client
         .send(
@@ -355,7 +404,7 @@ async fn person(client: Arc<Client>, n: usize, offer_wait: Duration) {
             answer["booking_code"].as_str().unwrap().to_owned()
         }
         // Verified by an earlier request whose answer was lost: the code came by SMS.
-        409 => client.texted_booking_code(id).await,
+        409 => client.texted_booking_code(id, &phone).await,
         _ => return gave_up(),
     };
     let auth = format!("BookingCode {booking_code}");
@@ -917,6 +966,7 @@ async fn faults_lose_nothing_and_double_nothing() {
         gateways: cluster.urls(Component::Gateway),
         record: record.clone(),
         pool: pool.clone(),
+        twilio: twilio.clone(),
     });
     let load_began = Instant::now();
     let arrivals = Duration::from_secs(plan.seconds).mul_f64(0.7);
