@@ -48,8 +48,7 @@ pub struct Done {
 impl Done {
     /// The sentence for it, if it is one the console says.
     fn said(&self, state: &AppState, console: &Console) -> Option<String> {
-        let key = self.done.as_deref()?;
-        state.templates.text(console.language, "agent_done", key)
+        done_text(state, console, self.done.as_deref()?)
     }
 }
 
