@@ -13,8 +13,8 @@ statements! {
         "INSERT INTO postcode_areas (postcode, latitude, longitude) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
     REGION_TIMEZONE = "SELECT timezone FROM regions WHERE id = $1";
     INSERT_CENTRE =
-        "INSERT INTO centres (id, region_id, name, address, postcode, latitude, longitude)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING";
+        "INSERT INTO centres (id, region_id, name, address, postcode, latitude, longitude, vaccines)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING";
     FUTURE_PAIRS_AT_CENTRE = "SELECT count(*) FROM slot_pairs WHERE centre_id = $1 AND first_slot_at > now()";
 }
 
@@ -123,6 +123,7 @@ pub async fn load(pool: &PgPool) -> Result<DemoSummary, DemoError> {
             .bind(centre.postcode)
             .bind(centre.latitude)
             .bind(centre.longitude)
+            .bind(centre.vaccines)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -190,6 +191,7 @@ pub async fn add_staff(pool: &PgPool) -> Result<usize, drawbridge_platform::staf
         ("analyst.bw", Role::Analyst, None),
     ];
     let mut created = 0;
+    let mut connection = pool.acquire().await?;
     for (username, role, centre) in accounts {
         let new = NewStaff {
             username,
@@ -198,7 +200,7 @@ pub async fn add_staff(pool: &PgPool) -> Result<usize, drawbridge_platform::staf
             region: "bw",
             centre,
         };
-        match add(pool, &new).await {
+        match add(&mut connection, &new).await {
             Ok(_) => created += 1,
             Err(StaffError::Taken(_)) => {}
             Err(other) => return Err(other),

@@ -104,6 +104,16 @@ enum Command {
         #[command(subcommand)]
         action: StaffAction,
     },
+    /// Set up vaccination centres (as the region admin's console does).
+    Centres {
+        #[command(subcommand)]
+        action: CentresAction,
+    },
+    /// Set up postcode areas' centroids, which distances are measured from.
+    Postcodes {
+        #[command(subcommand)]
+        action: PostcodesAction,
+    },
     /// Check-in passes.
     Pass {
         #[command(subcommand)]
@@ -113,6 +123,40 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CentresAction {
+    /// Create or change the region's centres from a CSV file (columns id, name, address,
+    /// postcode, latitude, longitude and, optionally, vaccines; docs/operations.md). Nothing
+    /// changes unless every line is right; prints what changed as JSON.
+    Import(RegionFile),
+}
+
+/// A region's set-up file to import.
+#[derive(clap::Args)]
+struct RegionFile {
+    /// The file; - for standard input.
+    file: PathBuf,
+    /// The region (`bw`) the file sets up.
+    #[arg(long)]
+    region: String,
+    /// Check every line and say what would change, without changing it.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Subcommand)]
+enum PostcodesAction {
+    /// Create or move postcode areas' centroids from a CSV file (columns postcode, latitude,
+    /// longitude). Nothing changes unless every line is right; prints the counts as JSON.
+    Import {
+        /// The file; - for standard input.
+        file: PathBuf,
+        /// Check every line and count what would change, without changing it.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -163,6 +207,12 @@ enum StaffAction {
         #[arg(long)]
         password_file: Option<PathBuf>,
     },
+    /// Create the accounts of a CSV file (columns username, role and, for centre staff,
+    /// centre), each with a fresh password, printed once as JSON. Nothing is created unless
+    /// every line is right.
+    Import(RegionFile),
+    /// Give an account a fresh password (printed once) and end its sessions.
+    ResetPassword { username: String },
     /// Disable an account: it can no longer log in and its sessions end at once.
     Disable { username: String },
     /// Enable a disabled account again; its old sessions stay ended.
@@ -421,7 +471,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = text.lines().next().unwrap_or_default().to_owned();
             let pool = postgres::connect_and_migrate(&settings.database).await?;
             let id = drawbridge_platform::staff::add(
-                &pool,
+                &mut *pool.acquire().await?,
                 &NewStaff {
                     username: &username,
                     password: &password,
@@ -437,6 +487,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Staff {
+            action:
+                StaffAction::Import(RegionFile {
+                    file,
+                    region,
+                    dry_run,
+                }),
+        } => {
+            let text = read(&file)?;
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let mut tx = pool.begin().await?;
+            let imported = drawbridge_platform::staff::import(&mut tx, &region, &text, dry_run).await?;
+            tx.commit().await?;
+            println!("{}", serde_json::to_string_pretty(&imported)?);
+        }
+        Command::Staff {
+            action: StaffAction::ResetPassword { username },
+        } => {
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let mut tx = pool.begin().await?;
+            let (id, password) = drawbridge_platform::staff::reset_password(&mut tx, None, &username).await?;
+            tx.commit().await?;
+            println!(
+                "{}",
+                serde_json::json!({ "id": id, "username": username, "password": password })
+            );
+        }
+        Command::Centres {
+            action:
+                CentresAction::Import(RegionFile {
+                    file,
+                    region,
+                    dry_run,
+                }),
+        } => {
+            let setups = drawbridge_platform::centres::read_centres(&read(&file)?)?;
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let mut tx = pool.begin().await?;
+            let imported =
+                drawbridge_platform::centres::save_centres(&mut tx, &region, setups, dry_run).await?;
+            tx.commit().await?;
+            println!("{}", serde_json::to_string_pretty(&imported)?);
+        }
+        Command::Postcodes {
+            action: PostcodesAction::Import { file, dry_run },
+        } => {
+            let centroids = drawbridge_platform::centres::read_postcodes(&read(&file)?)?;
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            let mut tx = pool.begin().await?;
+            let imported = drawbridge_platform::centres::save_postcodes(&mut tx, centroids, dry_run).await?;
+            tx.commit().await?;
+            use drawbridge_platform::centres::Change;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "dry_run": dry_run,
+                    "created": imported.count(Change::Created),
+                    "changed": imported.count(Change::Changed),
+                    "unchanged": imported.count(Change::Unchanged),
+                })
+            );
+        }
+        Command::Staff {
             action: StaffAction::Disable { username },
         } => set_disabled(&settings, &username, true).await?,
         Command::Staff {
@@ -449,10 +561,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Disables or enables a staff account, and prints it.
 async fn set_disabled(settings: &Settings, username: &str, disabled: bool) -> anyhow::Result<()> {
     let pool = postgres::connect_and_migrate(&settings.database).await?;
+    let mut connection = pool.acquire().await?;
     let id = if disabled {
-        drawbridge_platform::staff::disable(&pool, username).await?
+        drawbridge_platform::staff::disable(&mut connection, None, username).await?
     } else {
-        drawbridge_platform::staff::enable(&pool, username).await?
+        drawbridge_platform::staff::enable(&mut connection, None, username).await?
     };
     println!(
         "{}",
@@ -667,7 +780,14 @@ fn report(audits: &[drawbridge::audit::DrawAudit]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The text of `file`, or of standard input for `-`.
 fn read(file: &std::path::Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read standard input")?;
+        return Ok(text);
+    }
     std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 

@@ -57,7 +57,8 @@ statements! {
     /// The region's free pairs, and whether anyone waits.
     DRAWABLE = concat!(
         "SELECT (SELECT count(*) FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
-                 WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > now()),
+                 WHERE c.region_id = $1 AND c.closed_at IS NULL AND p.state = 'open'
+                   AND p.first_slot_at > now()),
                 EXISTS (SELECT 1 FROM registrants r WHERE ",
         pool::waiting_registrants!(),
         ")"

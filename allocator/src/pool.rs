@@ -52,8 +52,10 @@ statements! {
     FREE_PAIRS =
         "SELECT p.id, p.centre_id, p.vaccine, p.first_slot_at, p.second_slot_at
          FROM slot_pairs p JOIN centres c ON c.id = p.centre_id
-         WHERE c.region_id = $1 AND p.state = 'open' AND p.first_slot_at > $2";
-    CENTRES = "SELECT id, latitude, longitude FROM centres WHERE region_id = $1 ORDER BY id";
+         WHERE c.region_id = $1 AND c.closed_at IS NULL AND p.state = 'open' AND p.first_slot_at > $2";
+    /// Closed centres are out of everyone's reach.
+    CENTRES =
+        "SELECT id, latitude, longitude FROM centres WHERE region_id = $1 AND closed_at IS NULL ORDER BY id";
     POSTCODE_AREAS = "SELECT postcode, latitude, longitude FROM postcode_areas";
 }
 

@@ -108,6 +108,13 @@ impl StaffMember {
         }
     }
 
+    /// May they set up `region`: its centres, staff, waiting rooms and policy, and read its
+    /// audit log?
+    pub fn may_administer(&self, region: &str) -> Result<(), StaffRefusal> {
+        self.role_in(&[Role::RegionAdmin], "set up a region")?;
+        self.in_region(region)
+    }
+
     fn role_in(&self, roles: &[Role], action: &'static str) -> Result<(), StaffRefusal> {
         if roles.contains(&self.role) {
             Ok(())
@@ -177,6 +184,16 @@ mod tests {
         let analyst = member(Role::Analyst, None);
         assert!(analyst.may_act_for_callers("bw").is_err());
         assert!(analyst.may_run_centre("ulm", "bw").is_err());
+        assert!(analyst.may_administer("bw").is_err());
+        let admin = member(Role::RegionAdmin, None);
+        assert!(admin.may_administer("bw").is_ok());
+        assert!(matches!(
+            admin.may_administer("by"),
+            Err(StaffRefusal::Region { .. })
+        ));
+        assert!(member(Role::CentreStaff, Some("ulm"))
+            .may_administer("bw")
+            .is_err());
         for role in Role::ALL {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }

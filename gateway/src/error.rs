@@ -124,6 +124,8 @@ error_codes! {
     // Centres' capacity.
     CapacityAlreadyCancelled => CONFLICT, "capacity_already_cancelled",
         "This capacity was cancelled already.";
+    CentreClosed => CONFLICT, "centre_closed",
+        "This centre is closed, so it publishes no capacity. A region admin can open it again.";
     // Published draws.
     DrawNotCompleted => CONFLICT, "draw_not_completed",
         "This draw has not completed (it is running, or failed and was rolled back), so it has no manifest.";
@@ -398,6 +400,46 @@ impl From<drawbridge_platform::policies::PublishError> for ApiError {
     #[track_caller]
     fn from(error: drawbridge_platform::policies::PublishError) -> Self {
         ApiError::internal(error)
+    }
+}
+
+/// A library's error message (lower case, no full stop) as a sentence.
+fn sentence(error: &dyn fmt::Display) -> String {
+    let text = error.to_string();
+    let mut letters = text.chars();
+    letters.next().map_or_else(String::new, |first| {
+        format!("{}{}.", first.to_uppercase(), letters.as_str())
+    })
+}
+
+impl From<drawbridge_platform::staff::StaffError> for ApiError {
+    #[track_caller]
+    fn from(error: drawbridge_platform::staff::StaffError) -> Self {
+        use drawbridge_platform::staff::StaffError as E;
+        let message = sentence(&error);
+        match error {
+            E::Username(_) | E::Taken(_) => ApiError::invalid("username", message),
+            E::ShortPassword => ApiError::invalid("password", message),
+            E::Role(_) => ApiError::invalid("role", message),
+            E::Centre | E::UnknownCentre { .. } => ApiError::invalid("centre", message),
+            E::UnknownRegion(_) | E::Unknown(_) => ApiError::not_found(message),
+            E::Lines(_) => ApiError::invalid("file", message),
+            E::Hash(_) => ApiError::internal(error),
+            E::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<drawbridge_platform::centres::SetupError> for ApiError {
+    #[track_caller]
+    fn from(error: drawbridge_platform::centres::SetupError) -> Self {
+        use drawbridge_platform::centres::SetupError as E;
+        match error {
+            E::UnknownCentre(_) | E::NoPolicy(_) => ApiError::not_found(sentence(&error)),
+            E::Lines(lines) => ApiError::invalid("file", lines.to_string()),
+            E::Policy(error) => error.into(),
+            E::Database(error) => error.into(),
+        }
     }
 }
 

@@ -26,6 +26,11 @@ impl PolicyCache {
         }
     }
 
+    /// Forgets the region's policy, so the next request reads the version just published.
+    pub fn forget(&self, region: &str) {
+        self.entries.write().expect("poisoned").remove(region);
+    }
+
     /// The region's current policy; 404 for a region that does not exist.
     pub async fn current(&self, region: &str) -> Result<Arc<PublishedPolicy>, ApiError> {
         if let Some((fetched, policy)) = self.entries.read().expect("poisoned").get(region) {

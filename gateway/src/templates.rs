@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 30] = [
+const TEMPLATES: [(&str, &str); 40] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -80,6 +80,31 @@ const TEMPLATES: [(&str, &str); 30] = [
         include_str!("../templates/centre_withdrawn.html"),
     ),
     ("centre_door.html", include_str!("../templates/centre_door.html")),
+    (
+        "admin_centres.html",
+        include_str!("../templates/admin_centres.html"),
+    ),
+    (
+        "admin_centre.html",
+        include_str!("../templates/admin_centre.html"),
+    ),
+    (
+        "admin_imported.html",
+        include_str!("../templates/admin_imported.html"),
+    ),
+    ("admin_staff.html", include_str!("../templates/admin_staff.html")),
+    (
+        "admin_password.html",
+        include_str!("../templates/admin_password.html"),
+    ),
+    ("admin_rooms.html", include_str!("../templates/admin_rooms.html")),
+    ("admin_room.html", include_str!("../templates/admin_room.html")),
+    (
+        "admin_policy.html",
+        include_str!("../templates/admin_policy.html"),
+    ),
+    ("admin_audit.html", include_str!("../templates/admin_audit.html")),
+    ("import_form.html", include_str!("../templates/import_form.html")),
 ];
 
 /// The pages' words, one file per language with the same keys.
@@ -101,11 +126,12 @@ pub const CONSOLE_LANGUAGES: [Language; 2] = [Language::De, Language::En];
 
 /// The files served under `/static/`. `jsqr.js` is jsQR 1.4.0 from npm (Apache-2.0, its
 /// licence beside it), the door's QR decoder where the browser has no BarcodeDetector.
-const STATIC: [(&str, &str); 5] = [
+const STATIC: [(&str, &str); 6] = [
     ("site.css", include_str!("../static/site.css")),
     ("waiting-room.js", include_str!("../static/waiting-room.js")),
     ("capacity-form.js", include_str!("../static/capacity-form.js")),
     ("door.js", include_str!("../static/door.js")),
+    ("live-counters.js", include_str!("../static/live-counters.js")),
     ("jsqr.js", include_str!("../static/vendor/jsQR.js")),
 ];
 

@@ -39,7 +39,7 @@ fn code(text: &str) -> &str {
 
 /// Modules under `http/` that hold handlers (not the shared extractors, answers, refusals, the
 /// NUL check, the `/me` session cookie, the consoles' shared parts, the status and the registration
-/// form as pages show them).
+/// form as pages show them, the consoles' file uploads and the page that answers an import).
 fn handler_module(file: &str) -> Option<&str> {
     let name = file.strip_prefix("http/")?.strip_suffix(".rs")?;
     (!matches!(
@@ -53,6 +53,8 @@ fn handler_module(file: &str) -> Option<&str> {
             | "console"
             | "status_view"
             | "registration_form"
+            | "upload"
+            | "imported"
     ))
     .then_some(name)
 }

@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod capacity;
+pub mod centres;
 pub mod config;
 pub mod copy;
 pub mod draws;
@@ -16,6 +17,7 @@ pub mod redis;
 pub mod retry;
 pub mod staff;
 pub mod states;
+pub mod table_file;
 pub mod telemetry;
 
 pub use config::{ConfigError, Settings};
@@ -71,6 +73,7 @@ pub fn list_statements(modules: &[(&str, &[(&str, &'static str)])]) -> Vec<(Stri
 pub fn all_statements() -> Vec<(String, &'static str)> {
     list_statements(&[
         ("capacity", capacity::STATEMENTS),
+        ("centres", centres::STATEMENTS),
         ("draws", draws::STATEMENTS),
         ("outbox", outbox::STATEMENTS),
         ("policies", policies::STATEMENTS),

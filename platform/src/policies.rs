@@ -19,6 +19,12 @@ statements! {
     CURRENT_POLICY =
         "SELECT region_id, version, document, digest, published_at FROM policies
          WHERE region_id = $1 ORDER BY version DESC LIMIT 1";
+    POLICY_VERSION =
+        "SELECT region_id, version, document, digest, published_at FROM policies
+         WHERE region_id = $1 AND version = $2";
+    POLICY_VERSIONS =
+        "SELECT version, encode(digest, 'hex') AS digest, published_at FROM policies
+         WHERE region_id = $1 ORDER BY version DESC";
     ALL_CURRENT_POLICIES =
         "SELECT DISTINCT ON (region_id) region_id, version, document, digest, published_at
          FROM policies ORDER BY region_id, version DESC";
@@ -102,6 +108,39 @@ pub async fn current(
         .fetch_optional(connection)
         .await?;
     row.map(PolicyRow::published).transpose()
+}
+
+/// One published version of the region's policy, or `None`.
+pub async fn version(
+    connection: &mut PgConnection,
+    region: &str,
+    version: u32,
+) -> Result<Option<PublishedPolicy>, PublishError> {
+    let row: Option<PolicyRow> = sqlx::query_as(POLICY_VERSION)
+        .bind(region)
+        .bind(i32::try_from(version).unwrap_or(i32::MAX))
+        .fetch_optional(connection)
+        .await?;
+    row.map(PolicyRow::published).transpose()
+}
+
+/// A published version as the list of a region's versions shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct PolicyVersion {
+    pub version: i32,
+    pub digest: String,
+    pub published_at: DateTime<Utc>,
+}
+
+/// Every published version of the region's policy, newest first.
+pub async fn versions(
+    connection: &mut PgConnection,
+    region: &str,
+) -> Result<Vec<PolicyVersion>, PublishError> {
+    Ok(sqlx::query_as(POLICY_VERSIONS)
+        .bind(region)
+        .fetch_all(connection)
+        .await?)
 }
 
 /// Every region with its newest policy, for listings, in one query.

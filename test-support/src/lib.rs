@@ -762,7 +762,7 @@ impl TestApp {
             .unwrap();
         let password = "a long test password";
         drawbridge_platform::staff::add(
-            &self.pool,
+            &mut self.pool.acquire().await.unwrap(),
             &drawbridge_platform::staff::NewStaff {
                 username,
                 password,

@@ -1132,3 +1132,181 @@ async fn doors_check_passes_offline_and_flag_a_pass_used_at_two_doors() {
     }
     app.stop().await;
 }
+
+/// Clicks the element `css` selects.
+async fn click(browser: &Browser, css: &str) {
+    browser
+        .client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|_| panic!("no {css} on the page"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The status line of the page that comes after a click, once it starts with `start` (the
+/// page before may still show its own for a moment).
+async fn status_once(browser: &Browser, start: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(found) = browser.client.find(Locator::Css("main p.yes[role=status]")).await {
+            if let Ok(text) = found.text().await {
+                if text.starts_with(start) {
+                    return text;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.screenshot("failed").await;
+    panic!("no status starting {start:?} (target/screenshots/failed.png)");
+}
+
+/// Chooses `path` in the file field `id`, as a person picking a file does.
+async fn choose_file(browser: &Browser, id: &str, path: &std::path::Path) {
+    let field = browser.client.find(Locator::Id(id)).await.unwrap();
+    field.send_keys(path.to_str().unwrap()).await.unwrap();
+}
+
+/// A region admin imports centres from a CSV file after a dry run, imports staff (whose
+/// printed passwords work), and schedules a waiting room's opening; every page of the admin's
+/// console passes axe-core in German and English on a tablet.
+#[tokio::test]
+async fn a_region_admin_imports_centres_and_staff_and_schedules_a_room() {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    app.staff_token("admin.anna", Role::RegionAdmin, "bw", None).await;
+    let browser = Browser::start(1024, 768).await;
+    sign_in_to_the_console(&app, &browser, "admin.anna").await;
+    for (path, css, name) in [
+        ("/staff/admin/centres", "#centres", "admin-centres"),
+        ("/staff/admin/centres/new", "label[for=id]", "admin-centre-new"),
+        (
+            "/staff/admin/centres/stuttgart-liederhalle",
+            "label[for=name]",
+            "admin-centre",
+        ),
+        ("/staff/admin/staff", "#accounts", "admin-staff"),
+        ("/staff/admin/rooms", "#rooms", "admin-rooms"),
+        ("/staff/admin/policy", "#versions", "admin-policy"),
+        ("/staff/admin/audit", "#audit", "admin-audit"),
+    ] {
+        in_languages(&app, &browser, &CONSOLE_LANGUAGES, path, css, name).await;
+    }
+    let dir = std::env::temp_dir().join(format!("drawbridge-admin-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Centres: a dry run first, then the same file imported from its page.
+    let centres = dir.join("centres.csv");
+    std::fs::write(
+        &centres,
+        "id,name,address,postcode,latitude,longitude,vaccines\n\
+         ulm-messe,Impfzentrum Ulm Messe,\"Böfinger Straße 50, 89073 Ulm\",89073,48.4152,9.9951,biontech moderna\n\
+         tuebingen-paul-horn,Impfzentrum Tübingen,\"Europastraße 50, 72072 Tübingen\",72072,48.5216,9.0576,\n",
+    )
+    .unwrap();
+    browser
+        .client
+        .goto(&app.url("/staff/admin/centres?lang=en"))
+        .await
+        .unwrap();
+    text_of(&browser, "#centres").await;
+    choose_file(&browser, "centres-file", &centres).await;
+    click(&browser, "form[action^='/staff/admin/centres/import'] button").await;
+    status_once(
+        &browser,
+        "Every line is right. An import would create 2, change 0",
+    )
+    .await;
+    looks_right(&browser, "admin-import-dry-run-en").await;
+    let known: i64 = sqlx::query_scalar("SELECT count(*) FROM centres WHERE id = 'ulm-messe'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(known, 0, "a dry run changes nothing");
+    click(&browser, "#import-now").await;
+    status_once(&browser, "Imported: 2 created").await;
+    browser
+        .client
+        .goto(&app.url("/staff/admin/centres?lang=en"))
+        .await
+        .unwrap();
+    let listed = text_of(&browser, "#centres").await;
+    assert!(listed.contains("Impfzentrum Ulm Messe"), "{listed}");
+
+    // Staff: imported at once (dry run unticked); each password is shown once, and works.
+    let staff = dir.join("staff.csv");
+    std::fs::write(
+        &staff,
+        "username,role,centre\nagent.ulm,callcentre_agent,\ndoor.ulm,centre_staff,ulm-messe\n",
+    )
+    .unwrap();
+    browser
+        .client
+        .goto(&app.url("/staff/admin/staff?lang=en"))
+        .await
+        .unwrap();
+    text_of(&browser, "#accounts").await;
+    choose_file(&browser, "staff-file", &staff).await;
+    click(
+        &browser,
+        "form[action^='/staff/admin/staff/import'] input[name=dry_run]",
+    )
+    .await;
+    click(&browser, "form[action^='/staff/admin/staff/import'] button").await;
+    status_once(&browser, "Imported: 2 created").await;
+    looks_right(&browser, "admin-staff-imported-en").await;
+    let row = text_of(&browser, "#imported tbody tr:nth-child(2)").await;
+    let password = row.split_whitespace().last().unwrap().to_owned();
+    assert!(row.contains("door.ulm") && password.len() == 19, "{row}");
+    let session = app
+        .post_json(
+            "/v1/staff/sessions",
+            &serde_json::json!({ "username": "door.ulm", "password": password }),
+        )
+        .await;
+    assert_eq!(session.status(), 201, "the password shown works");
+
+    // A waiting room in front of the region's registration, opening on Christmas Eve at 8.
+    browser
+        .client
+        .goto(&app.url("/staff/admin/rooms?lang=en"))
+        .await
+        .unwrap();
+    text_of(&browser, "#rooms").await;
+    let enter = Key::Enter.to_string();
+    by_keyboard(&browser, "#name", &format!("bw-opening{enter}")).await;
+    text_of(&browser, "label[for=opens_at]").await;
+    click(&browser, "#mode option[value=fifo]").await;
+    browser
+        .client
+        .execute(
+            "document.getElementById('opens_at').value = arguments[0]",
+            vec![serde_json::json!("2026-12-24T08:00")],
+        )
+        .await
+        .unwrap();
+    type_into(&browser, "admit_per_minute", "120").await;
+    click(&browser, "#room button[type=submit]").await;
+    status_once(&browser, "The waiting room was created.").await;
+    let room = app.describe_room("bw-opening").await;
+    assert_eq!(room["config"]["mode"], "fifo", "{room}");
+    assert_eq!(room["config"]["admit_per_minute"], 120);
+    assert_eq!(
+        room["config"]["opens_at"], "2026-12-24T07:00:00Z",
+        "Berlin's 8 o'clock"
+    );
+    assert_eq!(room["config"]["guards"], serde_json::json!(["bw"]));
+    in_languages(
+        &app,
+        &browser,
+        &CONSOLE_LANGUAGES,
+        "/staff/admin/rooms/bw-opening",
+        "#counters",
+        "admin-room",
+    )
+    .await;
+    std::fs::remove_dir_all(dir).unwrap();
+    browser.close().await;
+    app.stop().await;
+}

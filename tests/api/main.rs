@@ -24,6 +24,7 @@ mod passes;
 mod personal_data_at_rest;
 mod pipeline;
 mod redis_outage;
+mod region_setup;
 mod retention;
 mod schema;
 mod schema_invariants;

@@ -5,7 +5,7 @@ use drawbridge_domain::Role;
 use drawbridge_test_support::spawn_app;
 
 /// The `Set-Cookie` header that sets `name`, whole.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")
@@ -16,12 +16,12 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// The `name=value` part of a `Set-Cookie` header.
-fn pair(set_cookie: &str) -> &str {
+pub(crate) fn pair(set_cookie: &str) -> &str {
     set_cookie.split(';').next().unwrap()
 }
 
 /// The hidden CSRF field's value in a page.
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     let start = html.find(r#"name="csrf" value=""#).expect("a CSRF field") + 19;
     html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
@@ -143,16 +143,16 @@ async fn staff_sign_in_and_out_on_pages_only_through_this_sites_forms() {
 }
 
 /// A browser signed in to the consoles through the pages, in English.
-struct Console<'a> {
-    app: &'a drawbridge_test_support::TestApp,
-    client: reqwest::Client,
-    session: String,
-    csrf: String,
+pub(crate) struct Console<'a> {
+    pub(crate) app: &'a drawbridge_test_support::TestApp,
+    pub(crate) client: reqwest::Client,
+    pub(crate) session: String,
+    pub(crate) csrf: String,
 }
 
 impl<'a> Console<'a> {
     /// Signs `username` (with the test password) in through the sign-in form.
-    async fn sign_in(app: &'a drawbridge_test_support::TestApp, username: &str) -> Console<'a> {
+    pub(crate) async fn sign_in(app: &'a drawbridge_test_support::TestApp, username: &str) -> Console<'a> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -183,10 +183,10 @@ impl<'a> Console<'a> {
         console
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let response = self
             .client
-            .get(self.app.url(&format!("{path}?lang=en")))
+            .get(self.app.url(&in_english(path)))
             .header("Cookie", &self.session)
             .send()
             .await
@@ -195,17 +195,28 @@ impl<'a> Console<'a> {
     }
 
     /// Posts `fields` to `path`, with the session's CSRF token unless `csrf` says another.
-    async fn post(&self, path: &str, fields: &[(&str, &str)], csrf: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        csrf: Option<&str>,
+    ) -> reqwest::Response {
         let mut fields = fields.to_vec();
         fields.push(("csrf", csrf.unwrap_or(&self.csrf)));
         self.client
-            .post(self.app.url(&format!("{path}?lang=en")))
+            .post(self.app.url(&in_english(path)))
             .header("Cookie", &self.session)
             .form(&fields)
             .send()
             .await
             .unwrap()
     }
+}
+
+/// `path` (with or without a query) in English.
+pub(crate) fn in_english(path: &str) -> String {
+    let joint = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{joint}lang=en")
 }
 
 /// A caller's registration as an agent types it.

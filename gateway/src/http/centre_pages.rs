@@ -236,9 +236,10 @@ async fn show_publish_form(
     entered: CapacityForm,
     problems: Vec<Problem>,
 ) -> HttpResponse {
-    if let Err(refused) = capacity::centre(state, &console.member, centre).await {
-        return console.refused(state, "/staff", &refused);
-    }
+    let given = match capacity::centre(state, &console.member, centre).await {
+        Ok(given) => given,
+        Err(refused) => return console.refused(state, "/staff", &refused),
+    };
     let published = match rules::policy(state, &console.member.region).await {
         Ok(published) => published,
         Err(refused) => return console.refused(state, "/staff", &refused),
@@ -255,6 +256,7 @@ async fn show_publish_form(
             .policy
             .vaccines
             .iter()
+            .filter(|vaccine| given.gives(&vaccine.code))
             .map(|vaccine| VaccineRule {
                 code: &vaccine.code,
                 name: &vaccine.name,

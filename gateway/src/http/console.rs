@@ -146,6 +146,13 @@ impl Console {
             .console_page_with_status(template, self.language, status, view)
     }
 
+    /// What the region admin's console confirms after a change (`?done=` names it), in the
+    /// console's language.
+    pub fn admin_done(&self, state: &AppState, done: &DoneQuery) -> Option<String> {
+        let key = done.done.as_deref()?;
+        state.templates.text(self.language, "admin_done", key)
+    }
+
     /// `refused` as a page: what went wrong in the console's words, and the way back.
     pub fn refused(&self, state: &AppState, back: &str, refused: &ApiError) -> HttpResponse {
         #[derive(Serialize)]
@@ -159,6 +166,12 @@ impl Console {
         };
         self.page(state, "staff_refused.html", refused.status_code(), view)
     }
+}
+
+/// `?done=`: what the page confirms, after a change that sent the browser to it.
+#[derive(serde::Deserialize)]
+pub struct DoneQuery {
+    done: Option<String>,
 }
 
 /// A `303 See Other` to `location`.

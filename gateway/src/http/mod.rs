@@ -2,6 +2,11 @@
 //! render). Handlers never import each other; what several share (extractors, common answers,
 //! refusals as pages say them) lives in `extract`, `answers` and `refusal`.
 
+mod admin_audit;
+mod admin_centres;
+mod admin_policy;
+mod admin_rooms;
+mod admin_staff;
 mod agent_pages;
 pub(crate) mod answers;
 mod callcentre;
@@ -10,6 +15,7 @@ mod centres;
 mod console;
 mod draws;
 pub mod extract;
+mod imported;
 mod me;
 mod me_page;
 mod my_session;
@@ -27,6 +33,7 @@ mod rooms;
 mod staff;
 mod staff_pages;
 mod status_view;
+mod upload;
 mod verification;
 
 use actix_web::body::MessageBody;
@@ -150,6 +157,51 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/staff/centres/{centre}/door",
             web::post().to(centre_pages::check_in),
         )
+        // A region admin's set-up. `new` and `import` are routed before the ids they look like.
+        .route("/staff/admin/centres", web::get().to(admin_centres::list))
+        .route(
+            "/staff/admin/centres/new",
+            web::get().to(admin_centres::new_centre),
+        )
+        .route("/staff/admin/centres/new", web::post().to(admin_centres::save))
+        .route(
+            "/staff/admin/centres/import",
+            web::post().to(admin_centres::import_centres),
+        )
+        .route(
+            "/staff/admin/centres/{centre}",
+            web::get().to(admin_centres::centre),
+        )
+        .route(
+            "/staff/admin/centres/{centre}",
+            web::post().to(admin_centres::save),
+        )
+        .route(
+            "/staff/admin/centres/{centre}/closed",
+            web::post().to(admin_centres::set_closed),
+        )
+        .route(
+            "/staff/admin/postcodes/import",
+            web::post().to(admin_centres::import_postcodes),
+        )
+        .route("/staff/admin/staff", web::get().to(admin_staff::list))
+        .route("/staff/admin/staff", web::post().to(admin_staff::create))
+        .route("/staff/admin/staff/import", web::post().to(admin_staff::import))
+        .route(
+            "/staff/admin/staff/{username}/{change}",
+            web::post().to(admin_staff::change),
+        )
+        .route("/staff/admin/rooms", web::get().to(admin_rooms::list))
+        .route("/staff/admin/rooms/new", web::get().to(admin_rooms::new_room))
+        .route("/staff/admin/rooms/{room}", web::get().to(admin_rooms::room))
+        .route("/staff/admin/rooms/{room}", web::post().to(admin_rooms::save))
+        .route("/staff/admin/policy", web::get().to(admin_policy::page))
+        .route("/staff/admin/policy/check", web::post().to(admin_policy::check))
+        .route(
+            "/staff/admin/policy/publish",
+            web::post().to(admin_policy::publish),
+        )
+        .route("/staff/admin/audit", web::get().to(admin_audit::page))
         .route("/me/offer/accept", web::post().to(me_page::accept))
         .route("/me/offer/decline", web::post().to(me_page::decline))
         .route("/me/choices", web::get().to(me_page::choices))

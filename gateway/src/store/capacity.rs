@@ -12,7 +12,8 @@ use super::statements;
 statements! {
     /// A centre's region and that region's time zone.
     CENTRE =
-        "SELECT c.region_id, g.timezone FROM centres c JOIN regions g ON g.id = c.region_id WHERE c.id = $1";
+        "SELECT c.region_id, g.timezone, c.vaccines, c.closed_at IS NOT NULL AS closed
+         FROM centres c JOIN regions g ON g.id = c.region_id WHERE c.id = $1";
     /// A batch under its idempotency key; a concurrent twin waits on the key's index entry,
     /// then inserts nothing.
     INSERT_BATCH =
@@ -73,7 +74,17 @@ statements! {
 }
 
 /// A centre's region and its time zone's name.
-pub async fn centre(pool: &PgPool, id: &str) -> Result<Option<(String, String)>, sqlx::Error> {
+/// What publishing capacity at a centre needs to know of it.
+#[derive(sqlx::FromRow)]
+pub struct CentreRow {
+    pub region_id: String,
+    pub timezone: String,
+    /// `None`: every vaccine of the region's policy.
+    pub vaccines: Option<Vec<String>>,
+    pub closed: bool,
+}
+
+pub async fn centre(pool: &PgPool, id: &str) -> Result<Option<CentreRow>, sqlx::Error> {
     sqlx::query_as(CENTRE).bind(id).fetch_optional(pool).await
 }
 

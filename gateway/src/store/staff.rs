@@ -24,13 +24,18 @@ statements! {
         "INSERT INTO staff_sessions (token_hash, staff_id, expires_at)
          SELECT $1, id, $3 FROM staff WHERE id = $2 AND disabled_at IS NULL FOR SHARE";
     END_SESSION = "UPDATE staff_sessions SET ended_at = now() WHERE token_hash = $1";
-    /// A region's audit log, newest first, optionally about one subject.
+    /// A region's audit log, newest first, optionally about one subject, by one staff member,
+    /// of actions starting with a prefix, and from and until an instant.
     ACTIONS =
         "SELECT a.at, s.username AS staff, s.role, a.action, a.centre_id AS centre, a.subject_id AS subject,
                 a.detail
          FROM staff_actions a JOIN staff s ON s.id = a.staff_id
          WHERE a.region_id = $1 AND ($2::uuid IS NULL OR a.subject_id = $2)
+           AND ($4::text IS NULL OR s.username = $4) AND ($5::text IS NULL OR starts_with(a.action, $5))
+           AND ($6::timestamptz IS NULL OR a.at >= $6) AND ($7::timestamptz IS NULL OR a.at < $7)
          ORDER BY a.id DESC LIMIT $3";
+    /// The kinds of action in a region's audit log.
+    ACTION_KINDS = "SELECT DISTINCT action FROM staff_actions WHERE region_id = $1 ORDER BY action";
 }
 
 /// One entry of the audit log, as written.
@@ -128,16 +133,38 @@ pub struct LoggedAction {
     pub detail: serde_json::Value,
 }
 
+/// Which entries of a region's audit log to read; `None` matches everything.
+#[derive(Debug, Default)]
+pub struct ActionFilter {
+    pub subject: Option<Uuid>,
+    pub staff: Option<String>,
+    /// The action or its first part, e.g. `staff.` or `centre.close`.
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
 pub async fn actions(
     pool: &PgPool,
     region: &str,
-    subject: Option<Uuid>,
+    filter: &ActionFilter,
     limit: i64,
 ) -> Result<Vec<LoggedAction>, sqlx::Error> {
     sqlx::query_as(ACTIONS)
         .bind(region)
-        .bind(subject)
+        .bind(filter.subject)
         .bind(limit)
+        .bind(&filter.staff)
+        .bind(&filter.action)
+        .bind(filter.from)
+        .bind(filter.until)
+        .fetch_all(pool)
+        .await
+}
+
+pub async fn action_kinds(pool: &PgPool, region: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(ACTION_KINDS)
+        .bind(region)
         .fetch_all(pool)
         .await
 }

@@ -27,20 +27,35 @@ pub struct Centre {
     pub id: String,
     pub region: String,
     pub timezone: Tz,
+    /// `None`: every vaccine of the region's policy.
+    pub vaccines: Option<Vec<String>>,
+    pub closed: bool,
+}
+
+impl Centre {
+    /// Whether the centre gives `vaccine`.
+    pub fn gives(&self, vaccine: &str) -> bool {
+        self.vaccines
+            .as_ref()
+            .is_none_or(|given| given.iter().any(|v| v == vaccine))
+    }
 }
 
 /// The centre, if it exists and `member` may run it.
 pub async fn centre(state: &AppState, member: &StaffMember, id: &str) -> Result<Centre, ApiError> {
-    let (region, timezone) = capacity::centre(state.store.pool(), id)
+    let row = capacity::centre(state.store.pool(), id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("There is no centre {id:?}.")))?;
-    member.may_run_centre(id, &region).map_err(forbidden)?;
+    member.may_run_centre(id, &row.region_id).map_err(forbidden)?;
     Ok(Centre {
         id: id.to_owned(),
-        region,
-        timezone: timezone
+        timezone: row
+            .timezone
             .parse()
-            .map_err(|_| ApiError::internal(format!("region time zone {timezone:?} is unknown")))?,
+            .map_err(|_| ApiError::internal(format!("region time zone {:?} is unknown", row.timezone)))?,
+        region: row.region_id,
+        vaccines: row.vaccines,
+        closed: row.closed,
     })
 }
 
@@ -70,12 +85,25 @@ pub async fn publish(
             "Send a header `Idempotency-Key` (1 to 128 characters, e.g. a UUID) so a retried request cannot publish the same capacity twice.",
         )
     })?;
+    if centre.closed {
+        return Err(ApiError::new(ErrorCode::CentreClosed));
+    }
     let policy = state.policies.current(&centre.region).await?;
     let refused = |e: CapacityError| ApiError::invalid(e.field, format!("{}: {}", e.field, e.message));
     request
         .check_day(Utc::now().with_timezone(&centre.timezone).date_naive())
         .map_err(refused)?;
     let pairs = plan(&policy.policy, &request).map_err(refused)?;
+    // After the policy's checks: what the rules refuse is said first, as it is anywhere.
+    if !centre.gives(&request.vaccine) {
+        return Err(ApiError::invalid(
+            "vaccine",
+            format!(
+                "vaccine: centre {} does not give {:?}; a region admin can add it to the centre's vaccines.",
+                centre.id, request.vaccine
+            ),
+        ));
+    }
     let document = serde_json::to_value(&request).map_err(ApiError::internal)?;
     let digest: [u8; 32] = Sha256::digest(document.to_string().as_bytes()).into();
     let batch = Uuid::new_v4();

@@ -16,6 +16,7 @@ pub mod offer_link;
 pub mod operators;
 pub mod pass;
 pub mod purge;
+pub mod region_setup;
 pub mod register;
 pub mod rules;
 pub mod staff;

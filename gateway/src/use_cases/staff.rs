@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::{Counting, Credential};
-use crate::store::staff::{self, Account, LoggedAction, StaffRow};
+use crate::store::staff::{self, Account, ActionFilter, LoggedAction, StaffRow};
 use crate::AppState;
 
 /// How long a staff login lasts: one working shift.
@@ -160,5 +160,9 @@ pub async fn audit_log(
         }));
     }
     let limit = limit.unwrap_or(100).clamp(1, MAX_ACTIONS);
-    Ok(staff::actions(state.store.pool(), &member.region, subject, limit).await?)
+    let filter = ActionFilter {
+        subject,
+        ..ActionFilter::default()
+    };
+    Ok(staff::actions(state.store.pool(), &member.region, &filter, limit).await?)
 }
