@@ -132,6 +132,20 @@ enum CentresAction {
     /// postcode, latitude, longitude and, optionally, vaccines; docs/operations.md). Nothing
     /// changes unless every line is right; prints what changed as JSON.
     Import(RegionFile),
+    /// Close a centre: it publishes no capacity and its open appointments are offered to
+    /// nobody; what is booked stays.
+    Close(RegionCentre),
+    /// Open a closed centre again.
+    Open(RegionCentre),
+}
+
+/// A centre of a region.
+#[derive(clap::Args)]
+struct RegionCentre {
+    /// The centre's id.
+    centre: String,
+    #[arg(long)]
+    region: String,
 }
 
 /// A region's set-up file to import.
@@ -528,6 +542,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 drawbridge_platform::centres::save_centres(&mut tx, &region, setups, dry_run).await?;
             tx.commit().await?;
             println!("{}", serde_json::to_string_pretty(&imported)?);
+        }
+        Command::Centres {
+            action: action @ (CentresAction::Close(_) | CentresAction::Open(_)),
+        } => {
+            let (RegionCentre { centre, region }, closed) = match action {
+                CentresAction::Close(which) => (which, true),
+                CentresAction::Open(which) => (which, false),
+                CentresAction::Import(_) => unreachable!("matched above"),
+            };
+            let pool = postgres::connect_and_migrate(&settings.database).await?;
+            drawbridge_platform::centres::set_closed(&mut *pool.acquire().await?, &region, &centre, closed)
+                .await?;
+            println!("{}", serde_json::json!({ "centre": centre, "closed": closed }));
         }
         Command::Postcodes {
             action: PostcodesAction::Import { file, dry_run },

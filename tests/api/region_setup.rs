@@ -150,6 +150,26 @@ async fn the_cli_imports_centres_postcodes_and_staff_only_when_every_line_is_rig
     );
     assert!(!foreign.status.success(), "{foreign:?}");
 
+    let closed = run(&["centres", "close", "ulm-messe", "--region", "bw"]);
+    assert!(closed.status.success(), "{closed:?}");
+    let is_closed = || async {
+        sqlx::query_scalar::<_, bool>("SELECT closed_at IS NOT NULL FROM centres WHERE id = 'ulm-messe'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert!(is_closed().await);
+    assert!(
+        !run(&["centres", "open", "ulm-messe", "--region", "by"])
+            .status
+            .success(),
+        "not by's"
+    );
+    assert!(run(&["centres", "open", "ulm-messe", "--region", "bw"])
+        .status
+        .success());
+    assert!(!is_closed().await);
+
     let postcodes = file(
         "postcodes.csv",
         "postcode,latitude,longitude\n89073,48.40,9.99\n70173,48.7758,9.1829\n",
