@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use drawbridge_domain::{Label, Language};
+use drawbridge_platform::table_file::{self, LineError};
 use minijinja::value::Kwargs;
 use minijinja::{context, AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 use serde::{Deserialize, Serialize};
@@ -229,6 +230,14 @@ impl Templates {
         text.as_str().map(str::to_owned)
     }
 
+    /// What is wrong on a line of a set-up file, in a console's `language`.
+    pub fn line_problem(&self, language: Language, error: &LineError) -> String {
+        self.text(language, "admin_lines", error.code).map_or_else(
+            || error.message.clone(),
+            |text| table_file::fill(&text, &error.values),
+        )
+    }
+
     /// The page `template` shows `view` in `language`, linking to the others of `offered`.
     fn render(
         &self,
@@ -401,21 +410,24 @@ fn label(state: &State<'_, '_>, name: Value) -> Result<String, Error> {
 mod tests {
     use super::*;
 
+    /// The `{name}`s a text fills in, sorted.
+    fn names(text: &str) -> Vec<String> {
+        let mut names: Vec<String> = text
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Every text's key, with the `{name}`s it fills in.
     fn keys(table: &toml::Table, prefix: &str, into: &mut Vec<(String, Vec<String>)>) {
         for (key, value) in table {
             let path = format!("{prefix}{key}");
             match value {
                 toml::Value::Table(inner) => keys(inner, &format!("{path}."), into),
-                toml::Value::String(text) => {
-                    let mut names: Vec<String> = text
-                        .split('{')
-                        .skip(1)
-                        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
-                        .collect();
-                    names.sort();
-                    into.push((path, names));
-                }
+                toml::Value::String(text) => into.push((path, names(text))),
                 other => panic!("{path}: a text is a string, not {other}"),
             }
         }
@@ -456,6 +468,19 @@ mod tests {
         let templates = Templates::load();
         assert!(templates.text(Language::En, "staff", "sign_in").is_some());
         assert!(templates.text(Language::Tr, "staff", "sign_in").is_none());
+    }
+
+    #[test]
+    fn the_consoles_word_every_problem_of_a_set_up_file_with_its_values() {
+        let templates = Templates::load();
+        for (code, english) in table_file::PROBLEMS {
+            for language in CONSOLE_LANGUAGES {
+                let text = templates
+                    .text(language, "admin_lines", code)
+                    .unwrap_or_else(|| panic!("admin_lines.{code} in {language:?}"));
+                assert_eq!(names(&text), names(english), "{code} in {language:?}");
+            }
+        }
     }
 
     #[test]

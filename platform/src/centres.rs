@@ -126,24 +126,23 @@ impl CentreSetup {
     /// The centre a line describes, every field checked; `vaccines` may list codes separated by
     /// spaces, `,`, `;` or `|`.
     pub fn from_line(line: &Line) -> Result<CentreSetup, LineError> {
-        let wrong = |message: String| LineError::new(line.number, message);
+        let wrong =
+            |code, values: &[(&str, &dyn std::fmt::Display)]| LineError::new(line.number, code, values);
         let id = line.get("id");
         if !is_code(id, 64) {
-            return Err(wrong(format!(
-                "id {id:?} is not a centre id: use 1 to 64 of a-z, 0-9 and -"
-            )));
+            return Err(wrong("centre_id", &[("id", &id)]));
         }
         let name = line.get("name");
         let address = line.get("address");
         if name.is_empty() || address.is_empty() {
-            return Err(wrong(format!("centre {id} needs a name and an address")));
+            return Err(wrong("name_and_address", &[("id", &id)]));
         }
         let postcode = line.get("postcode");
         if Postcode::parse(postcode).is_err() {
-            return Err(wrong(format!("postcode {postcode:?} must have five digits")));
+            return Err(wrong("postcode", &[("postcode", &postcode)]));
         }
         let (latitude, longitude) = (line.number("latitude")?, line.number("longitude")?);
-        check_place(latitude, longitude).map_err(wrong)?;
+        check_place(line.number, latitude, longitude)?;
         let vaccines: Vec<String> = line
             .get("vaccines")
             .split([' ', ',', ';', '|'])
@@ -151,7 +150,7 @@ impl CentreSetup {
             .map(str::to_owned)
             .collect();
         if let Some(bad) = vaccines.iter().find(|code| !is_code(code, 64)) {
-            return Err(wrong(format!("{bad:?} is not a vaccine code (a-z, 0-9 and -)")));
+            return Err(wrong("vaccine_code", &[("code", bad)]));
         }
         Ok(CentreSetup {
             id: id.to_owned(),
@@ -165,12 +164,12 @@ impl CentreSetup {
     }
 }
 
-fn check_place(latitude: f64, longitude: f64) -> Result<(), String> {
+fn check_place(line: usize, latitude: f64, longitude: f64) -> Result<(), LineError> {
     if !(-90.0..=90.0).contains(&latitude) {
-        return Err(format!("latitude {latitude} is not between -90 and 90"));
+        return Err(LineError::new(line, "latitude", &[("value", &latitude)]));
     }
     if !(-180.0..=180.0).contains(&longitude) {
-        return Err(format!("longitude {longitude} is not between -180 and 180"));
+        return Err(LineError::new(line, "longitude", &[("value", &longitude)]));
     }
     Ok(())
 }
@@ -223,22 +222,24 @@ pub async fn save_centres(
     let checked = setups
         .into_iter()
         .map(|(line, setup)| {
-            let wrong = |message: String| Err(LineError::new(line, message));
+            let wrong =
+                |code, values: &[(&str, &dyn std::fmt::Display)]| Err(LineError::new(line, code, values));
             if !seen.insert(setup.id.clone()) {
-                return wrong(format!("centre {} is named on an earlier line too", setup.id));
+                return wrong("centre_twice", &[("id", &setup.id)]);
             }
             match regions.get(&setup.id) {
                 Some(other) if other != region => {
-                    return wrong(format!("centre {} belongs to region {other}", setup.id))
+                    return wrong("centre_of_other_region", &[("id", &setup.id), ("region", other)])
                 }
                 _ => {}
             }
             let vaccines = setup.vaccines.iter().flatten();
             if let Some(unknown) = vaccines.into_iter().find(|code| !known.contains(code.as_str())) {
-                return wrong(format!(
-                    "the policy of region {region} has no vaccine {unknown:?}; it knows {}",
-                    sorted(&known)
-                ));
+                let known = sorted(&known);
+                return wrong(
+                    "unknown_vaccine",
+                    &[("region", &region), ("vaccine", unknown), ("known", &known)],
+                );
             }
             let change = match stored.get(&setup.id) {
                 None => Change::Created,
@@ -315,16 +316,23 @@ pub fn read_postcodes(text: &str) -> Result<Vec<(usize, PostcodeCentroid)>, File
         lines
             .iter()
             .map(|line| {
-                let wrong = |message: String| LineError::new(line.number, message);
                 let postcode = line.get("postcode");
                 if Postcode::parse(postcode).is_err() {
-                    return Err(wrong(format!("postcode {postcode:?} must have five digits")));
+                    return Err(LineError::new(
+                        line.number,
+                        "postcode",
+                        &[("postcode", &postcode)],
+                    ));
                 }
                 if !seen.insert(postcode.to_owned()) {
-                    return Err(wrong(format!("postcode {postcode} is on an earlier line too")));
+                    return Err(LineError::new(
+                        line.number,
+                        "postcode_twice",
+                        &[("postcode", &postcode)],
+                    ));
                 }
                 let (latitude, longitude) = (line.number("latitude")?, line.number("longitude")?);
-                check_place(latitude, longitude).map_err(wrong)?;
+                check_place(line.number, latitude, longitude)?;
                 Ok((
                     line.number,
                     PostcodeCentroid {
@@ -425,9 +433,10 @@ mod tests {
         let errors = read_postcodes("postcode,latitude,longitude\n70173,48.7,9.1\n70173,48.8,9.2\n")
             .unwrap_err()
             .0;
+        assert_eq!(errors.len(), 1);
         assert_eq!(
-            errors,
-            [LineError::new(3, "postcode 70173 is on an earlier line too")]
+            errors[0].to_string(),
+            "line 3: postcode 70173 is on an earlier line too"
         );
     }
 }

@@ -237,27 +237,32 @@ pub async fn import(
     let checked = lines
         .iter()
         .map(|line| {
-            let wrong = |error: StaffError| LineError::new(line.number, error.to_string());
+            let wrong =
+                |code, values: &[(&str, &dyn std::fmt::Display)]| LineError::new(line.number, code, values);
             let username = line.get("username");
-            check_username(username).map_err(wrong)?;
+            if check_username(username).is_err() {
+                return Err(wrong("username", &[("username", &username)]));
+            }
             if taken.contains(username) {
-                return Err(wrong(StaffError::Taken(username.to_owned())));
+                return Err(wrong("username_taken", &[("username", &username)]));
             }
             if let Some(earlier) = first_line.insert(username, line.number) {
-                return Err(LineError::new(
-                    line.number,
-                    format!("username {username:?} is on line {earlier} too"),
+                return Err(wrong(
+                    "username_twice",
+                    &[("username", &username), ("line", &earlier)],
                 ));
             }
-            let role = Role::parse(line.get("role"))
-                .ok_or_else(|| wrong(StaffError::Role(line.get("role").to_owned())))?;
+            let role = line.get("role");
+            let role = Role::parse(role).ok_or_else(|| wrong("role", &[("role", &role)]))?;
             let centre = Some(line.get("centre")).filter(|centre| !centre.is_empty());
-            check_centre(role, centre).map_err(wrong)?;
+            if check_centre(role, centre).is_err() {
+                return Err(wrong("centre_needed", &[]));
+            }
             if let Some(centre) = centre.filter(|centre| !centres.contains(*centre)) {
-                return Err(wrong(StaffError::UnknownCentre {
-                    centre: centre.to_owned(),
-                    region: region.to_owned(),
-                }));
+                return Err(wrong(
+                    "unknown_centre",
+                    &[("centre", &centre), ("region", &region)],
+                ));
             }
             Ok(Row {
                 line: line.number,

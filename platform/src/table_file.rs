@@ -7,18 +7,91 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-/// What is wrong on one line of a file (the header is line 1).
+/// What can be wrong on a line, by code, in the English of the command line: `{name}` stands
+/// for a value of the line. The consoles word each code in their own languages.
+pub const PROBLEMS: [(&str, &str); 20] = [
+    ("unreadable", "{detail}"),
+    (
+        "missing_columns",
+        "the header line must name the columns {required}; it is missing {missing}",
+    ),
+    ("field_count", "has {found} fields; the header names {expected}"),
+    (
+        "not_a_number",
+        "{column} must be a number like 48.7784, not \"{value}\"",
+    ),
+    (
+        "centre_id",
+        "id \"{id}\" is not a centre id: use 1 to 64 of a-z, 0-9 and -",
+    ),
+    ("name_and_address", "centre {id} needs a name and an address"),
+    ("postcode", "postcode \"{postcode}\" must have five digits"),
+    ("latitude", "latitude {value} is not between -90 and 90"),
+    ("longitude", "longitude {value} is not between -180 and 180"),
+    (
+        "vaccine_code",
+        "\"{code}\" is not a vaccine code (a-z, 0-9 and -)",
+    ),
+    ("centre_twice", "centre {id} is named on an earlier line too"),
+    ("centre_of_other_region", "centre {id} belongs to region {region}"),
+    (
+        "unknown_vaccine",
+        "the policy of region {region} has no vaccine \"{vaccine}\"; it knows {known}",
+    ),
+    ("postcode_twice", "postcode {postcode} is on an earlier line too"),
+    (
+        "username",
+        "username \"{username}\" is invalid; use 3 to 64 characters from a-z, 0-9, '.', '_' and '-'",
+    ),
+    ("username_taken", "username \"{username}\" is taken"),
+    ("username_twice", "username \"{username}\" is on line {line} too"),
+    (
+        "role",
+        "\"{role}\" is not a role: use callcentre_agent, centre_staff, region_admin or analyst",
+    ),
+    (
+        "centre_needed",
+        "centre staff need a centre; other roles are not bound to one",
+    ),
+    (
+        "unknown_centre",
+        "there is no centre \"{centre}\" in region \"{region}\"",
+    ),
+];
+
+/// `template` with each `{name}` replaced by its value.
+pub fn fill(template: &str, values: &[(String, String)]) -> String {
+    values.iter().fold(template.to_owned(), |text, (name, value)| {
+        text.replace(&format!("{{{name}}}"), value)
+    })
+}
+
+/// What is wrong on one line of a file (the header is line 1): a code of [`PROBLEMS`] with its
+/// values, and the English sentence they make.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LineError {
     pub line: usize,
+    pub code: &'static str,
+    pub values: Vec<(String, String)>,
     pub message: String,
 }
 
 impl LineError {
-    pub fn new(line: usize, message: impl Into<String>) -> LineError {
+    /// The problem `code` (one of [`PROBLEMS`]) on `line`, with `values`.
+    pub fn new(line: usize, code: &'static str, values: &[(&str, &dyn std::fmt::Display)]) -> LineError {
+        let values: Vec<(String, String)> = values
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.to_string()))
+            .collect();
+        let template = PROBLEMS
+            .iter()
+            .find(|(known, _)| *known == code)
+            .map_or("{detail}", |(_, template)| *template);
         LineError {
             line,
-            message: message.into(),
+            code,
+            message: fill(template, &values),
+            values,
         }
     }
 }
@@ -64,10 +137,8 @@ impl Line {
             .ok_or_else(|| {
                 LineError::new(
                     self.number,
-                    format!(
-                        "{column} must be a number like 48.7784, not {:?}",
-                        self.get(column)
-                    ),
+                    "not_a_number",
+                    &[("column", &column), ("value", &self.get(column))],
                 )
             })
     }
@@ -89,7 +160,13 @@ pub fn read(text: &str, required: &[&str]) -> Result<Vec<Line>, FileErrors> {
         .from_reader(text.as_bytes());
     let columns: Vec<String> = match reader.headers() {
         Ok(headers) => headers.iter().map(|h| h.trim().to_ascii_lowercase()).collect(),
-        Err(error) => return Err(FileErrors(vec![LineError::new(1, error.to_string())])),
+        Err(error) => {
+            return Err(FileErrors(vec![LineError::new(
+                1,
+                "unreadable",
+                &[("detail", &error)],
+            )]))
+        }
     };
     let missing: Vec<&str> = required
         .iter()
@@ -99,11 +176,11 @@ pub fn read(text: &str, required: &[&str]) -> Result<Vec<Line>, FileErrors> {
     if !missing.is_empty() {
         return Err(FileErrors(vec![LineError::new(
             1,
-            format!(
-                "the header line must name the columns {}; it is missing {}",
-                required.join(", "),
-                missing.join(", ")
-            ),
+            "missing_columns",
+            &[
+                ("required", &required.join(", ")),
+                ("missing", &missing.join(", ")),
+            ],
         )]));
     }
     let mut lines = Vec::new();
@@ -118,7 +195,8 @@ pub fn read(text: &str, required: &[&str]) -> Result<Vec<Line>, FileErrors> {
                 if record.len() != columns.len() {
                     errors.push(LineError::new(
                         number,
-                        format!("has {} fields; the header names {}", record.len(), columns.len()),
+                        "field_count",
+                        &[("found", &record.len()), ("expected", &columns.len())],
                     ));
                     continue;
                 }
@@ -131,7 +209,7 @@ pub fn read(text: &str, required: &[&str]) -> Result<Vec<Line>, FileErrors> {
             }
             Err(error) => {
                 let number = error.position().map_or(0, |p| p.line() as usize);
-                errors.push(LineError::new(number, error.to_string()));
+                errors.push(LineError::new(number, "unreadable", &[("detail", &error)]));
             }
         }
     }
@@ -181,8 +259,10 @@ mod tests {
         let missing = read("a,c\n1,2\n", &["a", "b"]).unwrap_err();
         assert_eq!(missing.0[0].line, 1);
         assert!(missing.0[0].message.contains("missing b"), "{missing}");
+        assert_eq!(missing.0[0].code, "missing_columns");
         let short = read("a,b\n1,2\n3\n5,6\n", &["a", "b"]).unwrap_err();
-        assert_eq!(short.0, [LineError::new(3, "has 1 fields; the header names 2")]);
+        assert_eq!(short.0.len(), 1);
+        assert_eq!(short.0[0].to_string(), "line 3: has 1 fields; the header names 2");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use drawbridge_test_support::{spawn_app, TestApp};
 use uuid::Uuid;
 
 use crate::drawbridge;
-use crate::staff_pages::{in_english, Console};
+use crate::staff_pages::Console;
 
 const STUTTGART: &str = "stuttgart-liederhalle";
 
@@ -234,8 +234,19 @@ async fn the_cli_imports_centres_postcodes_and_staff_only_when_every_line_is_rig
     app.stop().await;
 }
 
-/// A centres file posted to the console, as the browser's form sends it.
+/// A set-up file posted to the console, as the browser's form sends it, in English.
 async fn upload(console: &Console<'_>, path: &str, text: &str, dry_run: bool) -> (u16, String) {
+    upload_in("en", console, path, text, dry_run).await
+}
+
+/// [`upload`] from the console in `lang`.
+async fn upload_in(
+    lang: &str,
+    console: &Console<'_>,
+    path: &str,
+    text: &str,
+    dry_run: bool,
+) -> (u16, String) {
     let mut form = reqwest::multipart::Form::new()
         .text("csrf", console.csrf.clone())
         .part(
@@ -247,7 +258,7 @@ async fn upload(console: &Console<'_>, path: &str, text: &str, dry_run: bool) ->
     }
     let response = console
         .client
-        .post(console.app.url(&in_english(path)))
+        .post(console.app.url(&format!("{path}?lang={lang}")))
         .header("Cookie", &console.session)
         .multipart(form)
         .send()
@@ -272,7 +283,13 @@ async fn the_console_imports_after_a_dry_run_and_names_every_wrong_line() {
     let (status, page) = upload(&console, "/staff/admin/centres/import", &wrong, false).await;
     assert_eq!(status, 422);
     assert!(
-        page.contains("Line 4: postcode &quot;7343&quot; must have five digits"),
+        page.contains("Line 4: the postcode “7343” must have five digits"),
+        "{page}"
+    );
+    let (status, page) = upload_in("de", &console, "/staff/admin/centres/import", &wrong, false).await;
+    assert_eq!(status, 422);
+    assert!(
+        page.contains("Zeile 4: die Postleitzahl „7343“ muss fünf Ziffern haben"),
         "{page}"
     );
     assert_eq!(centres(&app).await, before);

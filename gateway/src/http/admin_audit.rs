@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::console::{Console, TIMEZONE};
+use super::refusal;
 use crate::error::ApiError;
 use crate::store::staff::ActionFilter;
 use crate::use_cases::region_setup;
@@ -102,7 +103,10 @@ pub async fn page(
             Ok(entries) => (entries, None),
             Err(refused) => return console.refused(&state, "/staff", &refused),
         },
-        Err(refused) => (Vec::new(), Some(refused.public_message())),
+        Err(refused) => {
+            let said = refusal::problem(&state, console.language, "console_errors", &refused);
+            (Vec::new(), Some(said.message))
+        }
     };
     let status = problem
         .as_ref()

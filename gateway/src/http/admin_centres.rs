@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use drawbridge_domain::Label;
 use drawbridge_platform::centres::{read_centres, read_postcodes, CentreSetup};
-use drawbridge_platform::table_file::Line;
+use drawbridge_platform::table_file::{Line, LineError};
 use serde::{Deserialize, Serialize};
 
 use super::console::{Console, DoneQuery};
@@ -121,7 +121,7 @@ impl Entered {
     }
 
     /// The centre the form describes, checked as a line of a centres file is.
-    fn setup(&self) -> Result<CentreSetup, String> {
+    fn setup(&self) -> Result<CentreSetup, LineError> {
         let fields = [
             ("id", &self.id),
             ("name", &self.name),
@@ -132,7 +132,7 @@ impl Entered {
             ("vaccines", &self.vaccines.join(" ")),
         ];
         let line = Line::from_fields(fields.map(|(name, value)| (name.to_owned(), value.clone())));
-        CentreSetup::from_line(&line).map_err(|error| error.message)
+        CentreSetup::from_line(&line)
     }
 }
 
@@ -241,14 +241,20 @@ pub async fn save(
     };
     let setup = match entered.setup() {
         Ok(setup) => setup,
-        Err(problem) => return centre_page(&state, &console, existing, entered, Some(problem)).await,
+        Err(problem) => {
+            let problem = state.templates.line_problem(console.language, &problem);
+            return centre_page(&state, &console, existing, entered, Some(problem)).await;
+        }
     };
     if existing.is_none()
         && region_setup::centre(&state, &console.member, &setup.id)
             .await
             .is_ok()
     {
-        let problem = format!("There is a centre {} already; choose another id.", setup.id);
+        let said = state
+            .templates
+            .text(console.language, "console_errors", "centre_exists");
+        let problem = said.unwrap_or_default().replace("{id}", &setup.id);
         return centre_page(&state, &console, existing, entered, Some(problem)).await;
     }
     match region_setup::save_centres(&state, &console.member, vec![(1, setup)], false).await {
@@ -256,8 +262,8 @@ pub async fn save(
         Ok(Err(lines)) => {
             let problem = lines
                 .0
-                .into_iter()
-                .map(|line| line.message)
+                .iter()
+                .map(|line| state.templates.line_problem(console.language, line))
                 .collect::<Vec<_>>()
                 .join(" ");
             centre_page(&state, &console, existing, entered, Some(problem)).await

@@ -11,6 +11,7 @@ use drawbridge_domain::{RoomConfig, RoomMode};
 use serde::{Deserialize, Serialize};
 
 use super::console::{Console, DoneQuery, TIMEZONE};
+use super::refusal;
 use crate::error::ApiError;
 use crate::rooms::store::Description;
 use crate::use_cases::region_setup;
@@ -175,7 +176,8 @@ fn room_page(
         counters: found.map(|found| counters(found, console)),
         entered,
         modes: MODES,
-        problem: problem.map(ApiError::public_message),
+        problem: problem
+            .map(|refused| refusal::problem(state, console.language, "console_errors", refused).message),
         problem_field: problem.and_then(|problem| problem.field().map(str::to_owned)),
     };
     let status = problem.map_or(StatusCode::OK, |_| StatusCode::UNPROCESSABLE_ENTITY);

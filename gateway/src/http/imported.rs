@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use drawbridge_platform::centres::{self, Change};
-use drawbridge_platform::table_file::{FileErrors, LineError};
+use drawbridge_platform::table_file::FileErrors;
 use serde::Serialize;
 
 use super::console::Console;
@@ -50,6 +50,13 @@ struct RowView {
     cells: Vec<String>,
 }
 
+/// A line that is not right, in the console's language.
+#[derive(Serialize)]
+struct LineProblem {
+    line: usize,
+    message: String,
+}
+
 #[derive(Serialize)]
 struct ImportedView<'a> {
     kind: &'static str,
@@ -58,7 +65,7 @@ struct ImportedView<'a> {
     dry_run: bool,
     /// The file, for the dry run's button; empty otherwise.
     text: &'a str,
-    errors: Vec<LineError>,
+    errors: Vec<LineProblem>,
     rows: Vec<RowView>,
     more_rows: usize,
     created: usize,
@@ -89,7 +96,13 @@ pub fn page<T>(
     };
     let status = match saved {
         Err(FileErrors(errors)) => {
-            view.errors = errors;
+            view.errors = errors
+                .iter()
+                .map(|error| LineProblem {
+                    line: error.line,
+                    message: state.templates.line_problem(console.language, error),
+                })
+                .collect();
             StatusCode::UNPROCESSABLE_ENTITY
         }
         Ok(saved) => {
