@@ -61,7 +61,7 @@ pub enum StaffError {
     Username(String),
     #[error("the password must have at least {MIN_PASSWORD_LEN} characters")]
     ShortPassword,
-    #[error("centre staff need a centre; other roles are not bound to one")]
+    #[error("centre staff need --centre; other roles are not bound to a centre")]
     Centre,
     #[error("{0:?} is not a role: use callcentre_agent, centre_staff, region_admin or analyst")]
     Role(String),
