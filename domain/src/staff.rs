@@ -138,6 +138,15 @@ impl StaffMember {
     }
 }
 
+impl StaffMember {
+    /// May they read the draws, manifests, audits and simulation reports of `region`? Analysts
+    /// and region admins of the region may; what they read is pseudonymised or aggregated.
+    pub fn may_analyse(&self, region: &str) -> Result<(), StaffRefusal> {
+        self.role_in(&[Role::Analyst, Role::RegionAdmin], "read the analyses")?;
+        self.in_region(region)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +205,27 @@ mod tests {
             .is_err());
         for role in Role::ALL {
             assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+    }
+
+    #[test]
+    fn analysts_and_region_admins_analyse_their_own_region_only() {
+        for role in [Role::Analyst, Role::RegionAdmin] {
+            let member = member(role, None);
+            assert!(member.may_analyse("bw").is_ok());
+            assert!(matches!(
+                member.may_analyse("by"),
+                Err(StaffRefusal::Region { .. })
+            ));
+        }
+        for (role, centre) in [
+            (Role::CallcentreAgent, None),
+            (Role::CentreStaff, Some("stuttgart")),
+        ] {
+            assert!(matches!(
+                member(role, centre).may_analyse("bw"),
+                Err(StaffRefusal::Role { .. })
+            ));
         }
     }
 }
