@@ -3,6 +3,7 @@
 //! and the `/healthz`, `/readyz` and `/metrics` endpoints.
 
 pub mod amqp;
+pub mod audit;
 pub mod capacity;
 pub mod centres;
 pub mod config;
@@ -72,6 +73,7 @@ pub fn list_statements(modules: &[(&str, &[(&str, &'static str)])]) -> Vec<(Stri
 /// Every SQL statement of the platform, for the schema check.
 pub fn all_statements() -> Vec<(String, &'static str)> {
     list_statements(&[
+        ("audit", audit::STATEMENTS),
         ("capacity", capacity::STATEMENTS),
         ("centres", centres::STATEMENTS),
         ("draws", draws::STATEMENTS),

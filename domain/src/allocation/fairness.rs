@@ -197,6 +197,53 @@ fn merge_small(cells: Vec<(f64, f64, f64)>) -> Vec<(f64, f64, f64)> {
     merged
 }
 
+/// One cell of a draw's pool (a priority group, an age band, ...): its candidates, the offers
+/// they got and the offer rate, offers / candidates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OfferRate {
+    /// The cell, as shown: `2`, `60-69`, `2026-W49`, `web`.
+    pub cell: String,
+    /// Candidates in the cell.
+    pub candidates: u64,
+    /// Offers the draw made them.
+    pub offers: u64,
+    /// offers / candidates.
+    pub rate: f64,
+}
+
+/// The offer rates of a pool split into cells: each candidate's cell and whether the draw
+/// offered them a pair. Cells come in the order of their keys, named by `label`.
+pub fn offer_rates<K: Ord>(
+    people: impl IntoIterator<Item = (K, bool)>,
+    label: impl Fn(&K) -> String,
+) -> Vec<OfferRate> {
+    let mut cells: BTreeMap<K, (u64, u64)> = BTreeMap::new();
+    for (cell, offered) in people {
+        let counts = cells.entry(cell).or_default();
+        counts.0 += 1;
+        counts.1 += u64::from(offered);
+    }
+    cells
+        .into_iter()
+        .map(|(cell, (candidates, offers))| OfferRate {
+            cell: label(&cell),
+            candidates,
+            offers,
+            rate: offers as f64 / candidates as f64,
+        })
+        .collect()
+}
+
+/// The key that sorts age bands (`5-9`, `60-69`, `100-109`) by age, not as text.
+pub fn age_band_order(band: &str) -> (u32, String) {
+    let from = band
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(u32::MAX);
+    (from, band.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use rand::{Rng, SeedableRng};
@@ -204,6 +251,23 @@ mod tests {
 
     use super::*;
     use crate::allocation::draw::{lottery_key, Pseudonym, Seed};
+
+    #[test]
+    fn offer_rates_count_each_cell_in_the_order_of_its_key() {
+        let bands = ["60-69", "100-109", "5-9", "60-69", "5-9", "60-69"];
+        let offered = [true, false, true, false, false, true];
+        let rates = offer_rates(
+            bands.iter().map(|b| age_band_order(b)).zip(offered),
+            |(_, band)| band.clone(),
+        );
+        let cells: Vec<(&str, u64, u64)> = rates
+            .iter()
+            .map(|r| (r.cell.as_str(), r.candidates, r.offers))
+            .collect();
+        assert_eq!(cells, [("5-9", 2, 1), ("60-69", 3, 2), ("100-109", 1, 0)]);
+        assert_eq!(rates[0].rate, 0.5);
+        assert!(offer_rates(Vec::<(u8, bool)>::new(), u8::to_string).is_empty());
+    }
 
     /// 4,000 candidates in one tier; every fourth has weight 3, the rest weight 1.
     fn pool(seed: u8) -> (Vec<Contender>, Vec<usize>) {

@@ -8,35 +8,47 @@
 //! registrants; from published manifests alone ([`manifests`]) the others run. Each test says
 //! whether it passed, failed or could not run, and why not: a test that did not run is never
 //! counted as passed.
+//!
+//! With each audit come the draw's offer rates by priority group and age band (from the
+//! manifest) and, where the database links pseudonyms to registrants, by registration week and
+//! channel: figures of cells, never of a person. `drawbridge audit` and the analysts' console
+//! (`/staff/draws/{id}`) both call this module.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use drawbridge_domain::allocation::draw::{weight, Manifest, Pseudonym};
 use drawbridge_domain::allocation::fairness::{
-    early_half_test, quantile_cells, uniformity_test, Contender, TestResult, MIN_EXPECTED, UNIFORMITY_BINS,
+    age_band_order, early_half_test, offer_rates, quantile_cells, uniformity_test, Contender, OfferRate,
+    TestResult, MIN_EXPECTED, UNIFORMITY_BINS,
 };
 use drawbridge_domain::Policy;
-use drawbridge_platform::draws::{self, ManifestError};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use drawbridge_platform::statements;
-use drawbridge_platform::states::DrawState;
+use crate::draws::{self, ManifestError};
+use crate::statements;
+use crate::states::DrawState;
 
 statements! {
+    /// Each registrant of a region with their registration time, its ISO week in the region's
+    /// time zone and their channel, in the order the rows sit in the table.
     REGISTRANTS_IN_STORAGE_ORDER =
-        "SELECT id, created_at FROM registrants WHERE region_id = $1 ORDER BY ctid";
+        "SELECT r.id, r.created_at, to_char(r.created_at AT TIME ZONE g.timezone, 'IYYY-\"W\"IW') AS week,
+                r.channel
+         FROM registrants r JOIN regions g ON g.id = r.region_id
+         WHERE r.region_id = $1 ORDER BY r.ctid";
 }
 
 /// Registration-time and row-order cells: quintiles.
 const QUANTILES: usize = 5;
 
-const GROUP_WEIGHTS: &str = "offer chances follow the group weights";
-const REGISTRATION_TIME: &str = "registration time does not matter beyond the weights";
-const ROW_ORDER: &str = "database row order does not matter";
-const UNIFORM: &str = "lottery numbers are uniform";
+/// The bias tests, by name.
+pub const GROUP_WEIGHTS: &str = "offer chances follow the group weights";
+pub const REGISTRATION_TIME: &str = "registration time does not matter beyond the weights";
+pub const ROW_ORDER: &str = "database row order does not matter";
+pub const UNIFORM: &str = "lottery numbers are uniform";
 
 /// The audit of one draw.
 #[derive(Debug, Serialize)]
@@ -52,6 +64,17 @@ pub struct DrawAudit {
     pub notes: Vec<String>,
     /// Every bias test: its result, or why it did not run.
     pub tests: Vec<BiasTest>,
+    /// Offer rates by priority group and age band, and with the database's links by
+    /// registration week and channel.
+    pub offer_rates: Vec<OfferRates>,
+}
+
+/// The draw's offer rates with its pool split one way.
+#[derive(Debug, Serialize)]
+pub struct OfferRates {
+    /// `priority_group`, `age_band`, `registration_week` or `channel`.
+    pub by: &'static str,
+    pub cells: Vec<OfferRate>,
 }
 
 /// One bias test of one draw.
@@ -126,21 +149,24 @@ pub enum AuditError {
     Database(#[from] sqlx::Error),
 }
 
-/// Where each registrant of a region stands in registration time and in row order.
+/// Where each registrant of a region stands in registration time and in row order, and their
+/// registration week and channel.
 struct Ranks {
     registration: HashMap<Pseudonym, usize>,
     row: HashMap<Pseudonym, usize>,
+    /// Registration week (`2026-W49`) and channel (`web`, `callcentre`).
+    cells: HashMap<Pseudonym, (String, String)>,
 }
 
 impl Ranks {
     async fn load(pool: &PgPool, hash_key: &[u8], region: &str) -> Result<Ranks, sqlx::Error> {
-        let rows: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(REGISTRANTS_IN_STORAGE_ORDER)
+        let rows: Vec<(Uuid, DateTime<Utc>, String, String)> = sqlx::query_as(REGISTRANTS_IN_STORAGE_ORDER)
             .bind(region)
             .fetch_all(pool)
             .await?;
         let pseudonyms: Vec<Pseudonym> = rows
             .iter()
-            .map(|(id, _)| Pseudonym::of(hash_key, id.as_bytes()))
+            .map(|(id, ..)| Pseudonym::of(hash_key, id.as_bytes()))
             .collect();
         let row = pseudonyms
             .iter()
@@ -154,7 +180,16 @@ impl Ranks {
             .enumerate()
             .map(|(rank, &i)| (pseudonyms[i], rank))
             .collect();
-        Ok(Ranks { registration, row })
+        let cells = pseudonyms
+            .iter()
+            .zip(rows)
+            .map(|(p, (_, _, week, channel))| (*p, (week, channel)))
+            .collect();
+        Ok(Ranks {
+            registration,
+            row,
+            cells,
+        })
     }
 }
 
@@ -186,6 +221,15 @@ pub async fn run(
     Ok(audits)
 }
 
+/// Audits the completed draw `id`, as [`run`] does; `None` for an unknown draw.
+pub async fn draw(pool: &PgPool, hash_key: &[u8], id: Uuid) -> Result<Option<DrawAudit>, AuditError> {
+    let Some(manifest) = draws::manifest(pool, id).await? else {
+        return Ok(None);
+    };
+    let ranks = Ranks::load(pool, hash_key, &manifest.region).await?;
+    Ok(Some(audit(&manifest, Some(&ranks))))
+}
+
 /// Audits published manifests alone, as anyone can: without the database and the hash key,
 /// so the registration-time and row-order tests do not run.
 pub fn manifests(manifests: &[Manifest]) -> Vec<DrawAudit> {
@@ -203,6 +247,7 @@ fn audit(manifest: &Manifest, ranks: Option<&Ranks>) -> DrawAudit {
         problems: replay.problems,
         notes: replay.notes,
         tests: Vec::new(),
+        offer_rates: rates(manifest, ranks),
     };
     let Ok(policy) = Policy::from_published(&manifest.policy) else {
         audit.tests = [GROUP_WEIGHTS, REGISTRATION_TIME, ROW_ORDER, UNIFORM]
@@ -303,4 +348,44 @@ fn audit(manifest: &Manifest, ranks: Option<&Ranks>) -> DrawAudit {
             )
         }));
     audit
+}
+
+/// The draw's offer rates by priority group and age band, and with `ranks` by registration week
+/// and channel (candidates the database does not link are left out of those two).
+fn rates(manifest: &Manifest, ranks: Option<&Ranks>) -> Vec<OfferRates> {
+    let offered: std::collections::HashSet<Pseudonym> =
+        manifest.matches.iter().map(|m| m.pseudonym).collect();
+    let candidates = || {
+        manifest
+            .candidates
+            .iter()
+            .map(|c| (&c.candidate, offered.contains(&c.candidate.pseudonym)))
+    };
+    let mut rates = vec![
+        OfferRates {
+            by: "priority_group",
+            cells: offer_rates(candidates().map(|(c, o)| (c.group, o)), u8::to_string),
+        },
+        OfferRates {
+            by: "age_band",
+            cells: offer_rates(
+                candidates().map(|(c, o)| (age_band_order(&c.age_band), o)),
+                |(_, band)| band.clone(),
+            ),
+        },
+    ];
+    if let Some(ranks) = ranks {
+        let linked = || candidates().filter_map(|(c, o)| Some((ranks.cells.get(&c.pseudonym)?, o)));
+        rates.push(OfferRates {
+            by: "registration_week",
+            cells: offer_rates(linked().map(|((week, _), o)| (week, o)), |week| (*week).clone()),
+        });
+        rates.push(OfferRates {
+            by: "channel",
+            cells: offer_rates(linked().map(|((_, channel), o)| (channel, o)), |channel| {
+                (*channel).clone()
+            }),
+        });
+    }
+    rates
 }
