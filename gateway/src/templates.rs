@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 40] = [
+const TEMPLATES: [(&str, &str); 42] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -106,6 +106,14 @@ const TEMPLATES: [(&str, &str); 40] = [
     ),
     ("admin_audit.html", include_str!("../templates/admin_audit.html")),
     ("import_form.html", include_str!("../templates/import_form.html")),
+    (
+        "analyst_draws.html",
+        include_str!("../templates/analyst_draws.html"),
+    ),
+    (
+        "analyst_draw.html",
+        include_str!("../templates/analyst_draw.html"),
+    ),
 ];
 
 /// The pages' words, one file per language with the same keys.

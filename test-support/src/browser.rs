@@ -22,6 +22,8 @@ pub struct Browser {
     driver: Child,
     /// The viewport's width in CSS pixels.
     width: u32,
+    /// Where files the pages offer for download land, one folder a browser.
+    downloads: PathBuf,
 }
 
 impl Browser {
@@ -37,6 +39,8 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver runs (apt-get install chromium chromium-driver)");
+        let downloads = std::env::temp_dir().join(format!("drawbridge-downloads-{port}"));
+        std::fs::create_dir_all(&downloads).expect("a downloads folder");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -44,6 +48,10 @@ impl Browser {
             json!({
                 "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
                 "mobileEmulation": { "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0 } },
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
             }),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -68,7 +76,20 @@ impl Browser {
             client,
             driver,
             width,
+            downloads,
         }
+    }
+
+    /// The file `name` the browser downloaded, once it is complete (within 20 s).
+    pub async fn downloaded(&self, name: &str) -> Vec<u8> {
+        let file = self.downloads.join(name);
+        for _ in 0..200 {
+            if let Ok(body) = std::fs::read(&file) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} was not downloaded within 20 s");
     }
 
     /// The serious and critical violations axe-core finds on the current page, one line each.
@@ -169,6 +190,7 @@ impl Browser {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.downloads);
     }
 }
 

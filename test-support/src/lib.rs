@@ -725,6 +725,31 @@ impl TestApp {
         (id, code)
     }
 
+    /// Six registrants of `bw` in a draw: three registered on the web and three through the
+    /// hotline, born in 1950 and 1985, registered this week and three weeks ago. The draw's id
+    /// and each registrant's id and booking code.
+    pub async fn a_draw_of_six(&self) -> (Uuid, Vec<(Uuid, drawbridge_domain::BookingCode)>) {
+        let mut people = Vec::new();
+        for i in 0..6 {
+            let (id, code) = self.registrant_with_code(&format!("+491715556{i:03}")).await;
+            sqlx::query(
+                "UPDATE registrants SET channel = $2, birth_year = $3, created_at = now() - $4 * interval '1 week'
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(if i % 2 == 0 { "web" } else { "callcentre" })
+            .bind(if i < 3 { 1950 } else { 1985 })
+            .bind(if i % 3 == 0 { 3i32 } else { 0 })
+            .execute(&self.pool)
+            .await
+            .expect("registrant varied");
+            people.push((id, code));
+        }
+        let tick = self.draw().await;
+        let draw = tick.draw.expect("a draw").id;
+        (draw, people)
+    }
+
     /// Runs one allocator draw for region `bw`, as the allocator process would.
     pub async fn draw(&self) -> drawbridge_allocator::RegionTick {
         let allocator = drawbridge_allocator::connect(&self.settings, CancellationToken::new())

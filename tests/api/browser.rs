@@ -1310,3 +1310,93 @@ async fn a_region_admin_imports_centres_and_staff_and_schedules_a_room() {
     browser.close().await;
     app.stop().await;
 }
+
+/// An analyst on a tablet opens the region's draws and a draw's page: its replay verdict, its
+/// bias tests and its offer rates as charts, each with a table of the same figures. The manifest
+/// they download is the JSON `/v1/draws/{id}/manifest` publishes. Every page passes axe-core in
+/// German and English.
+#[tokio::test]
+async fn an_analyst_downloads_a_manifest_and_sees_the_audit_charts() {
+    let app = spawn_with(Components::default(), |_| {}).await;
+    app.load_demo().await;
+    app.staff_token("analyst.anna", Role::Analyst, "bw", None).await;
+    let (draw, _) = app.a_draw_of_six().await;
+    let browser = Browser::start(1024, 768).await;
+    sign_in_to_the_console(&app, &browser, "analyst.anna").await;
+    let page = format!("/staff/draws/{draw}");
+    for (path, css, name) in [
+        ("/staff/draws", "main table a", "analyst-draws"),
+        (page.as_str(), "svg.chart", "analyst-draw"),
+    ] {
+        in_languages(&app, &browser, &CONSOLE_LANGUAGES, path, css, name).await;
+    }
+
+    // From the list to the draw, as an analyst would.
+    browser
+        .client
+        .goto(&app.url("/staff/draws?lang=en"))
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(Locator::Css(&format!("main a[href^='/staff/draws/{draw}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let verdict = text_of(&browser, "#verdict").await;
+    assert!(verdict.starts_with("Replays exactly"), "{verdict}");
+    let charts = browser
+        .client
+        .find_all(Locator::Css("svg.chart[role=img]"))
+        .await
+        .unwrap();
+    let mut titles = Vec::new();
+    for chart in &charts {
+        titles.push(
+            chart
+                .find(Locator::Css("title"))
+                .await
+                .unwrap()
+                .html(true)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        titles,
+        [
+            "Offer rate by priority group",
+            "Offer rate by age band",
+            "Offer rate by week of registration",
+            "Offer rate by channel"
+        ]
+    );
+    let channels = text_of(&browser, "section[aria-labelledby=by-channel] table").await;
+    assert!(
+        channels.contains("callcentre 3") && channels.contains("web 3"),
+        "{channels}"
+    );
+
+    browser
+        .client
+        .find(Locator::Id("manifest"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let downloaded = browser.downloaded(&format!("drawbridge-draw-{draw}.json")).await;
+    let downloaded: serde_json::Value = serde_json::from_slice(&downloaded).unwrap();
+    let published: serde_json::Value = app
+        .get(&format!("/v1/draws/{draw}/manifest"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(downloaded, published);
+    assert_eq!(downloaded["candidates"].as_array().unwrap().len(), 6);
+    browser.close().await;
+    app.stop().await;
+}

@@ -57,6 +57,11 @@ async fn every_documented_path_is_served() {
             .replace(
                 "/staff/callers/{id}",
                 "/staff/callers/00000000-0000-0000-0000-000000000000",
+            )
+            // So do a draw's.
+            .replace(
+                "/staff/draws/{id}",
+                "/staff/draws/00000000-0000-0000-0000-000000000000",
             );
         for method in operations.as_object().unwrap().keys() {
             let response = match method.as_str() {

@@ -184,14 +184,18 @@ impl<'a> Console<'a> {
     }
 
     pub(crate) async fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .client
+        let response = self.response(path).await;
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// The answer to `GET path`, headers and all.
+    pub(crate) async fn response(&self, path: &str) -> reqwest::Response {
+        self.client
             .get(self.app.url(&in_english(path)))
             .header("Cookie", &self.session)
             .send()
             .await
-            .unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
+            .unwrap()
     }
 
     /// Posts `fields` to `path`, with the session's CSRF token unless `csrf` says another.
@@ -430,5 +434,148 @@ async fn centre_staff_see_only_their_own_centre() {
     assert_eq!(refused.status(), 422);
     let page = refused.text().await.unwrap();
     assert!(page.contains("id=\"second_dose_after_days_error\""), "{page}");
+    app.stop().await;
+}
+
+/// Analysts and region admins read their own region's draws only: every page and export of the
+/// analysts' console answers 403 to another region's analyst and to agents and centre staff,
+/// shows them nothing of the draw, and the exports hold no personal data, only pseudonyms and
+/// counts.
+#[tokio::test]
+async fn analysts_read_only_their_own_regions_draws_and_no_personal_data() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.staff_token("analyst.anna", Role::Analyst, "bw", None).await;
+    app.staff_token("admin.bw", Role::RegionAdmin, "bw", None).await;
+    app.staff_token("analyst.otto", Role::Analyst, "elsewhere", None)
+        .await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    app.staff_token(
+        "door.stuttgart",
+        Role::CentreStaff,
+        "bw",
+        Some("stuttgart-liederhalle"),
+    )
+    .await;
+    let (draw, people) = app.a_draw_of_six().await;
+    let pages = [
+        format!("/staff/draws/{draw}"),
+        format!("/staff/draws/{draw}/manifest"),
+        format!("/staff/draws/{draw}/offer-rates"),
+    ];
+
+    let anna = Console::sign_in(&app, "analyst.anna").await;
+    let (status, list) = anna.get("/staff/draws").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains(&format!("/staff/draws/{draw}?")), "{list}");
+    let (status, page) = anna.get(&pages[0]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Replays exactly"), "{page}");
+    assert_eq!(page.matches("<svg viewBox=\"0 0 600 ").count(), 4, "{page}");
+    for by in ["priority_group", "age_band", "registration_week", "channel"] {
+        assert!(
+            page.contains(&format!("aria-labelledby=\"chart-{by}-title chart-{by}-desc\"")),
+            "{by}: {page}"
+        );
+    }
+    let manifest = anna.response(&pages[1]).await;
+    assert_eq!(manifest.status(), 200);
+    assert_eq!(
+        manifest.headers()["content-disposition"],
+        format!("attachment; filename=\"drawbridge-draw-{draw}.json\"")
+    );
+    let manifest = manifest.text().await.unwrap();
+    let published = app
+        .get(&format!("/v1/draws/{draw}/manifest"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(manifest, published, "the console's manifest is the published one");
+    let mut exports = vec![manifest];
+    for path in ["/staff/draws/export", pages[2].as_str()] {
+        let export = anna.response(path).await;
+        assert_eq!(export.status(), 200, "{path}");
+        assert_eq!(export.headers()["content-type"], "text/csv; charset=utf-8");
+        let disposition = export.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(disposition.starts_with("attachment; filename="), "{disposition}");
+        exports.push(export.text().await.unwrap());
+    }
+    assert!(exports[1].contains(&draw.to_string()), "{}", exports[1]);
+    let rates = &exports[2];
+    for line in [
+        "priority_group,1,6,6,1.0",
+        "age_band,40-49,3,3,1.0",
+        "age_band,70-79,3,3,1.0",
+        "channel,callcentre,3,3,1.0",
+        "channel,web,3,3,1.0",
+    ] {
+        assert!(rates.contains(&format!("{draw},{line}\n")), "{line}: {rates}");
+    }
+    assert_eq!(
+        rates
+            .lines()
+            .filter(|l| l.contains(",registration_week,"))
+            .count(),
+        2,
+        "{rates}"
+    );
+    exports.push(page);
+    exports.push(list);
+    let mut personal: Vec<String> = vec!["person@example.de".into()];
+    for (i, (id, code)) in people.iter().enumerate() {
+        personal.push(id.to_string());
+        personal.push(id.simple().to_string());
+        personal.push(code.to_string());
+        personal.push(format!("+491715556{i:03}"));
+        personal.push(format!("1715556{i:03}"));
+    }
+    for export in &exports {
+        for data in &personal {
+            assert!(!export.contains(data.as_str()), "{data} in {export}");
+        }
+    }
+
+    // A region admin of the region reads it too.
+    let admin = Console::sign_in(&app, "admin.bw").await;
+    assert_eq!(admin.get(&pages[0]).await.0, 200);
+
+    // Another region's analyst: the list and its CSV are of their region, without this draw;
+    // the draw's pages and exports are refused.
+    let otto = Console::sign_in(&app, "analyst.otto").await;
+    for path in ["/staff/draws", "/staff/draws/export"] {
+        let (status, theirs) = otto.get(path).await;
+        assert_eq!(status, 200, "{path}: {theirs}");
+        assert!(!theirs.contains(&draw.to_string()), "{path}: {theirs}");
+    }
+    for path in &pages {
+        let (status, refused) = otto.get(path).await;
+        assert_eq!(status, 403, "{path}: {refused}");
+        assert!(refused.contains("another region"), "{path}: {refused}");
+        assert!(
+            !refused.contains("Replays") && !refused.contains("seed"),
+            "{refused}"
+        );
+    }
+    // Agents and centre staff read no analyses at all, not even their region's.
+    for username in ["agent.anna", "door.stuttgart"] {
+        let other_role = Console::sign_in(&app, username).await;
+        for path in ["/staff/draws", "/staff/draws/export"]
+            .into_iter()
+            .chain(pages.iter().map(String::as_str))
+        {
+            let (status, refused) = other_role.get(path).await;
+            assert_eq!(status, 403, "{username} {path}: {refused}");
+            assert!(!refused.contains(&draw.to_string()), "{refused}");
+        }
+        let (_, home) = other_role.get("/staff").await;
+        assert!(!home.contains("/staff/draws"), "no way in from the menu: {home}");
+    }
+    let (_, home) = anna.get("/staff").await;
+    assert!(home.contains("/staff/draws?lang=en"), "{home}");
     app.stop().await;
 }

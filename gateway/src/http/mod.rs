@@ -8,6 +8,7 @@ mod admin_policy;
 mod admin_rooms;
 mod admin_staff;
 mod agent_pages;
+mod analyst_pages;
 pub(crate) mod answers;
 mod callcentre;
 mod centre_pages;
@@ -202,6 +203,21 @@ pub fn routes(config: &mut web::ServiceConfig) {
             web::post().to(admin_policy::publish),
         )
         .route("/staff/admin/audit", web::get().to(admin_audit::page))
+        .route("/staff/draws", web::get().to(analyst_pages::draws))
+        .route("/staff/draws/export", web::get().to(analyst_pages::export))
+        // A draw's id is a UUID, so `export` never reaches these.
+        .route(
+            "/staff/draws/{id:[0-9a-fA-F-]+}",
+            web::get().to(analyst_pages::draw),
+        )
+        .route(
+            "/staff/draws/{id:[0-9a-fA-F-]+}/manifest",
+            web::get().to(analyst_pages::manifest),
+        )
+        .route(
+            "/staff/draws/{id:[0-9a-fA-F-]+}/offer-rates",
+            web::get().to(analyst_pages::offer_rates),
+        )
         .route("/me/offer/accept", web::post().to(me_page::accept))
         .route("/me/offer/decline", web::post().to(me_page::decline))
         .route("/me/choices", web::get().to(me_page::choices))

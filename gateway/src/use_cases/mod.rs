@@ -3,6 +3,7 @@
 //! handlers (`http`) call it, it calls the `store`.
 
 pub mod admission;
+pub mod analysis;
 pub mod answer_offer;
 pub mod call_centre;
 pub mod cancel;
