@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 42] = [
+const TEMPLATES: [(&str, &str); 43] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -113,6 +113,10 @@ const TEMPLATES: [(&str, &str); 42] = [
     (
         "analyst_draw.html",
         include_str!("../templates/analyst_draw.html"),
+    ),
+    (
+        "analyst_simulations.html",
+        include_str!("../templates/analyst_simulations.html"),
     ),
 ];
 

@@ -381,6 +381,9 @@ pub struct GatewaySettings {
     /// SMS codes and registration notices a region may send in a day: the SMS budget. Offers
     /// and confirmations are never counted against it.
     pub sms_codes_per_region_per_day: u32,
+    /// Where the analysts' console finds simulation reports: a folder per region (`bw/`), in
+    /// it a folder per report as `drawbridge simulate --out` writes it. None: it lists none.
+    pub simulation_reports: Option<PathBuf>,
 }
 
 impl Default for GatewaySettings {
@@ -398,6 +401,7 @@ impl Default for GatewaySettings {
             registrations_per_address_per_hour: 30,
             registrations_per_number_block_per_hour: 10,
             sms_codes_per_region_per_day: 50_000,
+            simulation_reports: None,
         }
     }
 }

@@ -1313,11 +1313,16 @@ async fn a_region_admin_imports_centres_and_staff_and_schedules_a_room() {
 
 /// An analyst on a tablet opens the region's draws and a draw's page: its replay verdict, its
 /// bias tests and its offer rates as charts, each with a table of the same figures. The manifest
-/// they download is the JSON `/v1/draws/{id}/manifest` publishes. Every page passes axe-core in
-/// German and English.
+/// they download is the JSON `/v1/draws/{id}/manifest` publishes. Every page, the list of
+/// simulation reports too, passes axe-core in German and English.
 #[tokio::test]
 async fn an_analyst_downloads_a_manifest_and_sees_the_audit_charts() {
-    let app = spawn_with(Components::default(), |_| {}).await;
+    let reports = crate::simulation_reports(&[("bw", "small-county")]);
+    let folder = reports.clone();
+    let app = spawn_with(Components::default(), move |settings| {
+        settings.gateway.simulation_reports = Some(folder);
+    })
+    .await;
     app.load_demo().await;
     app.staff_token("analyst.anna", Role::Analyst, "bw", None).await;
     let (draw, _) = app.a_draw_of_six().await;
@@ -1327,6 +1332,7 @@ async fn an_analyst_downloads_a_manifest_and_sees_the_audit_charts() {
     for (path, css, name) in [
         ("/staff/draws", "main table a", "analyst-draws"),
         (page.as_str(), "svg.chart", "analyst-draw"),
+        ("/staff/simulations", "main section a", "analyst-simulations"),
     ] {
         in_languages(&app, &browser, &CONSOLE_LANGUAGES, path, css, name).await;
     }
@@ -1399,4 +1405,5 @@ async fn an_analyst_downloads_a_manifest_and_sees_the_audit_charts() {
     assert_eq!(downloaded["candidates"].as_array().unwrap().len(), 6);
     browser.close().await;
     app.stop().await;
+    let _ = std::fs::remove_dir_all(&reports);
 }

@@ -39,3 +39,25 @@ mod waiting_room;
 fn drawbridge(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     drawbridge_test_support::run_drawbridge(env!("CARGO_BIN_EXE_drawbridge"), args, env)
 }
+
+/// A fresh folder of simulation reports as the analysts' console reads it, `<region>/<name>/`
+/// for each of `reports`: each a real run of the shipped small-county scenario at 2,000 people.
+fn simulation_reports(reports: &[(&str, &str)]) -> std::path::PathBuf {
+    let folder = std::env::temp_dir().join(format!("drawbridge-reports-{}", uuid::Uuid::new_v4()));
+    for (region, name) in reports {
+        let out = folder.join(region).join(name);
+        let run = drawbridge(
+            &[
+                "simulate",
+                "simulations/scenarios/small-county.toml",
+                "--population",
+                "2000",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(run.status.success(), "{run:?}");
+    }
+    folder
+}

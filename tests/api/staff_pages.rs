@@ -2,7 +2,7 @@
 //! forms can use (CSRF tokens), the same login limits and audit trail as the staff API.
 
 use drawbridge_domain::Role;
-use drawbridge_test_support::spawn_app;
+use drawbridge_test_support::{spawn_app, spawn_with, Components};
 
 /// The `Set-Cookie` header that sets `name`, whole.
 pub(crate) fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
@@ -578,4 +578,84 @@ async fn analysts_read_only_their_own_regions_draws_and_no_personal_data() {
     let (_, home) = anna.get("/staff").await;
     assert!(home.contains("/staff/draws?lang=en"), "{home}");
     app.stop().await;
+}
+
+/// A region's simulation reports are for its analysts and region admins: the list shows the
+/// region's reports (here real ones, of the shipped small-county scenario), their page opens
+/// sandboxed and their tables download; another region's report, a name that would leave the
+/// folder and other files are not found, and agents are refused.
+#[tokio::test]
+async fn analysts_open_their_own_regions_simulation_reports_only() {
+    let reports = crate::simulation_reports(&[("bw", "small-county"), ("elsewhere", "secret-county")]);
+    let folder = reports.clone();
+    let app = spawn_with(Components::default(), move |settings| {
+        settings.gateway.simulation_reports = Some(folder);
+    })
+    .await;
+    app.staff_token("analyst.anna", Role::Analyst, "bw", None).await;
+    app.staff_token("analyst.otto", Role::Analyst, "elsewhere", None)
+        .await;
+    app.staff_token("agent.anna", Role::CallcentreAgent, "bw", None)
+        .await;
+    let anna = Console::sign_in(&app, "analyst.anna").await;
+    let (status, list) = anna.get("/staff/simulations").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(
+        list.contains("A county opens group 3 on Monday")
+            && list.contains("/staff/simulations/small-county/report.html?lang=en")
+            && list.contains("/staff/simulations/small-county/groups.csv?lang=en"),
+        "{list}"
+    );
+    assert!(!list.contains("secret-county"), "{list}");
+
+    let page = anna.response("/staff/simulations/small-county/report.html").await;
+    assert_eq!(page.status(), 200);
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("sandbox") && !policy.contains("script-src"),
+        "{policy}"
+    );
+    assert!(page.text().await.unwrap().contains("<svg"));
+    let table = anna.response("/staff/simulations/small-county/groups.csv").await;
+    assert_eq!(table.status(), 200);
+    assert_eq!(table.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        table.headers()["content-disposition"],
+        "attachment; filename=\"small-county-groups.csv\""
+    );
+    assert!(table.text().await.unwrap().starts_with("seed,day,date,group,"));
+    for path in [
+        "/staff/simulations/secret-county/report.html",
+        "/staff/simulations/%2E%2E/summary.json",
+        "/staff/simulations/small-county/groups.parquet",
+        "/staff/simulations/small-county/..%2F..%2Felsewhere%2Fsecret-county%2Fsummary.json",
+        "/staff/simulations/..%2Felsewhere%2Fsecret-county/summary.json",
+    ] {
+        let (status, page) = anna.get(path).await;
+        assert_eq!(status, 404, "{path}: {page}");
+        assert!(!page.contains("secret"), "{path}: {page}");
+    }
+
+    let otto = Console::sign_in(&app, "analyst.otto").await;
+    let (_, theirs) = otto.get("/staff/simulations").await;
+    assert!(
+        theirs.contains("secret-county") && !theirs.contains("small-county"),
+        "{theirs}"
+    );
+    let (status, _) = otto.get("/staff/simulations/small-county/report.html").await;
+    assert_eq!(status, 404);
+
+    let agent = Console::sign_in(&app, "agent.anna").await;
+    for path in [
+        "/staff/simulations",
+        "/staff/simulations/small-county/report.html",
+    ] {
+        let (status, page) = agent.get(path).await;
+        assert_eq!(status, 403, "{path}: {page}");
+    }
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&reports);
 }

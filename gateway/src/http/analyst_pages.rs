@@ -1,8 +1,9 @@
 //! The analysts' console, `/staff/draws`: the region's draws with their figures, and per draw
 //! its manifest to download, its replay verdict, its bias tests and its offer rates by priority
 //! group, age band, registration week and channel, as bar charts (inline SVG, each with a title,
-//! a description and a table of the same figures) and as CSV. Analysts and region admins read
-//! their own region only; everything shown is pseudonymised or counted in cells.
+//! a description and a table of the same figures) and as CSV; and `/staff/simulations`, the
+//! simulation reports kept for the region. Analysts and region admins read their own region
+//! only; everything shown is pseudonymised or counted in cells.
 
 use std::fmt::Write as _;
 
@@ -262,6 +263,65 @@ pub async fn offer_rates(state: web::Data<AppState>, id: web::Path<Uuid>, consol
         &format!("drawbridge-offer-rates-{}.csv", *id),
         csv,
     )
+}
+
+/// `GET /staff/simulations`: the simulation reports kept for the region, newest first.
+pub async fn simulations(state: web::Data<AppState>, console: Console) -> HttpResponse {
+    match analysis::simulation_reports(&state, &console.member).await {
+        Ok(reports) => {
+            #[derive(Serialize)]
+            struct ReportView {
+                report: analysis::SimulationReport,
+                written: String,
+            }
+            #[derive(Serialize)]
+            struct SimulationsView {
+                region: String,
+                reports: Vec<ReportView>,
+            }
+            let view = SimulationsView {
+                region: console.member.region.clone(),
+                reports: reports
+                    .into_iter()
+                    .map(|report| ReportView {
+                        written: when(report.written, TIMEZONE, console.language),
+                        report,
+                    })
+                    .collect(),
+            };
+            console.page(&state, "analyst_simulations.html", StatusCode::OK, view)
+        }
+        Err(refused) => console.refused(&state, "/staff", &refused),
+    }
+}
+
+/// Lets a simulation's own page style itself (its styles are inline) and nothing else: no
+/// script runs, and it is its own origin, never the console's.
+const REPORT_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox";
+
+/// `GET /staff/simulations/{report}/{file}`: a file of a report. The report's page opens in the
+/// browser; its tables download.
+pub async fn simulation_file(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    console: Console,
+) -> HttpResponse {
+    let (report, file) = path.into_inner();
+    match analysis::simulation_file(&state, &console.member, &report, &file).await {
+        Ok((body, content_type)) if file.ends_with(".html") => HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CONTENT_SECURITY_POLICY, REPORT_POLICY))
+            .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+            .body(body),
+        Ok((body, content_type)) => HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{report}-{file}\""),
+            ))
+            .body(body),
+        Err(refused) => console.refused(&state, "/staff/simulations", &refused),
+    }
 }
 
 /// A file to download.

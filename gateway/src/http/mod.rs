@@ -218,6 +218,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/staff/draws/{id:[0-9a-fA-F-]+}/offer-rates",
             web::get().to(analyst_pages::offer_rates),
         )
+        .route("/staff/simulations", web::get().to(analyst_pages::simulations))
+        .route(
+            "/staff/simulations/{report}/{file}",
+            web::get().to(analyst_pages::simulation_file),
+        )
         .route("/me/offer/accept", web::post().to(me_page::accept))
         .route("/me/offer/decline", web::post().to(me_page::decline))
         .route("/me/choices", web::get().to(me_page::choices))
