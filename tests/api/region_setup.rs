@@ -533,8 +533,14 @@ async fn region_setup_is_refused_to_other_roles_other_regions_and_other_sites() 
     assert!(!closed);
     assert_eq!(logs_in(&app, "agent.ali", "a long test password").await, 201);
 
-    // Forms from another site: no token, or the sign-in form's.
+    // An import is a file: another kind of body is refused before anything is read.
     let anna = Console::sign_in(&app, "admin.anna").await;
+    let not_a_file = anna
+        .post("/staff/admin/staff/import", &[("text", STAFF_FILE)], None)
+        .await;
+    assert_eq!(not_a_file.status(), 415);
+
+    // Forms from another site: no token, or the sign-in form's.
     let before = accounts_named(&app, "agent.x").await;
     for forged in ["", "not-the-token"] {
         let created = anna

@@ -89,8 +89,8 @@ struct AuditView {
 /// `GET /staff/admin/audit`.
 pub async fn page(
     state: web::Data<AppState>,
-    console: Console,
     query: web::Query<AuditQuery>,
+    console: Console,
 ) -> HttpResponse {
     let member = &console.member;
     let kinds = match region_setup::audit_kinds(&state, member).await {

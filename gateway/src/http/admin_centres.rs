@@ -3,7 +3,6 @@
 //! vaccines changed), closing and opening a centre, and importing centres and postcode areas
 //! from CSV files with a dry run first. The work is `use_cases::region_setup`'s.
 
-use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use drawbridge_domain::Label;
@@ -13,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::console::{Console, DoneQuery};
 use super::imported::{self, Imported};
-use super::upload::Upload;
+use super::upload::{Upload, UploadForm};
 use crate::error::ApiError;
 use crate::use_cases::{region_setup, rules};
 use crate::AppState;
@@ -39,8 +38,8 @@ struct CentresView {
 /// `GET /staff/admin/centres`.
 pub async fn list(
     state: web::Data<AppState>,
-    console: Console,
     query: web::Query<DoneQuery>,
+    console: Console,
 ) -> HttpResponse {
     let member = &console.member;
     let found = async {
@@ -200,7 +199,7 @@ pub async fn new_centre(state: web::Data<AppState>, console: Console) -> HttpRes
 }
 
 /// `GET /staff/admin/centres/{centre}`.
-pub async fn centre(state: web::Data<AppState>, console: Console, id: web::Path<String>) -> HttpResponse {
+pub async fn centre(state: web::Data<AppState>, id: web::Path<String>, console: Console) -> HttpResponse {
     match region_setup::centre(&state, &console.member, &id).await {
         Ok(centre) => {
             let entered = Entered::from_setup(&centre.setup);
@@ -220,9 +219,9 @@ pub async fn centre(state: web::Data<AppState>, console: Console, id: web::Path<
 /// `POST /staff/admin/centres/new` and `POST /staff/admin/centres/{centre}`: saves the form.
 pub async fn save(
     state: web::Data<AppState>,
-    console: Console,
     id: Option<web::Path<String>>,
     form: web::Form<Vec<(String, String)>>,
+    console: Console,
 ) -> HttpResponse {
     let (mut entered, csrf) = Entered::from_form(form.into_inner());
     if let Err(refused) = console.check_form(&csrf) {
@@ -281,9 +280,9 @@ pub struct ClosedForm {
 /// `POST /staff/admin/centres/{centre}/closed`: closes or opens the centre.
 pub async fn set_closed(
     state: web::Data<AppState>,
-    console: Console,
     id: web::Path<String>,
     form: web::Form<ClosedForm>,
+    console: Console,
 ) -> HttpResponse {
     let done = async {
         console.check_form(&form.csrf)?;
@@ -305,7 +304,7 @@ pub async fn set_closed(
 
 /// `POST /staff/admin/centres/import`: checks a centres file, and imports it unless it is a
 /// dry run or a line is wrong.
-pub async fn import_centres(state: web::Data<AppState>, console: Console, form: Multipart) -> HttpResponse {
+pub async fn import_centres(state: web::Data<AppState>, form: UploadForm, console: Console) -> HttpResponse {
     let upload = match Upload::checked(&console, form).await {
         Ok(upload) => upload,
         Err(refused) => return console.refused(&state, CENTRES, &refused),
@@ -330,7 +329,11 @@ pub async fn import_centres(state: web::Data<AppState>, console: Console, form: 
 }
 
 /// `POST /staff/admin/postcodes/import`: as for centres, with postcode areas' centroids.
-pub async fn import_postcodes(state: web::Data<AppState>, console: Console, form: Multipart) -> HttpResponse {
+pub async fn import_postcodes(
+    state: web::Data<AppState>,
+    form: UploadForm,
+    console: Console,
+) -> HttpResponse {
     let upload = match Upload::checked(&console, form).await {
         Ok(upload) => upload,
         Err(refused) => return console.refused(&state, CENTRES, &refused),

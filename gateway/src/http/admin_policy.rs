@@ -3,6 +3,8 @@
 //! differences from the current one) and published. Every draw from then on follows it. The
 //! work is `use_cases::region_setup`'s.
 
+use std::num::NonZeroU32;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use drawbridge_domain::language::when;
@@ -82,8 +84,8 @@ struct PolicyView {
 
 #[derive(Deserialize)]
 pub struct PolicyQuery {
-    from: Option<u32>,
-    to: Option<u32>,
+    from: Option<NonZeroU32>,
+    to: Option<NonZeroU32>,
 }
 
 /// The page with the versions, `view`'s parts filled in by the caller.
@@ -113,9 +115,9 @@ async fn policy_page(
 /// the newest version's document to start a new one from.
 pub async fn page(
     state: web::Data<AppState>,
-    console: Console,
     query: web::Query<PolicyQuery>,
     done: web::Query<DoneQuery>,
+    console: Console,
 ) -> HttpResponse {
     let member = &console.member;
     let found = async {
@@ -124,7 +126,7 @@ pub async fn page(
             Some(newest) => Some(region_setup::policy_version(&state, member, newest.version as u32).await?),
             None => None,
         };
-        let compared = match (query.from, query.to) {
+        let compared = match (query.from.map(NonZeroU32::get), query.to.map(NonZeroU32::get)) {
             (Some(from), Some(to)) => {
                 let from = region_setup::policy_version(&state, member, from).await?;
                 let to = region_setup::policy_version(&state, member, to).await?;
@@ -142,8 +144,8 @@ pub async fn page(
     let view = PolicyView {
         document: newest.map(|newest| newest.document).unwrap_or_default(),
         diff: compared,
-        from: query.from,
-        to: query.to,
+        from: query.from.map(NonZeroU32::get),
+        to: query.to.map(NonZeroU32::get),
         done: console.admin_done(&state, &done),
         ..PolicyView::default()
     };
@@ -186,8 +188,8 @@ async fn checked_page(
 /// changes, without publishing it.
 pub async fn check(
     state: web::Data<AppState>,
-    console: Console,
     form: web::Form<DocumentForm>,
+    console: Console,
 ) -> HttpResponse {
     if let Err(refused) = console.check_form(&form.csrf) {
         return console.refused(&state, POLICY, &refused);
@@ -204,8 +206,8 @@ pub async fn check(
 /// `POST /staff/admin/policy/publish`: publishes the document as the region's newest version.
 pub async fn publish(
     state: web::Data<AppState>,
-    console: Console,
     form: web::Form<DocumentForm>,
+    console: Console,
 ) -> HttpResponse {
     if let Err(refused) = console.check_form(&form.csrf) {
         return console.refused(&state, POLICY, &refused);

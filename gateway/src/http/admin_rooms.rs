@@ -59,8 +59,8 @@ struct RoomsView {
 /// `GET /staff/admin/rooms`.
 pub async fn list(
     state: web::Data<AppState>,
-    console: Console,
     query: web::Query<DoneQuery>,
+    console: Console,
 ) -> HttpResponse {
     match region_setup::rooms(&state, &console.member).await {
         Ok(rooms) => {
@@ -77,16 +77,24 @@ pub async fn list(
 /// The room form's fields, as typed.
 #[derive(Serialize, Deserialize, Default)]
 pub struct RoomForm {
-    #[serde(default)]
+    #[serde(skip_serializing)]
     csrf: String,
+    #[serde(default)]
     mode: String,
     /// Local time in the service's time zone, as `<input type=datetime-local>` sends it.
+    #[serde(default)]
     opens_at: String,
+    #[serde(default)]
     admit_per_minute: String,
+    #[serde(default)]
     max_active: String,
+    #[serde(default)]
     session_seconds: String,
+    #[serde(default)]
     idle_seconds: String,
+    #[serde(default)]
     pow_difficulty: String,
+    #[serde(default)]
     target_path: String,
 }
 
@@ -190,7 +198,7 @@ pub struct NewRoomQuery {
 }
 
 /// `GET /staff/admin/rooms/new?name=`: the form of a new room, from the list's name field.
-pub async fn new_room(console: Console, query: web::Query<NewRoomQuery>) -> HttpResponse {
+pub async fn new_room(query: web::Query<NewRoomQuery>, console: Console) -> HttpResponse {
     let name = query
         .name
         .as_deref()
@@ -201,7 +209,7 @@ pub async fn new_room(console: Console, query: web::Query<NewRoomQuery>) -> Http
 }
 
 /// `GET /staff/admin/rooms/{room}`: the room's settings and counters, or a new room's form.
-pub async fn room(state: web::Data<AppState>, console: Console, name: web::Path<String>) -> HttpResponse {
+pub async fn room(state: web::Data<AppState>, name: web::Path<String>, console: Console) -> HttpResponse {
     match region_setup::room(&state, &console.member, &name).await {
         Ok(found) => {
             let config = found.as_ref().map_or_else(
@@ -224,9 +232,9 @@ pub async fn room(state: web::Data<AppState>, console: Console, name: web::Path<
 /// `POST /staff/admin/rooms/{room}`: creates the room or changes its settings.
 pub async fn save(
     state: web::Data<AppState>,
-    console: Console,
     name: web::Path<String>,
     form: web::Form<RoomForm>,
+    console: Console,
 ) -> HttpResponse {
     let entered = form.into_inner();
     if let Err(refused) = console.check_form(&entered.csrf) {

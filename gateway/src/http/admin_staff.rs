@@ -3,7 +3,6 @@
 //! disabling, enabling, and a fresh password. A new password is shown once, to be handed to
 //! its person. The work is `use_cases::region_setup`'s.
 
-use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use drawbridge_domain::language::when;
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::console::{Console, DoneQuery, TIMEZONE};
 use super::imported::{self, Imported};
-use super::upload::Upload;
+use super::upload::{Upload, UploadForm};
 use crate::error::ApiError;
 use crate::use_cases::region_setup::{self, AccountChange};
 use crate::AppState;
@@ -39,8 +38,8 @@ struct StaffView {
 /// `GET /staff/admin/staff`.
 pub async fn list(
     state: web::Data<AppState>,
-    console: Console,
     query: web::Query<DoneQuery>,
+    console: Console,
 ) -> HttpResponse {
     let member = &console.member;
     let found = async {
@@ -108,8 +107,8 @@ pub struct NewAccountForm {
 /// `POST /staff/admin/staff`: creates one account.
 pub async fn create(
     state: web::Data<AppState>,
-    console: Console,
     form: web::Form<NewAccountForm>,
+    console: Console,
 ) -> HttpResponse {
     let created = async {
         console.check_form(&form.csrf)?;
@@ -132,7 +131,7 @@ pub async fn create(
 }
 
 /// `POST /staff/admin/staff/import`.
-pub async fn import(state: web::Data<AppState>, console: Console, form: Multipart) -> HttpResponse {
+pub async fn import(state: web::Data<AppState>, form: UploadForm, console: Console) -> HttpResponse {
     let upload = match Upload::checked(&console, form).await {
         Ok(upload) => upload,
         Err(refused) => return console.refused(&state, STAFF, &refused),
@@ -161,9 +160,9 @@ pub struct ChangeForm {
 /// `POST /staff/admin/staff/{username}/{change}`: `disable`, `enable` or `password`.
 pub async fn change(
     state: web::Data<AppState>,
-    console: Console,
     path: web::Path<(String, String)>,
     form: web::Form<ChangeForm>,
+    console: Console,
 ) -> HttpResponse {
     let (username, change) = path.into_inner();
     let changed = async {

@@ -4,7 +4,12 @@
 
 use std::collections::HashMap;
 
+use std::future::{ready, Ready};
+
 use actix_multipart::Multipart;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::StreamExt as _;
 
 use super::console::Console;
@@ -12,6 +17,34 @@ use crate::error::{ApiError, ErrorCode};
 
 /// Largest file a form takes: the postcode areas of a whole country fit many times.
 const MAX_BYTES: usize = 8 * 1024 * 1024;
+
+/// A `multipart/form-data` body not read yet. Its content type is checked before anything else,
+/// so a request that is not such a form is refused (415) whether or not it is signed in.
+pub struct UploadForm(Multipart);
+
+impl FromRequest for UploadForm {
+    type Error = ApiError;
+    type Future = Ready<Result<UploadForm, ApiError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/form-data")
+            });
+        ready(if is_form {
+            Ok(UploadForm(Multipart::new(request.headers(), payload.take())))
+        } else {
+            Err(ApiError::new(ErrorCode::UnsupportedMediaType)
+                .with_message("This form sends a file: use Content-Type multipart/form-data."))
+        })
+    }
+}
 
 /// A form with a file.
 pub struct Upload {
@@ -39,8 +72,8 @@ impl Upload {
     }
 
     /// Reads a console's form: its CSRF token must be this session's and it must carry a file.
-    pub async fn checked(console: &Console, form: Multipart) -> Result<Upload, ApiError> {
-        let upload = Upload::read(form).await?;
+    pub async fn checked(console: &Console, form: UploadForm) -> Result<Upload, ApiError> {
+        let upload = Upload::read(form.0).await?;
         console.check_form(upload.field("csrf"))?;
         upload.text()?;
         Ok(upload)
