@@ -564,7 +564,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut tx = pool.begin().await?;
             let imported = drawbridge_platform::centres::save_postcodes(&mut tx, centroids, dry_run).await?;
             tx.commit().await?;
-            use drawbridge_platform::centres::Change;
+            use drawbridge_platform::table_file::Change;
             println!(
                 "{}",
                 serde_json::json!({

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 
 use crate::policies::{self, PublishError};
 use crate::statements;
-use crate::table_file::{self, all_or_errors, FileErrors, Line, LineError};
+use crate::table_file::{self, all_or_errors, Change, FileErrors, Imported, Line, LineError, Row};
 
 statements! {
     CENTRES_OF_REGION =
@@ -66,38 +66,6 @@ pub struct Centre {
     #[sqlx(rename = "region_id")]
     pub region: String,
     pub closed: bool,
-}
-
-/// What saving a row did, or would do on a dry run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Change {
-    Created,
-    Changed,
-    Unchanged,
-}
-
-/// One row of an import and what it did.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row<T> {
-    pub line: usize,
-    pub row: T,
-    pub change: Change,
-}
-
-/// The outcome of an import whose every line was right.
-#[derive(Debug, Clone, Serialize)]
-pub struct Imported<T> {
-    /// Nothing was changed: this is what an import would do.
-    pub dry_run: bool,
-    pub rows: Vec<Row<T>>,
-}
-
-impl<T> Imported<T> {
-    /// How many rows had the change `change`.
-    pub fn count(&self, change: Change) -> usize {
-        self.rows.iter().filter(|row| row.change == change).count()
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,9 +14,8 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::centres::{Change, Imported, Row};
 use crate::statements;
-use crate::table_file::{self, all_or_errors, FileErrors, LineError};
+use crate::table_file::{self, all_or_errors, Change, FileErrors, Imported, LineError, Row};
 
 statements! {
     REGION_EXISTS = "SELECT EXISTS (SELECT 1 FROM regions WHERE id = $1)";

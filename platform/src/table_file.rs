@@ -1,7 +1,8 @@
 //! Set-up data from spreadsheets: a CSV file with a header line, read by column name so the
 //! columns may come in any order. Files exported by German spreadsheets are read as they come:
 //! a byte-order mark is skipped, `;` separates the columns when the header has no `,`, and
-//! numbers may have a decimal comma.
+//! numbers may have a decimal comma. An import of such a file says, per row, what it did
+//! ([`Imported`]).
 
 use std::collections::HashMap;
 
@@ -217,6 +218,38 @@ pub fn read(text: &str, required: &[&str]) -> Result<Vec<Line>, FileErrors> {
         Ok(lines)
     } else {
         Err(FileErrors(errors))
+    }
+}
+
+/// What saving a row did, or would do on a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    Created,
+    Changed,
+    Unchanged,
+}
+
+/// One row of an import and what it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row<T> {
+    pub line: usize,
+    pub row: T,
+    pub change: Change,
+}
+
+/// The outcome of an import whose every line was right.
+#[derive(Debug, Clone, Serialize)]
+pub struct Imported<T> {
+    /// Nothing was changed: this is what an import would do.
+    pub dry_run: bool,
+    pub rows: Vec<Row<T>>,
+}
+
+impl<T> Imported<T> {
+    /// How many rows had the change `change`.
+    pub fn count(&self, change: Change) -> usize {
+        self.rows.iter().filter(|row| row.change == change).count()
     }
 }
 

@@ -4,8 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use drawbridge_platform::centres::{self, Change};
-use drawbridge_platform::table_file::FileErrors;
+use drawbridge_platform::table_file::{self, Change, FileErrors};
 use serde::Serialize;
 
 use super::console::Console;
@@ -78,7 +77,7 @@ pub fn page<T>(
     state: &AppState,
     console: &Console,
     imported: Imported<'_>,
-    saved: Result<centres::Imported<T>, FileErrors>,
+    saved: Result<table_file::Imported<T>, FileErrors>,
     cells: impl Fn(&T) -> Vec<String>,
 ) -> HttpResponse {
     let mut view = ImportedView {

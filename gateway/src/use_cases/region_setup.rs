@@ -6,10 +6,10 @@
 //! region only: every function here works on `member.region`, never on a region it is given.
 
 use drawbridge_domain::{Policy, Role, RoomConfig, StaffMember};
-use drawbridge_platform::centres::{self, Centre, CentreSetup, Change, Imported, PostcodeCentroid};
+use drawbridge_platform::centres::{self, Centre, CentreSetup, PostcodeCentroid};
 use drawbridge_platform::policies::{self, PolicyVersion, PublishError, PublishedPolicy};
 use drawbridge_platform::staff::{self as accounts, Account, ImportedAccount, NewStaff};
-use drawbridge_platform::table_file::FileErrors;
+use drawbridge_platform::table_file::{Change, FileErrors, Imported};
 use serde_json::json;
 
 use super::{audit, forbidden};
