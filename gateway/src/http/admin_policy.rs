@@ -13,7 +13,7 @@ use similar::{ChangeTag, TextDiff};
 
 use super::console::{Console, DoneQuery, TIMEZONE};
 use crate::error::ApiError;
-use crate::use_cases::region_setup;
+use crate::use_cases::{region_setup, rules};
 use crate::AppState;
 
 const POLICY: &str = "/staff/admin/policy";
@@ -121,11 +121,8 @@ pub async fn page(
 ) -> HttpResponse {
     let member = &console.member;
     let found = async {
-        let current = region_setup::policy_versions(&state, member).await?;
-        let newest = match current.first() {
-            Some(newest) => Some(region_setup::policy_version(&state, member, newest.version as u32).await?),
-            None => None,
-        };
+        // The page lists the versions (and checks the member's right) in `policy_page`.
+        let newest = rules::policy(&state, &member.region).await?;
         let compared = match (query.from.map(NonZeroU32::get), query.to.map(NonZeroU32::get)) {
             (Some(from), Some(to)) => {
                 let from = region_setup::policy_version(&state, member, from).await?;
@@ -142,7 +139,7 @@ pub async fn page(
         Err(refused) => return console.refused(&state, POLICY, &refused),
     };
     let view = PolicyView {
-        document: newest.map(|newest| newest.document).unwrap_or_default(),
+        document: newest.document.clone(),
         diff: compared,
         from: query.from.map(NonZeroU32::get),
         to: query.to.map(NonZeroU32::get),
