@@ -116,23 +116,50 @@ still_queued
 echo "median of $ROUNDS rounds: status $(median "${status_ratios[@]}")x nginx GET, join $(median "${join_ratios[@]}")x nginx POST"
 
 # Where the memory goes, each in a fresh gateway: with no connection open; with 10,000
-# connections that each sent one poll and wait (browsers between polls); with 10,000
+# connections that each sent one poll and wait (browsers between polls), then after each has
+# polled 5, 10 and 15 times in turn (actix reads each request into the next part of a
+# connection's read buffer, so repeated polls make more of it resident); and with 10,000
 # connections polling as fast as they can.
 rss_mib() { awk "/^$1/ { print int(\$2 / 1024) }" "/proc/$GATEWAY_PID/status"; }
 restart_gateway
-echo "gateway with no connection open: RSS $(rss_mib VmRSS) MiB"
+echo "gateway with no connection open: RSS $(rss_mib VmRSS) MiB ($(rss_mib RssFile) MiB of it file-backed)"
 python3 - "$GATEWAY_PORT" "$COOKIE" "$GATEWAY_PID" <<'PY'
 import socket, sys
 port, cookie, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 poll = f"GET /v1/rooms/bench/status HTTP/1.1\r\nHost: bench\r\nCookie: {cookie}\r\n\r\n".encode()
+
+def received(connection):
+    data = connection.recv(65536)
+    assert data, "the gateway closed a connection (idle longer than its keep-alive?)"
+    return data
+
+def answered(connection):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += received(connection)
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200"), f"a poll failed: {head[:40]!r}"
+    length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += received(connection)
+
+def rss():
+    return next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")) // 1024
+
 connections = []
 for _ in range(10000):
     connection = socket.create_connection(("127.0.0.1", port))
     connection.sendall(poll)
-    assert connection.recv(65536).startswith(b"HTTP/1.1 200"), "a poll failed"
+    answered(connection)
     connections.append(connection)
-rss = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS"))
-print(f"10,000 connections after one poll each: RSS {rss // 1024} MiB")
+print(f"10,000 connections after one poll each: RSS {rss()} MiB")
+for polls in range(2, 16):
+    for connection in connections:
+        connection.sendall(poll)
+    for connection in connections:
+        answered(connection)
+    if polls % 5 == 0:
+        print(f"10,000 connections after {polls} polls each: RSS {rss()} MiB")
 PY
 restart_gateway
 wrk -t"$THREADS" -c10000 -d20s -H "Cookie: $COOKIE" "$GATEWAY_URL/v1/rooms/bench/status" >"$WORK/wrk10k.out" &
