@@ -199,6 +199,7 @@ pub async fn add_staff(pool: &PgPool) -> Result<usize, drawbridge_platform::staf
             role,
             region: "bw",
             centre,
+            must_change_password: false,
         };
         match add(&mut connection, &new).await {
             Ok(_) => created += 1,

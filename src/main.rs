@@ -492,6 +492,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     role,
                     region: &region,
                     centre: centre.as_deref(),
+                    // Typed by the operator, not generated and shown to someone else.
+                    must_change_password: false,
                 },
             )
             .await?;

@@ -138,6 +138,8 @@ error_codes! {
         "Username or password is wrong.";
     NotAllowed => FORBIDDEN, "not_allowed",
         "Not allowed.";
+    PasswordChangeRequired => FORBIDDEN, "password_change_required",
+        "An administrator was shown this account's password: choose your own in the console (/staff) before anything else.";
     FormExpired => FORBIDDEN, "form_expired",
         "This form has expired or was not sent from this site. Please open the page again and send it from there.";
     // Operations. (`/metrics` answers this from the platform's endpoints, in the same shape.)

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The page templates, by the name pages render them by.
-const TEMPLATES: [(&str, &str); 43] = [
+const TEMPLATES: [(&str, &str); 44] = [
     ("layout.html", include_str!("../templates/layout.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("policy.html", include_str!("../templates/policy.html")),
@@ -47,6 +47,10 @@ const TEMPLATES: [(&str, &str); 43] = [
         include_str!("../templates/staff_sign_in.html"),
     ),
     ("staff_home.html", include_str!("../templates/staff_home.html")),
+    (
+        "staff_password.html",
+        include_str!("../templates/staff_password.html"),
+    ),
     ("console.html", include_str!("../templates/console.html")),
     (
         "staff_refused.html",

@@ -22,7 +22,8 @@ statements! {
     CENTRES_OF_REGION = "SELECT id FROM centres WHERE region_id = $1";
     TAKEN_USERNAMES = "SELECT username FROM staff WHERE username = ANY($1)";
     INSERT_STAFF =
-        "INSERT INTO staff (id, username, password_hash, role, region_id, centre_id) VALUES ($1, $2, $3, $4, $5, $6)";
+        "INSERT INTO staff (id, username, password_hash, role, region_id, centre_id, must_change_password)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
     /// A trigger ends the account's sessions in the same statement (see the migrations).
     DISABLE_STAFF =
         "UPDATE staff SET disabled_at = coalesce(disabled_at, now())
@@ -30,7 +31,8 @@ statements! {
     ENABLE_STAFF =
         "UPDATE staff SET disabled_at = NULL WHERE username = $1 AND ($2::text IS NULL OR region_id = $2) RETURNING id";
     SET_PASSWORD =
-        "UPDATE staff SET password_hash = $3 WHERE username = $1 AND ($2::text IS NULL OR region_id = $2) RETURNING id";
+        "UPDATE staff SET password_hash = $3, must_change_password = true
+         WHERE username = $1 AND ($2::text IS NULL OR region_id = $2) RETURNING id";
     END_SESSIONS = "UPDATE staff_sessions SET ended_at = now() WHERE staff_id = $1 AND ended_at IS NULL";
     ACCOUNTS_OF_REGION =
         "SELECT id, username, role, centre_id AS centre, created_at, disabled_at IS NOT NULL AS disabled
@@ -52,6 +54,9 @@ pub struct NewStaff<'a> {
     pub region: &'a str,
     /// Required for centre staff, refused for everyone else.
     pub centre: Option<&'a str>,
+    /// The password was made for its person by someone else (generated and shown to an
+    /// administrator): they choose their own at their first sign-in, before anything else.
+    pub must_change_password: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +198,7 @@ async fn insert(connection: &mut PgConnection, new: &NewStaff<'_>, hash: &str) -
         .bind(new.role.as_str())
         .bind(new.region)
         .bind(new.centre)
+        .bind(new.must_change_password)
         .execute(connection)
         .await;
     match inserted {
@@ -286,6 +292,7 @@ pub async fn import(
                 role: account.role,
                 region,
                 centre: account.centre.as_deref(),
+                must_change_password: true,
             };
             insert(&mut *connection, &new, &hashed(&password).await?).await?;
             account.password = Some(password);
@@ -314,7 +321,8 @@ pub async fn enable(
 }
 
 /// Gives an account (of `region`, when given) a fresh password and ends its sessions; answers
-/// the account and the password, to be handed to its person.
+/// the account and the password, to be handed to its person, who chooses their own at their
+/// next sign-in.
 pub async fn reset_password(
     connection: &mut PgConnection,
     region: Option<&str>,

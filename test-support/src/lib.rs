@@ -794,6 +794,7 @@ impl TestApp {
                 role,
                 region,
                 centre,
+                must_change_password: false,
             },
         )
         .await

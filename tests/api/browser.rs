@@ -1169,8 +1169,9 @@ async fn choose_file(browser: &Browser, id: &str, path: &std::path::Path) {
 }
 
 /// A region admin imports centres from a CSV file after a dry run, imports staff (whose
-/// printed passwords work), and schedules a waiting room's opening; every page of the admin's
-/// console passes axe-core in German and English on a tablet.
+/// printed passwords work, until their person chooses their own, which is the first thing the
+/// console asks of them), and schedules a waiting room's opening; every page of the admin's
+/// console and the password form pass axe-core in German and English on a tablet.
 #[tokio::test]
 async fn a_region_admin_imports_centres_and_staff_and_schedules_a_room() {
     let app = spawn_with(Components::default(), |_| {}).await;
@@ -1306,6 +1307,38 @@ async fn a_region_admin_imports_centres_and_staff_and_schedules_a_room() {
         "admin-room",
     )
     .await;
+
+    // The password shown for door.ulm opens one page only: choosing their own.
+    click(&browser, "form[action^='/staff/sign-out'] button").await;
+    text_of(&browser, "label[for=password]").await;
+    by_keyboard(&browser, "#username", "door.ulm").await;
+    by_keyboard(&browser, "#password", &format!("{password}{enter}")).await;
+    text_of(&browser, "label[for=new_password]").await;
+    in_languages(
+        &app,
+        &browser,
+        &CONSOLE_LANGUAGES,
+        "/staff/password",
+        "label[for=new_password]",
+        "staff-password",
+    )
+    .await;
+    browser
+        .client
+        .goto(&app.url("/staff/password?lang=en"))
+        .await
+        .unwrap();
+    text_of(&browser, "label[for=new_password]").await;
+    by_keyboard(&browser, "#current_password", &password).await;
+    by_keyboard(&browser, "#new_password", "door ulm's own password").await;
+    by_keyboard(
+        &browser,
+        "#repeated_password",
+        &format!("door ulm's own password{enter}"),
+    )
+    .await;
+    status_once(&browser, "Your new password is saved.").await;
+    looks_right(&browser, "staff-password-chosen-en").await;
     std::fs::remove_dir_all(dir).unwrap();
     browser.close().await;
     app.stop().await;

@@ -571,3 +571,188 @@ async fn accounts_named(app: &TestApp, username: &str) -> i64 {
         .await
         .unwrap()
 }
+
+async fn must_change_password(app: &TestApp, username: &str) -> bool {
+    sqlx::query_scalar("SELECT must_change_password FROM staff WHERE username = $1")
+        .bind(username)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// The staff API's answer to `GET /v1/staff/me` with `token`: status and error code.
+async fn me_with(app: &TestApp, token: &str) -> (u16, serde_json::Value) {
+    let response = app
+        .http
+        .get(app.url("/v1/staff/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    (status, body["error"]["code"].clone())
+}
+
+/// Posts the password form of `console`: status and page.
+async fn choose(console: &Console<'_>, current: &str, new: &str, repeated: &str) -> (u16, String) {
+    let response = console
+        .post(
+            "/staff/password",
+            &[
+                ("current_password", current),
+                ("new_password", new),
+                ("repeated_password", repeated),
+            ],
+            None,
+        )
+        .await;
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn api_session(app: &TestApp, username: &str, password: &str) -> String {
+    let response = app
+        .post_json(
+            "/v1/staff/sessions",
+            &serde_json::json!({ "username": username, "password": password }),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "{username} logs in");
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_password_an_administrator_was_shown_is_replaced_by_its_person_before_anything_else() {
+    let app = spawn_app().await;
+    app.load_demo().await;
+    app.staff_token("admin.anna", Role::RegionAdmin, "bw", None).await;
+    let anna = Console::sign_in(&app, "admin.anna").await;
+    assert!(
+        !must_change_password(&app, "admin.anna").await,
+        "a password of one's own"
+    );
+
+    // Created in the console, imported, or reset: each password was shown to an administrator.
+    let created = anna
+        .post(
+            "/staff/admin/staff",
+            &[("username", "agent.neu"), ("role", "callcentre_agent")],
+            None,
+        )
+        .await;
+    assert!(created.status().is_success(), "{}", created.status());
+    assert!(
+        must_change_password(&app, "agent.neu").await,
+        "created in the console"
+    );
+    let mut connection = app.pool.acquire().await.unwrap();
+    let file = "username,role\nagent.ulm,callcentre_agent\n";
+    drawbridge_platform::staff::import(&mut connection, "bw", file, false)
+        .await
+        .unwrap();
+    assert!(must_change_password(&app, "agent.ulm").await, "imported");
+    let (_, given) = drawbridge_platform::staff::reset_password(&mut connection, Some("bw"), "agent.neu")
+        .await
+        .unwrap();
+    assert!(must_change_password(&app, "agent.neu").await, "reset");
+
+    // The staff API: logging in and out work, nothing else does.
+    let token = api_session(&app, "agent.neu", &given).await;
+    assert_eq!(
+        me_with(&app, &token).await,
+        (403, serde_json::json!("password_change_required"))
+    );
+    let logout = app
+        .http
+        .delete(app.url("/v1/staff/sessions/current"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let other_session = api_session(&app, "agent.neu", &given).await;
+
+    // The consoles: every page leads to the password form, which shows no other tools.
+    let neu = Console::sign_in_with(&app, "agent.neu", &given).await;
+    for page in ["/staff", "/staff/callers", "/staff/capacity"] {
+        let response = neu.response(page).await;
+        assert_eq!(response.status(), 303, "{page}");
+        assert_eq!(
+            response.headers()["location"].to_str().unwrap(),
+            "/staff/password?lang=en",
+            "{page}"
+        );
+    }
+    let (status, form) = neu.get("/staff/password").await;
+    assert_eq!(status, 200);
+    assert!(
+        form.contains("An administrator was shown your password"),
+        "{form}"
+    );
+    assert!(!form.contains("/staff/callers"), "no other tools: {form}");
+    let find = neu
+        .post(
+            "/staff/callers/find",
+            &[("query", "B-1A2B-3C4D"), ("birth_year", "1950")],
+            None,
+        )
+        .await;
+    assert_eq!(find.status(), 303, "nor any form");
+
+    // Refusals say what is wrong and change nothing.
+    let (status, page) = choose(
+        &neu,
+        "not the password",
+        "a password of my own",
+        "a password of my own",
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(page.contains("Username or password is wrong."), "{page}");
+    let (status, page) = choose(&neu, &given, "too short", "too short").await;
+    assert_eq!(status, 422);
+    assert!(page.contains("at least 12 characters"), "{page}");
+    let (status, page) = choose(&neu, &given, &given, &given).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("must differ from the current one"), "{page}");
+    let (status, page) = choose(&neu, &given, "a password of my own", "a password of my 0wn").await;
+    assert_eq!(status, 422);
+    assert!(page.contains("not the same as the new one"), "{page}");
+    let forged = neu
+        .post(
+            "/staff/password",
+            &[
+                ("current_password", given.as_str()),
+                ("new_password", "a password of my own"),
+                ("repeated_password", "a password of my own"),
+            ],
+            Some("not-the-token"),
+        )
+        .await;
+    assert_eq!(forged.status(), 403);
+    assert!(must_change_password(&app, "agent.neu").await, "nothing changed");
+    assert_eq!(logs_in(&app, "agent.neu", &given).await, 201);
+
+    // Chosen: the consoles open, the given password and the other sessions are gone.
+    let (status, _) = choose(&neu, &given, "a password of my own", "a password of my own").await;
+    assert_eq!(status, 303);
+    let (status, home) = neu.get("/staff?done=password").await;
+    assert_eq!(status, 200);
+    assert!(home.contains("Your new password is saved."), "{home}");
+    assert_eq!(neu.get("/staff/callers").await.0, 200);
+    assert!(!must_change_password(&app, "agent.neu").await);
+    assert_eq!(me_with(&app, &other_session).await.0, 401, "other sessions end");
+    assert_eq!(logs_in(&app, "agent.neu", &given).await, 401);
+    let token = api_session(&app, "agent.neu", "a password of my own").await;
+    assert_eq!(me_with(&app, &token).await.0, 200);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM staff_actions a JOIN staff s ON s.id = a.staff_id
+         WHERE s.username = 'agent.neu' AND a.action = 'staff.choose_password'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    app.stop().await;
+}

@@ -153,6 +153,16 @@ pub(crate) struct Console<'a> {
 impl<'a> Console<'a> {
     /// Signs `username` (with the test password) in through the sign-in form.
     pub(crate) async fn sign_in(app: &'a drawbridge_test_support::TestApp, username: &str) -> Console<'a> {
+        Console::sign_in_with(app, username, "a long test password").await
+    }
+
+    /// Signs `username` in with `password` through the sign-in form. The forms' token comes
+    /// from the password form, which every session may open.
+    pub(crate) async fn sign_in_with(
+        app: &'a drawbridge_test_support::TestApp,
+        username: &str,
+        password: &str,
+    ) -> Console<'a> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -163,11 +173,7 @@ impl<'a> Console<'a> {
         let signed_in = client
             .post(app.url("/staff/sign-in?lang=en"))
             .header("Cookie", csrf_cookie)
-            .form(&[
-                ("username", username),
-                ("password", "a long test password"),
-                ("csrf", &csrf),
-            ])
+            .form(&[("username", username), ("password", password), ("csrf", &csrf)])
             .send()
             .await
             .unwrap();
@@ -179,7 +185,7 @@ impl<'a> Console<'a> {
             session,
             csrf: String::new(),
         };
-        console.csrf = csrf_in(&console.get("/staff").await.1);
+        console.csrf = csrf_in(&console.get("/staff/password").await.1);
         console
     }
 

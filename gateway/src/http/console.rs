@@ -101,7 +101,13 @@ pub struct Console {
     pub expires_at: DateTime<Utc>,
     /// The session's token.
     pub token: String,
+    /// The account's password was shown to an administrator: the console shows nothing but the
+    /// form to choose one's own (and signing out) until it is chosen.
+    pub must_change_password: bool,
 }
+
+/// The pages a session whose password an administrator was shown may open.
+const WHILE_CHOOSING_PASSWORD: [&str; 2] = ["/staff/password", "/staff/sign-out"];
 
 impl Console {
     /// Refuses a form whose CSRF token is not this session's: posted from another site, or
@@ -139,6 +145,7 @@ impl Console {
             role => self.member.role.as_str(),
             ends => when(self.expires_at, TIMEZONE, self.language),
             csrf => &self.csrf,
+            must_choose => self.must_change_password,
             ..Value::from_serialize(view)
         };
         state
@@ -181,10 +188,12 @@ pub fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// Why a console page was not shown: signed out (to the sign-in page), or a failure.
+/// Why a console page was not shown: signed out (to the sign-in page), a password to choose
+/// first (to its form), or a failure.
 #[derive(Debug)]
 pub enum NotSignedIn {
     SignedOut(Language),
+    MustChoosePassword(Language),
     Failed(ApiError),
 }
 
@@ -192,6 +201,9 @@ impl std::fmt::Display for NotSignedIn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             NotSignedIn::SignedOut(_) => f.write_str("not signed in to a console"),
+            NotSignedIn::MustChoosePassword(_) => {
+                f.write_str("the account's password is still an administrator's")
+            }
             NotSignedIn::Failed(error) => error.fmt(f),
         }
     }
@@ -200,7 +212,7 @@ impl std::fmt::Display for NotSignedIn {
 impl ResponseError for NotSignedIn {
     fn status_code(&self) -> StatusCode {
         match self {
-            NotSignedIn::SignedOut(_) => StatusCode::SEE_OTHER,
+            NotSignedIn::SignedOut(_) | NotSignedIn::MustChoosePassword(_) => StatusCode::SEE_OTHER,
             NotSignedIn::Failed(error) => error.status_code(),
         }
     }
@@ -208,6 +220,9 @@ impl ResponseError for NotSignedIn {
     fn error_response(&self) -> HttpResponse {
         match self {
             NotSignedIn::SignedOut(language) => see_other(&format!("/staff?lang={}", language.as_str())),
+            NotSignedIn::MustChoosePassword(language) => {
+                see_other(&format!("/staff/password?lang={}", language.as_str()))
+            }
             NotSignedIn::Failed(error) => error.error_response(),
         }
     }
@@ -220,6 +235,7 @@ impl FromRequest for Console {
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let state = state(request);
         let token = session_token(request).map(str::to_owned);
+        let choosing_password = WHILE_CHOOSING_PASSWORD.contains(&request.path());
         let language = LanguageQuery::from_request(request, payload)
             .into_inner()
             .map(|query| language(&query))
@@ -227,12 +243,16 @@ impl FromRequest for Console {
         Box::pin(async move {
             let token = token.ok_or(NotSignedIn::SignedOut(language))?;
             match staff::session_holder(&state, &token).await {
+                Ok(session) if session.must_change_password && !choosing_password => {
+                    Err(NotSignedIn::MustChoosePassword(language))
+                }
                 Ok(session) => Ok(Console {
                     csrf: form_token(&state, &token),
                     member: session.staff,
                     language,
                     expires_at: session.expires_at,
                     token,
+                    must_change_password: session.must_change_password,
                 }),
                 Err(error) if error.code() == ErrorCode::StaffSessionInvalid => {
                     Err(NotSignedIn::SignedOut(language))

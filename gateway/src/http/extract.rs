@@ -102,7 +102,8 @@ pub fn state(request: &HttpRequest) -> web::Data<AppState> {
         .clone()
 }
 
-/// A logged-in staff member, from `Authorization: Bearer <session token>`.
+/// A logged-in staff member, from `Authorization: Bearer <session token>`, with a password of
+/// their own: one an administrator was shown is refused until its person chooses theirs.
 pub struct Staff(pub StaffMember);
 
 impl FromRequest for Staff {
@@ -110,14 +111,37 @@ impl FromRequest for Staff {
     type Future = Pin<Box<dyn Future<Output = Result<Staff, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = state(request);
-        let token = authorization(request, "Bearer").map(str::to_owned);
+        let session = live_session(request);
         Box::pin(async move {
-            let token = token.ok_or_else(|| ApiError::new(ErrorCode::StaffLoginRequired))?;
-            staff::session_holder(&state, &token)
-                .await
-                .map(|session| Staff(session.staff))
+            let session = session.await?;
+            if session.must_change_password {
+                return Err(ApiError::new(ErrorCode::PasswordChangeRequired));
+            }
+            Ok(Staff(session.staff))
         })
+    }
+}
+
+/// Any live staff session, also one whose password is still an administrator's: enough to end it.
+pub struct StaffSession(pub StaffMember);
+
+impl FromRequest for StaffSession {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<StaffSession, ApiError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = live_session(request);
+        Box::pin(async move { Ok(StaffSession(session.await?.staff)) })
+    }
+}
+
+/// The live session of the request's bearer token.
+fn live_session(request: &HttpRequest) -> impl Future<Output = Result<staff::LiveSession, ApiError>> {
+    let state = state(request);
+    let token = authorization(request, "Bearer").map(str::to_owned);
+    async move {
+        let token = token.ok_or_else(|| ApiError::new(ErrorCode::StaffLoginRequired))?;
+        staff::session_holder(&state, &token).await
     }
 }
 

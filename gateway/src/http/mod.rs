@@ -121,6 +121,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/staff", web::get().to(staff_pages::home))
         .route("/staff/sign-in", web::post().to(staff_pages::sign_in))
         .route("/staff/sign-out", web::post().to(staff_pages::sign_out))
+        .route("/staff/password", web::get().to(staff_pages::password_form))
+        .route("/staff/password", web::post().to(staff_pages::choose_password))
         .route("/staff/callers", web::get().to(agent_pages::desk))
         .route("/staff/callers/find", web::post().to(agent_pages::find))
         .route("/staff/callers/new", web::get().to(agent_pages::new_caller))

@@ -6,7 +6,7 @@ use drawbridge_domain::StaffMember;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{authorization, client_address, Json, Staff};
+use super::extract::{authorization, client_address, Json, Staff, StaffSession};
 use crate::error::ApiError;
 use crate::store::staff::LoggedAction;
 use crate::use_cases::staff;
@@ -45,7 +45,7 @@ pub async fn login(
 pub async fn logout(
     state: web::Data<AppState>,
     request: HttpRequest,
-    staff: Staff,
+    staff: StaffSession,
 ) -> Result<HttpResponse, ApiError> {
     let token = authorization(&request, "Bearer").unwrap_or_default();
     staff::log_out(&state, &staff.0, token).await?;

@@ -4,16 +4,18 @@
 //! guessing limits, the same audit log of every start and end.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError as _};
 use chrono::Utc;
 use drawbridge_domain::Language;
+use drawbridge_platform::staff::MIN_PASSWORD_LEN;
+use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::console::{self, is_expected, see_other, sign_in_token, Console, NotSignedIn};
+use super::console::{self, is_expected, see_other, sign_in_token, Console, DoneQuery, NotSignedIn};
 use super::extract::{client_address, cookie, LanguageQuery};
 use super::refusal::problem;
 use crate::error::{ApiError, ErrorCode};
-use crate::use_cases::staff;
+use crate::use_cases::staff::{self, PasswordChoice};
 use crate::AppState;
 
 #[derive(Serialize, Default)]
@@ -26,16 +28,21 @@ struct SignInView {
 /// `GET /staff`: the role's home page, or the sign-in form.
 pub async fn home(
     state: web::Data<AppState>,
+    done: web::Query<DoneQuery>,
     console: Result<Console, NotSignedIn>,
 ) -> Result<HttpResponse, ApiError> {
     match console {
-        Ok(console) => Ok(console.page(&state, "staff_home.html", StatusCode::OK, ())),
+        Ok(console) => {
+            let done = console.admin_done(&state, &done);
+            Ok(console.page(&state, "staff_home.html", StatusCode::OK, context! { done }))
+        }
         Err(NotSignedIn::SignedOut(language)) => Ok(sign_in_page(
             &state,
             language,
             StatusCode::OK,
             SignInView::default(),
         )),
+        Err(elsewhere @ NotSignedIn::MustChoosePassword(_)) => Ok(elsewhere.error_response()),
         Err(NotSignedIn::Failed(error)) => Err(error),
     }
 }
@@ -119,7 +126,9 @@ pub async fn sign_out(
 ) -> Result<HttpResponse, ApiError> {
     let console = match console {
         Ok(console) => console,
-        Err(NotSignedIn::SignedOut(language)) => return Ok(to_home(language)),
+        Err(NotSignedIn::SignedOut(language) | NotSignedIn::MustChoosePassword(language)) => {
+            return Ok(to_home(language))
+        }
         Err(NotSignedIn::Failed(error)) => return Err(error),
     };
     console.check_form(&form.csrf)?;
@@ -127,6 +136,71 @@ pub async fn sign_out(
     let mut response = to_home(console.language);
     let _ = response.add_removal_cookie(&console::session_cookie(&state, "", 0));
     Ok(response)
+}
+
+#[derive(Serialize)]
+struct PasswordView {
+    min: usize,
+    problem: Option<String>,
+    field: Option<String>,
+}
+
+fn password_page(state: &AppState, console: &Console, refused: Option<&ApiError>) -> HttpResponse {
+    let problem = refused.map(|error| problem(state, console.language, "staff_errors", error));
+    let status = refused.map_or(StatusCode::OK, actix_web::ResponseError::status_code);
+    let view = PasswordView {
+        min: MIN_PASSWORD_LEN,
+        field: problem.as_ref().and_then(|problem| problem.field.clone()),
+        problem: problem.map(|problem| problem.message),
+    };
+    console.page(state, "staff_password.html", status, view)
+}
+
+/// `GET /staff/password`: the form to choose one's own password; the only page (with signing
+/// out) of an account whose password an administrator was shown.
+pub async fn password_form(state: web::Data<AppState>, console: Console) -> HttpResponse {
+    password_page(&state, &console, None)
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    new_password: String,
+    repeated_password: String,
+}
+
+/// `POST /staff/password`: checks the current password (within the sign-in's guessing limits),
+/// stores the new one and ends the account's other sessions; 303 to the home page.
+pub async fn choose_password(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    form: web::Form<PasswordForm>,
+    console: Console,
+) -> HttpResponse {
+    let form = form.into_inner();
+    let chosen = async {
+        console.check_form(&form.csrf)?;
+        let choice = PasswordChoice {
+            current: form.current_password,
+            new: form.new_password,
+            repeated: form.repeated_password,
+        };
+        staff::choose_password(
+            &state,
+            &console.member,
+            &console.token,
+            choice,
+            &client_address(&request),
+        )
+        .await
+    }
+    .await;
+    match chosen {
+        Ok(()) => console.see_other("/staff?done=password"),
+        Err(error) if error.code() == ErrorCode::Internal => actix_web::ResponseError::error_response(&error),
+        Err(error) => password_page(&state, &console, Some(&error)),
+    }
 }
 
 fn to_home(language: Language) -> HttpResponse {

@@ -12,7 +12,7 @@ statements! {
          VALUES ($1, $2, $3, $4, $5, $6)";
     /// The staff member a live session token (by its hash) belongs to.
     SESSION_HOLDER =
-        "SELECT s.id, s.username, s.role, s.region_id, s.centre_id, t.expires_at
+        "SELECT s.id, s.username, s.role, s.region_id, s.centre_id, s.must_change_password, t.expires_at
          FROM staff_sessions t JOIN staff s ON s.id = t.staff_id
          WHERE t.token_hash = $1 AND t.ended_at IS NULL AND t.expires_at > now() AND s.disabled_at IS NULL";
     ACCOUNT =
@@ -24,6 +24,12 @@ statements! {
         "INSERT INTO staff_sessions (token_hash, staff_id, expires_at)
          SELECT $1, id, $3 FROM staff WHERE id = $2 AND disabled_at IS NULL FOR SHARE";
     END_SESSION = "UPDATE staff_sessions SET ended_at = now() WHERE token_hash = $1";
+    PASSWORD_HASH = "SELECT password_hash FROM staff WHERE id = $1 AND disabled_at IS NULL";
+    CHOOSE_PASSWORD =
+        "UPDATE staff SET password_hash = $2, must_change_password = false WHERE id = $1 AND disabled_at IS NULL";
+    /// Every session of the account but the one choosing the password.
+    END_OTHER_SESSIONS =
+        "UPDATE staff_sessions SET ended_at = now() WHERE staff_id = $1 AND token_hash <> $2 AND ended_at IS NULL";
     /// A region's audit log, newest first, optionally about one subject, by one staff member,
     /// of actions starting with a prefix, and from and until an instant.
     ACTIONS =
@@ -77,6 +83,7 @@ pub struct StaffRow {
 pub struct SessionRow {
     #[sqlx(flatten)]
     pub staff: StaffRow,
+    pub must_change_password: bool,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -119,6 +126,35 @@ pub async fn start_session(
 pub async fn end_session(tx: &mut PgConnection, token_hash: &[u8]) -> Result<(), sqlx::Error> {
     sqlx::query(END_SESSION).bind(token_hash).execute(tx).await?;
     Ok(())
+}
+
+/// The password hash of the enabled account `staff`.
+pub async fn password_hash(pool: &PgPool, staff: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(PASSWORD_HASH)
+        .bind(staff)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Stores the password its person chose and ends their other sessions (any started with a
+/// password someone else knew); false if the account was disabled meanwhile.
+pub async fn choose_password(
+    tx: &mut PgConnection,
+    staff: Uuid,
+    password_hash: &str,
+    session_hash: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let chosen = sqlx::query(CHOOSE_PASSWORD)
+        .bind(staff)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(END_OTHER_SESSIONS)
+        .bind(staff)
+        .bind(session_hash)
+        .execute(tx)
+        .await?;
+    Ok(chosen.rows_affected() == 1)
 }
 
 /// One entry of the audit log, as read.

@@ -136,6 +136,7 @@ pub async fn add_staff(
         role,
         region: &member.region,
         centre,
+        must_change_password: true,
     };
     let id = accounts::add(&mut tx, &new).await?;
     let detail = json!({ "username": username, "role": role, "centre": centre });

@@ -9,14 +9,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use drawbridge_domain::{Role, StaffMember, StaffRefusal};
-use drawbridge_platform::staff::{hash_password, verify_password};
+use drawbridge_platform::staff::{hash_password, verify_password, MIN_PASSWORD_LEN};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{audit, forbidden};
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::{Counting, Credential};
+use crate::limits::{Counting, Credential, FailureLimit};
 use crate::store::staff::{self, Account, ActionFilter, LoggedAction, StaffRow};
 use crate::AppState;
 
@@ -53,6 +53,7 @@ pub async fn session_holder(state: &AppState, token: &str) -> Result<LiveSession
         .ok_or_else(|| ApiError::new(ErrorCode::StaffSessionInvalid))?;
     Ok(LiveSession {
         staff: member(row.staff)?,
+        must_change_password: row.must_change_password,
         expires_at: row.expires_at,
     })
 }
@@ -60,6 +61,9 @@ pub async fn session_holder(state: &AppState, token: &str) -> Result<LiveSession
 /// A session in use.
 pub struct LiveSession {
     pub staff: StaffMember,
+    /// The account's password was generated and shown to an administrator: until its person
+    /// chooses their own, the session may do nothing else.
+    pub must_change_password: bool,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -77,14 +81,10 @@ static UNKNOWN_USER_HASH: LazyLock<String> = LazyLock::new(|| {
     hash_password(&URL_SAFE_NO_PAD.encode(password)).expect("argon2 hashes a random password")
 });
 
-/// Logs in from `address`, within the failure limits per username and per address.
-pub async fn log_in(
-    state: &AppState,
-    username: &str,
-    password: String,
-    address: &str,
-) -> Result<Session, ApiError> {
-    let limits = state.limits.failures(
+/// The limit on wrong passwords for `username` from `address`, at sign-in and when choosing a
+/// new password (which asks for the current one).
+fn password_guesses<'a>(state: &'a AppState, username: &str, address: &str) -> FailureLimit<'a> {
+    state.limits.failures(
         Credential::StaffPassword,
         &[(
             format!("logins:user:{username}:address:{address}"),
@@ -93,7 +93,17 @@ pub async fn log_in(
         )],
         LOGIN_WINDOW_SECONDS,
         "Too many failed logins for this account from here. Please wait, or ask an administrator.",
-    );
+    )
+}
+
+/// Logs in from `address`, within the failure limits per username and per address.
+pub async fn log_in(
+    state: &AppState,
+    username: &str,
+    password: String,
+    address: &str,
+) -> Result<Session, ApiError> {
+    let limits = password_guesses(state, username, address);
     // Counted on the username before the password is checked, so logins sent at once cannot
     // all be judged.
     limits.attempt().await?;
@@ -135,6 +145,79 @@ pub async fn log_in(
         expires_at,
         staff: member,
     })
+}
+
+/// What a staff member sends to choose their own password.
+pub struct PasswordChoice {
+    pub current: String,
+    pub new: String,
+    pub repeated: String,
+}
+
+/// Replaces the password of `member` (signed in with `token`) by one they chose, after checking
+/// the current one within the sign-in's guessing limits, and ends their other sessions.
+pub async fn choose_password(
+    state: &AppState,
+    member: &StaffMember,
+    token: &str,
+    choice: PasswordChoice,
+    address: &str,
+) -> Result<(), ApiError> {
+    let PasswordChoice {
+        current,
+        new,
+        repeated,
+    } = choice;
+    if new.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::invalid(
+            "new_password",
+            format!("The new password needs at least {MIN_PASSWORD_LEN} characters."),
+        ));
+    }
+    if new == current {
+        return Err(ApiError::invalid(
+            "new_password",
+            "The new password must differ from the current one.",
+        ));
+    }
+    if repeated != new {
+        return Err(ApiError::invalid(
+            "repeated_password",
+            "The repeated password is not the same as the new one.",
+        ));
+    }
+    let limits = password_guesses(state, &member.username, address);
+    limits.attempt().await?;
+    let hash = staff::password_hash(state.store.pool(), member.id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::StaffSessionInvalid))?;
+    let matches = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    if !matches {
+        limits.failed().await;
+        return Err(ApiError::new(ErrorCode::WrongCredentials));
+    }
+    limits.succeeded().await;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&new))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let mut tx = state.store.begin().await?;
+    if !staff::choose_password(&mut tx, member.id, &hash, &token_hash(token)).await? {
+        return Err(ApiError::new(ErrorCode::StaffSessionInvalid));
+    }
+    audit(
+        &mut tx,
+        member,
+        "staff.choose_password",
+        member.centre.as_deref(),
+        Some(member.id),
+        serde_json::json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Ends the session `token` of `member`.
