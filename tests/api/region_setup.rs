@@ -610,7 +610,8 @@ async fn choose(console: &Console<'_>, current: &str, new: &str, repeated: &str)
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-async fn api_session(app: &TestApp, username: &str, password: &str) -> String {
+/// A staff API session of `username`: its token, and whether it must choose a password first.
+async fn api_session(app: &TestApp, username: &str, password: &str) -> (String, bool) {
     let response = app
         .post_json(
             "/v1/staff/sessions",
@@ -619,7 +620,8 @@ async fn api_session(app: &TestApp, username: &str, password: &str) -> String {
         .await;
     assert_eq!(response.status(), 201, "{username} logs in");
     let body: serde_json::Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
+    let token = body["token"].as_str().unwrap().to_owned();
+    (token, body["must_change_password"].as_bool().unwrap())
 }
 
 #[tokio::test]
@@ -658,7 +660,8 @@ async fn a_password_an_administrator_was_shown_is_replaced_by_its_person_before_
     assert!(must_change_password(&app, "agent.neu").await, "reset");
 
     // The staff API: logging in and out work, nothing else does.
-    let token = api_session(&app, "agent.neu", &given).await;
+    let (token, must_change) = api_session(&app, "agent.neu", &given).await;
+    assert!(must_change, "the login says so");
     assert_eq!(
         me_with(&app, &token).await,
         (403, serde_json::json!("password_change_required"))
@@ -671,7 +674,7 @@ async fn a_password_an_administrator_was_shown_is_replaced_by_its_person_before_
         .await
         .unwrap();
     assert_eq!(logout.status(), 204);
-    let other_session = api_session(&app, "agent.neu", &given).await;
+    let (other_session, _) = api_session(&app, "agent.neu", &given).await;
 
     // The consoles: every page leads to the password form, which shows no other tools.
     let neu = Console::sign_in_with(&app, "agent.neu", &given).await;
@@ -744,7 +747,8 @@ async fn a_password_an_administrator_was_shown_is_replaced_by_its_person_before_
     assert!(!must_change_password(&app, "agent.neu").await);
     assert_eq!(me_with(&app, &other_session).await.0, 401, "other sessions end");
     assert_eq!(logs_in(&app, "agent.neu", &given).await, 401);
-    let token = api_session(&app, "agent.neu", "a password of my own").await;
+    let (token, must_change) = api_session(&app, "agent.neu", "a password of my own").await;
+    assert!(!must_change);
     assert_eq!(me_with(&app, &token).await.0, 200);
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM staff_actions a JOIN staff s ON s.id = a.staff_id

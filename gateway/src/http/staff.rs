@@ -24,6 +24,7 @@ struct Session {
     token: String,
     expires_at: DateTime<Utc>,
     staff: StaffMember,
+    must_change_password: bool,
 }
 
 /// `POST /v1/staff/sessions`: log in.
@@ -38,6 +39,7 @@ pub async fn login(
         token: session.token,
         expires_at: session.expires_at,
         staff: session.staff,
+        must_change_password: session.must_change_password,
     }))
 }
 

@@ -16,7 +16,7 @@ statements! {
          FROM staff_sessions t JOIN staff s ON s.id = t.staff_id
          WHERE t.token_hash = $1 AND t.ended_at IS NULL AND t.expires_at > now() AND s.disabled_at IS NULL";
     ACCOUNT =
-        "SELECT id, username, role, region_id, centre_id, password_hash FROM staff
+        "SELECT id, username, role, region_id, centre_id, password_hash, must_change_password FROM staff
          WHERE username = $1 AND disabled_at IS NULL";
     /// Only for an account still enabled; the share lock makes a disable that runs meanwhile
     /// wait for this session, and end it (or this wait for the disable, and start none).
@@ -93,6 +93,7 @@ pub struct Account {
     #[sqlx(flatten)]
     pub row: StaffRow,
     pub password_hash: String,
+    pub must_change_password: bool,
 }
 
 pub async fn session_holder(pool: &PgPool, token_hash: &[u8]) -> Result<Option<SessionRow>, sqlx::Error> {

@@ -72,6 +72,8 @@ pub struct Session {
     pub token: String,
     pub expires_at: DateTime<Utc>,
     pub staff: StaffMember,
+    /// The session may do nothing but choose a password (see [`LiveSession`]).
+    pub must_change_password: bool,
 }
 
 /// The hash of a random password, checked against when the username is unknown.
@@ -109,9 +111,13 @@ pub async fn log_in(
     limits.attempt().await?;
     let account = staff::account(state.store.pool(), username).await?;
     // Unknown users cost a hash check too, so timing does not tell which usernames exist.
-    let (row, hash) = match account {
-        Some(Account { row, password_hash }) => (Some(row), password_hash),
-        None => (None, UNKNOWN_USER_HASH.clone()),
+    let (row, hash, must_change_password) = match account {
+        Some(Account {
+            row,
+            password_hash,
+            must_change_password,
+        }) => (Some(row), password_hash, must_change_password),
+        None => (None, UNKNOWN_USER_HASH.clone(), false),
     };
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
@@ -144,6 +150,7 @@ pub async fn log_in(
         token,
         expires_at,
         staff: member,
+        must_change_password,
     })
 }
 
