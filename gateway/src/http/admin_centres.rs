@@ -69,7 +69,7 @@ pub async fn list(
             })
             .collect(),
         postcode_areas,
-        done: console.admin_done(&state, &query),
+        done: console.confirmation(&state, &query),
     };
     console.page(&state, "admin_centres.html", StatusCode::OK, view)
 }

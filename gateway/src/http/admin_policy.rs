@@ -143,7 +143,7 @@ pub async fn page(
         diff: compared,
         from: query.from.map(NonZeroU32::get),
         to: query.to.map(NonZeroU32::get),
-        done: console.admin_done(&state, &done),
+        done: console.confirmation(&state, &done),
         ..PolicyView::default()
     };
     policy_page(&state, &console, view, StatusCode::OK).await

@@ -66,7 +66,7 @@ pub async fn list(
         Ok(rooms) => {
             let view = RoomsView {
                 rooms: rooms.iter().map(|room| counters(room, &console)).collect(),
-                done: console.admin_done(&state, &query),
+                done: console.confirmation(&state, &query),
             };
             console.page(&state, "admin_rooms.html", StatusCode::OK, view)
         }

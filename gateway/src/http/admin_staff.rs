@@ -68,7 +68,7 @@ pub async fn list(
             .into_iter()
             .map(|centre| (centre.setup.id, centre.setup.name))
             .collect(),
-        done: console.admin_done(&state, &query),
+        done: console.confirmation(&state, &query),
     };
     console.page(&state, "admin_staff.html", StatusCode::OK, view)
 }

@@ -153,11 +153,11 @@ impl Console {
             .console_page_with_status(template, self.language, status, view)
     }
 
-    /// What the region admin's console confirms after a change (`?done=` names it), in the
-    /// console's language.
-    pub fn admin_done(&self, state: &AppState, done: &DoneQuery) -> Option<String> {
+    /// What a console page confirms after a change (`?done=` names it), in the console's
+    /// language.
+    pub fn confirmation(&self, state: &AppState, done: &DoneQuery) -> Option<String> {
         let key = done.done.as_deref()?;
-        state.templates.text(self.language, "admin_done", key)
+        state.templates.text(self.language, "done", key)
     }
 
     /// `refused` as a page: what went wrong in the console's words, and the way back.

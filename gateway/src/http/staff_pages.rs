@@ -33,7 +33,7 @@ pub async fn home(
 ) -> Result<HttpResponse, ApiError> {
     match console {
         Ok(console) => {
-            let done = console.admin_done(&state, &done);
+            let done = console.confirmation(&state, &done);
             Ok(console.page(&state, "staff_home.html", StatusCode::OK, context! { done }))
         }
         Err(NotSignedIn::SignedOut(language)) => Ok(sign_in_page(
